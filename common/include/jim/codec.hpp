@@ -1,0 +1,126 @@
+#pragma once
+/// \file
+/// Typed requests decoded from frames, and the encoders for replies and pushes.
+/// `decode` is the only reader of `"action"`; everything after it works on types.
+
+#include "jim/protocol.hpp"
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace jim::proto {
+
+/// A message target as written in `msg.to`: `#room` or an account name.
+struct target {
+  std::string name;  ///< bare name, without `#`
+  bool is_room = false;
+};
+
+struct presence_req {
+  std::optional<std::string> account_name;
+  std::optional<std::string> status;
+};
+struct authenticate_req {
+  std::optional<std::string> account_name;
+  std::string password;
+};
+struct register_req {
+  std::string account_name;
+  std::string password;
+};
+struct msg_req {
+  std::string message;
+  std::optional<target> to;
+};
+struct create_req {
+  std::string room;  ///< bare name
+};
+struct join_req {
+  std::string room;  ///< bare name
+  std::optional<std::string> password;
+};
+struct exit_req {};
+struct invite_req {
+  std::optional<std::string> room;  ///< bare name; the current room when absent
+  std::string user;
+};
+struct history_req {
+  std::optional<std::string> room;  ///< bare name
+  std::optional<std::string> with;  ///< account: the private conversation
+  int limit = history_default_limit;
+  std::optional<std::uint64_t> before;
+};
+struct users_req {
+  std::optional<std::string> room;  ///< bare name
+};
+struct rooms_req {};
+struct quit_req {};
+
+using request_body = std::variant<presence_req, authenticate_req, register_req, msg_req, create_req,
+                                  join_req, exit_req, invite_req, history_req, users_req, rooms_req,
+                                  quit_req>;
+
+/// A decoded request. `tag` is null when the client sent none.
+struct request {
+  request_body body;
+  boost::json::value tag;
+};
+
+/// Why a frame is not a valid request: the reply code (400 or 413) and a precise text.
+struct decode_error {
+  code status = code::bad_request;
+  std::string message;
+  boost::json::value tag;  ///< echoed when the frame carried a valid tag
+};
+
+using decode_result = std::variant<request, decode_error>;
+
+/// Validates a frame (already known to be an object) and turns it into a typed request.
+decode_result decode(boost::json::object const& frame, limits const& lim);
+
+/// An immutable encoded frame (one JSON line with its '\n'), shared by all its recipients.
+using shared_frame = std::shared_ptr<std::string const>;
+
+/// Current unix time in whole seconds.
+std::int64_t unix_now() noexcept;
+
+/// Builds a reply `{"response":C,"time":T[,"tag":..][,"alert"|"error":text], fields...}\n`.
+/// `text` goes in "alert" for 1xx/2xx codes and in "error" otherwise; an error always gets a
+/// text (the code's reason when `text` is empty).
+std::string encode_reply(code c, boost::json::value const& tag, std::string_view text = {},
+                         boost::json::object fields = {}, std::int64_t now = unix_now());
+
+/// A chat message as stored and pushed.
+struct chat_message {
+  std::uint64_t id = 0;
+  std::int64_t time = 0;
+  std::string from;     ///< account name as registered
+  std::string to;       ///< `#room` or account name as registered
+  std::string message;
+};
+
+/// The `msg` push; `history` adds `"history":true`.
+std::string encode_msg(chat_message const& m, bool history = false);
+/// `msg` as an element of a `history` reply's `messages` array.
+boost::json::object msg_object(chat_message const& m);
+std::string encode_event(std::string_view event, std::string_view room, std::string_view user);
+std::string encode_invite(std::string_view from, std::string_view room);
+std::string encode_probe();
+std::string encode_notice(std::string_view text);
+
+/// Serialises `v` followed by '\n'.
+std::string to_line(boost::json::value const& v);
+
+/// Convenience: wraps a line into a shared frame.
+inline shared_frame share(std::string line) {
+  return std::make_shared<std::string const>(std::move(line));
+}
+
+}  // namespace jim::proto

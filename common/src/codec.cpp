@@ -1,0 +1,242 @@
+#include "jim/codec.hpp"
+
+#include <boost/json/serialize.hpp>
+
+#include <chrono>
+#include <limits>
+
+namespace jim::proto {
+
+namespace json = boost::json;
+
+namespace {
+
+/// Thrown inside decoding only, caught in decode(): keeps every field check to one line.
+struct invalid {
+  code status;
+  std::string message;
+};
+
+[[noreturn]] void fail(std::string message, code status = code::bad_request) {
+  throw invalid{status, std::move(message)};
+}
+
+/// Reads the fields of one JSON object, naming the field path in every error.
+class fields {
+public:
+  fields(json::object const& obj, std::string prefix) : obj_(obj), prefix_(std::move(prefix)) {}
+
+  json::value const* find(std::string_view key) const {
+    auto it = obj_.find(key);
+    return it == obj_.end() || it->value().is_null() ? nullptr : &it->value();
+  }
+
+  std::optional<std::string> opt_string(std::string_view key) const {
+    auto const* v = find(key);
+    if (!v) return std::nullopt;
+    if (!v->is_string()) fail(name(key) + " must be a string");
+    return std::string(v->get_string());
+  }
+  std::string string(std::string_view key) const {
+    auto s = opt_string(key);
+    if (!s) fail("missing field " + name(key));
+    return *s;
+  }
+  std::optional<std::int64_t> opt_integer(std::string_view key) const {
+    auto const* v = find(key);
+    if (!v) return std::nullopt;
+    if (v->is_int64()) return v->get_int64();
+    if (v->is_uint64()) return std::numeric_limits<std::int64_t>::max();
+    if (v->is_double()) {
+      const double d = v->get_double();
+      if (d == static_cast<double>(static_cast<std::int64_t>(d))) return static_cast<std::int64_t>(d);
+    }
+    fail(name(key) + " must be an integer");
+  }
+  std::optional<fields> opt_object(std::string_view key) const {
+    auto const* v = find(key);
+    if (!v) return std::nullopt;
+    if (!v->is_object()) fail(name(key) + " must be an object");
+    return fields(v->get_object(), name(key) + ".");
+  }
+  fields object(std::string_view key) const {
+    auto o = opt_object(key);
+    if (!o) fail("missing field " + name(key));
+    return *o;
+  }
+  std::string name(std::string_view key) const { return "\"" + prefix_ + std::string(key) + "\""; }
+
+private:
+  json::object const& obj_;
+  std::string prefix_;
+};
+
+std::string account(fields const& f, std::string_view key, std::string value) {
+  if (!valid_account_name(value))
+    fail(f.name(key) + " is not a valid account name (1-25 characters of A-Z a-z 0-9 _ . -)");
+  return value;
+}
+std::optional<std::string> opt_account(fields const& f, std::string_view key) {
+  auto v = f.opt_string(key);
+  if (v) account(f, key, *v);
+  return v;
+}
+std::string room(fields const& f, std::string_view key, std::string const& value) {
+  auto bare = strip_hash(value);
+  if (!valid_room_name(bare))
+    fail(f.name(key) + " is not a valid room name (1-32 characters of A-Z a-z 0-9 _ -, optional leading #)");
+  return std::string(bare);
+}
+std::optional<std::string> opt_room(fields const& f, std::string_view key) {
+  auto v = f.opt_string(key);
+  if (!v) return std::nullopt;
+  return room(f, key, *v);
+}
+std::string password(fields const& f, std::string_view key) {
+  auto v = f.string(key);
+  if (v.empty()) fail(f.name(key) + " must not be empty");
+  if (v.size() > max_password) fail(f.name(key) + " is longer than 1024 bytes");
+  return v;
+}
+
+json::value read_tag(json::object const& frame) {
+  auto it = frame.find("tag");
+  if (it == frame.end() || it->value().is_null()) return nullptr;
+  json::value const& t = it->value();
+  if (t.is_int64() || t.is_uint64()) return t;
+  if (t.is_string() && t.get_string().size() <= max_tag) return t;
+  fail("\"tag\" must be an integer or a string of at most 64 characters");
+}
+
+request_body decode_body(std::string_view action, fields const& f, limits const& lim) {
+  if (action == "presence") {
+    presence_req r;
+    if (auto user = f.opt_object("user")) {
+      r.account_name = opt_account(*user, "account_name");
+      r.status = user->opt_string("status");
+      if (r.status && r.status->size() > max_status) fail("\"user.status\" is longer than 128 bytes");
+    }
+    return r;
+  }
+  if (action == "authenticate") {
+    auto user = f.object("user");
+    return authenticate_req{opt_account(user, "account_name"), password(user, "password")};
+  }
+  if (action == "register") {
+    auto user = f.object("user");
+    return register_req{account(user, "account_name", user.string("account_name")),
+                        password(user, "password")};
+  }
+  if (action == "msg") {
+    msg_req r;
+    r.message = f.string("message");
+    if (r.message.empty()) fail("\"message\" must not be empty");
+    if (r.message.size() > lim.max_message)
+      fail("\"message\" is longer than " + std::to_string(lim.max_message) + " bytes", code::too_large);
+    if (auto to = f.opt_string("to")) {
+      if (!to->empty() && to->front() == '#')
+        r.to = target{room(f, "to", *to), true};
+      else
+        r.to = target{account(f, "to", *to), false};
+    }
+    return r;
+  }
+  if (action == "create") return create_req{room(f, "room", f.string("room"))};
+  if (action == "join") {
+    join_req r{room(f, "room", f.string("room")), f.opt_string("password")};
+    if (r.password && r.password->size() > max_password) fail("\"password\" is longer than 1024 bytes");
+    return r;
+  }
+  if (action == "exit" || action == "leave") return exit_req{};
+  if (action == "invite") return invite_req{opt_room(f, "room"), account(f, "user", f.string("user"))};
+  if (action == "history") {
+    history_req r;
+    r.room = opt_room(f, "room");
+    r.with = opt_account(f, "with");
+    if (r.room && r.with) fail("\"room\" and \"with\" exclude each other");
+    if (auto limit = f.opt_integer("limit")) {
+      if (*limit < 1) fail("\"limit\" must be at least 1");
+      r.limit = static_cast<int>(std::min<std::int64_t>(*limit, history_max_limit));
+    }
+    if (auto before = f.opt_integer("before")) {
+      if (*before < 0) fail("\"before\" must not be negative");
+      r.before = static_cast<std::uint64_t>(*before);
+    }
+    return r;
+  }
+  if (action == "users") return users_req{opt_room(f, "room")};
+  if (action == "rooms") return rooms_req{};
+  if (action == "quit") return quit_req{};
+  fail("unknown action \"" + std::string(action.substr(0, 64)) + "\"");
+}
+
+}  // namespace
+
+decode_result decode(json::object const& frame, limits const& lim) {
+  json::value tag;
+  try {
+    tag = read_tag(frame);
+    fields f(frame, "");
+    if (auto const* t = f.find("time"); t && !t->is_number()) fail("\"time\" must be a number");
+    auto const* action = f.find("action");
+    if (!action) fail("missing field \"action\"");
+    if (!action->is_string()) fail("\"action\" must be a string");
+    return request{decode_body(action->get_string(), f, lim), tag};
+  } catch (invalid& e) {
+    return decode_error{e.status, std::move(e.message), std::move(tag)};
+  }
+}
+
+std::int64_t unix_now() noexcept {
+  using namespace std::chrono;
+  return duration_cast<seconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::string to_line(json::value const& v) {
+  std::string out = json::serialize(v);
+  out.push_back('\n');
+  return out;
+}
+
+std::string encode_reply(code c, json::value const& tag, std::string_view text, json::object fields,
+                         std::int64_t now) {
+  json::object o;
+  o.reserve(fields.size() + 4);
+  o.emplace("response", to_int(c));
+  o.emplace("time", now);
+  if (!tag.is_null()) o.emplace("tag", tag);
+  if (is_success(c)) {
+    if (!text.empty()) o.emplace("alert", text);
+  } else {
+    o.emplace("error", text.empty() ? reason(c) : text);
+  }
+  for (auto& kv : fields) o.emplace(kv.key(), std::move(kv.value()));
+  return to_line(o);
+}
+
+json::object msg_object(chat_message const& m) {
+  return json::object{{"action", "msg"}, {"id", m.id},   {"time", m.time},
+                      {"from", m.from},  {"to", m.to},   {"message", m.message}};
+}
+
+std::string encode_msg(chat_message const& m, bool history) {
+  json::object o = msg_object(m);
+  if (history) o.emplace("history", true);
+  return to_line(o);
+}
+
+std::string encode_event(std::string_view event, std::string_view room, std::string_view user) {
+  return to_line(json::object{{"action", "event"}, {"event", event}, {"room", room}, {"user", user}});
+}
+
+std::string encode_invite(std::string_view from, std::string_view room) {
+  return to_line(json::object{{"action", "invite"}, {"from", from}, {"room", room}});
+}
+
+std::string encode_probe() { return to_line(json::object{{"action", "probe"}, {"time", unix_now()}}); }
+
+std::string encode_notice(std::string_view text) {
+  return to_line(json::object{{"action", "notice"}, {"time", unix_now()}, {"text", text}});
+}
+
+}  // namespace jim::proto

@@ -1,0 +1,90 @@
+#include "jim/framing.hpp"
+
+#include <algorithm>
+
+namespace jim::proto {
+
+namespace json = boost::json;
+
+namespace {
+json::parse_options make_options(std::size_t max_depth) {
+  json::parse_options opts;
+  opts.max_depth = max_depth;
+  return opts;
+}
+
+constexpr bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+}  // namespace
+
+framer::framer(std::size_t max_frame, std::size_t max_depth)
+    : parser_(json::storage_ptr(), make_options(max_depth)), max_frame_(max_frame) {}
+
+void framer::restart() noexcept {
+  parser_.reset();
+  frame_bytes_ = 0;
+  in_frame_ = false;
+}
+
+frame_status framer::next(json::value& out, std::string& error) {
+  if (too_large_) return frame_status::too_large;
+  while (!pending_.empty()) {
+    if (discarding_) {
+      const auto nl = pending_.find('\n');
+      if (nl == std::string_view::npos) {
+        pending_ = {};  // discarded bytes are neither buffered nor counted
+        return frame_status::need_more;
+      }
+      pending_.remove_prefix(nl + 1);
+      discarding_ = false;
+      continue;
+    }
+    if (!in_frame_) {
+      const auto start = std::find_if_not(pending_.begin(), pending_.end(), is_space);
+      pending_.remove_prefix(static_cast<std::size_t>(start - pending_.begin()));
+      if (pending_.empty()) break;
+      in_frame_ = true;
+    }
+
+    // An object never spans lines: parse at most up to the next '\n'.
+    const auto nl = pending_.find('\n');
+    const std::size_t line = std::min(nl, pending_.size());
+    const std::size_t allowed = std::min(line, max_frame_ - frame_bytes_);
+    boost::system::error_code ec;
+    const std::size_t used = parser_.write_some(pending_.data(), allowed, ec);
+    if (ec) {
+      error = "invalid JSON: " + ec.message();
+      pending_.remove_prefix(std::min(used, pending_.size()));
+      restart();
+      discarding_ = true;
+      return frame_status::malformed;
+    }
+    frame_bytes_ += used;
+    pending_.remove_prefix(used);
+    if (parser_.done()) {
+      out = parser_.release();
+      restart();
+      if (!out.is_object()) {
+        error = "a frame must be a JSON object";
+        return frame_status::malformed;
+      }
+      return frame_status::frame;
+    }
+    if (allowed < line) {  // the frame goes on past max_frame bytes
+      too_large_ = true;
+      return frame_status::too_large;
+    }
+    if (nl == std::string_view::npos) break;  // the frame continues in the next chunk
+
+    // The line ended inside a value: a bare number or literal may just have completed.
+    pending_.remove_prefix(1);
+    parser_.finish(ec);
+    const bool complete = !ec && parser_.done();
+    restart();
+    error = complete ? "a frame must be a JSON object"
+                     : "invalid JSON: the line ended inside an unfinished object";
+    return frame_status::malformed;
+  }
+  return frame_status::need_more;
+}
+
+}  // namespace jim::proto

@@ -1,0 +1,165 @@
+#pragma once
+/// \file
+/// The chat hub: the one owner of shared state (accounts, rooms, membership, history, queued
+/// private messages) and of the chat rules. It is synchronous and knows no sockets: sessions
+/// call it on the I/O thread and get back an `outcome` to encode; CPU-heavy steps (password
+/// hashing) happen in the session before the call.
+///
+/// @par Thread Safety
+/// Not thread-safe: every call must be made on the hub's executor (the single I/O thread).
+
+#include "jim/codec.hpp"
+
+#include <boost/json/object.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace jim::server {
+
+using proto::shared_frame;
+using steady = std::chrono::steady_clock;
+
+/// What the hub needs from a connection. Implementations never call back into the hub from
+/// these functions (a broadcast may be iterating over a room).
+class peer {
+public:
+  /// Queues a push caused by someone else. Returns false when the push was not queued
+  /// (the connection is closing, or its outbox is full and it is being dropped).
+  virtual bool push(shared_frame const& frame) = 0;
+  /// The account signed in elsewhere: queue `notice`, then close.
+  virtual void replaced(shared_frame const& notice) = 0;
+
+protected:
+  ~peer() = default;
+};
+
+struct hub_limits {
+  std::size_t history_on_join = 20;
+  std::size_t history_limit = 1000;
+  std::chrono::seconds message_ttl{0};
+  double rate_limit = 10;  ///< tokens per second; 0: unlimited
+  double rate_burst = 20;
+  std::size_t max_queued = 10000;  ///< private messages waiting for one offline account
+};
+
+/// The reply to encode (code, text, extra fields) and the pushes that follow it.
+struct outcome {
+  proto::code status = proto::code::ok;
+  std::string text;
+  boost::json::object fields;
+  std::vector<shared_frame> then;
+};
+
+struct room;
+
+struct account {
+  std::string name;  ///< as registered
+  std::string password_hash;
+  std::uint64_t general_seen = 0;  ///< #general's counter when the last connection ended
+  std::deque<proto::chat_message> queued;  ///< private messages waiting for sign-in
+  std::string status = "online";
+  double tokens = 0;
+  steady::time_point refilled{};
+  // Live state, reset at sign-out.
+  peer* online = nullptr;
+  room* current = nullptr;
+  std::size_t slot = 0;  ///< index in current->present
+};
+
+struct room {
+  std::string name;   ///< "#name" as created
+  std::string owner;  ///< folded account key; empty for #general
+  std::string password_hash;
+  std::unordered_set<std::string> members;  ///< folded account keys
+  std::deque<proto::chat_message> history;
+  std::uint64_t posted = 0;  ///< messages ever posted here
+  std::vector<account*> present;  ///< signed-in accounts whose current room this is
+};
+
+/// Key of a private conversation: the two folded names, ordered.
+using conversation_key = std::pair<std::string, std::string>;
+
+class hub {
+public:
+  explicit hub(hub_limits lim);
+  hub(hub const&) = delete;
+  hub& operator=(hub const&) = delete;
+
+  account* find_account(std::string_view name);
+  room* find_room(std::string_view bare_name);
+  bool is_member(account const& a, room const& r) const;
+
+  /// Creates an account with an already-hashed password; nullptr if the name is taken.
+  account* register_account(std::string_view name, std::string password_hash);
+
+  struct sign_in_result {
+    outcome reply;            ///< 200/201 with room and missed, then history and queued pushes
+    peer* replaced = nullptr; ///< the connection that was taken over, if any
+  };
+  /// Attaches `p` to `a` in #general. A live connection of `a` is detached and told why.
+  sign_in_result sign_in(peer& p, account& a, proto::code status);
+  /// Detaches `p` from `a`; a no-op if `p` is no longer `a`'s connection.
+  void sign_out(peer& p, account& a);
+
+  outcome post(account& from, proto::msg_req const& req, steady::time_point now);
+  outcome create_room(account& owner, std::string_view bare_name, std::string password_hash,
+                      std::string const& password);
+  /// Joins a room; `password_ok` says whether the caller verified a password for it.
+  outcome join(account& a, std::string_view bare_name, bool password_ok);
+  outcome leave(account& a);
+  outcome invite(account& a, proto::invite_req const& req);
+  outcome history(account& a, proto::history_req const& req);
+  outcome users(account& a, proto::users_req const& req);
+  outcome rooms(account& a);
+
+  /// Drops messages older than the TTL (no-op without one). Returns how many were dropped.
+  std::size_t prune(std::int64_t unix_now);
+
+  // State access for the snapshot service.
+  std::unordered_map<std::string, std::unique_ptr<account>> const& accounts() const { return accounts_; }
+  std::unordered_map<std::string, std::unique_ptr<room>> const& all_rooms() const { return rooms_; }
+  std::map<conversation_key, std::deque<proto::chat_message>> const& conversations() const {
+    return conversations_;
+  }
+  std::uint64_t last_id() const { return last_id_; }
+  hub_limits const& limits() const { return lim_; }
+  room& general() { return *general_; }
+
+  /// Restoring from a snapshot: raw insertion, no rules applied beyond the limits.
+  account& restore_account(std::string name);
+  room& restore_room(std::string name);
+  std::deque<proto::chat_message>& restore_conversation(conversation_key key);
+  void restore_last_id(std::uint64_t id) { last_id_ = std::max(last_id_, id); }
+
+  std::size_t online_count() const { return online_; }
+
+private:
+  void enter(account& a, room& r);
+  void exit_current(account& a);
+  void append(std::deque<proto::chat_message>& h, proto::chat_message const& m) const;
+  std::optional<double> retry_after(account& a, steady::time_point now) const;
+  std::vector<shared_frame> recent(room const& r) const;
+
+  hub_limits lim_;
+  std::unordered_map<std::string, std::unique_ptr<account>> accounts_;  ///< by folded name
+  std::unordered_map<std::string, std::unique_ptr<room>> rooms_;        ///< by folded bare name
+  std::map<conversation_key, std::deque<proto::chat_message>> conversations_;
+  room* general_ = nullptr;
+  std::uint64_t last_id_ = 0;
+  std::size_t online_ = 0;
+};
+
+conversation_key make_conversation_key(std::string_view a, std::string_view b);
+
+}  // namespace jim::server

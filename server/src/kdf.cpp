@@ -1,0 +1,99 @@
+#include "kdf.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <charconv>
+#include <stdexcept>
+#include <vector>
+
+namespace jim::server {
+
+namespace {
+constexpr std::size_t salt_bytes = 16;
+constexpr std::size_t hash_bytes = 32;
+constexpr std::string_view scheme = "pbkdf2-sha256";
+
+std::string random_bytes(std::size_t n) {
+  std::string out(n, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1)
+    throw std::runtime_error("RAND_bytes failed");
+  return out;
+}
+
+bool from_base64url(std::string_view text, std::string& out) {
+  std::string b64(text);
+  for (char& c : b64) {
+    if (c == '-') c = '+';
+    else if (c == '_') c = '/';
+  }
+  while (b64.size() % 4 != 0) b64.push_back('=');
+  std::vector<unsigned char> buf(b64.size() / 4 * 3 + 1);
+  const int n = EVP_DecodeBlock(buf.data(), reinterpret_cast<unsigned char const*>(b64.data()),
+                                static_cast<int>(b64.size()));
+  if (n < 0) return false;
+  std::size_t len = static_cast<std::size_t>(n);
+  for (auto it = b64.rbegin(); it != b64.rend() && *it == '=' && len > 0; ++it) --len;
+  out.assign(reinterpret_cast<char const*>(buf.data()), len);
+  return true;
+}
+}  // namespace
+
+std::string base64url(std::string_view raw) {
+  std::vector<unsigned char> buf(4 * ((raw.size() + 2) / 3) + 1);
+  const int n = EVP_EncodeBlock(buf.data(), reinterpret_cast<unsigned char const*>(raw.data()),
+                                static_cast<int>(raw.size()));
+  std::string out(reinterpret_cast<char const*>(buf.data()), static_cast<std::size_t>(n));
+  while (!out.empty() && out.back() == '=') out.pop_back();
+  for (char& c : out) {
+    if (c == '+') c = '-';
+    else if (c == '/') c = '_';
+  }
+  return out;
+}
+
+std::string pbkdf2_sha256(std::string_view password, std::string_view salt, unsigned iterations,
+                          std::size_t length) {
+  std::string out(length, '\0');
+  if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
+                        reinterpret_cast<unsigned char const*>(salt.data()),
+                        static_cast<int>(salt.size()), static_cast<int>(iterations), EVP_sha256(),
+                        static_cast<int>(length), reinterpret_cast<unsigned char*>(out.data())) != 1)
+    throw std::runtime_error("PKCS5_PBKDF2_HMAC failed");
+  return out;
+}
+
+std::string hash_password(std::string_view password, unsigned iterations) {
+  const std::string salt = random_bytes(salt_bytes);
+  const std::string hash = pbkdf2_sha256(password, salt, iterations, hash_bytes);
+  return std::string(scheme) + "$" + std::to_string(iterations) + "$" + base64url(salt) + "$" +
+         base64url(hash);
+}
+
+bool verify_password(std::string_view password, std::string_view stored) {
+  // scheme$iterations$salt$hash
+  std::string_view parts[4];
+  for (int i = 0; i < 3; ++i) {
+    const auto d = stored.find('$');
+    if (d == std::string_view::npos) return false;
+    parts[i] = stored.substr(0, d);
+    stored.remove_prefix(d + 1);
+  }
+  parts[3] = stored;
+  if (parts[0] != scheme) return false;
+  unsigned iterations = 0;
+  auto [p, ec] = std::from_chars(parts[1].data(), parts[1].data() + parts[1].size(), iterations);
+  if (ec != std::errc{} || p != parts[1].data() + parts[1].size() || iterations == 0 ||
+      iterations > 100'000'000)
+    return false;
+  std::string salt, expected;
+  if (!from_base64url(parts[2], salt) || !from_base64url(parts[3], expected) || expected.empty())
+    return false;
+  const std::string actual = pbkdf2_sha256(password, salt, iterations, expected.size());
+  return CRYPTO_memcmp(actual.data(), expected.data(), expected.size()) == 0;
+}
+
+std::string random_token(std::size_t bytes) { return base64url(random_bytes(bytes)); }
+
+}  // namespace jim::server

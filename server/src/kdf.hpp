@@ -1,0 +1,30 @@
+#pragma once
+/// \file
+/// Password hashing (PBKDF2-HMAC-SHA256 via OpenSSL) and secrets from the CSPRNG.
+/// These functions are CPU-bound: call them off the I/O threads.
+
+#include <string>
+#include <string_view>
+
+namespace jim::server {
+
+/// Hashes `password` with a fresh 16-byte random salt. The result is self-describing:
+/// `pbkdf2-sha256$ITERATIONS$SALT$HASH` (salt and hash in base64url), so the work factor can
+/// change without invalidating stored hashes.
+std::string hash_password(std::string_view password, unsigned iterations);
+
+/// Checks `password` against a string made by hash_password, in constant time.
+/// A malformed `stored` string never matches.
+bool verify_password(std::string_view password, std::string_view stored);
+
+/// `bytes` bytes from OpenSSL's CSPRNG, as unpadded base64url text.
+std::string random_token(std::size_t bytes);
+
+/// Unpadded base64url of raw bytes (RFC 4648 §5).
+std::string base64url(std::string_view raw);
+
+/// Raw PBKDF2-HMAC-SHA256 (exposed for the known-answer test).
+std::string pbkdf2_sha256(std::string_view password, std::string_view salt, unsigned iterations,
+                          std::size_t length);
+
+}  // namespace jim::server

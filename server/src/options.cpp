@@ -1,0 +1,123 @@
+#include "options.hpp"
+
+#include <boost/program_options.hpp>
+
+#include <fstream>
+#include <sstream>
+
+namespace jim::server {
+
+namespace po = boost::program_options;
+
+namespace {
+
+/// Reads a count option, refusing negative values and values outside [lo, hi].
+template <class T>
+T checked(po::variables_map const& vm, char const* name, long long lo, long long hi) {
+  const long long v = vm[name].as<long long>();
+  if (v < lo || v > hi)
+    throw po::error("the argument ('" + std::to_string(v) + "') for option '--" + name +
+                    "' is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return static_cast<T>(v);
+}
+
+double checked_double(po::variables_map const& vm, char const* name, double lo, double hi) {
+  const double v = vm[name].as<double>();
+  if (!(v >= lo && v <= hi))
+    throw po::error("the argument for option '--" + std::string(name) + "' is out of range");
+  return v;
+}
+
+}  // namespace
+
+parse_outcome parse_options(int argc, char const* const* argv) {
+  config c;
+  po::options_description generic("Generic options");
+  generic.add_options()
+    ("help,h", "print this help and exit")
+    ("version,V", "print the version and exit")
+    ("config,c", po::value<std::string>(), "read options from this file (key = value lines)");
+
+  po::options_description daemon("Daemon options (also valid in the config file)");
+  daemon.add_options()
+    ("address,a", po::value<std::string>()->default_value(""), "address to listen on (default: all)")
+    ("port,p", po::value<long long>()->default_value(7777), "TCP port (0: ephemeral)")
+    ("port-file", po::value<std::string>()->default_value(""), "write the bound port to this file")
+    ("data-dir", po::value<std::string>()->default_value(c.data_dir), "snapshot directory")
+    ("log-dir", po::value<std::string>()->default_value(c.log_dir), "directory of the daily log files")
+    ("log-level", po::value<std::string>()->default_value(c.log_level),
+     "trace, debug, info, warn, error, critical or off")
+    ("syslog", po::bool_switch(), "also send logs to syslog")
+    ("max-clients", po::value<long long>()->default_value(1000), "simultaneous connections")
+    ("max-frame", po::value<long long>()->default_value(65536), "bytes of one frame")
+    ("max-message", po::value<long long>()->default_value(4096), "bytes of one chat message")
+    ("max-outbound", po::value<long long>()->default_value(1 << 20), "bytes queued per connection")
+    ("idle-timeout", po::value<long long>()->default_value(300), "seconds of silence before closing")
+    ("history-on-join", po::value<long long>()->default_value(20), "messages pushed on sign-in/join")
+    ("history-limit", po::value<long long>()->default_value(1000), "messages kept per room/conversation")
+    ("message-ttl", po::value<long long>()->default_value(0), "seconds a message is kept (0: forever)")
+    ("rate-limit", po::value<double>()->default_value(10), "messages per second per account (0: off)")
+    ("rate-burst", po::value<double>()->default_value(20), "token bucket size")
+    ("autosave", po::value<long long>()->default_value(60), "seconds between snapshots (0: at exit only)")
+    ("kdf-iterations", po::value<long long>()->default_value(100000), "PBKDF2 iterations")
+    ("http-port", po::value<long long>()->default_value(7780), "HTTP/WebSocket port (0: none)")
+    ("http-address", po::value<std::string>()->default_value(""), "HTTP address (default: --address)")
+    ("http-origins", po::value<std::string>()->default_value(""),
+     "comma-separated allowed WebSocket Origins (default: same host)");
+
+  po::options_description all;
+  all.add(generic).add(daemon);
+
+  try {
+    po::variables_map vm;
+    po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
+    if (vm.count("help")) {
+      std::ostringstream os;
+      os << "Usage: jimd [-a ADDR] [-p PORT] [-c CONFIG] [options]\n\n" << all;
+      return print_and_exit{os.str(), 0};
+    }
+    if (vm.count("version")) return print_and_exit{std::string(version_string) + "\n", 0};
+    if (vm.count("config")) {
+      const auto path = vm["config"].as<std::string>();
+      std::ifstream in(path);
+      if (!in) return print_and_exit{"jimd: cannot read config file '" + path + "'\n", 2};
+      po::store(po::parse_config_file(in, daemon), vm);  // the command line was stored first: it wins
+    }
+    po::notify(vm);
+
+    c.address = vm["address"].as<std::string>();
+    c.port = checked<std::uint16_t>(vm, "port", 0, 65535);
+    c.port_file = vm["port-file"].as<std::string>();
+    c.data_dir = vm["data-dir"].as<std::string>();
+    c.log_dir = vm["log-dir"].as<std::string>();
+    c.log_level = vm["log-level"].as<std::string>();
+    if (c.log_level != "trace" && c.log_level != "debug" && c.log_level != "info" &&
+        c.log_level != "warn" && c.log_level != "error" && c.log_level != "critical" &&
+        c.log_level != "off")
+      throw po::error("the argument ('" + c.log_level + "') for option '--log-level' is invalid");
+    c.syslog = vm["syslog"].as<bool>();
+    c.max_clients = checked<std::size_t>(vm, "max-clients", 1, 1'000'000);
+    c.max_frame = checked<std::size_t>(vm, "max-frame", 256, 64 << 20);
+    c.max_message = checked<std::size_t>(vm, "max-message", 1, 64 << 20);
+    c.max_outbound = checked<std::size_t>(vm, "max-outbound", 1024, 1LL << 34);
+    c.idle_timeout = std::chrono::seconds(checked<long long>(vm, "idle-timeout", 2, 86400 * 365));
+    c.history_on_join = checked<std::size_t>(vm, "history-on-join", 0, 100000);
+    c.history_limit = checked<std::size_t>(vm, "history-limit", 1, 10'000'000);
+    c.message_ttl = std::chrono::seconds(checked<long long>(vm, "message-ttl", 0, 1LL << 40));
+    c.rate_limit = checked_double(vm, "rate-limit", 0, 1e9);
+    c.rate_burst = checked_double(vm, "rate-burst", 1, 1e9);
+    c.autosave = std::chrono::seconds(checked<long long>(vm, "autosave", 0, 1LL << 30));
+    c.kdf_iterations = checked<unsigned>(vm, "kdf-iterations", 1, 100'000'000);
+    c.http_port = checked<std::uint16_t>(vm, "http-port", 0, 65535);
+    c.http_address = vm["http-address"].as<std::string>();
+    c.http_origins = vm["http-origins"].as<std::string>();
+    if (c.max_message > c.max_frame)
+      throw po::error("--max-message (" + std::to_string(c.max_message) +
+                      ") must not exceed --max-frame (" + std::to_string(c.max_frame) + ")");
+  } catch (std::exception const& e) {
+    return print_and_exit{std::string("jimd: ") + e.what() + " (see jimd --help)\n", 2};
+  }
+  return run_daemon{c};
+}
+
+}  // namespace jim::server

@@ -1,0 +1,55 @@
+#pragma once
+/// \file
+/// The daemon's configuration: command line and `key = value` config file
+/// (Boost.Program_options), with the defaults of the contract.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+
+namespace jim::server {
+
+struct config {
+  std::string address;  ///< empty: all addresses (IPv6 and IPv4 where available)
+  std::uint16_t port = 7777;
+  std::string port_file;
+  std::string data_dir = "./data";
+  std::string log_dir = "./logs";
+  std::string log_level = "info";
+  bool syslog = false;
+  std::size_t max_clients = 1000;
+  std::size_t max_frame = 65536;
+  std::size_t max_message = 4096;
+  std::size_t max_outbound = 1 << 20;
+  std::chrono::seconds idle_timeout{300};
+  std::size_t history_on_join = 20;
+  std::size_t history_limit = 1000;
+  std::chrono::seconds message_ttl{0};  ///< 0: keep forever
+  double rate_limit = 10;               ///< messages per second per account; 0: unlimited
+  double rate_burst = 20;
+  std::chrono::seconds autosave{60};    ///< 0: only at shutdown
+  unsigned kdf_iterations = 100000;
+  std::uint16_t http_port = 7780;       ///< 0: no HTTP/WebSocket listener
+  std::string http_address;             ///< empty: same as address
+  std::string http_origins;             ///< comma-separated allowed Origins; empty: same host
+};
+
+/// What parsing the command line asks for.
+struct run_daemon {
+  config cfg;
+};
+struct print_and_exit {
+  std::string text;
+  int exit_code = 0;
+};
+using parse_outcome = std::variant<run_daemon, print_and_exit>;
+
+/// Parses argv and the config file. A bad option or value yields print_and_exit with a
+/// one-line error naming it and a non-zero exit code.
+parse_outcome parse_options(int argc, char const* const* argv);
+
+inline constexpr char const* version_string = "jimd 0.1.0";
+
+}  // namespace jim::server

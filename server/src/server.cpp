@@ -1,0 +1,268 @@
+#include "server.hpp"
+
+#include "hub.hpp"
+#include "logging.hpp"
+#include "offload.hpp"
+#include "session.hpp"
+#include "snapshot.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <list>
+
+namespace jim::server {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using tcp = asio::ip::tcp;
+
+namespace {
+JIM_LOG_MODULE("server")
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr auto shutdown_bound = std::chrono::seconds(10);
+constexpr auto prune_period = std::chrono::seconds(30);
+
+hub_limits hub_limits_of(config const& c) {
+  return hub_limits{c.history_on_join, c.history_limit, c.message_ttl, c.rate_limit, c.rate_burst, 10000};
+}
+
+/// Logs an exception that ended a co-spawned coroutine instead of losing it.
+auto log_exception(char const* what) {
+  return [what](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (std::exception const& ex) {
+      JIM_LOG(err, "{} ended by an exception: {}", what, ex.what());
+    }
+  };
+}
+
+/// Writes the port where readers never see a partial file: via rename for regular files,
+/// directly for anything else (a FIFO or /dev/fd/N a test waits on).
+void write_port_file(std::string const& path, unsigned short port) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const bool special = fs::exists(path, ec) && !fs::is_regular_file(path, ec);
+  const std::string target = special ? path : path + ".tmp";
+  {
+    std::ofstream out(target, std::ios::trunc);
+    out << port << "\n";
+    if (!out.flush()) throw std::runtime_error("cannot write port file " + path);
+  }
+  if (!special) fs::rename(target, path);
+}
+}  // namespace
+
+struct server::impl {
+  config cfg;
+  asio::io_context ioc{1};
+  asio::thread_pool cpu_pool{1};
+  asio::thread_pool disk_pool{1};
+  hub chat;
+  server_context ctx;
+  std::list<tcp::acceptor> acceptors;  ///< stable addresses: accept loops hold references
+  asio::steady_timer all_closed{ioc};
+  asio::steady_timer autosave_timer{ioc};
+  asio::steady_timer prune_timer{ioc};
+  std::filesystem::path snapshot_file;
+  std::uint64_t next_id = 0;
+  int exit_code = 0;
+
+  explicit impl(config c)
+      : cfg(std::move(c)),
+        chat(hub_limits_of(cfg)),
+        ctx{cfg, chat, cpu_pool, proto::limits{cfg.max_frame, cfg.max_message}, {}, false, &all_closed},
+        snapshot_file(snapshot::file_in(cfg.data_dir)) {}
+
+  void listen();
+  awaitable<void> accept_loop(tcp::acceptor& acceptor);
+  awaitable<void> reject(tcp::socket socket);
+  awaitable<void> wait_for_signal();
+  awaitable<void> autosave_loop();
+  awaitable<void> prune_loop();
+  awaitable<void> save(char const* why);
+};
+
+server::server(config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
+server::~server() = default;
+
+void server::impl::listen() {
+  auto open = [this](tcp::endpoint ep, bool dual_stack) {
+    tcp::acceptor a(ioc);
+    a.open(ep.protocol());
+    a.set_option(asio::socket_base::reuse_address(true));
+    if (dual_stack) a.set_option(asio::ip::v6_only(false));
+    a.bind(ep);
+    a.listen(asio::socket_base::max_listen_connections);
+    acceptors.push_back(std::move(a));
+  };
+  if (cfg.address.empty()) {
+    try {
+      open(tcp::endpoint(asio::ip::address_v6::any(), cfg.port), true);
+    } catch (boost::system::system_error const&) {
+      open(tcp::endpoint(asio::ip::address_v4::any(), cfg.port), false);
+    }
+  } else {
+    open(tcp::endpoint(asio::ip::make_address(cfg.address), cfg.port), false);
+  }
+}
+
+int server::run() {
+  auto& s = *impl_;
+  namespace fs = std::filesystem;
+  std::error_code fec;
+  fs::create_directories(s.cfg.data_dir, fec);
+  if (fec) {
+    JIM_LOG(critical, "cannot create data directory {}: {}", s.cfg.data_dir, fec.message());
+    return 1;
+  }
+  if (auto err = snapshot::load(s.snapshot_file, s.chat, proto::unix_now())) {
+    JIM_LOG(critical, "{}", *err);
+    return 1;
+  }
+  try {
+    s.listen();
+  } catch (std::exception const& e) {
+    JIM_LOG(critical, "cannot listen on {}:{}: {}", s.cfg.address.empty() ? "*" : s.cfg.address,
+            s.cfg.port, e.what());
+    return 1;
+  }
+  const auto port = s.acceptors.front().local_endpoint().port();
+  for (auto& a : s.acceptors) {
+    JIM_LOG(info, "listening on {}:{}", a.local_endpoint().address().to_string(), a.local_endpoint().port());
+    asio::co_spawn(s.ioc, s.accept_loop(a), log_exception("accept loop"));
+  }
+  asio::co_spawn(s.ioc, s.wait_for_signal(), log_exception("signal handler"));
+  asio::co_spawn(s.ioc, s.autosave_loop(), log_exception("autosave"));
+  asio::co_spawn(s.ioc, s.prune_loop(), log_exception("pruning"));
+  if (!s.cfg.port_file.empty()) {
+    try {
+      write_port_file(s.cfg.port_file, port);
+    } catch (std::exception const& e) {
+      JIM_LOG(critical, "{}", e.what());
+      return 1;
+    }
+  }
+  JIM_LOG(info, "{} ready on port {} ({} accounts, {} rooms)", version_string, port,
+          s.chat.accounts().size(), s.chat.all_rooms().size());
+  s.ioc.run();
+  s.cpu_pool.join();
+  s.disk_pool.join();
+  JIM_LOG(info, "stopped");
+  spdlog::shutdown();
+  return s.exit_code;
+}
+
+awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(nothrow);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || ctx.stopping) co_return;
+      // EMFILE and friends: back off instead of spinning on the error.
+      JIM_LOG(warn, "accept: {}", ec.message());
+      asio::steady_timer backoff(ioc, std::chrono::milliseconds(100));
+      co_await backoff.async_wait(nothrow);
+      continue;
+    }
+    if (ctx.stopping || ctx.live.size() >= cfg.max_clients) {
+      asio::co_spawn(ioc, reject(std::move(socket)), asio::detached);
+      continue;
+    }
+    auto s = std::make_shared<session>(ctx, std::move(socket), ++next_id);
+    asio::co_spawn(ioc, s->run(), [s](std::exception_ptr e) { log_exception("session")(e); });
+  }
+}
+
+awaitable<void> server::impl::reject(tcp::socket socket) {
+  const std::string line = proto::encode_reply(
+      proto::code::unavailable, nullptr,
+      ctx.stopping ? "server shutting down" : "server full (max-clients reached)");
+  JIM_LOG(warn, "connection refused: {}", ctx.stopping ? "shutting down" : "max-clients reached");
+  co_await asio::async_write(socket, asio::buffer(line), nothrow);
+  boost::system::error_code ec;
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+  socket.close(ec);
+}
+
+awaitable<void> server::impl::wait_for_signal() {
+  asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  auto [ec, sig] = co_await signals.async_wait(nothrow);
+  if (ec) co_return;
+  JIM_LOG(info, "signal {}: shutting down", sig);
+  ctx.stopping = true;
+  for (auto& a : acceptors) {
+    boost::system::error_code ignored;
+    a.close(ignored);
+  }
+  // A second signal during shutdown changes nothing: keep listening so it is not fatal.
+  signals.async_wait([](boost::system::error_code, int again) {
+    if (again) JIM_LOG(warn, "signal {} during shutdown: already shutting down", again);
+  });
+  auto notice = proto::share(proto::encode_notice("server shutting down"));
+  for (session* s : std::vector<session*>(ctx.live.begin(), ctx.live.end())) s->close_with(notice);
+  if (!ctx.live.empty()) {
+    all_closed.expires_after(shutdown_bound);
+    co_await all_closed.async_wait(nothrow);
+    if (!ctx.live.empty()) JIM_LOG(warn, "{} connections did not close in time", ctx.live.size());
+  }
+  autosave_timer.cancel();
+  prune_timer.cancel();
+  co_await save("shutdown");
+  signals.cancel();
+  if (!ctx.live.empty()) ioc.stop();  // the escape hatch: sessions that ignored every deadline
+}
+
+awaitable<void> server::impl::save(char const* why) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto doc = std::make_shared<boost::json::value>(snapshot::capture(chat));
+  const auto t1 = std::chrono::steady_clock::now();
+  auto file = snapshot_file;
+  try {
+    auto job = [doc, file] { return snapshot::write(file, *doc); };
+    const std::size_t bytes = co_await offload(disk_pool, std::move(job));
+    const auto t2 = std::chrono::steady_clock::now();
+    using ms = std::chrono::duration<double, std::milli>;
+    JIM_LOG(info, "snapshot ({}) saved to {}: {} bytes, capture {:.1f} ms, write {:.1f} ms", why,
+            file.string(), bytes, ms(t1 - t0).count(), ms(t2 - t1).count());
+  } catch (std::exception const& e) {
+    JIM_LOG(err, "snapshot ({}) NOT saved to {}: {}", why, file.string(), e.what());
+    if (ctx.stopping) exit_code = 1;
+  }
+}
+
+awaitable<void> server::impl::autosave_loop() {
+  if (cfg.autosave.count() == 0) co_return;
+  for (;;) {
+    autosave_timer.expires_after(cfg.autosave);
+    auto [ec] = co_await autosave_timer.async_wait(nothrow);
+    if (ec || ctx.stopping) co_return;
+    co_await save("autosave");
+  }
+}
+
+awaitable<void> server::impl::prune_loop() {
+  if (cfg.message_ttl.count() == 0) co_return;
+  for (;;) {
+    prune_timer.expires_after(prune_period);
+    auto [ec] = co_await prune_timer.async_wait(nothrow);
+    if (ec || ctx.stopping) co_return;
+    if (auto n = chat.prune(proto::unix_now())) JIM_LOG(info, "dropped {} expired messages", n);
+  }
+}
+
+}  // namespace jim::server

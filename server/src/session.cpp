@@ -1,0 +1,461 @@
+#include "session.hpp"
+
+#include "kdf.hpp"
+#include "offload.hpp"
+#include "options.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+
+#include <optional>
+
+#include "logging.hpp"
+
+#include <array>
+
+namespace jim::server {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using asio::awaitable;
+using proto::code;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+JIM_LOG_MODULE("session")
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t read_chunk = 4096;
+constexpr std::size_t max_batch = 512;  ///< frames handed to one gathered write
+constexpr auto flush_deadline = std::chrono::seconds(5);
+constexpr auto linger_deadline = std::chrono::seconds(2);
+
+std::string describe(asio::ip::tcp::socket const& s) {
+  boost::system::error_code ec;
+  auto ep = s.remote_endpoint(ec);
+  if (ec) return "?";
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+}  // namespace
+
+session::session(server_context& ctx, asio::ip::tcp::socket socket, std::uint64_t id)
+    : ctx_(ctx),
+      socket_(std::move(socket)),
+      id_(id),
+      peer_name_(describe(socket_)),
+      framer_(ctx.limits.max_frame),
+      wake_(socket_.get_executor()),
+      drained_(socket_.get_executor()),
+      watchdog_(socket_.get_executor()),
+      closed_signal_(socket_.get_executor()),
+      last_rx_(steady::now()) {
+  ctx_.live.insert(this);
+  boost::system::error_code ec;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+}
+
+session::~session() {
+  ctx_.live.erase(this);
+  if (ctx_.stopping && ctx_.live.empty() && ctx_.all_closed) ctx_.all_closed->cancel();
+}
+
+awaitable<void> session::run() {
+  auto self = shared_from_this();
+  JIM_LOG(debug, "connection {} from {}", id_, peer_name_);
+  co_await (read_side() && writer());
+  co_await linger();
+  boost::system::error_code ec;
+  socket_.close(ec);
+  JIM_LOG(debug, "connection {} closed", id_);
+}
+
+awaitable<void> session::read_side() {
+  co_await (reader() || watchdog());
+  if (account_) ctx_.chat.sign_out(*this, *account_);
+  stop_reading();
+  if (!closed_) {
+    // Give the writer a bounded time to flush what is queued (the last reply, a notice).
+    watchdog_.expires_after(flush_deadline);
+    co_await watchdog_.async_wait(nothrow);
+    if (!closed_) drop("did not read its last replies in time");
+  }
+}
+
+awaitable<void> session::reader() {
+  std::vector<char> buf(read_chunk);
+  for (;;) {
+    while (queued_bytes_ > ctx_.cfg.max_outbound && !closed_ && !closing_) {
+      // Our own replies filled the outbox: stop reading until the peer reads them.
+      drained_.expires_at(steady::time_point::max());
+      co_await drained_.async_wait(nothrow);
+    }
+    if (closing_ || closed_) co_return;
+    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buf), nothrow);
+    if (ec) {
+      if (ec != asio::error::eof && ec != asio::error::operation_aborted)
+        JIM_LOG(debug, "connection {}: read: {}", id_, ec.message());
+      co_return;
+    }
+    last_rx_ = steady::now();
+    probed_ = false;
+    framer_.feed({buf.data(), n});
+    for (;;) {
+      json::value v;
+      std::string error;
+      const auto st = framer_.next(v, error);
+      if (st == proto::frame_status::need_more) break;
+      if (st == proto::frame_status::too_large) {
+        reply(code::too_large, nullptr,
+              "frame exceeds " + std::to_string(ctx_.limits.max_frame) + " bytes; closing");
+        JIM_LOG(info, "connection {}: frame over {} bytes, closed", id_, ctx_.limits.max_frame);
+        co_return;
+      }
+      if (st == proto::frame_status::malformed) {
+        reply(code::bad_request, nullptr, error);
+        continue;
+      }
+      if (!co_await handle(v.get_object()) || closing_ || closed_) co_return;
+    }
+  }
+}
+
+awaitable<void> session::watchdog() {
+  const auto idle = ctx_.cfg.idle_timeout;
+  for (;;) {
+    watchdog_.expires_at(last_rx_ + (probed_ ? idle : idle / 2));
+    co_await watchdog_.async_wait(nothrow);
+    if (closing_ || closed_) co_return;
+    const auto now = steady::now();
+    if (now >= last_rx_ + idle) {
+      JIM_LOG(info, "connection {} idle for {}s, closed", id_, idle.count());
+      enqueue(proto::share(proto::encode_notice("closing: idle for too long")));
+      co_return;
+    }
+    if (!probed_ && now >= last_rx_ + idle / 2) {
+      probed_ = true;
+      enqueue(proto::share(proto::encode_probe()));
+    }
+  }
+}
+
+awaitable<void> session::writer() {
+  std::vector<shared_frame> inflight;
+  std::vector<asio::const_buffer> buffers;
+  for (;;) {
+    if (queue_.empty()) {
+      if (closing_ || closed_) break;
+      wake_.expires_at(steady::time_point::max());
+      co_await wake_.async_wait(nothrow);
+      continue;
+    }
+    // Everything queued goes out in one gathered write: one syscall per batch, not per frame.
+    const std::size_t n = std::min(queue_.size(), max_batch);
+    std::size_t bytes = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      buffers.push_back(asio::buffer(*queue_.front()));
+      bytes += queue_.front()->size();
+      inflight.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    auto [ec, written] = co_await asio::async_write(socket_, buffers, nothrow);
+    queued_bytes_ -= bytes;
+    inflight.clear();
+    buffers.clear();
+    if (queued_bytes_ <= ctx_.cfg.max_outbound) drained_.cancel();
+    if (ec) {
+      if (ec != asio::error::operation_aborted)
+        JIM_LOG(debug, "connection {}: write: {}", id_, ec.message());
+      break;
+    }
+  }
+  closed_ = true;
+  queue_.clear();
+  queued_bytes_ = 0;
+  boost::system::error_code ignored;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  closed_signal_.cancel();
+  drained_.cancel();
+  watchdog_.cancel();  // read_side may be waiting for the flush
+}
+
+awaitable<void> session::linger() {
+  // The peer may still be sending (the rest of an oversized frame, requests after quit):
+  // closing with unread input would reset the connection and could destroy our last reply
+  // in flight. Read and discard until the peer closes, for a bounded time.
+  if (!socket_.is_open()) co_return;
+  watchdog_.expires_after(linger_deadline);
+  auto discard = [this]() -> awaitable<void> {
+    std::array<char, 1024> sink;
+    for (;;) {
+      auto [ec, n] = co_await socket_.async_read_some(asio::buffer(sink), nothrow);
+      if (ec) co_return;
+    }
+  };
+  co_await (discard() || watchdog_.async_wait(nothrow));
+}
+
+void session::stop_reading() {
+  closing_ = true;
+  watchdog_.cancel();
+  drained_.cancel();
+  wake_.cancel();
+}
+
+void session::drop(char const* why) {
+  if (closed_ && !socket_.is_open()) return;
+  JIM_LOG(warn, "connection {} ({}) dropped: {}", id_, account_ ? account_->name : peer_name_, why);
+  closing_ = true;
+  closed_ = true;
+  queue_.clear();
+  boost::system::error_code ignored;
+  socket_.close(ignored);  // the reader and the writer see operation_aborted
+  wake_.cancel();
+  drained_.cancel();
+  watchdog_.cancel();
+  closed_signal_.cancel();
+}
+
+void session::enqueue(shared_frame frame) {
+  if (closed_) return;
+  queued_bytes_ += frame->size();
+  queue_.push_back(std::move(frame));
+  if (queue_.size() == 1) wake_.cancel();
+}
+
+void session::send(std::string line) { enqueue(proto::share(std::move(line))); }
+
+bool session::push(shared_frame const& frame) {
+  if (closed_ || closing_) return false;
+  if (queued_bytes_ + frame->size() > ctx_.cfg.max_outbound) {
+    drop("outbound queue full (slow consumer)");
+    return false;
+  }
+  enqueue(frame);
+  return true;
+}
+
+void session::replaced(shared_frame const& notice) {
+  JIM_LOG(info, "connection {}: {} signed in elsewhere", id_, account_ ? account_->name : "?");
+  account_ = nullptr;  // the hub has already signed this connection out
+  close_with(notice);
+}
+
+void session::close_with(shared_frame const& notice) {
+  if (closed_) return;
+  if (notice) enqueue(notice);
+  stop_reading();
+}
+
+awaitable<void> session::wait_closed(std::chrono::milliseconds bound) {
+  if (closed_) co_return;
+  asio::steady_timer limit(socket_.get_executor(), bound);
+  closed_signal_.expires_at(steady::time_point::max());
+  co_await (closed_signal_.async_wait(nothrow) || limit.async_wait(nothrow));
+}
+
+void session::reply(code c, json::value const& tag, std::string_view text, json::object fields) {
+  send(proto::encode_reply(c, tag, text, std::move(fields)));
+}
+
+void session::deliver(outcome&& o, json::value const& tag) {
+  reply(o.status, tag, o.text, std::move(o.fields));
+  for (auto& f : o.then) enqueue(std::move(f));
+}
+
+awaitable<bool> session::handle(json::object const& frame) {
+  auto decoded = proto::decode(frame, ctx_.limits);
+  if (auto* err = std::get_if<proto::decode_error>(&decoded)) {
+    reply(err->status, err->tag, err->message);
+    co_return true;
+  }
+  auto& req = std::get<proto::request>(decoded);
+  auto const& tag = req.tag;
+  if (std::holds_alternative<proto::quit_req>(req.body)) {
+    reply(code::ok, tag, "bye");
+    co_return false;
+  }
+  if (!account_) co_return co_await handle_sign_in(req);
+
+  account& me = *account_;
+  if (auto* p = std::get_if<proto::presence_req>(&req.body)) {
+    if (p->status) me.status = *p->status;
+    reply(code::ok, tag, {}, json::object{{"account_name", me.name}, {"room", me.current->name}});
+  } else if (std::holds_alternative<proto::authenticate_req>(req.body) ||
+             std::holds_alternative<proto::register_req>(req.body)) {
+    reply(code::bad_request, tag, "already signed in as " + me.name);
+  } else if (auto* m = std::get_if<proto::msg_req>(&req.body)) {
+    deliver(ctx_.chat.post(me, *m, steady::now()), tag);
+  } else if (auto* c = std::get_if<proto::create_req>(&req.body)) {
+    outcome o = co_await create(*c);
+    deliver(std::move(o), tag);
+  } else if (auto* j = std::get_if<proto::join_req>(&req.body)) {
+    outcome o = co_await join(*j);
+    deliver(std::move(o), tag);
+  } else if (std::holds_alternative<proto::exit_req>(req.body)) {
+    deliver(ctx_.chat.leave(me), tag);
+  } else if (auto* i = std::get_if<proto::invite_req>(&req.body)) {
+    deliver(ctx_.chat.invite(me, *i), tag);
+  } else if (auto* h = std::get_if<proto::history_req>(&req.body)) {
+    deliver(ctx_.chat.history(me, *h), tag);
+  } else if (auto* u = std::get_if<proto::users_req>(&req.body)) {
+    deliver(ctx_.chat.users(me, *u), tag);
+  } else if (std::holds_alternative<proto::rooms_req>(req.body)) {
+    deliver(ctx_.chat.rooms(me), tag);
+  }
+  co_return true;
+}
+
+awaitable<bool> session::handle_sign_in(proto::request& req) {
+  auto const& tag = req.tag;
+  auto& chat = ctx_.chat;
+  if (auto* p = std::get_if<proto::presence_req>(&req.body)) {
+    if (!p->account_name) {
+      reply(code::bad_request, tag, "presence before sign-in needs \"user.account_name\"");
+      co_return true;
+    }
+    pending_name_ = *p->account_name;
+    first_password_.clear();
+    const bool exists = chat.find_account(pending_name_) != nullptr;
+    auth_ = exists ? auth::login : auth::register_first;
+    reply(code::prompt, tag, exists ? "password" : "new account: choose a password", {{"auth", exists ? "login" : "register"}});
+    co_return true;
+  }
+  if (auto* a = std::get_if<proto::authenticate_req>(&req.body)) {
+    if (auth_ == auth::none) {  // one-shot sign-in
+      if (!a->account_name) {
+        reply(code::bad_request, tag, "missing field \"user.account_name\" (or send presence first)");
+        co_return true;
+      }
+      account* acc = chat.find_account(*a->account_name);
+      if (!acc) {
+        reply(code::not_found, tag, "no such account " + *a->account_name + " (register it)");
+        co_return true;
+      }
+      co_return co_await verify_and_sign_in(*acc, a->password, tag);
+    }
+    if (a->account_name && proto::fold(*a->account_name) != proto::fold(pending_name_)) {
+      auth_ = auth::none;
+      first_password_.clear();
+      reply(code::bad_request, tag, "account_name does not match presence; start again with presence");
+      co_return true;
+    }
+    switch (auth_) {
+      case auth::login: {
+        account* acc = chat.find_account(pending_name_);
+        if (!acc) break;  // cannot happen: accounts are never deleted
+        co_return co_await verify_and_sign_in(*acc, a->password, tag);
+      }
+      case auth::register_first:
+        first_password_ = a->password;
+        auth_ = auth::register_confirm;
+        reply(code::prompt, tag, "repeat the password", {{"auth", "confirm"}});
+        co_return true;
+      case auth::register_confirm:
+        if (a->password != first_password_) {
+          first_password_.clear();
+          auth_ = auth::register_first;
+          reply(code::bad_request, tag, "passwords differ; choose a password again", {{"auth", "register"}});
+          co_return true;
+        }
+        co_await register_and_sign_in(pending_name_, a->password, tag);
+        co_return true;
+      case auth::none: break;
+    }
+    reply(code::internal_error, tag, "sign-in state lost; start again with presence");
+    auth_ = auth::none;
+    co_return true;
+  }
+  if (auto* r = std::get_if<proto::register_req>(&req.body)) {
+    co_await register_and_sign_in(r->account_name, r->password, tag);
+    co_return true;
+  }
+  reply(code::unauthorized, tag, "sign in first (presence, then authenticate; or register)");
+  co_return true;
+}
+
+awaitable<bool> session::verify_and_sign_in(account& a, std::string const& password, json::value const& tag) {
+  std::string stored = a.password_hash;
+  auto check = [password, stored] { return verify_password(password, stored); };
+  const bool ok = co_await offload(ctx_.cpu_pool, std::move(check));
+  if (!ok) {
+    JIM_LOG(info, "connection {}: wrong password for {}", id_, a.name);
+    reply(code::wrong_password, tag, "wrong password; closing");
+    co_return false;
+  }
+  co_await sign_in(a, code::ok, tag);
+  co_return true;
+}
+
+awaitable<void> session::register_and_sign_in(std::string const& name, std::string const& password,
+                                              json::value const& tag) {
+  auth_ = auth::none;
+  first_password_.clear();
+  if (ctx_.chat.find_account(name)) {
+    reply(code::conflict, tag, "account name " + name + " is taken");
+    co_return;
+  }
+  const unsigned iterations = ctx_.cfg.kdf_iterations;
+  auto job = [password, iterations] { return hash_password(password, iterations); };
+  std::string hash = co_await offload(ctx_.cpu_pool, std::move(job));
+  account* a = ctx_.chat.register_account(name, std::move(hash));
+  if (!a) {
+    reply(code::conflict, tag, "account name " + name + " is taken");
+    co_return;
+  }
+  co_await sign_in(*a, code::created, tag);
+}
+
+awaitable<void> session::sign_in(account& a, code status, json::value const& tag) {
+  auth_ = auth::none;
+  pending_name_.clear();
+  if (a.online && a.online != this) {
+    // Takeover: the old connection gets its notice and is closed before we answer.
+    auto old = static_cast<session*>(a.online)->shared_from_this();
+    ctx_.chat.sign_out(*old, a);
+    old->replaced(proto::share(proto::encode_notice("signed in from another connection")));
+    co_await old->wait_closed(std::chrono::seconds(2));
+    if (closing_ || closed_) co_return;
+  }
+  auto res = ctx_.chat.sign_in(*this, a, status);
+  account_ = &a;
+  deliver(std::move(res.reply), tag);
+}
+
+awaitable<outcome> session::create(proto::create_req const& req) {
+  auto& chat = ctx_.chat;
+  if (proto::fold(req.room) == "general")
+    co_return outcome{code::conflict, "#general is built in", {}, {}};
+  if (chat.find_room(req.room))
+    co_return outcome{code::conflict, "room #" + req.room + " already exists", {}, {}};
+  const unsigned iterations = ctx_.cfg.kdf_iterations;
+  auto job = [iterations] {
+    std::string pw = random_token(18);  // 144 bits, 24 URL-safe characters
+    std::string h = hash_password(pw, iterations);
+    return std::pair{std::move(pw), std::move(h)};
+  };
+  std::pair<std::string, std::string> secret = co_await offload(ctx_.cpu_pool, std::move(job));
+  auto& [password, hash] = secret;
+  if (!account_) co_return outcome{code::unauthorized, "signed out", {}, {}};
+  co_return chat.create_room(*account_, req.room, std::move(hash), password);
+}
+
+awaitable<outcome> session::join(proto::join_req const& req) {
+  auto& chat = ctx_.chat;
+  room* r = chat.find_room(req.room);
+  if (!r) co_return outcome{code::not_found, "no such room #" + req.room, {}, {}};
+  if (chat.is_member(*account_, *r)) co_return chat.join(*account_, req.room, true);
+  if (!req.password) co_return outcome{code::forbidden, r->name + " needs a password", {}, {}};
+  std::string stored = r->password_hash;
+  auto check = [pw = *req.password, stored] { return verify_password(pw, stored); };
+  const bool ok = co_await offload(ctx_.cpu_pool, std::move(check));
+  if (!account_) co_return outcome{code::unauthorized, "signed out", {}, {}};
+  co_return chat.join(*account_, req.room, ok);
+}
+
+}  // namespace jim::server
