@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds and runs every test:
+#   1. a normal build (warnings are errors) and the whole ctest suite;
+#   2. an AddressSanitizer + UndefinedBehaviorSanitizer build and the whole suite again;
+#   3. the libFuzzer target for a bounded time (when clang is available).
+# Set JIM_SKIP_SANITIZE=1 or JIM_SKIP_FUZZ=1 to skip a stage locally.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+jobs=$(nproc)
+
+run_suite() {
+  local dir=$1; shift
+  cmake -S . -B "$dir" -DJIM_WARNINGS_AS_ERRORS=ON "$@" >/dev/null
+  cmake --build "$dir" -j"$jobs"
+  (cd "$dir" && ctest --output-on-failure -j"$jobs" --timeout 300)
+}
+
+echo "== normal build (RelWithDebInfo) =="
+run_suite build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+if [ "${JIM_SKIP_SANITIZE:-0}" != 1 ]; then
+  echo "== AddressSanitizer + UndefinedBehaviorSanitizer build =="
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DJIM_SANITIZE=address,undefined
+fi
+
+if [ "${JIM_SKIP_FUZZ:-0}" != 1 ] && [ -x scripts/run-fuzz.sh ]; then
+  echo "== fuzzing the codec =="
+  scripts/run-fuzz.sh 30
+fi
+echo "all tests passed"
