@@ -1,0 +1,213 @@
+#include "hub.hpp"
+
+#include <boost/json/parse.hpp>
+#include <spdlog/spdlog.h>
+
+#include <catch2/catch.hpp>
+
+using namespace jim::server;
+using jim::proto::code;
+namespace json = boost::json;
+
+namespace {
+
+// Keep the test output readable: the hub logs every sign-in at info level.
+const int quiet_logs = (spdlog::set_level(spdlog::level::warn), 0);
+
+/// A connection without a socket: records what the hub pushes to it.
+struct fake_peer final : peer {
+  std::vector<json::object> frames;
+  std::vector<std::string> notices;
+  bool accept = true;
+  bool push(shared_frame const& f) override {
+    if (!accept) return false;
+    frames.push_back(json::parse(*f).as_object());
+    return true;
+  }
+  void replaced(shared_frame const& notice) override { notices.push_back(*notice); }
+};
+
+struct fixture {
+  hub h{hub_limits{3, 5, std::chrono::seconds(0), 0, 20, 2}};
+  steady::time_point now = steady::now();
+
+  account& user(std::string const& name) {
+    account* a = h.register_account(name, "hash-of-" + name);
+    REQUIRE(a);
+    return *a;
+  }
+  outcome say(account& a, std::string text, std::optional<jim::proto::target> to = std::nullopt) {
+    return h.post(a, jim::proto::msg_req{std::move(text), std::move(to)}, now);
+  }
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(fixture, "A room message reaches everyone in the room but the sender", "[hub]") {
+  auto& alice = user("alice");
+  auto& bob = user("Bob");
+  fake_peer pa, pb;
+  h.sign_in(pa, alice, code::ok);
+  h.sign_in(pb, bob, code::ok);
+  auto o = say(alice, "hello");
+  CHECK(o.status == code::ok);
+  CHECK(o.fields.at("delivered") == 1);
+  CHECK(o.fields.at("id") == 1);
+  REQUIRE(pb.frames.size() == 1);
+  CHECK(pb.frames[0].at("from") == "alice");
+  CHECK(pb.frames[0].at("to") == "#general");
+  CHECK(pa.frames.empty());
+}
+
+TEST_CASE_METHOD(fixture, "Names are unique and looked up case-insensitively", "[hub]") {
+  user("Alice");
+  CHECK(h.register_account("alice", "x") == nullptr);
+  REQUIRE(h.find_account("ALICE"));
+  CHECK(h.find_account("ALICE")->name == "Alice");
+}
+
+TEST_CASE_METHOD(fixture, "Private messages to offline users are queued and delivered at sign-in",
+                 "[hub]") {
+  auto& alice = user("alice");
+  auto& bob = user("bob");
+  fake_peer pa, pb;
+  h.sign_in(pa, alice, code::ok);
+  auto o = say(alice, "psst", jim::proto::target{"BOB", false});
+  CHECK(o.status == code::accepted);
+  CHECK(o.fields.at("delivered") == 0);
+  auto res = h.sign_in(pb, bob, code::ok);
+  REQUIRE(res.reply.then.size() == 1);
+  auto pushed = json::parse(*res.reply.then[0]).as_object();
+  CHECK(pushed.at("message") == "psst");
+  CHECK(pushed.at("to") == "bob");
+  CHECK(pushed.at("id") == o.fields.at("id"));
+  CHECK(bob.queued.empty());
+}
+
+TEST_CASE_METHOD(fixture, "The offline queue is bounded", "[hub]") {
+  auto& alice = user("alice");
+  user("bob");
+  fake_peer pa;
+  h.sign_in(pa, alice, code::ok);
+  CHECK(say(alice, "1", jim::proto::target{"bob", false}).status == code::accepted);
+  CHECK(say(alice, "2", jim::proto::target{"bob", false}).status == code::accepted);
+  CHECK(say(alice, "3", jim::proto::target{"bob", false}).status == code::unavailable);
+}
+
+TEST_CASE_METHOD(fixture, "Missed counts #general messages posted while away, past the history limit",
+                 "[hub]") {
+  auto& alice = user("alice");
+  auto& bob = user("bob");
+  fake_peer pa, pb;
+  h.sign_in(pb, bob, code::ok);
+  h.sign_out(pb, bob);
+  h.sign_in(pa, alice, code::ok);
+  for (int i = 0; i < 7; ++i) say(alice, "m" + std::to_string(i));
+  auto res = h.sign_in(pb, bob, code::ok);
+  CHECK(res.reply.fields.at("missed") == 7);
+  CHECK(res.reply.then.size() == 3);  // history-on-join
+  auto first = json::parse(*res.reply.then[0]).as_object();
+  CHECK(first.at("message") == "m4");
+  CHECK(first.at("history") == true);
+}
+
+TEST_CASE_METHOD(fixture, "A second sign-in replaces the first connection", "[hub]") {
+  auto& alice = user("alice");
+  fake_peer first, second;
+  h.sign_in(first, alice, code::ok);
+  auto res = h.sign_in(second, alice, code::ok);
+  CHECK(res.replaced == &first);
+  CHECK(first.notices.size() == 1);
+  CHECK(alice.online == &second);
+  CHECK(h.online_count() == 1);
+  h.sign_out(first, alice);  // the old connection ending later changes nothing
+  CHECK(alice.online == &second);
+}
+
+TEST_CASE_METHOD(fixture, "Rooms: owner, members, passwords, events", "[hub]") {
+  auto& alice = user("alice");
+  auto& bob = user("bob");
+  auto& carol = user("carol");
+  fake_peer pa, pb, pc;
+  h.sign_in(pa, alice, code::ok);
+  h.sign_in(pb, bob, code::ok);
+  h.sign_in(pc, carol, code::ok);
+  CHECK(h.create_room(alice, "Dev", "hash", "pw").status == code::created);
+  CHECK(h.create_room(bob, "dev", "hash", "pw").status == code::conflict);
+  CHECK(alice.current->name == "#Dev");
+
+  CHECK(h.join(bob, "dev", false).status == code::forbidden);
+  CHECK(h.join(bob, "nope", true).status == code::not_found);
+  CHECK(h.join(bob, "#DEV", true).status == code::ok);
+  REQUIRE(pa.frames.size() == 1);
+  CHECK(pa.frames[0].at("event") == "join");
+  CHECK(pa.frames[0].at("user") == "bob");
+
+  CHECK(h.invite(bob, jim::proto::invite_req{std::string("dev"), "carol"}).status == code::forbidden);
+  CHECK(h.invite(alice, jim::proto::invite_req{std::nullopt, "carol"}).status == code::ok);
+  CHECK(pc.frames.back().at("action") == "invite");
+  CHECK(h.join(carol, "dev", false).status == code::ok);  // invited: a member
+
+  h.leave(bob);
+  CHECK(pa.frames.back().at("event") == "leave");
+  CHECK(bob.current == &h.general());
+  CHECK(h.join(bob, "dev", false).status == code::ok);  // once joined: a member
+}
+
+TEST_CASE_METHOD(fixture, "Messages go only to the current room", "[hub]") {
+  auto& alice = user("alice");
+  fake_peer pa;
+  h.sign_in(pa, alice, code::ok);
+  h.create_room(alice, "dev", "hash", "pw");
+  CHECK(say(alice, "x", jim::proto::target{"general", true}).status == code::forbidden);
+  CHECK(say(alice, "x", jim::proto::target{"nope", true}).status == code::not_found);
+  CHECK(say(alice, "x", jim::proto::target{"dev", true}).status == code::ok);
+}
+
+TEST_CASE_METHOD(fixture, "History pages back with before and limit", "[hub]") {
+  auto& alice = user("alice");
+  fake_peer pa;
+  h.sign_in(pa, alice, code::ok);
+  for (int i = 0; i < 5; ++i) say(alice, "m" + std::to_string(i));  // ids 1..5
+  jim::proto::history_req req;
+  req.limit = 2;
+  req.before = 4;
+  auto o = h.history(alice, req);
+  auto const& msgs = o.fields.at("messages").as_array();
+  REQUIRE(msgs.size() == 2);
+  CHECK(msgs[0].at("id") == 2);
+  CHECK(msgs[1].at("id") == 3);
+}
+
+TEST_CASE("The rate limit refuses without spending tokens on refused messages", "[hub]") {
+  hub h{hub_limits{3, 5, std::chrono::seconds(0), 1, 2, 10}};
+  account* a = h.register_account("alice", "x");
+  fake_peer p;
+  h.sign_in(p, *a, code::ok);
+  const auto t = steady::now();
+  a->refilled = t;
+  a->tokens = 2;
+  auto say = [&](std::optional<jim::proto::target> to) {
+    return h.post(*a, jim::proto::msg_req{"x", std::move(to)}, t);
+  };
+  CHECK(say(jim::proto::target{"nobody", false}).status == code::not_found);
+  CHECK(say(std::nullopt).status == code::ok);
+  CHECK(say(std::nullopt).status == code::ok);
+  auto limited = say(std::nullopt);
+  CHECK(limited.status == code::rate_limited);
+  CHECK(limited.fields.at("retry_after").as_double() > 0);
+  CHECK(h.post(*a, jim::proto::msg_req{"x", std::nullopt}, t + std::chrono::seconds(1)).status == code::ok);
+}
+
+TEST_CASE("Expired messages are pruned", "[hub]") {
+  hub h{hub_limits{3, 100, std::chrono::seconds(60), 0, 20, 10}};
+  account* a = h.register_account("alice", "x");
+  fake_peer p;
+  h.sign_in(p, *a, code::ok);
+  h.post(*a, jim::proto::msg_req{"old", std::nullopt}, steady::now());
+  const auto now = jim::proto::unix_now();
+  CHECK(h.prune(now) == 0);
+  CHECK(h.prune(now + 61) == 1);
+  CHECK(h.general().history.empty());
+  CHECK(h.general().posted == 1);
+}
