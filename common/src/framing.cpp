@@ -48,7 +48,8 @@ frame_status framer::next(json::value& out, std::string& error) {
     // An object never spans lines: parse at most up to the next '\n'.
     const auto nl = pending_.find('\n');
     const std::size_t line = std::min(nl, pending_.size());
-    const std::size_t allowed = std::min(line, max_frame_ - frame_bytes_);
+    const std::size_t budget = frame_bytes_ < max_frame_ ? max_frame_ - frame_bytes_ : 0;
+    const std::size_t allowed = std::min(line, budget);
     boost::system::error_code ec;
     const std::size_t used = parser_.write_some(pending_.data(), allowed, ec);
     if (ec) {
@@ -69,9 +70,15 @@ frame_status framer::next(json::value& out, std::string& error) {
       }
       return frame_status::frame;
     }
-    if (allowed < line) {  // the frame goes on past max_frame bytes
-      too_large_ = true;
-      return frame_status::too_large;
+    if (allowed < line) {  // the frame goes on past max_frame bytes...
+      // ...unless the one byte past it is the '\r' of the line's "\r\n", which is not part of
+      // the frame. Counted (not parsed), so that anything but '\n' next is too large.
+      if (line != allowed + 1 || pending_.front() != '\r' || frame_bytes_ != max_frame_) {
+        too_large_ = true;
+        return frame_status::too_large;
+      }
+      pending_.remove_prefix(1);
+      ++frame_bytes_;
     }
     if (nl == std::string_view::npos) break;  // the frame continues in the next chunk
 
