@@ -2,7 +2,9 @@
 
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <limits>
 
 namespace jim::proto {
@@ -48,8 +50,14 @@ public:
     if (v->is_int64()) return v->get_int64();
     if (v->is_uint64()) return std::numeric_limits<std::int64_t>::max();
     if (v->is_double()) {
+      // Integral doubles saturate like uint64 above: casting one outside int64's range is UB.
       const double d = v->get_double();
-      if (d == static_cast<double>(static_cast<std::int64_t>(d))) return static_cast<std::int64_t>(d);
+      constexpr double two63 = 9223372036854775808.0;
+      if (d == std::trunc(d)) {
+        if (d >= two63) return std::numeric_limits<std::int64_t>::max();
+        if (d < -two63) return std::numeric_limits<std::int64_t>::min();
+        return static_cast<std::int64_t>(d);
+      }
     }
     fail(name(key) + " must be an integer");
   }
@@ -99,12 +107,18 @@ std::string password(fields const& f, std::string_view key) {
   return v;
 }
 
+/// Characters (code points) of a UTF-8 string: the bytes that do not continue a sequence.
+std::size_t utf8_length(std::string_view s) noexcept {
+  return static_cast<std::size_t>(
+      std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+
 json::value read_tag(json::object const& frame) {
   auto it = frame.find("tag");
   if (it == frame.end() || it->value().is_null()) return nullptr;
   json::value const& t = it->value();
   if (t.is_int64() || t.is_uint64()) return t;
-  if (t.is_string() && t.get_string().size() <= max_tag) return t;
+  if (t.is_string() && utf8_length(t.get_string()) <= max_tag) return t;
   fail("\"tag\" must be an integer or a string of at most 64 characters");
 }
 
