@@ -2,6 +2,20 @@
 /// \file
 /// Persistence of the hub's state as a versioned JSON document (`"format": 1`) in --data-dir.
 /// capture() runs on the I/O thread (one consistent step); write() runs off it.
+///
+/// The document (format 1), every field required, no other field allowed:
+/// ```
+/// {"format": 1, "saved_at": UNIX, "last_id": N,
+///  "accounts": [{"name": "Alice", "password_hash": "pbkdf2-sha256$...", "general_seen": N,
+///                "queued": [MSG...]}],
+///  "rooms": [{"name": "#general", "owner": null, "password_hash": "", "members": [],
+///             "posted": N, "history": [MSG...]},
+///            {"name": "#Den", "owner": "alice", "password_hash": "...", "members": ["alice"], ...}],
+///  "conversations": [{"between": ["alice", "bob"], "messages": [MSG...]}]}
+/// MSG = {"id": N, "time": UNIX, "from": "Alice", "to": "#Den" | "bob", "message": "text"}
+/// ```
+/// `owner`, `members` and `between` hold folded (lower-case) account keys; every message
+/// sequence is ordered by strictly increasing id. Only password hashes are ever stored.
 
 #include <boost/json/value.hpp>
 
@@ -16,8 +30,20 @@ class hub;
 
 namespace snapshot {
 
+/// The version written by capture() and the only one load() accepts.
+inline constexpr std::int64_t format_version = 1;
+
+/// Test hook read by write(): with this environment variable set to `1` the process exits
+/// with status 3 after the temp file is completely written and synced, before the rename; set
+/// to `partial` it exits after writing only the first part of the temp file. Either way the
+/// previous snapshot must survive. Never set it in production.
+inline constexpr char const* crash_hook_env = "JIMD_TEST_CRASH_BEFORE_RENAME";
+
 /// The snapshot file inside a data directory.
 std::filesystem::path file_in(std::filesystem::path const& data_dir);
+
+/// The temp file write() uses next to `file` (left behind only by a crash; load ignores it).
+std::filesystem::path temp_of(std::filesystem::path const& file);
 
 /// Captures every persistent piece of the hub: accounts (name, password hash, last-seen
 /// #general counter, queued private messages), rooms (name, owner, password hash, members,
@@ -33,7 +59,8 @@ std::size_t write(std::filesystem::path const& file, boost::json::value const& d
 /// Loads `file` into `h` (a freshly constructed hub). A missing file is not an error (the
 /// hub stays empty). Messages older than the hub's TTL and beyond its history limit are
 /// dropped; the id counter continues above the highest stored id. Never modifies the file.
-/// Returns an error naming the file and the problem when it cannot be read or validated.
+/// Returns an error naming the file and the problem when it cannot be read or validated;
+/// the whole document is validated before anything is put into `h`.
 std::optional<std::string> load(std::filesystem::path const& file, hub& h, std::int64_t unix_now);
 
 }  // namespace snapshot
