@@ -1,0 +1,271 @@
+#include "console.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+// libedit's readline-compatible interface; its callback API fits an event loop.
+#include <editline/readline.h>
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+
+namespace jim::client {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+
+namespace {
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+/// libedit calls back a plain function: this is the console it talks to.
+console* active = nullptr;
+int saved_stdin_flags = -1;
+
+void out(std::string_view s) { std::fwrite(s.data(), 1, s.size(), stdout); }
+
+std::size_t columns() {
+  winsize ws{};
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  return 80;
+}
+
+/// Terminal columns taken by UTF-8 text, counting one per code point (good enough for chat).
+std::size_t width(std::string_view s) {
+  std::size_t n = 0;
+  for (char c : s)
+    if ((static_cast<unsigned char>(c) & 0xc0) != 0x80) ++n;
+  return n;
+}
+
+/// Turns echo off for as long as it lives (a password prompt); the newline the user typed is
+/// not echoed either, so it prints one when done.
+class echo_off {
+public:
+  echo_off() {
+    if (tcgetattr(STDIN_FILENO, &saved_) != 0) return;
+    termios t = saved_;
+    t.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    active_ = tcsetattr(STDIN_FILENO, TCSAFLUSH, &t) == 0;
+  }
+  ~echo_off() {
+    if (!active_) return;
+    tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
+    out("\n");
+    std::fflush(stdout);
+  }
+  echo_off(echo_off const&) = delete;
+  echo_off& operator=(echo_off const&) = delete;
+
+private:
+  termios saved_{};
+  bool active_ = false;
+};
+}  // namespace
+
+console::console(asio::any_io_executor ex, bool interactive, bool colour)
+    : in_(ex, ::dup(STDIN_FILENO)), interactive_(interactive), colour_(colour) {
+  active = this;
+  saved_stdin_flags = fcntl(STDIN_FILENO, F_GETFL);
+  if (interactive_) {
+    // Signals belong to the io_context's signal_set, not to libedit.
+    rl_catch_signals = 0;
+    rl_catch_sigwinch = 0;
+    rl_readline_name = "jim";
+    using_history();
+    stifle_history(1000);
+  }
+}
+
+console::~console() {
+  stop_editing();
+  std::fflush(stdout);
+  // Reading a pipe or a terminal through Asio makes it non-blocking, and the file description
+  // is shared with whoever started us: give it back as it was.
+  if (saved_stdin_flags >= 0) fcntl(STDIN_FILENO, F_SETFL, saved_stdin_flags);
+  active = nullptr;
+}
+
+awaitable<std::optional<std::string>> console::ask(std::string prompt, bool secret) {
+  out(prompt);
+  std::fflush(stdout);
+  std::optional<echo_off> no_echo;
+  if (secret) no_echo.emplace();
+  std::string answer;
+  for (;;) {
+    // Canonical mode: the terminal hands over whole lines, so a read after readiness
+    // never blocks (and never takes more than the line).
+    auto [ec] = co_await in_.async_wait(asio::posix::descriptor_base::wait_read, nothrow);
+    if (ec) co_return std::nullopt;
+    char buf[512];
+    const ssize_t n = ::read(in_.native_handle(), buf, sizeof buf);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) {
+      if (!secret) out("\n");
+      co_return std::nullopt;
+    }
+    answer.append(buf, static_cast<std::size_t>(n));
+    if (answer.back() == '\n') break;
+  }
+  while (!answer.empty() && (answer.back() == '\n' || answer.back() == '\r')) answer.pop_back();
+  co_return answer;
+}
+
+awaitable<std::optional<std::string>> console::read_line() {
+  if (!interactive_) co_return co_await read_plain();
+  for (;;) {
+    if (!lines_.empty()) {
+      std::string line = std::move(lines_.front());
+      lines_.pop_front();
+      co_return line;
+    }
+    if (eof_) co_return std::nullopt;
+    if (!installed_) install();
+    auto [ec] = co_await in_.async_wait(asio::posix::descriptor_base::wait_read, nothrow);
+    if (ec) co_return std::nullopt;
+    rl_callback_read_char();  // one key; calls on_line() when a line is complete
+  }
+}
+
+awaitable<std::optional<std::string>> console::read_plain() {
+  for (;;) {
+    if (!lines_.empty()) {
+      std::string line = std::move(lines_.front());
+      lines_.pop_front();
+      co_return line;
+    }
+    if (eof_) {
+      if (pending_.empty()) co_return std::nullopt;
+      co_return std::exchange(pending_, {});  // a last line without its newline
+    }
+    char buf[4096];
+    auto [ec, n] = co_await in_.async_read_some(asio::buffer(buf), nothrow);
+    if (ec) {
+      eof_ = true;
+      continue;
+    }
+    pending_.append(buf, n);
+    for (auto nl = pending_.find('\n'); nl != std::string::npos; nl = pending_.find('\n')) {
+      std::string line = pending_.substr(0, nl);
+      pending_.erase(0, nl + 1);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      lines_.push_back(std::move(line));
+    }
+  }
+}
+
+void console::on_line(char* line) {
+  console& c = *active;
+  // libedit has finished this line (and echoed its newline); install() starts the next one
+  // when it is wanted, so that nothing is drawn in between.
+  c.installed_ = false;
+  if (!line) {
+    c.eof_ = true;
+    out("\n");
+    std::fflush(stdout);
+    return;
+  }
+  c.entered_ = line;
+  if (*line) add_history(line);
+  c.lines_.emplace_back(line);
+  std::free(line);
+}
+
+void console::install() {
+  rl_callback_handler_install(prompt_.c_str(), &console::on_line);
+  installed_ = true;
+}
+
+void console::clear_input() {
+  // Back to the row where the prompt starts, then clear to the end of the screen: this also
+  // removes a half-typed line that wrapped over several rows.
+  const std::size_t typed = rl_line_buffer && rl_point > 0
+                                ? width(std::string_view(rl_line_buffer, static_cast<std::size_t>(rl_point)))
+                                : 0;
+  const std::size_t row = (width(prompt_) + typed) / columns();
+  if (row > 0) out("\033[" + std::to_string(row) + "A");
+  out("\r\033[J");
+}
+
+void console::set_prompt(std::string prompt) {
+  if (prompt == prompt_) return;
+  if (!installed_) {
+    prompt_ = std::move(prompt);
+    return;
+  }
+  clear_input();
+  prompt_ = std::move(prompt);
+  rl_set_prompt(prompt_.c_str());
+  rl_forced_update_display();
+}
+
+std::string console::paint(out_line const& line) const {
+  if (!colour_) return line.text;
+  char const* sgr = "";
+  switch (line.kind) {
+    case tone::chat: return line.text;
+    case tone::direct: sgr = "\033[35m"; break;   // magenta
+    case tone::history: sgr = "\033[2m"; break;   // dim
+    case tone::info: sgr = "\033[36m"; break;     // cyan
+    case tone::event: sgr = "\033[32m"; break;    // green
+    case tone::error: sgr = "\033[31m"; break;    // red
+  }
+  return sgr + line.text + "\033[0m";
+}
+
+void console::show(std::vector<out_line> const& lines) {
+  if (lines.empty()) return;
+  if (!interactive_) {
+    for (auto const& l : lines) {
+      if (l.kind == tone::error) {
+        std::fflush(stdout);
+        std::fprintf(stderr, "%s\n", l.text.c_str());
+      } else {
+        out(paint(l));
+        out("\n");
+      }
+    }
+    std::fflush(stdout);
+    return;
+  }
+  if (installed_) clear_input();
+  for (auto const& l : lines) {
+    out(paint(l));
+    out("\n");
+  }
+  std::fflush(stdout);
+  if (installed_) rl_forced_update_display();  // the prompt and the half-typed line, intact
+}
+
+void console::replace_entered(out_line const& line) {
+  if (!interactive_ || installed_ || entered_.empty()) return show(line);
+  const std::size_t cols = columns();
+  const std::size_t rows = std::max<std::size_t>(1, (width(prompt_) + width(entered_) + cols - 1) / cols);
+  out("\033[" + std::to_string(rows) + "A\r\033[J");
+  show(line);
+}
+
+void console::raw(std::string_view line) {
+  out(line);
+  out("\n");
+  std::fflush(stdout);
+}
+
+void console::resized() {
+  if (interactive_) rl_resize_terminal();
+}
+
+void console::stop_editing() {
+  if (!installed_) return;
+  clear_input();
+  rl_callback_handler_remove();
+  installed_ = false;
+  std::fflush(stdout);
+}
+
+}  // namespace jim::client
