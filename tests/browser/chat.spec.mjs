@@ -1,0 +1,519 @@
+// End-to-end test of the web client in a real browser (Debian's headless Chromium, driven by
+// playwright-core): jimd serves the page and the WebSocket; two browser pages sign up, chat in
+// #general, create and join a room, send private messages, page back through history, follow
+// an invitation and survive a daemon restart, while a raw TCP client sees the #general talk.
+//
+//   JIMD=build/bin/jimd node tests/browser/chat.spec.mjs      (tests/browser/run.sh does it all)
+//
+// Env: JIMD (the daemon; default: the newest build*/bin/jimd), CHROMIUM (default
+// /usr/bin/chromium), JIM_SCREENSHOT (default docs/web-client.png), JIM_E2E_TIMEOUT (seconds).
+// Prints one line per step and closes with "N passed, N failed".
+import { chromium } from 'playwright-core';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const TOTAL_MS = Number(process.env.JIM_E2E_TIMEOUT || 240) * 1000;
+const STEP_MS = 20000;       // default wait for one thing to show up
+const started = Date.now();
+
+// ------------------------------------------------------------------ small helpers
+
+function findJimd() {
+  if (process.env.JIMD) return path.resolve(process.env.JIMD);
+  const found = fs.readdirSync(ROOT)
+    .filter((d) => d.startsWith('build'))
+    .map((d) => path.join(ROOT, d, 'bin', 'jimd'))
+    .filter((f) => fs.existsSync(f))
+    .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
+  if (!found.length) throw new Error('no jimd binary: build it or set JIMD=/path/to/jimd');
+  return found[0];
+}
+
+function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+async function waitUntil(fn, ms, what) {
+  const end = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) { last = e; }
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    await sleep(50);
+  }
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function httpGet(url) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { timeout: 3000 }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+function assert(cond, msg) { if (!cond) throw new Error(msg); }
+
+// ------------------------------------------------------------------ the daemon
+
+class Daemon {
+  constructor(bin, dir, httpPort) {
+    this.bin = bin;
+    this.dir = dir;
+    this.httpPort = httpPort;
+    this.proc = null;
+    this.output = '';
+  }
+
+  async start() {
+    const portFile = path.join(this.dir, 'port');
+    fs.rmSync(portFile, { force: true });
+    const args = ['-a', '127.0.0.1', '-p', '0', '--port-file', portFile,
+      '--http-port', String(this.httpPort), '--http-address', '127.0.0.1',
+      '--kdf-iterations', '1000', '--rate-limit', '0',
+      '--data-dir', path.join(this.dir, 'data'), '--log-dir', path.join(this.dir, 'logs')];
+    const proc = spawn(this.bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = proc;
+    const keep = (d) => { this.output = (this.output + d.toString()).slice(-20000); };
+    proc.stdout.on('data', keep);
+    proc.stderr.on('data', keep);
+    proc.exited = new Promise((r) => proc.once('exit', (code, sig) => r({ code, sig })));
+    this.tcpPort = await waitUntil(() => {
+      if (proc.exitCode !== null) throw new Error(`jimd exited with ${proc.exitCode}:\n${this.output}`);
+      const t = fs.existsSync(portFile) ? fs.readFileSync(portFile, 'utf8').trim() : '';
+      return /^\d+$/.test(t) ? Number(t) : 0;
+    }, 15000, 'the port file');
+    await waitUntil(async () => (await httpGet(this.url('/'))).status === 200, 15000, `HTTP on port ${this.httpPort}`);
+  }
+
+  url(p) { return `http://127.0.0.1:${this.httpPort}${p}`; }
+
+  /** SIGTERM (jimd saves and exits), SIGKILL after 10 s. Only ever the PID we started. */
+  async stop() {
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return null;
+    proc.kill('SIGTERM');
+    const done = await Promise.race([proc.exited, sleep(10000).then(() => null)]);
+    if (!done) {
+      proc.kill('SIGKILL');
+      await Promise.race([proc.exited, sleep(3000)]);
+      throw new Error('jimd did not exit within 10 s of SIGTERM');
+    }
+    return done;
+  }
+}
+
+// ------------------------------------------------------------------ a raw TCP client
+
+class LineClient {
+  constructor(port) {
+    this.frames = [];
+    this.buf = '';
+    this.sock = net.connect(port, '127.0.0.1');
+    this.sock.setEncoding('utf8');
+    this.sock.on('data', (d) => {
+      this.buf += d;
+      let i;
+      while ((i = this.buf.indexOf('\n')) >= 0) {
+        const line = this.buf.slice(0, i).trim();
+        this.buf = this.buf.slice(i + 1);
+        if (line) this.frames.push(JSON.parse(line));
+      }
+    });
+    this.sock.on('error', () => {});
+    this.ready = new Promise((resolve, reject) => {
+      this.sock.once('connect', resolve);
+      this.sock.once('error', reject);
+    });
+  }
+
+  send(obj) { this.sock.write(JSON.stringify(obj) + '\n'); }
+
+  async request(obj, ms = STEP_MS) {
+    const tag = `t${Math.random().toString(36).slice(2, 10)}`;
+    this.send({ ...obj, tag });
+    return this.waitFor((f) => f.tag === tag && typeof f.response === 'number', ms, `reply to ${obj.action}`);
+  }
+
+  waitFor(pred, ms, what) {
+    return waitUntil(() => this.frames.find(pred), ms, `TCP frame: ${what}`);
+  }
+
+  close() { this.sock.destroy(); }
+}
+
+// ------------------------------------------------------------------ page helpers
+
+const shown = (page) => page.locator('.messages:not([hidden])');
+
+async function seeMessage(page, text, ms = STEP_MS) {
+  await shown(page).locator('li', { hasText: text }).first().waitFor({ state: 'visible', timeout: ms });
+}
+
+async function say(page, text) {
+  await page.locator('#text').fill(text);
+  await page.locator('#text').press('Enter');
+}
+
+async function roomIs(page, room) {
+  await page.waitForFunction((r) => document.getElementById('room-title').textContent === r, room, { timeout: STEP_MS });
+}
+
+async function signUp(page, name, password, { mismatchFirst = false } = {}) {
+  await page.locator('#name').fill(name);
+  await page.locator('#password').fill(password);
+  await page.locator('#signin-submit').click();
+  await page.locator('#password2').waitFor({ state: 'visible', timeout: STEP_MS });
+  if (mismatchFirst) {
+    await page.locator('#password2').fill(`${password}-typo`);
+    await page.locator('#password2').press('Enter');
+    await page.locator('#signin-error', { hasText: /differ/i }).waitFor({ timeout: STEP_MS });
+    await page.locator('#password').fill(password);
+  }
+  await page.locator('#password2').fill(password);
+  await page.locator('#password2').press('Enter');
+  await page.locator('#chat-view').waitFor({ state: 'visible', timeout: STEP_MS });
+  await roomIs(page, '#general');
+  const me = await page.locator('#me').textContent();
+  assert(me === name, `signed in as ${me}, expected ${name}`);
+}
+
+// ------------------------------------------------------------------ the run
+
+const results = [];
+let failed = false;
+
+async function step(name, fn) {
+  if (failed) {
+    results.push({ name, ok: false, skipped: true });
+    console.log(`not run - ${name}`);
+    return;
+  }
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push({ name, ok: true });
+    console.log(`ok - ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    failed = true;
+    results.push({ name, ok: false });
+    console.log(`FAILED - ${name} (${Date.now() - t0} ms)\n  ${String(e && e.stack || e).split('\n').join('\n  ')}`);
+  }
+}
+
+async function main() {
+  const bin = findJimd();
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'jimd-browser-'));
+  const daemon = new Daemon(bin, tmp, await freePort());
+  const shot = path.resolve(ROOT, process.env.JIM_SCREENSHOT || 'docs/web-client.png');
+  let browser = null;
+  let carol = null;
+  const pageErrors = [];
+  const foreign = [];
+  console.log(`jimd: ${bin}`);
+
+  const watchdog = setTimeout(() => {
+    console.log(`FAILED - the whole test took more than ${TOTAL_MS / 1000} s`);
+    if (daemon.proc && daemon.proc.exitCode === null) daemon.proc.kill('SIGKILL');
+    process.exit(1);
+  }, TOTAL_MS);
+
+  try {
+    await step('jimd starts and serves the web client over HTTP', async () => {
+      await daemon.start();
+      const index = await httpGet(daemon.url('/'));
+      assert(/text\/html/.test(index.headers['content-type'] || ''), `/ has content-type ${index.headers['content-type']}`);
+      assert(index.body.includes('id="chat-view"'), '/ is not the web client');
+      for (const [p, type] of [['/app.js', /javascript/], ['/logic.js', /javascript/], ['/style.css', /text\/css/], ['/favicon.svg', /image\/svg\+xml/]]) {
+        const r = await httpGet(daemon.url(p));
+        assert(r.status === 200, `${p}: HTTP ${r.status}`);
+        assert(type.test(r.headers['content-type'] || ''), `${p} has content-type ${r.headers['content-type']}`);
+      }
+      const missing = await httpGet(daemon.url('/no-such-file.js'));
+      assert(missing.status === 404, `/no-such-file.js: HTTP ${missing.status}, expected 404`);
+    });
+
+    await step('carol signs up over raw TCP', async () => {
+      carol = new LineClient(daemon.tcpPort);
+      await carol.ready;
+      const r = await carol.request({ action: 'register', user: { account_name: 'carol', password: 'carol-pw' } });
+      assert(r.response === 201, `register carol: ${JSON.stringify(r)}`);
+    });
+
+    browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+      headless: true,
+      timeout: 60000,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+        '--disable-sync', '--no-first-run'],
+    });
+    const newPage = async (label, viewport) => {
+      const ctx = await browser.newContext({ viewport, deviceScaleFactor: 1 });
+      ctx.setDefaultTimeout(STEP_MS);
+      const page = await ctx.newPage();
+      page.on('pageerror', (e) => pageErrors.push(`${label}: ${e.message}`));
+      page.on('request', (req) => {
+        const u = req.url();
+        if (!u.startsWith(daemon.url('/')) && !u.startsWith(`ws://127.0.0.1:${daemon.httpPort}/`) && !u.startsWith('data:')) foreign.push(`${label}: ${u}`);
+      });
+      await page.goto(daemon.url('/'), { waitUntil: 'load' });
+      await page.waitForFunction(() => window.jimClient && window.jimClient.connected, null, { timeout: STEP_MS });
+      return page;
+    };
+    const alice = await newPage('alice', { width: 1200, height: 760 });
+    const bob = await newPage('bob', { width: 1000, height: 720 });
+
+    await step('alice signs up in the browser (password typed twice)', async () => {
+      await signUp(alice, 'alice', 'alice-pw');
+      await seeMessage(alice, 'Welcome, alice');
+    });
+
+    await step('bob signs up; passwords that differ are refused and asked again', async () => {
+      await signUp(bob, 'bob', 'bob-pw', { mismatchFirst: true });
+    });
+
+    await step('alice and bob chat in #general; carol (TCP) sees both', async () => {
+      await say(alice, 'Hello from alice in the browser');
+      await seeMessage(bob, 'Hello from alice in the browser');
+      await carol.waitFor((f) => f.action === 'msg' && f.from === 'alice' && f.message === 'Hello from alice in the browser', STEP_MS, 'alice\'s message');
+      await say(bob, 'Hi alice, bob here');
+      await seeMessage(alice, 'Hi alice, bob here');
+      await carol.waitFor((f) => f.action === 'msg' && f.from === 'bob' && f.message === 'Hi alice, bob here' && f.to === '#general', STEP_MS, 'bob\'s message');
+      // The author and a local HH:MM time are shown with each message.
+      const line = shown(bob).locator('li.msg', { hasText: 'Hello from alice' }).first();
+      assert((await line.locator('.from').textContent()) === 'alice', 'author not shown');
+      assert(/^\d\d:\d\d$/.test(await line.locator('time').textContent()), 'time is not HH:MM');
+    });
+
+    await step('carol (TCP) talks to both browser pages', async () => {
+      const r = await carol.request({ action: 'msg', message: 'carol from the terminal <b>not bold</b>' });
+      assert(r.response === 200 && r.delivered === 2, `carol's msg: ${JSON.stringify(r)}`);
+      await seeMessage(alice, 'carol from the terminal <b>not bold</b>');
+      await seeMessage(bob, 'carol from the terminal <b>not bold</b>');
+      // User text is text, never markup.
+      const bolds = await shown(alice).locator('b').count();
+      assert(bolds === 0, 'user text was rendered as HTML');
+    });
+
+    await step('errors are shown next to the input', async () => {
+      await say(alice, '/join nosuchroom');
+      await alice.locator('#composer-error', { hasText: /no such room/i }).waitFor({ timeout: STEP_MS });
+      await say(alice, '/frobnicate');
+      await alice.locator('#composer-error', { hasText: /unknown command/i }).waitFor({ timeout: STEP_MS });
+    });
+
+    let roomPassword = '';
+    await step('alice creates #den; its password is shown once, ready to copy', async () => {
+      await alice.locator('#create-room').fill('den');
+      await alice.locator('#create-room').press('Enter');
+      await roomIs(alice, '#den');
+      await alice.locator('#secret').waitFor({ state: 'visible', timeout: STEP_MS });
+      roomPassword = await alice.locator('#secret-value').inputValue();
+      assert(/^[A-Za-z0-9_-]{16,}$/.test(roomPassword), `room password looks wrong: ${roomPassword}`);
+      await alice.locator('#secret-copy').click();
+      await alice.locator('#secret-status', { hasText: /copied|copy it/i }).waitFor({ timeout: STEP_MS });
+    });
+
+    await step('bob joins #den with the shown password (asked for it first)', async () => {
+      await bob.locator('#join-room').fill('den');
+      await bob.locator('#join-room').press('Enter');
+      await bob.locator('#join-error', { hasText: /password/i }).waitFor({ timeout: STEP_MS });
+      const focused = await bob.evaluate(() => document.activeElement && document.activeElement.id);
+      assert(focused === 'join-password', `focus is on ${focused}, not the room password field`);
+      await bob.locator('#join-password').fill('wrong-password');
+      await bob.locator('#join-password').press('Enter');
+      await bob.locator('#join-error', { hasText: /wrong password/i }).waitFor({ timeout: STEP_MS });
+      await bob.locator('#join-password').fill(roomPassword);
+      await bob.locator('#join-password').press('Enter');
+      await roomIs(bob, '#den');
+      await seeMessage(alice, 'bob joined #den');
+      await alice.locator('#users li', { hasText: 'bob' }).waitFor({ timeout: STEP_MS });
+    });
+
+    await step('alice and bob talk in #den; carol in #general does not see it', async () => {
+      await say(bob, 'Nice den, alice');
+      await seeMessage(alice, 'Nice den, alice');
+      await say(alice, 'Welcome to the den, bob');
+      await seeMessage(bob, 'Welcome to the den, bob');
+      const r = await carol.request({ action: 'rooms' });
+      const den = (r.rooms || []).find((x) => x.room === '#den');
+      assert(den && den.online === 2 && den.member === false, `rooms as carol sees them: ${JSON.stringify(r.rooms)}`);
+      assert(!carol.frames.some((f) => f.action === 'msg' && f.to === '#den'), 'carol got a #den message');
+    });
+
+    await step('private messages are marked and can be answered', async () => {
+      await say(bob, '/msg alice psst, just for you');
+      const pm = shown(alice).locator('li.msg.private', { hasText: 'psst, just for you' });
+      await pm.waitFor({ timeout: STEP_MS });
+      await pm.getByRole('button', { name: /reply privately to bob/i }).click();
+      await alice.locator('#target-label', { hasText: 'Private message to bob' }).waitFor({ timeout: STEP_MS });
+      const focused = await alice.evaluate(() => document.activeElement && document.activeElement.id);
+      assert(focused === 'text', `after Reply the focus is on ${focused}`);
+      await say(alice, 'got it, bob');
+      await shown(bob).locator('li.msg.private', { hasText: 'got it, bob' }).waitFor({ timeout: STEP_MS });
+      await alice.locator('#target-clear').click();
+      await alice.locator('#target-label', { hasText: 'To #den' }).waitFor({ timeout: STEP_MS });
+    });
+
+    await step('screenshot of the web client', async () => {
+      await alice.locator('#secret-close').click();
+      await say(alice, 'See you in #general later');
+      await seeMessage(bob, 'See you in #general later');
+      await alice.locator('#text').fill('typing a reply…');
+      fs.mkdirSync(path.dirname(shot), { recursive: true });
+      await alice.screenshot({ path: shot });
+      await alice.locator('#text').fill('');
+      assert(fs.statSync(shot).size > 10000, 'screenshot is suspiciously small');
+    });
+
+    let dave = null;
+    await step('history scroll-back on a phone-sized screen (dave, 390x844)', async () => {
+      for (let i = 1; i <= 30; i++) carol.send({ action: 'msg', message: `count ${i}`, tag: `count${i}` });
+      const last = await carol.waitFor((f) => f.tag === 'count30', STEP_MS, 'the reply to count 30');
+      assert(last.response === 200, `count 30: ${JSON.stringify(last)}`);
+      dave = await newPage('dave', { width: 390, height: 844 });
+      await signUp(dave, 'dave', 'dave-pw');
+      await seeMessage(dave, 'count 30');
+      // Only the last 20 were pushed on sign-in: the older ones come with "Load older messages".
+      assert(await shown(dave).locator('li', { hasText: 'Hello from alice in the browser' }).count() === 0, 'old message shown before scrolling back');
+      await dave.locator('#older').click();
+      await seeMessage(dave, 'Hello from alice in the browser');
+      await seeMessage(dave, 'count 1');
+      const texts = await shown(dave).locator('li.msg .body').allTextContents();
+      const i1 = texts.indexOf('count 1');
+      const i30 = texts.indexOf('count 30');
+      const iHello = texts.indexOf('Hello from alice in the browser');
+      assert(iHello >= 0 && iHello < i1 && i1 < i30, `messages out of order: ${JSON.stringify(texts)}`);
+      assert(new Set(texts).size === texts.length, 'a message is shown twice');
+      await dave.locator('#older', { hasText: /no older/i }).waitFor({ timeout: STEP_MS });
+    });
+
+    await step('phone layout: panel toggles, no horizontal scroll, 44 px touch targets, labelled inputs', async () => {
+      const wide = await dave.evaluate(() => document.documentElement.scrollWidth);
+      assert(wide <= 390, `page is ${wide} px wide on a 390 px screen`);
+      assert(!(await dave.locator('#side').isVisible()), 'side panel visible before it is opened');
+      await dave.locator('#side-toggle').click();
+      await dave.locator('#rooms').waitFor({ state: 'visible', timeout: STEP_MS });
+      assert(await dave.locator('#side-toggle').getAttribute('aria-expanded') === 'true', 'aria-expanded not updated');
+      const small = await dave.evaluate(() => Array.from(document.querySelectorAll('button, input, textarea'))
+        .filter((el) => el.offsetParent !== null)
+        .map((el) => ({ id: el.id || el.textContent.trim().slice(0, 20), h: el.getBoundingClientRect().height, w: el.getBoundingClientRect().width }))
+        .filter((r) => r.h < 43.5 || r.w < 43.5));
+      assert(small.length === 0, `touch targets under 44 px: ${JSON.stringify(small)}`);
+      const unlabelled = await dave.evaluate(() => Array.from(document.querySelectorAll('input, textarea'))
+        .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
+        .map((el) => el.id));
+      assert(unlabelled.length === 0, `inputs without a label: ${unlabelled}`);
+      assert(await dave.locator('[role="log"][aria-live]').count() === 1, 'no aria-live message log');
+      await dave.keyboard.press('Escape');
+      await dave.waitForFunction(() => !document.body.classList.contains('side-open'), null, { timeout: STEP_MS });
+    });
+
+    await step('an invitation shows a clickable "join #den" notice', async () => {
+      await say(alice, '/invite dave');
+      await seeMessage(alice, 'dave is invited');
+      const join = shown(dave).getByRole('button', { name: 'join #den' });
+      await join.waitFor({ timeout: STEP_MS });
+      await join.click();
+      await roomIs(dave, '#den');
+      await seeMessage(dave, 'Welcome to the den, bob');   // the room's recent history
+      await seeMessage(alice, 'dave joined #den');
+      await dave.locator('#exit').click();
+      await roomIs(dave, '#general');
+      await seeMessage(alice, 'dave left #den');
+      await seeMessage(dave, 'count 30');
+    });
+
+    await step('after a daemon restart the pages reconnect and sign in again by themselves', async () => {
+      carol.close();
+      const stopped = await daemon.stop();
+      assert(stopped && stopped.code === 0, `jimd exit after SIGTERM: ${JSON.stringify(stopped)}`);
+      await alice.locator('#conn[data-state="offline"]').waitFor({ timeout: STEP_MS });
+      await daemon.start();
+      for (const [p, room] of [[alice, '#den'], [bob, '#den'], [dave, '#general']]) {
+        await p.waitForFunction(() => window.jimClient.signedIn, null, { timeout: 40000 });
+        await roomIs(p, room);
+      }
+      await seeMessage(alice, 'Reconnected');
+      await say(alice, 'Back after the restart');
+      await seeMessage(bob, 'Back after the restart');
+      const texts = await shown(bob).locator('li.msg .body').allTextContents();
+      assert(new Set(texts).size === texts.length, `a message is shown twice after reconnecting: ${JSON.stringify(texts)}`);
+      carol = new LineClient(daemon.tcpPort);
+      await carol.ready;
+      const r = await carol.request({ action: 'authenticate', user: { account_name: 'carol', password: 'carol-pw' } });
+      assert(r.response === 200, `carol after the restart: ${JSON.stringify(r)}`);
+      await say(dave, 'dave is back too');
+      await carol.waitFor((f) => f.action === 'msg' && f.from === 'dave' && f.message === 'dave is back too', STEP_MS, 'dave\'s message');
+    });
+
+    await step('sign out returns to the sign-in form; a wrong password is refused', async () => {
+      await bob.locator('#signout').click();
+      await bob.locator('#signin').waitFor({ state: 'visible', timeout: STEP_MS });
+      await bob.waitForFunction(() => window.jimClient.connected, null, { timeout: STEP_MS });
+      await bob.locator('#name').fill('bob');
+      await bob.locator('#password').fill('not-bobs-password');
+      await bob.locator('#password').press('Enter');
+      await bob.locator('#signin-error', { hasText: /wrong password/i }).waitFor({ timeout: STEP_MS });
+      await bob.waitForFunction(() => window.jimClient.connected, null, { timeout: STEP_MS });
+      await bob.locator('#password').fill('bob-pw');
+      await bob.locator('#password').press('Enter');
+      await roomIs(bob, '#general');
+      await seeMessage(bob, 'dave is back too');
+    });
+
+    await step('no script errors and no request leaves the daemon', async () => {
+      assert(pageErrors.length === 0, `page errors:\n${pageErrors.join('\n')}`);
+      assert(foreign.length === 0, `requests to other hosts:\n${foreign.join('\n')}`);
+    });
+  } catch (e) {
+    failed = true;
+    results.push({ name: 'setup', ok: false });
+    console.log(`FAILED - setup: ${e && e.stack || e}`);
+  } finally {
+    if (carol) carol.close();
+    if (browser) await Promise.race([browser.close().catch(() => {}), sleep(10000)]);
+    try {
+      await daemon.stop();
+    } catch (e) {
+      console.log(`FAILED - ${e.message}`);
+      results.push({ name: 'jimd stops', ok: false });
+    }
+    if (failed && daemon.output) console.log(`--- jimd output (tail) ---\n${daemon.output.slice(-4000)}`);
+    clearTimeout(watchdog);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+
+  const passed = results.filter((r) => r.ok).length;
+  const notOk = results.length - passed;
+  console.log(`browser test: ${((Date.now() - started) / 1000).toFixed(1)} s, screenshot ${path.relative(ROOT, shot)}`);
+  console.log(`${passed} passed, ${notOk} failed`);
+  process.exit(notOk ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.log(`FAILED - ${e && e.stack || e}`);
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+});

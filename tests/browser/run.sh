@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# End-to-end browser test of the web client: installs what it needs (Debian's chromium with
+# apt-get, playwright-core with npm; both idempotent), runs the web client's logic tests in
+# node, then drives two Chromium pages and a raw TCP client against a jimd it starts itself.
+#
+#   JIMD=build/bin/jimd tests/browser/run.sh      (JIMD defaults to the newest build*/bin/jimd)
+#
+# Exits 0 with a "SKIPPED: ..." line only when chromium (or node) cannot be installed.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@";
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo "$@";
+  else return 1; fi
+}
+
+apt_updated=0
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || return 1
+  if [ "$apt_updated" -eq 0 ]; then
+    as_root apt-get update -qq >/dev/null || return 1
+    apt_updated=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+chromium=${CHROMIUM:-/usr/bin/chromium}
+if [ ! -x "$chromium" ] && ! installed chromium; then
+  echo "browser test: installing chromium (apt-get)"
+  apt_install chromium fonts-dejavu-core || true
+fi
+if [ ! -x "$chromium" ]; then
+  echo "SKIPPED: browser test: chromium is not installed and could not be installed with apt-get (no root, no apt, or no package repository)"
+  exit 0
+fi
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "browser test: installing nodejs and npm (apt-get)"
+  apt_install nodejs npm || true
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "SKIPPED: browser test: node and npm are not installed and could not be installed with apt-get"
+  exit 0
+fi
+
+cd "$here"
+if [ ! -d node_modules/playwright-core ] ||
+   ! node -e 'const want=require("./package.json").dependencies["playwright-core"];
+              process.exit(require("./node_modules/playwright-core/package.json").version===want?0:1)' 2>/dev/null; then
+  echo "browser test: installing playwright-core (npm ci)"
+  timeout 300 npm ci --no-audit --no-fund --loglevel=error
+fi
+
+echo "browser test: web client logic (node --test)"
+timeout 60 node --test logic.test.mjs
+
+echo "browser test: end to end in $("$chromium" --version 2>/dev/null | head -1 || echo chromium)"
+export CHROMIUM="$chromium"
+cd "$root"
+exec timeout 300 node "$here/chat.spec.mjs"

@@ -1,0 +1,955 @@
+// jimd web client: the DOM and the WebSocket. Protocol rules live in logic.js.
+// User-supplied text only ever reaches the page through textContent or input values.
+(function () {
+  'use strict';
+  var L = window.JimLogic;
+  var $ = function (id) { return document.getElementById(id); };
+
+  var REFRESH_MS = 30000;     // rooms/users lists (also keeps the connection from idling)
+  var HISTORY_PAGE = 50;
+  var STABLE_MS = 10000;      // a connection that lived this long resets the back-off
+
+  var state = {
+    ws: null,
+    openedAt: 0,
+    attempt: 0,               // reconnect attempts since the last good connection
+    timer: null,              // pending reconnect
+    tick: null,               // countdown display
+    pending: new L.Pending(),
+    creds: null,              // {name, password}: memory only, for re-sign-in after a drop
+    me: null,                 // account name as registered
+    signedIn: false,
+    signingIn: false,
+    room: L.GENERAL,          // current room as the server writes it
+    wantRoom: null,           // room to go back to after a reconnect
+    target: null,             // account of the private conversation, null = the room
+    views: new Map(),         // room key -> view
+    rooms: [],                // last `rooms` reply
+    noReconnect: false,       // the account was taken over by another connection
+    expectClose: false,       // the server closes after this reply (402, quit): reconnect at once
+    refresh: null
+  };
+
+  // ---------------------------------------------------------------- connection
+
+  function setConn(kind, text) {
+    var el = $('conn');
+    el.dataset.state = kind;
+    el.textContent = text;
+    $('reconnect-now').hidden = kind !== 'offline';
+  }
+
+  function clearTimers() {
+    clearTimeout(state.timer);
+    clearInterval(state.tick);
+    state.timer = state.tick = null;
+  }
+
+  function connect() {
+    clearTimers();
+    if (state.ws) return;
+    var ws;
+    try {
+      ws = new WebSocket(L.wsUrl(window.location));
+    } catch (e) {
+      scheduleReconnect();
+      return;
+    }
+    state.ws = ws;
+    setConn('connecting', 'Connecting…');
+    ws.onopen = function () {
+      if (state.ws !== ws) return;
+      state.openedAt = Date.now();
+      setConn('online', state.creds ? 'Connected, signing in…' : 'Connected');
+      if (state.creds) resume();
+    };
+    ws.onmessage = function (ev) {
+      if (state.ws === ws && typeof ev.data === 'string') onText(ev.data);
+    };
+    ws.onclose = function () {
+      if (state.ws === ws) onClosed();
+    };
+  }
+
+  function onClosed() {
+    var lived = state.openedAt ? Date.now() - state.openedAt : 0;
+    var wasSignedIn = state.signedIn;
+    state.ws = null;
+    state.openedAt = 0;
+    state.signedIn = false;
+    stopRefresh();
+    state.pending.drain().forEach(function (e) {
+      e.reject(new Error('The connection to the server was lost.'));
+    });
+    if (lived >= STABLE_MS) state.attempt = 0;
+    if (state.noReconnect) {
+      setConn('offline', 'Disconnected: you signed in from another window.');
+      return;
+    }
+    if (wasSignedIn) systemLine('Connection lost. Reconnecting…');
+    if (state.expectClose) {
+      state.expectClose = false;
+      connect();
+      return;
+    }
+    scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    clearTimers();
+    var delay = L.backoffDelay(state.attempt++);
+    var until = Date.now() + delay;
+    var show = function () {
+      var s = Math.max(1, Math.ceil((until - Date.now()) / 1000));
+      setConn('offline', 'Disconnected. Reconnecting in ' + s + ' s…');
+    };
+    show();
+    state.tick = setInterval(show, 1000);
+    state.timer = setTimeout(connect, delay);
+  }
+
+  function reconnectNow() {
+    state.noReconnect = false;
+    state.attempt = 0;
+    connect();
+  }
+
+  /** Sends a request; resolves with its reply (matched by tag), rejects if the link drops. */
+  function request(action, fields) {
+    return new Promise(function (resolve, reject) {
+      var ws = state.ws;
+      if (!ws || ws.readyState !== WebSocket.OPEN) {
+        reject(new Error('Not connected to the server; reconnecting…'));
+        return;
+      }
+      var frame = { action: action };
+      Object.keys(fields || {}).forEach(function (k) { frame[k] = fields[k]; });
+      frame.tag = state.pending.add({ resolve: resolve, reject: reject, action: action });
+      ws.send(JSON.stringify(frame));
+    });
+  }
+
+  /** The reply, or throws its error text. */
+  function expect(reply, codes) {
+    if (codes.indexOf(reply.response) >= 0) return reply;
+    var e = new Error(L.describeError(reply));
+    e.reply = reply;
+    throw e;
+  }
+
+  function onText(text) {
+    var parsed = L.parseFrames(text);
+    parsed.errors.forEach(function (err) { console.warn('jimd: ' + err); });
+    parsed.frames.forEach(function (f) {
+      var kind = L.classify(f);
+      if (kind === 'reply') onReply(f);
+      else if (kind === 'push') onPush(f);
+    });
+  }
+
+  function onReply(f) {
+    var entry = state.pending.take(f);
+    if (entry) {
+      entry.resolve(f);
+      return;
+    }
+    // Not an answer to anything we asked: e.g. 503 (server full) sent on connect.
+    if (L.isError(f)) {
+      if (state.signedIn) showError('composer', L.describeError(f));
+      else showError('signin', L.describeError(f));
+    }
+  }
+
+  function onPush(f) {
+    switch (f.action) {
+      case 'msg': addMessage(f); break;
+      case 'event': onEvent(f); break;
+      case 'invite': onInvite(f); break;
+      case 'notice': onNotice(f); break;
+      case 'probe':
+        // Any frame answers a probe. Before sign-in `rooms` (401) leaves the sign-in state alone.
+        request(state.signedIn ? 'presence' : 'rooms').catch(function () {});
+        break;
+      default: break;
+    }
+  }
+
+  // ---------------------------------------------------------------- sign-in
+
+  function showConfirm(name) {
+    $('confirm-row').hidden = false;
+    $('signin-title').textContent = 'Create an account';
+    $('signin-submit').textContent = 'Create account';
+    $('signin-info').textContent = 'There is no account “' + name + '” yet. ' +
+      'Type the same password again to create it.';
+    $('password2').value = '';
+    $('password2').focus();
+  }
+
+  function hideConfirm() {
+    $('confirm-row').hidden = true;
+    $('password2').value = '';
+    $('signin-title').textContent = 'Sign in';
+    $('signin-submit').textContent = 'Sign in';
+    $('signin-info').textContent = '';
+  }
+
+  async function onSignInSubmit(ev) {
+    ev.preventDefault();
+    if (state.signingIn) return;
+    clearError('signin');
+    var name = $('name').value.trim();
+    var pw = $('password').value;
+    var pw2 = $('password2').value;
+    var problem = L.accountNameProblem(name);
+    if (problem) return fieldError('signin', problem, $('name'));
+    if (!pw) return fieldError('signin', 'Enter a password.', $('password'));
+    var registering = !$('confirm-row').hidden;
+    if (registering && !pw2) return fieldError('signin', 'Type the password a second time.', $('password2'));
+    state.signingIn = true;
+    $('signin-submit').disabled = true;
+    try {
+      var p = expect(await request('presence', { user: { account_name: name } }), [100]);
+      if (p.auth === 'login') {
+        hideConfirm();
+        var a = await request('authenticate', { user: { account_name: name, password: pw } });
+        if (a.response === 402) {
+          state.expectClose = true;  // the server closes after a wrong password
+          $('password').value = '';
+          $('password').focus();
+        }
+        expect(a, [200]);
+        return await signedIn(a, name, pw);
+      }
+      if (p.auth !== 'register') throw new Error('Unexpected answer from the server.');
+      if (!registering) {
+        showConfirm(name);
+        return;
+      }
+      expect(await request('authenticate', { user: { account_name: name, password: pw } }), [100]);
+      var r = await request('authenticate', { user: { account_name: name, password: pw2 } });
+      if (r.response === 400) {
+        // Passwords differ: the server is back at "choose a password".
+        $('password').value = '';
+        $('password2').value = '';
+        $('password').focus();
+      }
+      expect(r, [201]);
+      return await signedIn(r, name, pw);
+    } catch (e) {
+      showError('signin', e.message);
+    } finally {
+      state.signingIn = false;
+      $('signin-submit').disabled = false;
+    }
+  }
+
+  /** Signs in again after a reconnect with the remembered credentials (one-shot). */
+  async function resume() {
+    var c = state.creds;
+    try {
+      var a = await request('authenticate', { user: { account_name: c.name, password: c.password } });
+      if (a.response === 200) return await signedIn(a, c.name, c.password, true);
+      if (a.response === 402) state.expectClose = true;
+      forgetCredentials();
+      showSignIn();
+      showError('signin', 'Could not sign in again: ' + L.describeError(a));
+    } catch (e) {
+      // The connection dropped again; onClosed schedules the next try.
+    }
+  }
+
+  async function signedIn(reply, name, password, resumed) {
+    var back = resumed ? state.wantRoom : null;
+    state.creds = { name: name, password: password };
+    state.signedIn = true;
+    state.noReconnect = false;
+    state.attempt = 0;
+    if (!L.sameName(state.me, name)) resetViews();
+    state.me = name;
+    $('password').value = '';
+    hideConfirm();
+    $('me').textContent = name;
+    $('whoami').hidden = false;
+    $('signin-view').hidden = true;
+    $('chat-view').hidden = false;
+    setConn('online', 'Connected');
+    enterRoom(reply.room || L.GENERAL);
+    if (reply.response === 201) systemLine('Welcome, ' + name + '! Your account is ready.');
+    else if (!resumed) systemLine('Signed in as ' + name + '.');
+    if (typeof reply.missed === 'number' && reply.missed > 0) {
+      systemLine(reply.missed + ' new message' + (reply.missed === 1 ? '' : 's') +
+        ' in ' + L.GENERAL + ' since you were last here' +
+        (reply.missed > 20 ? ' (use “Load older messages” to see them all).' : '.'));
+    }
+    if (!resumed) $('text').focus();
+    startRefresh();
+    try {
+      var p = await request('presence', {});
+      if (p.account_name && L.sameName(p.account_name, name)) {
+        state.me = p.account_name;
+        state.creds.name = p.account_name;
+        $('me').textContent = p.account_name;
+      }
+      if (back && L.roomKey(back) !== L.roomKey(L.GENERAL)) {
+        await joinRoom(back, undefined, true);
+      }
+      if (resumed) systemLine('Reconnected.');
+    } catch (e) {
+      showError('composer', e.message);
+    }
+    refreshRooms();
+    refreshUsers();
+  }
+
+  function forgetCredentials() {
+    state.creds = null;
+    state.signedIn = false;
+  }
+
+  function showSignIn() {
+    stopRefresh();
+    $('chat-view').hidden = true;
+    $('whoami').hidden = true;
+    $('signin-view').hidden = false;
+    if (!$('name').value && state.me) $('name').value = state.me;
+    ($('name').value ? $('password') : $('name')).focus();
+  }
+
+  async function signOut() {
+    var ws = state.ws;
+    forgetCredentials();
+    $('name').value = state.me || '';
+    state.me = null;
+    state.wantRoom = null;
+    state.room = L.GENERAL;
+    resetViews();
+    setTarget(null);
+    hideSecret();
+    $('rooms').textContent = '';
+    $('users').textContent = '';
+    showSignIn();
+    if (ws && ws.readyState === WebSocket.OPEN) {
+      state.expectClose = true;   // quit closes the connection; open a fresh one for the next sign-in
+      try { await request('quit'); } catch (e) { /* closed anyway */ }
+    }
+  }
+
+  // ---------------------------------------------------------------- views (one per room)
+
+  function view(roomName) {
+    var key = L.roomKey(roomName);
+    var v = state.views.get(key);
+    if (!v) {
+      var list = document.createElement('ol');
+      list.className = 'messages';
+      list.dataset.room = L.roomName(roomName);
+      list.hidden = true;
+      $('log').appendChild(list);
+      v = { key: key, name: L.roomName(roomName), list: list, ids: [], byId: new Map(), oldest: null, done: false };
+      state.views.set(key, v);
+    }
+    return v;
+  }
+
+  function currentView() { return view(state.room); }
+
+  function resetViews() {
+    state.views.forEach(function (v) { v.list.remove(); });
+    state.views.clear();
+  }
+
+  function isGeneral(room) { return L.roomKey(room) === L.roomKey(L.GENERAL); }
+
+  function enterRoom(room) {
+    var changed = L.roomKey(room) !== L.roomKey(state.room);
+    state.room = room;
+    state.wantRoom = room;
+    var v = view(room);
+    v.name = room;
+    v.list.dataset.room = room;
+    state.views.forEach(function (o) { o.list.hidden = o !== v; });
+    $('room-title').textContent = room;
+    $('users-room').textContent = room;
+    $('invite-room').textContent = room;
+    $('exit').hidden = isGeneral(room);
+    $('invite-form').hidden = isGeneral(room);
+    updateOlderButton();
+    updateTarget();
+    markCurrentRoom();
+    if (changed) document.title = room + ' · jimd chat';
+    scrollToBottom(true);
+  }
+
+  function atBottom() {
+    var w = $('log-wrap');
+    return w.scrollHeight - w.scrollTop - w.clientHeight < 40;
+  }
+
+  function scrollToBottom(force) {
+    var w = $('log-wrap');
+    if (force || atBottom()) w.scrollTop = w.scrollHeight;
+  }
+
+  function timeEl(t) {
+    var el = document.createElement('time');
+    var now = typeof t === 'number' ? t : Date.now() / 1000;
+    el.dateTime = L.isoTime(now);
+    el.textContent = L.formatTime(now);
+    el.title = new Date(now * 1000).toLocaleString();
+    return el;
+  }
+
+  function span(cls, text) {
+    var s = document.createElement('span');
+    s.className = cls;
+    s.textContent = text;
+    return s;
+  }
+
+  function smallButton(text, onClick, label) {
+    var b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'small';
+    b.textContent = text;
+    if (label) b.setAttribute('aria-label', label);
+    b.addEventListener('click', onClick);
+    return b;
+  }
+
+  /**
+   * Shows a msg frame (push, history item or our own sent message) in the view it belongs
+   * to, in id order, once.
+   */
+  function addMessage(m, extra) {
+    extra = extra || {};
+    if (typeof m.message !== 'string') return;
+    var d = L.describeMessage(m, state.me);
+    var v = d.room ? view(m.to) : currentView();
+    var idx = -1;
+    if (typeof m.id === 'number') {
+      idx = L.insertionIndex(v.ids, m.id);
+      if (idx < 0) return;  // already shown (history pushed again after a reconnect)
+    }
+    var li = document.createElement('li');
+    li.className = 'msg' + (d.private ? ' private' : '') + (d.mine ? ' mine' : '') + (m.history ? ' old' : '');
+    if (typeof m.id === 'number') li.dataset.id = String(m.id);
+    li.appendChild(timeEl(m.time));
+    var head = document.createElement('span');
+    head.className = 'head';
+    if (d.private) {
+      head.appendChild(span('badge', 'private'));
+      head.appendChild(document.createTextNode(' '));
+      head.appendChild(span('from', d.mine ? 'you → ' + d.peer : m.from + ' → you'));
+    } else {
+      head.appendChild(span('from', m.from));
+    }
+    head.appendChild(document.createTextNode(': '));
+    li.appendChild(head);
+    li.appendChild(span('body', m.message));
+    if (extra.note) li.appendChild(span('note', ' ' + extra.note));
+    if (d.private && d.peer) {
+      var peer = d.peer;
+      li.appendChild(smallButton('Reply', function () { setTarget(peer); $('text').focus(); },
+        'Reply privately to ' + peer));
+    }
+    var atEnd = idx < 0 || idx === v.ids.length;
+    var follow = v.key === L.roomKey(state.room) && (atBottom() || d.mine);
+    if (atEnd) {
+      v.list.appendChild(li);   // the newest: after everything, system lines included
+      if (idx >= 0) v.ids.push(m.id);
+    } else {
+      v.list.insertBefore(li, v.byId.get(v.ids[idx]));
+      v.ids.splice(idx, 0, m.id);
+    }
+    if (typeof m.id === 'number') {
+      v.byId.set(m.id, li);
+      if (!d.private && (v.oldest === null || m.id < v.oldest)) v.oldest = m.id;
+    }
+    if (atEnd && follow) scrollToBottom(true);
+  }
+
+  /** A line from the client or server (not a chat message), in the current view. */
+  function systemLine(text, kind, extraNode) {
+    var v = currentView();
+    var li = document.createElement('li');
+    li.className = 'sys' + (kind ? ' ' + kind : '');
+    li.appendChild(timeEl());
+    li.appendChild(span('body', text));
+    if (extraNode) {
+      li.appendChild(document.createTextNode(' '));
+      li.appendChild(extraNode);
+    }
+    var follow = atBottom();
+    v.list.appendChild(li);
+    if (follow) scrollToBottom(true);
+    return li;
+  }
+
+  function onEvent(f) {
+    if (typeof f.user !== 'string' || typeof f.room !== 'string') return;
+    var verb = f.event === 'join' ? 'joined' : f.event === 'leave' ? 'left' : f.event;
+    var v = view(f.room);
+    var li = document.createElement('li');
+    li.className = 'sys event';
+    li.appendChild(timeEl());
+    li.appendChild(span('body', f.user + ' ' + verb + ' ' + f.room));
+    var follow = atBottom();
+    v.list.appendChild(li);
+    if (follow && v.key === L.roomKey(state.room)) scrollToBottom(true);
+    if (v.key === L.roomKey(state.room)) refreshUsers();
+    refreshRooms();
+  }
+
+  function onInvite(f) {
+    if (typeof f.room !== 'string') return;
+    var room = f.room;
+    var b = smallButton('join ' + room, function () {
+      joinRoom(room).catch(function (e) { showError('composer', e.message); });
+    });
+    b.className = 'small invite-join';
+    systemLine((f.from || 'Someone') + ' invited you to ' + room + '.', 'invite', b);
+    refreshRooms();
+  }
+
+  function onNotice(f) {
+    var text = typeof f.text === 'string' ? f.text : 'notice from the server';
+    systemLine('Server: ' + text, 'notice');
+    if (/signed in from another/i.test(text)) {
+      // Another window took over this account: do not fight it for the connection.
+      state.noReconnect = true;
+    }
+  }
+
+  // ---------------------------------------------------------------- history
+
+  function updateOlderButton() {
+    var v = currentView();
+    var b = $('older');
+    b.disabled = v.done;
+    b.textContent = v.done ? 'No older messages' : 'Load older messages';
+  }
+
+  async function loadOlder() {
+    var v = currentView();
+    if (v.done) return;
+    var b = $('older');
+    b.disabled = true;
+    b.textContent = 'Loading…';
+    var fields = { room: v.name, limit: HISTORY_PAGE };
+    if (v.oldest !== null) fields.before = v.oldest;
+    var w = $('log-wrap');
+    try {
+      var r = expect(await request('history', fields), [200]);
+      var msgs = Array.isArray(r.messages) ? r.messages : [];
+      var fromBottom = w.scrollHeight - w.scrollTop;
+      $('log').setAttribute('aria-busy', 'true');
+      for (var i = msgs.length - 1; i >= 0; i--) addMessage(msgs[i]);
+      $('log').removeAttribute('aria-busy');
+      w.scrollTop = w.scrollHeight - fromBottom;  // keep what was on screen in place
+      if (msgs.length < HISTORY_PAGE) v.done = true;
+      if (!msgs.length) systemLine('No older messages in ' + v.name + '.');
+    } catch (e) {
+      showError('composer', e.message);
+    } finally {
+      updateOlderButton();
+    }
+  }
+
+  /** Fills a view with the room's latest messages (after exit, which pushes no history). */
+  async function loadRecent(room) {
+    var v = view(room);
+    try {
+      var r = expect(await request('history', { room: v.name, limit: HISTORY_PAGE }), [200]);
+      var msgs = Array.isArray(r.messages) ? r.messages : [];
+      msgs.forEach(function (m) { addMessage(m); });
+      if (msgs.length < HISTORY_PAGE && v.oldest !== null && msgs.length && msgs[0].id <= v.oldest) v.done = true;
+      updateOlderButton();
+      scrollToBottom(true);
+    } catch (e) {
+      showError('composer', e.message);
+    }
+  }
+
+  // ---------------------------------------------------------------- rooms and people
+
+  async function joinRoom(room, password, quiet) {
+    var fields = { room: L.roomName(room).slice(1) };
+    if (password) fields.password = password;
+    var r = await request('join', fields);
+    if (r.response === 403 && !password) {
+      var e = new Error(L.describeError(r) + ': type the room password.');
+      e.needsPassword = true;
+      throw e;
+    }
+    expect(r, [200]);
+    setTarget(null);
+    enterRoom(r.room);
+    if (!quiet) systemLine('You are now in ' + r.room + '.');
+    refreshUsers();
+    refreshRooms();
+    return r;
+  }
+
+  async function createRoom(room) {
+    var r = expect(await request('create', { room: L.roomName(room).slice(1) }), [201]);
+    setTarget(null);
+    enterRoom(r.room);
+    view(r.room).done = true;   // a new room has no history
+    updateOlderButton();
+    systemLine('You created ' + r.room + ' and are now in it.');
+    showSecret(r.room, r.password);
+    refreshUsers();
+    refreshRooms();
+    return r;
+  }
+
+  async function exitRoom() {
+    var r = expect(await request('exit'), [200]);
+    setTarget(null);
+    hideSecret();
+    enterRoom(r.room);
+    systemLine('You are back in ' + r.room + '.');
+    refreshUsers();
+    refreshRooms();
+    await loadRecent(r.room);
+  }
+
+  async function inviteUser(user) {
+    var r = expect(await request('invite', { room: state.room.replace(/^#/, ''), user: user }), [200]);
+    var who = r.user || user;
+    var where = r.room || state.room;
+    systemLine(who + ' is invited to ' + where + ' (a member now: no password needed).');
+    return r;
+  }
+
+  async function refreshRooms() {
+    if (!state.signedIn) return;
+    try {
+      var r = expect(await request('rooms'), [200]);
+      state.rooms = Array.isArray(r.rooms) ? r.rooms : [];
+      renderRooms();
+    } catch (e) { /* shown on the next user action */ }
+  }
+
+  function renderRooms() {
+    var ul = $('rooms');
+    ul.textContent = '';
+    state.rooms.forEach(function (info) {
+      if (typeof info.room !== 'string') return;
+      var li = document.createElement('li');
+      var b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'room-button';
+      b.dataset.room = info.room;
+      b.appendChild(span('room-name', info.room));
+      var meta = (info.online || 0) + ' online';
+      if (info.owner) meta += ' · owner ' + info.owner;
+      if (!info.member) meta += ' · password';
+      b.appendChild(span('room-meta', meta));
+      b.addEventListener('click', function () { onRoomClick(info); });
+      li.appendChild(b);
+      ul.appendChild(li);
+    });
+    markCurrentRoom();
+  }
+
+  function markCurrentRoom() {
+    var key = L.roomKey(state.room);
+    Array.prototype.forEach.call($('rooms').querySelectorAll('button[data-room]'), function (b) {
+      if (L.roomKey(b.dataset.room) === key) b.setAttribute('aria-current', 'true');
+      else b.removeAttribute('aria-current');
+    });
+  }
+
+  function onRoomClick(info) {
+    clearError('join');
+    if (L.roomKey(info.room) === L.roomKey(state.room)) {
+      closeSideOnPhone();
+      $('text').focus();
+      return;
+    }
+    if (!info.member) {
+      $('join-room').value = info.room;
+      $('join-password').value = '';
+      $('join-password').focus();
+      $('join-error').textContent = info.room + ' needs its password.';
+      return;
+    }
+    var go = isGeneral(info.room) ? exitRoom() : joinRoom(info.room);
+    go.then(function () { closeSideOnPhone(); $('text').focus(); })
+      .catch(function (e) { showError('join', e.message); });
+  }
+
+  async function refreshUsers() {
+    if (!state.signedIn) return;
+    try {
+      var r = expect(await request('users'), [200]);
+      renderUsers(Array.isArray(r.users) ? r.users : []);
+    } catch (e) { /* e.g. we left the room meanwhile */ }
+  }
+
+  function renderUsers(users) {
+    var ul = $('users');
+    ul.textContent = '';
+    users.forEach(function (u) {
+      if (typeof u.account_name !== 'string') return;
+      var li = document.createElement('li');
+      var mine = L.sameName(u.account_name, state.me);
+      li.appendChild(span('user-name', u.account_name + (mine ? ' (you)' : '')));
+      if (u.status) li.appendChild(span('user-status', ' ' + u.status));
+      if (!mine) {
+        var name = u.account_name;
+        li.appendChild(smallButton('Message', function () {
+          setTarget(name);
+          closeSideOnPhone();
+          $('text').focus();
+        }, 'Send a private message to ' + name));
+      }
+      ul.appendChild(li);
+    });
+  }
+
+  function startRefresh() {
+    stopRefresh();
+    state.refresh = setInterval(function () { refreshRooms(); refreshUsers(); }, REFRESH_MS);
+  }
+
+  function stopRefresh() {
+    clearInterval(state.refresh);
+    state.refresh = null;
+  }
+
+  // ---------------------------------------------------------------- the room password, once
+
+  function showSecret(room, password) {
+    $('secret-room').textContent = room;
+    $('secret-value').value = password || '';
+    $('secret-status').textContent = '';
+    $('secret').hidden = false;
+    $('secret-value').focus();
+    $('secret-value').select();
+  }
+
+  function hideSecret() {
+    $('secret').hidden = true;
+    $('secret-value').value = '';
+  }
+
+  async function copySecret() {
+    var input = $('secret-value');
+    var done = false;
+    try {
+      if (navigator.clipboard && window.isSecureContext) {
+        await navigator.clipboard.writeText(input.value);
+        done = true;
+      }
+    } catch (e) { /* fall back below */ }
+    if (!done) {
+      input.focus();
+      input.select();
+      try { done = document.execCommand('copy'); } catch (e) { done = false; }
+    }
+    $('secret-status').textContent = done ? 'Copied.' : 'Select the password and copy it (Ctrl+C).';
+  }
+
+  // ---------------------------------------------------------------- composer
+
+  function setTarget(account) {
+    state.target = account || null;
+    updateTarget();
+  }
+
+  function updateTarget() {
+    var t = state.target;
+    $('target-label').textContent = t ? 'Private message to ' + t : 'To ' + state.room;
+    $('target-clear').hidden = !t;
+    $('target-clear').textContent = 'Back to ' + state.room;
+    $('composer').classList.toggle('private', !!t);
+    $('text').placeholder = t ? 'Private message to ' + t : 'Message ' + state.room;
+  }
+
+  async function sendMessage(text, to) {
+    var r = expect(await request('msg', { message: text, to: to }), [200, 202]);
+    var note = '';
+    if (r.response === 202) note = '(' + to + ' is offline: delivered when they sign in)';
+    addMessage({ id: r.id, time: r.time, from: state.me, to: to, message: text }, { note: note });
+  }
+
+  async function onComposerSubmit(ev) {
+    ev.preventDefault();
+    clearError('composer');
+    var box = $('text');
+    var text = box.value;
+    var c = L.parseCommand(text);
+    if (c.kind === 'error') {
+      if (text.trim()) showError('composer', c.error);
+      return;
+    }
+    box.value = '';
+    autosize();
+    try {
+      switch (c.kind) {
+        case 'say': await sendMessage(c.text, state.target || state.room); break;
+        case 'msg': await sendMessage(c.text, c.to); break;
+        case 'join': await joinRoom(c.room, c.password); break;
+        case 'create': await createRoom(c.room); break;
+        case 'exit': await exitRoom(); break;
+        case 'invite': await inviteUser(c.user); break;
+        case 'rooms': await refreshRooms(); openSide(); break;
+        case 'users': await refreshUsers(); openSide(); break;
+        case 'history': await loadOlder(); break;
+        case 'help': L.HELP.forEach(function (h) { systemLine(h, 'help'); }); break;
+        default: break;
+      }
+    } catch (e) {
+      if (!box.value) {
+        box.value = text;   // nothing lost: the text is back for another try
+        autosize();
+      }
+      showError('composer', e.message);
+    }
+  }
+
+  function autosize() {
+    var t = $('text');
+    t.style.height = 'auto';
+    t.style.height = Math.min(t.scrollHeight + 2, 160) + 'px';
+  }
+
+  // ---------------------------------------------------------------- errors
+
+  function showError(where, text) {
+    var el = $(where + '-error');
+    if (!el) return;
+    el.textContent = text;
+  }
+
+  function clearError(where) {
+    var el = $(where + '-error');
+    if (el) el.textContent = '';
+  }
+
+  function fieldError(where, text, input) {
+    showError(where, text);
+    if (input) input.focus();
+  }
+
+  // ---------------------------------------------------------------- side panel on phones
+
+  function isPhone() { return window.matchMedia('(max-width: 760px)').matches; }
+
+  function openSide() {
+    if (!isPhone()) return;
+    document.body.classList.add('side-open');
+    $('side-toggle').setAttribute('aria-expanded', 'true');
+  }
+
+  function closeSideOnPhone() {
+    document.body.classList.remove('side-open');
+    $('side-toggle').setAttribute('aria-expanded', 'false');
+  }
+
+  function toggleSide() {
+    if (document.body.classList.contains('side-open')) {
+      closeSideOnPhone();
+      $('side-toggle').focus();
+    } else {
+      openSide();
+      var first = $('side').querySelector('button, input');
+      if (first) first.focus();
+    }
+  }
+
+  // ---------------------------------------------------------------- wiring
+
+  function formHandler(where, fn) {
+    return function (ev) {
+      ev.preventDefault();
+      clearError(where);
+      Promise.resolve().then(fn).catch(function (e) {
+        showError(where, e.message);
+        if (e.needsPassword) $('join-password').focus();
+      });
+    };
+  }
+
+  function init() {
+    $('signin').addEventListener('submit', onSignInSubmit);
+    $('name').addEventListener('input', function () { if (!$('confirm-row').hidden) hideConfirm(); });
+    $('composer').addEventListener('submit', onComposerSubmit);
+    $('text').addEventListener('keydown', function (ev) {
+      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+        ev.preventDefault();
+        $('composer').requestSubmit();
+      } else if (ev.key === 'Escape' && state.target) {
+        setTarget(null);
+      }
+    });
+    $('text').addEventListener('input', autosize);
+    $('target-clear').addEventListener('click', function () { setTarget(null); $('text').focus(); });
+    $('older').addEventListener('click', loadOlder);
+    $('exit').addEventListener('click', function () {
+      clearError('composer');
+      exitRoom().then(function () { $('text').focus(); })
+        .catch(function (e) { showError('composer', e.message); });
+    });
+    $('join-form').addEventListener('submit', formHandler('join', async function () {
+      var room = $('join-room').value.trim();
+      var problem = L.roomNameProblem(room);
+      if (problem) { $('join-room').focus(); throw new Error(problem); }
+      var pw = $('join-password').value;
+      await joinRoom(room, pw || undefined);
+      $('join-room').value = '';
+      $('join-password').value = '';
+      closeSideOnPhone();
+      $('text').focus();
+    }));
+    $('create-form').addEventListener('submit', formHandler('create', async function () {
+      var room = $('create-room').value.trim();
+      var problem = L.roomNameProblem(room);
+      if (problem) { $('create-room').focus(); throw new Error(problem); }
+      await createRoom(room);
+      $('create-room').value = '';
+      closeSideOnPhone();
+    }));
+    $('invite-form').addEventListener('submit', formHandler('invite', async function () {
+      var user = $('invite-user').value.trim();
+      var problem = L.accountNameProblem(user);
+      if (problem) { $('invite-user').focus(); throw new Error(problem); }
+      $('invite-info').textContent = '';
+      var r = await inviteUser(user);
+      $('invite-info').textContent = (r.user || user) + ' is invited.';
+      $('invite-user').value = '';
+    }));
+    $('rooms-refresh').addEventListener('click', refreshRooms);
+    $('users-refresh').addEventListener('click', refreshUsers);
+    $('secret-copy').addEventListener('click', copySecret);
+    $('secret-close').addEventListener('click', function () { hideSecret(); $('text').focus(); });
+    $('signout').addEventListener('click', signOut);
+    $('reconnect-now').addEventListener('click', reconnectNow);
+    $('side-toggle').addEventListener('click', toggleSide);
+    $('side-close').addEventListener('click', function () { closeSideOnPhone(); $('side-toggle').focus(); });
+    document.addEventListener('keydown', function (ev) {
+      if (ev.key === 'Escape' && document.body.classList.contains('side-open')) {
+        closeSideOnPhone();
+        $('side-toggle').focus();
+      }
+    });
+    window.addEventListener('online', function () { if (!state.ws && !state.noReconnect) reconnectNow(); });
+    $('name').focus();
+    connect();
+  }
+
+  // Used by the end-to-end test and handy in the console; carries no secrets.
+  window.jimClient = {
+    get connected() { return !!state.ws && state.ws.readyState === WebSocket.OPEN; },
+    get signedIn() { return state.signedIn; },
+    get room() { return state.room; },
+    get me() { return state.me; },
+    get attempt() { return state.attempt; }
+  };
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
+  else init();
+})();

@@ -1,0 +1,272 @@
+// The web client's pure logic: no DOM, no sockets. app.js uses it in the browser;
+// tests/browser/logic.test.mjs runs it in node. A classic script (no modules) so the page
+// works from any static server and needs no build step.
+(function (root) {
+  'use strict';
+
+  var ACCOUNT_RE = /^[A-Za-z0-9_.-]{1,25}$/;
+  var ROOM_RE = /^#?[A-Za-z0-9_-]{1,32}$/;
+  var GENERAL = '#general';
+  var BACKOFF_FIRST_MS = 1000;
+  var BACKOFF_MAX_MS = 30000;
+
+  /** The WebSocket endpoint of the page's own server: ws(s)://host[:port]/chat. */
+  function wsUrl(loc) {
+    var scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
+    return scheme + '//' + loc.host + '/chat';
+  }
+
+  /** Delay before reconnect attempt n (0-based): 1 s, 2 s, 4 s ... capped at 30 s. */
+  function backoffDelay(attempt) {
+    var n = Math.max(0, Math.floor(attempt || 0));
+    if (n >= 15) return BACKOFF_MAX_MS;
+    return Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * Math.pow(2, n));
+  }
+
+  function pad2(n) { return (n < 10 ? '0' : '') + n; }
+
+  /** Local HH:MM of a unix time in seconds ('' if it is not a number). */
+  function formatTime(unixSeconds) {
+    if (typeof unixSeconds !== 'number' || !isFinite(unixSeconds)) return '';
+    var d = new Date(unixSeconds * 1000);
+    return pad2(d.getHours()) + ':' + pad2(d.getMinutes());
+  }
+
+  /** ISO 8601 form for a <time datetime="..."> attribute. */
+  function isoTime(unixSeconds) {
+    if (typeof unixSeconds !== 'number' || !isFinite(unixSeconds)) return '';
+    return new Date(unixSeconds * 1000).toISOString();
+  }
+
+  /**
+   * Frames of one WebSocket text message. One message is one frame, but a trailing newline
+   * or several newline-separated objects are tolerated. Returns {frames, errors}.
+   */
+  function parseFrames(text) {
+    var frames = [];
+    var errors = [];
+    String(text).split('\n').forEach(function (line) {
+      var l = line.replace(/\r$/, '').trim();
+      if (!l) return;
+      try {
+        var v = JSON.parse(l);
+        if (v && typeof v === 'object' && !Array.isArray(v)) frames.push(v);
+        else errors.push('not a JSON object: ' + l.slice(0, 80));
+      } catch (e) {
+        errors.push('invalid JSON: ' + l.slice(0, 80));
+      }
+    });
+    return { frames: frames, errors: errors };
+  }
+
+  /** 'reply' (has a numeric response), 'push' (has an action) or 'unknown'. */
+  function classify(frame) {
+    if (frame && typeof frame.response === 'number') return 'reply';
+    if (frame && typeof frame.action === 'string') return 'push';
+    return 'unknown';
+  }
+
+  function isAccountName(s) { return typeof s === 'string' && ACCOUNT_RE.test(s); }
+  function isRoomName(s) { return typeof s === 'string' && ROOM_RE.test(s); }
+
+  /** '#name' for 'name' or '#name'. */
+  function roomName(s) {
+    s = String(s).trim();
+    return s.charAt(0) === '#' ? s : '#' + s;
+  }
+
+  /** Case-insensitive key of a room or account name ('#General' and 'general' are one room). */
+  function roomKey(s) { return roomName(s).toLowerCase(); }
+  function sameName(a, b) {
+    return typeof a === 'string' && typeof b === 'string' && a.toLowerCase() === b.toLowerCase();
+  }
+
+  /** Account name problems in words, or '' when the name is valid. */
+  function accountNameProblem(s) {
+    if (!s) return 'Enter an account name.';
+    if (s.length > 25) return 'Account names have at most 25 characters.';
+    if (!ACCOUNT_RE.test(s)) return 'Account names use only letters, digits, "_", "." and "-".';
+    return '';
+  }
+
+  function roomNameProblem(s) {
+    var bare = String(s || '').replace(/^#/, '');
+    if (!bare) return 'Enter a room name.';
+    if (bare.length > 32) return 'Room names have at most 32 characters.';
+    if (!ROOM_RE.test(bare)) return 'Room names use only letters, digits, "_" and "-".';
+    return '';
+  }
+
+  /** Human text for an error reply: the server's own words, plus the wait for a 429. */
+  function describeError(reply) {
+    if (!reply) return 'No reply from the server.';
+    var text = typeof reply.error === 'string' && reply.error ? reply.error : 'error ' + reply.response;
+    text = text.charAt(0).toUpperCase() + text.slice(1);
+    if (reply.response === 429 && typeof reply.retry_after === 'number') {
+      var s = Math.max(0.1, Math.round(reply.retry_after * 10) / 10);
+      text += ' (try again in ' + s + ' s)';
+    }
+    return text;
+  }
+
+  function isError(reply) { return !reply || typeof reply.response !== 'number' || reply.response >= 400; }
+
+  var HELP = [
+    '/join ROOM [PASSWORD] — enter a room',
+    '/create ROOM — create a room (you get its password once)',
+    '/exit — back to #general',
+    '/invite USER — let USER into the current room (owner only)',
+    '/msg USER TEXT — private message',
+    '/rooms, /users — refresh the lists',
+    '/history — load older messages',
+    '//text — send a message that starts with "/"'
+  ];
+
+  /**
+   * What the composer text means. Plain text is a message to the current target; a leading
+   * '/' is a command. Returns {kind, ...} with kind one of say, msg, join, create, exit,
+   * invite, rooms, users, history, help, error.
+   */
+  function parseCommand(input) {
+    var text = String(input);
+    if (!text.trim()) return { kind: 'error', error: 'Type a message first.' };
+    if (text.charAt(0) !== '/') return { kind: 'say', text: text };
+    if (text.charAt(1) === '/') return { kind: 'say', text: text.slice(1) };
+    var m = /^\/(\S+)\s*([\s\S]*)$/.exec(text);
+    var cmd = m[1].toLowerCase();
+    var rest = m[2];
+    var words = rest.trim() ? rest.trim().split(/\s+/) : [];
+    switch (cmd) {
+      case 'join':
+      case 'j':
+        if (!words.length) return { kind: 'error', error: 'Usage: /join ROOM [PASSWORD]' };
+        if (roomNameProblem(words[0])) return { kind: 'error', error: roomNameProblem(words[0]) };
+        return { kind: 'join', room: roomName(words[0]), password: words[1] };
+      case 'create':
+        if (words.length !== 1) return { kind: 'error', error: 'Usage: /create ROOM' };
+        if (roomNameProblem(words[0])) return { kind: 'error', error: roomNameProblem(words[0]) };
+        return { kind: 'create', room: roomName(words[0]) };
+      case 'exit':
+      case 'leave':
+      case 'part':
+        return { kind: 'exit' };
+      case 'invite':
+        if (words.length !== 1) return { kind: 'error', error: 'Usage: /invite USER' };
+        if (accountNameProblem(words[0])) return { kind: 'error', error: accountNameProblem(words[0]) };
+        return { kind: 'invite', user: words[0] };
+      case 'msg':
+      case 'm':
+      case 'pm': {
+        var mm = /^(\S+)\s+([\s\S]+)$/.exec(rest.replace(/^\s+/, ''));
+        if (!mm || !mm[2].trim()) return { kind: 'error', error: 'Usage: /msg USER TEXT' };
+        if (accountNameProblem(mm[1])) return { kind: 'error', error: accountNameProblem(mm[1]) };
+        return { kind: 'msg', to: mm[1], text: mm[2] };
+      }
+      case 'rooms': return { kind: 'rooms' };
+      case 'users':
+      case 'who': return { kind: 'users' };
+      case 'history':
+      case 'older': return { kind: 'history' };
+      case 'help':
+      case '?': return { kind: 'help' };
+      default:
+        return { kind: 'error', error: 'Unknown command /' + cmd + ' (type /help)' };
+    }
+  }
+
+  /**
+   * Requests awaiting their reply, matched by the tag the server echoes. Tags are strings
+   * ('w1', 'w2', ...). A reply without a known tag goes to the oldest request only when the
+   * server could not read our tag (a 400 for a frame it could not parse), which keeps the
+   * one-reply-per-request order intact.
+   */
+  function Pending() {
+    this.next = 1;
+    this.byTag = new Map();
+  }
+  Pending.prototype.add = function (entry) {
+    var tag = 'w' + this.next++;
+    this.byTag.set(tag, entry);
+    return tag;
+  };
+  /** The entry the reply belongs to (removed from the table), or null. */
+  Pending.prototype.take = function (reply) {
+    var tag = reply && reply.tag;
+    if (tag !== undefined && tag !== null) {
+      tag = String(tag);
+      var e = this.byTag.get(tag);
+      if (e === undefined) return null;
+      this.byTag.delete(tag);
+      return e;
+    }
+    if (reply && reply.response === 400 && this.byTag.size) {
+      var first = this.byTag.keys().next().value;
+      var f = this.byTag.get(first);
+      this.byTag.delete(first);
+      return f;
+    }
+    return null;
+  };
+  /** Every entry still waiting, the table emptied (connection lost). */
+  Pending.prototype.drain = function () {
+    var all = Array.from(this.byTag.values());
+    this.byTag.clear();
+    return all;
+  };
+  Object.defineProperty(Pending.prototype, 'size', { get: function () { return this.byTag.size; } });
+
+  /**
+   * Where a message with this id goes in a list whose message ids are `ids` (ascending, as
+   * displayed): the index to insert before, ids.length to append, or -1 for a duplicate.
+   */
+  function insertionIndex(ids, id) {
+    var lo = 0, hi = ids.length;
+    while (lo < hi) {
+      var mid = (lo + hi) >> 1;
+      if (ids[mid] < id) lo = mid + 1; else hi = mid;
+    }
+    if (lo < ids.length && ids[lo] === id) return -1;
+    return lo;
+  }
+
+  /**
+   * How a msg frame (push, history item or own sent message) is shown to `me`:
+   * {room, private, mine, peer} — room is the view key it belongs to (null for private
+   * messages, shown in whatever room is open), peer the other side of a private message.
+   */
+  function describeMessage(m, me) {
+    var to = typeof m.to === 'string' ? m.to : '';
+    var isRoom = to.charAt(0) === '#' || to === '';
+    var mine = sameName(m.from, me);
+    if (isRoom) return { room: to ? roomKey(to) : null, private: false, mine: mine, peer: null };
+    return { room: null, private: true, mine: mine, peer: mine ? to : m.from };
+  }
+
+  var api = {
+    GENERAL: GENERAL,
+    BACKOFF_FIRST_MS: BACKOFF_FIRST_MS,
+    BACKOFF_MAX_MS: BACKOFF_MAX_MS,
+    HELP: HELP,
+    wsUrl: wsUrl,
+    backoffDelay: backoffDelay,
+    formatTime: formatTime,
+    isoTime: isoTime,
+    parseFrames: parseFrames,
+    classify: classify,
+    isAccountName: isAccountName,
+    isRoomName: isRoomName,
+    accountNameProblem: accountNameProblem,
+    roomNameProblem: roomNameProblem,
+    roomName: roomName,
+    roomKey: roomKey,
+    sameName: sameName,
+    describeError: describeError,
+    isError: isError,
+    parseCommand: parseCommand,
+    Pending: Pending,
+    insertionIndex: insertionIndex,
+    describeMessage: describeMessage
+  };
+  if (typeof module === 'object' && module.exports) module.exports = api;
+  else root.JimLogic = api;
+})(typeof self !== 'undefined' ? self : this);
