@@ -497,8 +497,15 @@
     var follow = atBottom();
     v.list.appendChild(li);
     if (follow && v.key === L.roomKey(state.room)) scrollToBottom(true);
-    if (v.key === L.roomKey(state.room)) refreshUsers();
-    refreshRooms();
+    // Coalesced: a busy room's events cost one users/rooms request per half second.
+    if (v.key === L.roomKey(state.room)) soon('users', refreshUsers);
+    soon('rooms', refreshRooms);
+  }
+
+  var soonTimers = {};
+  function soon(key, fn) {
+    if (soonTimers[key]) return;
+    soonTimers[key] = setTimeout(function () { soonTimers[key] = null; fn(); }, 500);
   }
 
   function onInvite(f) {
@@ -563,7 +570,7 @@
       var r = expect(await request('history', { room: v.name, limit: HISTORY_PAGE }), [200]);
       var msgs = Array.isArray(r.messages) ? r.messages : [];
       msgs.forEach(function (m) { addMessage(m); });
-      if (msgs.length < HISTORY_PAGE && v.oldest !== null && msgs.length && msgs[0].id <= v.oldest) v.done = true;
+      if (msgs.length < HISTORY_PAGE) v.done = true;   // the latest page holds everything there is
       updateOlderButton();
       scrollToBottom(true);
     } catch (e) {

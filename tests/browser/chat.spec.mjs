@@ -199,6 +199,13 @@ async function signUp(page, name, password, { mismatchFirst = false } = {}) {
   assert(me === name, `signed in as ${me}, expected ${name}`);
 }
 
+async function signIn(page, name, password) {
+  await page.locator('#name').fill(name);
+  await page.locator('#password').fill(password);
+  await page.locator('#password').press('Enter');
+  await page.locator('#chat-view').waitFor({ state: 'visible', timeout: STEP_MS });
+}
+
 // ------------------------------------------------------------------ the run
 
 const results = [];
@@ -466,6 +473,20 @@ async function main() {
       assert(r.response === 200, `carol after the restart: ${JSON.stringify(r)}`);
       await say(dave, 'dave is back too');
       await carol.waitFor((f) => f.action === 'msg' && f.from === 'dave' && f.message === 'dave is back too', STEP_MS, 'dave\'s message');
+    });
+
+    await step('signing in from a second window takes over without a reconnect fight', async () => {
+      const bob2 = await newPage('bob2', { width: 800, height: 600 });
+      await signIn(bob2, 'bob', 'bob-pw');
+      await roomIs(bob2, '#general');
+      await bob.locator('#conn', { hasText: /another window/i }).waitFor({ timeout: STEP_MS });
+      await sleep(2500);   // longer than the first back-off step: the old window must stay out
+      assert(!(await bob.evaluate(() => window.jimClient.signedIn)), 'the old window signed in again');
+      assert(await bob2.evaluate(() => window.jimClient.signedIn), 'the new window lost the account');
+      await bob2.context().close();
+      await bob.locator('#reconnect-now').click();
+      await bob.waitForFunction(() => window.jimClient.signedIn, null, { timeout: STEP_MS });
+      await roomIs(bob, '#den');
     });
 
     await step('sign out returns to the sign-in form; a wrong password is refused', async () => {
