@@ -7,6 +7,8 @@
 #include <boost/json/value.hpp>
 
 #include <charconv>
+#include <cmath>
+#include <cstdio>
 #include <ctime>
 
 namespace jim::client {
@@ -247,7 +249,8 @@ chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_
       const auto* after = frame.if_contains("retry_after");
       if (after && after->is_number()) {
         char buf[32];
-        std::snprintf(buf, sizeof buf, "%.1f", after->to_number<double>());
+        // Rounded up: waiting the time shown is always enough.
+        std::snprintf(buf, sizeof buf, "%.1f", std::ceil(after->to_number<double>() * 10) / 10);
         text += std::string(" (try again in ") + buf + " s)";
       }
     }

@@ -92,10 +92,11 @@ console::~console() {
 }
 
 awaitable<std::optional<std::string>> console::ask(std::string prompt, bool secret) {
-  out(prompt);
-  std::fflush(stdout);
+  // Echo goes off before the prompt shows: whatever is typed once it is visible stays hidden.
   std::optional<echo_off> no_echo;
   if (secret) no_echo.emplace();
+  out(prompt);
+  std::fflush(stdout);
   std::string answer;
   for (;;) {
     // Canonical mode: the terminal hands over whole lines, so a read after readiness

@@ -1,0 +1,287 @@
+// The client's sans-io core: typed lines -> requests, received frames -> lines for a person.
+#include "commands.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <ctime>
+
+using namespace jim::client;
+namespace json = boost::json;
+
+namespace {
+
+json::object obj(std::string_view text) { return json::parse(text).as_object(); }
+
+/// The request a typed line becomes (fails the test when it becomes something else).
+json::object request_of(std::string_view line) {
+  auto in = parse_input(line);
+  auto* r = std::get_if<send_request>(&in);
+  INFO("line: " << line);
+  REQUIRE(r);
+  return r->frame;
+}
+
+bool is_usage(std::string_view line) { return std::holds_alternative<usage_hint>(parse_input(line)); }
+
+/// Clock times in these tests read in UTC.
+struct utc {
+  utc() {
+    setenv("TZ", "UTC", 1);
+    tzset();
+  }
+};
+
+constexpr std::int64_t noon = 1700000000 - 1700000000 % 86400 + 12 * 3600;  // some day, 12:00 UTC
+
+std::vector<std::string> texts(chat_state::reaction const& r) {
+  std::vector<std::string> out;
+  for (auto const& l : r.lines) out.push_back(l.text);
+  return out;
+}
+
+/// A chat_state signed in as alice in #general.
+chat_state signed_in() {
+  chat_state s("alice");
+  s.sent(obj(R"({"action":"authenticate","user":{"password":"pw"}})"));
+  s.received(obj(R"({"response":200,"time":1,"room":"#general","missed":0})"), noon);
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("A plain line is a message to the current room", "[client][commands]") {
+  CHECK(request_of("hello, world") == obj(R"({"action":"msg","message":"hello, world"})"));
+  CHECK(request_of("  spaces kept  \r\n") == obj(R"({"action":"msg","message":"  spaces kept  "})"));
+  CHECK(request_of("//etc/passwd") == obj(R"({"action":"msg","message":"/etc/passwd"})"));
+}
+
+TEST_CASE("An empty line sends nothing", "[client][commands]") {
+  CHECK(std::holds_alternative<nothing>(parse_input("")));
+  CHECK(std::holds_alternative<nothing>(parse_input("   \t")));
+}
+
+TEST_CASE("Commands become their requests", "[client][commands]") {
+  CHECK(request_of("/create dev") == obj(R"({"action":"create","room":"dev"})"));
+  CHECK(request_of("/join dev") == obj(R"({"action":"join","room":"dev"})"));
+  CHECK(request_of("/join #dev s3cret") == obj(R"({"action":"join","room":"#dev","password":"s3cret"})"));
+  CHECK(request_of("/exit") == obj(R"({"action":"exit"})"));
+  CHECK(request_of("/leave") == obj(R"({"action":"exit"})"));
+  CHECK(request_of("/msg bob hi  there ") == obj(R"({"action":"msg","to":"bob","message":"hi  there"})"));
+  CHECK(request_of("/private bob hi") == obj(R"({"action":"msg","to":"bob","message":"hi"})"));
+  CHECK(request_of("/invite bob") == obj(R"({"action":"invite","user":"bob"})"));
+  CHECK(request_of("/invite bob dev") == obj(R"({"action":"invite","user":"bob","room":"dev"})"));
+  CHECK(request_of("/history") == obj(R"({"action":"history"})"));
+  CHECK(request_of("/history 5") == obj(R"({"action":"history","limit":5})"));
+  CHECK(request_of("/users") == obj(R"({"action":"users"})"));
+  CHECK(request_of("/rooms") == obj(R"({"action":"rooms"})"));
+  CHECK(request_of("/quit") == obj(R"({"action":"quit"})"));
+  CHECK(request_of("/JOIN Dev") == obj(R"({"action":"join","room":"Dev"})"));
+  CHECK(std::holds_alternative<show_help>(parse_input("/help")));
+}
+
+TEST_CASE("A wrong number of arguments gets a usage hint and sends nothing", "[client][commands]") {
+  CHECK(is_usage("/create"));
+  CHECK(is_usage("/create a b"));
+  CHECK(is_usage("/join"));
+  CHECK(is_usage("/join a b c"));
+  CHECK(is_usage("/exit now"));
+  CHECK(is_usage("/msg"));
+  CHECK(is_usage("/msg bob"));
+  CHECK(is_usage("/invite"));
+  CHECK(is_usage("/history 0"));
+  CHECK(is_usage("/history ten"));
+  CHECK(is_usage("/history 1 2"));
+  CHECK(is_usage("/users all"));
+  CHECK(is_usage("/quit now"));
+  auto in = parse_input("/join");
+  CHECK(std::get<usage_hint>(in).text == "usage: /join NAME [PASSWORD]");
+}
+
+TEST_CASE("An unknown command is named in its hint", "[client][commands]") {
+  auto in = parse_input("/frobnicate x");
+  REQUIRE(std::holds_alternative<usage_hint>(in));
+  CHECK(std::get<usage_hint>(in).text == "unknown command /frobnicate; /help lists the commands");
+}
+
+TEST_CASE("Raw lines are counted as the daemon frames them", "[client][commands]") {
+  CHECK(count_frames(R"({"action":"rooms"})") == 1);
+  CHECK(count_frames(R"({"action":"rooms"}{"action":"users"})") == 2);
+  CHECK(count_frames(R"({"a":1} {"b":2} {"c")") == 3);  // the unfinished one is a 400 too
+  CHECK(count_frames("not json") == 1);
+  CHECK(count_frames("   ") == 0);
+  CHECK(count_frames("") == 0);
+}
+
+TEST_CASE("Times show the clock, and the date when not today", "[client][format]") {
+  utc tz;
+  CHECK(clock_time(noon, noon) == "12:00");
+  CHECK(clock_time(noon - 3600 - 60, noon) == "10:59");
+  CHECK(clock_time(noon - 86400, noon).size() == std::string("2023-11-13 12:00").size());
+  CHECK(clock_time(noon - 86400, noon).ends_with(" 12:00"));
+}
+
+TEST_CASE("Messages read as name, time and text, marked private or history", "[client][format]") {
+  utc tz;
+  auto room = obj(R"({"action":"msg","id":1,"from":"bob","to":"#general","message":"Hello, World!"})");
+  room["time"] = noon;
+  CHECK(render_message(room, "alice", "#general", false, noon) == out_line{tone::chat, "bob (12:00): Hello, World!"});
+  CHECK(render_message(room, "alice", "#dev", false, noon).text == "[#general] bob (12:00): Hello, World!");
+  CHECK(render_message(room, "alice", "#general", true, noon) ==
+        out_line{tone::history, "[history] bob (12:00): Hello, World!"});
+
+  auto direct = obj(R"({"action":"msg","id":2,"from":"bob","to":"alice","message":"psst"})");
+  direct["time"] = noon;
+  CHECK(render_message(direct, "alice", "#general", false, noon) == out_line{tone::direct, "[private] bob (12:00): psst"});
+  auto mine = obj(R"({"action":"msg","id":3,"from":"Alice","to":"bob","message":"hi"})");
+  mine["time"] = noon;
+  CHECK(render_message(mine, "alice", "#general", true, noon).text == "[history] [private] Alice -> bob (12:00): hi");
+}
+
+TEST_CASE("Control characters from the network are shown, not obeyed", "[client][format]") {
+  utc tz;
+  auto m = obj(R"({"action":"msg","from":"eve","to":"#general","message":"a\u001b[2Jb\nc\u0085d\te"})");
+  m["time"] = noon;
+  CHECK(render_message(m, "alice", "#general", false, noon).text == "eve (12:00): a^[[2Jb^Jc?d e");
+}
+
+TEST_CASE("The sign-in reply says who and where", "[client][state]") {
+  chat_state s("alice");
+  s.sent(obj(R"({"action":"presence","user":{"account_name":"alice"}})"));
+  CHECK(s.received(obj(R"({"response":100,"time":1,"auth":"register"})"), noon).lines.empty());
+  s.sent(obj(R"({"action":"authenticate","user":{"password":"pw"}})"));
+  CHECK(s.received(obj(R"({"response":100,"time":1,"auth":"confirm"})"), noon).lines.empty());
+  s.sent(obj(R"({"action":"authenticate","user":{"password":"pw"}})"));
+  auto r = s.received(obj(R"({"response":201,"time":1,"room":"#general","missed":3})"), noon);
+  CHECK(texts(r) == std::vector<std::string>{
+                        "* signed in as alice (new account); you are in #general (3 new messages since your last visit)"});
+  CHECK(s.room() == "#general");
+  CHECK(s.in_flight() == 0);
+  CHECK(s.failures() == 0);
+}
+
+TEST_CASE("A presence reply corrects the account name's case", "[client][state]") {
+  auto s = signed_in();
+  s.sent(obj(R"({"action":"presence"})"));
+  s.received(obj(R"({"response":200,"time":1,"account_name":"Alice","room":"#general"})"), noon);
+  CHECK(s.me() == "Alice");
+}
+
+TEST_CASE("Room replies move the prompt's room and say so", "[client][state]") {
+  auto s = signed_in();
+  s.sent(request_of("/create dev"));
+  auto r = s.received(obj(R"({"response":201,"time":1,"room":"#dev","password":"XyZ"})"), noon);
+  CHECK(s.room() == "#dev");
+  REQUIRE(r.lines.size() == 2);
+  CHECK(r.lines[0].text == "* created #dev; you own it and are in it. Its password: XyZ");
+  CHECK(r.lines[1].text == "  (others enter with /join dev XyZ, or /invite them)");
+
+  s.sent(request_of("/exit"));
+  CHECK(texts(s.received(obj(R"({"response":200,"time":1,"room":"#general"})"), noon)) ==
+        std::vector<std::string>{"* back in #general"});
+  CHECK(s.room() == "#general");
+
+  s.sent(request_of("/join dev"));
+  CHECK(texts(s.received(obj(R"({"response":200,"time":1,"room":"#dev"})"), noon)) ==
+        std::vector<std::string>{"* you are in #dev"});
+  CHECK(s.room() == "#dev");
+}
+
+TEST_CASE("A failed request is an error line with its reason, and counts", "[client][state]") {
+  auto s = signed_in();
+  s.sent(request_of("/join dev nope"));
+  auto r = s.received(obj(R"({"response":403,"time":1,"error":"wrong password for #dev"})"), noon);
+  CHECK(r.lines == std::vector<out_line>{{tone::error, "! wrong password for #dev"}});
+  CHECK(s.room() == "#general");
+  CHECK(s.failures() == 1);
+
+  s.sent(request_of("hi"));
+  r = s.received(obj(R"({"response":429,"time":1,"error":"rate limited","retry_after":0.25})"), noon);
+  CHECK(texts(r) == std::vector<std::string>{"! rate limited (try again in 0.3 s)"});
+  CHECK(s.failures() == 2);
+}
+
+TEST_CASE("Replies are matched with their requests in order", "[client][state]") {
+  auto s = signed_in();
+  s.sent(request_of("hello"));
+  s.sent(request_of("/msg carol later"));
+  s.sent(request_of("/invite bob"));
+  CHECK(s.in_flight() == 3);
+  CHECK(s.received(obj(R"({"response":200,"time":1,"id":7,"delivered":2})"), noon).lines.empty());
+  CHECK(texts(s.received(obj(R"({"response":202,"time":1,"id":8,"delivered":0})"), noon)) ==
+        std::vector<std::string>{"* they are offline: the message waits for their next sign-in"});
+  CHECK(texts(s.received(obj(R"({"response":200,"time":1,"room":"#dev","user":"Bob"})"), noon)) ==
+        std::vector<std::string>{"* invited Bob to #dev"});
+  CHECK(s.in_flight() == 0);
+}
+
+TEST_CASE("History, users and rooms replies are listed", "[client][state]") {
+  utc tz;
+  auto s = signed_in();
+  s.sent(request_of("/history 2"));
+  auto h = obj(R"({"response":200,"time":1,"room":"#general","messages":[
+      {"id":1,"from":"bob","to":"#general","message":"one"},
+      {"id":2,"from":"alice","to":"#general","message":"two"}]})");
+  h["messages"].as_array()[0].as_object()["time"] = noon;
+  h["messages"].as_array()[1].as_object()["time"] = noon + 60;
+  CHECK(texts(s.received(h, noon)) ==
+        std::vector<std::string>{"[history] bob (12:00): one", "[history] alice (12:01): two"});
+
+  s.sent(request_of("/history"));
+  CHECK(texts(s.received(obj(R"({"response":200,"time":1,"room":"#general","messages":[]})"), noon)) ==
+        std::vector<std::string>{"* no messages in #general"});
+
+  s.sent(request_of("/users"));
+  CHECK(texts(s.received(obj(R"({"response":200,"time":1,"room":"#general","users":[
+      {"account_name":"alice","status":"online"},{"account_name":"bob","status":"away"}]})"),
+                         noon)) == std::vector<std::string>{"* in #general: alice, bob (away)"});
+
+  s.sent(request_of("/rooms"));
+  CHECK(texts(s.received(obj(R"({"response":200,"time":1,"rooms":[
+      {"room":"#general","owner":null,"online":2,"member":true},
+      {"room":"#dev","owner":"bob","online":1,"member":true},
+      {"room":"#ops","owner":"alice","online":0,"member":true},
+      {"room":"#x","owner":"bob","online":0,"member":false}]})"),
+                         noon)) == std::vector<std::string>{"* rooms:", "  #general (2 online)",
+                                                            "  #dev (1 online, owner bob, member)",
+                                                            "  #ops (0 online, owner alice)", "  #x (0 online, owner bob)"});
+}
+
+TEST_CASE("Pushes become lines: messages, events, invitations, notices", "[client][state]") {
+  utc tz;
+  auto s = signed_in();
+  auto m = obj(R"({"action":"msg","id":4,"from":"bob","to":"#general","message":"yo","history":true})");
+  m["time"] = noon;
+  CHECK(texts(s.received(m, noon)) == std::vector<std::string>{"[history] bob (12:00): yo"});
+  CHECK(texts(s.received(obj(R"({"action":"event","event":"join","room":"#dev","user":"bob"})"), noon)) ==
+        std::vector<std::string>{"* bob joined #dev"});
+  CHECK(texts(s.received(obj(R"({"action":"event","event":"leave","room":"#dev","user":"bob"})"), noon)) ==
+        std::vector<std::string>{"* bob left #dev"});
+  CHECK(texts(s.received(obj(R"({"action":"invite","from":"bob","room":"#dev"})"), noon)) ==
+        std::vector<std::string>{"* bob invited you to #dev (/join dev)"});
+  auto n = s.received(obj(R"({"action":"notice","text":"server shutting down"})"), noon);
+  CHECK(n.lines == std::vector<out_line>{{tone::error, "! server: server shutting down"}});
+  CHECK(s.last_notice() == "server shutting down");
+  CHECK(s.in_flight() == 0);
+}
+
+TEST_CASE("A probe is answered with a silent presence", "[client][state]") {
+  auto s = signed_in();
+  auto r = s.received(obj(R"({"action":"probe"})"), noon);
+  CHECK(r.lines.empty());
+  REQUIRE(r.answer);
+  CHECK(*r.answer == obj(R"({"action":"presence"})"));
+  CHECK(s.in_flight() == 1);
+  CHECK(s.received(obj(R"({"response":200,"time":1,"account_name":"alice","room":"#general"})"), noon).lines.empty());
+  CHECK(s.failures() == 0);
+}
+
+TEST_CASE("One's own message is echoed as others see it", "[client][state]") {
+  utc tz;
+  auto s = signed_in();
+  CHECK(s.echo(request_of("hi all"), noon) == out_line{tone::chat, "alice (12:00): hi all"});
+  CHECK(s.echo(request_of("/msg bob psst"), noon) == out_line{tone::direct, "[private] alice -> bob (12:00): psst"});
+  CHECK_FALSE(s.echo(request_of("/rooms"), noon));
+}
