@@ -344,7 +344,7 @@ TEST_CASE("A tag may be an integer or a string of at most 64 characters", "[code
 TEST_CASE("A tag of the wrong type or too long is a bad request without the tag", "[codec]") {
   std::string e65;
   for (int i = 0; i < 65; ++i) e65 += "\xc3\xa9";
-  for (std::string const& tag : {std::string("1.5"), std::string("true"), std::string("{}"), std::string("[1]"),
+  for (std::string const& tag : {std::string("1.5"), std::string("1.0"), std::string("true"), std::string("{}"), std::string("[1]"),
                                 "\"" + std::string(65, 't') + "\"", "\"" + e65 + "\""}) {
     auto e = decode_fails(R"({"action":"quit","tag":)" + tag + "}");
     CHECK(e.tag.is_null());
@@ -361,6 +361,35 @@ TEST_CASE("A valid tag is echoed on every decode error", "[codec]") {
   CHECK(decode_fails(R"({"action":"msg","message":")" + std::string(4097, 'm') + R"(","tag":"big"})",
                      code::too_large)
             .tag == json::value("big"));
+}
+
+TEST_CASE("A field whose value is null is treated as absent", "[codec]") {
+  CHECK(decode_ok<quit_req>(R"({"action":"quit","tag":null,"time":null})").tag.is_null());
+  auto h = body_of<history_req>(R"({"action":"history","room":null,"with":"bob","limit":null,"before":null})");
+  CHECK_FALSE(h.room);
+  CHECK(h.limit == 50);
+  CHECK_FALSE(h.before);
+  CHECK_FALSE(body_of<msg_req>(R"({"action":"msg","message":"hi","to":null})").to);
+  decode_fails(R"({"action":"msg","message":null})");
+  decode_fails(R"({"action":null})");
+}
+
+TEST_CASE("Error texts name the offending field", "[codec]") {
+  using Catch::Matchers::Contains;
+  CHECK(decode_fails(R"({})").message == R"(missing field "action")");
+  CHECK(decode_fails(R"({"action":1})").message == R"("action" must be a string)");
+  CHECK(decode_fails(R"({"action":"dance"})").message == R"(unknown action "dance")");
+  CHECK(decode_fails(R"({"action":"quit","time":"x"})").message == R"("time" must be a number)");
+  CHECK(decode_fails(R"({"action":"create"})").message == R"(missing field "room")");
+  CHECK(decode_fails(R"({"action":"history","limit":"x"})").message == R"("limit" must be an integer)");
+  CHECK(decode_fails(R"({"action":"history","limit":0})").message == R"("limit" must be at least 1)");
+  CHECK(decode_fails(R"({"action":"msg","message":""})").message == R"("message" must not be empty)");
+  CHECK(decode_fails(R"({"action":"msg","message":")" + std::string(4097, 'm') + "\"}", code::too_large).message ==
+        R"("message" is longer than 4096 bytes)");
+  CHECK_THAT(decode_fails(R"({"action":"msg","message":"m","to":"a b"})").message,
+             Contains(R"("to" is not a valid account name)"));
+  CHECK_THAT(decode_fails(R"({"action":"authenticate","user":{}})").message, Contains("password"));
+  CHECK_THAT(decode_fails(R"({"action":"authenticate","user":{}})").message, Contains("user"));
 }
 
 TEST_CASE("Unknown extra fields are ignored", "[codec]") {

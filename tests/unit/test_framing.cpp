@@ -284,6 +284,10 @@ TEST_CASE("A non-object value is malformed", "[framing]") {
     INFO(line);
     CHECK(all_at_once(std::string(line) + "{}\n") == std::vector<event>{malformed, frame_of("{}")});
   }
+  // Nothing is discarded after a complete non-object: reading goes on right after the value.
+  CHECK(all_at_once("42 {\"action\":\"users\"}\n") ==
+        std::vector<event>{malformed, frame_of(R"({"action":"users"})")});
+  CHECK(all_at_once("[1]{}\"s\"{}") == std::vector<event>{malformed, frame_of("{}"), malformed, frame_of("{}")});
   // A bare number only ends at its line end, which may come in a later chunk.
   CHECK(in_chunks("12345\n{}", {3, 2, 1}) == std::vector<event>{malformed, frame_of("{}")});
   // A non-object without a newline is reported as soon as it is complete.
