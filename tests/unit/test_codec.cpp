@@ -292,7 +292,7 @@ TEST_CASE("history rejects both room and with, and bad values", "[codec]") {
   CHECK(body_of<history_req>(R"({"action":"history","before":1e300})").before > 0u);
 }
 
-TEST_CASE("users takes an optional room; rooms and quit take nothing", "[codec]") {
+TEST_CASE("users takes an optional room, rooms and quit take nothing", "[codec]") {
   CHECK_FALSE(body_of<users_req>(R"({"action":"users"})").room);
   CHECK(body_of<users_req>(R"({"action":"users","room":"#dev"})").room == "dev");
   CHECK(body_of<users_req>(R"({"action":"users","room":"dev"})").room == "dev");
