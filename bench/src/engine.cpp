@@ -1,0 +1,472 @@
+#include "engine.hpp"
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <string_view>
+
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+namespace jim::bench {
+
+namespace {
+
+constexpr std::size_t read_buffer = 256 * 1024;
+constexpr int reads_per_event = 4;  ///< then let other connections have their turn
+constexpr std::size_t max_carry = 64 * 1024;
+
+constexpr std::array<std::int8_t, 256> hex_table = [] {
+  std::array<std::int8_t, 256> t{};
+  for (auto& v : t) v = -1;
+  for (int i = 0; i < 10; ++i) t[static_cast<std::size_t>('0' + i)] = static_cast<std::int8_t>(i);
+  for (int i = 0; i < 6; ++i) {
+    t[static_cast<std::size_t>('a' + i)] = static_cast<std::int8_t>(10 + i);
+    t[static_cast<std::size_t>('A' + i)] = static_cast<std::int8_t>(10 + i);
+  }
+  return t;
+}();
+
+/// Parses `n` hex digits; sets `bad` on a non-hex character.
+inline std::uint64_t hex(char const* p, int n, bool& bad) {
+  std::uint64_t v = 0;
+  int neg = 0;
+  for (int i = 0; i < n; ++i) {
+    const int d = hex_table[static_cast<unsigned char>(p[i])];
+    neg |= d;
+    v = (v << 4) | static_cast<std::uint64_t>(d & 15);
+  }
+  if (neg < 0) bad = true;
+  return v;
+}
+
+inline void put_hex(char* out, std::uint64_t v, int n) {
+  static constexpr char digits[] = "0123456789abcdef";
+  for (int i = n - 1; i >= 0; --i) {
+    out[i] = digits[v & 15];
+    v >>= 4;
+  }
+}
+
+inline bool starts_with(char const* b, char const* e, std::string_view prefix) {
+  return static_cast<std::size_t>(e - b) >= prefix.size() && std::memcmp(b, prefix.data(), prefix.size()) == 0;
+}
+
+/// Skips one RESP element in [p, e). Returns its end, nullptr if incomplete, or `e + 1` if
+/// the bytes are not RESP.
+char const* resp_skip(char const* p, char const* e, int depth = 0) {
+  if (p >= e) return nullptr;
+  auto const* nl = static_cast<char const*>(std::memchr(p, '\n', static_cast<std::size_t>(e - p)));
+  if (!nl) return nullptr;
+  char const* next = nl + 1;
+  switch (*p) {
+    case '+': case '-': case ':': return next;
+    case '$': {
+      const long len = std::strtol(p + 1, nullptr, 10);
+      if (len < 0) return next;  // null bulk string
+      if (e - next < len + 2) return nullptr;
+      return next + len + 2;
+    }
+    case '*': {
+      const long count = std::strtol(p + 1, nullptr, 10);
+      if (depth > 4) return e + 1;
+      for (long i = 0; i < count; ++i) {
+        next = resp_skip(next, e, depth + 1);
+        if (!next || next > e) return next;
+      }
+      return next;
+    }
+    default: return e + 1;
+  }
+}
+
+std::string make_nonce() {
+  std::random_device rd;
+  char buf[9];
+  put_hex(buf, (static_cast<std::uint64_t>(rd()) ^ static_cast<std::uint64_t>(now_ns())) & 0xffffffffu, 8);
+  return std::string(buf, 8);
+}
+
+std::string bulk(std::string_view s) {
+  std::string out = "$";
+  out += std::to_string(s.size());
+  out += "\r\n";
+  out += s;
+  out += "\r\n";
+  return out;
+}
+
+}  // namespace
+
+std::int64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+engine::engine(engine_config cfg) : cfg_(std::move(cfg)), nonce_(make_nonce()), rbuf_(read_buffer) {
+  if (cfg_.payload < payload_header) throw std::invalid_argument("payload too small");
+  ep_ = epoll_create1(EPOLL_CLOEXEC);
+  if (ep_ < 0) throw std::runtime_error(std::string("epoll_create1: ") + std::strerror(errno));
+  conns_.reserve(cfg_.max_connections);
+  const std::size_t pairs = static_cast<std::size_t>(cfg_.receivers) * cfg_.senders;
+  next_seq_.assign(pairs, 0);
+  seen_.assign((pairs * cfg_.per_sender + 63) / 64, 0);
+  const std::string psize = std::to_string(cfg_.payload);
+  if (cfg_.protocol == proto::jim) {
+    msg_head_ = R"({"action":"msg","message":")";
+    msg_tail_ = "\"}\n";
+  } else {
+    msg_head_ = "*3\r\n" + bulk("PUBLISH") + bulk(cfg_.channel) + "$" + psize + "\r\n";
+    msg_tail_ = "\r\n";
+    redis_prefix_ = "*3\r\n" + bulk("message") + bulk(cfg_.channel) + "$" + psize + "\r\n";
+  }
+}
+
+engine::~engine() {
+  close_all();
+  if (ep_ >= 0) ::close(ep_);
+}
+
+std::size_t engine::open(role kind, std::uint32_t index) {
+  if (conns_.size() == conns_.capacity()) throw std::logic_error("engine: more connections than reserved");
+  const std::size_t id = conns_.size();
+  connection& c = conns_.emplace_back();
+  c.kind = kind;
+  c.index = index;
+  c.opened_ns = now_ns();
+  c.st = state::connecting;
+  c.fd = ::socket(cfg_.target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (c.fd < 0) {
+    fail(c, -errno);
+    return id;
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT;
+  ev.data.u64 = id;
+  epoll_ctl(ep_, EPOLL_CTL_ADD, c.fd, &ev);
+  c.want_out = true;
+  const int rc = ::connect(c.fd, reinterpret_cast<sockaddr const*>(&cfg_.target), cfg_.target_len);
+  if (rc == 0)
+    on_connected(c);
+  else if (errno != EINPROGRESS)
+    fail(c, -errno);
+  return id;
+}
+
+void engine::poll(int timeout_ms) {
+  std::array<epoll_event, 512> events;
+  const int n = epoll_wait(ep_, events.data(), static_cast<int>(events.size()), timeout_ms);
+  for (int i = 0; i < n; ++i) {
+    connection& c = conns_[events[static_cast<std::size_t>(i)].data.u64];
+    if (c.fd < 0) continue;
+    handle(c, events[static_cast<std::size_t>(i)].events);
+  }
+}
+
+void engine::handle(connection& c, std::uint32_t events) {
+  if (c.st == state::connecting) {
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err) {
+      fail(c, -err);
+      return;
+    }
+    on_connected(c);
+    return;
+  }
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(c);
+  if (c.fd >= 0 && (events & EPOLLOUT) && c.want_out) flush(c);
+}
+
+void engine::on_connected(connection& c) {
+  const int one = 1;
+  setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  c.st = state::signing_in;
+  if (cfg_.protocol == proto::jim) {
+    static constexpr char kinds[] = {'r', 's', 'u'};
+    const std::string name = "b" + nonce_ + kinds[static_cast<int>(c.kind)] + std::to_string(c.index);
+    c.out += R"({"action":"register","user":{"account_name":")" + name + R"(","password":")" +
+             cfg_.password + "\"}}\n";
+  } else if (c.kind == role::receiver) {
+    c.out += "*2\r\n" + bulk("SUBSCRIBE") + bulk(cfg_.channel);
+  } else {
+    set_state(c, state::ready);  // a publisher needs no set-up
+  }
+  flush(c);
+}
+
+void engine::flush(connection& c) {
+  while (c.out_off < c.out.size()) {
+    const ssize_t n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
+    if (n > 0) {
+      c.out_off += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      if (!c.want_out) {
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLOUT;
+        ev.data.u64 = static_cast<std::uint64_t>(&c - conns_.data());
+        epoll_ctl(ep_, EPOLL_CTL_MOD, c.fd, &ev);
+        c.want_out = true;
+      }
+      return;
+    }
+    lost(c);
+    return;
+  }
+  c.out.clear();
+  c.out_off = 0;
+  if (c.want_out) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = static_cast<std::uint64_t>(&c - conns_.data());
+    epoll_ctl(ep_, EPOLL_CTL_MOD, c.fd, &ev);
+    c.want_out = false;
+  }
+}
+
+void engine::on_readable(connection& c) {
+  for (int round = 0; round < reads_per_event && c.fd >= 0; ++round) {
+    const std::size_t have = c.carry.size();
+    if (have) std::memcpy(rbuf_.data(), c.carry.data(), have);
+    c.carry.clear();
+    const std::size_t room = rbuf_.size() - have;
+    const ssize_t n = ::recv(c.fd, rbuf_.data() + have, room, 0);
+    if (n <= 0) {
+      if (have) c.carry.assign(rbuf_.data(), have);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+      lost(c);  // EOF or reset: the server closed us
+      return;
+    }
+    const std::int64_t now = now_ns();  // one clock read per read(): every frame in it arrived now
+    char const* b = rbuf_.data();
+    char const* e = b + have + static_cast<std::size_t>(n);
+    const std::size_t used = cfg_.protocol == proto::jim ? parse_jim(c, b, e, now) : parse_redis(c, b, e, now);
+    if (c.fd < 0) return;
+    const std::size_t left = static_cast<std::size_t>(e - b) - used;
+    if (left > max_carry) {
+      ++stats_.unexpected;
+      lost(c);
+      return;
+    }
+    if (left) c.carry.assign(b + used, left);
+    if (static_cast<std::size_t>(n) < room) return;  // the socket is drained
+  }
+}
+
+std::size_t engine::parse_jim(connection& c, char const* b, char const* e, std::int64_t now) {
+  char const* p = b;
+  while (p < e && c.fd >= 0) {
+    auto const* nl = static_cast<char const*>(std::memchr(p, '\n', static_cast<std::size_t>(e - p)));
+    if (!nl) break;
+    jim_line(c, p, nl, now);
+    p = nl + 1;
+  }
+  return static_cast<std::size_t>(p - b);
+}
+
+void engine::jim_line(connection& c, char const* b, char const* e, std::int64_t now) {
+  if (e > b && e[-1] == '\r') --e;
+  if (e == b) return;
+  const std::size_t len = static_cast<std::size_t>(e - b);
+  const std::size_t P = cfg_.payload;
+  static constexpr std::string_view message_key = R"("message":")";
+  const bool receiving = c.kind == role::receiver && c.st == state::ready;
+  // Fast path: a live push ends with "message":"<payload>"} (the daemon writes `message` last).
+  if (receiving && len > P + message_key.size() + 2 && e[-1] == '}' && e[-2] == '"') {
+    char const* payload = e - 2 - P;
+    if (payload[0] == 'J' && payload[1] == 'B' &&
+        std::memcmp(payload - message_key.size(), message_key.data(), message_key.size()) == 0) {
+      deliver(c, payload, now);
+      return;
+    }
+  }
+  static constexpr std::string_view response_key = R"({"response":)";
+  if (starts_with(b, e, response_key)) {
+    reply(c, std::atoi(b + response_key.size()));
+    return;
+  }
+  if (c.kind == role::sender) {
+    ++stats_.sender_pushes;
+    return;
+  }
+  if (!receiving) return;
+  // Slow path: a push of another shape (a history push, a payload of another size).
+  static constexpr std::string_view bench_msg = R"("message":"JB)";
+  auto const* m = static_cast<char const*>(memmem(b, len, bench_msg.data(), bench_msg.size()));
+  if (m && !memmem(b, len, R"("history":true)", 14)) {
+    char const* payload = m + message_key.size();
+    if (static_cast<std::size_t>(e - payload) > P && payload[P] == '"') {
+      deliver(c, payload, now);
+      return;
+    }
+  }
+  if (m) ++stats_.foreign;
+  else if (!starts_with(b, e, R"({"action":"probe")")) ++stats_.unexpected;
+}
+
+std::size_t engine::parse_redis(connection& c, char const* b, char const* e, std::int64_t now) {
+  char const* p = b;
+  const std::size_t plen = redis_prefix_.size();
+  const std::size_t frame = plen + cfg_.payload + 2;
+  while (p < e && c.fd >= 0) {
+    if (c.kind == role::receiver && c.st == state::ready && static_cast<std::size_t>(e - p) >= frame &&
+        std::memcmp(p, redis_prefix_.data(), plen) == 0 && p[frame - 2] == '\r') {
+      deliver(c, p + plen, now);
+      p += frame;
+      continue;
+    }
+    char const* q = resp_skip(p, e);
+    if (!q) break;
+    if (q > e) {  // not RESP: give up on this connection
+      ++stats_.unexpected;
+      lost(c);
+      return static_cast<std::size_t>(e - b);
+    }
+    switch (*p) {
+      case ':': reply(c, 200); break;
+      case '-': reply(c, 500); break;
+      case '*':
+        if (c.st == state::signing_in && memmem(p, static_cast<std::size_t>(q - p), "subscribe", 9))
+          reply(c, 201);
+        else
+          ++stats_.unexpected;
+        break;
+      default: break;
+    }
+    p = q;
+  }
+  return static_cast<std::size_t>(p - b);
+}
+
+void engine::reply(connection& c, int code) {
+  c.last_code = code;
+  if (c.st == state::signing_in) {
+    if (code == 200 || code == 201)
+      set_state(c, state::ready);
+    else
+      fail(c, code);
+    return;
+  }
+  if (c.kind != role::sender || c.st != state::ready) return;
+  if (c.inflight) --c.inflight;
+  if (code == 200) ++stats_.replies_ok;
+  else ++stats_.replies_error;
+}
+
+void engine::deliver(connection& c, char const* payload, std::int64_t now) {
+  if (std::memcmp(payload + 2, nonce_.data(), 8) != 0) {
+    ++stats_.foreign;
+    return;
+  }
+  bool bad = false;
+  const auto sender = static_cast<std::uint32_t>(hex(payload + 10, 4, bad));
+  const auto seq = static_cast<std::uint32_t>(hex(payload + 14, 8, bad));
+  const auto ts = static_cast<std::int64_t>(hex(payload + 22, 16, bad));
+  if (bad || sender >= cfg_.senders || seq >= cfg_.per_sender || c.index >= cfg_.receivers) {
+    ++stats_.unexpected;
+    return;
+  }
+  const std::size_t pair = static_cast<std::size_t>(c.index) * cfg_.senders + sender;
+  const std::size_t bit = pair * cfg_.per_sender + seq;
+  std::uint64_t& word = seen_[bit >> 6];
+  const std::uint64_t mask = std::uint64_t{1} << (bit & 63);
+  if (word & mask) {
+    ++stats_.duplicated;
+    return;
+  }
+  word |= mask;
+  ++stats_.delivered;
+  std::uint32_t& next = next_seq_[pair];
+  if (seq + 1 < next) ++stats_.reordered;
+  else next = seq + 1;
+  if (ts >= stats_.warmup_until_ns) {
+    const int h = ts < stats_.split_ns[0] ? 0 : ts < stats_.split_ns[1] ? 1 : 2;
+    stats_.latency[h].record(now - ts);
+  }
+  if (!stats_.first_ns) stats_.first_ns = now;
+  stats_.last_ns = now;
+}
+
+void engine::write_payload(char* out, std::uint32_t sender, std::uint32_t seq, std::int64_t ts) const {
+  out[0] = 'J';
+  out[1] = 'B';
+  std::memcpy(out + 2, nonce_.data(), 8);
+  put_hex(out + 10, sender, 4);
+  put_hex(out + 14, seq, 8);
+  put_hex(out + 22, static_cast<std::uint64_t>(ts), 16);
+  std::memset(out + payload_header, '.', cfg_.payload - payload_header);
+}
+
+void engine::send_messages(connection& c, std::uint32_t n) {
+  if (c.st != state::ready || c.kind != role::sender || n == 0) return;
+  const std::int64_t ts = now_ns();
+  const std::size_t frame = msg_head_.size() + cfg_.payload + msg_tail_.size();
+  std::size_t at = c.out.size();
+  c.out.resize(at + frame * n);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    char* f = c.out.data() + at;
+    std::memcpy(f, msg_head_.data(), msg_head_.size());
+    write_payload(f + msg_head_.size(), c.index, c.next_seq++, ts);
+    std::memcpy(f + msg_head_.size() + cfg_.payload, msg_tail_.data(), msg_tail_.size());
+    at += frame;
+  }
+  c.inflight += n;
+  flush(c);
+}
+
+void engine::set_state(connection& c, state s) {
+  c.st = s;
+  if (s == state::ready) {
+    c.ready_ns = now_ns();
+    ++ready;
+  }
+  if (on_state) on_state(c);
+}
+
+void engine::fail(connection& c, int code) {
+  c.last_code = code;
+  ++failed;
+  if (c.fd >= 0) {
+    epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
+    ::close(c.fd);
+    c.fd = -1;
+  }
+  c.st = state::failed;
+  if (on_state) on_state(c);
+}
+
+void engine::lost(connection& c) {
+  if (c.st != state::ready) {
+    fail(c, c.last_code ? c.last_code : -ECONNRESET);
+    return;
+  }
+  ++dropped;
+  if (c.kind == role::receiver) ++dropped_receivers;
+  epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
+  ::close(c.fd);
+  c.fd = -1;
+  c.st = state::closed;
+  if (on_state) on_state(c);
+}
+
+void engine::close_all() {
+  for (auto& c : conns_) {
+    if (c.fd < 0) continue;
+    epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
+    ::close(c.fd);
+    c.fd = -1;
+    if (c.st == state::ready) c.st = state::closed;
+  }
+}
+
+}  // namespace jim::bench

@@ -1,0 +1,57 @@
+#pragma once
+/// \file
+/// The server's CPU time and memory as Linux reports them in /proc/PID (the whole process,
+/// every thread): utime+stime from `stat`, VmRSS/VmHWM from `status`.
+
+#include <cstdint>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+
+namespace jim::bench {
+
+struct proc_sample {
+  bool ok = false;
+  std::int64_t cpu_ns = 0;   ///< utime + stime (clock-tick resolution, usually 10 ms)
+  std::int64_t rss_kib = 0;  ///< VmRSS
+  std::int64_t hwm_kib = 0;  ///< VmHWM (peak RSS)
+};
+
+inline proc_sample sample_process(int pid) {
+  proc_sample s;
+  if (pid <= 0) return s;
+  const std::string dir = "/proc/" + std::to_string(pid);
+  {
+    std::ifstream in(dir + "/stat");
+    std::string line;
+    if (!std::getline(in, line)) return s;
+    const auto close = line.rfind(')');  // the command name may contain spaces and parentheses
+    if (close == std::string::npos) return s;
+    std::istringstream fields(line.substr(close + 2));
+    std::string f;
+    long long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && fields >> f; ++i) {  // field 3 is the state; 14 utime, 15 stime
+      if (i == 14) utime = std::stoll(f);
+      if (i == 15) stime = std::stoll(f);
+    }
+    const long hz = sysconf(_SC_CLK_TCK);
+    s.cpu_ns = (utime + stime) * (1'000'000'000LL / (hz > 0 ? hz : 100));
+  }
+  {
+    std::ifstream in(dir + "/status");
+    std::string key;
+    long long value = 0;
+    std::string line;
+    while (std::getline(in, line)) {
+      std::istringstream ls(line);
+      if (!(ls >> key >> value)) continue;
+      if (key == "VmRSS:") s.rss_kib = value;
+      if (key == "VmHWM:") s.hwm_kib = value;
+    }
+  }
+  s.ok = true;
+  return s;
+}
+
+}  // namespace jim::bench

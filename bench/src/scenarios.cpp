@@ -1,0 +1,484 @@
+#include "scenarios.hpp"
+
+#include "proc_stats.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <deque>
+#include <utility>
+#include <vector>
+
+#include <sys/resource.h>
+
+namespace jim::bench {
+
+namespace {
+
+constexpr std::uint32_t rate_inflight_cap = 1000;  ///< rate mode: per sender, then it falls behind
+constexpr double stuck_after_s = 10;               ///< replies never came: give up
+
+double seconds(std::int64_t ns) { return static_cast<double>(ns) / 1e9; }
+std::int64_t nanos(double s) { return static_cast<std::int64_t>(s * 1e9); }
+
+std::int64_t self_cpu_ns() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto tv = [](timeval t) { return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_usec * 1000; };
+  return tv(ru.ru_utime) + tv(ru.ru_stime);
+}
+
+char const* proto_name(proto p) { return p == proto::jim ? "jim" : "redis"; }
+
+std::string latency_json(histogram const& h) {
+  record r;
+  r.num("p50", static_cast<double>(h.quantile(0.50)) / 1e6)
+      .num("p99", static_cast<double>(h.quantile(0.99)) / 1e6)
+      .num("max", static_cast<double>(h.max()) / 1e6)
+      .integer("n", static_cast<std::int64_t>(h.count()));
+  return r.json();
+}
+
+std::string latency_text(histogram const& h) {
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "p50 %.2f ms p99 %.2f ms max %.2f ms", static_cast<double>(h.quantile(0.5)) / 1e6,
+                static_cast<double>(h.quantile(0.99)) / 1e6, static_cast<double>(h.max()) / 1e6);
+  return buf;
+}
+
+result failure(options const& o, std::string const& why) {
+  record r;
+  r.str("scenario", o.scenario).str("proto", proto_name(o.protocol));
+  if (!o.label.empty()) r.str("label", o.label);
+  r.str("error", why);
+  return {r.json(), o.scenario + " " + proto_name(o.protocol) + ": FAILED: " + why, 1};
+}
+
+/// Opens queued connections with at most `concurrency` of them connecting or signing in.
+class opener {
+public:
+  opener(engine& e, std::uint32_t concurrency) : eng_(e), concurrency_(std::max<std::uint32_t>(1, concurrency)) {}
+  void add(role r, std::uint32_t n) {
+    for (std::uint32_t i = 0; i < n; ++i) todo_.emplace_back(r, i);
+  }
+  /// Feed every state change here (the engine's on_state hook).
+  void on_state(connection const& c) {
+    if (c.st != state::ready && c.st != state::failed) return;
+    if (pending_) --pending_;
+    ++resolved_;
+    if (c.st == state::ready) ready_ns.push_back(c.ready_ns);
+    else last_failure = c.last_code;
+  }
+  /// Opens as many as the concurrency allows (never from inside a hook: no recursion).
+  void pump() {
+    while (pending_ < concurrency_ && next_ < todo_.size()) {
+      ++pending_;
+      auto [r, i] = todo_[next_++];
+      eng_.open(r, i);
+    }
+  }
+  bool done() const { return resolved_ == todo_.size(); }
+  std::vector<std::int64_t> ready_ns;
+  int last_failure = 0;
+
+private:
+  engine& eng_;
+  std::uint32_t concurrency_;
+  std::vector<std::pair<role, std::uint32_t>> todo_;
+  std::size_t next_ = 0, pending_ = 0, resolved_ = 0;
+};
+
+/// Polls until the opener is done; false (with `err`) on timeout or failed sign-ins.
+bool wait_setup(engine& eng, opener& op, double timeout_s, std::string& err) {
+  const std::int64_t deadline = now_ns() + nanos(timeout_s);
+  while (!op.done()) {
+    op.pump();
+    if (now_ns() > deadline) {
+      err = "set-up timed out after " + std::to_string(static_cast<int>(timeout_s)) + " s (" +
+            std::to_string(eng.ready) + " signed in)";
+      return false;
+    }
+    eng.poll(5);
+  }
+  if (eng.failed) {
+    err = std::to_string(eng.failed) + " connections failed to sign in (last code " +
+          std::to_string(op.last_failure) + (op.last_failure < 0 ? ", errno" : "") + ")";
+    return false;
+  }
+  return true;
+}
+
+std::uint32_t quota(options const& o, std::uint32_t sender) {
+  return o.messages / o.senders + (sender < o.messages % o.senders ? 1 : 0);
+}
+
+/// What happened while sending.
+struct drive_outcome {
+  std::int64_t t0 = 0;        ///< first send
+  std::int64_t send_end = 0;  ///< sending stopped
+  std::uint64_t sent = 0;
+  bool by_time = false;       ///< --max-time stopped the senders before M
+  bool cut_short = false;     ///< stopped waiting for deliveries (drain or stuck)
+};
+
+/// Sends the fan-out load and waits for the deliveries. `tick(now)` runs every loop and returns
+/// false to stop sending (the storm uses it to open its users and end the run).
+template <class Tick>
+drive_outcome drive(engine& eng, options const& o, std::vector<std::size_t> const& senders,
+                    std::uint32_t receivers, Tick tick) {
+  auto& conns = eng.connections();
+  auto& st = eng.stats();
+  drive_outcome d;
+  d.t0 = now_ns();
+  bool sending = true;
+  std::uint64_t last_delivered = 0;
+  std::int64_t last_progress = d.t0;
+  std::size_t rr = 0;
+  std::vector<std::uint32_t> batch(senders.size());
+  for (;;) {
+    const std::int64_t now = now_ns();
+    if (sending) {
+      bool stop = !tick(now);
+      if (now - d.t0 >= nanos(o.max_time)) {
+        stop = true;
+        d.by_time = true;
+      }
+      bool any_ready = false;
+      if (!stop) {
+        if (o.rate <= 0) {
+          for (std::size_t i = 0; i < senders.size(); ++i) {
+            connection& c = conns[senders[i]];
+            if (c.st != state::ready) continue;
+            any_ready = true;
+            const std::uint32_t left = quota(o, static_cast<std::uint32_t>(i)) - c.next_seq;
+            const std::uint32_t room = c.inflight < o.window ? o.window - c.inflight : 0;
+            eng.send_messages(c, std::min(left, room));
+          }
+        } else {
+          const auto due = std::min<std::uint64_t>(
+              o.messages, static_cast<std::uint64_t>(seconds(now - d.t0) * o.rate) + 1);
+          std::fill(batch.begin(), batch.end(), 0);
+          std::uint64_t total = d.sent;
+          std::size_t idle_turns = 0;
+          while (total < due && idle_turns < senders.size()) {
+            const std::size_t i = rr++ % senders.size();
+            connection const& c = conns[senders[i]];
+            if (c.st != state::ready || c.next_seq + batch[i] >= quota(o, static_cast<std::uint32_t>(i)) ||
+                c.inflight + batch[i] >= rate_inflight_cap) {
+              ++idle_turns;
+              continue;
+            }
+            idle_turns = 0;
+            ++batch[i];
+            ++total;
+          }
+          for (std::size_t i = 0; i < senders.size(); ++i) {
+            connection& c = conns[senders[i]];
+            if (c.st == state::ready) any_ready = true;
+            eng.send_messages(c, batch[i]);
+          }
+        }
+      }
+      d.sent = 0;
+      for (auto id : senders) d.sent += conns[id].next_seq;
+      if (stop || d.sent >= o.messages || !any_ready) {
+        sending = false;
+        d.send_end = now;
+      }
+    } else {
+      bool all_replied = true;
+      for (auto id : senders)
+        if (conns[id].st == state::ready && conns[id].inflight) all_replied = false;
+      if (st.delivered >= d.sent * receivers) break;
+      if (st.delivered != last_delivered) {
+        last_delivered = st.delivered;
+        last_progress = now;
+      }
+      const std::int64_t quiet_since = std::max(last_progress, d.send_end);
+      if ((all_replied && now - quiet_since > nanos(o.drain)) || now - d.send_end > nanos(o.drain + stuck_after_s)) {
+        d.cut_short = true;
+        break;
+      }
+    }
+    eng.poll(sending && o.rate > 0 ? 1 : 10);
+  }
+  return d;
+}
+
+engine_config fanout_config(options const& o, engine_config cfg, std::size_t extra) {
+  cfg.payload = o.payload;
+  cfg.senders = o.senders;
+  cfg.receivers = o.receivers;
+  cfg.per_sender = o.messages / o.senders + 1;
+  cfg.channel = o.channel;
+  cfg.max_connections = o.receivers + o.senders + extra;
+  return cfg;
+}
+
+/// Fields shared by the fan-out and the storm: deliveries, losses, server cost.
+void delivery_fields(record& r, engine& eng, drive_outcome const& d, std::uint32_t receivers,
+                     proc_sample const& s0, proc_sample const& s1, std::int64_t self0, std::int64_t self1) {
+  auto const& st = eng.stats();
+  const std::uint64_t expected = d.sent * receivers;
+  const double wall = st.last_ns > d.t0 ? seconds(st.last_ns - d.t0) : 0;
+  r.integer("sent", static_cast<std::int64_t>(d.sent))
+      .integer("expected", static_cast<std::int64_t>(expected))
+      .integer("deliveries", static_cast<std::int64_t>(st.delivered))
+      .num("wall_s", wall)
+      .num("deliveries_per_s", wall > 0 ? static_cast<double>(st.delivered) / wall : 0, 0)
+      .integer("lost", static_cast<std::int64_t>(expected - std::min(expected, st.delivered)))
+      .integer("duplicated", static_cast<std::int64_t>(st.duplicated))
+      .integer("reordered", static_cast<std::int64_t>(st.reordered))
+      .integer("dropped_receivers", static_cast<std::int64_t>(eng.dropped_receivers))
+      .integer("send_errors", static_cast<std::int64_t>(st.replies_error))
+      .integer("unexpected", static_cast<std::int64_t>(st.unexpected))
+      .integer("sender_pushes", static_cast<std::int64_t>(st.sender_pushes));
+  if (s0.ok && s1.ok) {
+    const double cpu = static_cast<double>(s1.cpu_ns - s0.cpu_ns);
+    r.num("server_cpu_s", cpu / 1e9)
+        .num("server_cpu_ns_per_delivery", st.delivered ? cpu / static_cast<double>(st.delivered) : 0, 1)
+        .integer("server_rss_kib", s1.rss_kib)
+        .integer("server_rss_peak_kib", s1.hwm_kib);
+  }
+  const double elapsed = seconds(now_ns() - d.t0);
+  r.num("bench_cpu_pct", elapsed > 0 ? 100.0 * seconds(self1 - self0) / elapsed : 0, 1);
+}
+
+std::string delivery_text(engine& eng, drive_outcome const& d, std::uint32_t receivers, proc_sample const& s0,
+                          proc_sample const& s1, std::int64_t self0, std::int64_t self1) {
+  auto const& st = eng.stats();
+  const std::uint64_t expected = d.sent * receivers;
+  const double wall = st.last_ns > d.t0 ? seconds(st.last_ns - d.t0) : 0;
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%s deliveries/s (%s in %.2f s), lost %llu dup %llu reordered %llu dropped %zu",
+                si(wall > 0 ? static_cast<double>(st.delivered) / wall : 0).c_str(),
+                si(static_cast<double>(st.delivered)).c_str(), wall,
+                static_cast<unsigned long long>(expected - std::min(expected, st.delivered)),
+                static_cast<unsigned long long>(st.duplicated), static_cast<unsigned long long>(st.reordered),
+                eng.dropped_receivers);
+  std::string out = buf;
+  if (s0.ok && s1.ok && st.delivered) {
+    std::snprintf(buf, sizeof buf, ", server %.0f ns/delivery RSS %.1f MiB",
+                  static_cast<double>(s1.cpu_ns - s0.cpu_ns) / static_cast<double>(st.delivered),
+                  static_cast<double>(s1.rss_kib) / 1024);
+    out += buf;
+  }
+  const double elapsed = seconds(now_ns() - d.t0);
+  std::snprintf(buf, sizeof buf, ", bench CPU %.0f%%", elapsed > 0 ? 100.0 * seconds(self1 - self0) / elapsed : 0);
+  return out + buf;
+}
+
+std::vector<std::size_t> ids_of(engine& eng, role r) {
+  std::vector<std::size_t> out;
+  auto& conns = eng.connections();
+  for (std::size_t i = 0; i < conns.size(); ++i)
+    if (conns[i].kind == r) out.push_back(i);
+  std::sort(out.begin(), out.end(), [&](std::size_t a, std::size_t b) { return conns[a].index < conns[b].index; });
+  return out;
+}
+
+}  // namespace
+
+result run_fanout(options const& o, engine_config base) {
+  engine eng(fanout_config(o, std::move(base), 0));
+  opener op(eng, o.concurrency);
+  eng.on_state = [&](connection& c) { op.on_state(c); };
+  op.add(role::receiver, o.receivers);
+  op.add(role::sender, o.senders);
+  const std::int64_t setup0 = now_ns();
+  std::string err;
+  if (!wait_setup(eng, op, o.setup_timeout, err)) return failure(o, err);
+  const double setup_s = seconds(now_ns() - setup0);
+  // Let the sign-in replies and history pushes settle before the clock starts.
+  for (std::int64_t until = now_ns() + nanos(0.2); now_ns() < until;) eng.poll(10);
+  eng.on_state = nullptr;
+
+  const auto senders = ids_of(eng, role::sender);
+  const proc_sample s0 = sample_process(o.server_pid);
+  const std::int64_t self0 = self_cpu_ns();
+  auto d = drive(eng, o, senders, o.receivers, [](std::int64_t) { return true; });
+  const proc_sample s1 = sample_process(o.server_pid);
+  const std::int64_t self1 = self_cpu_ns();
+
+  record r;
+  r.str("scenario", "fanout").str("proto", proto_name(o.protocol));
+  if (!o.label.empty()) r.str("label", o.label);
+  r.integer("receivers", o.receivers).integer("senders", o.senders).integer("messages", o.messages)
+      .integer("payload", o.payload).str("mode", o.rate > 0 ? "rate" : "window");
+  if (o.rate > 0) r.num("rate", o.rate, 1);
+  else r.integer("window", o.window);
+  r.num("setup_s", setup_s);
+  delivery_fields(r, eng, d, o.receivers, s0, s1, self0, self1);
+  r.raw("latency_ms", latency_json(eng.stats().latency[0]));
+  r.str("stopped_by", d.by_time ? "time" : "count").boolean("cut_short", d.cut_short);
+
+  char head[256];
+  std::snprintf(head, sizeof head, "fanout %s R=%u S=%u M=%u P=%u %s%s: ", proto_name(o.protocol), o.receivers,
+                o.senders, o.messages, o.payload, o.rate > 0 ? "rate=" : "window=",
+                o.rate > 0 ? si(o.rate).c_str() : std::to_string(o.window).c_str());
+  std::string human = head + delivery_text(eng, d, o.receivers, s0, s1, self0, self1) + "; latency " +
+                      latency_text(eng.stats().latency[0]);
+  if (d.by_time) human += " [stopped by --max-time]";
+  return {r.json(), human, 0};
+}
+
+result run_connect(options const& o, engine_config base) {
+  if (o.protocol != proto::jim) return failure(o, "the connect scenario is for jimd only");
+  base.max_connections = o.connections;
+  engine eng(std::move(base));
+  opener op(eng, o.concurrency);
+  eng.on_state = [&](connection& c) { op.on_state(c); };
+  op.add(role::idle, o.connections);
+
+  const proc_sample s0 = sample_process(o.server_pid);
+  const std::int64_t self0 = self_cpu_ns();
+  const std::int64_t t0 = now_ns();
+  std::string err;
+  const bool ok = wait_setup(eng, op, o.setup_timeout, err);
+  const std::int64_t t1 = now_ns();
+  const proc_sample s_signed = sample_process(o.server_pid);
+  const std::int64_t self1 = self_cpu_ns();
+  // Idle for a moment (replies and pushes flushed) before measuring memory.
+  for (std::int64_t until = now_ns() + nanos(o.settle); now_ns() < until;) eng.poll(10);
+  const proc_sample s1 = sample_process(o.server_pid);
+  const std::size_t still_open = eng.ready - eng.dropped;
+
+  auto times = op.ready_ns;
+  std::sort(times.begin(), times.end());
+  const std::size_t n = times.size();
+  const double wall = n ? seconds(times.back() - t0) : 0;
+  double first = 0, last = 0;
+  if (n >= 20) {
+    const std::size_t tenth = n / 10;
+    first = static_cast<double>(tenth) / seconds(times[tenth - 1] - t0);
+    last = static_cast<double>(tenth) / seconds(times[n - 1] - times[n - 1 - tenth]);
+  }
+  record r;
+  r.str("scenario", "connect").str("proto", "jim");
+  if (!o.label.empty()) r.str("label", o.label);
+  r.integer("connections", o.connections)
+      .integer("signed_in", static_cast<std::int64_t>(n))
+      .integer("failed", static_cast<std::int64_t>(eng.failed))
+      .integer("still_open", static_cast<std::int64_t>(still_open))
+      .integer("concurrency", o.concurrency)
+      .num("wall_s", wall)
+      .num("signins_per_s", wall > 0 ? static_cast<double>(n) / wall : 0, 0)
+      .num("signins_per_s_first10", first, 0)
+      .num("signins_per_s_last10", last, 0);
+  if (s0.ok && s1.ok) {
+    const double growth = static_cast<double>(s1.rss_kib - s0.rss_kib) * 1024;
+    r.integer("server_rss_before_kib", s0.rss_kib)
+        .integer("server_rss_after_kib", s1.rss_kib)
+        .num("server_rss_per_conn_bytes", still_open ? growth / static_cast<double>(still_open) : 0, 0)
+        .num("server_cpu_us_per_signin",
+             n ? static_cast<double>(s_signed.cpu_ns - s0.cpu_ns) / 1e3 / static_cast<double>(n) : 0, 1);
+  }
+  r.num("bench_cpu_pct", 100.0 * seconds(self1 - self0) / std::max(1e-9, seconds(t1 - t0)), 1);
+  if (!ok) r.str("error", err);
+
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "connect jim C=%u: %zu signed in (%zu failed) in %.2f s: %s sign-ins/s (first 10%% %s/s, last 10%% %s/s)",
+                o.connections, n, eng.failed, wall, si(wall > 0 ? static_cast<double>(n) / wall : 0).c_str(),
+                si(first).c_str(), si(last).c_str());
+  std::string human = buf;
+  if (s0.ok && s1.ok && still_open) {
+    std::snprintf(buf, sizeof buf, ", server RSS +%.0f bytes/connection (%.1f -> %.1f MiB)",
+                  static_cast<double>(s1.rss_kib - s0.rss_kib) * 1024 / static_cast<double>(still_open),
+                  static_cast<double>(s0.rss_kib) / 1024, static_cast<double>(s1.rss_kib) / 1024);
+    human += buf;
+  }
+  if (!ok) human += "; " + err;
+  return {r.json(), human, ok ? 0 : 1};
+}
+
+result run_storm(options const& o, engine_config base) {
+  if (o.protocol != proto::jim) return failure(o, "the storm scenario is for jimd only");
+  if (o.rate <= 0) return failure(o, "the storm needs --rate");
+  options so = o;
+  so.messages = static_cast<std::uint32_t>(std::min(4e9, std::ceil(o.rate * o.max_time)));
+  engine eng(fanout_config(so, std::move(base), o.storm_users));
+  opener op(eng, o.concurrency);
+  op.add(role::receiver, o.receivers);
+  op.add(role::sender, o.senders);
+  std::size_t storm_resolved = 0, storm_ready = 0;
+  std::int64_t storm_last_ready = 0;
+  int storm_failure = 0;
+  eng.on_state = [&](connection& c) {
+    if (c.kind != role::idle) return op.on_state(c);
+    if (c.st != state::ready && c.st != state::failed) return;
+    ++storm_resolved;
+    if (c.st == state::ready) {
+      ++storm_ready;
+      storm_last_ready = c.ready_ns;
+    } else {
+      storm_failure = c.last_code;
+    }
+  };
+  const std::int64_t setup0 = now_ns();
+  std::string err;
+  if (!wait_setup(eng, op, o.setup_timeout, err)) return failure(o, err);
+  const double setup_s = seconds(now_ns() - setup0);
+  for (std::int64_t until = now_ns() + nanos(0.2); now_ns() < until;) eng.poll(10);
+
+  const auto senders = ids_of(eng, role::sender);
+  auto& st = eng.stats();
+  std::int64_t storm_start = 0, storm_end = 0;
+  const proc_sample s0 = sample_process(o.server_pid);
+  const std::int64_t self0 = self_cpu_ns();
+  const std::int64_t t0 = now_ns();
+  st.warmup_until_ns = t0 + nanos(std::min(0.5, o.before / 4));
+  auto tick = [&](std::int64_t now) {
+    if (!storm_start && now - t0 >= nanos(o.before)) {
+      storm_start = now;
+      st.split_ns[0] = now;
+      for (std::uint32_t i = 0; i < o.storm_users; ++i) eng.open(role::idle, i);  // all at once
+    }
+    if (storm_start && !storm_end && storm_resolved == o.storm_users) {
+      storm_end = now;
+      st.split_ns[1] = now;
+    }
+    return !(storm_end && now - storm_end >= nanos(o.after));
+  };
+  auto d = drive(eng, so, senders, o.receivers, tick);
+  const proc_sample s1 = sample_process(o.server_pid);
+  const std::int64_t self1 = self_cpu_ns();
+
+  const bool finished = storm_end != 0;
+  const double storm_s = storm_start && storm_last_ready ? seconds(storm_last_ready - storm_start) : 0;
+  auto const& before = st.latency[0];
+  auto const& during = st.latency[1];
+  const double p99_before = static_cast<double>(before.quantile(0.99));
+  const double p99_during = static_cast<double>(during.quantile(0.99));
+  const double ratio = p99_before > 0 ? p99_during / p99_before : 0;
+
+  record r;
+  r.str("scenario", "storm").str("proto", "jim");
+  if (!o.label.empty()) r.str("label", o.label);
+  r.integer("receivers", o.receivers).integer("senders", o.senders).num("rate", o.rate, 1)
+      .integer("payload", o.payload).integer("storm_users", o.storm_users).num("setup_s", setup_s)
+      .num("before_s", o.before).num("storm_s", storm_s)
+      .integer("storm_signed_in", static_cast<std::int64_t>(storm_ready))
+      .integer("storm_failed", static_cast<std::int64_t>(storm_resolved - storm_ready))
+      .num("storm_signins_per_s", storm_s > 0 ? static_cast<double>(storm_ready) / storm_s : 0, 1)
+      .boolean("storm_finished", finished);
+  if (storm_failure) r.integer("storm_last_failure", storm_failure);
+  r.raw("latency_before_ms", latency_json(before))
+      .raw("latency_during_ms", latency_json(during))
+      .raw("latency_after_ms", latency_json(st.latency[2]))
+      .num("p99_during_over_before", ratio, 2);
+  delivery_fields(r, eng, d, o.receivers, s0, s1, self0, self1);
+
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "storm jim R=%u S=%u rate=%s N=%u: %zu signed in within %.2f s (%s/s); chat latency before: %s; "
+                "during: %s; p99 x%.2f",
+                o.receivers, o.senders, si(o.rate).c_str(), o.storm_users, storm_ready, storm_s,
+                si(storm_s > 0 ? static_cast<double>(storm_ready) / storm_s : 0).c_str(), latency_text(before).c_str(),
+                latency_text(during).c_str(), ratio);
+  std::string human = std::string(buf) + "; " + delivery_text(eng, d, o.receivers, s0, s1, self0, self1);
+  if (!finished) human += " [storm did not finish within --max-time]";
+  return {r.json(), human, finished ? 0 : 1};
+}
+
+}  // namespace jim::bench

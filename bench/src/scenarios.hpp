@@ -1,0 +1,46 @@
+#pragma once
+/// \file
+/// The benchmark scenarios. Each one is bounded in count and in time, and returns one result.
+
+#include "engine.hpp"
+#include "report.hpp"
+
+#include <cstdint>
+#include <string>
+
+namespace jim::bench {
+
+struct options {
+  std::string scenario;  ///< fanout, connect, storm
+  proto protocol = proto::jim;
+  std::string address = "127.0.0.1";
+  int port = 0;
+  int server_pid = 0;
+  std::string label;
+  // fanout and storm
+  std::uint32_t receivers = 1000;
+  std::uint32_t senders = 10;
+  std::uint32_t messages = 10000;  ///< M, total over all senders (storm: an upper bound)
+  std::uint32_t payload = 64;      ///< P, bytes of message text
+  double rate = 0;                 ///< total messages/s; 0 = window mode
+  std::uint32_t window = 8;        ///< window mode: messages in flight per sender
+  double max_time = 30;            ///< seconds of sending at most
+  double drain = 2;                ///< seconds to wait for stragglers after the last reply
+  // set-up (all scenarios)
+  std::uint32_t concurrency = 200;  ///< sign-ins in progress at once while setting up
+  double setup_timeout = 120;       ///< seconds to connect and sign everyone in
+  // connect
+  std::uint32_t connections = 10000;
+  double settle = 1;  ///< seconds idle before measuring RSS
+  // storm
+  std::uint32_t storm_users = 200;
+  double before = 3;  ///< seconds of steady chat before the storm
+  double after = 1;   ///< seconds of chat after the storm ends
+  std::string channel = "general";
+};
+
+result run_fanout(options const& o, engine_config base);
+result run_connect(options const& o, engine_config base);
+result run_storm(options const& o, engine_config base);
+
+}  // namespace jim::bench
