@@ -409,6 +409,7 @@ TEST_CASE("history limit is clamped to 500 and below 1 gets 400", "[integration]
     CHECK_FALSE(e.contains("messages"));
   }
   CHECK(code_of(history(alice, {{"limit", "10"}})) == 400);
+  CHECK(code_of(history(alice, {{"limit", 2.5}})) == 400);
 }
 
 TEST_CASE("history before is exclusive: only ids below it", "[integration][rooms]") {

@@ -4,6 +4,9 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 using namespace jim::test;
@@ -609,4 +612,84 @@ TEST_CASE("Malformed frames and unknown actions get 400 before sign-in, and the 
     CHECK_FALSE(r.at("error").as_string().empty());
   }
   CHECK(code_of(ask(c, register_req("alice"))) == 201);
+}
+
+TEST_CASE("Frames sent after a wrong password or after quit get no reply: the connection is closed",
+          "[integration][signin]") {
+  jimd_process d;
+  sign_up(d.port(), "alice", "pw");
+  client c(d.port());
+  std::string batch;
+  SECTION("wrong password, one-shot") {
+    batch = json::serialize(authenticate_req("alice", "bad")) + "\n";
+  }
+  SECTION("quit before sign-in") { batch = "{\"action\":\"quit\"}\n"; }
+  SECTION("quit after sign-in") {
+    REQUIRE(code_of(ask(c, authenticate_req("alice", "pw"))) == 200);
+    batch = "{\"action\":\"quit\"}\n";
+  }
+  batch += R"({"action":"register","user":{"account_name":"after","password":"pw"},"tag":"late"})" "\n";
+  batch += R"({"action":"users","tag":"late"})" "\n";
+  c.send_raw(batch);
+  auto r = c.reply();
+  CHECK((code_of(r) == 402 || code_of(r) == 200));
+  CHECK_FALSE(r.contains("tag"));
+  CHECK(c.closed_within(5s));
+  // Nothing after it was answered: closed_within kept whatever came before the EOF, and
+  // push() hands back anything kept before it reports the closed connection.
+  CHECK_THROWS(c.push(0ms));
+  client probe(d.port());
+  CHECK(ask(probe, presence_req("after")).at("auth") == "register");
+}
+
+TEST_CASE("Passwords appear in clear text nowhere in the data directory or the logs", "[integration][signin]") {
+  const std::string user_pw = "Zebra-Pass-8361-user";
+  const std::string guided_pw = "Okapi-Pass-5527-guided";
+  const std::string wrong_pw = "Gecko-Pass-9104-wrong";
+  std::string room_pw;
+  jimd_process d({"--log-level", "trace"});
+  {
+    client alice = sign_up(d.port(), "alice", user_pw);
+    room_pw = create_room(alice, "den");
+    client g(d.port());
+    REQUIRE(ask(g, presence_req("guided")).at("auth") == "register");
+    REQUIRE(code_of(ask(g, json::object{{"action", "authenticate"}, {"user", {{"password", guided_pw}}}})) == 100);
+    REQUIRE(code_of(ask(g, json::object{{"action", "authenticate"}, {"user", {{"password", guided_pw}}}})) == 201);
+    REQUIRE(code_of(join(g, "den", room_pw)) == 200);
+    client w(d.port());
+    REQUIRE(code_of(ask(w, authenticate_req("guided", wrong_pw))) == 402);
+    client again = sign_in(d.port(), "alice", user_pw);
+  }
+  REQUIRE(d.stop(15 /*SIGTERM*/) == 0);  // saves everything and flushes the logs
+  namespace fs = std::filesystem;
+  std::size_t files = 0;
+  for (auto const& e : fs::recursive_directory_iterator(d.data_dir())) {
+    if (!e.is_regular_file()) continue;
+    ++files;
+    std::ifstream in(e.path(), std::ios::binary);
+    const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    INFO(e.path().string());
+    for (auto const* pw : {&user_pw, &guided_pw, &wrong_pw})
+      CHECK(content.find(*pw) == std::string::npos);
+    // The room password is handed to its creator and only its hash is stored (logs aside).
+    const auto rel = fs::relative(e.path(), d.data_dir()).string();
+    if (rel.rfind("logs", 0) != 0 && rel != "daemon-output.txt") CHECK(content.find(room_pw) == std::string::npos);
+  }
+  CHECK(files > 0);
+}
+
+TEST_CASE("Password hashing does not block the I/O thread: others are answered meanwhile",
+          "[integration][signin]") {
+  // About half a second of PBKDF2 per hash here: ample for a few loopback round trips.
+  jimd_process d({"--kdf-iterations", "1000000"});
+  client slow(d.port());
+  client other(d.port());
+  REQUIRE(code_of(other.request(R"({"action":"rooms"})")) == 401);  // connected and served
+  slow.send(register_req("alice", "pw"));
+  for (int i = 0; i < 3; ++i) {
+    CHECK(code_of(other.request(R"({"action":"rooms"})", 400ms)) == 401);
+    CHECK(code_of(ask(other, presence_req("bob"))) == 100);
+  }
+  CHECK(slow.silent_for(0ms));  // still hashing while the other connection was served
+  CHECK(code_of(slow.reply(30s)) == 201);
 }
