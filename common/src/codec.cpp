@@ -65,7 +65,7 @@ public:
     auto const* v = find(key);
     if (!v) return std::nullopt;
     if (!v->is_object()) fail(name(key) + " must be an object");
-    return fields(v->get_object(), name(key) + ".");
+    return fields(v->get_object(), prefix_ + std::string(key) + ".");
   }
   fields object(std::string_view key) const {
     auto o = opt_object(key);

@@ -195,7 +195,10 @@ outcome hub::post(account& from, proto::msg_req const& req, steady::time_point n
       if (other != &from && other->online->push(frame)) ++delivered;
     append(to_room->history, m);
   } else {
-    if (to_user->online) {
+    if (to_user == &from) {
+      // To oneself: the sender's own push, after its reply (own output never drops it).
+      ++delivered;
+    } else if (to_user->online) {
       if (to_user->online->push(frame)) ++delivered;
     } else {
       to_user->queued.push_back(m);
@@ -204,7 +207,9 @@ outcome hub::post(account& from, proto::msg_req const& req, steady::time_point n
     append(conversations_[make_conversation_key(from.name, to_user->name)], m);
   }
   echo(m, to_user != nullptr);
-  return outcome{status, {}, json::object{{"id", m.id}, {"delivered", delivered}}, {}};
+  outcome o{status, {}, json::object{{"id", m.id}, {"delivered", delivered}}, {}};
+  if (to_user == &from) o.then.push_back(std::move(frame));
+  return o;
 }
 
 outcome hub::create_room(account& owner, std::string_view bare_name, std::string password_hash,

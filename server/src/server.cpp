@@ -1,5 +1,6 @@
 #include "server.hpp"
 
+#include "http.hpp"
 #include "hub.hpp"
 #include "logging.hpp"
 #include "offload.hpp"
@@ -86,10 +87,11 @@ struct server::impl {
   explicit impl(config c)
       : cfg(std::move(c)),
         chat(hub_limits_of(cfg)),
-        ctx{cfg, chat, cpu_pool, proto::limits{cfg.max_frame, cfg.max_message}, {}, false, &all_closed},
+        ctx(cfg, chat, cpu_pool, proto::limits{cfg.max_frame, cfg.max_message}, &all_closed),
         snapshot_file(snapshot::file_in(cfg.data_dir)) {}
 
   void listen();
+  tcp::acceptor* http_acceptor = nullptr;
   awaitable<void> accept_loop(tcp::acceptor& acceptor);
   awaitable<void> reject(tcp::socket socket);
   awaitable<void> wait_for_signal();
@@ -111,14 +113,25 @@ void server::impl::listen() {
     a.listen(asio::socket_base::max_listen_connections);
     acceptors.push_back(std::move(a));
   };
-  if (cfg.address.empty()) {
-    try {
-      open(tcp::endpoint(asio::ip::address_v6::any(), cfg.port), true);
-    } catch (boost::system::system_error const&) {
-      open(tcp::endpoint(asio::ip::address_v4::any(), cfg.port), false);
+  auto open_at = [&](std::string const& address, std::uint16_t port) {
+    if (address.empty()) {
+      try {
+        open(tcp::endpoint(asio::ip::address_v6::any(), port), true);
+      } catch (boost::system::system_error const&) {
+        open(tcp::endpoint(asio::ip::address_v4::any(), port), false);
+      }
+    } else {
+      open(tcp::endpoint(asio::ip::make_address(address), port), false);
     }
-  } else {
-    open(tcp::endpoint(asio::ip::make_address(cfg.address), cfg.port), false);
+  };
+  open_at(cfg.address, cfg.port);
+  if (cfg.http_port != 0) {
+    try {
+      open_at(cfg.http_address.empty() ? cfg.address : cfg.http_address, cfg.http_port);
+    } catch (boost::system::system_error const& e) {
+      throw std::runtime_error("HTTP port " + std::to_string(cfg.http_port) + ": " + e.what());
+    }
+    http_acceptor = &acceptors.back();
   }
 }
 
@@ -144,8 +157,13 @@ int server::run() {
   }
   const auto port = s.acceptors.front().local_endpoint().port();
   for (auto& a : s.acceptors) {
-    JIM_LOG(info, "listening on {}:{}", a.local_endpoint().address().to_string(), a.local_endpoint().port());
-    asio::co_spawn(s.ioc, s.accept_loop(a), log_exception("accept loop"));
+    const bool web = &a == s.http_acceptor;
+    JIM_LOG(info, "listening on {}:{}{}", a.local_endpoint().address().to_string(), a.local_endpoint().port(),
+            web ? " (HTTP: web client at /, WebSocket at /chat)" : "");
+    if (web)
+      asio::co_spawn(s.ioc, http_accept_loop(s.ctx, a, s.next_id), log_exception("HTTP accept loop"));
+    else
+      asio::co_spawn(s.ioc, s.accept_loop(a), log_exception("accept loop"));
   }
   asio::co_spawn(s.ioc, s.wait_for_signal(), log_exception("signal handler"));
   asio::co_spawn(s.ioc, s.autosave_loop(), log_exception("autosave"));
@@ -179,11 +197,11 @@ awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor) {
       co_await backoff.async_wait(nothrow);
       continue;
     }
-    if (ctx.stopping || ctx.live.size() >= cfg.max_clients) {
+    if (ctx.stopping || ctx.active >= cfg.max_clients) {
       asio::co_spawn(ioc, reject(std::move(socket)), asio::detached);
       continue;
     }
-    auto s = std::make_shared<session>(ctx, std::move(socket), ++next_id);
+    std::shared_ptr<session> s = std::make_shared<tcp_session>(ctx, std::move(socket), ++next_id);
     asio::co_spawn(ioc, s->run(), [s](std::exception_ptr e) { log_exception("session")(e); });
   }
 }
@@ -213,6 +231,10 @@ awaitable<void> server::impl::wait_for_signal() {
   signals.async_wait([](boost::system::error_code, int again) {
     if (again) JIM_LOG(warn, "signal {} during shutdown: already shutting down", again);
   });
+  for (auto* idle : std::vector<tcp::socket*>(ctx.http_idle.begin(), ctx.http_idle.end())) {
+    boost::system::error_code ignored;
+    idle->close(ignored);
+  }
   auto notice = proto::share(proto::encode_notice("server shutting down"));
   for (session* s : std::vector<session*>(ctx.live.begin(), ctx.live.end())) s->close_with(notice);
   if (!ctx.live.empty()) {

@@ -36,31 +36,31 @@ constexpr std::size_t max_batch = 512;  ///< frames handed to one gathered write
 constexpr auto flush_deadline = std::chrono::seconds(5);
 constexpr auto linger_deadline = std::chrono::seconds(2);
 
+}  // namespace
+
 std::string describe(asio::ip::tcp::socket const& s) {
   boost::system::error_code ec;
   auto ep = s.remote_endpoint(ec);
   if (ec) return "?";
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
-}  // namespace
 
-session::session(server_context& ctx, asio::ip::tcp::socket socket, std::uint64_t id)
+session::session(server_context& ctx, asio::any_io_executor ex, std::uint64_t id, std::string peer_name)
     : ctx_(ctx),
-      socket_(std::move(socket)),
+      watchdog_(ex),
       id_(id),
-      peer_name_(describe(socket_)),
+      peer_name_(std::move(peer_name)),
       framer_(ctx.limits.max_frame),
-      wake_(socket_.get_executor()),
-      drained_(socket_.get_executor()),
-      watchdog_(socket_.get_executor()),
-      closed_signal_(socket_.get_executor()),
+      wake_(ex),
+      drained_(ex),
+      closed_signal_(ex),
       last_rx_(steady::now()) {
   ctx_.live.insert(this);
-  boost::system::error_code ec;
-  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  ++ctx_.active;
 }
 
 session::~session() {
+  leave_active();
   ctx_.live.erase(this);
   if (ctx_.stopping && ctx_.live.empty() && ctx_.all_closed) ctx_.all_closed->cancel();
 }
@@ -69,16 +69,20 @@ awaitable<void> session::run() {
   auto self = shared_from_this();
   JIM_LOG(debug, "connection {} from {}", id_, peer_name_);
   co_await (read_side() && writer());
-  co_await linger();
-  boost::system::error_code ec;
-  socket_.close(ec);
+  if (!aborted_) co_await linger();
+  abort();
   JIM_LOG(debug, "connection {} closed", id_);
 }
 
+void session::leave_active() {
+  if (std::exchange(active_, false)) --ctx_.active;
+}
+
 awaitable<void> session::read_side() {
-  co_await (reader() || watchdog());
+  co_await (read_loop() || watchdog());
   if (account_) ctx_.chat.sign_out(*this, *account_);
   stop_reading();
+  leave_active();  // a closing connection no longer counts toward --max-clients
   if (!closed_) {
     // Give the writer a bounded time to flush what is queued (the last reply, a notice).
     watchdog_.expires_after(flush_deadline);
@@ -87,41 +91,38 @@ awaitable<void> session::read_side() {
   }
 }
 
-awaitable<void> session::reader() {
-  std::vector<char> buf(read_chunk);
+awaitable<bool> session::ready_to_read() {
+  while (queued_bytes_ > ctx_.cfg.max_outbound && !closing()) {
+    // Our own replies filled the outbox: stop reading until the peer reads them.
+    drained_.expires_at(steady::time_point::max());
+    co_await drained_.async_wait(nothrow);
+  }
+  co_return !closing();
+}
+
+void session::note_activity() {
+  last_rx_ = steady::now();
+  probed_ = false;
+}
+
+awaitable<bool> session::consume(std::string_view bytes) {
+  framer_.feed(bytes);
   for (;;) {
-    while (queued_bytes_ > ctx_.cfg.max_outbound && !closed_ && !closing_) {
-      // Our own replies filled the outbox: stop reading until the peer reads them.
-      drained_.expires_at(steady::time_point::max());
-      co_await drained_.async_wait(nothrow);
+    json::value v;
+    std::string error;
+    const auto st = framer_.next(v, error);
+    if (st == proto::frame_status::need_more) co_return true;
+    if (st == proto::frame_status::too_large) {
+      reply(code::too_large, nullptr,
+            "frame exceeds " + std::to_string(ctx_.limits.max_frame) + " bytes; closing");
+      JIM_LOG(info, "connection {}: frame over {} bytes, closed", id_, ctx_.limits.max_frame);
+      co_return false;
     }
-    if (closing_ || closed_) co_return;
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buf), nothrow);
-    if (ec) {
-      if (ec != asio::error::eof && ec != asio::error::operation_aborted)
-        JIM_LOG(debug, "connection {}: read: {}", id_, ec.message());
-      co_return;
+    if (st == proto::frame_status::malformed) {
+      reply(code::bad_request, nullptr, error);
+      continue;
     }
-    last_rx_ = steady::now();
-    probed_ = false;
-    framer_.feed({buf.data(), n});
-    for (;;) {
-      json::value v;
-      std::string error;
-      const auto st = framer_.next(v, error);
-      if (st == proto::frame_status::need_more) break;
-      if (st == proto::frame_status::too_large) {
-        reply(code::too_large, nullptr,
-              "frame exceeds " + std::to_string(ctx_.limits.max_frame) + " bytes; closing");
-        JIM_LOG(info, "connection {}: frame over {} bytes, closed", id_, ctx_.limits.max_frame);
-        co_return;
-      }
-      if (st == proto::frame_status::malformed) {
-        reply(code::bad_request, nullptr, error);
-        continue;
-      }
-      if (!co_await handle(v.get_object()) || closing_ || closed_) co_return;
-    }
+    if (!co_await handle(v.get_object()) || closing()) co_return false;
   }
 }
 
@@ -130,7 +131,7 @@ awaitable<void> session::watchdog() {
   for (;;) {
     watchdog_.expires_at(last_rx_ + (probed_ ? idle : idle / 2));
     co_await watchdog_.async_wait(nothrow);
-    if (closing_ || closed_) co_return;
+    if (closing()) co_return;
     const auto now = steady::now();
     if (now >= last_rx_ + idle) {
       JIM_LOG(info, "connection {} idle for {}s, closed", id_, idle.count());
@@ -145,8 +146,7 @@ awaitable<void> session::watchdog() {
 }
 
 awaitable<void> session::writer() {
-  std::vector<shared_frame> inflight;
-  std::vector<asio::const_buffer> buffers;
+  std::vector<shared_frame> batch;
   for (;;) {
     if (queue_.empty()) {
       if (closing_ || closed_) break;
@@ -154,19 +154,17 @@ awaitable<void> session::writer() {
       co_await wake_.async_wait(nothrow);
       continue;
     }
-    // Everything queued goes out in one gathered write: one syscall per batch, not per frame.
+    // Everything queued goes out together: one gathered write per batch, not per frame.
     const std::size_t n = std::min(queue_.size(), max_batch);
     std::size_t bytes = 0;
     for (std::size_t i = 0; i < n; ++i) {
-      buffers.push_back(asio::buffer(*queue_.front()));
       bytes += queue_.front()->size();
-      inflight.push_back(std::move(queue_.front()));
+      batch.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
-    auto [ec, written] = co_await asio::async_write(socket_, buffers, nothrow);
-    queued_bytes_ -= bytes;
-    inflight.clear();
-    buffers.clear();
+    const auto ec = co_await write_frames(batch);
+    queued_bytes_ -= std::min(bytes, queued_bytes_);
+    batch.clear();
     if (queued_bytes_ <= ctx_.cfg.max_outbound) drained_.cancel();
     if (ec) {
       if (ec != asio::error::operation_aborted)
@@ -174,30 +172,14 @@ awaitable<void> session::writer() {
       break;
     }
   }
+  const bool clean = !closed_;
   closed_ = true;
   queue_.clear();
   queued_bytes_ = 0;
-  boost::system::error_code ignored;
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  if (clean) co_await finish();
   closed_signal_.cancel();
   drained_.cancel();
   watchdog_.cancel();  // read_side may be waiting for the flush
-}
-
-awaitable<void> session::linger() {
-  // The peer may still be sending (the rest of an oversized frame, requests after quit):
-  // closing with unread input would reset the connection and could destroy our last reply
-  // in flight. Read and discard until the peer closes, for a bounded time.
-  if (!socket_.is_open()) co_return;
-  watchdog_.expires_after(linger_deadline);
-  auto discard = [this]() -> awaitable<void> {
-    std::array<char, 1024> sink;
-    for (;;) {
-      auto [ec, n] = co_await socket_.async_read_some(asio::buffer(sink), nothrow);
-      if (ec) co_return;
-    }
-  };
-  co_await (discard() || watchdog_.async_wait(nothrow));
 }
 
 void session::stop_reading() {
@@ -208,13 +190,13 @@ void session::stop_reading() {
 }
 
 void session::drop(char const* why) {
-  if (closed_ && !socket_.is_open()) return;
+  if (aborted_ || (closed_ && closing_ && queue_.empty())) return;
   JIM_LOG(warn, "connection {} ({}) dropped: {}", id_, account_ ? account_->name : peer_name_, why);
   closing_ = true;
   closed_ = true;
+  aborted_ = true;
   queue_.clear();
-  boost::system::error_code ignored;
-  socket_.close(ignored);  // the reader and the writer see operation_aborted
+  abort();  // the reader and the writer see operation_aborted
   wake_.cancel();
   drained_.cancel();
   watchdog_.cancel();
@@ -231,7 +213,7 @@ void session::enqueue(shared_frame frame) {
 void session::send(std::string line) { enqueue(proto::share(std::move(line))); }
 
 bool session::push(shared_frame const& frame) {
-  if (closed_ || closing_) return false;
+  if (closing()) return false;
   if (queued_bytes_ + frame->size() > ctx_.cfg.max_outbound) {
     drop("outbound queue full (slow consumer)");
     return false;
@@ -254,9 +236,65 @@ void session::close_with(shared_frame const& notice) {
 
 awaitable<void> session::wait_closed(std::chrono::milliseconds bound) {
   if (closed_) co_return;
-  asio::steady_timer limit(socket_.get_executor(), bound);
+  asio::steady_timer limit(watchdog_.get_executor(), bound);
   closed_signal_.expires_at(steady::time_point::max());
   co_await (closed_signal_.async_wait(nothrow) || limit.async_wait(nothrow));
+}
+
+// --- TCP transport -------------------------------------------------------------------------
+
+tcp_session::tcp_session(server_context& ctx, asio::ip::tcp::socket socket, std::uint64_t id)
+    : session(ctx, socket.get_executor(), id, describe(socket)), socket_(std::move(socket)) {
+  boost::system::error_code ec;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+}
+
+awaitable<void> tcp_session::read_loop() {
+  std::vector<char> buf(read_chunk);
+  while (co_await ready_to_read()) {
+    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buf), nothrow);
+    if (ec) {
+      if (ec != asio::error::eof && ec != asio::error::operation_aborted)
+        JIM_LOG(debug, "read: {}", ec.message());
+      co_return;
+    }
+    note_activity();
+    if (!co_await consume({buf.data(), n})) co_return;
+  }
+}
+
+awaitable<boost::system::error_code> tcp_session::write_frames(std::vector<shared_frame> const& frames) {
+  buffers_.clear();
+  for (auto const& f : frames) buffers_.push_back(asio::buffer(*f));
+  auto [ec, written] = co_await asio::async_write(socket_, buffers_, nothrow);
+  co_return ec;
+}
+
+awaitable<void> tcp_session::finish() {
+  boost::system::error_code ignored;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  co_return;
+}
+
+awaitable<void> tcp_session::linger() {
+  // The peer may still be sending (the rest of an oversized frame, requests after quit):
+  // closing with unread input would reset the connection and could destroy our last reply
+  // in flight. Read and discard until the peer closes, for a bounded time.
+  if (!socket_.is_open()) co_return;
+  watchdog_.expires_after(linger_deadline);
+  auto discard = [this]() -> awaitable<void> {
+    std::array<char, 1024> sink;
+    for (;;) {
+      auto [ec, n] = co_await socket_.async_read_some(asio::buffer(sink), nothrow);
+      if (ec) co_return;
+    }
+  };
+  co_await (discard() || watchdog_.async_wait(nothrow));
+}
+
+void tcp_session::abort() {
+  boost::system::error_code ignored;
+  socket_.close(ignored);
 }
 
 void session::reply(code c, json::value const& tag, std::string_view text, json::object fields) {
@@ -320,6 +358,7 @@ awaitable<bool> session::handle_sign_in(proto::request& req) {
       co_return true;
     }
     pending_name_ = *p->account_name;
+    pending_status_ = p->status;
     first_password_.clear();
     const bool exists = chat.find_account(pending_name_) != nullptr;
     auth_ = exists ? auth::login : auth::register_first;
@@ -414,14 +453,17 @@ awaitable<void> session::register_and_sign_in(std::string const& name, std::stri
 awaitable<void> session::sign_in(account& a, code status, json::value const& tag) {
   auth_ = auth::none;
   pending_name_.clear();
+  if (a.online != this) a.status = "online";
   if (a.online && a.online != this) {
     // Takeover: the old connection gets its notice and is closed before we answer.
     auto old = static_cast<session*>(a.online)->shared_from_this();
     ctx_.chat.sign_out(*old, a);
     old->replaced(proto::share(proto::encode_notice("signed in from another connection")));
     co_await old->wait_closed(std::chrono::seconds(2));
-    if (closing_ || closed_) co_return;
+    old->drop("replaced by a new sign-in and not closed in time");  // no-op once closed
+    if (closing()) co_return;
   }
+  if (pending_status_) a.status = *std::exchange(pending_status_, std::nullopt);
   auto res = ctx_.chat.sign_in(*this, a, status);
   account_ = &a;
   deliver(std::move(res.reply), tag);

@@ -6,6 +6,7 @@
 #include "hub.hpp"
 #include "jim/framing.hpp"
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -13,7 +14,9 @@
 
 #include <cstdint>
 #include <deque>
+#include <string_view>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -26,19 +29,32 @@ class session;
 /// What every session shares: the hub, the limits, the hashing pool and the live set.
 /// Lives on the I/O thread, as do the sessions.
 struct server_context {
+  server_context(config const& c, hub& h, boost::asio::thread_pool& pool, proto::limits lim,
+                 boost::asio::steady_timer* closed)
+      : cfg(c), chat(h), cpu_pool(pool), limits(lim), all_closed(closed) {}
+
   config const& cfg;
   hub& chat;
   boost::asio::thread_pool& cpu_pool;  ///< password hashing: never on the I/O thread
   proto::limits limits;
-  std::unordered_set<session*> live;
+  std::unordered_set<session*> live;  ///< every session until destroyed (shutdown closes them)
+  std::size_t active = 0;  ///< sessions still reading: what --max-clients counts
+  std::unordered_set<boost::asio::ip::tcp::socket*> http_idle;  ///< HTTP connections between requests
   bool stopping = false;
   boost::asio::steady_timer* all_closed = nullptr;  ///< cancelled when `live` empties while stopping
 };
 
-class session final : public peer, public std::enable_shared_from_this<session> {
+/// The protocol side of one connection, whatever carries it: the sign-in state machine, the
+/// dispatch of typed requests to the hub, a byte-bounded outbox drained by one writer
+/// coroutine, and a watchdog for idle probes. Transports (TCP, WebSocket) derive from it and
+/// supply the byte-level hooks below.
+///
+/// @par Thread Safety
+/// Everything runs on the I/O thread (the executor given to the constructor).
+class session : public peer, public std::enable_shared_from_this<session> {
 public:
-  session(server_context& ctx, boost::asio::ip::tcp::socket socket, std::uint64_t id);
-  ~session();
+  session(server_context& ctx, boost::asio::any_io_executor ex, std::uint64_t id, std::string peer_name);
+  virtual ~session();
 
   /// Runs the connection to its end. Co-spawn it with a shared_ptr copy kept alive.
   boost::asio::awaitable<void> run();
@@ -55,12 +71,38 @@ public:
 
   std::uint64_t id() const { return id_; }
 
+  /// Closes the connection at once, dropping what is queued (logged with `why`).
+  void drop(char const* why);
+
+protected:
+  // Transport hooks.
+  /// Reads until the peer is done or `consume` says stop; calls ready_to_read() before each read.
+  virtual boost::asio::awaitable<void> read_loop() = 0;
+  /// Writes these frames in order (as few syscalls as the transport allows).
+  virtual boost::asio::awaitable<boost::system::error_code> write_frames(
+      std::vector<shared_frame> const& frames) = 0;
+  /// Everything is sent: end our direction cleanly (TCP FIN, WebSocket close).
+  virtual boost::asio::awaitable<void> finish() = 0;
+  /// After finish(): wait (bounded) for the peer to close, discarding what it still sends.
+  virtual boost::asio::awaitable<void> linger() = 0;
+  /// Closes the transport at once; pending reads and writes end with operation_aborted.
+  virtual void abort() = 0;
+
+  // For transports.
+  /// Waits while our own replies fill the outbox; false once the session is closing.
+  boost::asio::awaitable<bool> ready_to_read();
+  /// Feeds received bytes to the framer and handles every complete frame; false ends reading.
+  boost::asio::awaitable<bool> consume(std::string_view bytes);
+  void note_activity();
+  bool closing() const { return closing_ || closed_; }
+
+  server_context& ctx_;
+  boost::asio::steady_timer watchdog_;  ///< idle probe / timeout; also the flush and linger deadline
+
 private:
   boost::asio::awaitable<void> read_side();
-  boost::asio::awaitable<void> reader();
   boost::asio::awaitable<void> writer();
   boost::asio::awaitable<void> watchdog();
-  boost::asio::awaitable<void> linger();
 
   /// Handles one frame; false ends the reading (quit, wrong password, ...).
   boost::asio::awaitable<bool> handle(boost::json::object const& frame);
@@ -78,11 +120,9 @@ private:
              boost::json::object fields = {});
   void deliver(outcome&& o, boost::json::value const& tag);
   void enqueue(shared_frame frame);
-  void drop(char const* why);
   void stop_reading();
+  void leave_active();
 
-  server_context& ctx_;
-  boost::asio::ip::tcp::socket socket_;
   std::uint64_t id_;
   std::string peer_name_;
   proto::framer framer_;
@@ -91,21 +131,43 @@ private:
   // in-flight frames (what --max-outbound bounds).
   std::deque<shared_frame> queue_;
   std::size_t queued_bytes_ = 0;
-  boost::asio::steady_timer wake_;      ///< the writer waits on it for work
-  boost::asio::steady_timer drained_;   ///< the reader waits on it for the outbox to drain
-  boost::asio::steady_timer watchdog_;  ///< idle probe / timeout; cancelled to stop reading
+  boost::asio::steady_timer wake_;           ///< the writer waits on it for work
+  boost::asio::steady_timer drained_;        ///< the reader waits on it for the outbox to drain
   boost::asio::steady_timer closed_signal_;  ///< cancelled once this side is shut down
   bool closing_ = false;  ///< no more reading; the writer flushes and ends
   bool closed_ = false;   ///< the writer has ended: nothing more is sent
+  bool aborted_ = false;
   bool probed_ = false;
+  bool active_ = true;
   steady::time_point last_rx_;
 
   // Sign-in state.
   enum class auth { none, login, register_first, register_confirm };
   auth auth_ = auth::none;
   std::string pending_name_;
+  std::optional<std::string> pending_status_;
   std::string first_password_;
   account* account_ = nullptr;
 };
+
+/// A session over a plain TCP socket: newline-delimited frames, gathered writes.
+class tcp_session final : public session {
+public:
+  tcp_session(server_context& ctx, boost::asio::ip::tcp::socket socket, std::uint64_t id);
+
+private:
+  boost::asio::awaitable<void> read_loop() override;
+  boost::asio::awaitable<boost::system::error_code> write_frames(
+      std::vector<shared_frame> const& frames) override;
+  boost::asio::awaitable<void> finish() override;
+  boost::asio::awaitable<void> linger() override;
+  void abort() override;
+
+  boost::asio::ip::tcp::socket socket_;
+  std::vector<boost::asio::const_buffer> buffers_;
+};
+
+/// Remote address of a socket as "host:port" ("?" when unknown).
+std::string describe(boost::asio::ip::tcp::socket const& s);
 
 }  // namespace jim::server

@@ -1,0 +1,245 @@
+#include "http.hpp"
+
+#include "logging.hpp"
+#include "options.hpp"
+#include "session.hpp"
+#include "web_assets.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <algorithm>
+
+namespace jim::server {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using asio::awaitable;
+using tcp = asio::ip::tcp;
+
+namespace {
+JIM_LOG_MODULE("http")
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr auto request_timeout = std::chrono::seconds(30);
+constexpr std::size_t ws_read_chunk = 4096;
+
+/// A session over WebSocket: each text message is one frame (the end of a message ends an
+/// unfinished frame, as a newline does on TCP); each frame goes out as one text message
+/// without its newline.
+class ws_session final : public session {
+public:
+  ws_session(server_context& ctx, websocket::stream<beast::tcp_stream> ws, std::uint64_t id,
+             std::string peer_name)
+      : session(ctx, ws.get_executor(), id, std::move(peer_name)), ws_(std::move(ws)) {
+    ws_.text(true);
+    // Beast pings an idle peer; a pong (browsers answer by themselves) counts as activity,
+    // so an open browser tab stays connected while a dead peer is closed at idle-timeout.
+    ws_.set_option(websocket::stream_base::timeout{request_timeout, ctx.cfg.idle_timeout / 2, true});
+    ws_.read_message_max(ctx.limits.max_frame * 2 + 1024);  // the framer enforces max-frame
+    ws_.control_callback([this](websocket::frame_type, beast::string_view) { note_activity(); });
+  }
+
+private:
+  awaitable<void> read_loop() override {
+    std::vector<char> buf(ws_read_chunk);
+    while (co_await ready_to_read()) {
+      auto [ec, n] = co_await ws_.async_read_some(asio::buffer(buf), nothrow);
+      if (ec) {
+        if (ec != websocket::error::closed && ec != asio::error::operation_aborted)
+          JIM_LOG(debug, "websocket read: {}", ec.message());
+        co_return;
+      }
+      note_activity();
+      if (!co_await consume({buf.data(), n})) co_return;
+      if (ws_.is_message_done() && !co_await consume("\n")) co_return;
+    }
+  }
+
+  awaitable<boost::system::error_code> write_frames(std::vector<shared_frame> const& frames) override {
+    for (auto const& f : frames) {
+      auto [ec, n] = co_await ws_.async_write(asio::buffer(f->data(), f->size() - 1), nothrow);
+      if (ec) co_return ec;
+    }
+    co_return boost::system::error_code{};
+  }
+
+  awaitable<void> finish() override {
+    beast::get_lowest_layer(ws_).expires_after(std::chrono::seconds(2));
+    co_await ws_.async_close(websocket::close_code::normal, nothrow);
+  }
+
+  awaitable<void> linger() override { co_return; }  // the close handshake did it
+
+  void abort() override {
+    boost::system::error_code ignored;
+    beast::get_lowest_layer(ws_).socket().close(ignored);
+  }
+
+  websocket::stream<beast::tcp_stream> ws_;
+};
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+template <class Body>
+http::response<Body> make_response(http::status status, unsigned version, bool keep_alive) {
+  http::response<Body> res{status, version};
+  res.set(http::field::server, version_string);
+  res.set("X-Content-Type-Options", "nosniff");
+  res.keep_alive(keep_alive);
+  return res;
+}
+
+http::response<http::string_body> text_response(http::status status, unsigned version, bool keep_alive,
+                                                std::string text) {
+  auto res = make_response<http::string_body>(status, version, keep_alive);
+  res.set(http::field::content_type, "text/plain; charset=utf-8");
+  res.body() = std::move(text);
+  res.prepare_payload();
+  return res;
+}
+
+web_asset const* find_asset(std::string_view target) {
+  target = target.substr(0, target.find_first_of("?#"));
+  if (target == "/") target = "/index.html";
+  for (auto const& a : web_assets())
+    if (a.path == target) return &a;
+  return nullptr;
+}
+
+awaitable<void> serve(server_context& ctx, tcp::socket socket, std::uint64_t& next_id) {
+  const std::string peer = describe(socket);
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer(8192);
+  for (int requests = 0; requests < 1000; ++requests) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(8192);
+    parser.body_limit(4096);
+    if (ctx.stopping) break;
+    stream.expires_after(request_timeout);
+    ctx.http_idle.insert(&stream.socket());  // shutdown closes connections waiting here
+    auto [ec, n] = co_await http::async_read(stream, buffer, parser, nothrow);
+    ctx.http_idle.erase(&stream.socket());
+    if (ec) co_return;  // closed, timed out or malformed: nothing worth answering
+    auto& req = parser.get();
+    const bool keep = req.keep_alive();
+    const unsigned version = req.version();
+
+    if (websocket::is_upgrade(req)) {
+      if (req.target() != "/chat") {
+        auto res = text_response(http::status::not_found, version, false, "WebSocket endpoint is /chat\n");
+        co_await http::async_write(stream, res, nothrow);
+        co_return;
+      }
+      if (!origin_allowed(req[http::field::origin], req[http::field::host], ctx.cfg.http_origins)) {
+        JIM_LOG(warn, "WebSocket from {} refused: origin {} not allowed", peer,
+                std::string(req[http::field::origin]));
+        auto res = text_response(http::status::forbidden, version, false, "origin not allowed\n");
+        co_await http::async_write(stream, res, nothrow);
+        co_return;
+      }
+      stream.expires_never();
+      websocket::stream<beast::tcp_stream> ws(std::move(stream));
+      ws.set_option(websocket::stream_base::decorator(
+          [](websocket::response_type& res) { res.set(http::field::server, version_string); }));
+      auto [aec] = co_await ws.async_accept(req, nothrow);
+      if (aec) co_return;
+      if (ctx.stopping || ctx.active >= ctx.cfg.max_clients) {
+        const std::string line = proto::encode_reply(
+            proto::code::unavailable, nullptr,
+            ctx.stopping ? "server shutting down" : "server full (max-clients reached)");
+        ws.text(true);
+        co_await ws.async_write(asio::buffer(line.data(), line.size() - 1), nothrow);
+        co_await ws.async_close(websocket::close_code::try_again_later, nothrow);
+        co_return;
+      }
+      auto s = std::make_shared<ws_session>(ctx, std::move(ws), ++next_id, peer + " (websocket)");
+      co_await s->run();
+      co_return;
+    }
+
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      auto res = text_response(http::status::method_not_allowed, version, keep, "GET or HEAD only\n");
+      res.set(http::field::allow, "GET, HEAD");
+      co_await http::async_write(stream, res, nothrow);
+    } else if (auto const* asset = find_asset(req.target())) {
+      auto res = make_response<http::string_body>(http::status::ok, version, keep);
+      res.set(http::field::content_type, asset->content_type);
+      res.set(http::field::cache_control, "no-cache");
+      res.set("Content-Security-Policy",
+              "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:");
+      if (req.method() == http::verb::get) res.body() = std::string(asset->body);
+      res.prepare_payload();
+      if (req.method() == http::verb::head) res.content_length(asset->body.size());
+      co_await http::async_write(stream, res, nothrow);
+    } else {
+      auto res = text_response(http::status::not_found, version, keep, "not found\n");
+      co_await http::async_write(stream, res, nothrow);
+    }
+    if (!keep) break;
+  }
+  boost::system::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+}  // namespace
+
+bool origin_allowed(std::string_view origin, std::string_view host, std::string_view allowed) {
+  origin = trim(origin);
+  if (origin.empty()) return true;  // not a browser: nothing to protect against
+  allowed = trim(allowed);
+  if (!allowed.empty()) {
+    while (!allowed.empty()) {
+      const auto comma = allowed.find(',');
+      if (iequals(trim(allowed.substr(0, comma)), origin)) return true;
+      if (comma == std::string_view::npos) break;
+      allowed.remove_prefix(comma + 1);
+    }
+    return false;
+  }
+  const auto scheme = origin.find("://");
+  if (scheme == std::string_view::npos) return false;
+  std::string_view origin_host = origin.substr(scheme + 3);
+  if (!origin_host.empty() && origin_host.back() == '/') origin_host.remove_suffix(1);
+  return !origin_host.empty() && iequals(origin_host, trim(host));
+}
+
+awaitable<void> http_accept_loop(server_context& ctx, tcp::acceptor& acceptor, std::uint64_t& next_id) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(nothrow);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || ctx.stopping) co_return;
+      JIM_LOG(warn, "accept: {}", ec.message());
+      asio::steady_timer backoff(acceptor.get_executor(), std::chrono::milliseconds(100));
+      co_await backoff.async_wait(nothrow);
+      continue;
+    }
+    asio::co_spawn(acceptor.get_executor(), serve(ctx, std::move(socket), next_id),
+                   [](std::exception_ptr e) {
+                     if (!e) return;
+                     try {
+                       std::rethrow_exception(e);
+                     } catch (std::exception const& ex) {
+                       JIM_LOG(err, "HTTP connection ended by an exception: {}", ex.what());
+                     }
+                   });
+  }
+}
+
+}  // namespace jim::server
