@@ -1,0 +1,582 @@
+// The real `jim` binary against a real `jimd`: as a script over pipes, as a --json pipe, and as
+// a person at a terminal (a pseudo-terminal from forkpty). Every wait is bounded by a deadline;
+// nothing sleeps to synchronise.
+#include "harness.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using namespace jim::test;
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+int ms_until(steady::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now()).count();
+  return left < 0 ? 0 : static_cast<int>(left);
+}
+
+/// An environment variable for the child: set to `value`, or removed when it has none.
+struct env_var {
+  std::string name;
+  std::optional<std::string> value;
+};
+
+/// A `jim` child process: its stdin, stdout and stderr on pipes (a script), or its terminal
+/// on a pseudo-terminal (a person). Output is collected as it comes; `all()` holds stdout and
+/// stderr in arrival order.
+class jim_child {
+public:
+  enum class io { pipes, terminal };
+
+  jim_child(io kind, std::vector<std::string> args, std::vector<env_var> env) {
+    signal(SIGPIPE, SIG_IGN);  // typing to a child that has exited must fail, not kill us
+    std::vector<std::string> argv_s{program("jim").string()};
+    argv_s.insert(argv_s.end(), args.begin(), args.end());
+    auto exec = [&] {
+      for (auto const& e : env) {
+        if (e.value) setenv(e.name.c_str(), e.value->c_str(), 1);
+        else unsetenv(e.name.c_str());
+      }
+      std::vector<char*> argv;
+      for (auto& s : argv_s) argv.push_back(s.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    };
+    if (kind == io::terminal) {
+      winsize ws{};
+      ws.ws_row = 24;
+      ws.ws_col = 80;
+      int master = -1;
+      pid_ = forkpty(&master, nullptr, nullptr, &ws);
+      if (pid_ < 0) throw std::runtime_error("forkpty failed");
+      if (pid_ == 0) exec();
+      in_ = out_ = master;
+    } else {
+      int in[2], out[2], err[2];
+      if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC))
+        throw std::runtime_error("pipe failed");
+      pid_ = fork();
+      if (pid_ < 0) throw std::runtime_error("fork failed");
+      if (pid_ == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        exec();
+      }
+      ::close(in[0]);
+      ::close(out[1]);
+      ::close(err[1]);
+      in_ = in[1];
+      out_ = out[0];
+      err_ = err[0];
+    }
+    pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
+  }
+
+  ~jim_child() {
+    if (!status_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    for (int fd : {in_ == out_ ? -1 : in_, out_, err_, pidfd_})
+      if (fd >= 0) ::close(fd);
+  }
+  jim_child(jim_child const&) = delete;
+  jim_child& operator=(jim_child const&) = delete;
+
+  /// Writes to the child's stdin (or types on its terminal: end lines with "\r" there).
+  void type(std::string_view s) {
+    while (!s.empty()) {
+      const ssize_t n = ::write(in_, s.data(), s.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) throw std::runtime_error("jim does not read its input any more");
+      s.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+
+  /// Ends the child's stdin (pipes only).
+  void close_input() {
+    if (in_ != out_ && in_ >= 0) ::close(in_);
+    in_ = -1;
+  }
+
+  /// Where output collected from now on will start: a `from` for wait_for().
+  std::size_t mark() const { return all_.size(); }
+
+  /// True once `text` is in the output at or after `from`; false if it does not come within
+  /// `bound` (or the child closed its output first).
+  bool wait_for(std::string_view text, std::size_t from = 0, std::chrono::milliseconds bound = 10s) {
+    const auto deadline = steady::now() + bound;
+    for (;;) {
+      if (all_.find(text, from) != std::string::npos) return true;
+      if (!pump(ms_until(deadline))) return all_.find(text, from) != std::string::npos;
+      if (steady::now() >= deadline) return all_.find(text, from) != std::string::npos;
+    }
+  }
+
+  /// The exit status once the child has exited (128+N when killed by signal N), or nothing if
+  /// it is still running after `bound`.
+  std::optional<int> wait_exit(std::chrono::milliseconds bound = 10s) {
+    const auto deadline = steady::now() + bound;
+    while (pump(ms_until(deadline)) && steady::now() < deadline) {
+    }
+    for (;;) {
+      int status = 0;
+      const pid_t r = waitpid(pid_, &status, WNOHANG);
+      if (r == pid_) {
+        status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        return status_;
+      }
+      if (steady::now() >= deadline) return std::nullopt;
+      // The pidfd becomes readable when the child exits; without one, check again shortly.
+      pollfd p{pidfd_, POLLIN, 0};
+      poll(&p, pidfd_ >= 0 ? 1 : 0, pidfd_ >= 0 ? ms_until(deadline) : std::min(ms_until(deadline), 5));
+    }
+  }
+
+  std::string const& out() const { return out_text_; }
+  std::string const& err() const { return err_text_; }
+  std::string const& all() const { return all_; }
+
+private:
+  /// Waits up to `timeout_ms` for output and reads it; false once every output is closed.
+  bool pump(int timeout_ms) {
+    pollfd fds[2];
+    nfds_t n = 0;
+    if (out_ >= 0) fds[n++] = {out_, POLLIN, 0};
+    if (err_ >= 0) fds[n++] = {err_, POLLIN, 0};
+    if (n == 0) return false;
+    if (poll(fds, n, timeout_ms) <= 0) return true;
+    for (nfds_t i = 0; i < n; ++i) {
+      if (!fds[i].revents) continue;
+      char buf[4096];
+      const ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
+      if (got < 0 && errno == EINTR) continue;
+      const bool is_err = fds[i].fd == err_;
+      if (got <= 0) {  // EOF, or EIO from a terminal whose child side is gone
+        if (is_err) {
+          ::close(err_);
+          err_ = -1;
+        } else {
+          if (in_ == out_) in_ = -1;
+          ::close(out_);
+          out_ = -1;
+        }
+        continue;
+      }
+      (is_err ? err_text_ : out_text_).append(buf, static_cast<std::size_t>(got));
+      all_.append(buf, static_cast<std::size_t>(got));
+    }
+    return true;
+  }
+
+  pid_t pid_ = -1;
+  int in_ = -1, out_ = -1, err_ = -1, pidfd_ = -1;
+  std::string out_text_, err_text_, all_;
+  std::optional<int> status_;
+};
+
+std::vector<std::string> endpoint(jimd_process const& d) {
+  return {"-a", "127.0.0.1", "-p", std::to_string(d.port())};
+}
+
+/// `jim -u user` as a script: stdin, stdout and stderr are pipes.
+jim_child script(jimd_process const& d, std::string const& user, std::string const& password = "pw",
+                 std::vector<std::string> extra = {}) {
+  auto args = endpoint(d);
+  args.insert(args.end(), {"-u", user});
+  args.insert(args.end(), extra.begin(), extra.end());
+  return jim_child(jim_child::io::pipes, args, {{"JIM_PASSWORD", password}, {"NO_COLOR", std::nullopt}});
+}
+
+/// `jim` on a terminal, as a person runs it.
+jim_child terminal(jimd_process const& d, std::vector<std::string> extra, std::optional<std::string> password,
+                   bool colour = false) {
+  auto args = endpoint(d);
+  args.insert(args.end(), extra.begin(), extra.end());
+  return jim_child(jim_child::io::terminal, args,
+                   {{"JIM_PASSWORD", password}, {"TERM", "xterm"}, {"NO_COLOR", colour ? std::nullopt : std::optional<std::string>("1")}});
+}
+
+/// The lines of `text` containing `needle`, in order.
+std::vector<std::string> lines_with(std::string const& text, std::string_view needle) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (line.find(needle) != std::string::npos) out.push_back(line);
+  return out;
+}
+
+/// The word following `label` in `text` (e.g. the room password after "Its password: ").
+std::string word_after(std::string const& text, std::string_view label) {
+  auto at = text.find(label);
+  if (at == std::string::npos) return {};
+  at += label.size();
+  const auto end = text.find_first_of(" \r\n", at);
+  return text.substr(at, end == std::string::npos ? std::string::npos : end - at);
+}
+
+}  // namespace
+
+// ---- scripts over pipes ---------------------------------------------------------------------
+
+TEST_CASE("Two scripted clients chat in #general and privately", "[integration][client]") {
+  jimd_process d;
+  auto alice = script(d, "alice");
+  REQUIRE(alice.wait_for("* signed in as alice (new account); you are in #general"));
+  auto bob = script(d, "bob");
+  REQUIRE(bob.wait_for("* signed in as bob"));
+
+  bob.type("hello alice\n");
+  REQUIRE(alice.wait_for("): hello alice"));
+  CHECK(lines_with(alice.out(), "hello alice").at(0).starts_with("bob ("));
+
+  alice.type("/msg bob psst, bob\n");
+  REQUIRE(bob.wait_for("): psst, bob"));
+  CHECK(lines_with(bob.out(), "psst").at(0).starts_with("[private] alice ("));
+
+  alice.close_input();
+  bob.close_input();
+  CHECK(alice.wait_exit() == 0);
+  CHECK(bob.wait_exit() == 0);
+  CHECK(alice.err().empty());
+  CHECK(alice.out().find('\033') == std::string::npos);  // no colours into a pipe
+}
+
+TEST_CASE("A script creates a room, another joins it with its password", "[integration][client]") {
+  jimd_process d;
+  auto alice = script(d, "alice");
+  REQUIRE(alice.wait_for("* signed in as alice"));
+  alice.type("/create dev\n");
+  REQUIRE(alice.wait_for("* created #dev; you own it and are in it. Its password: "));
+  REQUIRE(alice.wait_for(", or /invite them)"));
+  const auto password = word_after(alice.out(), "Its password: ");
+  CHECK(password.size() >= 16);
+
+  auto bob = script(d, "bob");
+  REQUIRE(bob.wait_for("* signed in as bob"));
+  bob.type("/join dev not-the-password\n");
+  REQUIRE(bob.wait_for("! wrong password for #dev"));
+  bob.type("/join dev " + password + "\n");
+  REQUIRE(bob.wait_for("* you are in #dev"));
+  REQUIRE(alice.wait_for("* bob joined #dev"));
+
+  bob.type("in the room\n/users\n");
+  REQUIRE(alice.wait_for("): in the room"));
+  REQUIRE(bob.wait_for("* in #dev: "));
+  const auto users = lines_with(bob.out(), "* in #dev: ").at(0);
+  CHECK(users.find("alice") != std::string::npos);
+  CHECK(users.find("bob") != std::string::npos);
+
+  bob.type("/exit\n");
+  REQUIRE(bob.wait_for("* back in #general"));
+  REQUIRE(alice.wait_for("* bob left #dev"));
+
+  bob.close_input();
+  alice.close_input();
+  CHECK(bob.wait_exit() == 1);  // the wrong password failed
+  CHECK(alice.wait_exit() == 0);
+  CHECK(bob.err().find("wrong password") != std::string::npos);
+}
+
+TEST_CASE("Recent history comes at sign-in and /history pages back", "[integration][client]") {
+  jimd_process d;
+  {
+    auto alice = script(d, "alice");
+    alice.type("one\ntwo\nthree\n");
+    alice.close_input();
+    REQUIRE(alice.wait_exit() == 0);
+  }
+  auto bob = script(d, "bob");
+  REQUIRE(bob.wait_for("[history] alice ("));
+  REQUIRE(bob.wait_for("): three"));
+  auto old = lines_with(bob.out(), "[history] alice (");
+  REQUIRE(old.size() == 3);
+  CHECK(old[0].ends_with("): one"));
+  CHECK(old[2].ends_with("): three"));
+
+  const auto m = bob.mark();
+  bob.type("/history 2\n");
+  bob.close_input();
+  REQUIRE(bob.wait_exit() == 0);
+  const auto paged = lines_with(bob.all().substr(m), "[history]");
+  REQUIRE(paged.size() == 2);
+  CHECK(paged[0].ends_with("): two"));
+  CHECK(paged[1].ends_with("): three"));
+}
+
+TEST_CASE("A private message to an offline user waits for their sign-in", "[integration][client]") {
+  jimd_process d;
+  sign_up(d.port(), "carol");  // registered, then gone
+  {
+    auto alice = script(d, "alice");
+    alice.type("/msg carol see you later\n");
+    alice.close_input();
+    CHECK(alice.wait_exit() == 0);  // queued (202) is a success
+    CHECK(alice.out().find("* they are offline") != std::string::npos);
+  }
+  auto carol = script(d, "carol");
+  REQUIRE(carol.wait_for("): see you later"));
+  CHECK(lines_with(carol.out(), "see you later").at(0).starts_with("[private] alice ("));
+  carol.close_input();
+  CHECK(carol.wait_exit() == 0);
+}
+
+TEST_CASE("A script's exit status says whether everything worked", "[integration][client]") {
+  jimd_process d;
+  SECTION("all requests succeed: 0") {
+    auto c = script(d, "alice");
+    c.type("hello\n/rooms\n");
+    c.close_input();
+    CHECK(c.wait_exit() == 0);
+    CHECK(c.out().find("  #general (") != std::string::npos);
+  }
+  SECTION("a failed request: 1, with its reason on stderr") {
+    auto c = script(d, "alice");
+    c.type("/join nowhere\nstill here\n");
+    c.close_input();
+    CHECK(c.wait_exit() == 1);
+    CHECK(c.err().find("! no such room #nowhere") != std::string::npos);
+  }
+  SECTION("a malformed command: 1, with a usage hint, nothing sent") {
+    auto c = script(d, "alice");
+    c.type("/join\n/frob\n");
+    c.close_input();
+    CHECK(c.wait_exit() == 1);
+    CHECK(c.err().find("usage: /join NAME [PASSWORD]") != std::string::npos);
+    CHECK(c.err().find("unknown command /frob") != std::string::npos);
+  }
+  SECTION("a wrong password: 1") {
+    sign_up(d.port(), "dave", "right");
+    auto c = script(d, "dave", "wrong");
+    CHECK(c.wait_exit() == 1);
+    CHECK(c.err().find("wrong password") != std::string::npos);
+  }
+  SECTION("no account name without a terminal: 2") {
+    jim_child c(jim_child::io::pipes, endpoint(d), {{"JIM_PASSWORD", "pw"}});
+    CHECK(c.wait_exit() == 2);
+    CHECK(c.err().find("-u NAME") != std::string::npos);
+  }
+  SECTION("no password without a terminal: 2") {
+    auto args = endpoint(d);
+    args.insert(args.end(), {"-u", "alice"});
+    jim_child c(jim_child::io::pipes, args, {{"JIM_PASSWORD", std::nullopt}});
+    CHECK(c.wait_exit() == 2);
+    CHECK(c.err().find("JIM_PASSWORD") != std::string::npos);
+  }
+  SECTION("nobody listening: 2") {
+    // A bound socket that does not listen: connecting to its port is refused.
+    const int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    socklen_t len = sizeof addr;
+    getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
+    jim_child c(jim_child::io::pipes, {"127.0.0.1", std::to_string(ntohs(addr.sin_port)), "-u", "alice"},
+                {{"JIM_PASSWORD", "pw"}});
+    CHECK(c.wait_exit() == 2);
+    CHECK(c.err().find("cannot connect to 127.0.0.1:") != std::string::npos);
+    ::close(s);
+  }
+  SECTION("a bad option: 2") {
+    jim_child c(jim_child::io::pipes, {"--no-such-option"}, {});
+    CHECK(c.wait_exit() == 2);
+    CHECK(c.err().find("no-such-option") != std::string::npos);
+  }
+}
+
+TEST_CASE("The password can come from a file", "[integration][client]") {
+  jimd_process d;
+  sign_up(d.port(), "erin", "from-a-file");
+  temp_dir dir;
+  const auto file = dir.path() / "pw";
+  {
+    std::ofstream(file) << "from-a-file\n";
+  }
+  auto args = endpoint(d);
+  args.insert(args.end(), {"-u", "erin", "--password-file", file.string()});
+  jim_child c(jim_child::io::pipes, args, {{"JIM_PASSWORD", "not-this-one"}});
+  REQUIRE(c.wait_for("* signed in as erin; you are in #general"));
+  c.close_input();
+  CHECK(c.wait_exit() == 0);
+}
+
+// ---- --json ---------------------------------------------------------------------------------
+
+TEST_CASE("--json prints every frame as one JSON line and sends lines as they are", "[integration][client]") {
+  jimd_process d;
+  sign_up(d.port(), "erin");
+  jim_child c(jim_child::io::pipes, {"--json", "127.0.0.1", std::to_string(d.port())}, {});
+  c.type(R"({"action":"authenticate","user":{"account_name":"erin","password":"pw"}})"
+         "\n"
+         R"({"action":"rooms","tag":7})"
+         "\n\n"
+         "{oops\n");
+  c.close_input();
+  CHECK(c.wait_exit() == 1);  // the malformed line got a 400
+  std::vector<json::object> frames;
+  std::istringstream in(c.out());
+  for (std::string line; std::getline(in, line);) frames.push_back(json::parse(line).as_object());
+  REQUIRE(frames.size() == 3);
+  CHECK(code_of(frames[0]) == 200);
+  CHECK(code_of(frames[1]) == 200);
+  CHECK(frames[1].at("tag") == 7);
+  CHECK(frames[1].at("rooms").as_array().size() == 1);
+  CHECK(code_of(frames[2]) == 400);
+}
+
+TEST_CASE("--json with -u signs in first, then pipes", "[integration][client]") {
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  auto args = endpoint(d);
+  args.insert(args.end(), {"--json", "-u", "erin"});
+  jim_child c(jim_child::io::pipes, args, {{"JIM_PASSWORD", "pw"}});
+  REQUIRE(c.wait_for(R"("response":201)"));
+  bob.send(R"({"action":"msg","message":"to everyone"})");
+  REQUIRE(c.wait_for(R"("message":"to everyone")"));
+  c.type(R"({"action":"users"})" "\n");
+  c.close_input();
+  CHECK(c.wait_exit() == 0);
+  std::vector<json::object> frames;
+  std::istringstream in(c.out());
+  for (std::string line; std::getline(in, line);) frames.push_back(json::parse(line).as_object());
+  REQUIRE(frames.size() == 5);  // presence 100, register 100, confirm 201, the msg push, users
+  CHECK(frames[2].at("room") == "#general");
+  CHECK(frames[3].at("from") == "bob");
+  CHECK(frames[4].at("users").as_array().size() == 2);
+}
+
+// ---- a person at a terminal -----------------------------------------------------------------
+
+TEST_CASE("On a terminal the password is not echoed, and asked twice for a new account", "[integration][client]") {
+  jimd_process d;
+  auto t = terminal(d, {}, std::nullopt);
+  REQUIRE(t.wait_for("Name: "));
+  t.type("frank\r");
+  REQUIRE(t.wait_for("is a new account: choose its password"));
+  REQUIRE(t.wait_for("Password: "));
+  t.type("Sup3rSecret\r");
+  REQUIRE(t.wait_for("Repeat the password: "));
+  t.type("Different1\r");
+  REQUIRE(t.wait_for("! passwords differ"));
+  REQUIRE(t.wait_for("Password: ", t.all().find("! passwords differ")));
+  auto m = t.mark();
+  t.type("Sup3rSecret\r");
+  REQUIRE(t.wait_for("Repeat the password: ", m));
+  t.type("Sup3rSecret\r");
+  REQUIRE(t.wait_for("* signed in as frank (new account)"));
+  REQUIRE(t.wait_for("#general> "));
+  CHECK(t.all().find("Sup3rSecret") == std::string::npos);
+  CHECK(t.all().find("Different1") == std::string::npos);
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+  sign_in(d.port(), "frank", "Sup3rSecret");  // throws unless the account has that password
+}
+
+TEST_CASE("On a terminal a wrong password is told and jim exits non-zero", "[integration][client]") {
+  jimd_process d;
+  sign_up(d.port(), "gina", "right");
+  auto t = terminal(d, {"-u", "gina"}, std::nullopt);
+  REQUIRE(t.wait_for("Password: "));
+  t.type("wrong\r");
+  REQUIRE(t.wait_for("! wrong password"));
+  CHECK(t.wait_exit() == 1);
+}
+
+TEST_CASE("An incoming message does not garble the line being typed", "[integration][client]") {
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  auto t = terminal(d, {"-u", "grace"}, "pw");
+  REQUIRE(t.wait_for("#general> "));
+  t.type("half typed");
+  REQUIRE(t.wait_for("half typed"));
+
+  const auto m = t.mark();
+  auto r = bob.request(R"({"action":"msg","message":"from bob"})");
+  CHECK(r.at("delivered") == 1);
+  REQUIRE(t.wait_for("): from bob", m));
+  // Printed above the prompt, which comes back with the half-typed line intact.
+  const auto shown = t.all().find("): from bob", m);
+  CHECK(t.all().find("bob (", m) < shown);
+  REQUIRE(t.wait_for("#general> half typed", shown));
+
+  t.type(" and finished\r");
+  auto pushed = bob.push();
+  CHECK(pushed.at("from") == "grace");
+  CHECK(pushed.at("message") == "half typed and finished");
+  // One's own message is shown as others see it.
+  REQUIRE(t.wait_for("grace (", shown));
+  REQUIRE(t.wait_for("): half typed and finished", shown));
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
+
+TEST_CASE("/quit, Ctrl-D and Ctrl-C leave cleanly", "[integration][client]") {
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  auto t = terminal(d, {"-u", "hana"}, "pw");
+  REQUIRE(t.wait_for("#general> "));
+  SECTION("/quit") { t.type("/quit\r"); }
+  SECTION("Ctrl-D on an empty line") { t.type("\x04"); }
+  SECTION("Ctrl-C") { t.type("typing\x03"); }
+  CHECK(t.wait_exit() == 0);
+  // The server has signed hana out: only bob is left in #general.
+  auto users = bob.request(R"({"action":"users"})");
+  CHECK(users.at("users").as_array().size() == 1);
+}
+
+TEST_CASE("A server shutdown makes the client say why and exit", "[integration][client]") {
+  jimd_process d;
+  auto t = terminal(d, {"-u", "ivan"}, "pw");
+  REQUIRE(t.wait_for("#general> "));
+  t.type("a draft");
+  REQUIRE(t.wait_for("a draft"));
+  CHECK(d.stop(SIGINT) == 0);
+  REQUIRE(t.wait_for("! server: "));
+  CHECK(t.wait_for("shutting down"));
+  CHECK(t.wait_for("! disconnected"));
+  CHECK(t.wait_exit() == 1);
+}
+
+TEST_CASE("On a terminal errors are in colour unless NO_COLOR is set", "[integration][client]") {
+  jimd_process d;
+  SECTION("colour") {
+    auto t = terminal(d, {"-u", "jo"}, "pw", true);
+    REQUIRE(t.wait_for("#general> "));
+    t.type("/join nowhere\r");
+    CHECK(t.wait_for("\033[31m! no such room #nowhere"));
+    t.type("/quit\r");
+    CHECK(t.wait_exit() == 0);
+  }
+  SECTION("NO_COLOR") {
+    auto t = terminal(d, {"-u", "jo"}, "pw", false);
+    REQUIRE(t.wait_for("#general> "));
+    t.type("/join nowhere\r");
+    REQUIRE(t.wait_for("! no such room #nowhere"));
+    CHECK(t.all().find("\033[31m") == std::string::npos);
+    t.type("/quit\r");
+    CHECK(t.wait_exit() == 0);
+  }
+}
