@@ -163,6 +163,24 @@ TEST_CASE("join with the right password gets 200 and the room's recent history, 
   CHECK(bob.request(R"({"action":"users"})").at("room") == "#den");
 }
 
+TEST_CASE("join of #general gets 200 and pushes #general's recent history", "[integration][rooms]") {
+  jimd_process d({"--history-on-join", "2", "--rate-limit", "0"});
+  client alice = sign_up(d.port(), "alice");
+  auto ids = post_many(alice, 3, "general");
+  client bob = sign_up(d.port(), "bob");
+  drain_history(bob, 2);
+  create_room(bob, "den");
+  auto r = join(bob, "#General");
+  CHECK(code_of(r) == 200);
+  CHECK(r.at("room") == "#general");
+  auto h = pushes(bob, 2);
+  CHECK(h[0].at("history") == true);
+  CHECK(id_of(h[0]) == ids[1]);
+  CHECK(id_of(h[1]) == ids[2]);
+  CHECK(no_push_pending(bob));
+  CHECK(say(alice, "back together").at("delivered") == 1);
+}
+
 TEST_CASE("join with a wrong or missing password gets 403 and changes nothing", "[integration][rooms]") {
   jimd_process d;
   client alice = sign_up(d.port(), "alice");

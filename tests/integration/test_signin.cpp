@@ -137,6 +137,22 @@ TEST_CASE("An account_name in a guided authenticate that differs from presence g
   CHECK(ask(probe, presence_req("other")).at("auth") == "register");
 }
 
+TEST_CASE("A guided registration whose name was taken meanwhile gets 409 at the confirmation",
+          "[integration][signin]") {
+  jimd_process d;
+  client c(d.port());
+  REQUIRE(ask(c, presence_req("alice")).at("auth") == "register");
+  REQUIRE(c.request(R"({"action":"authenticate","user":{"password":"mine"}})").at("auth") == "confirm");
+  client quick = sign_up(d.port(), "ALICE", "theirs");
+  auto r = c.request(R"({"action":"authenticate","user":{"password":"mine"}})");
+  CHECK(code_of(r) == 409);
+  CHECK(code_of(c.request(R"({"action":"users"})")) == 401);
+  // The connection stays usable: start over.
+  r = ask(c, presence_req("alice"));
+  CHECK(r.at("auth") == "login");
+  CHECK(no_push_pending(quick));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Names
 // ---------------------------------------------------------------------------------------------
@@ -692,4 +708,68 @@ TEST_CASE("Password hashing does not block the I/O thread: others are answered m
   }
   CHECK(slow.silent_for(0ms));  // still hashing while the other connection was served
   CHECK(code_of(slow.reply(30s)) == 201);
+}
+
+TEST_CASE("A tag of 64 non-ASCII characters is echoed unchanged (the limit counts characters)",
+          "[integration][signin]") {
+  jimd_process d;
+  client c(d.port());
+  std::string tag;
+  for (int i = 0; i < 64; ++i) tag += "\xc3\xa9";  // 64 characters, 128 bytes of UTF-8
+  auto r = ask(c, json::object{{"action", "users"}, {"tag", tag}});
+  CHECK(code_of(r) == 401);
+  CHECK(str(r, "tag") == tag);
+  // 65 characters are too many.
+  CHECK(code_of(ask(c, json::object{{"action", "users"}, {"tag", tag + "\xc3\xa9"}})) == 400);
+}
+
+TEST_CASE("By default the last 20 #general messages are pushed after sign-in", "[integration][signin]") {
+  jimd_process d({"--rate-limit", "0"});
+  client bob = sign_up(d.port(), "bob");
+  auto ids = post_many(bob, 25);
+  client alice = sign_up(d.port(), "alice");
+  auto h = pushes(alice, 20);
+  CHECK(id_of(h.front()) == ids[5]);
+  CHECK(id_of(h.back()) == ids[24]);
+  CHECK(no_push_pending(alice));
+}
+
+TEST_CASE("Unknown fields in a request, also inside user, are ignored", "[integration][signin]") {
+  jimd_process d;
+  client c(d.port());
+  auto r = c.request(
+      R"({"action":"register","colour":"blue","user":{"account_name":"alice","password":"pw","age":3,"x":{}}})");
+  CHECK(code_of(r) == 201);
+  client g(d.port());
+  r = g.request(R"({"action":"presence","v":2,"user":{"account_name":"alice","status":"here","mood":"ok"}})");
+  CHECK(r.at("auth") == "login");
+  r = g.request(R"({"action":"authenticate","user":{"password":"pw","remember":true},"extra":[1,2]})");
+  CHECK(code_of(r) == 200);
+}
+
+TEST_CASE("A takeover closes an old connection that does not read before the new one gets its 200",
+          "[integration][signin]") {
+  // The old connection reads nothing while megabytes of pushes pile up for it: the server cannot
+  // deliver the notice (the contract cannot ask that of a peer that never reads), and must still
+  // close it, within a bounded wait, before answering the new sign-in.
+  jimd_process d({"--rate-limit", "0", "--max-outbound", "268435456", "--history-on-join", "0"});
+  client old = sign_up(d.port(), "alice");
+  client bob = sign_up(d.port(), "bob");
+  const std::string text(4000, 'x');
+  const std::string line = json::serialize(json::object{{"action", "msg"}, {"message", text}}) + "\n";
+  for (int batch = 0; batch < 8; ++batch) {  // 16 MB, far beyond the kernel's socket buffers
+    std::string frames;
+    for (int i = 0; i < 500; ++i) frames += line;
+    bob.send_raw(frames);
+    int ok = 0;
+    for (int i = 0; i < 500; ++i) ok += code_of(bob.reply()) == 200 ? 1 : 0;
+    REQUIRE(ok == 500);
+  }
+  client fresh(d.port());
+  fresh.send(authenticate_req("alice"));
+  auto r = fresh.reply(20s);
+  CHECK(code_of(r) == 200);
+  // Reading drains what the kernel still holds for it (on loopback each read pulls the rest in
+  // at once); the end of the connection must follow, without waiting for the server.
+  CHECK(old.closed_within(0ms));
 }
