@@ -129,6 +129,26 @@
     });
   }
 
+  /** Resolves once the connection is open (reconnecting at once if it is down), or rejects. */
+  function whenOpen(ms) {
+    return new Promise(function (resolve, reject) {
+      var t0 = Date.now();
+      var check = function () {
+        if (state.ws && state.ws.readyState === WebSocket.OPEN) return resolve();
+        if (!state.ws) reconnectNow();
+        if (Date.now() - t0 > ms) return reject(new Error('Cannot reach the server; still trying to reconnect…'));
+        setTimeout(check, 50);
+      };
+      check();
+    });
+  }
+
+  /** The server closes after this reply (402): drop the socket now so nothing more goes on it. */
+  function abandonConnection() {
+    state.expectClose = true;
+    if (state.ws) state.ws.close();
+  }
+
   /** The reply, or throws its error text. */
   function expect(reply, codes) {
     if (codes.indexOf(reply.response) >= 0) return reply;
@@ -209,12 +229,13 @@
     state.signingIn = true;
     $('signin-submit').disabled = true;
     try {
+      await whenOpen(8000);
       var p = expect(await request('presence', { user: { account_name: name } }), [100]);
       if (p.auth === 'login') {
         hideConfirm();
         var a = await request('authenticate', { user: { account_name: name, password: pw } });
         if (a.response === 402) {
-          state.expectClose = true;  // the server closes after a wrong password
+          abandonConnection();  // the server closes after a wrong password
           $('password').value = '';
           $('password').focus();
         }
@@ -250,7 +271,7 @@
     try {
       var a = await request('authenticate', { user: { account_name: c.name, password: c.password } });
       if (a.response === 200) return await signedIn(a, c.name, c.password, true);
-      if (a.response === 402) state.expectClose = true;
+      if (a.response === 402) abandonConnection();
       forgetCredentials();
       showSignIn();
       showError('signin', 'Could not sign in again: ' + L.describeError(a));
@@ -316,7 +337,7 @@
     ($('name').value ? $('password') : $('name')).focus();
   }
 
-  async function signOut() {
+  function signOut() {
     var ws = state.ws;
     forgetCredentials();
     $('name').value = state.me || '';
@@ -330,8 +351,9 @@
     $('users').textContent = '';
     showSignIn();
     if (ws && ws.readyState === WebSocket.OPEN) {
-      state.expectClose = true;   // quit closes the connection; open a fresh one for the next sign-in
-      try { await request('quit'); } catch (e) { /* closed anyway */ }
+      // Say goodbye, then start a fresh connection for the next sign-in.
+      request('quit').catch(function () {});
+      abandonConnection();
     }
   }
 

@@ -381,6 +381,10 @@ async function main() {
       await shown(bob).locator('li.msg.private', { hasText: 'got it, bob' }).waitFor({ timeout: STEP_MS });
       await alice.locator('#target-clear').click();
       await alice.locator('#target-label', { hasText: 'To #den' }).waitFor({ timeout: STEP_MS });
+      // From the terminal too, wherever alice is.
+      const r = await carol.request({ action: 'msg', to: 'alice', message: 'carol here, from a terminal' });
+      assert(r.response === 200 && r.delivered === 1, `carol's private msg: ${JSON.stringify(r)}`);
+      await shown(alice).locator('li.msg.private', { hasText: 'carol here, from a terminal' }).waitFor({ timeout: STEP_MS });
     });
 
     await step('screenshot of the web client', async () => {
