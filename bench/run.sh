@@ -37,6 +37,9 @@ if ! command -v python3 >/dev/null 2>&1; then
 fi
 REDIS_SERVER=$(command -v redis-server)
 
+# The commit the binaries are built from ("+dirty": with uncommitted changes to the code measured).
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- server common bench CMakeLists.txt 2>/dev/null || COMMIT="$COMMIT+dirty"
 log "building jimd and jim-bench (Release) in $BUILD"
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j"$(nproc)" --target jimd jim-bench >/dev/null
@@ -170,8 +173,6 @@ T_END=$(date +%s)
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- the table -----------------------------------------------------------------------------------
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- server common bench 2>/dev/null || COMMIT="$COMMIT+dirty"
 CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 python3 "$ROOT/bench/summarize.py" "$RESULTS" \
   --date "$(date -u '+%Y-%m-%d %H:%M UTC')" --commit "$COMMIT" --nproc "$(nproc)" --cpu "$CPU_MODEL" \

@@ -43,6 +43,8 @@ Fan-out and storm:
       --window N          window mode: messages in flight per sender (default 8)
       --max-time S        stop sending after S seconds even if M is not reached (default 30)
       --drain S           wait S seconds for stragglers after the last reply (default 2)
+      --pause S           fanout: wait S seconds between set-up and sending, after printing
+                          "connections ready" on stderr (to attach or reset a profiler)
       --channel NAME      Redis channel (default general)
 Connect:
   -C N  connections (default 10000)   --settle S  idle seconds before reading RSS (default 1)
@@ -173,6 +175,7 @@ int main(int argc, char** argv) {
     else if (k == "--window") o.window = static_cast<std::uint32_t>(integer(k, v, 1, 100000));
     else if (k == "--max-time") o.max_time = real(k, v, 0.1, 600);
     else if (k == "--drain") o.drain = real(k, v, 0, 60);
+    else if (k == "--pause") o.pause = real(k, v, 0, 600);
     else if (k == "--channel") o.channel = v;
     else if (k == "-C") o.connections = static_cast<std::uint32_t>(integer(k, v, 1, 1'000'000));
     else if (k == "--settle") o.settle = real(k, v, 0, 60);

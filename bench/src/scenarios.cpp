@@ -292,6 +292,10 @@ result run_fanout(options const& o, engine_config base) {
   // Let the sign-in replies and history pushes settle before the clock starts.
   for (std::int64_t until = now_ns() + nanos(0.2); now_ns() < until;) eng.poll(10);
   eng.on_state = nullptr;
+  if (o.pause > 0) {
+    std::fprintf(stderr, "jim-bench: %zu connections ready; sending in %.1f s\n", eng.ready, o.pause);
+    for (std::int64_t until = now_ns() + nanos(o.pause); now_ns() < until;) eng.poll(10);
+  }
 
   const auto senders = ids_of(eng, role::sender);
   const proc_sample s0 = sample_process(o.server_pid);
