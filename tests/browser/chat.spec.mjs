@@ -6,7 +6,9 @@
 //   JIMD=build/bin/jimd node tests/browser/chat.spec.mjs      (tests/browser/run.sh does it all)
 //
 // Env: JIMD (the daemon; default: the newest build*/bin/jimd), CHROMIUM (default
-// /usr/bin/chromium), JIM_SCREENSHOT (default docs/web-client.png), JIM_E2E_TIMEOUT (seconds).
+// /usr/bin/chromium), JIM_E2E_TIMEOUT (seconds), JIM_SCREENSHOT (where the screenshot goes:
+// docs/web-client.png when that file is missing, else a temporary file, so that a test run
+// leaves the work tree clean; JIM_SCREENSHOT=docs/web-client.png refreshes the committed one).
 // Prints one line per step and closes with "N passed, N failed".
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
@@ -233,7 +235,9 @@ async function main() {
   const bin = findJimd();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'jimd-browser-'));
   const daemon = new Daemon(bin, tmp, await freePort());
-  const shot = path.resolve(ROOT, process.env.JIM_SCREENSHOT || 'docs/web-client.png');
+  const committedShot = path.join(ROOT, 'docs', 'web-client.png');
+  const shot = process.env.JIM_SCREENSHOT ? path.resolve(process.env.JIM_SCREENSHOT)
+    : fs.existsSync(committedShot) ? path.join(tmp, 'web-client.png') : committedShot;
   let browser = null;
   let carol = null;
   const pageErrors = [];
@@ -532,7 +536,7 @@ async function main() {
 
   const passed = results.filter((r) => r.ok).length;
   const notOk = results.length - passed;
-  console.log(`browser test: ${((Date.now() - started) / 1000).toFixed(1)} s, screenshot ${path.relative(ROOT, shot)}`);
+  console.log(`browser test: ${((Date.now() - started) / 1000).toFixed(1)} s, screenshot ${shot}`);
   console.log(`${passed} passed, ${notOk} failed`);
   process.exit(notOk ? 1 : 0);
 }
