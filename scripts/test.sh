@@ -2,8 +2,9 @@
 # Installs what is missing, builds and runs every test:
 #   1. a normal build (warnings are errors) and the whole ctest suite;
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build and the whole suite again;
-#   3. the libFuzzer target for a bounded time (when clang is available).
-# Set JIM_SKIP_SANITIZE=1 or JIM_SKIP_FUZZ=1 to skip a stage locally.
+#   3. the web client end to end in headless chromium (skipped with a message if it cannot be installed);
+#   4. the libFuzzer target for a bounded time (when clang is available).
+# Set JIM_SKIP_SANITIZE=1, JIM_SKIP_BROWSER=1 or JIM_SKIP_FUZZ=1 to skip a stage locally.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -18,6 +19,11 @@ run_suite() {
 
 echo "== normal build (RelWithDebInfo) =="
 run_suite build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+if [ "${JIM_SKIP_BROWSER:-0}" != 1 ] && [ -x tests/browser/run.sh ]; then
+  echo "== end-to-end in a real browser (chromium + playwright-core) =="
+  JIMD="$PWD/build-test/bin/jimd" tests/browser/run.sh
+fi
 
 if [ "${JIM_SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== AddressSanitizer + UndefinedBehaviorSanitizer build =="

@@ -62,13 +62,16 @@ private:
     }
   }
 
-  awaitable<boost::system::error_code> write_frames(std::vector<shared_frame> const& frames) override {
+  awaitable<boost::system::error_code> write_frames(std::vector<shared_frame> const& frames,
+                                                    std::size_t /*offset: always 0, see write_now*/) override {
     for (auto const& f : frames) {
       auto [ec, n] = co_await ws_.async_write(asio::buffer(f->data(), f->size() - 1), nothrow);
       if (ec) co_return ec;
     }
     co_return boost::system::error_code{};
   }
+
+  std::size_t write_now(std::deque<shared_frame> const&, std::size_t) override { return 0; }
 
   awaitable<void> finish() override {
     beast::get_lowest_layer(ws_).expires_after(std::chrono::seconds(2));

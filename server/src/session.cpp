@@ -18,6 +18,7 @@
 
 #include "logging.hpp"
 
+#include <algorithm>
 #include <array>
 
 namespace jim::server {
@@ -33,6 +34,7 @@ JIM_LOG_MODULE("session")
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t read_chunk = 4096;
 constexpr std::size_t max_batch = 512;  ///< frames handed to one gathered write
+constexpr std::size_t max_direct_buffers = 256;  ///< frames in one direct (non-blocking) writev
 constexpr auto flush_deadline = std::chrono::seconds(5);
 constexpr auto linger_deadline = std::chrono::seconds(2);
 
@@ -60,6 +62,7 @@ session::session(server_context& ctx, asio::any_io_executor ex, std::uint64_t id
 }
 
 session::~session() {
+  if (flush_queued_) std::replace(ctx_.dirty.begin(), ctx_.dirty.end(), this, static_cast<session*>(nullptr));
   leave_active();
   ctx_.live.erase(this);
   if (ctx_.stopping && ctx_.live.empty() && ctx_.all_closed) ctx_.all_closed->cancel();
@@ -150,22 +153,24 @@ awaitable<void> session::writer() {
   for (;;) {
     if (queue_.empty()) {
       if (closing_ || closed_) break;
+      writer_idle_ = true;
       wake_.expires_at(steady::time_point::max());
       co_await wake_.async_wait(nothrow);
+      writer_idle_ = false;
       continue;
     }
     // Everything queued goes out together: one gathered write per batch, not per frame.
     const std::size_t n = std::min(queue_.size(), max_batch);
+    const std::size_t offset = std::exchange(head_offset_, 0);
     std::size_t bytes = 0;
     for (std::size_t i = 0; i < n; ++i) {
       bytes += queue_.front()->size();
       batch.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
-    const auto ec = co_await write_frames(batch);
-    queued_bytes_ -= std::min(bytes, queued_bytes_);
+    const auto ec = co_await write_frames(batch, offset);
+    written(bytes - offset);
     batch.clear();
-    if (queued_bytes_ <= ctx_.cfg.max_outbound) drained_.cancel();
     if (ec) {
       if (ec != asio::error::operation_aborted)
         JIM_LOG(debug, "connection {}: write: {}", id_, ec.message());
@@ -182,6 +187,36 @@ awaitable<void> session::writer() {
   watchdog_.cancel();  // read_side may be waiting for the flush
 }
 
+void session::written(std::size_t bytes) {
+  queued_bytes_ -= std::min(bytes, queued_bytes_);
+  if (queued_bytes_ <= ctx_.cfg.max_outbound) drained_.cancel();
+}
+
+void server_context::flush() {
+  flush_posted = false;
+  auto batch = std::move(dirty);
+  dirty.clear();
+  for (session* s : batch)
+    if (s) s->flush();
+}
+
+void session::flush() {
+  flush_queued_ = false;
+  if (closed_ || queue_.empty() || !writer_idle_) return;  // a busy writer picks the queue up
+  // Fast path: write straight from the queue, no handler, no coroutine switch.
+  std::size_t n = write_now(queue_, head_offset_);
+  if (n > 0) {
+    written(n);
+    n += head_offset_;
+    while (!queue_.empty() && n >= queue_.front()->size()) {
+      n -= queue_.front()->size();
+      queue_.pop_front();
+    }
+    head_offset_ = n;
+  }
+  if (!queue_.empty()) wake_.cancel();  // the socket is full: the writer waits for it
+}
+
 void session::stop_reading() {
   closing_ = true;
   watchdog_.cancel();
@@ -196,6 +231,7 @@ void session::drop(char const* why) {
   closed_ = true;
   aborted_ = true;
   queue_.clear();
+  head_offset_ = 0;
   abort();  // the reader and the writer see operation_aborted
   wake_.cancel();
   drained_.cancel();
@@ -207,7 +243,11 @@ void session::enqueue(shared_frame frame) {
   if (closed_) return;
   queued_bytes_ += frame->size();
   queue_.push_back(std::move(frame));
-  if (queue_.size() == 1) wake_.cancel();
+  if (flush_queued_) return;
+  flush_queued_ = true;
+  ctx_.dirty.push_back(this);
+  if (!std::exchange(ctx_.flush_posted, true))
+    asio::post(watchdog_.get_executor(), [&ctx = ctx_] { ctx.flush(); });
 }
 
 void session::send(std::string line) { enqueue(proto::share(std::move(line))); }
@@ -247,6 +287,7 @@ tcp_session::tcp_session(server_context& ctx, asio::ip::tcp::socket socket, std:
     : session(ctx, socket.get_executor(), id, describe(socket)), socket_(std::move(socket)) {
   boost::system::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  socket_.non_blocking(true, ec);  // write_now() must never block the I/O thread
 }
 
 awaitable<void> tcp_session::read_loop() {
@@ -263,11 +304,36 @@ awaitable<void> tcp_session::read_loop() {
   }
 }
 
-awaitable<boost::system::error_code> tcp_session::write_frames(std::vector<shared_frame> const& frames) {
-  buffers_.clear();
-  for (auto const& f : frames) buffers_.push_back(asio::buffer(*f));
-  auto [ec, written] = co_await asio::async_write(socket_, buffers_, nothrow);
+namespace {
+/// The queued frames as buffers, the first one past `offset`.
+template <class Frames>
+std::size_t gather(Frames const& frames, std::size_t offset, std::size_t max,
+                   std::vector<asio::const_buffer>& out) {
+  out.clear();
+  std::size_t bytes = 0;
+  for (auto const& f : frames) {
+    if (out.size() == max) break;
+    out.push_back(asio::buffer(*f) + (out.empty() ? offset : 0));
+    bytes += out.back().size();
+  }
+  return bytes;
+}
+thread_local std::vector<asio::const_buffer> scratch_buffers;
+}  // namespace
+
+awaitable<boost::system::error_code> tcp_session::write_frames(std::vector<shared_frame> const& frames,
+                                                               std::size_t offset) {
+  std::vector<asio::const_buffer> buffers;
+  gather(frames, offset, frames.size(), buffers);
+  auto [ec, n] = co_await asio::async_write(socket_, buffers, nothrow);
   co_return ec;
+}
+
+std::size_t tcp_session::write_now(std::deque<shared_frame> const& frames, std::size_t offset) {
+  gather(frames, offset, max_direct_buffers, scratch_buffers);
+  boost::system::error_code ec;
+  const std::size_t n = socket_.write_some(scratch_buffers, ec);  // non-blocking socket
+  return ec ? 0 : n;
 }
 
 awaitable<void> tcp_session::finish() {

@@ -40,6 +40,13 @@ struct server_context {
   std::unordered_set<session*> live;  ///< every session until destroyed (shutdown closes them)
   std::size_t active = 0;  ///< sessions still reading: what --max-clients counts
   std::unordered_set<boost::asio::ip::tcp::socket*> http_idle;  ///< HTTP connections between requests
+
+  /// Sessions with frames queued since the last flush. One flush runs after the handlers that
+  /// are ready now, so a broadcast and the messages of other senders read in the same round
+  /// leave in one write per recipient.
+  std::vector<session*> dirty;
+  bool flush_posted = false;
+  void flush();
   bool stopping = false;
   boost::asio::steady_timer* all_closed = nullptr;  ///< cancelled when `live` empties while stopping
 };
@@ -74,19 +81,27 @@ public:
   /// Closes the connection at once, dropping what is queued (logged with `why`).
   void drop(char const* why);
 
+  /// Writes what is queued: directly when the writer is idle and the transport can write
+  /// without blocking, else by waking the writer. Called by server_context::flush().
+  void flush();
+
 protected:
   // Transport hooks.
   /// Reads until the peer is done or `consume` says stop; calls ready_to_read() before each read.
   virtual boost::asio::awaitable<void> read_loop() = 0;
   /// Writes these frames in order (as few syscalls as the transport allows).
   virtual boost::asio::awaitable<boost::system::error_code> write_frames(
-      std::vector<shared_frame> const& frames) = 0;
+      std::vector<shared_frame> const& frames, std::size_t offset) = 0;
   /// Everything is sent: end our direction cleanly (TCP FIN, WebSocket close).
   virtual boost::asio::awaitable<void> finish() = 0;
   /// After finish(): wait (bounded) for the peer to close, discarding what it still sends.
   virtual boost::asio::awaitable<void> linger() = 0;
   /// Closes the transport at once; pending reads and writes end with operation_aborted.
   virtual void abort() = 0;
+  /// Writes what it can of `frames` (the first `offset` bytes of the first frame are already
+  /// sent) without blocking; returns the bytes written. Transports that cannot write without
+  /// blocking return 0 and leave everything to write_frames().
+  virtual std::size_t write_now(std::deque<shared_frame> const& frames, std::size_t offset) = 0;
 
   // For transports.
   /// Waits while our own replies fill the outbox; false once the session is closing.
@@ -120,6 +135,7 @@ private:
              boost::json::object fields = {});
   void deliver(outcome&& o, boost::json::value const& tag);
   void enqueue(shared_frame frame);
+  void written(std::size_t bytes);
   void stop_reading();
   void leave_active();
 
@@ -130,7 +146,10 @@ private:
   // Outbox: frames queued but not yet handed to the writer, and the bytes of all queued and
   // in-flight frames (what --max-outbound bounds).
   std::deque<shared_frame> queue_;
+  std::size_t head_offset_ = 0;  ///< bytes of queue_.front() already written
   std::size_t queued_bytes_ = 0;
+  bool writer_idle_ = false;     ///< the writer waits on wake_: nothing is being written
+  bool flush_queued_ = false;    ///< this session is in ctx_.dirty
   boost::asio::steady_timer wake_;           ///< the writer waits on it for work
   boost::asio::steady_timer drained_;        ///< the reader waits on it for the outbox to drain
   boost::asio::steady_timer closed_signal_;  ///< cancelled once this side is shut down
@@ -158,13 +177,13 @@ public:
 private:
   boost::asio::awaitable<void> read_loop() override;
   boost::asio::awaitable<boost::system::error_code> write_frames(
-      std::vector<shared_frame> const& frames) override;
+      std::vector<shared_frame> const& frames, std::size_t offset) override;
   boost::asio::awaitable<void> finish() override;
   boost::asio::awaitable<void> linger() override;
   void abort() override;
+  std::size_t write_now(std::deque<shared_frame> const& frames, std::size_t offset) override;
 
   boost::asio::ip::tcp::socket socket_;
-  std::vector<boost::asio::const_buffer> buffers_;
 };
 
 /// Remote address of a socket as "host:port" ("?" when unknown).
