@@ -702,11 +702,12 @@ TEST_CASE("Password hashing does not block the I/O thread: others are answered m
   client other(d.port());
   REQUIRE(code_of(other.request(R"({"action":"rooms"})")) == 401);  // connected and served
   slow.send(register_req("alice", "pw"));
-  for (int i = 0; i < 3; ++i) {
-    CHECK(code_of(other.request(R"({"action":"rooms"})", 400ms)) == 401);
+  for (int i = 0; i < 2; ++i) {
+    CHECK(code_of(other.request(R"({"action":"rooms"})")) == 401);
     CHECK(code_of(ask(other, presence_req("bob"))) == 100);
   }
-  CHECK(slow.silent_for(0ms));  // still hashing while the other connection was served
+  // Had the hashing blocked the I/O thread, those replies would have come after the 201.
+  CHECK(slow.silent_for(0ms));
   CHECK(code_of(slow.reply(30s)) == 201);
 }
 
