@@ -4,20 +4,19 @@
 
 #include <boost/json.hpp>
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <initializer_list>
 #include <set>
 #include <stdexcept>
 #include <string_view>
+#include <sys/stat.h>
 #include <system_error>
+#include <unistd.h>
 #include <utility>
 #include <vector>
 
@@ -102,7 +101,9 @@ struct invalid : std::runtime_error {
   throw invalid(where.str() + ": " + problem);
 }
 
-std::string json_quote(std::string_view s) { return json::serialize(json::string_view(s.data(), s.size())); }
+std::string json_quote(std::string_view s) {
+  return json::serialize(json::string_view(s.data(), s.size()));
+}
 
 json::object const& as_object(json::value const& v, at const& where) {
   if (!v.is_object()) fail(where, "expected an object");
@@ -143,7 +144,8 @@ std::uint64_t as_id(json::value const& v, at const& where) {
 
 /// Checks that `o` has exactly the fields `names` (an unknown field means a writer that knew
 /// more than we do: refusing beats silently dropping it at the next save).
-void exact_fields(json::object const& o, std::initializer_list<std::string_view> names, at const& where) {
+void exact_fields(json::object const& o, std::initializer_list<std::string_view> names,
+                  at const& where) {
   for (auto name : names)
     if (!o.contains(name)) fail(where, "missing field " + json_quote(name));
   for (auto const& kv : o)
@@ -195,7 +197,7 @@ struct loaded_state {
 };
 
 class validator {
-public:
+ public:
   explicit validator(loaded_state& out) : out_(out) {}
 
   void document(json::value const& v) {
@@ -204,8 +206,8 @@ public:
     // The version first: a future format may differ in everything else.
     if (!o.contains("format")) fail(root, "missing field \"format\" (not a jimd snapshot?)");
     if (as_int(o.at("format"), root["format"]) != format_version)
-      fail(root["format"], "unsupported format " + json::serialize(o.at("format")) + " (this jimd reads format " +
-                               std::to_string(format_version) + ")");
+      fail(root["format"], "unsupported format " + json::serialize(o.at("format")) +
+                               " (this jimd reads format " + std::to_string(format_version) + ")");
     exact_fields(o, {"format", "saved_at", "last_id", "accounts", "rooms", "conversations"}, root);
     as_int(o.at("saved_at"), root["saved_at"]);
     out_.last_id = as_count(o.at("last_id"), root["last_id"]);
@@ -225,22 +227,25 @@ public:
     at const conversations_at = root["conversations"];
     auto const& conversations = as_array(o.at("conversations"), conversations_at);
     out_.conversations.reserve(conversations.size());
-    for (std::size_t i = 0; i < conversations.size(); ++i) conversation(conversations[i], conversations_at[i]);
+    for (std::size_t i = 0; i < conversations.size(); ++i)
+      conversation(conversations[i], conversations_at[i]);
   }
 
-private:
+ private:
   void account(json::value const& v, at const& where) {
     auto const& o = as_object(v, where);
     exact_fields(o, {"name", "password_hash", "general_seen", "queued"}, where);
     loaded_account a;
     a.name = account_name(o.at("name"), where["name"]);
     const std::string key = fold(a.name);
-    if (!account_keys_.insert(key).second) fail(where["name"], "duplicate account " + json_quote(a.name));
+    if (!account_keys_.insert(key).second)
+      fail(where["name"], "duplicate account " + json_quote(a.name));
     a.password_hash = std::string(as_string(o.at("password_hash"), where["password_hash"]));
     if (a.password_hash.empty()) fail(where["password_hash"], "empty password hash");
     a.general_seen = as_count(o.at("general_seen"), where["general_seen"]);
     a.queued = sequence(o.at("queued"), where["queued"], [&](chat_message const& m, at const& mw) {
-      if (fold(m.to) != key) fail(mw["to"], "a message queued for " + a.name + " is addressed to " + m.to);
+      if (fold(m.to) != key)
+        fail(mw["to"], "a message queued for " + a.name + " is addressed to " + m.to);
     });
     out_.accounts.push_back(std::move(a));
   }
@@ -250,7 +255,8 @@ private:
     exact_fields(o, {"name", "owner", "password_hash", "members", "posted", "history"}, where);
     loaded_room r;
     r.name = std::string(as_string(o.at("name"), where["name"]));
-    if (r.name.size() < 2 || r.name.front() != '#' || !proto::valid_room_name(proto::strip_hash(r.name)))
+    if (r.name.size() < 2 || r.name.front() != '#' ||
+        !proto::valid_room_name(proto::strip_hash(r.name)))
       fail(where["name"], "invalid room name " + json_quote(r.name) + " (expected \"#name\")");
     const std::string key = fold(proto::strip_hash(r.name));
     if (!room_keys_.insert(key).second) fail(where["name"], "duplicate room " + json_quote(r.name));
@@ -261,10 +267,12 @@ private:
     auto const& members = as_array(o.at("members"), members_at);
     if (general) {
       // #general belongs to everyone: no owner, no password, no member list.
-      if (!o.at("owner").is_null()) fail(where["owner"], std::string(proto::general_room) + " has no owner");
+      if (!o.at("owner").is_null())
+        fail(where["owner"], std::string(proto::general_room) + " has no owner");
       if (!r.password_hash.empty())
         fail(where["password_hash"], std::string(proto::general_room) + " has no password");
-      if (!members.empty()) fail(members_at, std::string(proto::general_room) + " has no member list");
+      if (!members.empty())
+        fail(members_at, std::string(proto::general_room) + " has no member list");
     } else {
       r.owner = account_key(o.at("owner"), where["owner"], account_keys_);
       if (r.password_hash.empty()) fail(where["password_hash"], "empty password hash");
@@ -277,12 +285,15 @@ private:
       r.members.push_back(std::move(m));
     }
     r.posted = as_count(o.at("posted"), where["posted"]);
-    r.history = sequence(o.at("history"), where["history"], [&](chat_message const& m, at const& mw) {
-      if (fold(m.to) != fold(r.name)) fail(mw["to"], "a message in " + r.name + " is addressed to " + m.to);
-    });
+    r.history =
+        sequence(o.at("history"), where["history"], [&](chat_message const& m, at const& mw) {
+          if (fold(m.to) != fold(r.name))
+            fail(mw["to"], "a message in " + r.name + " is addressed to " + m.to);
+        });
     if (r.history.size() > r.posted)
-      fail(where["posted"], "counts fewer messages (" + std::to_string(r.posted) + ") than the history holds (" +
-                                std::to_string(r.history.size()) + ")");
+      fail(where["posted"], "counts fewer messages (" + std::to_string(r.posted) +
+                                ") than the history holds (" + std::to_string(r.history.size()) +
+                                ")");
     out_.rooms.push_back(std::move(r));
   }
 
@@ -297,10 +308,12 @@ private:
     c.key.second = account_key(between[1], between_at[1], account_keys_);
     if (c.key.second < c.key.first) fail(between_at, "account keys out of order");
     if (!conversation_keys_.insert(c.key).second) fail(between_at, "duplicate conversation");
-    c.list = sequence(o.at("messages"), where["messages"], [&](chat_message const& m, at const& mw) {
-      auto ends = make_conversation_key(m.from, m.to);
-      if (ends != c.key) fail(mw, "a message from " + m.from + " to " + m.to + " in the wrong conversation");
-    });
+    c.list =
+        sequence(o.at("messages"), where["messages"], [&](chat_message const& m, at const& mw) {
+          auto ends = make_conversation_key(m.from, m.to);
+          if (ends != c.key)
+            fail(mw, "a message from " + m.from + " to " + m.to + " in the wrong conversation");
+        });
     out_.conversations.push_back(std::move(c));
   }
 
@@ -313,7 +326,8 @@ private:
       at const mw = where[i];
       chat_message m = message(a[i], mw);
       if (!out.empty() && m.id <= out.back().id)
-        fail(mw["id"], "id " + std::to_string(m.id) + " does not follow " + std::to_string(out.back().id));
+        fail(mw["id"],
+             "id " + std::to_string(m.id) + " does not follow " + std::to_string(out.back().id));
       check(m, mw);
       out_.max_id = std::max(out_.max_id, m.id);
       out.push_back(std::move(m));
@@ -371,7 +385,8 @@ void restore(loaded_state&& s, hub& h, std::int64_t unix_now) {
     room& r = h.restore_room(std::move(lr.name));
     r.owner = std::move(lr.owner);
     r.password_hash = std::move(lr.password_hash);
-    r.members.insert(std::make_move_iterator(lr.members.begin()), std::make_move_iterator(lr.members.end()));
+    r.members.insert(std::make_move_iterator(lr.members.begin()),
+                     std::make_move_iterator(lr.members.end()));
     r.posted = lr.posted;  // counts expired and trimmed messages too: `missed` stays right
     if (ttl) drop_expired(lr.history, oldest);
     keep_last(lr.history, lim.history_limit);
@@ -408,7 +423,7 @@ void write_all(int fd, char const* data, std::size_t size, fs::path const& tmp) 
 
 /// Owns the temp file until it has been renamed: on any failure it is closed and removed.
 class temp_file {
-public:
+ public:
   temp_file(fs::path path, int fd) : path_(std::move(path)), fd_(fd) {}
   temp_file(temp_file const&) = delete;
   temp_file& operator=(temp_file const&) = delete;
@@ -423,7 +438,7 @@ public:
   }
   void renamed() { renamed_ = true; }
 
-private:
+ private:
   fs::path path_;
   int fd_;
   bool renamed_ = false;
@@ -437,7 +452,9 @@ std::string_view crash_hook() {
 
 }  // namespace
 
-fs::path file_in(fs::path const& data_dir) { return data_dir / "jimd-state.json"; }
+fs::path file_in(fs::path const& data_dir) {
+  return data_dir / "jimd-state.json";
+}
 
 fs::path temp_of(fs::path const& file) {
   fs::path tmp = file;
@@ -455,12 +472,17 @@ json::value capture(hub const& h) {
   // Sorted by key so that two snapshots of the same state are the same bytes.
   json::array accounts(sp);
   accounts.reserve(h.accounts().size());
+  std::uint64_t const general_posted =
+      h.all_rooms().at(fold(proto::strip_hash(proto::general_room)))->posted;
   for (auto const* entry : sorted_by_key(h.accounts())) {
     account const& a = *entry->second;
     json::object o(4, sp);
     o.emplace("name", a.name);
     o.emplace("password_hash", a.password_hash);
-    o.emplace("general_seen", a.general_seen);
+    // Someone online has seen #general up to now: if this autosave is the last snapshot before
+    // a crash, `missed` then counts from here and not from their previous sign-out. (At a clean
+    // shutdown every session has signed out before the capture, so both are the same.)
+    o.emplace("general_seen", a.online ? general_posted : a.general_seen);
     o.emplace("queued", messages_json(a.queued, sp));
     accounts.emplace_back(std::move(o));
   }
@@ -469,8 +491,9 @@ json::value capture(hub const& h) {
   json::array rooms(sp);
   rooms.reserve(h.all_rooms().size());
   auto room_order = sorted_by_key(h.all_rooms());
-  std::stable_partition(room_order.begin(), room_order.end(),
-                        [&](auto entry) { return entry->second->owner.empty(); });  // #general first
+  std::stable_partition(room_order.begin(), room_order.end(), [&](auto entry) {
+    return entry->second->owner.empty();
+  });  // #general first
   for (auto const* entry : room_order) {
     room const& r = *entry->second;
     json::object o(6, sp);
@@ -597,8 +620,9 @@ std::optional<std::string> load(fs::path const& file, hub& h, std::int64_t unix_
   const std::size_t used = parser.write(text.data(), text.size(), ec);
   if (!ec) parser.finish(ec);
   if (ec)
-    return error("not valid JSON at byte " + std::to_string(used) + " of " + std::to_string(text.size()) + ": " +
-                 ec.message() + (used >= text.size() ? " (truncated?)" : ""));
+    return error("not valid JSON at byte " + std::to_string(used) + " of " +
+                 std::to_string(text.size()) + ": " + ec.message() +
+                 (used >= text.size() ? " (truncated?)" : ""));
   const json::value doc = parser.release();
 
   loaded_state state;

@@ -10,7 +10,7 @@
 ///                "queued": [MSG...]}],
 ///  "rooms": [{"name": "#general", "owner": null, "password_hash": "", "members": [],
 ///             "posted": N, "history": [MSG...]},
-///            {"name": "#Den", "owner": "alice", "password_hash": "...", "members": ["alice"], ...}],
+///            {"name": "#Den", "owner": "alice", "password_hash": "...", "members": [...], ...}],
 ///  "conversations": [{"between": ["alice", "bob"], "messages": [MSG...]}]}
 /// MSG = {"id": N, "time": UNIX, "from": "Alice", "to": "#Den" | "bob", "message": "text"}
 /// ```
@@ -47,13 +47,17 @@ std::filesystem::path temp_of(std::filesystem::path const& file);
 
 /// Captures every persistent piece of the hub: accounts (name, password hash, last-seen
 /// #general counter, queued private messages), rooms (name, owner, password hash, members,
-/// history, message counter), private conversations and the message-id counter.
+/// history, message counter), private conversations and the message-id counter. An account
+/// online at capture time is saved as having seen #general up to now. Live state (who is
+/// online, current rooms, statuses, rate-limit tokens) is not saved.
 /// Call on the hub's thread.
 boost::json::value capture(hub const& h);
 
 /// Serialises `doc` and writes it atomically and durably: a temp file in the same directory,
 /// fsync, rename over `file`, fsync of the directory. Returns the bytes written.
 /// Throws std::system_error / std::runtime_error on failure (the old file is then intact).
+/// One writer per file at a time (the temp file's name is fixed): the server's disk pool has
+/// a single thread, which also keeps successive snapshots in order.
 std::size_t write(std::filesystem::path const& file, boost::json::value const& doc);
 
 /// Loads `file` into `h` (a freshly constructed hub). A missing file is not an error (the

@@ -2,15 +2,15 @@
 
 #include <catch2/catch.hpp>
 
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <set>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
-
-#include <fstream>
-#include <optional>
-#include <iterator>
-#include <set>
+#include <thread>
 
 using namespace jim::test;
 namespace fs = std::filesystem;
@@ -32,7 +32,9 @@ void write_bytes(fs::path const& p, std::string const& bytes) {
   out << bytes;
 }
 
-std::uint64_t id_of(json::object const& o) { return o.at("id").to_number<std::uint64_t>(); }
+std::uint64_t id_of(json::object const& o) {
+  return o.at("id").to_number<std::uint64_t>();
+}
 
 /// The snapshot in a data dir: the one JSON file jimd keeps there.
 fs::path snapshot_in(fs::path const& dir) {
@@ -63,7 +65,8 @@ bool got_notice(client& c) {
 
 /// Signs in with the one-shot authenticate and returns the reply (the caller reads the pushes).
 json::object authenticate(client& c, std::string const& name, std::string const& password) {
-  json::object req{{"action", "authenticate"}, {"user", {{"account_name", name}, {"password", password}}}};
+  json::object req{{"action", "authenticate"},
+                   {"user", {{"account_name", name}, {"password", password}}}};
   c.send(req);
   return c.reply();
 }
@@ -96,8 +99,9 @@ struct run_result {
 
 /// Runs jimd to its end (it must not start: bounded by `timeout`), capturing its output.
 run_result run_jimd_expecting_failure(fs::path const& dir) {
-  const std::string cmd = "timeout 20 '" + program("jimd").string() + "' -a 127.0.0.1 -p 0 --http-port 0" +
-                          " --data-dir '" + dir.string() + "' --log-dir '" + (dir / "logs").string() + "' 2>&1";
+  const std::string cmd = "timeout 20 '" + program("jimd").string() +
+                          "' -a 127.0.0.1 -p 0 --http-port 0" + " --data-dir '" + dir.string() +
+                          "' --log-dir '" + (dir / "logs").string() + "' 2>&1";
   run_result r;
   FILE* p = ::popen(cmd.c_str(), "r");
   REQUIRE(p);
@@ -112,8 +116,8 @@ run_result run_jimd_expecting_failure(fs::path const& dir) {
 /// The whole story of issue 4 with one signal: state before, signal, state after.
 void state_survives_restart(int sig) {
   temp_dir dir;
-  const std::string pw_alice = "Alice-clear-4711", pw_bob = "Bob-clear-0815", pw_carol = "Carol-clear-2323",
-                    pw_dave = "Dave-clear-9090";
+  const std::string pw_alice = "Alice-clear-4711", pw_bob = "Bob-clear-0815",
+                    pw_carol = "Carol-clear-2323", pw_dave = "Dave-clear-9090";
   std::string room_pw;
   std::uint64_t id_g1 = 0, id_g2 = 0, id_den = 0, id_queued = 0, id_private = 0;
   {
@@ -243,14 +247,16 @@ TEST_CASE("Everything survives a SIGTERM and a restart", "[integration][persiste
 
 TEST_CASE("A signal to a busy server loses no acknowledged message", "[integration][persistence]") {
   temp_dir dir;
-  const std::vector<std::string> args{"--autosave", "0", "--rate-limit", "0", "--history-limit", "10000"};
+  const std::vector<std::string> args{"--autosave",      "0",    "--rate-limit", "0",
+                                      "--history-limit", "10000"};
   std::set<std::uint64_t> acked;
   constexpr int sent = 5000;
   {
     jimd_process d(args, dir.path());
     auto alice = sign_up(d.port(), "alice", "pw-alice");
     std::string batch;
-    for (int i = 0; i < sent; ++i) batch += R"({"action":"msg","message":"burst )" + std::to_string(i) + "\"}\n";
+    for (int i = 0; i < sent; ++i)
+      batch += R"({"action":"msg","message":"burst )" + std::to_string(i) + "\"}\n";
     alice.send_raw(batch);
     for (int i = 0; i < 50; ++i) {
       auto r = alice.reply();
@@ -293,6 +299,7 @@ TEST_CASE("A corrupt snapshot stops jimd with an error naming the file, which is
     jimd_process d(daemon_args, dir.path());
     auto alice = sign_up(d.port(), "alice", "pw-alice");
     CHECK(code_of(alice.request(R"({"action":"msg","message":"hello"})")) == 200);
+    alice.close();  // no connection left to linger on at shutdown
     REQUIRE(d.stop(SIGINT) == 0);
   }
   const fs::path file = snapshot_in(dir.path());
@@ -328,6 +335,7 @@ TEST_CASE("A snapshot write interrupted before the rename leaves the previous sn
     jimd_process d(daemon_args, dir.path());
     auto alice = sign_up(d.port(), "alice", "pw-alice");
     CHECK(code_of(alice.request(R"({"action":"msg","message":"before the crash"})")) == 200);
+    alice.close();
     REQUIRE(d.stop(SIGINT) == 0);
   }
   const fs::path file = snapshot_in(dir.path());
@@ -347,6 +355,7 @@ TEST_CASE("A snapshot write interrupted before the rename leaves the previous sn
       ::unsetenv(crash_hook_env);
       auto bob = sign_up(d->port(), "bob", "pw-bob");
       CHECK(code_of(bob.request(R"({"action":"msg","message":"lost in the crash"})")) == 200);
+      bob.close();
       CHECK(d->stop(SIGINT) == 3);  // the hook's exit status
     }
     CHECK(read_bytes(file) == good);
@@ -365,4 +374,39 @@ TEST_CASE("A snapshot write interrupted before the rename leaves the previous sn
   for (auto const& e : fs::directory_iterator(dir.path()))
     CHECK(e.path().filename().string().find(".tmp") == std::string::npos);
   CHECK(snapshot_in(dir.path()) == file);
+}
+
+TEST_CASE("An autosave survives a crash of the daemon", "[integration][persistence]") {
+  temp_dir dir;
+  const std::vector<std::string> args{"--autosave", "1", "--rate-limit", "0"};
+  std::uint64_t id = 0;
+  {
+    jimd_process d(args, dir.path());
+    auto alice = sign_up(d.port(), "alice", "pw-alice");
+    auto r = alice.request(R"({"action":"msg","message":"saved by the autosave"})");
+    REQUIRE(code_of(r) == 200);
+    id = id_of(r);
+    // Wait (bounded) for an autosave that holds the message, then crash without any shutdown.
+    bool saved = false;
+    for (auto deadline = std::chrono::steady_clock::now() + 10s;
+         !saved && std::chrono::steady_clock::now() < deadline;) {
+      std::this_thread::sleep_for(100ms);
+      for (auto const& e : fs::directory_iterator(dir.path()))
+        if (e.path().extension() == ".json" &&
+            read_bytes(e.path()).find("saved by the autosave") != std::string::npos)
+          saved = true;
+    }
+    REQUIRE(saved);
+    CHECK(d.stop(SIGKILL) == 128 + SIGKILL);
+  }
+  jimd_process d(args, dir.path());
+  client alice(d.port());
+  auto r = authenticate(alice, "alice", "pw-alice");
+  REQUIRE(code_of(r) == 200);
+  CHECK(r.at("missed") == 0);  // she was online when the autosave captured the message
+  CHECK(id_of(alice.push()) == id);
+  r = alice.request(R"({"action":"msg","message":"after the crash"})");
+  REQUIRE(code_of(r) == 200);
+  CHECK(id_of(r) > id);
+  CHECK(d.stop(SIGINT) == 0);
 }

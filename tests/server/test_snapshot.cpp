@@ -2,11 +2,8 @@
 #include "snapshot.hpp"
 
 #include <boost/json.hpp>
-#include <catch2/catch.hpp>
 
-#include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include <chrono>
 #include <fstream>
@@ -14,6 +11,9 @@
 #include <iterator>
 #include <set>
 #include <sstream>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
 #include <vector>
 
 using namespace jim::server;
@@ -25,7 +25,7 @@ namespace {
 
 /// A fresh directory, removed at the end of the test.
 class scratch_dir {
-public:
+ public:
   scratch_dir() {
     std::string tmpl = (fs::temp_directory_path() / "jimd-snapshot-XXXXXX").string();
     if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
@@ -39,7 +39,7 @@ public:
   scratch_dir& operator=(scratch_dir const&) = delete;
   fs::path const& path() const { return path_; }
 
-private:
+ private:
   fs::path path_;
 };
 
@@ -137,7 +137,8 @@ TEST_CASE("A snapshot round trip restores every persistent piece of state", "[sn
   const std::size_t bytes = snapshot::write(file, doc);
   CHECK(bytes == fs::file_size(file));
   CHECK(listing(dir.path()) == std::set<std::string>{file.filename().string()});
-  CHECK((fs::status(file).permissions() & (fs::perms::group_all | fs::perms::others_all)) == fs::perms::none);
+  CHECK((fs::status(file).permissions() & (fs::perms::group_all | fs::perms::others_all)) ==
+        fs::perms::none);
 
   hub restored(unlimited());
   REQUIRE_FALSE(snapshot::load(file, restored, jim::proto::unix_now()));
@@ -154,13 +155,16 @@ TEST_CASE("A snapshot round trip restores every persistent piece of state", "[sn
     auto const& b = *restored.accounts().at(key);
     CHECK(b.name == a->name);
     CHECK(b.password_hash == a->password_hash);
-    CHECK(b.general_seen == a->general_seen);
+    // Online at capture: saved as having seen #general up to then.
+    CHECK(b.general_seen == (a->online ? s.h.general().posted : a->general_seen));
     CHECK(describe(b.queued) == describe(a->queued));
     CHECK(b.online == nullptr);
     CHECK(b.current == nullptr);
   }
   CHECK(restored.accounts().at("carol.x")->queued.size() == 1);
-  CHECK(restored.accounts().at("carol.x")->general_seen == 2);
+  CHECK(restored.accounts().at("carol.x")->general_seen == 2);  // signed out after 2 messages
+  CHECK(restored.accounts().at("alice")->general_seen == 3);    // online: up to the capture
+  CHECK(restored.accounts().at("dave")->general_seen == 0);     // never signed in
   REQUIRE(restored.all_rooms().size() == 2);
   for (auto const& [key, r] : s.h.all_rooms()) {
     INFO(key);
@@ -181,7 +185,8 @@ TEST_CASE("A snapshot round trip restores every persistent piece of state", "[sn
   CHECK(&restored.general() == restored.all_rooms().at("general").get());
   CHECK(restored.general().history.size() == 3);
   CHECK(restored.conversations().size() == 3);
-  for (auto const& [key, list] : s.h.conversations()) CHECK(describe(restored.conversations().at(key)) == describe(list));
+  for (auto const& [key, list] : s.h.conversations())
+    CHECK(describe(restored.conversations().at(key)) == describe(list));
 
   // The restored hub keeps working and never reuses an id.
   fake_peer p;
@@ -222,12 +227,14 @@ TEST_CASE("Writing a snapshot replaces the previous one and leaves no temp file"
 TEST_CASE("A snapshot that cannot be written throws and keeps the old file", "[snapshot]") {
   scratch_dir dir;
   sample s;
-  CHECK_THROWS_AS(snapshot::write(dir.path() / "no-such-dir" / "state.json", snapshot::capture(s.h)),
-                  std::system_error);
+  CHECK_THROWS_AS(
+      snapshot::write(dir.path() / "no-such-dir" / "state.json", snapshot::capture(s.h)),
+      std::system_error);
   // The target is a directory: the rename fails, the temp file is cleaned up.
   fs::create_directory(dir.path() / "occupied");
   write_bytes(dir.path() / "occupied" / "keep", "x");
-  CHECK_THROWS_AS(snapshot::write(dir.path() / "occupied", snapshot::capture(s.h)), std::system_error);
+  CHECK_THROWS_AS(snapshot::write(dir.path() / "occupied", snapshot::capture(s.h)),
+                  std::system_error);
   CHECK(fs::is_directory(dir.path() / "occupied"));
   CHECK(listing(dir.path()) == std::set<std::string>{"occupied"});
 }
@@ -252,8 +259,10 @@ TEST_CASE("Loading drops expired messages and history beyond the limit", "[snaps
     account& alice = *h.register_account("alice", "h");
     h.register_account("bob", "h");
     h.sign_in(pa, alice, jim::proto::code::ok);
-    for (int i = 0; i < 10; ++i) h.post(alice, to_room("general " + std::to_string(i), "general"), steady::now());
-    for (int i = 0; i < 10; ++i) h.post(alice, to_user("to bob " + std::to_string(i), "bob"), steady::now());
+    for (int i = 0; i < 10; ++i)
+      h.post(alice, to_room("general " + std::to_string(i), "general"), steady::now());
+    for (int i = 0; i < 10; ++i)
+      h.post(alice, to_user("to bob " + std::to_string(i), "bob"), steady::now());
     json::value doc = snapshot::capture(h);
     // Ages: message i of each sequence is (10 - i) hours old; the TTL below is 4.5 hours.
     auto age = [&](json::value& m, std::size_t i) {
@@ -352,61 +361,81 @@ TEST_CASE("Broken snapshots are refused with an error naming the file, which is 
       {"trailing garbage", good + " }", "not valid JSON"},
       {"not an object", "[1, 2, 3]", "expected an object"},
       {"invalid UTF-8", "{\"format\": 1, \"saved_at\": \"\xff\"}", "not valid JSON"},
-      {"no format", edit([](json::value& d) { d.as_object().erase("format"); }), "missing field \"format\""},
-      {"format 2", edit([](json::value& d) { d.as_object()["format"] = 2; }), "unsupported format 2"},
-      {"format as text", edit([](json::value& d) { d.as_object()["format"] = "1"; }), "format: expected an integer"},
-      {"last_id text", edit([](json::value& d) { d.as_object()["last_id"] = "7"; }), "last_id: expected a non-negative integer"},
+      {"no format", edit([](json::value& d) { d.as_object().erase("format"); }),
+       "missing field \"format\""},
+      {"format 2", edit([](json::value& d) { d.as_object()["format"] = 2; }),
+       "unsupported format 2"},
+      {"format as text", edit([](json::value& d) { d.as_object()["format"] = "1"; }),
+       "format: expected an integer"},
+      {"last_id text", edit([](json::value& d) { d.as_object()["last_id"] = "7"; }),
+       "last_id: expected a non-negative integer"},
       {"last_id negative", edit([](json::value& d) { d.as_object()["last_id"] = -1; }), "last_id"},
-      {"accounts not an array", edit([](json::value& d) { d.as_object()["accounts"] = json::object(); }),
+      {"accounts not an array",
+       edit([](json::value& d) { d.as_object()["accounts"] = json::object(); }),
        "accounts: expected an array"},
-      {"account name a number", edit([](json::value& d) { d.at("accounts").as_array()[0].as_object()["name"] = 5; }),
+      {"account name a number",
+       edit([](json::value& d) { d.at("accounts").as_array()[0].as_object()["name"] = 5; }),
        "accounts[0].name: expected a string"},
-      {"invalid account name",
-       edit([](json::value& d) { d.at("accounts").as_array()[0].as_object()["name"] = "bad name!"; }),
+      {"invalid account name", edit([](json::value& d) {
+         d.at("accounts").as_array()[0].as_object()["name"] = "bad name!";
+       }),
        "invalid account name"},
       {"duplicate account",
        edit([](json::value& d) { d.at("accounts").as_array()[1].as_object()["name"] = "ALICE"; }),
        "duplicate account"},
-      {"empty password hash",
-       edit([](json::value& d) { d.at("accounts").as_array()[0].as_object()["password_hash"] = ""; }),
+      {"empty password hash", edit([](json::value& d) {
+         d.at("accounts").as_array()[0].as_object()["password_hash"] = "";
+       }),
        "empty password hash"},
-      {"missing field", edit([](json::value& d) { d.at("accounts").as_array()[0].as_object().erase("general_seen"); }),
+      {"missing field", edit([](json::value& d) {
+         d.at("accounts").as_array()[0].as_object().erase("general_seen");
+       }),
        "missing field \"general_seen\""},
-      {"unknown field", edit([](json::value& d) { d.at("accounts").as_array()[0].as_object()["pasword"] = "x"; }),
+      {"unknown field",
+       edit([](json::value& d) { d.at("accounts").as_array()[0].as_object()["pasword"] = "x"; }),
        "unknown field \"pasword\""},
       {"room without #", edit([](json::value& d) { first_room_with_history(d)["name"] = "Den"; }),
        "invalid room name"},
-      {"owner unknown", edit([](json::value& d) { first_room_with_history(d)["owner"] = "mallory"; }),
+      {"owner unknown",
+       edit([](json::value& d) { first_room_with_history(d)["owner"] = "mallory"; }),
        "no such account"},
-      {"owner not folded", edit([](json::value& d) { first_room_with_history(d)["owner"] = "Alice"; }),
+      {"owner not folded",
+       edit([](json::value& d) { first_room_with_history(d)["owner"] = "Alice"; }),
        "not in lower case"},
-      {"member a number", edit([](json::value& d) { first_room_with_history(d)["members"].as_array()[0] = 1; }),
+      {"member a number",
+       edit([](json::value& d) { first_room_with_history(d)["members"].as_array()[0] = 1; }),
        "members[0]: expected a string"},
-      {"message id zero",
-       edit([](json::value& d) { first_room_with_history(d)["history"].as_array()[0].as_object()["id"] = 0; }),
+      {"message id zero", edit([](json::value& d) {
+         first_room_with_history(d)["history"].as_array()[0].as_object()["id"] = 0;
+       }),
        "history[0].id: expected a positive integer"},
-      {"message id negative",
-       edit([](json::value& d) { first_room_with_history(d)["history"].as_array()[0].as_object()["id"] = -4; }),
+      {"message id negative", edit([](json::value& d) {
+         first_room_with_history(d)["history"].as_array()[0].as_object()["id"] = -4;
+       }),
        "expected a positive integer"},
-      {"message id fractional",
-       edit([](json::value& d) { first_room_with_history(d)["history"].as_array()[0].as_object()["id"] = 4.5; }),
+      {"message id fractional", edit([](json::value& d) {
+         first_room_with_history(d)["history"].as_array()[0].as_object()["id"] = 4.5;
+       }),
        "expected a positive integer"},
-      {"ids out of order",
-       edit([](json::value& d) { first_room_with_history(d)["history"].as_array()[1].as_object()["id"] = 1; }),
+      {"ids out of order", edit([](json::value& d) {
+         first_room_with_history(d)["history"].as_array()[1].as_object()["id"] = 1;
+       }),
        "does not follow"},
-      {"message in the wrong room",
-       edit([](json::value& d) { first_room_with_history(d)["history"].as_array()[0].as_object()["to"] = "#general"; }),
+      {"message in the wrong room", edit([](json::value& d) {
+         first_room_with_history(d)["history"].as_array()[0].as_object()["to"] = "#general";
+       }),
        "addressed to #general"},
-      {"empty message",
-       edit([](json::value& d) { first_room_with_history(d)["history"].as_array()[0].as_object()["message"] = ""; }),
+      {"empty message", edit([](json::value& d) {
+         first_room_with_history(d)["history"].as_array()[0].as_object()["message"] = "";
+       }),
        "empty message"},
-      {"time as text",
-       edit([](json::value& d) { first_room_with_history(d)["history"].as_array()[0].as_object()["time"] = "noon"; }),
+      {"time as text", edit([](json::value& d) {
+         first_room_with_history(d)["history"].as_array()[0].as_object()["time"] = "noon";
+       }),
        "time: expected an integer"},
       {"posted too small", edit([](json::value& d) { first_room_with_history(d)["posted"] = 1; }),
        "counts fewer messages"},
-      {"no #general",
-       edit([](json::value& d) {
+      {"no #general", edit([](json::value& d) {
          auto& rooms = d.at("rooms").as_array();
          rooms.erase(rooms.begin());
        }),
@@ -414,14 +443,12 @@ TEST_CASE("Broken snapshots are refused with an error naming the file, which is 
       {"#general with an owner",
        edit([](json::value& d) { d.at("rooms").as_array()[0].as_object()["owner"] = "alice"; }),
        "has no owner"},
-      {"conversation out of order",
-       edit([](json::value& d) {
+      {"conversation out of order", edit([](json::value& d) {
          auto& between = d.at("conversations").as_array()[0].as_object()["between"].as_array();
          std::swap(between[0], between[1]);
        }),
        "out of order"},
-      {"queued for someone else",
-       edit([](json::value& d) {
+      {"queued for someone else", edit([](json::value& d) {
          for (auto& a : d.at("accounts").as_array())
            for (auto& m : a.as_object()["queued"].as_array()) m.as_object()["to"] = "dave";
        }),
@@ -462,8 +489,9 @@ TEST_CASE("Snapshot of 100k messages: capture, write and load times", "[.bench]"
   std::vector<fake_peer> peers(accounts);
   std::vector<account*> users;
   for (int i = 0; i < accounts; ++i) {
-    account* a = h.register_account("user" + std::to_string(i),
-                                    "pbkdf2-sha256$100000$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g");
+    account* a = h.register_account(
+        "user" + std::to_string(i),
+        "pbkdf2-sha256$100000$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g");
     h.sign_in(peers[static_cast<std::size_t>(i)], *a, jim::proto::code::ok);
     users.push_back(a);
   }
@@ -473,7 +501,11 @@ TEST_CASE("Snapshot of 100k messages: capture, write and load times", "[.bench]"
     const std::string name = "room" + std::to_string(r);
     h.create_room(owner, name, "pbkdf2-sha256$100000$salt$hash", "pw");
     for (int i = 0; i < per_room; ++i)
-      h.post(owner, to_room("message number " + std::to_string(i) + " in " + name + ", some ordinary chat text", name), now);
+      h.post(owner,
+             to_room("message number " + std::to_string(i) + " in " + name +
+                         ", some ordinary chat text",
+                     name),
+             now);
   }
   std::size_t total = 0;
   for (auto const& [k, r] : h.all_rooms()) total += r->history.size();
@@ -493,8 +525,8 @@ TEST_CASE("Snapshot of 100k messages: capture, write and load times", "[.bench]"
   auto between = [](stamp const& a, stamp const& b) {
     std::ostringstream out;
     out.precision(1);
-    out << std::fixed << std::chrono::duration<double, std::milli>(b.wall - a.wall).count() << " ms (cpu "
-        << b.cpu_ms - a.cpu_ms << " ms)";
+    out << std::fixed << std::chrono::duration<double, std::milli>(b.wall - a.wall).count()
+        << " ms (cpu " << b.cpu_ms - a.cpu_ms << " ms)";
     return out.str();
   };
   const stamp t0;
