@@ -7,6 +7,7 @@
 #include <editline/readline.h>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
@@ -43,6 +44,12 @@ std::size_t width(std::string_view s) {
   return n;
 }
 
+/// True when the terminal behind `fd` has hung up (its window was closed).
+bool hung_up(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)) != 0;
+}
+
 /// Turns echo off for as long as it lives (a password prompt); the newline the user typed is
 /// not echoed either, so it prints one when done.
 class echo_off {
@@ -68,8 +75,16 @@ private:
 };
 }  // namespace
 
+namespace {
+/// Our own handle on stdin (Asio closes what it owns); /dev/null when stdin is closed.
+int own_stdin() {
+  const int fd = ::dup(STDIN_FILENO);
+  return fd >= 0 ? fd : ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+}  // namespace
+
 console::console(asio::any_io_executor ex, bool interactive, bool colour)
-    : in_(ex, ::dup(STDIN_FILENO)), interactive_(interactive), colour_(colour) {
+    : in_(ex, own_stdin()), interactive_(interactive), colour_(colour) {
   active = this;
   saved_stdin_flags = fcntl(STDIN_FILENO, F_GETFL);
   if (interactive_) {
@@ -129,6 +144,11 @@ awaitable<std::optional<std::string>> console::read_line() {
     if (!installed_) install();
     auto [ec] = co_await in_.async_wait(asio::posix::descriptor_base::wait_read, nothrow);
     if (ec) co_return std::nullopt;
+    if (hung_up(in_.native_handle())) {
+      // The terminal is gone: libedit would read nothing and never call back.
+      eof_ = true;
+      continue;
+    }
     rl_callback_read_char();  // one key; calls on_line() when a line is complete
   }
 }

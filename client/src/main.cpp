@@ -98,7 +98,7 @@ private:
     // A --json pipe without -u is raw from the first frame: the script signs in itself.
     const bool raw = opt_.json && opt_.user.empty();
     if (!raw && !co_await sign_in()) {
-      ending_ = ending::refused;
+      if (ending_ == ending::none) ending_ = ending::refused;
       co_return;
     }
     signed_in_ = true;
@@ -157,7 +157,10 @@ private:
   awaitable<std::optional<json::object>> reply() {
     for (;;) {
       auto frame = co_await conn_.receive();
-      if (!frame) co_return std::nullopt;
+      if (!frame) {
+        disconnected();
+        co_return std::nullopt;
+      }
       handle(*frame);
       if (frame->contains("response")) co_return frame;
     }
@@ -165,11 +168,15 @@ private:
 
   awaitable<void> from_server() {
     while (auto frame = co_await conn_.receive()) handle(*frame);
-    if (ending_ == ending::none) {
-      ending_ = ending::lost;
-      const auto& why = conn_.why_ended();
-      con_.show({tone::error, "! disconnected" + (why.empty() ? std::string(" by the server") : ": " + why)});
-    }
+    disconnected();
+  }
+
+  /// The server closed the connection: unless we asked for it, say so.
+  void disconnected() {
+    if (ending_ != ending::none) return;
+    ending_ = ending::lost;
+    const auto& why = conn_.why_ended();
+    con_.show({tone::error, "! disconnected" + (why.empty() ? std::string(" by the server") : ": " + why)});
   }
 
   awaitable<void> from_user() {
@@ -371,7 +378,7 @@ int main(int argc, char** argv) {
 
   asio::io_context ioc(1);
   int code = 1;
-  {
+  try {
     jim::client::console con(ioc.get_executor(), interactive, colour);
     jim::client::connection conn(ioc.get_executor());
     app a(std::move(opt), con, conn);
@@ -386,6 +393,9 @@ int main(int argc, char** argv) {
       }
     });
     ioc.run();
+  } catch (std::exception const& e) {
+    std::fprintf(stderr, "jim: %s\n", e.what());
+    return 2;
   }
   return code;
 }
