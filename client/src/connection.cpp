@@ -24,8 +24,11 @@ connection::connection(asio::any_io_executor ex)
     : socket_(ex), wake_(ex), framer_(max_incoming_frame, 64) {}
 
 awaitable<boost::system::error_code> connection::connect(std::string host, std::string port) {
+  // Resolving is the first thing the client does, with nothing else to serve yet: doing it
+  // synchronously spares the thread Asio's async_resolve would start for getaddrinfo.
   asio::ip::tcp::resolver resolver(socket_.get_executor());
-  auto [rec, endpoints] = co_await resolver.async_resolve(host, port, nothrow);
+  boost::system::error_code rec;
+  auto endpoints = resolver.resolve(host, port, rec);
   if (rec) co_return rec;
   auto [cec, ep] = co_await asio::async_connect(socket_, endpoints, nothrow);
   if (cec) co_return cec;

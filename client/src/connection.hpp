@@ -26,7 +26,8 @@ class connection {
 public:
   explicit connection(boost::asio::any_io_executor ex);
 
-  /// Resolves `host` and connects to the first address that answers.
+  /// Resolves `host` (blocking: call it before anything else runs) and connects to the first
+  /// address that answers.
   boost::asio::awaitable<boost::system::error_code> connect(std::string host, std::string port);
 
   /// The next frame from the server; `nullopt` once the connection has ended (see why_ended()).

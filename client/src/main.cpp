@@ -308,13 +308,15 @@ std::variant<options, int> parse_command_line(int argc, char** argv) {
     return 2;
   }
   if (vm.count("help")) {
-    std::cout << usage_line << "\n\nChat with a jimd daemon. On a terminal, jim asks for the name and the password\n"
-                 "(twice for a new account) and then reads lines to send:\n\n"
+    std::cout << usage_line << "\n\nChat with a jimd daemon. On a terminal, jim asks for the name (unless -u) and the\n"
+                 "password (twice for a new account; unless --password-file or JIM_PASSWORD gives\n"
+                 "it), then reads lines to send:\n\n"
               << jim::client::help_text() << "\n\n" << visible
               << "\nWithout a terminal (a script), the password comes from --password-file or the\n"
                  "JIM_PASSWORD variable, lines are read from standard input, and jim leaves once it\n"
-                 "ends and every request has its reply. Colours are used on a terminal unless\n"
-                 "NO_COLOR is set.\n\n"
+                 "ends and every request has its reply. With --json and no -u, the script signs in\n"
+                 "itself (its first line is e.g. an authenticate frame). Colours are used on a\n"
+                 "terminal unless NO_COLOR is set.\n\n"
                  "Exit status: 0 when all went well; 1 when sign-in failed, the server closed the\n"
                  "connection, or (without a terminal) a request failed; 2 for a usage or connection error.\n";
     return 0;
