@@ -80,9 +80,11 @@ private:
 
   awaitable<void> linger() override { co_return; }  // the close handshake did it
 
-  void abort() override {
+  void abort(bool reset) override {
     boost::system::error_code ignored;
-    beast::get_lowest_layer(ws_).socket().close(ignored);
+    auto& socket = beast::get_lowest_layer(ws_).socket();
+    if (reset) socket.set_option(asio::socket_base::linger(true, 0), ignored);
+    socket.close(ignored);
   }
 
   websocket::stream<beast::tcp_stream> ws_;

@@ -23,7 +23,15 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <latch>
 #include <list>
+#include <memory>
+#include <thread>
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 namespace jim::server {
 
@@ -36,6 +44,23 @@ JIM_LOG_MODULE("server")
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr auto shutdown_bound = std::chrono::seconds(10);
 constexpr auto prune_period = std::chrono::seconds(30);
+
+/// Password hashing may use every core, but below the I/O thread: a sign-in storm slows
+/// sign-ins, not chat.
+std::size_t cpu_threads() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+void lower_priority(asio::thread_pool& pool, std::size_t threads) {
+  // Shared: a thread may still be inside arrive_and_wait() after wait() returned here.
+  auto started = std::make_shared<std::latch>(static_cast<std::ptrdiff_t>(threads));
+  for (std::size_t i = 0; i < threads; ++i)
+    asio::post(pool, [started] {
+      sched_param param{};
+      pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);
+      setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
+      started->arrive_and_wait();  // one task per thread: none returns before all have started
+    });
+  started->wait();
+}
 
 hub_limits hub_limits_of(config const& c) {
   return hub_limits{c.history_on_join, c.history_limit, c.message_ttl, c.rate_limit, c.rate_burst, 10000};
@@ -72,7 +97,7 @@ void write_port_file(std::string const& path, unsigned short port) {
 struct server::impl {
   config cfg;
   asio::io_context ioc{1};
-  asio::thread_pool cpu_pool{1};
+  asio::thread_pool cpu_pool{cpu_threads()};
   asio::thread_pool disk_pool{1};
   hub chat;
   server_context ctx;
@@ -88,7 +113,9 @@ struct server::impl {
       : cfg(std::move(c)),
         chat(hub_limits_of(cfg)),
         ctx(cfg, chat, cpu_pool, proto::limits{cfg.max_frame, cfg.max_message}, &all_closed),
-        snapshot_file(snapshot::file_in(cfg.data_dir)) {}
+        snapshot_file(snapshot::file_in(cfg.data_dir)) {
+    lower_priority(cpu_pool, cpu_threads());
+  }
 
   void listen();
   tcp::acceptor* http_acceptor = nullptr;

@@ -32,7 +32,7 @@ using namespace asio::experimental::awaitable_operators;
 namespace {
 JIM_LOG_MODULE("session")
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
-constexpr std::size_t read_chunk = 4096;
+constexpr std::size_t max_spare_buffers = 64;
 constexpr std::size_t max_batch = 512;  ///< frames handed to one gathered write
 constexpr std::size_t max_direct_buffers = 256;  ///< frames in one direct (non-blocking) writev
 constexpr auto flush_deadline = std::chrono::seconds(5);
@@ -73,7 +73,7 @@ awaitable<void> session::run() {
   JIM_LOG(debug, "connection {} from {}", id_, peer_name_);
   co_await (read_side() && writer());
   if (!aborted_) co_await linger();
-  abort();
+  abort(false);
   JIM_LOG(debug, "connection {} closed", id_);
 }
 
@@ -192,6 +192,19 @@ void session::written(std::size_t bytes) {
   if (queued_bytes_ <= ctx_.cfg.max_outbound) drained_.cancel();
 }
 
+server_context::read_buffer::read_buffer(server_context& ctx) : ctx_(ctx) {
+  if (ctx_.spare_buffers.empty()) {
+    data_ = std::make_unique_for_overwrite<char[]>(size);
+  } else {
+    data_ = std::move(ctx_.spare_buffers.back());
+    ctx_.spare_buffers.pop_back();
+  }
+}
+
+server_context::read_buffer::~read_buffer() {
+  if (ctx_.spare_buffers.size() < max_spare_buffers) ctx_.spare_buffers.push_back(std::move(data_));
+}
+
 void server_context::flush() {
   flush_posted = false;
   auto batch = std::move(dirty);
@@ -232,7 +245,7 @@ void session::drop(char const* why) {
   aborted_ = true;
   queue_.clear();
   head_offset_ = 0;
-  abort();  // the reader and the writer see operation_aborted
+  abort(true);  // the reader and the writer see operation_aborted
   wake_.cancel();
   drained_.cancel();
   watchdog_.cancel();
@@ -291,16 +304,28 @@ tcp_session::tcp_session(server_context& ctx, asio::ip::tcp::socket socket, std:
 }
 
 awaitable<void> tcp_session::read_loop() {
-  std::vector<char> buf(read_chunk);
   while (co_await ready_to_read()) {
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buf), nothrow);
-    if (ec) {
-      if (ec != asio::error::eof && ec != asio::error::operation_aborted)
-        JIM_LOG(debug, "read: {}", ec.message());
-      co_return;
+    // Read first, wait only when there is nothing: readiness is edge-triggered, so a wait
+    // started after the bytes arrived would never complete.
+    std::size_t n = 0;
+    boost::system::error_code ec;
+    {
+      server_context::read_buffer buf(ctx_);
+      n = socket_.read_some(asio::buffer(buf.data(), buf.size), ec);  // non-blocking
+      if (!ec) {
+        note_activity();
+        if (!co_await consume({buf.data(), n})) co_return;
+        continue;
+      }
     }
-    note_activity();
-    if (!co_await consume({buf.data(), n})) co_return;
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      auto [wec] = co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, nothrow);
+      if (wec) co_return;
+      continue;
+    }
+    if (ec != asio::error::eof && ec != asio::error::operation_aborted)
+      JIM_LOG(debug, "read: {}", ec.message());
+    co_return;
   }
 }
 
@@ -358,8 +383,10 @@ awaitable<void> tcp_session::linger() {
   co_await (discard() || watchdog_.async_wait(nothrow));
 }
 
-void tcp_session::abort() {
+void tcp_session::abort(bool reset) {
   boost::system::error_code ignored;
+  // A reset frees the kernel's copy of what the peer never read at once.
+  if (reset) socket_.set_option(asio::socket_base::linger(true, 0), ignored);
   socket_.close(ignored);
 }
 

@@ -47,6 +47,23 @@ struct server_context {
   std::vector<session*> dirty;
   bool flush_posted = false;
   void flush();
+
+  /// Read buffers are lent for one read and its processing only: an idle connection holds
+  /// none (it waits for readability, then reads into a borrowed buffer).
+  class read_buffer {
+  public:
+    static constexpr std::size_t size = 16384;
+    read_buffer(server_context& ctx);
+    ~read_buffer();
+    read_buffer(read_buffer const&) = delete;
+    read_buffer& operator=(read_buffer const&) = delete;
+    char* data() const { return data_.get(); }
+
+  private:
+    server_context& ctx_;
+    std::unique_ptr<char[]> data_;
+  };
+  std::vector<std::unique_ptr<char[]>> spare_buffers;  ///< at most max_spare_buffers
   bool stopping = false;
   boost::asio::steady_timer* all_closed = nullptr;  ///< cancelled when `live` empties while stopping
 };
@@ -97,7 +114,8 @@ protected:
   /// After finish(): wait (bounded) for the peer to close, discarding what it still sends.
   virtual boost::asio::awaitable<void> linger() = 0;
   /// Closes the transport at once; pending reads and writes end with operation_aborted.
-  virtual void abort() = 0;
+  /// `reset`: drop unsent data too (a slow consumer), instead of letting the kernel finish.
+  virtual void abort(bool reset) = 0;
   /// Writes what it can of `frames` (the first `offset` bytes of the first frame are already
   /// sent) without blocking; returns the bytes written. Transports that cannot write without
   /// blocking return 0 and leave everything to write_frames().
@@ -180,7 +198,7 @@ private:
       std::vector<shared_frame> const& frames, std::size_t offset) override;
   boost::asio::awaitable<void> finish() override;
   boost::asio::awaitable<void> linger() override;
-  void abort() override;
+  void abort(bool reset) override;
   std::size_t write_now(std::deque<shared_frame> const& frames, std::size_t offset) override;
 
   boost::asio::ip::tcp::socket socket_;
