@@ -17,10 +17,10 @@ constexpr bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == 
 }  // namespace
 
 framer::framer(std::size_t max_frame, std::size_t max_depth)
-    : parser_(json::storage_ptr(), make_options(max_depth)), max_frame_(max_frame) {}
+    : max_depth_(max_depth), max_frame_(max_frame) {}
 
 void framer::restart() noexcept {
-  parser_.reset();
+  if (parser_) parser_->reset();
   frame_bytes_ = 0;
   in_frame_ = false;
 }
@@ -32,6 +32,7 @@ frame_status framer::next(json::value& out, std::string& error) {
       const auto nl = pending_.find('\n');
       if (nl == std::string_view::npos) {
         pending_ = {};  // discarded bytes are neither buffered nor counted
+        parser_.reset();
         return frame_status::need_more;
       }
       pending_.remove_prefix(nl + 1);
@@ -43,6 +44,7 @@ frame_status framer::next(json::value& out, std::string& error) {
       pending_.remove_prefix(static_cast<std::size_t>(start - pending_.begin()));
       if (pending_.empty()) break;
       in_frame_ = true;
+      if (!parser_) parser_.emplace(json::storage_ptr(), make_options(max_depth_));
     }
 
     // An object never spans lines: parse at most up to the next '\n'.
@@ -51,7 +53,7 @@ frame_status framer::next(json::value& out, std::string& error) {
     const std::size_t budget = frame_bytes_ < max_frame_ ? max_frame_ - frame_bytes_ : 0;
     const std::size_t allowed = std::min(line, budget);
     boost::system::error_code ec;
-    const std::size_t used = parser_.write_some(pending_.data(), allowed, ec);
+    const std::size_t used = parser_->write_some(pending_.data(), allowed, ec);
     if (ec) {
       error = "invalid JSON: " + ec.message();
       pending_.remove_prefix(std::min(used, pending_.size()));
@@ -61,8 +63,8 @@ frame_status framer::next(json::value& out, std::string& error) {
     }
     frame_bytes_ += used;
     pending_.remove_prefix(used);
-    if (parser_.done()) {
-      out = parser_.release();
+    if (parser_->done()) {
+      out = parser_->release();
       restart();
       if (!out.is_object()) {
         error = "a frame must be a JSON object";
@@ -84,13 +86,14 @@ frame_status framer::next(json::value& out, std::string& error) {
 
     // The line ended inside a value: a bare number or literal may just have completed.
     pending_.remove_prefix(1);
-    parser_.finish(ec);
-    const bool complete = !ec && parser_.done();
+    parser_->finish(ec);
+    const bool complete = !ec && parser_->done();
     restart();
     error = complete ? "a frame must be a JSON object"
                      : "invalid JSON: the line ended inside an unfinished object";
     return frame_status::malformed;
   }
+  if (!in_frame_) parser_.reset();  // between frames with no input: free the parser's memory
   return frame_status::need_more;
 }
 

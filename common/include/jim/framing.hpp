@@ -6,6 +6,7 @@
 #include <boost/json/value.hpp>
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -46,7 +47,10 @@ public:
 private:
   void restart() noexcept;
 
-  boost::json::stream_parser parser_;
+  /// Exists only while a frame is being parsed or more input is at hand: an idle
+  /// connection keeps no parser state (memory per idle connection).
+  std::optional<boost::json::stream_parser> parser_;
+  std::size_t max_depth_;
   std::string_view pending_;
   std::size_t max_frame_;
   std::size_t frame_bytes_ = 0;
