@@ -6,6 +6,7 @@
 #include "web_assets.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -50,7 +51,8 @@ private:
   awaitable<void> read_loop() override {
     std::vector<char> buf(ws_read_chunk);
     while (co_await ready_to_read()) {
-      auto [ec, n] = co_await ws_.async_read_some(asio::buffer(buf), nothrow);
+      auto [ec, n] = co_await ws_.async_read_some(asio::buffer(buf),
+                                                  asio::bind_cancellation_slot(read_slot(), nothrow));
       if (ec) {
         if (ec != websocket::error::closed && ec != asio::error::operation_aborted)
           JIM_LOG(debug, "websocket read: {}", ec.message());
@@ -62,23 +64,34 @@ private:
     }
   }
 
-  awaitable<boost::system::error_code> write_frames(std::vector<shared_frame> const& frames,
-                                                    std::size_t /*offset: always 0, see write_now*/) override {
-    for (auto const& f : frames) {
-      auto [ec, n] = co_await ws_.async_write(asio::buffer(f->data(), f->size() - 1), nothrow);
-      if (ec) co_return ec;
-    }
-    co_return boost::system::error_code{};
+  std::size_t write_now(std::deque<shared_frame> const&, std::size_t, boost::system::error_code& ec) override {
+    ec = asio::error::would_block;  // Beast writes asynchronously only
+    return 0;
   }
 
-  std::size_t write_now(std::deque<shared_frame> const&, std::size_t) override { return 0; }
+  void write_async(std::deque<shared_frame> const& frames, std::size_t,
+                   std::function<void(boost::system::error_code, std::size_t)> done) override {
+    shared_frame f = frames.front();  // one text message per frame, without its newline
+    ws_.async_write(asio::buffer(f->data(), f->size() - 1),
+                    [f, done = std::move(done)](boost::system::error_code ec, std::size_t) {
+                      done(ec, ec ? 0 : f->size());
+                    });
+  }
 
-  awaitable<void> finish() override {
+  void finish() override {
     beast::get_lowest_layer(ws_).expires_after(std::chrono::seconds(2));
-    co_await ws_.async_close(websocket::close_code::normal, nothrow);
+    ws_.async_close(websocket::close_code::normal,
+                    [self = shared_from_this(), this](boost::system::error_code) {
+                      close_done_ = true;
+                      watchdog_.cancel();
+                    });
   }
 
-  awaitable<void> linger() override { co_return; }  // the close handshake did it
+  awaitable<void> linger() override {
+    if (close_done_) co_return;
+    watchdog_.expires_after(std::chrono::seconds(2));  // the close handshake, bounded
+    co_await watchdog_.async_wait(nothrow);
+  }
 
   void abort(bool reset) override {
     boost::system::error_code ignored;
@@ -87,6 +100,7 @@ private:
     socket.close(ignored);
   }
 
+  bool close_done_ = false;
   websocket::stream<beast::tcp_stream> ws_;
 };
 

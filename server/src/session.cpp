@@ -9,6 +9,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/post.hpp>
@@ -33,8 +34,7 @@ namespace {
 JIM_LOG_MODULE("session")
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t max_spare_buffers = 64;
-constexpr std::size_t max_batch = 512;  ///< frames handed to one gathered write
-constexpr std::size_t max_direct_buffers = 256;  ///< frames in one direct (non-blocking) writev
+constexpr std::size_t max_batch = 512;  ///< frames handed to one gathered write (IOV_MAX 1024)
 constexpr auto flush_deadline = std::chrono::seconds(5);
 constexpr auto linger_deadline = std::chrono::seconds(2);
 
@@ -53,7 +53,6 @@ session::session(server_context& ctx, asio::any_io_executor ex, std::uint64_t id
       id_(id),
       peer_name_(std::move(peer_name)),
       framer_(ctx.limits.max_frame),
-      wake_(ex),
       drained_(ex),
       closed_signal_(ex),
       last_rx_(steady::now()) {
@@ -68,10 +67,23 @@ session::~session() {
   if (ctx_.stopping && ctx_.live.empty() && ctx_.all_closed) ctx_.all_closed->cancel();
 }
 
+// Lifecycle: the reader is the only coroutine of a connection; the writer and the idle
+// watchdog are callbacks (a parked coroutine frame costs memory on every idle connection).
 awaitable<void> session::run() {
   auto self = shared_from_this();
   JIM_LOG(debug, "connection {} from {}", id_, peer_name_);
-  co_await (read_side() && writer());
+  arm_watchdog();
+  co_await read_loop();
+  if (account_) ctx_.chat.sign_out(*this, *account_);
+  stop_reading();
+  leave_active();  // a closing connection no longer counts toward --max-clients
+  pump();          // flush what is queued, then end our direction
+  if (!closed_) {
+    // Give the writer a bounded time to flush what is queued (the last reply, a notice).
+    watchdog_.expires_after(flush_deadline);
+    co_await watchdog_.async_wait(nothrow);
+    if (!closed_) drop("did not read its last replies in time");
+  }
   if (!aborted_) co_await linger();
   abort(false);
   JIM_LOG(debug, "connection {} closed", id_);
@@ -79,19 +91,6 @@ awaitable<void> session::run() {
 
 void session::leave_active() {
   if (std::exchange(active_, false)) --ctx_.active;
-}
-
-awaitable<void> session::read_side() {
-  co_await (read_loop() || watchdog());
-  if (account_) ctx_.chat.sign_out(*this, *account_);
-  stop_reading();
-  leave_active();  // a closing connection no longer counts toward --max-clients
-  if (!closed_) {
-    // Give the writer a bounded time to flush what is queued (the last reply, a notice).
-    watchdog_.expires_after(flush_deadline);
-    co_await watchdog_.async_wait(nothrow);
-    if (!closed_) drop("did not read its last replies in time");
-  }
 }
 
 awaitable<bool> session::ready_to_read() {
@@ -126,65 +125,91 @@ awaitable<bool> session::consume(std::string_view bytes) {
       continue;
     }
     if (!co_await handle(v.get_object()) || closing()) co_return false;
+    // One chunk may hold many requests: respect the outbox bound between them too.
+    if (queued_bytes_ > ctx_.cfg.max_outbound && !co_await ready_to_read()) co_return false;
   }
 }
 
-awaitable<void> session::watchdog() {
+void session::arm_watchdog() {
   const auto idle = ctx_.cfg.idle_timeout;
-  for (;;) {
-    watchdog_.expires_at(last_rx_ + (probed_ ? idle : idle / 2));
-    co_await watchdog_.async_wait(nothrow);
-    if (closing()) co_return;
-    const auto now = steady::now();
-    if (now >= last_rx_ + idle) {
-      JIM_LOG(info, "connection {} idle for {}s, closed", id_, idle.count());
-      enqueue(proto::share(proto::encode_notice("closing: idle for too long")));
-      co_return;
-    }
-    if (!probed_ && now >= last_rx_ + idle / 2) {
-      probed_ = true;
-      enqueue(proto::share(proto::encode_probe()));
-    }
-  }
+  watchdog_.expires_at(last_rx_ + (probed_ ? idle : idle / 2));
+  watchdog_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (!ec) self->on_watchdog();
+  });
 }
 
-awaitable<void> session::writer() {
-  std::vector<shared_frame> batch;
-  for (;;) {
-    if (queue_.empty()) {
-      if (closing_ || closed_) break;
-      writer_idle_ = true;
-      wake_.expires_at(steady::time_point::max());
-      co_await wake_.async_wait(nothrow);
-      writer_idle_ = false;
+void session::on_watchdog() {
+  if (closing()) return;
+  const auto idle = ctx_.cfg.idle_timeout;
+  const auto now = steady::now();
+  // While reading is paused for our own backlog, the peer's requests wait unread: not idle.
+  if (queued_bytes_ > ctx_.cfg.max_outbound) note_activity();
+  if (now >= last_rx_ + idle) {
+    JIM_LOG(info, "connection {} idle for {}s, closed", id_, idle.count());
+    close_with(proto::share(proto::encode_notice("closing: idle for too long")));
+    return;
+  }
+  if (!probed_ && now >= last_rx_ + idle / 2) {
+    probed_ = true;
+    enqueue(proto::share(proto::encode_probe()));
+  }
+  arm_watchdog();
+}
+
+void session::pump() {
+  if (writing_ || aborted_) return;  // an asynchronous write is under way: it pumps again
+  while (!queue_.empty()) {
+    boost::system::error_code ec;
+    std::size_t n = write_now(queue_, head_offset_, ec);
+    if (n > 0) {
+      written(n);
+      n += head_offset_;
+      while (!queue_.empty() && n >= queue_.front()->size()) {
+        n -= queue_.front()->size();
+        queue_.pop_front();
+      }
+      head_offset_ = n;
       continue;
     }
-    // Everything queued goes out together: one gathered write per batch, not per frame.
-    const std::size_t n = std::min(queue_.size(), max_batch);
-    const std::size_t offset = std::exchange(head_offset_, 0);
-    std::size_t bytes = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      bytes += queue_.front()->size();
-      batch.push_back(std::move(queue_.front()));
-      queue_.pop_front();
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      writing_ = true;  // the peer is not reading fast enough: continue when it does
+      write_async(queue_, head_offset_, [self = shared_from_this()](boost::system::error_code wec, std::size_t bytes) {
+        self->writing_ = false;
+        if (wec && wec != asio::error::operation_aborted) return self->write_failed(wec);
+        if (bytes > 0) {
+          self->written(bytes);
+          bytes += self->head_offset_;
+          while (!self->queue_.empty() && bytes >= self->queue_.front()->size()) {
+            bytes -= self->queue_.front()->size();
+            self->queue_.pop_front();
+          }
+          self->head_offset_ = bytes;
+        }
+        self->pump();
+      });
+      return;
     }
-    const auto ec = co_await write_frames(batch, offset);
-    written(bytes - offset);
-    batch.clear();
-    if (ec) {
-      if (ec != asio::error::operation_aborted)
-        JIM_LOG(debug, "connection {}: write: {}", id_, ec.message());
-      break;
-    }
+    return write_failed(ec);
   }
-  const bool clean = !closed_;
-  closed_ = true;
+  if (closing_ && !closed_) {
+    // Everything is sent and nothing more will be read: end our direction.
+    closed_ = true;
+    finish();
+    closed_signal_.cancel();
+    watchdog_.cancel();  // run() may be waiting for the flush
+  }
+}
+
+void session::write_failed(boost::system::error_code ec) {
+  if (ec != asio::error::operation_aborted)
+    JIM_LOG(debug, "connection {}: write: {}", id_, ec.message());
   queue_.clear();
+  head_offset_ = 0;
   queued_bytes_ = 0;
-  if (clean) co_await finish();
+  closed_ = true;
+  stop_reading();
   closed_signal_.cancel();
-  drained_.cancel();
-  watchdog_.cancel();  // read_side may be waiting for the flush
+  watchdog_.cancel();
 }
 
 void session::written(std::size_t bytes) {
@@ -215,38 +240,26 @@ void server_context::flush() {
 
 void session::flush() {
   flush_queued_ = false;
-  if (closed_ || queue_.empty() || !writer_idle_) return;  // a busy writer picks the queue up
-  // Fast path: write straight from the queue, no handler, no coroutine switch.
-  std::size_t n = write_now(queue_, head_offset_);
-  if (n > 0) {
-    written(n);
-    n += head_offset_;
-    while (!queue_.empty() && n >= queue_.front()->size()) {
-      n -= queue_.front()->size();
-      queue_.pop_front();
-    }
-    head_offset_ = n;
-  }
-  if (!queue_.empty()) wake_.cancel();  // the socket is full: the writer waits for it
+  pump();
 }
 
 void session::stop_reading() {
-  closing_ = true;
+  if (std::exchange(closing_, true)) return;
+  read_cancel_.emit(asio::cancellation_type::terminal);
   watchdog_.cancel();
   drained_.cancel();
-  wake_.cancel();
 }
 
 void session::drop(char const* why) {
-  if (aborted_ || (closed_ && closing_ && queue_.empty())) return;
+  if (aborted_ || closed_) return;
   JIM_LOG(warn, "connection {} ({}) dropped: {}", id_, account_ ? account_->name : peer_name_, why);
-  closing_ = true;
   closed_ = true;
   aborted_ = true;
   queue_.clear();
   head_offset_ = 0;
-  abort(true);  // the reader and the writer see operation_aborted
-  wake_.cancel();
+  queued_bytes_ = 0;
+  stop_reading();
+  abort(true);  // pending operations end with operation_aborted
   drained_.cancel();
   watchdog_.cancel();
   closed_signal_.cancel();
@@ -268,8 +281,11 @@ void session::send(std::string line) { enqueue(proto::share(std::move(line))); }
 bool session::push(shared_frame const& frame) {
   if (closing()) return false;
   if (queued_bytes_ + frame->size() > ctx_.cfg.max_outbound) {
-    drop("outbound queue full (slow consumer)");
-    return false;
+    pump();  // a burst may just not have been written yet: only a peer that does not read is slow
+    if (queued_bytes_ + frame->size() > ctx_.cfg.max_outbound) {
+      drop("outbound queue full (slow consumer)");
+      return false;
+    }
   }
   enqueue(frame);
   return true;
@@ -300,7 +316,7 @@ tcp_session::tcp_session(server_context& ctx, asio::ip::tcp::socket socket, std:
     : session(ctx, socket.get_executor(), id, describe(socket)), socket_(std::move(socket)) {
   boost::system::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
-  socket_.non_blocking(true, ec);  // write_now() must never block the I/O thread
+  socket_.non_blocking(true, ec);  // write_now() and read_some() must never block the I/O thread
 }
 
 awaitable<void> tcp_session::read_loop() {
@@ -319,7 +335,8 @@ awaitable<void> tcp_session::read_loop() {
       }
     }
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      auto [wec] = co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, nothrow);
+      auto [wec] = co_await socket_.async_wait(asio::ip::tcp::socket::wait_read,
+                                               asio::bind_cancellation_slot(read_slot(), nothrow));
       if (wec) co_return;
       continue;
     }
@@ -330,41 +347,29 @@ awaitable<void> tcp_session::read_loop() {
 }
 
 namespace {
-/// The queued frames as buffers, the first one past `offset`.
-template <class Frames>
-std::size_t gather(Frames const& frames, std::size_t offset, std::size_t max,
-                   std::vector<asio::const_buffer>& out) {
-  out.clear();
-  std::size_t bytes = 0;
-  for (auto const& f : frames) {
-    if (out.size() == max) break;
-    out.push_back(asio::buffer(*f) + (out.empty() ? offset : 0));
-    bytes += out.back().size();
-  }
-  return bytes;
-}
 thread_local std::vector<asio::const_buffer> scratch_buffers;
 }  // namespace
 
-awaitable<boost::system::error_code> tcp_session::write_frames(std::vector<shared_frame> const& frames,
-                                                               std::size_t offset) {
-  std::vector<asio::const_buffer> buffers;
-  gather(frames, offset, frames.size(), buffers);
-  auto [ec, n] = co_await asio::async_write(socket_, buffers, nothrow);
-  co_return ec;
+std::size_t tcp_session::write_now(std::deque<shared_frame> const& frames, std::size_t offset,
+                                   boost::system::error_code& ec) {
+  // Everything queued goes out in one gathered write: one syscall per recipient per flush.
+  scratch_buffers.clear();
+  for (auto const& f : frames) {
+    if (scratch_buffers.size() == max_batch) break;
+    scratch_buffers.push_back(asio::buffer(*f) + (scratch_buffers.empty() ? offset : 0));
+  }
+  return socket_.write_some(scratch_buffers, ec);  // non-blocking socket
 }
 
-std::size_t tcp_session::write_now(std::deque<shared_frame> const& frames, std::size_t offset) {
-  gather(frames, offset, max_direct_buffers, scratch_buffers);
-  boost::system::error_code ec;
-  const std::size_t n = socket_.write_some(scratch_buffers, ec);  // non-blocking socket
-  return ec ? 0 : n;
+void tcp_session::write_async(std::deque<shared_frame> const&, std::size_t,
+                              std::function<void(boost::system::error_code, std::size_t)> done) {
+  socket_.async_wait(asio::ip::tcp::socket::wait_write,
+                     [done = std::move(done)](boost::system::error_code ec) { done(ec, 0); });
 }
 
-awaitable<void> tcp_session::finish() {
+void tcp_session::finish() {
   boost::system::error_code ignored;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-  co_return;
 }
 
 awaitable<void> tcp_session::linger() {

@@ -8,12 +8,14 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <string_view>
 #include <memory>
 #include <optional>
@@ -104,22 +106,25 @@ public:
 
 protected:
   // Transport hooks.
-  /// Reads until the peer is done or `consume` says stop; calls ready_to_read() before each read.
+  /// Reads until the peer is done or `consume` says stop; calls ready_to_read() before each
+  /// read, and lets read_slot() cancel its waits.
   virtual boost::asio::awaitable<void> read_loop() = 0;
-  /// Writes these frames in order (as few syscalls as the transport allows).
-  virtual boost::asio::awaitable<boost::system::error_code> write_frames(
-      std::vector<shared_frame> const& frames, std::size_t offset) = 0;
+  /// Writes what it can of `frames` (the first `offset` bytes of the first frame are already
+  /// sent) without blocking; returns the bytes written, or 0 with `ec` set (would_block when
+  /// the transport must wait: then write_async() is called).
+  virtual std::size_t write_now(std::deque<shared_frame> const& frames, std::size_t offset,
+                                boost::system::error_code& ec) = 0;
+  /// Waits until more can be written, or writes asynchronously; `done(ec, bytes written)`.
+  /// The frames stay queued (unchanged) until `done` runs.
+  virtual void write_async(std::deque<shared_frame> const& frames, std::size_t offset,
+                           std::function<void(boost::system::error_code, std::size_t)> done) = 0;
   /// Everything is sent: end our direction cleanly (TCP FIN, WebSocket close).
-  virtual boost::asio::awaitable<void> finish() = 0;
+  virtual void finish() = 0;
   /// After finish(): wait (bounded) for the peer to close, discarding what it still sends.
   virtual boost::asio::awaitable<void> linger() = 0;
-  /// Closes the transport at once; pending reads and writes end with operation_aborted.
+  /// Closes the transport at once; pending operations end with operation_aborted.
   /// `reset`: drop unsent data too (a slow consumer), instead of letting the kernel finish.
   virtual void abort(bool reset) = 0;
-  /// Writes what it can of `frames` (the first `offset` bytes of the first frame are already
-  /// sent) without blocking; returns the bytes written. Transports that cannot write without
-  /// blocking return 0 and leave everything to write_frames().
-  virtual std::size_t write_now(std::deque<shared_frame> const& frames, std::size_t offset) = 0;
 
   // For transports.
   /// Waits while our own replies fill the outbox; false once the session is closing.
@@ -128,14 +133,19 @@ protected:
   boost::asio::awaitable<bool> consume(std::string_view bytes);
   void note_activity();
   bool closing() const { return closing_ || closed_; }
+  /// Cancels the transport's pending read when the session stops reading.
+  boost::asio::cancellation_slot read_slot() { return read_cancel_.slot(); }
 
   server_context& ctx_;
   boost::asio::steady_timer watchdog_;  ///< idle probe / timeout; also the flush and linger deadline
 
 private:
-  boost::asio::awaitable<void> read_side();
-  boost::asio::awaitable<void> writer();
-  boost::asio::awaitable<void> watchdog();
+  void arm_watchdog();
+  void on_watchdog();
+  /// Writes the queue: directly while the transport takes it, else asynchronously; once
+  /// everything is sent and the session is closing, finishes the connection.
+  void pump();
+  void write_failed(boost::system::error_code ec);
 
   /// Handles one frame; false ends the reading (quit, wrong password, ...).
   boost::asio::awaitable<bool> handle(boost::json::object const& frame);
@@ -166,9 +176,9 @@ private:
   std::deque<shared_frame> queue_;
   std::size_t head_offset_ = 0;  ///< bytes of queue_.front() already written
   std::size_t queued_bytes_ = 0;
-  bool writer_idle_ = false;     ///< the writer waits on wake_: nothing is being written
+  bool writing_ = false;         ///< an asynchronous write (or wait to write) is under way
   bool flush_queued_ = false;    ///< this session is in ctx_.dirty
-  boost::asio::steady_timer wake_;           ///< the writer waits on it for work
+  boost::asio::cancellation_signal read_cancel_;
   boost::asio::steady_timer drained_;        ///< the reader waits on it for the outbox to drain
   boost::asio::steady_timer closed_signal_;  ///< cancelled once this side is shut down
   bool closing_ = false;  ///< no more reading; the writer flushes and ends
@@ -194,12 +204,13 @@ public:
 
 private:
   boost::asio::awaitable<void> read_loop() override;
-  boost::asio::awaitable<boost::system::error_code> write_frames(
-      std::vector<shared_frame> const& frames, std::size_t offset) override;
-  boost::asio::awaitable<void> finish() override;
+  std::size_t write_now(std::deque<shared_frame> const& frames, std::size_t offset,
+                        boost::system::error_code& ec) override;
+  void write_async(std::deque<shared_frame> const& frames, std::size_t offset,
+                   std::function<void(boost::system::error_code, std::size_t)> done) override;
+  void finish() override;
   boost::asio::awaitable<void> linger() override;
   void abort(bool reset) override;
-  std::size_t write_now(std::deque<shared_frame> const& frames, std::size_t offset) override;
 
   boost::asio::ip::tcp::socket socket_;
 };
