@@ -425,7 +425,7 @@ TEST_CASE("The password can come from a file", "[integration][client]") {
 
 // ---- --json ---------------------------------------------------------------------------------
 
-TEST_CASE("--json prints every frame as one JSON line and sends lines as they are", "[integration][client]") {
+TEST_CASE("JSON mode (--json) prints every frame as one JSON line and sends lines as they are", "[integration][client]") {
   jimd_process d;
   sign_up(d.port(), "erin");
   jim_child c(jim_child::io::pipes, {"--json", "127.0.0.1", std::to_string(d.port())}, {});
@@ -447,7 +447,7 @@ TEST_CASE("--json prints every frame as one JSON line and sends lines as they ar
   CHECK(code_of(frames[2]) == 400);
 }
 
-TEST_CASE("--json with -u signs in first, then pipes", "[integration][client]") {
+TEST_CASE("JSON mode (--json) with -u signs in first, then pipes", "[integration][client]") {
   jimd_process d;
   auto bob = sign_up(d.port(), "bob");
   auto args = endpoint(d);

@@ -62,7 +62,7 @@ TEST_CASE("The config file sets options and the command line wins", "[options]")
   CHECK(c.history_limit == 7);
 }
 
-TEST_CASE("--help and --version print and exit 0", "[options]") {
+TEST_CASE("Help and version (--help, --version) print and exit 0", "[options]") {
   auto h = parse({"--help"});
   REQUIRE(std::holds_alternative<print_and_exit>(h));
   CHECK(std::get<print_and_exit>(h).exit_code == 0);
