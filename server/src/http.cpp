@@ -7,6 +7,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -52,7 +53,7 @@ private:
     std::vector<char> buf(ws_read_chunk);
     while (co_await ready_to_read()) {
       auto [ec, n] = co_await ws_.async_read_some(asio::buffer(buf),
-                                                  asio::bind_cancellation_slot(read_slot(), nothrow));
+                                                  asio::bind_cancellation_slot(read_cancel_.slot(), nothrow));
       if (ec) {
         if (ec != websocket::error::closed && ec != asio::error::operation_aborted)
           JIM_LOG(debug, "websocket read: {}", ec.message());
@@ -64,12 +65,14 @@ private:
     }
   }
 
-  std::size_t write_now(std::deque<shared_frame> const&, std::size_t, boost::system::error_code& ec) override {
+  void cancel_read() override { read_cancel_.emit(asio::cancellation_type::terminal); }
+
+  std::size_t write_now(std::span<shared_frame const>, std::size_t, boost::system::error_code& ec) override {
     ec = asio::error::would_block;  // Beast writes asynchronously only
     return 0;
   }
 
-  void write_async(std::deque<shared_frame> const& frames, std::size_t,
+  void write_async(std::span<shared_frame const> frames, std::size_t,
                    std::function<void(boost::system::error_code, std::size_t)> done) override {
     shared_frame f = frames.front();  // one text message per frame, without its newline
     ws_.async_write(asio::buffer(f->data(), f->size() - 1),
@@ -101,6 +104,7 @@ private:
   }
 
   bool close_done_ = false;
+  asio::cancellation_signal read_cancel_;
   websocket::stream<beast::tcp_stream> ws_;
 };
 

@@ -158,33 +158,19 @@ void session::on_watchdog() {
 
 void session::pump() {
   if (writing_ || aborted_) return;  // an asynchronous write is under way: it pumps again
-  while (!queue_.empty()) {
+  while (queue_head_ < queue_.size()) {
     boost::system::error_code ec;
-    std::size_t n = write_now(queue_, head_offset_, ec);
+    const std::size_t n = write_now(pending(), head_offset_, ec);
     if (n > 0) {
-      written(n);
-      n += head_offset_;
-      while (!queue_.empty() && n >= queue_.front()->size()) {
-        n -= queue_.front()->size();
-        queue_.pop_front();
-      }
-      head_offset_ = n;
+      pop_written(n);
       continue;
     }
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
       writing_ = true;  // the peer is not reading fast enough: continue when it does
-      write_async(queue_, head_offset_, [self = shared_from_this()](boost::system::error_code wec, std::size_t bytes) {
+      write_async(pending(), head_offset_, [self = shared_from_this()](boost::system::error_code wec, std::size_t bytes) {
         self->writing_ = false;
         if (wec && wec != asio::error::operation_aborted) return self->write_failed(wec);
-        if (bytes > 0) {
-          self->written(bytes);
-          bytes += self->head_offset_;
-          while (!self->queue_.empty() && bytes >= self->queue_.front()->size()) {
-            bytes -= self->queue_.front()->size();
-            self->queue_.pop_front();
-          }
-          self->head_offset_ = bytes;
-        }
+        self->pop_written(bytes);
         self->pump();
       });
       return;
@@ -200,11 +186,29 @@ void session::pump() {
   }
 }
 
+void session::pop_written(std::size_t bytes) {
+  if (bytes == 0) return;
+  written(bytes);
+  bytes += head_offset_;
+  while (queue_head_ < queue_.size() && bytes >= queue_[queue_head_]->size()) {
+    bytes -= queue_[queue_head_]->size();
+    queue_[queue_head_++].reset();
+  }
+  head_offset_ = bytes;
+  if (queue_head_ == queue_.size()) clear_queue();
+}
+
+void session::clear_queue() {
+  queue_.clear();
+  if (queue_.capacity() > 64) queue_.shrink_to_fit();  // give a burst's memory back
+  queue_head_ = 0;
+  head_offset_ = 0;
+}
+
 void session::write_failed(boost::system::error_code ec) {
   if (ec != asio::error::operation_aborted)
     JIM_LOG(debug, "connection {}: write: {}", id_, ec.message());
-  queue_.clear();
-  head_offset_ = 0;
+  clear_queue();
   queued_bytes_ = 0;
   closed_ = true;
   stop_reading();
@@ -245,7 +249,7 @@ void session::flush() {
 
 void session::stop_reading() {
   if (std::exchange(closing_, true)) return;
-  read_cancel_.emit(asio::cancellation_type::terminal);
+  cancel_read();
   watchdog_.cancel();
   drained_.cancel();
 }
@@ -255,8 +259,7 @@ void session::drop(char const* why) {
   JIM_LOG(warn, "connection {} ({}) dropped: {}", id_, account_ ? account_->name : peer_name_, why);
   closed_ = true;
   aborted_ = true;
-  queue_.clear();
-  head_offset_ = 0;
+  clear_queue();
   queued_bytes_ = 0;
   stop_reading();
   abort(true);  // pending operations end with operation_aborted
@@ -335,8 +338,7 @@ awaitable<void> tcp_session::read_loop() {
       }
     }
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      auto [wec] = co_await socket_.async_wait(asio::ip::tcp::socket::wait_read,
-                                               asio::bind_cancellation_slot(read_slot(), nothrow));
+      auto [wec] = co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, nothrow);
       if (wec) co_return;
       continue;
     }
@@ -350,7 +352,7 @@ namespace {
 thread_local std::vector<asio::const_buffer> scratch_buffers;
 }  // namespace
 
-std::size_t tcp_session::write_now(std::deque<shared_frame> const& frames, std::size_t offset,
+std::size_t tcp_session::write_now(std::span<shared_frame const> frames, std::size_t offset,
                                    boost::system::error_code& ec) {
   // Everything queued goes out in one gathered write: one syscall per recipient per flush.
   scratch_buffers.clear();
@@ -361,7 +363,13 @@ std::size_t tcp_session::write_now(std::deque<shared_frame> const& frames, std::
   return socket_.write_some(scratch_buffers, ec);  // non-blocking socket
 }
 
-void tcp_session::write_async(std::deque<shared_frame> const&, std::size_t,
+void tcp_session::cancel_read() {
+  // Cancels a pending wait to write too: the writer treats that as "try again".
+  boost::system::error_code ignored;
+  socket_.cancel(ignored);
+}
+
+void tcp_session::write_async(std::span<shared_frame const>, std::size_t,
                               std::function<void(boost::system::error_code, std::size_t)> done) {
   socket_.async_wait(asio::ip::tcp::socket::wait_write,
                      [done = std::move(done)](boost::system::error_code ec) { done(ec, 0); });

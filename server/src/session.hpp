@@ -8,7 +8,6 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -16,6 +15,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <span>
 #include <string_view>
 #include <memory>
 #include <optional>
@@ -107,17 +107,19 @@ public:
 protected:
   // Transport hooks.
   /// Reads until the peer is done or `consume` says stop; calls ready_to_read() before each
-  /// read, and lets read_slot() cancel its waits.
+  /// read; cancel_read() ends its pending wait.
   virtual boost::asio::awaitable<void> read_loop() = 0;
   /// Writes what it can of `frames` (the first `offset` bytes of the first frame are already
   /// sent) without blocking; returns the bytes written, or 0 with `ec` set (would_block when
   /// the transport must wait: then write_async() is called).
-  virtual std::size_t write_now(std::deque<shared_frame> const& frames, std::size_t offset,
+  virtual std::size_t write_now(std::span<shared_frame const> frames, std::size_t offset,
                                 boost::system::error_code& ec) = 0;
   /// Waits until more can be written, or writes asynchronously; `done(ec, bytes written)`.
   /// The frames stay queued (unchanged) until `done` runs.
-  virtual void write_async(std::deque<shared_frame> const& frames, std::size_t offset,
+  virtual void write_async(std::span<shared_frame const> frames, std::size_t offset,
                            std::function<void(boost::system::error_code, std::size_t)> done) = 0;
+  /// Makes the pending read (if any) complete with operation_aborted.
+  virtual void cancel_read() = 0;
   /// Everything is sent: end our direction cleanly (TCP FIN, WebSocket close).
   virtual void finish() = 0;
   /// After finish(): wait (bounded) for the peer to close, discarding what it still sends.
@@ -133,8 +135,6 @@ protected:
   boost::asio::awaitable<bool> consume(std::string_view bytes);
   void note_activity();
   bool closing() const { return closing_ || closed_; }
-  /// Cancels the transport's pending read when the session stops reading.
-  boost::asio::cancellation_slot read_slot() { return read_cancel_.slot(); }
 
   server_context& ctx_;
   boost::asio::steady_timer watchdog_;  ///< idle probe / timeout; also the flush and linger deadline
@@ -146,6 +146,12 @@ private:
   /// everything is sent and the session is closing, finishes the connection.
   void pump();
   void write_failed(boost::system::error_code ec);
+  std::span<shared_frame const> pending() const {
+    return {queue_.data() + queue_head_, queue_.size() - queue_head_};
+  }
+  /// Forgets the first `bytes` of the queue (written), frame by frame.
+  void pop_written(std::size_t bytes);
+  void clear_queue();
 
   /// Handles one frame; false ends the reading (quit, wrong password, ...).
   boost::asio::awaitable<bool> handle(boost::json::object const& frame);
@@ -173,12 +179,12 @@ private:
 
   // Outbox: frames queued but not yet handed to the writer, and the bytes of all queued and
   // in-flight frames (what --max-outbound bounds).
-  std::deque<shared_frame> queue_;
-  std::size_t head_offset_ = 0;  ///< bytes of queue_.front() already written
+  std::vector<shared_frame> queue_;  ///< frames [queue_head_, end) wait; no memory while empty
+  std::size_t queue_head_ = 0;
+  std::size_t head_offset_ = 0;  ///< bytes of the first waiting frame already written
   std::size_t queued_bytes_ = 0;
   bool writing_ = false;         ///< an asynchronous write (or wait to write) is under way
   bool flush_queued_ = false;    ///< this session is in ctx_.dirty
-  boost::asio::cancellation_signal read_cancel_;
   boost::asio::steady_timer drained_;        ///< the reader waits on it for the outbox to drain
   boost::asio::steady_timer closed_signal_;  ///< cancelled once this side is shut down
   bool closing_ = false;  ///< no more reading; the writer flushes and ends
@@ -204,10 +210,11 @@ public:
 
 private:
   boost::asio::awaitable<void> read_loop() override;
-  std::size_t write_now(std::deque<shared_frame> const& frames, std::size_t offset,
+  std::size_t write_now(std::span<shared_frame const> frames, std::size_t offset,
                         boost::system::error_code& ec) override;
-  void write_async(std::deque<shared_frame> const& frames, std::size_t offset,
+  void write_async(std::span<shared_frame const> frames, std::size_t offset,
                    std::function<void(boost::system::error_code, std::size_t)> done) override;
+  void cancel_read() override;
   void finish() override;
   boost::asio::awaitable<void> linger() override;
   void abort(bool reset) override;
