@@ -44,7 +44,7 @@ frame_status framer::next(json::value& out, std::string& error) {
       pending_.remove_prefix(static_cast<std::size_t>(start - pending_.begin()));
       if (pending_.empty()) break;
       in_frame_ = true;
-      if (!parser_) parser_.emplace(json::storage_ptr(), make_options(max_depth_));
+      if (!parser_) parser_ = std::make_unique<json::stream_parser>(json::storage_ptr(), make_options(max_depth_));
     }
 
     // An object never spans lines: parse at most up to the next '\n'.

@@ -336,7 +336,8 @@ std::size_t hub::prune(std::int64_t unix_now) {
   };
   for (auto& [key, r] : rooms_) trim(r->history);
   for (auto& [key, c] : conversations_) trim(c);
-  for (auto& [key, a] : accounts_) trim(a->queued);
+  for (auto& [key, a] : accounts_)
+    dropped += std::erase_if(a->queued, [oldest](proto::chat_message const& m) { return m.time < oldest; });
   return dropped;
 }
 

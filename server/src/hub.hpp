@@ -67,7 +67,7 @@ struct account {
   std::string name;  ///< as registered
   std::string password_hash;
   std::uint64_t general_seen = 0;  ///< #general's counter when the last connection ended
-  std::deque<proto::chat_message> queued;  ///< private messages waiting for sign-in
+  std::vector<proto::chat_message> queued;  ///< private messages waiting for sign-in (a vector: no memory while empty)
   std::string status = "online";
   double tokens = 0;
   steady::time_point refilled{};

@@ -53,8 +53,6 @@ session::session(server_context& ctx, asio::any_io_executor ex, std::uint64_t id
       id_(id),
       peer_name_(std::move(peer_name)),
       framer_(ctx.limits.max_frame),
-      drained_(ex),
-      closed_signal_(ex),
       last_rx_(steady::now()) {
   ctx_.live.insert(this);
   ++ctx_.active;
@@ -96,8 +94,9 @@ void session::leave_active() {
 awaitable<bool> session::ready_to_read() {
   while (queued_bytes_ > ctx_.cfg.max_outbound && !closing()) {
     // Our own replies filled the outbox: stop reading until the peer reads them.
-    drained_.expires_at(steady::time_point::max());
-    co_await drained_.async_wait(nothrow);
+    auto& drained = make_timer(drained_);
+    drained.expires_at(steady::time_point::max());
+    co_await drained.async_wait(nothrow);
   }
   co_return !closing();
 }
@@ -181,7 +180,7 @@ void session::pump() {
     // Everything is sent and nothing more will be read: end our direction.
     closed_ = true;
     finish();
-    closed_signal_.cancel();
+    cancel(closed_signal_);
     watchdog_.cancel();  // run() may be waiting for the flush
   }
 }
@@ -198,6 +197,11 @@ void session::pop_written(std::size_t bytes) {
   if (queue_head_ == queue_.size()) clear_queue();
 }
 
+asio::steady_timer& session::make_timer(std::optional<asio::steady_timer>& t) {
+  if (!t) t.emplace(watchdog_.get_executor());
+  return *t;
+}
+
 void session::clear_queue() {
   queue_.clear();
   if (queue_.capacity() > 64) queue_.shrink_to_fit();  // give a burst's memory back
@@ -212,13 +216,13 @@ void session::write_failed(boost::system::error_code ec) {
   queued_bytes_ = 0;
   closed_ = true;
   stop_reading();
-  closed_signal_.cancel();
+  cancel(closed_signal_);
   watchdog_.cancel();
 }
 
 void session::written(std::size_t bytes) {
   queued_bytes_ -= std::min(bytes, queued_bytes_);
-  if (queued_bytes_ <= ctx_.cfg.max_outbound) drained_.cancel();
+  if (queued_bytes_ <= ctx_.cfg.max_outbound) cancel(drained_);
 }
 
 server_context::read_buffer::read_buffer(server_context& ctx) : ctx_(ctx) {
@@ -251,7 +255,7 @@ void session::stop_reading() {
   if (std::exchange(closing_, true)) return;
   cancel_read();
   watchdog_.cancel();
-  drained_.cancel();
+  cancel(drained_);
 }
 
 void session::drop(char const* why) {
@@ -263,9 +267,9 @@ void session::drop(char const* why) {
   queued_bytes_ = 0;
   stop_reading();
   abort(true);  // pending operations end with operation_aborted
-  drained_.cancel();
+  cancel(drained_);
   watchdog_.cancel();
-  closed_signal_.cancel();
+  cancel(closed_signal_);
 }
 
 void session::enqueue(shared_frame frame) {
@@ -309,8 +313,9 @@ void session::close_with(shared_frame const& notice) {
 awaitable<void> session::wait_closed(std::chrono::milliseconds bound) {
   if (closed_) co_return;
   asio::steady_timer limit(watchdog_.get_executor(), bound);
-  closed_signal_.expires_at(steady::time_point::max());
-  co_await (closed_signal_.async_wait(nothrow) || limit.async_wait(nothrow));
+  auto& closed = make_timer(closed_signal_);
+  closed.expires_at(steady::time_point::max());
+  co_await (closed.async_wait(nothrow) || limit.async_wait(nothrow));
 }
 
 // --- TCP transport -------------------------------------------------------------------------

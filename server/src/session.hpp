@@ -152,6 +152,10 @@ private:
   /// Forgets the first `bytes` of the queue (written), frame by frame.
   void pop_written(std::size_t bytes);
   void clear_queue();
+  boost::asio::steady_timer& make_timer(std::optional<boost::asio::steady_timer>& t);
+  static void cancel(std::optional<boost::asio::steady_timer>& t) {
+    if (t) t->cancel();
+  }
 
   /// Handles one frame; false ends the reading (quit, wrong password, ...).
   boost::asio::awaitable<bool> handle(boost::json::object const& frame);
@@ -185,8 +189,9 @@ private:
   std::size_t queued_bytes_ = 0;
   bool writing_ = false;         ///< an asynchronous write (or wait to write) is under way
   bool flush_queued_ = false;    ///< this session is in ctx_.dirty
-  boost::asio::steady_timer drained_;        ///< the reader waits on it for the outbox to drain
-  boost::asio::steady_timer closed_signal_;  ///< cancelled once this side is shut down
+  // Made only when needed (memory per idle connection).
+  std::optional<boost::asio::steady_timer> drained_;        ///< the reader waits for the outbox to drain
+  std::optional<boost::asio::steady_timer> closed_signal_;  ///< cancelled once this side is shut down
   bool closing_ = false;  ///< no more reading; the writer flushes and ends
   bool closed_ = false;   ///< the writer has ended: nothing more is sent
   bool aborted_ = false;

@@ -46,7 +46,8 @@ json::object message_json(chat_message const& m, json::storage_ptr const& sp) {
   return o;
 }
 
-json::array messages_json(messages const& ms, json::storage_ptr const& sp) {
+template <class Messages>
+json::array messages_json(Messages const& ms, json::storage_ptr const& sp) {
   json::array a(sp);
   a.reserve(ms.size());
   for (auto const& m : ms) a.emplace_back(message_json(m, sp));
@@ -379,7 +380,8 @@ void restore(loaded_state&& s, hub& h, std::int64_t unix_now) {
     a.password_hash = std::move(la.password_hash);
     a.general_seen = la.general_seen;
     if (ttl) drop_expired(la.queued, oldest);
-    a.queued = std::move(la.queued);  // undelivered mail is never cut by history-limit
+    // Undelivered mail is never cut by history-limit.
+    a.queued.assign(std::make_move_iterator(la.queued.begin()), std::make_move_iterator(la.queued.end()));
   }
   for (auto& lr : s.rooms) {
     room& r = h.restore_room(std::move(lr.name));

@@ -88,7 +88,8 @@ json::value comparable(json::value doc) {
   return doc;
 }
 
-std::string describe(std::deque<chat_message> const& ms) {
+template <class Messages>
+std::string describe(Messages const& ms) {
   std::string out;
   for (auto const& m : ms) out += json::serialize(jim::proto::msg_object(m)) + "\n";
   return out;

@@ -6,7 +6,7 @@
 #include <boost/json/value.hpp>
 
 #include <cstddef>
-#include <optional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -49,7 +49,7 @@ private:
 
   /// Exists only while a frame is being parsed or more input is at hand: an idle
   /// connection keeps no parser state (memory per idle connection).
-  std::optional<boost::json::stream_parser> parser_;
+  std::unique_ptr<boost::json::stream_parser> parser_;
   std::size_t max_depth_;
   std::string_view pending_;
   std::size_t max_frame_;
