@@ -83,6 +83,9 @@ struct room {
   std::string password_hash;
   std::unordered_set<std::string> members;  ///< folded account keys
   std::deque<proto::chat_message> history;
+  /// The `"history":true` frames of the last history-on-join messages, encoded once and
+  /// shared by every sign-in and join (rebuilt after pruning or a restore).
+  mutable std::deque<shared_frame> recent_frames;
   std::uint64_t posted = 0;  ///< messages ever posted here
   std::vector<account*> present;  ///< signed-in accounts whose current room this is
 };

@@ -54,9 +54,13 @@ void lower_priority(asio::thread_pool& pool, std::size_t threads) {
   auto started = std::make_shared<std::latch>(static_cast<std::ptrdiff_t>(threads));
   for (std::size_t i = 0; i < threads; ++i)
     asio::post(pool, [started] {
+      // SCHED_IDLE: hashing runs only on CPU time nothing else wants, so the I/O thread
+      // (chat delivery) always wins it; fall back to a batch policy at a high nice value.
       sched_param param{};
-      pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);
-      setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
+      if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &param) != 0) {
+        pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);
+        setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
+      }
       started->arrive_and_wait();  // one task per thread: none returns before all have started
     });
   started->wait();
