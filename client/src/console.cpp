@@ -281,6 +281,13 @@ void console::resized() {
   if (interactive_) rl_resize_terminal();
 }
 
+void console::redraw() {
+  if (!installed_) return;
+  out("\r\033[J");
+  std::fflush(stdout);
+  rl_forced_update_display();
+}
+
 void console::stop_editing() {
   if (!installed_) return;
   clear_input();

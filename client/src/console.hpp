@@ -63,6 +63,9 @@ public:
   /// Tells line editing the terminal was resized (SIGWINCH).
   void resized();
 
+  /// Draws the prompt and the half-typed line again, e.g. after a `fg` (SIGCONT).
+  void redraw();
+
   /// Interactive: removes the prompt and the half-typed line and gives the terminal back.
   void stop_editing();
 

@@ -225,15 +225,18 @@ private:
     co_await wait(quit_bound);  // from_server() ends first, when the server closes
   }
 
-  /// Ctrl-C, SIGTERM, SIGHUP: leave politely. SIGWINCH: the terminal was resized.
+  /// Ctrl-C, SIGTERM, SIGHUP: leave politely. SIGWINCH: the terminal was resized. SIGCONT:
+  /// back from Ctrl-Z, the prompt is drawn again.
   awaitable<void> signals() {
     asio::signal_set sigs(co_await asio::this_coro::executor, SIGINT, SIGTERM, SIGHUP);
     sigs.add(SIGWINCH);
+    sigs.add(SIGCONT);
     for (;;) {
       auto [ec, sig] = co_await sigs.async_wait(nothrow);
       if (ec) continue;  // cancelled: the next co_await throws and ends this coroutine
-      if (sig != SIGWINCH) break;
-      con_.resized();
+      if (sig == SIGWINCH) con_.resized();
+      else if (sig == SIGCONT) con_.redraw();
+      else break;
     }
     if (ending_ == ending::none) ending_ = ending::interrupted;
     con_.stop_editing();
