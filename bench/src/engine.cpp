@@ -3,11 +3,10 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <netinet/tcp.h>
 #include <random>
 #include <stdexcept>
 #include <string_view>
-
-#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,7 +52,8 @@ inline void put_hex(char* out, std::uint64_t v, int n) {
 }
 
 inline bool starts_with(char const* b, char const* e, std::string_view prefix) {
-  return static_cast<std::size_t>(e - b) >= prefix.size() && std::memcmp(b, prefix.data(), prefix.size()) == 0;
+  return static_cast<std::size_t>(e - b) >= prefix.size() &&
+         std::memcmp(b, prefix.data(), prefix.size()) == 0;
 }
 
 /// Skips one RESP element in [p, e). Returns its end, nullptr if incomplete, or `e + 1` if
@@ -64,7 +64,10 @@ char const* resp_skip(char const* p, char const* e, int depth = 0) {
   if (!nl) return nullptr;
   char const* next = nl + 1;
   switch (*p) {
-    case '+': case '-': case ':': return next;
+    case '+':
+    case '-':
+    case ':':
+      return next;
     case '$': {
       const long len = std::strtol(p + 1, nullptr, 10);
       if (len < 0) return next;  // null bulk string
@@ -80,14 +83,17 @@ char const* resp_skip(char const* p, char const* e, int depth = 0) {
       }
       return next;
     }
-    default: return e + 1;
+    default:
+      return e + 1;
   }
 }
 
 std::string make_nonce() {
   std::random_device rd;
   char buf[9];
-  put_hex(buf, (static_cast<std::uint64_t>(rd()) ^ static_cast<std::uint64_t>(now_ns())) & 0xffffffffu, 8);
+  put_hex(buf,
+          (static_cast<std::uint64_t>(rd()) ^ static_cast<std::uint64_t>(now_ns())) & 0xffffffffu,
+          8);
   return std::string(buf, 8);
 }
 
@@ -133,7 +139,8 @@ engine::~engine() {
 }
 
 std::size_t engine::open(role kind, std::uint32_t index) {
-  if (conns_.size() == conns_.capacity()) throw std::logic_error("engine: more connections than reserved");
+  if (conns_.size() == conns_.capacity())
+    throw std::logic_error("engine: more connections than reserved");
   const std::size_t id = conns_.size();
   connection& c = conns_.emplace_back();
   c.kind = kind;
@@ -191,7 +198,8 @@ void engine::on_connected(connection& c) {
   c.st = state::signing_in;
   if (cfg_.protocol == proto::jim) {
     static constexpr char kinds[] = {'r', 's', 'u'};
-    const std::string name = "b" + nonce_ + kinds[static_cast<int>(c.kind)] + std::to_string(c.index);
+    const std::string name =
+        "b" + nonce_ + kinds[static_cast<int>(c.kind)] + std::to_string(c.index);
     c.out += R"({"action":"register","user":{"account_name":")" + name + R"(","password":")" +
              cfg_.password + "\"}}\n";
   } else if (c.kind == role::receiver) {
@@ -204,7 +212,8 @@ void engine::on_connected(connection& c) {
 
 void engine::flush(connection& c) {
   while (c.out_off < c.out.size()) {
-    const ssize_t n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
+    const ssize_t n =
+        ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
     if (n > 0) {
       c.out_off += static_cast<std::size_t>(n);
       continue;
@@ -250,7 +259,8 @@ void engine::on_readable(connection& c) {
     const std::int64_t now = now_ns();  // one clock read per read(): every frame in it arrived now
     char const* b = rbuf_.data();
     char const* e = b + have + static_cast<std::size_t>(n);
-    const std::size_t used = cfg_.protocol == proto::jim ? parse_jim(c, b, e, now) : parse_redis(c, b, e, now);
+    const std::size_t used =
+        cfg_.protocol == proto::jim ? parse_jim(c, b, e, now) : parse_redis(c, b, e, now);
     if (c.fd < 0) return;
     const std::size_t left = static_cast<std::size_t>(e - b) - used;
     if (left > max_carry) {
@@ -266,7 +276,8 @@ void engine::on_readable(connection& c) {
 std::size_t engine::parse_jim(connection& c, char const* b, char const* e, std::int64_t now) {
   char const* p = b;
   while (p < e && c.fd >= 0) {
-    auto const* nl = static_cast<char const*>(std::memchr(p, '\n', static_cast<std::size_t>(e - p)));
+    auto const* nl =
+        static_cast<char const*>(std::memchr(p, '\n', static_cast<std::size_t>(e - p)));
     if (!nl) break;
     jim_line(c, p, nl, now);
     p = nl + 1;
@@ -310,8 +321,10 @@ void engine::jim_line(connection& c, char const* b, char const* e, std::int64_t 
       return;
     }
   }
-  if (m) ++stats_.foreign;
-  else if (!starts_with(b, e, R"({"action":"probe")")) ++stats_.unexpected;
+  if (m)
+    ++stats_.foreign;
+  else if (!starts_with(b, e, R"({"action":"probe")"))
+    ++stats_.unexpected;
 }
 
 std::size_t engine::parse_redis(connection& c, char const* b, char const* e, std::int64_t now) {
@@ -319,7 +332,8 @@ std::size_t engine::parse_redis(connection& c, char const* b, char const* e, std
   const std::size_t plen = redis_prefix_.size();
   const std::size_t frame = plen + cfg_.payload + 2;
   while (p < e && c.fd >= 0) {
-    if (c.kind == role::receiver && c.st == state::ready && static_cast<std::size_t>(e - p) >= frame &&
+    if (c.kind == role::receiver && c.st == state::ready &&
+        static_cast<std::size_t>(e - p) >= frame &&
         std::memcmp(p, redis_prefix_.data(), plen) == 0 && p[frame - 2] == '\r') {
       deliver(c, p + plen, now);
       p += frame;
@@ -333,15 +347,20 @@ std::size_t engine::parse_redis(connection& c, char const* b, char const* e, std
       return static_cast<std::size_t>(e - b);
     }
     switch (*p) {
-      case ':': reply(c, 200); break;
-      case '-': reply(c, 500); break;
+      case ':':
+        reply(c, 200);
+        break;
+      case '-':
+        reply(c, 500);
+        break;
       case '*':
         if (c.st == state::signing_in && memmem(p, static_cast<std::size_t>(q - p), "subscribe", 9))
           reply(c, 201);
         else
           ++stats_.unexpected;
         break;
-      default: break;
+      default:
+        break;
     }
     p = q;
   }
@@ -359,8 +378,10 @@ void engine::reply(connection& c, int code) {
   }
   if (c.kind != role::sender || c.st != state::ready) return;
   if (c.inflight) --c.inflight;
-  if (code == 200) ++stats_.replies_ok;
-  else ++stats_.replies_error;
+  if (code == 200)
+    ++stats_.replies_ok;
+  else
+    ++stats_.replies_error;
 }
 
 void engine::deliver(connection& c, char const* payload, std::int64_t now) {
@@ -387,8 +408,10 @@ void engine::deliver(connection& c, char const* payload, std::int64_t now) {
   word |= mask;
   ++stats_.delivered;
   std::uint32_t& next = next_seq_[pair];
-  if (seq + 1 < next) ++stats_.reordered;
-  else next = seq + 1;
+  if (seq + 1 < next)
+    ++stats_.reordered;
+  else
+    next = seq + 1;
   if (ts >= stats_.warmup_until_ns) {
     const int h = ts < stats_.split_ns[0] ? 0 : ts < stats_.split_ns[1] ? 1 : 2;
     stats_.latency[h].record(now - ts);
@@ -397,7 +420,8 @@ void engine::deliver(connection& c, char const* payload, std::int64_t now) {
   stats_.last_ns = now;
 }
 
-void engine::write_payload(char* out, std::uint32_t sender, std::uint32_t seq, std::int64_t ts) const {
+void engine::write_payload(char* out, std::uint32_t sender, std::uint32_t seq,
+                           std::int64_t ts) const {
   out[0] = 'J';
   out[1] = 'B';
   std::memcpy(out + 2, nonce_.data(), 8);

@@ -15,11 +15,10 @@
 
 #include <cstdint>
 #include <functional>
-#include <string>
-#include <vector>
-
 #include <netinet/in.h>
+#include <string>
 #include <sys/socket.h>
+#include <vector>
 
 namespace jim::bench {
 
@@ -38,11 +37,11 @@ struct engine_config {
   proto protocol = proto::jim;
   sockaddr_storage target{};
   socklen_t target_len = 0;
-  std::size_t payload = 64;        ///< bytes of each message text
+  std::size_t payload = 64;  ///< bytes of each message text
   std::uint32_t senders = 1;
   std::uint32_t receivers = 0;
-  std::uint32_t per_sender = 0;    ///< sequence numbers per sender (stride of the bitmap)
-  std::string channel = "general"; ///< Redis channel
+  std::uint32_t per_sender = 0;     ///< sequence numbers per sender (stride of the bitmap)
+  std::string channel = "general";  ///< Redis channel
   std::string password = "bench-pw";
   std::size_t max_connections = 0;  ///< reserved up front: hooks may open() while we iterate
 };
@@ -51,26 +50,26 @@ struct connection {
   int fd = -1;
   role kind = role::idle;
   state st = state::closed;
-  std::uint32_t index = 0;        ///< receiver, sender or idle index within its role
-  int last_code = 0;              ///< last reply code (sign-in failures are reported by code)
+  std::uint32_t index = 0;  ///< receiver, sender or idle index within its role
+  int last_code = 0;        ///< last reply code (sign-in failures are reported by code)
   std::int64_t opened_ns = 0;
   std::int64_t ready_ns = 0;
-  std::string carry;              ///< an incomplete inbound frame
-  std::string out;                ///< outbound bytes not yet accepted by the kernel
+  std::string carry;  ///< an incomplete inbound frame
+  std::string out;    ///< outbound bytes not yet accepted by the kernel
   std::size_t out_off = 0;
-  bool want_out = false;          ///< EPOLLOUT armed
+  bool want_out = false;  ///< EPOLLOUT armed
   // Senders.
   std::uint32_t next_seq = 0;
-  std::uint32_t inflight = 0;     ///< sent, no reply yet
+  std::uint32_t inflight = 0;  ///< sent, no reply yet
 };
 
 /// Per-run delivery accounting for the fan-out receivers.
 struct delivery_stats {
-  std::uint64_t delivered = 0;   ///< distinct (receiver, message) pairs
+  std::uint64_t delivered = 0;  ///< distinct (receiver, message) pairs
   std::uint64_t duplicated = 0;
-  std::uint64_t reordered = 0;   ///< a sequence number below one already seen from that sender
-  std::uint64_t foreign = 0;     ///< benchmark payloads of another run (history pushes)
-  std::uint64_t unexpected = 0;  ///< frames a receiver did not expect
+  std::uint64_t reordered = 0;      ///< a sequence number below one already seen from that sender
+  std::uint64_t foreign = 0;        ///< benchmark payloads of another run (history pushes)
+  std::uint64_t unexpected = 0;     ///< frames a receiver did not expect
   std::uint64_t sender_pushes = 0;  ///< jimd also pushes each message to the other senders
   std::uint64_t replies_ok = 0;
   std::uint64_t replies_error = 0;
@@ -83,7 +82,7 @@ struct delivery_stats {
 };
 
 class engine {
-public:
+ public:
   explicit engine(engine_config cfg);
   ~engine();
   engine(engine const&) = delete;
@@ -109,7 +108,7 @@ public:
   /// Called when a connection becomes ready, fails, or is closed by the server.
   std::function<void(connection&)> on_state;
 
-private:
+ private:
   void handle(connection& c, std::uint32_t events);
   void on_connected(connection& c);
   void on_readable(connection& c);
@@ -132,7 +131,7 @@ private:
   std::vector<std::uint64_t> seen_;      ///< receivers x senders x per_sender bits
   std::vector<std::uint32_t> next_seq_;  ///< receivers x senders: highest seq seen + 1
   delivery_stats stats_;
-  std::string redis_prefix_;  ///< the fixed head of a RESP "message" push on our channel
+  std::string redis_prefix_;         ///< the fixed head of a RESP "message" push on our channel
   std::string msg_head_, msg_tail_;  ///< a sender's frame around the payload
 };
 

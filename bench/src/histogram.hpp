@@ -11,7 +11,7 @@
 namespace jim::bench {
 
 class histogram {
-public:
+ public:
   void record(std::int64_t v) {
     const std::uint64_t u = v < 0 ? 0 : static_cast<std::uint64_t>(v);
     ++counts_[index(u)];
@@ -41,7 +41,7 @@ public:
     return max_;
   }
 
-private:
+ private:
   static constexpr unsigned sub_bits = 6;
   static constexpr std::uint64_t linear = 2u << sub_bits;  // 128: exact values below this
 

@@ -7,12 +7,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <netinet/in.h>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-
-#include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -67,8 +66,8 @@ long long integer(std::string_view name, char const* v, long long lo, long long 
   errno = 0;
   const long long x = std::strtoll(v, &end, 10);
   if (errno || !end || *end || end == v || x < lo || x > hi)
-    die("bad value '" + std::string(v) + "' for " + std::string(name) + " (" + std::to_string(lo) + ".." +
-        std::to_string(hi) + ")");
+    die("bad value '" + std::string(v) + "' for " + std::string(name) + " (" + std::to_string(lo) +
+        ".." + std::to_string(hi) + ")");
   return x;
 }
 
@@ -81,7 +80,8 @@ double real(std::string_view name, char const* v, double lo, double hi) {
 }
 
 /// Only the loopback addresses: this tool generates enough traffic to hurt a real network.
-std::optional<std::pair<sockaddr_storage, socklen_t>> loopback(std::string const& address, int port) {
+std::optional<std::pair<sockaddr_storage, socklen_t>> loopback(std::string const& address,
+                                                               int port) {
   sockaddr_storage ss{};
   std::string a = address == "localhost" ? "127.0.0.1" : address;
   if (!a.empty() && a.front() == '[' && a.back() == ']') a = a.substr(1, a.size() - 2);
@@ -158,33 +158,59 @@ int main(int argc, char** argv) {
     }
     if (i + 1 >= argc) die("option " + std::string(k) + " needs a value");
     char const* v = argv[++i];
-    if (k == "-a" || k == "--address") o.address = v;
-    else if (k == "-p" || k == "--port") o.port = static_cast<int>(integer(k, v, 1, 65535));
+    if (k == "-a" || k == "--address")
+      o.address = v;
+    else if (k == "-p" || k == "--port")
+      o.port = static_cast<int>(integer(k, v, 1, 65535));
     else if (k == "--proto") {
-      if (std::string_view(v) == "jim") o.protocol = proto::jim;
-      else if (std::string_view(v) == "redis") o.protocol = proto::redis;
-      else die("--proto is jim or redis");
-    }
-    else if (k == "--server-pid") o.server_pid = static_cast<int>(integer(k, v, 1, 1 << 30));
-    else if (k == "--label") o.label = v;
-    else if (k == "-R") o.receivers = static_cast<std::uint32_t>(integer(k, v, 1, 100000));
-    else if (k == "-S") o.senders = static_cast<std::uint32_t>(integer(k, v, 1, 10000));
-    else if (k == "-M") o.messages = static_cast<std::uint32_t>(integer(k, v, 1, 100'000'000));
-    else if (k == "-P") o.payload = static_cast<std::uint32_t>(integer(k, v, static_cast<long long>(payload_header), 1 << 20));
-    else if (k == "--rate") { o.rate = real(k, v, 0, 1e7); rate_given = true; }
-    else if (k == "--window") o.window = static_cast<std::uint32_t>(integer(k, v, 1, 100000));
-    else if (k == "--max-time") o.max_time = real(k, v, 0.1, 600);
-    else if (k == "--drain") o.drain = real(k, v, 0, 60);
-    else if (k == "--pause") o.pause = real(k, v, 0, 600);
-    else if (k == "--channel") o.channel = v;
-    else if (k == "-C") o.connections = static_cast<std::uint32_t>(integer(k, v, 1, 1'000'000));
-    else if (k == "--settle") o.settle = real(k, v, 0, 60);
-    else if (k == "-N") o.storm_users = static_cast<std::uint32_t>(integer(k, v, 1, 100000));
-    else if (k == "--before") o.before = real(k, v, 0.5, 300);
-    else if (k == "--after") o.after = real(k, v, 0, 300);
-    else if (k == "--concurrency") o.concurrency = static_cast<std::uint32_t>(integer(k, v, 1, 100000));
-    else if (k == "--setup-timeout") o.setup_timeout = real(k, v, 1, 600);
-    else die("unknown option " + std::string(k));
+      if (std::string_view(v) == "jim")
+        o.protocol = proto::jim;
+      else if (std::string_view(v) == "redis")
+        o.protocol = proto::redis;
+      else
+        die("--proto is jim or redis");
+    } else if (k == "--server-pid")
+      o.server_pid = static_cast<int>(integer(k, v, 1, 1 << 30));
+    else if (k == "--label")
+      o.label = v;
+    else if (k == "-R")
+      o.receivers = static_cast<std::uint32_t>(integer(k, v, 1, 100000));
+    else if (k == "-S")
+      o.senders = static_cast<std::uint32_t>(integer(k, v, 1, 10000));
+    else if (k == "-M")
+      o.messages = static_cast<std::uint32_t>(integer(k, v, 1, 100'000'000));
+    else if (k == "-P")
+      o.payload = static_cast<std::uint32_t>(
+          integer(k, v, static_cast<long long>(payload_header), 1 << 20));
+    else if (k == "--rate") {
+      o.rate = real(k, v, 0, 1e7);
+      rate_given = true;
+    } else if (k == "--window")
+      o.window = static_cast<std::uint32_t>(integer(k, v, 1, 100000));
+    else if (k == "--max-time")
+      o.max_time = real(k, v, 0.1, 600);
+    else if (k == "--drain")
+      o.drain = real(k, v, 0, 60);
+    else if (k == "--pause")
+      o.pause = real(k, v, 0, 600);
+    else if (k == "--channel")
+      o.channel = v;
+    else if (k == "-C")
+      o.connections = static_cast<std::uint32_t>(integer(k, v, 1, 1'000'000));
+    else if (k == "--settle")
+      o.settle = real(k, v, 0, 60);
+    else if (k == "-N")
+      o.storm_users = static_cast<std::uint32_t>(integer(k, v, 1, 100000));
+    else if (k == "--before")
+      o.before = real(k, v, 0.5, 300);
+    else if (k == "--after")
+      o.after = real(k, v, 0, 300);
+    else if (k == "--concurrency")
+      o.concurrency = static_cast<std::uint32_t>(integer(k, v, 1, 100000));
+    else if (k == "--setup-timeout")
+      o.setup_timeout = real(k, v, 1, 600);
+    else
+      die("unknown option " + std::string(k));
   }
   if (!o.port) die("missing -p PORT");
   if (o.scenario == "storm" && !rate_given) o.rate = 200;
@@ -198,12 +224,14 @@ int main(int argc, char** argv) {
   auto target = loopback(o.address, o.port);
   if (!target) die("refusing target '" + o.address + "': only 127.0.0.1 and ::1 are allowed");
 
-  const std::size_t needed = o.scenario == "connect" ? o.connections
-                             : o.receivers + o.senders + (o.scenario == "storm" ? o.storm_users : 0);
+  const std::size_t needed =
+      o.scenario == "connect"
+          ? o.connections
+          : o.receivers + o.senders + (o.scenario == "storm" ? o.storm_users : 0);
   const rlim_t limit = raise_fd_limit();
   if (needed + 16 > limit)
-    die("needs " + std::to_string(needed + 16) + " file descriptors, the limit is " + std::to_string(limit) +
-        " (raise it with ulimit -n)");
+    die("needs " + std::to_string(needed + 16) + " file descriptors, the limit is " +
+        std::to_string(limit) + " (raise it with ulimit -n)");
   std::signal(SIGPIPE, SIG_IGN);
 
   engine_config base;
@@ -213,9 +241,12 @@ int main(int argc, char** argv) {
 
   result res;
   try {
-    if (o.scenario == "fanout") res = run_fanout(o, base);
-    else if (o.scenario == "connect") res = run_connect(o, base);
-    else res = run_storm(o, base);
+    if (o.scenario == "fanout")
+      res = run_fanout(o, base);
+    else if (o.scenario == "connect")
+      res = run_connect(o, base);
+    else
+      res = run_storm(o, base);
   } catch (std::exception const& e) {
     std::fprintf(stderr, "jim-bench: %s\n", e.what());
     return 1;

@@ -68,10 +68,14 @@ std::string quote(std::string_view s) {
 std::string si(double v) {
   char buf[32];
   const double a = std::fabs(v);
-  if (a >= 1e9) std::snprintf(buf, sizeof buf, "%.3gG", v / 1e9);
-  else if (a >= 1e6) std::snprintf(buf, sizeof buf, "%.3gM", v / 1e6);
-  else if (a >= 1e3) std::snprintf(buf, sizeof buf, "%.3gk", v / 1e3);
-  else std::snprintf(buf, sizeof buf, "%.3g", v);
+  if (a >= 1e9)
+    std::snprintf(buf, sizeof buf, "%.3gG", v / 1e9);
+  else if (a >= 1e6)
+    std::snprintf(buf, sizeof buf, "%.3gM", v / 1e6);
+  else if (a >= 1e3)
+    std::snprintf(buf, sizeof buf, "%.3gk", v / 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%.3g", v);
   return buf;
 }
 

@@ -10,7 +10,7 @@
 namespace jim::bench {
 
 class record {
-public:
+ public:
   record& str(std::string_view key, std::string_view value);
   record& num(std::string_view key, double value, int decimals = 3);
   record& integer(std::string_view key, std::int64_t value);
@@ -19,7 +19,7 @@ public:
   record& raw(std::string_view key, std::string_view json);
   std::string json() const { return "{" + body_ + "}"; }
 
-private:
+ private:
   void key(std::string_view k);
   std::string body_;
 };

@@ -6,10 +6,9 @@
 #include <cmath>
 #include <cstdio>
 #include <deque>
+#include <sys/resource.h>
 #include <utility>
 #include <vector>
-
-#include <sys/resource.h>
 
 namespace jim::bench {
 
@@ -18,17 +17,25 @@ namespace {
 constexpr std::uint32_t rate_inflight_cap = 1000;  ///< rate mode: per sender, then it falls behind
 constexpr double stuck_after_s = 10;               ///< replies never came: give up
 
-double seconds(std::int64_t ns) { return static_cast<double>(ns) / 1e9; }
-std::int64_t nanos(double s) { return static_cast<std::int64_t>(s * 1e9); }
+double seconds(std::int64_t ns) {
+  return static_cast<double>(ns) / 1e9;
+}
+std::int64_t nanos(double s) {
+  return static_cast<std::int64_t>(s * 1e9);
+}
 
 std::int64_t self_cpu_ns() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  auto tv = [](timeval t) { return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_usec * 1000; };
+  auto tv = [](timeval t) {
+    return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_usec * 1000;
+  };
   return tv(ru.ru_utime) + tv(ru.ru_stime);
 }
 
-char const* proto_name(proto p) { return p == proto::jim ? "jim" : "redis"; }
+char const* proto_name(proto p) {
+  return p == proto::jim ? "jim" : "redis";
+}
 
 std::string latency_json(histogram const& h) {
   record r;
@@ -41,7 +48,8 @@ std::string latency_json(histogram const& h) {
 
 std::string latency_text(histogram const& h) {
   char buf[128];
-  std::snprintf(buf, sizeof buf, "p50 %.2f ms p99 %.2f ms max %.2f ms", static_cast<double>(h.quantile(0.5)) / 1e6,
+  std::snprintf(buf, sizeof buf, "p50 %.2f ms p99 %.2f ms max %.2f ms",
+                static_cast<double>(h.quantile(0.5)) / 1e6,
                 static_cast<double>(h.quantile(0.99)) / 1e6, static_cast<double>(h.max()) / 1e6);
   return buf;
 }
@@ -56,8 +64,9 @@ result failure(options const& o, std::string const& why) {
 
 /// Opens queued connections with at most `concurrency` of them connecting or signing in.
 class opener {
-public:
-  opener(engine& e, std::uint32_t concurrency) : eng_(e), concurrency_(std::max<std::uint32_t>(1, concurrency)) {}
+ public:
+  opener(engine& e, std::uint32_t concurrency)
+      : eng_(e), concurrency_(std::max<std::uint32_t>(1, concurrency)) {}
   void add(role r, std::uint32_t n) {
     for (std::uint32_t i = 0; i < n; ++i) todo_.emplace_back(r, i);
   }
@@ -66,8 +75,10 @@ public:
     if (c.st != state::ready && c.st != state::failed) return;
     if (pending_) --pending_;
     ++resolved_;
-    if (c.st == state::ready) ready_ns.push_back(c.ready_ns);
-    else last_failure = c.last_code;
+    if (c.st == state::ready)
+      ready_ns.push_back(c.ready_ns);
+    else
+      last_failure = c.last_code;
   }
   /// Opens as many as the concurrency allows (never from inside a hook: no recursion).
   void pump() {
@@ -81,7 +92,7 @@ public:
   std::vector<std::int64_t> ready_ns;
   int last_failure = 0;
 
-private:
+ private:
   engine& eng_;
   std::uint32_t concurrency_;
   std::vector<std::pair<role, std::uint32_t>> todo_;
@@ -117,8 +128,8 @@ struct drive_outcome {
   std::int64_t t0 = 0;        ///< first send
   std::int64_t send_end = 0;  ///< sending stopped
   std::uint64_t sent = 0;
-  bool by_time = false;       ///< --max-time stopped the senders before M
-  bool cut_short = false;     ///< stopped waiting for deliveries (drain or stuck)
+  bool by_time = false;    ///< --max-time stopped the senders before M
+  bool cut_short = false;  ///< stopped waiting for deliveries (drain or stuck)
 };
 
 /// Sends the fan-out load and waits for the deliveries. `tick(now)` runs every loop and returns
@@ -163,7 +174,8 @@ drive_outcome drive(engine& eng, options const& o, std::vector<std::size_t> cons
           while (total < due && idle_turns < senders.size()) {
             const std::size_t i = rr++ % senders.size();
             connection const& c = conns[senders[i]];
-            if (c.st != state::ready || c.next_seq + batch[i] >= quota(o, static_cast<std::uint32_t>(i)) ||
+            if (c.st != state::ready ||
+                c.next_seq + batch[i] >= quota(o, static_cast<std::uint32_t>(i)) ||
                 c.inflight + batch[i] >= rate_inflight_cap) {
               ++idle_turns;
               continue;
@@ -195,7 +207,8 @@ drive_outcome drive(engine& eng, options const& o, std::vector<std::size_t> cons
         last_progress = now;
       }
       const std::int64_t quiet_since = std::max(last_progress, d.send_end);
-      if ((all_replied && now - quiet_since > nanos(o.drain)) || now - d.send_end > nanos(o.drain + stuck_after_s)) {
+      if ((all_replied && now - quiet_since > nanos(o.drain)) ||
+          now - d.send_end > nanos(o.drain + stuck_after_s)) {
         d.cut_short = true;
         break;
       }
@@ -217,7 +230,8 @@ engine_config fanout_config(options const& o, engine_config cfg, std::size_t ext
 
 /// Fields shared by the fan-out and the storm: deliveries, losses, server cost.
 void delivery_fields(record& r, engine& eng, drive_outcome const& d, std::uint32_t receivers,
-                     proc_sample const& s0, proc_sample const& s1, std::int64_t self0, std::int64_t self1) {
+                     proc_sample const& s0, proc_sample const& s1, std::int64_t self0,
+                     std::int64_t self1) {
   auto const& st = eng.stats();
   const std::uint64_t expected = d.sent * receivers;
   const double wall = st.last_ns > d.t0 ? seconds(st.last_ns - d.t0) : 0;
@@ -236,7 +250,8 @@ void delivery_fields(record& r, engine& eng, drive_outcome const& d, std::uint32
   if (s0.ok && s1.ok) {
     const double cpu = static_cast<double>(s1.cpu_ns - s0.cpu_ns);
     r.num("server_cpu_s", cpu / 1e9)
-        .num("server_cpu_ns_per_delivery", st.delivered ? cpu / static_cast<double>(st.delivered) : 0, 1)
+        .num("server_cpu_ns_per_delivery",
+             st.delivered ? cpu / static_cast<double>(st.delivered) : 0, 1)
         .integer("server_rss_kib", s1.rss_kib)
         .integer("server_rss_peak_kib", s1.hwm_kib);
   }
@@ -244,18 +259,20 @@ void delivery_fields(record& r, engine& eng, drive_outcome const& d, std::uint32
   r.num("bench_cpu_pct", elapsed > 0 ? 100.0 * seconds(self1 - self0) / elapsed : 0, 1);
 }
 
-std::string delivery_text(engine& eng, drive_outcome const& d, std::uint32_t receivers, proc_sample const& s0,
-                          proc_sample const& s1, std::int64_t self0, std::int64_t self1) {
+std::string delivery_text(engine& eng, drive_outcome const& d, std::uint32_t receivers,
+                          proc_sample const& s0, proc_sample const& s1, std::int64_t self0,
+                          std::int64_t self1) {
   auto const& st = eng.stats();
   const std::uint64_t expected = d.sent * receivers;
   const double wall = st.last_ns > d.t0 ? seconds(st.last_ns - d.t0) : 0;
   char buf[512];
-  std::snprintf(buf, sizeof buf, "%s deliveries/s (%s in %.2f s), lost %llu dup %llu reordered %llu dropped %zu",
+  std::snprintf(buf, sizeof buf,
+                "%s deliveries/s (%s in %.2f s), lost %llu dup %llu reordered %llu dropped %zu",
                 si(wall > 0 ? static_cast<double>(st.delivered) / wall : 0).c_str(),
                 si(static_cast<double>(st.delivered)).c_str(), wall,
                 static_cast<unsigned long long>(expected - std::min(expected, st.delivered)),
-                static_cast<unsigned long long>(st.duplicated), static_cast<unsigned long long>(st.reordered),
-                eng.dropped_receivers);
+                static_cast<unsigned long long>(st.duplicated),
+                static_cast<unsigned long long>(st.reordered), eng.dropped_receivers);
   std::string out = buf;
   if (s0.ok && s1.ok && st.delivered) {
     std::snprintf(buf, sizeof buf, ", server %.0f ns/delivery RSS %.1f MiB",
@@ -264,7 +281,8 @@ std::string delivery_text(engine& eng, drive_outcome const& d, std::uint32_t rec
     out += buf;
   }
   const double elapsed = seconds(now_ns() - d.t0);
-  std::snprintf(buf, sizeof buf, ", bench CPU %.0f%%", elapsed > 0 ? 100.0 * seconds(self1 - self0) / elapsed : 0);
+  std::snprintf(buf, sizeof buf, ", bench CPU %.0f%%",
+                elapsed > 0 ? 100.0 * seconds(self1 - self0) / elapsed : 0);
   return out + buf;
 }
 
@@ -273,7 +291,8 @@ std::vector<std::size_t> ids_of(engine& eng, role r) {
   auto& conns = eng.connections();
   for (std::size_t i = 0; i < conns.size(); ++i)
     if (conns[i].kind == r) out.push_back(i);
-  std::sort(out.begin(), out.end(), [&](std::size_t a, std::size_t b) { return conns[a].index < conns[b].index; });
+  std::sort(out.begin(), out.end(),
+            [&](std::size_t a, std::size_t b) { return conns[a].index < conns[b].index; });
   return out;
 }
 
@@ -293,7 +312,8 @@ result run_fanout(options const& o, engine_config base) {
   for (std::int64_t until = now_ns() + nanos(0.2); now_ns() < until;) eng.poll(10);
   eng.on_state = nullptr;
   if (o.pause > 0) {
-    std::fprintf(stderr, "jim-bench: %zu connections ready; sending in %.1f s\n", eng.ready, o.pause);
+    std::fprintf(stderr, "jim-bench: %zu connections ready; sending in %.1f s\n", eng.ready,
+                 o.pause);
     for (std::int64_t until = now_ns() + nanos(o.pause); now_ns() < until;) eng.poll(10);
   }
 
@@ -307,21 +327,26 @@ result run_fanout(options const& o, engine_config base) {
   record r;
   r.str("scenario", "fanout").str("proto", proto_name(o.protocol));
   if (!o.label.empty()) r.str("label", o.label);
-  r.integer("receivers", o.receivers).integer("senders", o.senders).integer("messages", o.messages)
-      .integer("payload", o.payload).str("mode", o.rate > 0 ? "rate" : "window");
-  if (o.rate > 0) r.num("rate", o.rate, 1);
-  else r.integer("window", o.window);
+  r.integer("receivers", o.receivers)
+      .integer("senders", o.senders)
+      .integer("messages", o.messages)
+      .integer("payload", o.payload)
+      .str("mode", o.rate > 0 ? "rate" : "window");
+  if (o.rate > 0)
+    r.num("rate", o.rate, 1);
+  else
+    r.integer("window", o.window);
   r.num("setup_s", setup_s);
   delivery_fields(r, eng, d, o.receivers, s0, s1, self0, self1);
   r.raw("latency_ms", latency_json(eng.stats().latency[0]));
   r.str("stopped_by", d.by_time ? "time" : "count").boolean("cut_short", d.cut_short);
 
   char head[256];
-  std::snprintf(head, sizeof head, "fanout %s R=%u S=%u M=%u P=%u %s%s: ", proto_name(o.protocol), o.receivers,
-                o.senders, o.messages, o.payload, o.rate > 0 ? "rate=" : "window=",
+  std::snprintf(head, sizeof head, "fanout %s R=%u S=%u M=%u P=%u %s%s: ", proto_name(o.protocol),
+                o.receivers, o.senders, o.messages, o.payload, o.rate > 0 ? "rate=" : "window=",
                 o.rate > 0 ? si(o.rate).c_str() : std::to_string(o.window).c_str());
-  std::string human = head + delivery_text(eng, d, o.receivers, s0, s1, self0, self1) + "; latency " +
-                      latency_text(eng.stats().latency[0]);
+  std::string human = head + delivery_text(eng, d, o.receivers, s0, s1, self0, self1) +
+                      "; latency " + latency_text(eng.stats().latency[0]);
   if (d.by_time) human += " [stopped by --max-time]";
   return {r.json(), human, 0};
 }
@@ -373,23 +398,29 @@ result run_connect(options const& o, engine_config base) {
     const double growth = static_cast<double>(s1.rss_kib - s0.rss_kib) * 1024;
     r.integer("server_rss_before_kib", s0.rss_kib)
         .integer("server_rss_after_kib", s1.rss_kib)
-        .num("server_rss_per_conn_bytes", still_open ? growth / static_cast<double>(still_open) : 0, 0)
-        .num("server_cpu_us_per_signin",
-             n ? static_cast<double>(s_signed.cpu_ns - s0.cpu_ns) / 1e3 / static_cast<double>(n) : 0, 1);
+        .num("server_rss_per_conn_bytes", still_open ? growth / static_cast<double>(still_open) : 0,
+             0)
+        .num(
+            "server_cpu_us_per_signin",
+            n ? static_cast<double>(s_signed.cpu_ns - s0.cpu_ns) / 1e3 / static_cast<double>(n) : 0,
+            1);
   }
   r.num("bench_cpu_pct", 100.0 * seconds(self1 - self0) / std::max(1e-9, seconds(t1 - t0)), 1);
   if (!ok) r.str("error", err);
 
   char buf[512];
   std::snprintf(buf, sizeof buf,
-                "connect jim C=%u: %zu signed in (%zu failed) in %.2f s: %s sign-ins/s (first 10%% %s/s, last 10%% %s/s)",
-                o.connections, n, eng.failed, wall, si(wall > 0 ? static_cast<double>(n) / wall : 0).c_str(),
-                si(first).c_str(), si(last).c_str());
+                "connect jim C=%u: %zu signed in (%zu failed) in %.2f s: %s sign-ins/s (first 10%% "
+                "%s/s, last 10%% %s/s)",
+                o.connections, n, eng.failed, wall,
+                si(wall > 0 ? static_cast<double>(n) / wall : 0).c_str(), si(first).c_str(),
+                si(last).c_str());
   std::string human = buf;
   if (s0.ok && s1.ok && still_open) {
-    std::snprintf(buf, sizeof buf, ", server RSS +%.0f bytes/connection (%.1f -> %.1f MiB)",
-                  static_cast<double>(s1.rss_kib - s0.rss_kib) * 1024 / static_cast<double>(still_open),
-                  static_cast<double>(s0.rss_kib) / 1024, static_cast<double>(s1.rss_kib) / 1024);
+    std::snprintf(
+        buf, sizeof buf, ", server RSS +%.0f bytes/connection (%.1f -> %.1f MiB)",
+        static_cast<double>(s1.rss_kib - s0.rss_kib) * 1024 / static_cast<double>(still_open),
+        static_cast<double>(s0.rss_kib) / 1024, static_cast<double>(s1.rss_kib) / 1024);
     human += buf;
   }
   if (!ok) human += "; " + err;
@@ -449,7 +480,8 @@ result run_storm(options const& o, engine_config base) {
   const std::int64_t self1 = self_cpu_ns();
 
   const bool finished = storm_end != 0;
-  const double storm_s = storm_start && storm_last_ready ? seconds(storm_last_ready - storm_start) : 0;
+  const double storm_s =
+      storm_start && storm_last_ready ? seconds(storm_last_ready - storm_start) : 0;
   auto const& before = st.latency[0];
   auto const& during = st.latency[1];
   const double p99_before = static_cast<double>(before.quantile(0.99));
@@ -459,9 +491,14 @@ result run_storm(options const& o, engine_config base) {
   record r;
   r.str("scenario", "storm").str("proto", "jim");
   if (!o.label.empty()) r.str("label", o.label);
-  r.integer("receivers", o.receivers).integer("senders", o.senders).num("rate", o.rate, 1)
-      .integer("payload", o.payload).integer("storm_users", o.storm_users).num("setup_s", setup_s)
-      .num("before_s", o.before).num("storm_s", storm_s)
+  r.integer("receivers", o.receivers)
+      .integer("senders", o.senders)
+      .num("rate", o.rate, 1)
+      .integer("payload", o.payload)
+      .integer("storm_users", o.storm_users)
+      .num("setup_s", setup_s)
+      .num("before_s", o.before)
+      .num("storm_s", storm_s)
       .integer("storm_signed_in", static_cast<std::int64_t>(storm_ready))
       .integer("storm_failed", static_cast<std::int64_t>(storm_resolved - storm_ready))
       .num("storm_signins_per_s", storm_s > 0 ? static_cast<double>(storm_ready) / storm_s : 0, 1)
@@ -475,12 +512,14 @@ result run_storm(options const& o, engine_config base) {
 
   char buf[512];
   std::snprintf(buf, sizeof buf,
-                "storm jim R=%u S=%u rate=%s N=%u: %zu signed in within %.2f s (%s/s); chat latency before: %s; "
+                "storm jim R=%u S=%u rate=%s N=%u: %zu signed in within %.2f s (%s/s); chat "
+                "latency before: %s; "
                 "during: %s; p99 x%.2f",
                 o.receivers, o.senders, si(o.rate).c_str(), o.storm_users, storm_ready, storm_s,
-                si(storm_s > 0 ? static_cast<double>(storm_ready) / storm_s : 0).c_str(), latency_text(before).c_str(),
-                latency_text(during).c_str(), ratio);
-  std::string human = std::string(buf) + "; " + delivery_text(eng, d, o.receivers, s0, s1, self0, self1);
+                si(storm_s > 0 ? static_cast<double>(storm_ready) / storm_s : 0).c_str(),
+                latency_text(before).c_str(), latency_text(during).c_str(), ratio);
+  std::string human =
+      std::string(buf) + "; " + delivery_text(eng, d, o.receivers, s0, s1, self0, self1);
   if (!finished) human += " [storm did not finish within --max-time]";
   return {r.json(), human, finished ? 0 : 1};
 }

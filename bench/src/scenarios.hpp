@@ -26,7 +26,7 @@ struct options {
   std::uint32_t window = 8;        ///< window mode: messages in flight per sender
   double max_time = 30;            ///< seconds of sending at most
   double drain = 2;                ///< seconds to wait for stragglers after the last reply
-  double pause = 0;                ///< fanout: idle seconds between set-up and sending (attach a profiler)
+  double pause = 0;  ///< fanout: idle seconds between set-up and sending (attach a profiler)
   // set-up (all scenarios)
   std::uint32_t concurrency = 200;  ///< sign-ins in progress at once while setting up
   double setup_timeout = 120;       ///< seconds to connect and sign everyone in

@@ -25,7 +25,7 @@ struct invalid {
 
 /// Reads the fields of one JSON object, naming the field path in every error.
 class fields {
-public:
+ public:
   fields(json::object const& obj, std::string prefix) : obj_(obj), prefix_(std::move(prefix)) {}
 
   json::value const* find(std::string_view key) const {
@@ -74,7 +74,7 @@ public:
   }
   std::string name(std::string_view key) const { return "\"" + prefix_ + std::string(key) + "\""; }
 
-private:
+ private:
   json::object const& obj_;
   std::string prefix_;
 };
@@ -92,7 +92,8 @@ std::optional<std::string> opt_account(fields const& f, std::string_view key) {
 std::string room(fields const& f, std::string_view key, std::string const& value) {
   auto bare = strip_hash(value);
   if (!valid_room_name(bare))
-    fail(f.name(key) + " is not a valid room name (1-32 characters of A-Z a-z 0-9 _ -, optional leading #)");
+    fail(f.name(key) +
+         " is not a valid room name (1-32 characters of A-Z a-z 0-9 _ -, optional leading #)");
   return std::string(bare);
 }
 std::optional<std::string> opt_room(fields const& f, std::string_view key) {
@@ -109,8 +110,8 @@ std::string password(fields const& f, std::string_view key) {
 
 /// Characters (code points) of a UTF-8 string: the bytes that do not continue a sequence.
 std::size_t utf8_length(std::string_view s) noexcept {
-  return static_cast<std::size_t>(
-      std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+  return static_cast<std::size_t>(std::count_if(
+      s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
 }
 
 json::value read_tag(json::object const& frame) {
@@ -128,7 +129,8 @@ request_body decode_body(std::string_view action, fields const& f, limits const&
     if (auto user = f.opt_object("user")) {
       r.account_name = opt_account(*user, "account_name");
       r.status = user->opt_string("status");
-      if (r.status && r.status->size() > max_status) fail("\"user.status\" is longer than 128 bytes");
+      if (r.status && r.status->size() > max_status)
+        fail("\"user.status\" is longer than 128 bytes");
     }
     return r;
   }
@@ -146,7 +148,8 @@ request_body decode_body(std::string_view action, fields const& f, limits const&
     r.message = f.string("message");
     if (r.message.empty()) fail("\"message\" must not be empty");
     if (r.message.size() > lim.max_message)
-      fail("\"message\" is longer than " + std::to_string(lim.max_message) + " bytes", code::too_large);
+      fail("\"message\" is longer than " + std::to_string(lim.max_message) + " bytes",
+           code::too_large);
     if (auto to = f.opt_string("to")) {
       if (!to->empty() && to->front() == '#')
         r.to = target{room(f, "to", *to), true};
@@ -158,11 +161,13 @@ request_body decode_body(std::string_view action, fields const& f, limits const&
   if (action == "create") return create_req{room(f, "room", f.string("room"))};
   if (action == "join") {
     join_req r{room(f, "room", f.string("room")), f.opt_string("password")};
-    if (r.password && r.password->size() > max_password) fail("\"password\" is longer than 1024 bytes");
+    if (r.password && r.password->size() > max_password)
+      fail("\"password\" is longer than 1024 bytes");
     return r;
   }
   if (action == "exit" || action == "leave") return exit_req{};
-  if (action == "invite") return invite_req{opt_room(f, "room"), account(f, "user", f.string("user"))};
+  if (action == "invite")
+    return invite_req{opt_room(f, "room"), account(f, "user", f.string("user"))};
   if (action == "history") {
     history_req r;
     r.room = opt_room(f, "room");
@@ -229,8 +234,8 @@ std::string encode_reply(code c, json::value const& tag, std::string_view text, 
 }
 
 json::object msg_object(chat_message const& m) {
-  return json::object{{"action", "msg"}, {"id", m.id},   {"time", m.time},
-                      {"from", m.from},  {"to", m.to},   {"message", m.message}};
+  return json::object{{"action", "msg"}, {"id", m.id}, {"time", m.time},
+                      {"from", m.from},  {"to", m.to}, {"message", m.message}};
 }
 
 std::string encode_msg(chat_message const& m, bool history) {
@@ -240,14 +245,17 @@ std::string encode_msg(chat_message const& m, bool history) {
 }
 
 std::string encode_event(std::string_view event, std::string_view room, std::string_view user) {
-  return to_line(json::object{{"action", "event"}, {"event", event}, {"room", room}, {"user", user}});
+  return to_line(
+      json::object{{"action", "event"}, {"event", event}, {"room", room}, {"user", user}});
 }
 
 std::string encode_invite(std::string_view from, std::string_view room) {
   return to_line(json::object{{"action", "invite"}, {"from", from}, {"room", room}});
 }
 
-std::string encode_probe() { return to_line(json::object{{"action", "probe"}, {"time", unix_now()}}); }
+std::string encode_probe() {
+  return to_line(json::object{{"action", "probe"}, {"time", unix_now()}});
+}
 
 std::string encode_notice(std::string_view text) {
   return to_line(json::object{{"action", "notice"}, {"time", unix_now()}, {"text", text}});

@@ -13,7 +13,9 @@ json::parse_options make_options(std::size_t max_depth) {
   return opts;
 }
 
-constexpr bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+constexpr bool is_space(char c) noexcept {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
 }  // namespace
 
 framer::framer(std::size_t max_frame, std::size_t max_depth)
@@ -44,7 +46,9 @@ frame_status framer::next(json::value& out, std::string& error) {
       pending_.remove_prefix(static_cast<std::size_t>(start - pending_.begin()));
       if (pending_.empty()) break;
       in_frame_ = true;
-      if (!parser_) parser_ = std::make_unique<json::stream_parser>(json::storage_ptr(), make_options(max_depth_));
+      if (!parser_)
+        parser_ =
+            std::make_unique<json::stream_parser>(json::storage_ptr(), make_options(max_depth_));
     }
 
     // An object never spans lines: parse at most up to the next '\n'.

@@ -6,20 +6,34 @@ namespace jim::proto {
 
 std::string_view reason(code c) noexcept {
   switch (c) {
-    case code::prompt: return "continue";
-    case code::ok: return "ok";
-    case code::created: return "created";
-    case code::accepted: return "accepted";
-    case code::bad_request: return "bad request";
-    case code::unauthorized: return "not signed in";
-    case code::wrong_password: return "wrong password";
-    case code::forbidden: return "forbidden";
-    case code::not_found: return "not found";
-    case code::conflict: return "conflict";
-    case code::too_large: return "too large";
-    case code::rate_limited: return "rate limited";
-    case code::internal_error: return "internal error";
-    case code::unavailable: return "service unavailable";
+    case code::prompt:
+      return "continue";
+    case code::ok:
+      return "ok";
+    case code::created:
+      return "created";
+    case code::accepted:
+      return "accepted";
+    case code::bad_request:
+      return "bad request";
+    case code::unauthorized:
+      return "not signed in";
+    case code::wrong_password:
+      return "wrong password";
+    case code::forbidden:
+      return "forbidden";
+    case code::not_found:
+      return "not found";
+    case code::conflict:
+      return "conflict";
+    case code::too_large:
+      return "too large";
+    case code::rate_limited:
+      return "rate limited";
+    case code::internal_error:
+      return "internal error";
+    case code::unavailable:
+      return "service unavailable";
   }
   return "unknown";
 }

@@ -36,24 +36,25 @@ constexpr std::size_t ws_read_chunk = 4096;
 /// unfinished frame, as a newline does on TCP); each frame goes out as one text message
 /// without its newline.
 class ws_session final : public session {
-public:
+ public:
   ws_session(server_context& ctx, websocket::stream<beast::tcp_stream> ws, std::uint64_t id,
              std::string peer_name)
       : session(ctx, ws.get_executor(), id, std::move(peer_name)), ws_(std::move(ws)) {
     ws_.text(true);
     // Beast pings an idle peer; a pong (browsers answer by themselves) counts as activity,
     // so an open browser tab stays connected while a dead peer is closed at idle-timeout.
-    ws_.set_option(websocket::stream_base::timeout{request_timeout, ctx.cfg.idle_timeout / 2, true});
+    ws_.set_option(
+        websocket::stream_base::timeout{request_timeout, ctx.cfg.idle_timeout / 2, true});
     ws_.read_message_max(ctx.limits.max_frame * 2 + 1024);  // the framer enforces max-frame
     ws_.control_callback([this](websocket::frame_type, beast::string_view) { note_activity(); });
   }
 
-private:
+ private:
   awaitable<void> read_loop() override {
     std::vector<char> buf(ws_read_chunk);
     while (co_await ready_to_read()) {
-      auto [ec, n] = co_await ws_.async_read_some(asio::buffer(buf),
-                                                  asio::bind_cancellation_slot(read_cancel_.slot(), nothrow));
+      auto [ec, n] = co_await ws_.async_read_some(
+          asio::buffer(buf), asio::bind_cancellation_slot(read_cancel_.slot(), nothrow));
       if (ec) {
         if (ec != websocket::error::closed && ec != asio::error::operation_aborted)
           JIM_LOG(debug, "websocket read: {}", ec.message());
@@ -67,7 +68,8 @@ private:
 
   void cancel_read() override { read_cancel_.emit(asio::cancellation_type::terminal); }
 
-  std::size_t write_now(std::span<shared_frame const>, std::size_t, boost::system::error_code& ec) override {
+  std::size_t write_now(std::span<shared_frame const>, std::size_t,
+                        boost::system::error_code& ec) override {
     ec = asio::error::would_block;  // Beast writes asynchronously only
     return 0;
   }
@@ -116,7 +118,8 @@ std::string_view trim(std::string_view s) {
 
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
          });
 }
 
@@ -129,8 +132,8 @@ http::response<Body> make_response(http::status status, unsigned version, bool k
   return res;
 }
 
-http::response<http::string_body> text_response(http::status status, unsigned version, bool keep_alive,
-                                                std::string text) {
+http::response<http::string_body> text_response(http::status status, unsigned version,
+                                                bool keep_alive, std::string text) {
   auto res = make_response<http::string_body>(status, version, keep_alive);
   res.set(http::field::content_type, "text/plain; charset=utf-8");
   res.body() = std::move(text);
@@ -166,7 +169,8 @@ awaitable<void> serve(server_context& ctx, tcp::socket socket, std::uint64_t& ne
 
     if (websocket::is_upgrade(req)) {
       if (req.target() != "/chat") {
-        auto res = text_response(http::status::not_found, version, false, "WebSocket endpoint is /chat\n");
+        auto res =
+            text_response(http::status::not_found, version, false, "WebSocket endpoint is /chat\n");
         co_await http::async_write(stream, res, nothrow);
         co_return;
       }
@@ -198,7 +202,8 @@ awaitable<void> serve(server_context& ctx, tcp::socket socket, std::uint64_t& ne
     }
 
     if (req.method() != http::verb::get && req.method() != http::verb::head) {
-      auto res = text_response(http::status::method_not_allowed, version, keep, "GET or HEAD only\n");
+      auto res =
+          text_response(http::status::method_not_allowed, version, keep, "GET or HEAD only\n");
       res.set(http::field::allow, "GET, HEAD");
       co_await http::async_write(stream, res, nothrow);
     } else if (auto const* asset = find_asset(req.target())) {
@@ -243,7 +248,8 @@ bool origin_allowed(std::string_view origin, std::string_view host, std::string_
   return !origin_host.empty() && iequals(origin_host, trim(host));
 }
 
-awaitable<void> http_accept_loop(server_context& ctx, tcp::acceptor& acceptor, std::uint64_t& next_id) {
+awaitable<void> http_accept_loop(server_context& ctx, tcp::acceptor& acceptor,
+                                 std::uint64_t& next_id) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(nothrow);
     if (ec) {

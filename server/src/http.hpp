@@ -16,7 +16,8 @@ struct server_context;
 
 /// Accepts HTTP connections until the acceptor is closed. `next_id` numbers the sessions
 /// (shared with the TCP listener).
-boost::asio::awaitable<void> http_accept_loop(server_context& ctx, boost::asio::ip::tcp::acceptor& acceptor,
+boost::asio::awaitable<void> http_accept_loop(server_context& ctx,
+                                              boost::asio::ip::tcp::acceptor& acceptor,
                                               std::uint64_t& next_id);
 
 /// Whether a WebSocket upgrade from `origin` to `host` is allowed: no Origin header (not a

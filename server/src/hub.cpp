@@ -30,9 +30,13 @@ void echo(proto::chat_message const& m, bool is_private) {
     log->info("{} {} ({:02}:{:02}): {}", m.to, m.from, tm.tm_hour, tm.tm_min, m.message);
 }
 
-outcome fail(code c, std::string text) { return outcome{c, std::move(text), {}, {}}; }
+outcome fail(code c, std::string text) {
+  return outcome{c, std::move(text), {}, {}};
+}
 
-std::string no_room(std::string_view bare) { return "no such room #" + std::string(bare); }
+std::string no_room(std::string_view bare) {
+  return "no such room #" + std::string(bare);
+}
 
 }  // namespace
 
@@ -42,7 +46,9 @@ conversation_key make_conversation_key(std::string_view a, std::string_view b) {
   return {std::move(fa), std::move(fb)};
 }
 
-hub::hub(hub_limits lim) : lim_(lim) { general_ = &restore_room(std::string(proto::general_room)); }
+hub::hub(hub_limits lim) : lim_(lim) {
+  general_ = &restore_room(std::string(proto::general_room));
+}
 
 account* hub::find_account(std::string_view name) {
   auto it = accounts_.find(fold(name));
@@ -194,7 +200,8 @@ outcome hub::post(account& from, proto::msg_req const& req, steady::time_point n
     ++to_room->posted;
     for (account* other : to_room->present)
       if (other != &from && other->online->push(frame)) ++delivered;
-    const bool cache_whole = to_room->recent_frames.size() == std::min(lim_.history_on_join, to_room->history.size());
+    const bool cache_whole =
+        to_room->recent_frames.size() == std::min(lim_.history_on_join, to_room->history.size());
     append(to_room->history, m);
     if (cache_whole && lim_.history_on_join > 0) {
       to_room->recent_frames.push_back(proto::share(proto::encode_msg(m, true)));
@@ -220,7 +227,8 @@ outcome hub::post(account& from, proto::msg_req const& req, steady::time_point n
 
 outcome hub::create_room(account& owner, std::string_view bare_name, std::string password_hash,
                          std::string const& password) {
-  if (find_room(bare_name)) return fail(code::conflict, "room #" + std::string(bare_name) + " already exists");
+  if (find_room(bare_name))
+    return fail(code::conflict, "room #" + std::string(bare_name) + " already exists");
   room& r = restore_room("#" + std::string(bare_name));
   r.owner = fold(owner.name);
   r.password_hash = std::move(password_hash);
@@ -285,8 +293,9 @@ outcome hub::history(account& a, proto::history_req const& req) {
   // Ids increase along the deque: find the end of the ids < before, take `limit` before it.
   auto end = h->end();
   if (req.before)
-    end = std::lower_bound(h->begin(), h->end(), *req.before,
-                           [](proto::chat_message const& m, std::uint64_t id) { return m.id < id; });
+    end =
+        std::lower_bound(h->begin(), h->end(), *req.before,
+                         [](proto::chat_message const& m, std::uint64_t id) { return m.id < id; });
   const auto n = std::min<std::ptrdiff_t>(req.limit, end - h->begin());
   json::array messages;
   messages.reserve(static_cast<std::size_t>(n));
@@ -346,7 +355,8 @@ std::size_t hub::prune(std::int64_t unix_now) {
   }
   for (auto& [key, c] : conversations_) trim(c);
   for (auto& [key, a] : accounts_)
-    dropped += std::erase_if(a->queued, [oldest](proto::chat_message const& m) { return m.time < oldest; });
+    dropped += std::erase_if(a->queued,
+                             [oldest](proto::chat_message const& m) { return m.time < oldest; });
   return dropped;
 }
 

@@ -33,14 +33,14 @@ using steady = std::chrono::steady_clock;
 /// What the hub needs from a connection. Implementations never call back into the hub from
 /// these functions (a broadcast may be iterating over a room).
 class peer {
-public:
+ public:
   /// Queues a push caused by someone else. Returns false when the push was not queued
   /// (the connection is closing, or its outbox is full and it is being dropped).
   virtual bool push(shared_frame const& frame) = 0;
   /// The account signed in elsewhere: queue `notice`, then close.
   virtual void replaced(shared_frame const& notice) = 0;
 
-protected:
+ protected:
   ~peer() = default;
 };
 
@@ -67,7 +67,8 @@ struct account {
   std::string name;  ///< as registered
   std::string password_hash;
   std::uint64_t general_seen = 0;  ///< #general's counter when the last connection ended
-  std::vector<proto::chat_message> queued;  ///< private messages waiting for sign-in (a vector: no memory while empty)
+  std::vector<proto::chat_message>
+      queued;  ///< private messages waiting for sign-in (a vector: no memory while empty)
   std::string status = "online";
   double tokens = 0;
   steady::time_point refilled{};
@@ -86,7 +87,7 @@ struct room {
   /// The `"history":true` frames of the last history-on-join messages, encoded once and
   /// shared by every sign-in and join (rebuilt after pruning or a restore).
   mutable std::deque<shared_frame> recent_frames;
-  std::uint64_t posted = 0;  ///< messages ever posted here
+  std::uint64_t posted = 0;       ///< messages ever posted here
   std::vector<account*> present;  ///< signed-in accounts whose current room this is
 };
 
@@ -94,7 +95,7 @@ struct room {
 using conversation_key = std::pair<std::string, std::string>;
 
 class hub {
-public:
+ public:
   explicit hub(hub_limits lim);
   hub(hub const&) = delete;
   hub& operator=(hub const&) = delete;
@@ -107,8 +108,8 @@ public:
   account* register_account(std::string_view name, std::string password_hash);
 
   struct sign_in_result {
-    outcome reply;            ///< 200/201 with room and missed, then history and queued pushes
-    peer* replaced = nullptr; ///< the connection that was taken over, if any
+    outcome reply;             ///< 200/201 with room and missed, then history and queued pushes
+    peer* replaced = nullptr;  ///< the connection that was taken over, if any
   };
   /// Attaches `p` to `a` in #general. A live connection of `a` is detached and told why.
   sign_in_result sign_in(peer& p, account& a, proto::code status);
@@ -130,7 +131,9 @@ public:
   std::size_t prune(std::int64_t unix_now);
 
   // State access for the snapshot service.
-  std::unordered_map<std::string, std::unique_ptr<account>> const& accounts() const { return accounts_; }
+  std::unordered_map<std::string, std::unique_ptr<account>> const& accounts() const {
+    return accounts_;
+  }
   std::unordered_map<std::string, std::unique_ptr<room>> const& all_rooms() const { return rooms_; }
   std::map<conversation_key, std::deque<proto::chat_message>> const& conversations() const {
     return conversations_;
@@ -147,7 +150,7 @@ public:
 
   std::size_t online_count() const { return online_; }
 
-private:
+ private:
   void enter(account& a, room& r);
   void exit_current(account& a);
   void append(std::deque<proto::chat_message>& h, proto::chat_message const& m) const;

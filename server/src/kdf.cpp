@@ -25,8 +25,10 @@ std::string random_bytes(std::size_t n) {
 bool from_base64url(std::string_view text, std::string& out) {
   std::string b64(text);
   for (char& c : b64) {
-    if (c == '-') c = '+';
-    else if (c == '_') c = '/';
+    if (c == '-')
+      c = '+';
+    else if (c == '_')
+      c = '/';
   }
   while (b64.size() % 4 != 0) b64.push_back('=');
   std::vector<unsigned char> buf(b64.size() / 4 * 3 + 1);
@@ -47,8 +49,10 @@ std::string base64url(std::string_view raw) {
   std::string out(reinterpret_cast<char const*>(buf.data()), static_cast<std::size_t>(n));
   while (!out.empty() && out.back() == '=') out.pop_back();
   for (char& c : out) {
-    if (c == '+') c = '-';
-    else if (c == '/') c = '_';
+    if (c == '+')
+      c = '-';
+    else if (c == '/')
+      c = '_';
   }
   return out;
 }
@@ -59,7 +63,8 @@ std::string pbkdf2_sha256(std::string_view password, std::string_view salt, unsi
   if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
                         reinterpret_cast<unsigned char const*>(salt.data()),
                         static_cast<int>(salt.size()), static_cast<int>(iterations), EVP_sha256(),
-                        static_cast<int>(length), reinterpret_cast<unsigned char*>(out.data())) != 1)
+                        static_cast<int>(length),
+                        reinterpret_cast<unsigned char*>(out.data())) != 1)
     throw std::runtime_error("PKCS5_PBKDF2_HMAC failed");
   return out;
 }
@@ -94,6 +99,8 @@ bool verify_password(std::string_view password, std::string_view stored) {
   return CRYPTO_memcmp(actual.data(), expected.data(), expected.size()) == 0;
 }
 
-std::string random_token(std::size_t bytes) { return base64url(random_bytes(bytes)); }
+std::string random_token(std::size_t bytes) {
+  return base64url(random_bytes(bytes));
+}
 
 }  // namespace jim::server

@@ -23,10 +23,10 @@ std::shared_ptr<spdlog::logger> module_logger(std::string const& name);
 }  // namespace jim::server
 
 /// Declares the module logger of a .cpp file (inside an anonymous namespace).
-#define JIM_LOG_MODULE(name)                                                              \
-  spdlog::logger* jim_module_log() {                                                      \
+#define JIM_LOG_MODULE(name)                                                               \
+  spdlog::logger* jim_module_log() {                                                       \
     static const std::shared_ptr<spdlog::logger> log = ::jim::server::module_logger(name); \
-    return log.get();                                                                     \
+    return log.get();                                                                      \
   }
 
 /// Logs with the module, the function and the source line.

@@ -35,7 +35,8 @@ boost::asio::awaitable<std::invoke_result_t<F>> offload(Pool& pool, F f) {
         error = std::current_exception();
       }
       auto ex = work.get_executor();
-      asio::post(ex, [handler = std::move(handler), error]() mutable { std::move(handler)(error); });
+      asio::post(ex,
+                 [handler = std::move(handler), error]() mutable { std::move(handler)(error); });
     });
   };
   co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::exception_ptr)>(

@@ -32,6 +32,7 @@ double checked_double(po::variables_map const& vm, char const* name, double lo, 
 
 parse_outcome parse_options(int argc, char const* const* argv) {
   config c;
+  // clang-format off
   po::options_description generic("Generic options");
   generic.add_options()
     ("help,h", "print this help and exit")
@@ -64,6 +65,7 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     ("http-address", po::value<std::string>()->default_value(""), "HTTP address (default: --address)")
     ("http-origins", po::value<std::string>()->default_value(""),
      "comma-separated allowed WebSocket Origins (default: same host)");
+  // clang-format on
 
   po::options_description all;
   all.add(generic).add(daemon);
@@ -81,7 +83,8 @@ parse_outcome parse_options(int argc, char const* const* argv) {
       const auto path = vm["config"].as<std::string>();
       std::ifstream in(path);
       if (!in) return print_and_exit{"jimd: cannot read config file '" + path + "'\n", 2};
-      po::store(po::parse_config_file(in, daemon), vm);  // the command line was stored first: it wins
+      po::store(po::parse_config_file(in, daemon),
+                vm);  // the command line was stored first: it wins
     }
     po::notify(vm);
 

@@ -29,11 +29,11 @@ struct config {
   std::chrono::seconds message_ttl{0};  ///< 0: keep forever
   double rate_limit = 10;               ///< messages per second per account; 0: unlimited
   double rate_burst = 20;
-  std::chrono::seconds autosave{60};    ///< 0: only at shutdown
+  std::chrono::seconds autosave{60};  ///< 0: only at shutdown
   unsigned kdf_iterations = 100000;
-  std::uint16_t http_port = 7780;       ///< 0: no HTTP/WebSocket listener
-  std::string http_address;             ///< empty: same as address
-  std::string http_origins;             ///< comma-separated allowed Origins; empty: same host
+  std::uint16_t http_port = 7780;  ///< 0: no HTTP/WebSocket listener
+  std::string http_address;        ///< empty: same as address
+  std::string http_origins;        ///< comma-separated allowed Origins; empty: same host
 };
 
 /// What parsing the command line asks for.

@@ -26,11 +26,10 @@
 #include <latch>
 #include <list>
 #include <memory>
-#include <thread>
-
 #include <pthread.h>
 #include <sched.h>
 #include <sys/resource.h>
+#include <thread>
 #include <unistd.h>
 
 namespace jim::server {
@@ -47,7 +46,9 @@ constexpr auto prune_period = std::chrono::seconds(30);
 
 /// Password hashing may use every core, but below the I/O thread: a sign-in storm slows
 /// sign-ins, not chat.
-std::size_t cpu_threads() { return std::max(1u, std::thread::hardware_concurrency()); }
+std::size_t cpu_threads() {
+  return std::max(1u, std::thread::hardware_concurrency());
+}
 
 void lower_priority(asio::thread_pool& pool, std::size_t threads) {
   // Shared: a thread may still be inside arrive_and_wait() after wait() returned here.
@@ -67,7 +68,8 @@ void lower_priority(asio::thread_pool& pool, std::size_t threads) {
 }
 
 hub_limits hub_limits_of(config const& c) {
-  return hub_limits{c.history_on_join, c.history_limit, c.message_ttl, c.rate_limit, c.rate_burst, 10000};
+  return hub_limits{c.history_on_join, c.history_limit, c.message_ttl,
+                    c.rate_limit,      c.rate_burst,    10000};
 }
 
 /// Logs an exception that ended a co-spawned coroutine instead of losing it.
@@ -189,10 +191,11 @@ int server::run() {
   const auto port = s.acceptors.front().local_endpoint().port();
   for (auto& a : s.acceptors) {
     const bool web = &a == s.http_acceptor;
-    JIM_LOG(info, "listening on {}:{}{}", a.local_endpoint().address().to_string(), a.local_endpoint().port(),
-            web ? " (HTTP: web client at /, WebSocket at /chat)" : "");
+    JIM_LOG(info, "listening on {}:{}{}", a.local_endpoint().address().to_string(),
+            a.local_endpoint().port(), web ? " (HTTP: web client at /, WebSocket at /chat)" : "");
     if (web)
-      asio::co_spawn(s.ioc, http_accept_loop(s.ctx, a, s.next_id), log_exception("HTTP accept loop"));
+      asio::co_spawn(s.ioc, http_accept_loop(s.ctx, a, s.next_id),
+                     log_exception("HTTP accept loop"));
     else
       asio::co_spawn(s.ioc, s.accept_loop(a), log_exception("accept loop"));
   }

@@ -9,7 +9,7 @@
 namespace jim::server {
 
 class server {
-public:
+ public:
   explicit server(config cfg);
   ~server();
   server(server const&) = delete;
@@ -18,7 +18,7 @@ public:
   /// Loads the snapshot, listens, serves until SIGINT/SIGTERM, saves. Returns the exit code.
   int run();
 
-private:
+ private:
   struct impl;
   std::unique_ptr<impl> impl_;
 };

@@ -1,26 +1,24 @@
 #include "session.hpp"
 
 #include "kdf.hpp"
+#include "logging.hpp"
 #include "offload.hpp"
 #include "options.hpp"
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/post.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
-
-#include <optional>
-
-#include "logging.hpp"
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
 #include <algorithm>
 #include <array>
+#include <optional>
 
 namespace jim::server {
 
@@ -47,7 +45,8 @@ std::string describe(asio::ip::tcp::socket const& s) {
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
-session::session(server_context& ctx, asio::any_io_executor ex, std::uint64_t id, std::string peer_name)
+session::session(server_context& ctx, asio::any_io_executor ex, std::uint64_t id,
+                 std::string peer_name)
     : ctx_(ctx),
       watchdog_(ex),
       id_(id),
@@ -59,7 +58,8 @@ session::session(server_context& ctx, asio::any_io_executor ex, std::uint64_t id
 }
 
 session::~session() {
-  if (flush_queued_) std::replace(ctx_.dirty.begin(), ctx_.dirty.end(), this, static_cast<session*>(nullptr));
+  if (flush_queued_)
+    std::replace(ctx_.dirty.begin(), ctx_.dirty.end(), this, static_cast<session*>(nullptr));
   leave_active();
   ctx_.live.erase(this);
   if (ctx_.stopping && ctx_.live.empty() && ctx_.all_closed) ctx_.all_closed->cancel();
@@ -166,12 +166,14 @@ void session::pump() {
     }
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
       writing_ = true;  // the peer is not reading fast enough: continue when it does
-      write_async(pending(), head_offset_, [self = shared_from_this()](boost::system::error_code wec, std::size_t bytes) {
-        self->writing_ = false;
-        if (wec && wec != asio::error::operation_aborted) return self->write_failed(wec);
-        self->pop_written(bytes);
-        self->pump();
-      });
+      write_async(pending(), head_offset_,
+                  [self = shared_from_this()](boost::system::error_code wec, std::size_t bytes) {
+                    self->writing_ = false;
+                    if (wec && wec != asio::error::operation_aborted)
+                      return self->write_failed(wec);
+                    self->pop_written(bytes);
+                    self->pump();
+                  });
       return;
     }
     return write_failed(ec);
@@ -283,7 +285,9 @@ void session::enqueue(shared_frame frame) {
     asio::post(watchdog_.get_executor(), [&ctx = ctx_] { ctx.flush(); });
 }
 
-void session::send(std::string line) { enqueue(proto::share(std::move(line))); }
+void session::send(std::string line) {
+  enqueue(proto::share(std::move(line)));
+}
 
 bool session::push(shared_frame const& frame) {
   if (closing()) return false;
@@ -473,13 +477,15 @@ awaitable<bool> session::handle_sign_in(proto::request& req) {
     first_password_.clear();
     const bool exists = chat.find_account(pending_name_) != nullptr;
     auth_ = exists ? auth::login : auth::register_first;
-    reply(code::prompt, tag, exists ? "password" : "new account: choose a password", {{"auth", exists ? "login" : "register"}});
+    reply(code::prompt, tag, exists ? "password" : "new account: choose a password",
+          {{"auth", exists ? "login" : "register"}});
     co_return true;
   }
   if (auto* a = std::get_if<proto::authenticate_req>(&req.body)) {
     if (auth_ == auth::none) {  // one-shot sign-in
       if (!a->account_name) {
-        reply(code::bad_request, tag, "missing field \"user.account_name\" (or send presence first)");
+        reply(code::bad_request, tag,
+              "missing field \"user.account_name\" (or send presence first)");
         co_return true;
       }
       account* acc = chat.find_account(*a->account_name);
@@ -492,7 +498,8 @@ awaitable<bool> session::handle_sign_in(proto::request& req) {
     if (a->account_name && proto::fold(*a->account_name) != proto::fold(pending_name_)) {
       auth_ = auth::none;
       first_password_.clear();
-      reply(code::bad_request, tag, "account_name does not match presence; start again with presence");
+      reply(code::bad_request, tag,
+            "account_name does not match presence; start again with presence");
       co_return true;
     }
     switch (auth_) {
@@ -510,12 +517,14 @@ awaitable<bool> session::handle_sign_in(proto::request& req) {
         if (a->password != first_password_) {
           first_password_.clear();
           auth_ = auth::register_first;
-          reply(code::bad_request, tag, "passwords differ; choose a password again", {{"auth", "register"}});
+          reply(code::bad_request, tag, "passwords differ; choose a password again",
+                {{"auth", "register"}});
           co_return true;
         }
         co_await register_and_sign_in(pending_name_, a->password, tag);
         co_return true;
-      case auth::none: break;
+      case auth::none:
+        break;
     }
     reply(code::internal_error, tag, "sign-in state lost; start again with presence");
     auth_ = auth::none;
@@ -529,7 +538,8 @@ awaitable<bool> session::handle_sign_in(proto::request& req) {
   co_return true;
 }
 
-awaitable<bool> session::verify_and_sign_in(account& a, std::string const& password, json::value const& tag) {
+awaitable<bool> session::verify_and_sign_in(account& a, std::string const& password,
+                                            json::value const& tag) {
   std::string stored = a.password_hash;
   auto check = [password, stored] { return verify_password(password, stored); };
   const bool ok = co_await offload(ctx_.cpu_pool, std::move(check));

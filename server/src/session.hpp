@@ -15,11 +15,11 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <span>
-#include <string_view>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <unordered_set>
 #include <vector>
 
@@ -40,8 +40,9 @@ struct server_context {
   boost::asio::thread_pool& cpu_pool;  ///< password hashing: never on the I/O thread
   proto::limits limits;
   std::unordered_set<session*> live;  ///< every session until destroyed (shutdown closes them)
-  std::size_t active = 0;  ///< sessions still reading: what --max-clients counts
-  std::unordered_set<boost::asio::ip::tcp::socket*> http_idle;  ///< HTTP connections between requests
+  std::size_t active = 0;             ///< sessions still reading: what --max-clients counts
+  std::unordered_set<boost::asio::ip::tcp::socket*>
+      http_idle;  ///< HTTP connections between requests
 
   /// Sessions with frames queued since the last flush. One flush runs after the handlers that
   /// are ready now, so a broadcast and the messages of other senders read in the same round
@@ -53,7 +54,7 @@ struct server_context {
   /// Read buffers are lent for one read and its processing only: an idle connection holds
   /// none (it waits for readability, then reads into a borrowed buffer).
   class read_buffer {
-  public:
+   public:
     static constexpr std::size_t size = 16384;
     read_buffer(server_context& ctx);
     ~read_buffer();
@@ -61,13 +62,14 @@ struct server_context {
     read_buffer& operator=(read_buffer const&) = delete;
     char* data() const { return data_.get(); }
 
-  private:
+   private:
     server_context& ctx_;
     std::unique_ptr<char[]> data_;
   };
   std::vector<std::unique_ptr<char[]>> spare_buffers;  ///< at most max_spare_buffers
   bool stopping = false;
-  boost::asio::steady_timer* all_closed = nullptr;  ///< cancelled when `live` empties while stopping
+  boost::asio::steady_timer* all_closed =
+      nullptr;  ///< cancelled when `live` empties while stopping
 };
 
 /// The protocol side of one connection, whatever carries it: the sign-in state machine, the
@@ -78,8 +80,9 @@ struct server_context {
 /// @par Thread Safety
 /// Everything runs on the I/O thread (the executor given to the constructor).
 class session : public peer, public std::enable_shared_from_this<session> {
-public:
-  session(server_context& ctx, boost::asio::any_io_executor ex, std::uint64_t id, std::string peer_name);
+ public:
+  session(server_context& ctx, boost::asio::any_io_executor ex, std::uint64_t id,
+          std::string peer_name);
   virtual ~session();
 
   /// Runs the connection to its end. Co-spawn it with a shared_ptr copy kept alive.
@@ -104,7 +107,7 @@ public:
   /// without blocking, else by waking the writer. Called by server_context::flush().
   void flush();
 
-protected:
+ protected:
   // Transport hooks.
   /// Reads until the peer is done or `consume` says stop; calls ready_to_read() before each
   /// read; cancel_read() ends its pending wait.
@@ -137,9 +140,10 @@ protected:
   bool closing() const { return closing_ || closed_; }
 
   server_context& ctx_;
-  boost::asio::steady_timer watchdog_;  ///< idle probe / timeout; also the flush and linger deadline
+  boost::asio::steady_timer
+      watchdog_;  ///< idle probe / timeout; also the flush and linger deadline
 
-private:
+ private:
   void arm_watchdog();
   void on_watchdog();
   /// Writes the queue: directly while the transport takes it, else asynchronously; once
@@ -162,9 +166,11 @@ private:
   boost::asio::awaitable<bool> handle_sign_in(proto::request& req);
   boost::asio::awaitable<bool> verify_and_sign_in(account& a, std::string const& password,
                                                   boost::json::value const& tag);
-  boost::asio::awaitable<void> register_and_sign_in(std::string const& name, std::string const& password,
+  boost::asio::awaitable<void> register_and_sign_in(std::string const& name,
+                                                    std::string const& password,
                                                     boost::json::value const& tag);
-  boost::asio::awaitable<void> sign_in(account& a, proto::code status, boost::json::value const& tag);
+  boost::asio::awaitable<void> sign_in(account& a, proto::code status,
+                                       boost::json::value const& tag);
   boost::asio::awaitable<outcome> create(proto::create_req const& req);
   boost::asio::awaitable<outcome> join(proto::join_req const& req);
 
@@ -187,11 +193,12 @@ private:
   std::size_t queue_head_ = 0;
   std::size_t head_offset_ = 0;  ///< bytes of the first waiting frame already written
   std::size_t queued_bytes_ = 0;
-  bool writing_ = false;         ///< an asynchronous write (or wait to write) is under way
-  bool flush_queued_ = false;    ///< this session is in ctx_.dirty
+  bool writing_ = false;       ///< an asynchronous write (or wait to write) is under way
+  bool flush_queued_ = false;  ///< this session is in ctx_.dirty
   // Made only when needed (memory per idle connection).
-  std::optional<boost::asio::steady_timer> drained_;        ///< the reader waits for the outbox to drain
-  std::optional<boost::asio::steady_timer> closed_signal_;  ///< cancelled once this side is shut down
+  std::optional<boost::asio::steady_timer> drained_;  ///< the reader waits for the outbox to drain
+  std::optional<boost::asio::steady_timer>
+      closed_signal_;     ///< cancelled once this side is shut down
   bool closing_ = false;  ///< no more reading; the writer flushes and ends
   bool closed_ = false;   ///< the writer has ended: nothing more is sent
   bool aborted_ = false;
@@ -210,10 +217,10 @@ private:
 
 /// A session over a plain TCP socket: newline-delimited frames, gathered writes.
 class tcp_session final : public session {
-public:
+ public:
   tcp_session(server_context& ctx, boost::asio::ip::tcp::socket socket, std::uint64_t id);
 
-private:
+ private:
   boost::asio::awaitable<void> read_loop() override;
   std::size_t write_now(std::span<shared_frame const> frames, std::size_t offset,
                         boost::system::error_code& ec) override;

@@ -381,7 +381,8 @@ void restore(loaded_state&& s, hub& h, std::int64_t unix_now) {
     a.general_seen = la.general_seen;
     if (ttl) drop_expired(la.queued, oldest);
     // Undelivered mail is never cut by history-limit.
-    a.queued.assign(std::make_move_iterator(la.queued.begin()), std::make_move_iterator(la.queued.end()));
+    a.queued.assign(std::make_move_iterator(la.queued.begin()),
+                    std::make_move_iterator(la.queued.end()));
   }
   for (auto& lr : s.rooms) {
     room& r = h.restore_room(std::move(lr.name));

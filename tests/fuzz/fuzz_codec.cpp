@@ -26,14 +26,14 @@ namespace {
 
 constexpr std::size_t max_frame = 4096;
 
-#define FUZZ_ASSERT(cond) \
-  do {                    \
+#define FUZZ_ASSERT(cond)      \
+  do {                         \
     if (!(cond)) std::abort(); \
   } while (0)
 
 /// Deterministic chunk sizes from the input itself (FNV-1a seed, xorshift64 stream).
 class splitter {
-public:
+ public:
   explicit splitter(std::string_view data) {
     for (unsigned char c : data) state_ = (state_ ^ c) * 0x100000001b3ULL;
     if (state_ == 0) state_ = 1;
@@ -44,10 +44,11 @@ public:
     state_ ^= state_ << 17;
     // Mostly small chunks (splits inside tokens and UTF-8 sequences), sometimes large ones.
     const std::uint64_t r = state_ % 16;
-    return r < 12 ? 1 + static_cast<std::size_t>(state_ >> 8) % 8 : 1 + static_cast<std::size_t>(state_ >> 8) % 5000;
+    return r < 12 ? 1 + static_cast<std::size_t>(state_ >> 8) % 8
+                  : 1 + static_cast<std::size_t>(state_ >> 8) % 5000;
   }
 
-private:
+ private:
   std::uint64_t state_ = 0xcbf29ce484222325ULL;
 };
 
@@ -87,7 +88,8 @@ void handle(json::object const& frame) {
 }
 
 /// Feeds `chunk` and drains the framer, recording each event. Returns false after too_large.
-bool drain(proto::framer& f, std::string_view chunk, std::vector<std::string>& events, bool decode) {
+bool drain(proto::framer& f, std::string_view chunk, std::vector<std::string>& events,
+           bool decode) {
   f.feed(chunk);
   for (;;) {
     json::value v;
@@ -95,7 +97,8 @@ bool drain(proto::framer& f, std::string_view chunk, std::vector<std::string>& e
     const auto st = f.next(v, error);
     FUZZ_ASSERT(f.partial_bytes() <= max_frame + 1);
     switch (st) {
-      case proto::frame_status::need_more: return true;
+      case proto::frame_status::need_more:
+        return true;
       case proto::frame_status::frame:
         FUZZ_ASSERT(v.is_object());
         events.push_back("F" + json::serialize(v));

@@ -25,8 +25,12 @@ TEST_CASE("A message to #general reaches every other connection in it but not th
   create_room(dave, "elsewhere");  // dave is no longer in #general
 
   json::object r;
-  SECTION("to written explicitly") { r = say(alice, "Hello, World!", "#general"); }
-  SECTION("to written in another case") { r = say(alice, "Hello, World!", "#GENERAL"); }
+  SECTION("to written explicitly") {
+    r = say(alice, "Hello, World!", "#general");
+  }
+  SECTION("to written in another case") {
+    r = say(alice, "Hello, World!", "#GENERAL");
+  }
   CHECK(code_of(r) == 200);
   CHECK(r.at("delivered") == 2);
   CHECK(r.at("id").is_number());
@@ -64,11 +68,11 @@ TEST_CASE("Message ids are server-wide and strictly increasing", "[integration][
   std::vector<std::uint64_t> ids;
   ids.push_back(id_of(say(alice, "1")));
   ids.push_back(id_of(say(bob, "2")));
-  ids.push_back(id_of(say(alice, "3", "bob")));        // private, online
+  ids.push_back(id_of(say(alice, "3", "bob")));  // private, online
   create_room(bob, "side");
-  ids.push_back(id_of(say(bob, "4")));                 // another room
+  ids.push_back(id_of(say(bob, "4")));  // another room
   quit(alice);
-  ids.push_back(id_of(say(bob, "5", "alice")));        // private, queued
+  ids.push_back(id_of(say(bob, "5", "alice")));  // private, queued
   for (auto id : post_many(bob, 10)) ids.push_back(id);
   for (std::size_t i = 1; i < ids.size(); ++i) {
     INFO("ids[" << i - 1 << "]=" << ids[i - 1] << " ids[" << i << "]=" << ids[i]);
@@ -101,13 +105,16 @@ TEST_CASE("A message without to goes to the sender's current room", "[integratio
   CHECK(no_push_pending(bob));
 }
 
-TEST_CASE("A message to a room that is not the sender's current room gets 403", "[integration][chat]") {
+TEST_CASE("A message to a room that is not the sender's current room gets 403",
+          "[integration][chat]") {
   jimd_process d;
   client alice = sign_up(d.port(), "alice");
   client bob = sign_up(d.port(), "bob");
   auto pw = create_room(bob, "den");
   json::object r;
-  SECTION("not a member") { r = say(alice, "let me in", "#den"); }
+  SECTION("not a member") {
+    r = say(alice, "let me in", "#den");
+  }
   SECTION("a member, but currently elsewhere") {
     REQUIRE(code_of(join(alice, "den", pw)) == 200);
     REQUIRE(code_of(alice.request(R"({"action":"exit"})")) == 200);
@@ -146,7 +153,9 @@ TEST_CASE("A private message to an online user is pushed wherever they are, 200 
   client bob = sign_up(d.port(), "bob");
   client carol = sign_up(d.port(), "carol");
   SECTION("bob in #general") {}
-  SECTION("bob in a room alice is not in") { create_room(bob, "den"); }
+  SECTION("bob in a room alice is not in") {
+    create_room(bob, "den");
+  }
   auto r = say(alice, "psst", "bob");
   CHECK(code_of(r) == 200);
   CHECK(r.at("delivered") == 1);
@@ -163,8 +172,10 @@ TEST_CASE("A private message to an online user is pushed wherever they are, 200 
   CHECK(no_push_pending(carol));
 }
 
-TEST_CASE("A private message to an offline user gets 202 with id and delivered 0, and arrives at the next sign-in",
-          "[integration][chat]") {
+TEST_CASE(
+    "A private message to an offline user gets 202 with id and delivered 0, and arrives at the "
+    "next sign-in",
+    "[integration][chat]") {
   jimd_process d;
   client bob = sign_up(d.port(), "bob");
   quit(bob);
@@ -267,11 +278,13 @@ TEST_CASE("A message longer than max-message bytes gets 413 and the connection s
   }
 }
 
-TEST_CASE("Message text travels unchanged, including Unicode, quotes and escapes", "[integration][chat]") {
+TEST_CASE("Message text travels unchanged, including Unicode, quotes and escapes",
+          "[integration][chat]") {
   jimd_process d;
   client alice = sign_up(d.port(), "alice");
   client bob = sign_up(d.port(), "bob");
-  const std::string text = "caf\xc3\xa9 \xf0\x9f\x98\x80 \"quoted\" back\\slash\ttab {\"not\":\"json\"}";
+  const std::string text =
+      "caf\xc3\xa9 \xf0\x9f\x98\x80 \"quoted\" back\\slash\ttab {\"not\":\"json\"}";
   REQUIRE(code_of(say(alice, text)) == 200);
   CHECK(str(bob.push(), "message") == text);
 }
@@ -299,7 +312,8 @@ TEST_CASE("Back-to-back objects without newlines (classic JIM clients) are each 
   CHECK(bob.push().at("message") == "one");
   CHECK(bob.push().at("message") == "two");
   // Whitespace, newlines included, between objects is ignored.
-  c.send_raw(" \t{\"action\":\"presence\",\"tag\":4}\n\n  {\"action\":\"presence\",\"tag\":5}  \r\n ");
+  c.send_raw(
+      " \t{\"action\":\"presence\",\"tag\":4}\n\n  {\"action\":\"presence\",\"tag\":5}  \r\n ");
   CHECK(c.reply().at("tag") == 4);
   CHECK(c.reply().at("tag") == 5);
   CHECK(c.silent_for(100ms));
@@ -308,7 +322,8 @@ TEST_CASE("Back-to-back objects without newlines (classic JIM clients) are each 
 TEST_CASE("An object split over several writes is answered once complete", "[integration][chat]") {
   jimd_process d;
   client c(d.port());
-  const std::string frame = R"({"action":"register","user":{"account_name":"alice","password":"pw"}})";
+  const std::string frame =
+      R"({"action":"register","user":{"account_name":"alice","password":"pw"}})";
   c.send_raw(frame.substr(0, 10));
   CHECK(c.silent_for(50ms));
   c.send_raw(frame.substr(10, 30));
@@ -320,9 +335,15 @@ TEST_CASE("An object split over several writes is answered once complete", "[int
 TEST_CASE("CRLF line endings and empty lines are accepted", "[integration][chat]") {
   jimd_process d;
   client c(d.port());
-  c.send_raw("\r\n\n\r\n" R"({"action":"register","user":{"account_name":"alice","password":"pw"}})" "\r\n");
+  c.send_raw(
+      "\r\n\n\r\n"
+      R"({"action":"register","user":{"account_name":"alice","password":"pw"}})"
+      "\r\n");
   CHECK(code_of(c.reply()) == 201);
-  c.send_raw("\r\n" R"({"action":"presence","tag":"crlf"})" "\r\n\r\n\n");
+  c.send_raw(
+      "\r\n"
+      R"({"action":"presence","tag":"crlf"})"
+      "\r\n\r\n\n");
   auto r = c.reply();
   CHECK(code_of(r) == 200);
   CHECK(r.at("tag") == "crlf");
@@ -338,7 +359,8 @@ TEST_CASE("Malformed JSON gets 400 at once and the next line is processed", "[in
     CHECK(code_of(alice.reply()) == 400);
   }
   SECTION("the rest of a broken line is discarded, objects on it included") {
-    alice.send_raw("{\"action\":\"msg\",\"message\":x} {\"action\":\"msg\",\"message\":\"lost\"}\n");
+    alice.send_raw(
+        "{\"action\":\"msg\",\"message\":x} {\"action\":\"msg\",\"message\":\"lost\"}\n");
     CHECK(code_of(alice.reply()) == 400);
   }
   SECTION("the 400 comes at once, before the line ends") {
@@ -347,7 +369,8 @@ TEST_CASE("Malformed JSON gets 400 at once and the next line is processed", "[in
     alice.send_raw(" still the same broken line {\"action\":\"msg\",\"message\":\"lost\"}\n");
   }
   SECTION("a newline inside an unfinished object ends it as malformed") {
-    alice.send_raw("{\"action\":\"msg\",\"message\":\"lost\"\n{\"action\":\"presence\",\"tag\":\"after\"}\n");
+    alice.send_raw(
+        "{\"action\":\"msg\",\"message\":\"lost\"\n{\"action\":\"presence\",\"tag\":\"after\"}\n");
     CHECK(code_of(alice.reply()) == 400);
     auto after = alice.reply();
     CHECK(code_of(after) == 200);
@@ -366,13 +389,14 @@ TEST_CASE("Invalid UTF-8 gets 400 and the connection stays open", "[integration]
   client alice = sign_up(d.port(), "alice");
   client bob = sign_up(d.port(), "bob");
   for (std::string const& bad : {std::string("\xff"), std::string("\xc3"), std::string("\xc0\xaf"),
-                                std::string("\xed\xa0\x80"), std::string("ok\x80")}) {
+                                 std::string("\xed\xa0\x80"), std::string("ok\x80")}) {
     alice.send_raw("{\"action\":\"msg\",\"message\":\"" + bad + "\"}\n");
     CHECK(code_of(alice.reply()) == 400);
   }
   // Invalid UTF-8 before sign-in too.
   client c(d.port());
-  c.send_raw("{\"action\":\"presence\",\"user\":{\"account_name\":\"carol\",\"status\":\"\xff\"}}\n");
+  c.send_raw(
+      "{\"action\":\"presence\",\"user\":{\"account_name\":\"carol\",\"status\":\"\xff\"}}\n");
   CHECK(code_of(c.reply()) == 400);
   CHECK(no_push_pending(bob));
   CHECK(code_of(say(alice, "valid")) == 200);
@@ -449,7 +473,8 @@ TEST_CASE("time in a request is optional and accepted as a number; unknown field
   client bob = sign_up(d.port(), "bob");
   CHECK(code_of(alice.request(R"({"action":"msg","message":"a","time":1700000000})")) == 200);
   CHECK(code_of(alice.request(R"({"action":"msg","message":"b","time":1700000000.25})")) == 200);
-  CHECK(code_of(alice.request(R"({"action":"msg","message":"c","colour":"red","extra":{"x":[1]}})")) == 200);
+  CHECK(code_of(alice.request(
+            R"({"action":"msg","message":"c","colour":"red","extra":{"x":[1]}})")) == 200);
   CHECK(code_of(alice.request(R"({"action":"msg","message":"d","time":"yesterday"})")) == 400);
   for (char const* text : {"a", "b", "c"}) CHECK(bob.push().at("message") == text);
   CHECK(no_push_pending(bob));
@@ -460,7 +485,8 @@ TEST_CASE("Pushes carry action and no response", "[integration][chat]") {
   client alice = sign_up(d.port(), "alice");
   client bob = sign_up(d.port(), "bob");
   create_room(alice, "den");
-  REQUIRE(code_of(ask(alice, json::object{{"action", "invite"}, {"room", "den"}, {"user", "bob"}})) == 200);
+  REQUIRE(code_of(ask(
+              alice, json::object{{"action", "invite"}, {"room", "den"}, {"user", "bob"}})) == 200);
   REQUIRE(code_of(join(bob, "den")) == 200);
   REQUIRE(code_of(say(bob, "hi")) == 200);
   client fresh = sign_in(d.port(), "bob");  // takeover: notice to the old connection

@@ -6,16 +6,15 @@
 
 #include <catch2/catch.hpp>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <algorithm>
+#include <arpa/inet.h>
 #include <fstream>
 #include <future>
+#include <netinet/in.h>
 #include <set>
 #include <sstream>
 #include <string>
+#include <sys/socket.h>
 #include <thread>
 #include <vector>
 
@@ -50,7 +49,8 @@ void send_in_pieces_until_closed(client& c, std::string_view bytes, std::size_t 
   }
 }
 
-json::object msg_request(std::string const& text, std::string const& to = {}, std::int64_t tag = -1) {
+json::object msg_request(std::string const& text, std::string const& to = {},
+                         std::int64_t tag = -1) {
   json::object o{{"action", "msg"}, {"message", text}};
   if (!to.empty()) o["to"] = to;
   if (tag >= 0) o["tag"] = tag;
@@ -78,7 +78,9 @@ constexpr bool rss_meaningful = true;
 #endif
 
 /// True when the daemon's RSS grew by less than `bound_kib` (always true under ASan).
-bool rss_within(long growth_kib, long bound_kib) { return !rss_meaningful || growth_kib < bound_kib; }
+bool rss_within(long growth_kib, long bound_kib) {
+  return !rss_meaningful || growth_kib < bound_kib;
+}
 
 double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
@@ -107,7 +109,9 @@ std::size_t server_unread_bytes(std::uint16_t server_port, int fd) {
     std::istringstream fields(line);
     std::string sl, local_addr, remote_addr, state, queues;
     fields >> sl >> local_addr >> remote_addr >> state >> queues;
-    auto port_of = [](std::string const& addr) { return std::stoul(addr.substr(addr.find(':') + 1), nullptr, 16); };
+    auto port_of = [](std::string const& addr) {
+      return std::stoul(addr.substr(addr.find(':') + 1), nullptr, 16);
+    };
     if (port_of(local_addr) != server_port || port_of(remote_addr) != client_port) continue;
     return std::stoul(queues.substr(queues.find(':') + 1), nullptr, 16);
   }
@@ -145,7 +149,9 @@ TEST_CASE("A frame over max-frame bytes gets 413 and then the connection is clos
     send_in_pieces(c, msg_frame_of_size(5000), 700);
   }
   SECTION("a valid line and an oversized one in the same send: the first is answered first") {
-    c.send_raw(R"({"action":"users","tag":1})" "\n" + msg_frame_of_size(5000) + "\n");
+    c.send_raw(R"({"action":"users","tag":1})"
+               "\n" +
+               msg_frame_of_size(5000) + "\n");
     auto first = c.recv();
     CHECK(code_of(first) == 401);
     CHECK(first.at("tag") == 1);
@@ -168,11 +174,15 @@ TEST_CASE("A frame of exactly max-frame bytes is accepted", "[integration][limit
   const std::string frame = msg_frame_of_size(4096);
   REQUIRE(frame.size() == 4096);
 
-  SECTION("as a line ended by \\n") { send_in_pieces(c, frame + "\n", 1000); }
+  SECTION("as a line ended by \\n") {
+    send_in_pieces(c, frame + "\n", 1000);
+  }
   SECTION("as a line ended by \\r\\n (the \\r is not part of the frame)") {
     send_in_pieces(c, frame + "\r\n", 1000);
   }
-  SECTION("as a bare object with no terminator") { send_in_pieces(c, frame, 1000); }
+  SECTION("as a bare object with no terminator") {
+    send_in_pieces(c, frame, 1000);
+  }
   SECTION("as a bare object followed at once by another one") {
     send_in_pieces(c, frame + R"({"action":"users","tag":"next"})", 1000);
     auto r = c.reply();
@@ -194,7 +204,9 @@ TEST_CASE("Bytes discarded after a syntax error do not count toward max-frame",
   auto c = sign_up(d.port(), "alice");
 
   std::string start;
-  SECTION("a line that is garbage from its first byte") { start = "@"; }
+  SECTION("a line that is garbage from its first byte") {
+    start = "@";
+  }
   SECTION("a line that turns invalid inside an object") {
     start = std::string(R"({"action":"msg","message":"abc)") + '\x01';
   }
@@ -266,8 +278,9 @@ TEST_CASE("A message over max-message bytes gets 413 and the connection stays op
 // max-clients
 // ---------------------------------------------------------------------------------------------
 
-TEST_CASE("One connection more than max-clients gets 503 at once and is closed; a freed slot is reused",
-          "[integration][limits]") {
+TEST_CASE(
+    "One connection more than max-clients gets 503 at once and is closed; a freed slot is reused",
+    "[integration][limits]") {
   jimd_process d({"--max-clients", "3"});
   std::vector<client> in;
   for (int i = 0; i < 3; ++i) {
@@ -322,7 +335,8 @@ TEST_CASE("One connection more than max-clients gets 503 at once and is closed; 
 // idle timeout
 // ---------------------------------------------------------------------------------------------
 
-TEST_CASE("A silent connection gets a probe and is closed if it stays silent", "[integration][limits]") {
+TEST_CASE("A silent connection gets a probe and is closed if it stays silent",
+          "[integration][limits]") {
   jimd_process d({"--idle-timeout", "2"});
 
   SECTION("before sign-in") {
@@ -384,7 +398,8 @@ TEST_CASE("Answering the probe with any frame keeps the connection open past the
 // rate limit
 // ---------------------------------------------------------------------------------------------
 
-TEST_CASE("Messages beyond the rate burst get 429 with a positive retry_after", "[integration][limits]") {
+TEST_CASE("Messages beyond the rate burst get 429 with a positive retry_after",
+          "[integration][limits]") {
   jimd_process d({"--rate-limit", "2", "--rate-burst", "3"});
   auto alice = sign_up(d.port(), "alice");
   for (int i = 0; i < 3; ++i) CHECK(send_msg(alice, "m" + std::to_string(i)) == 200);
@@ -436,7 +451,8 @@ TEST_CASE("A message rejected for any reason uses no token", "[integration][limi
   auto second = alice.reply();
   REQUIRE(code_of(first) == 429);
   REQUIRE(code_of(second) == 429);
-  CHECK(second.at("retry_after").to_number<double>() <= first.at("retry_after").to_number<double>());
+  CHECK(second.at("retry_after").to_number<double>() <=
+        first.at("retry_after").to_number<double>());
 }
 
 TEST_CASE("Rate limit 0 means no limit", "[integration][limits]") {
@@ -479,7 +495,8 @@ TEST_CASE("A client that does not read is dropped while the others get every mes
   const std::vector<std::string> names{"sender1", "sender2", "reader"};
   for (std::size_t i = 0; i < names.size(); ++i) {
     mc.connect();
-    mc.send(i, json::object{{"action", "register"}, {"user", {{"account_name", names[i]}, {"password", "pw"}}}});
+    mc.send(i, json::object{{"action", "register"},
+                            {"user", {{"account_name", names[i]}, {"password", "pw"}}}});
   }
   std::size_t signed_in = 0;
   REQUIRE(mc.pump(
@@ -530,7 +547,8 @@ TEST_CASE("A client that does not read is dropped while the others get every mes
             rss_max = std::max(rss_max, d.rss_kib());
             if (!dropped) dropped = d.output().find("slow consumer") != std::string::npos;
           }
-          if (replied[i] == per_sender && !dropped && per_sender < max_per_sender) per_sender += 500;
+          if (replied[i] == per_sender && !dropped && per_sender < max_per_sender)
+            per_sender += 500;
           if (sent[i] < per_sender) send_next(i);
         } else if (o.at("action") == "msg") {
           received[i].push_back(o.at("id").as_int64());
@@ -544,15 +562,18 @@ TEST_CASE("A client that does not read is dropped while the others get every mes
   const double flood_s = seconds_since(t0);
   rss_max = std::max(rss_max, d.rss_kib());
   INFO("daemon log:\n" << log_lines_with(d.output(), " session "));
-  INFO("per sender " << per_sender << ", replies " << replied[0] << "/" << replied[1] << ", received " << received[0].size() << "/"
-                  << received[1].size() << "/" << received[2].size());
+  INFO("per sender " << per_sender << ", replies " << replied[0] << "/" << replied[1]
+                     << ", received " << received[0].size() << "/" << received[1].size() << "/"
+                     << received[2].size());
   REQUIRE(complete);
   CHECK(bad_replies == 0);
 
   // Nobody but the slow consumer lost or duplicated anything.
   std::set<std::int64_t> all(ids_of_sender[0]);
   all.insert(ids_of_sender[1].begin(), ids_of_sender[1].end());
-  auto as_set = [](std::vector<std::int64_t> const& v) { return std::set<std::int64_t>(v.begin(), v.end()); };
+  auto as_set = [](std::vector<std::int64_t> const& v) {
+    return std::set<std::int64_t>(v.begin(), v.end());
+  };
   CHECK(received[2].size() == 2 * per_sender);
   CHECK(as_set(received[2]) == all);
   CHECK(received[0].size() == per_sender);
@@ -578,12 +599,14 @@ TEST_CASE("A client that does not read is dropped while the others get every mes
   const long growth_kib = rss_max - rss_before;
   WARN("slow consumer: flood of " << 2 * per_sender << " x " << text.size() << " B in " << flood_s
                                   << " s; RSS before " << rss_before << " KiB, max " << rss_max
-                                  << " KiB (+" << growth_kib << " KiB); the slow one got " << slow_got);
+                                  << " KiB (+" << growth_kib << " KiB); the slow one got "
+                                  << slow_got);
   CHECK(rss_within(growth_kib, 32 * 1024));
 }
 
-TEST_CASE("A burst of pipelined messages from one sender does not get the clients that read dropped",
-          "[integration][limits]") {
+TEST_CASE(
+    "A burst of pipelined messages from one sender does not get the clients that read dropped",
+    "[integration][limits]") {
   // 64 x 3000 B sent in one go is three times --max-outbound. The readers read all the time;
   // only a daemon that handles the whole burst before writing anything could fill their
   // outboxes. (Contract: "a client that does not read is disconnected"; these do read.)
@@ -593,10 +616,14 @@ TEST_CASE("A burst of pipelined messages from one sender does not get the client
   std::size_t signed_in = 0;
   for (std::size_t i = 0; i < names.size(); ++i) {
     mc.connect();
-    mc.send(i, json::object{{"action", "register"}, {"user", {{"account_name", names[i]}, {"password", "pw"}}}});
+    mc.send(i, json::object{{"action", "register"},
+                            {"user", {{"account_name", names[i]}, {"password", "pw"}}}});
   }
   REQUIRE(mc.pump(
-      10s, [&](std::size_t, json::object&& o) { signed_in += o.contains("response") && code_of(o) == 201; },
+      10s,
+      [&](std::size_t, json::object&& o) {
+        signed_in += o.contains("response") && code_of(o) == 201;
+      },
       [&] { return signed_in == names.size(); }));
 
   const std::size_t burst = 64;
@@ -610,11 +637,14 @@ TEST_CASE("A burst of pipelined messages from one sender does not get the client
   const bool complete = mc.pump(
       20s,
       [&](std::size_t i, json::object&& o) {
-        if (o.contains("response")) replies += i == 0 && code_of(o) == 200;
-        else if (o.at("action") == "msg") ++got[i];
+        if (o.contains("response"))
+          replies += i == 0 && code_of(o) == 200;
+        else if (o.at("action") == "msg")
+          ++got[i];
       },
       [&] { return replies == burst && got[1] == burst && got[2] == burst; });
-  INFO("replies " << replies << ", reader1 got " << got[1] << ", reader2 got " << got[2] << "; daemon log:\n"
+  INFO("replies " << replies << ", reader1 got " << got[1] << ", reader2 got " << got[2]
+                  << "; daemon log:\n"
                   << log_lines_with(d.output(), " session "));
   CHECK(complete);
   CHECK_FALSE(mc.closed(1));
@@ -622,8 +652,9 @@ TEST_CASE("A burst of pipelined messages from one sender does not get the client
   CHECK(d.output().find("slow consumer") == std::string::npos);
 }
 
-TEST_CASE("Pipelined requests for large replies cannot make the daemon queue far more than max-outbound",
-          "[integration][limits]") {
+TEST_CASE(
+    "Pipelined requests for large replies cannot make the daemon queue far more than max-outbound",
+    "[integration][limits]") {
   // "while its queue is over the bound the daemon simply stops reading its requests": requests
   // already read but not yet handled must wait too, or one read's worth of small requests
   // (each asking for a 0.5 MB history page) queues hundreds of MB.
@@ -637,7 +668,8 @@ TEST_CASE("Pipelined requests for large replies cannot make the daemon queue far
 
   const int requests = 300;  // ~11 KB of requests, ~150 MB of replies
   std::string batch;
-  for (int i = 0; i < requests; ++i) batch += R"({"action":"history","limit":500,"tag":)" + std::to_string(i) + "}\n";
+  for (int i = 0; i < requests; ++i)
+    batch += R"({"action":"history","limit":500,"tag":)" + std::to_string(i) + "}\n";
   const long rss_before = d.rss_kib();
   c.send_raw(batch);
   // Observation window (asserting an absence): the client reads nothing for 1.5 s.
@@ -650,8 +682,9 @@ TEST_CASE("Pipelined requests for large replies cannot make the daemon queue far
   rss_max = std::max(rss_max, d.rss_kib());
   const std::size_t unread = server_unread_bytes(d.port(), c.fd());
   const long growth_kib = rss_max - rss_before;
-  WARN("300 pipelined history pages of " << page_bytes << " B: daemon RSS " << rss_before << " -> max " << rss_max
-                                         << " KiB (+" << growth_kib << " KiB); request bytes left unread: " << unread);
+  WARN("300 pipelined history pages of " << page_bytes << " B: daemon RSS " << rss_before
+                                         << " -> max " << rss_max << " KiB (+" << growth_kib
+                                         << " KiB); request bytes left unread: " << unread);
   CHECK(rss_within(growth_kib, 32 * 1024));
   // The client goes away without reading: the daemon must cope.
   c.close();
@@ -659,7 +692,8 @@ TEST_CASE("Pipelined requests for large replies cannot make the daemon queue far
 
 TEST_CASE("A client that pipelines many requests without reading gets every reply in order",
           "[integration][limits]") {
-  jimd_process d({"--max-outbound", "65536", "--rate-limit", "0"});  // a drop is logged as a warning
+  jimd_process d(
+      {"--max-outbound", "65536", "--rate-limit", "0"});  // a drop is logged as a warning
   auto c = sign_up(d.port(), "alice");
   // Make each history reply about 17 KB: 2000 of them (~35 MB) are far more than the outbound
   // bound plus every socket buffer on the way.
@@ -713,13 +747,16 @@ TEST_CASE("A client that pipelines many requests without reading gets every repl
   CHECK(messages == static_cast<std::size_t>(requests) * 30);
   CHECK(code_of(c.request(R"({"action":"users","tag":"last"})")) == 200);
   CHECK(d.output().find("dropped") == std::string::npos);
-  WARN("pipelined " << requests << " history requests (" << messages << " messages in replies); writer "
-                    << (written_early ? "finished" : "was blocked") << "; after 1 s without reading the daemon had "
-                    << unread << " request bytes unread; RSS " << rss_before << " -> max " << rss_paused
+  WARN("pipelined " << requests << " history requests (" << messages
+                    << " messages in replies); writer "
+                    << (written_early ? "finished" : "was blocked")
+                    << "; after 1 s without reading the daemon had " << unread
+                    << " request bytes unread; RSS " << rss_before << " -> max " << rss_paused
                     << " KiB meanwhile; all replies read in " << seconds_since(t0) << " s");
   CHECK(unread > 0);  // it stopped reading instead of queuing every reply
   // Loose: how far past the bound the requests of one read may take the queue is the subject
-  // of "Pipelined requests for large replies cannot make the daemon queue far more than max-outbound".
+  // of "Pipelined requests for large replies cannot make the daemon queue far more than
+  // max-outbound".
   CHECK(rss_within(rss_paused - rss_before, 32 * 1024));
 }
 
@@ -727,7 +764,8 @@ TEST_CASE("A client whose requests wait unread because its replies are not read 
           "[integration][limits]") {
   // The daemon stops reading a connection whose own replies exceed --max-outbound; the requests
   // it has not read are not silence. (Contract: "Its own replies never get it dropped".)
-  jimd_process d({"--max-outbound", "65536", "--rate-limit", "0", "--idle-timeout", "2", "--log-level", "info"});
+  jimd_process d({"--max-outbound", "65536", "--rate-limit", "0", "--idle-timeout", "2",
+                  "--log-level", "info"});
   auto c = sign_up(d.port(), "alice");
   const std::string text(500, 'h');
   for (int i = 0; i < 30; ++i) REQUIRE(send_msg(c, text) == 200);
@@ -766,7 +804,8 @@ TEST_CASE("A client whose requests wait unread because its replies are not read 
 // many clients
 // ---------------------------------------------------------------------------------------------
 
-TEST_CASE("A thousand clients in #general each receive every message exactly once", "[integration][limits]") {
+TEST_CASE("A thousand clients in #general each receive every message exactly once",
+          "[integration][limits]") {
   const std::size_t clients = 1000;
   const std::size_t senders = 4;
   const std::size_t per_sender = 50;
@@ -804,8 +843,9 @@ TEST_CASE("A thousand clients in #general each receive every message exactly onc
     for (std::size_t i = first; i < first + batch; ++i) {
       const auto k = mc.connect();
       REQUIRE(k == i);
-      mc.send(k, json::object{{"action", "register"},
-                              {"user", {{"account_name", "user" + std::to_string(k)}, {"password", "pw"}}}});
+      mc.send(k, json::object{
+                     {"action", "register"},
+                     {"user", {{"account_name", "user" + std::to_string(k)}, {"password", "pw"}}}});
     }
     REQUIRE(mc.pump(30s, on_frame, [&] { return registered + bad >= first + batch; }));
   }
@@ -817,10 +857,12 @@ TEST_CASE("A thousand clients in #general each receive every message exactly onc
   const auto t1 = clock_type::now();
   for (std::size_t s = 0; s < senders; ++s)
     for (std::size_t k = 0; k < per_sender; ++k)
-      mc.send(s, msg_request("from " + std::to_string(s) + " #" + std::to_string(k), {}, static_cast<std::int64_t>(k)));
+      mc.send(s, msg_request("from " + std::to_string(s) + " #" + std::to_string(k), {},
+                             static_cast<std::int64_t>(k)));
   const std::size_t total = senders * per_sender;
   const std::size_t expected_pushes = total * (clients - 1);
-  const bool complete = mc.pump(60s, on_frame, [&] { return replies == total && pushes >= expected_pushes; });
+  const bool complete =
+      mc.pump(60s, on_frame, [&] { return replies == total && pushes >= expected_pushes; });
   const double t_flood = seconds_since(t1);
   INFO("replies " << replies << "/" << total << ", pushes " << pushes << "/" << expected_pushes);
   REQUIRE(complete);
@@ -835,7 +877,8 @@ TEST_CASE("A thousand clients in #general each receive every message exactly onc
     if (i < senders)
       for (auto id : sent_ids[i]) expect.erase(id);
     const std::set<std::int64_t> got(received[i].begin(), received[i].end());
-    if (got == expect && received[i].size() == expect.size() && std::is_sorted(received[i].begin(), received[i].end()))
+    if (got == expect && received[i].size() == expect.size() &&
+        std::is_sorted(received[i].begin(), received[i].end()))
       ++exact;
     else
       FAIL_CHECK("client " << i << " got " << received[i].size() << " messages (" << got.size()
@@ -844,6 +887,6 @@ TEST_CASE("A thousand clients in #general each receive every message exactly onc
   CHECK(exact == clients);
   for (std::size_t i = 0; i < clients; ++i) CHECK_FALSE(mc.closed(i));
   WARN(clients << " clients: connect+register " << t_register << " s; " << total << " messages x "
-               << clients - 1 << " recipients delivered in " << t_flood << " s; server RSS " << d.rss_kib()
-               << " KiB");
+               << clients - 1 << " recipients delivered in " << t_flood << " s; server RSS "
+               << d.rss_kib() << " KiB");
 }

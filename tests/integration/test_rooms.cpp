@@ -33,7 +33,8 @@ std::vector<std::uint64_t> ids_of(json::object const& history_reply) {
 }
 
 bool is_event(json::object const& p, char const* event, char const* room, char const* user) {
-  return p.at("action") == "event" && p.at("event") == event && p.at("room") == room && p.at("user") == user;
+  return p.at("action") == "event" && p.at("event") == event && p.at("room") == room &&
+         p.at("user") == user;
 }
 
 }  // namespace
@@ -87,7 +88,8 @@ TEST_CASE("A room is shown as created and looked up case-insensitively", "[integ
   room_entry(bob.request(R"({"action":"rooms"})"), "#CamelRoom");
 }
 
-TEST_CASE("create of an existing room gets 409, case-insensitively, and moves nobody", "[integration][rooms]") {
+TEST_CASE("create of an existing room gets 409, case-insensitively, and moves nobody",
+          "[integration][rooms]") {
   jimd_process d;
   client alice = sign_up(d.port(), "alice");
   client bob = sign_up(d.port(), "bob");
@@ -119,19 +121,22 @@ TEST_CASE("#general cannot be created: 409", "[integration][rooms]") {
 TEST_CASE("Room names outside 1-32 characters of A-Z a-z 0-9 _ - get 400", "[integration][rooms]") {
   jimd_process d;
   client alice = sign_up(d.port(), "alice");
-  for (std::string const& bad : {std::string(), std::string("#"), std::string(33, 'r'), std::string("a.b"),
-                                std::string("a b"), std::string("##x"), std::string("caf\xc3\xa9"),
-                                std::string("a/b"), std::string("x#y")}) {
+  for (std::string const& bad :
+       {std::string(), std::string("#"), std::string(33, 'r'), std::string("a.b"),
+        std::string("a b"), std::string("##x"), std::string("caf\xc3\xa9"), std::string("a/b"),
+        std::string("x#y")}) {
     INFO("room: \"" << bad << "\"");
     CHECK(code_of(ask(alice, json::object{{"action", "create"}, {"room", bad}})) == 400);
-    CHECK(code_of(ask(alice, json::object{{"action", "join"}, {"room", bad}, {"password", "x"}})) == 400);
+    CHECK(code_of(ask(alice, json::object{{"action", "join"}, {"room", bad}, {"password", "x"}})) ==
+          400);
     CHECK(code_of(ask(alice, json::object{{"action", "users"}, {"room", bad}})) == 400);
     CHECK(code_of(ask(alice, json::object{{"action", "history"}, {"room", bad}})) == 400);
   }
   CHECK(code_of(alice.request(R"({"action":"create","room":7})")) == 400);
   // Still in #general, and the limits themselves are valid.
   CHECK(alice.request(R"({"action":"users"})").at("room") == "#general");
-  CHECK(code_of(ask(alice, json::object{{"action", "create"}, {"room", std::string(32, 'r')}})) == 201);
+  CHECK(code_of(ask(alice, json::object{{"action", "create"}, {"room", std::string(32, 'r')}})) ==
+        201);
   CHECK(code_of(ask(alice, json::object{{"action", "create"}, {"room", "A_b-9"}})) == 201);
   CHECK(code_of(ask(alice, json::object{{"action", "create"}, {"room", "#x"}})) == 201);
 }
@@ -164,7 +169,8 @@ TEST_CASE("join with the right password gets 200 and the room's recent history, 
   CHECK(bob.request(R"({"action":"users"})").at("room") == "#den");
 }
 
-TEST_CASE("join of #general gets 200 and pushes #general's recent history", "[integration][rooms]") {
+TEST_CASE("join of #general gets 200 and pushes #general's recent history",
+          "[integration][rooms]") {
   jimd_process d({"--history-on-join", "2", "--rate-limit", "0"});
   client alice = sign_up(d.port(), "alice");
   auto ids = post_many(alice, 3, "general");
@@ -182,18 +188,27 @@ TEST_CASE("join of #general gets 200 and pushes #general's recent history", "[in
   CHECK(say(alice, "back together").at("delivered") == 1);
 }
 
-TEST_CASE("join with a wrong or missing password gets 403 and changes nothing", "[integration][rooms]") {
+TEST_CASE("join with a wrong or missing password gets 403 and changes nothing",
+          "[integration][rooms]") {
   jimd_process d;
   client alice = sign_up(d.port(), "alice");
   client bob = sign_up(d.port(), "bob");
   auto pw = create_room(alice, "den");
   json::object r;
-  SECTION("wrong") { r = join(bob, "den", pw + "x"); }
-  SECTION("missing") { r = join(bob, "den"); }
-  SECTION("empty") { r = ask(bob, json::object{{"action", "join"}, {"room", "den"}, {"password", ""}}); }
+  SECTION("wrong") {
+    r = join(bob, "den", pw + "x");
+  }
+  SECTION("missing") {
+    r = join(bob, "den");
+  }
+  SECTION("empty") {
+    r = ask(bob, json::object{{"action", "join"}, {"room", "den"}, {"password", ""}});
+  }
   SECTION("the right one in another case") {
     std::string other = pw;
-    for (char& ch : other) ch = static_cast<char>(std::isupper(static_cast<unsigned char>(ch)) ? std::tolower(ch) : std::toupper(ch));
+    for (char& ch : other)
+      ch = static_cast<char>(std::isupper(static_cast<unsigned char>(ch)) ? std::tolower(ch)
+                                                                          : std::toupper(ch));
     if (other == pw) other += "x";  // no letters at all: make it wrong anyway
     r = join(bob, "den", other);
   }
@@ -236,8 +251,12 @@ TEST_CASE("exit and its alias leave get 200 with room #general", "[integration][
   client bob = sign_up(d.port(), "bob");
   create_room(alice, "den");
   json::object r;
-  SECTION("exit") { r = alice.request(R"({"action":"exit"})"); }
-  SECTION("leave") { r = alice.request(R"({"action":"leave"})"); }
+  SECTION("exit") {
+    r = alice.request(R"({"action":"exit"})");
+  }
+  SECTION("leave") {
+    r = alice.request(R"({"action":"leave"})");
+  }
   CHECK(code_of(r) == 200);
   CHECK(r.at("room") == "#general");
   CHECK(alice.request(R"({"action":"users"})").at("room") == "#general");
@@ -268,8 +287,10 @@ TEST_CASE("A connection is in exactly one room at a time: joining leaves the pre
   CHECK(code_of(say(bob, "where?", "#lair")) == 403);
 }
 
-TEST_CASE("invite by the owner gets 200, pushes an invite to the online guest, who then joins without password",
-          "[integration][rooms]") {
+TEST_CASE(
+    "invite by the owner gets 200, pushes an invite to the online guest, who then joins without "
+    "password",
+    "[integration][rooms]") {
   jimd_process d;
   client alice = sign_up(d.port(), "alice");
   client bob = sign_up(d.port(), "Bob");
@@ -310,8 +331,12 @@ TEST_CASE("invite by anyone but the owner gets 403", "[integration][rooms]") {
     alice.push();  // bob's join event
     CHECK(code_of(invite(bob, "den", "carol")) == 403);
   }
-  SECTION("someone who is not a member") { CHECK(code_of(invite(bob, "den", "carol")) == 403); }
-  SECTION("anyone, to #general") { CHECK(code_of(invite(alice, "general", "carol")) == 403); }
+  SECTION("someone who is not a member") {
+    CHECK(code_of(invite(bob, "den", "carol")) == 403);
+  }
+  SECTION("anyone, to #general") {
+    CHECK(code_of(invite(alice, "general", "carol")) == 403);
+  }
   CHECK(no_push_pending(carol));
   CHECK(code_of(join(carol, "den")) == 403);
 }
@@ -328,8 +353,10 @@ TEST_CASE("invite of an unknown account or to an unknown room gets 404", "[integ
 // join/leave events
 // ---------------------------------------------------------------------------------------------
 
-TEST_CASE("Others in a room get join and leave events (join, exit, disconnect), the one entering gets none",
-          "[integration][rooms]") {
+TEST_CASE(
+    "Others in a room get join and leave events (join, exit, disconnect), the one entering gets "
+    "none",
+    "[integration][rooms]") {
   jimd_process d;
   client alice = sign_up(d.port(), "alice");
   auto pw = create_room(alice, "den");
@@ -347,12 +374,24 @@ TEST_CASE("Others in a room get join and leave events (join, exit, disconnect), 
   CHECK(is_event(bob.push(), "join", "#den", "carol"));
   CHECK(no_push_pending(carol));
 
-  SECTION("exit") { REQUIRE(code_of(carol.request(R"({"action":"exit"})")) == 200); }
-  SECTION("leave") { REQUIRE(code_of(carol.request(R"({"action":"leave"})")) == 200); }
-  SECTION("joining another room") { create_room(carol, "other"); }
-  SECTION("quit") { quit(carol); }
-  SECTION("disconnect without a word") { carol.close(); }
-  SECTION("signing in elsewhere (takeover)") { sign_in(d.port(), "carol"); }
+  SECTION("exit") {
+    REQUIRE(code_of(carol.request(R"({"action":"exit"})")) == 200);
+  }
+  SECTION("leave") {
+    REQUIRE(code_of(carol.request(R"({"action":"leave"})")) == 200);
+  }
+  SECTION("joining another room") {
+    create_room(carol, "other");
+  }
+  SECTION("quit") {
+    quit(carol);
+  }
+  SECTION("disconnect without a word") {
+    carol.close();
+  }
+  SECTION("signing in elsewhere (takeover)") {
+    sign_in(d.port(), "carol");
+  }
   CHECK(is_event(alice.push(), "leave", "#den", "carol"));
   CHECK(is_event(bob.push(), "leave", "#den", "carol"));
   CHECK(no_push_pending(alice));
@@ -362,8 +401,8 @@ TEST_CASE("Others in a room get join and leave events (join, exit, disconnect), 
 TEST_CASE("#general has no join or leave events", "[integration][rooms]") {
   jimd_process d;
   client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");         // signs in to #general
-  create_room(bob, "den");                       // leaves #general
+  client bob = sign_up(d.port(), "bob");                         // signs in to #general
+  create_room(bob, "den");                                       // leaves #general
   REQUIRE(code_of(bob.request(R"({"action":"exit"})")) == 200);  // enters #general
   REQUIRE(code_of(join(bob, "den")) == 200);
   REQUIRE(code_of(join(bob, "general")) == 200);
@@ -480,7 +519,8 @@ TEST_CASE("history of a room that does not exist gets 404, of a room one is not 
   CHECK(code_of(history(bob, {{"room", "den"}})) == 200);
 }
 
-TEST_CASE("history with an account returns the private conversation, oldest first", "[integration][rooms]") {
+TEST_CASE("history with an account returns the private conversation, oldest first",
+          "[integration][rooms]") {
   jimd_process d;
   client alice = sign_up(d.port(), "alice");
   client bob = sign_up(d.port(), "Bob");
@@ -505,7 +545,8 @@ TEST_CASE("history with an account returns the private conversation, oldest firs
   client back = sign_in(d.port(), "bob");
   auto rb = history(back, {{"with", "alice"}, {"limit", 2}});
   CHECK(ids_of(rb) == std::vector<std::uint64_t>{b1, a2});
-  CHECK(ids_of(history(back, {{"with", "alice"}, {"before", a2}})) == std::vector<std::uint64_t>{a1, b1});
+  CHECK(ids_of(history(back, {{"with", "alice"}, {"before", a2}})) ==
+        std::vector<std::uint64_t>{a1, b1});
   // Nobody else's.
   CHECK(ids_of(history(carol, {{"with", "alice"}})).empty());
   CHECK(code_of(history(alice, {{"with", "ghost"}})) == 404);
@@ -515,7 +556,8 @@ TEST_CASE("history with an account returns the private conversation, oldest firs
 // users and rooms
 // ---------------------------------------------------------------------------------------------
 
-TEST_CASE("users lists who is online in the current room with their status", "[integration][rooms]") {
+TEST_CASE("users lists who is online in the current room with their status",
+          "[integration][rooms]") {
   jimd_process d;
   client alice = sign_up(d.port(), "alice");
   client bob = sign_up(d.port(), "Bob");
@@ -538,7 +580,8 @@ TEST_CASE("users lists who is online in the current room with their status", "[i
   CHECK(user_names(carol.request(R"({"action":"users"})")) == std::vector<std::string>{"carol"});
 }
 
-TEST_CASE("users of another room needs membership (403), and a room that exists (404)", "[integration][rooms]") {
+TEST_CASE("users of another room needs membership (403), and a room that exists (404)",
+          "[integration][rooms]") {
   jimd_process d;
   client alice = sign_up(d.port(), "alice");
   client bob = sign_up(d.port(), "bob");
@@ -558,7 +601,8 @@ TEST_CASE("users of another room needs membership (403), and a room that exists 
   CHECK(user_names(r) == std::vector<std::string>{"alice"});
 }
 
-TEST_CASE("rooms lists every room with owner, online count and membership", "[integration][rooms]") {
+TEST_CASE("rooms lists every room with owner, online count and membership",
+          "[integration][rooms]") {
   jimd_process d;
   client alice = sign_up(d.port(), "Alice");
   client bob = sign_up(d.port(), "bob");

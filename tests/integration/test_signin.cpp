@@ -57,10 +57,12 @@ TEST_CASE("Guided login of an existing account with the right password gets 200 
     r = c.request(R"({"action":"authenticate","user":{"password":"secret"}})");
   }
   SECTION("authenticate repeating the account_name") {
-    r = c.request(R"({"action":"authenticate","user":{"account_name":"alice","password":"secret"}})");
+    r = c.request(
+        R"({"action":"authenticate","user":{"account_name":"alice","password":"secret"}})");
   }
   SECTION("authenticate repeating the account_name in another case") {
-    r = c.request(R"({"action":"authenticate","user":{"account_name":"ALICE","password":"secret"}})");
+    r = c.request(
+        R"({"action":"authenticate","user":{"account_name":"ALICE","password":"secret"}})");
   }
   CHECK(code_of(r) == 200);
   CHECK(r.at("room") == "#general");
@@ -69,8 +71,9 @@ TEST_CASE("Guided login of an existing account with the right password gets 200 
   CHECK(no_push_pending(c));
 }
 
-TEST_CASE("Guided registration goes back to the first password after a mismatch, any number of times",
-          "[integration][signin]") {
+TEST_CASE(
+    "Guided registration goes back to the first password after a mismatch, any number of times",
+    "[integration][signin]") {
   jimd_process d;
   client c(d.port());
   auto r = c.request(R"({"action":"presence","user":{"account_name":"carol"}})");
@@ -98,8 +101,10 @@ TEST_CASE("Guided registration goes back to the first password after a mismatch,
   sign_in(d.port(), "carol", "other");
 }
 
-TEST_CASE("An account_name in a guided authenticate that differs from presence gets 400 and sign-in starts over",
-          "[integration][signin]") {
+TEST_CASE(
+    "An account_name in a guided authenticate that differs from presence gets 400 and sign-in "
+    "starts over",
+    "[integration][signin]") {
   jimd_process d;
   sign_up(d.port(), "alice", "apw");
   sign_up(d.port(), "bob", "bpw");
@@ -116,7 +121,8 @@ TEST_CASE("An account_name in a guided authenticate that differs from presence g
   }
   SECTION("at the register confirmation") {
     REQUIRE(ask(c, presence_req("newbie")).at("auth") == "register");
-    REQUIRE(c.request(R"({"action":"authenticate","user":{"password":"npw"}})").at("auth") == "confirm");
+    REQUIRE(c.request(R"({"action":"authenticate","user":{"password":"npw"}})").at("auth") ==
+            "confirm");
     r = ask(c, authenticate_req("other", "npw"));
   }
   CHECK(code_of(r) == 400);
@@ -142,7 +148,8 @@ TEST_CASE("A guided registration whose name was taken meanwhile gets 409 at the 
   jimd_process d;
   client c(d.port());
   REQUIRE(ask(c, presence_req("alice")).at("auth") == "register");
-  REQUIRE(c.request(R"({"action":"authenticate","user":{"password":"mine"}})").at("auth") == "confirm");
+  REQUIRE(c.request(R"({"action":"authenticate","user":{"password":"mine"}})").at("auth") ==
+          "confirm");
   client quick = sign_up(d.port(), "ALICE", "theirs");
   auto r = c.request(R"({"action":"authenticate","user":{"password":"mine"}})");
   CHECK(code_of(r) == 409);
@@ -187,19 +194,21 @@ TEST_CASE("Account names are unique and looked up case-insensitively, and shown 
   CHECK(std::count(names.begin(), names.end(), "ALICE") == 0);
 }
 
-TEST_CASE("Account names outside 1-25 characters of A-Z a-z 0-9 _ . - get 400", "[integration][signin]") {
+TEST_CASE("Account names outside 1-25 characters of A-Z a-z 0-9 _ . - get 400",
+          "[integration][signin]") {
   jimd_process d;
   client c(d.port());
-  for (std::string const& bad : {std::string(), std::string(26, 'a'), std::string("al ice"), std::string("al!ce"),
-                          std::string("al#ce"), std::string("#alice"), std::string("ali\xc3\xa9"),
-                          std::string("al/ce")}) {
+  for (std::string const& bad : {std::string(), std::string(26, 'a'), std::string("al ice"),
+                                 std::string("al!ce"), std::string("al#ce"), std::string("#alice"),
+                                 std::string("ali\xc3\xa9"), std::string("al/ce")}) {
     INFO("name: \"" << bad << "\"");
     CHECK(code_of(ask(c, register_req(bad))) == 400);
     CHECK(code_of(ask(c, presence_req(bad))) == 400);
     CHECK(code_of(ask(c, authenticate_req(bad))) == 400);
   }
   // Non-string names are ill-typed.
-  CHECK(code_of(c.request(R"({"action":"register","user":{"account_name":7,"password":"pw"}})")) == 400);
+  CHECK(code_of(c.request(R"({"action":"register","user":{"account_name":7,"password":"pw"}})")) ==
+        400);
   // The connection is still open and the longest and most varied valid names work.
   CHECK(code_of(ask(c, register_req(std::string(25, 'z')))) == 201);
   client c2(d.port());
@@ -233,8 +242,10 @@ TEST_CASE("A one-shot authenticate with a wrong password gets 402 and the connec
   CHECK(c.closed_within(5s));
 }
 
-TEST_CASE("A one-shot authenticate for an unknown account gets 404 and the connection stays open to register",
-          "[integration][signin]") {
+TEST_CASE(
+    "A one-shot authenticate for an unknown account gets 404 and the connection stays open to "
+    "register",
+    "[integration][signin]") {
   jimd_process d;
   client c(d.port());
   auto r = ask(c, authenticate_req("ghost", "pw"));
@@ -259,7 +270,8 @@ TEST_CASE("register creates the account and signs in with 201", "[integration][s
   CHECK(ask(other, presence_req("bob")).at("auth") == "login");
 }
 
-TEST_CASE("register of a taken name gets 409 and the connection stays open", "[integration][signin]") {
+TEST_CASE("register of a taken name gets 409 and the connection stays open",
+          "[integration][signin]") {
   jimd_process d;
   client bob = sign_up(d.port(), "bob", "pw");
   client c(d.port());
@@ -311,19 +323,29 @@ TEST_CASE("Before sign-in every action except quit gets 401", "[integration][sig
   }
 }
 
-TEST_CASE("quit gets 200 and then the connection is closed, in any state", "[integration][signin]") {
+TEST_CASE("quit gets 200 and then the connection is closed, in any state",
+          "[integration][signin]") {
   jimd_process d;
   sign_up(d.port(), "alice", "pw");
   client c(d.port());
   SECTION("first frame") {}
-  SECTION("after presence of an existing account") { REQUIRE(code_of(ask(c, presence_req("alice"))) == 100); }
-  SECTION("after presence of a new account") { REQUIRE(ask(c, presence_req("newbie")).at("auth") == "register"); }
+  SECTION("after presence of an existing account") {
+    REQUIRE(code_of(ask(c, presence_req("alice"))) == 100);
+  }
+  SECTION("after presence of a new account") {
+    REQUIRE(ask(c, presence_req("newbie")).at("auth") == "register");
+  }
   SECTION("waiting for the password confirmation") {
     REQUIRE(ask(c, presence_req("newbie")).at("auth") == "register");
-    REQUIRE(c.request(R"({"action":"authenticate","user":{"password":"x"}})").at("auth") == "confirm");
+    REQUIRE(c.request(R"({"action":"authenticate","user":{"password":"x"}})").at("auth") ==
+            "confirm");
   }
-  SECTION("after a 404 one-shot authenticate") { REQUIRE(code_of(ask(c, authenticate_req("ghost"))) == 404); }
-  SECTION("signed in") { REQUIRE(code_of(ask(c, authenticate_req("alice"))) == 200); }
+  SECTION("after a 404 one-shot authenticate") {
+    REQUIRE(code_of(ask(c, authenticate_req("ghost"))) == 404);
+  }
+  SECTION("signed in") {
+    REQUIRE(code_of(ask(c, authenticate_req("alice"))) == 200);
+  }
   SECTION("signed in, in a room of one's own") {
     REQUIRE(code_of(ask(c, authenticate_req("alice"))) == 200);
     create_room(c, "den");
@@ -334,15 +356,19 @@ TEST_CASE("quit gets 200 and then the connection is closed, in any state", "[int
   CHECK(c.closed_within(5s));
 }
 
-TEST_CASE("Signing in elsewhere takes over: the old connection gets a notice and is closed before the new one's 200",
-          "[integration][signin]") {
+TEST_CASE(
+    "Signing in elsewhere takes over: the old connection gets a notice and is closed before the "
+    "new one's 200",
+    "[integration][signin]") {
   jimd_process d;
   client old = sign_up(d.port(), "alice", "pw");
   client bob = sign_up(d.port(), "bob", "pw");
   create_room(old, "den");  // the old connection is not in #general: the takeover still works
   client fresh(d.port());
   json::object r;
-  SECTION("one-shot") { r = ask(fresh, authenticate_req("alice", "pw")); }
+  SECTION("one-shot") {
+    r = ask(fresh, authenticate_req("alice", "pw"));
+  }
   SECTION("guided") {
     REQUIRE(code_of(ask(fresh, presence_req("alice"))) == 100);
     r = fresh.request(R"({"action":"authenticate","user":{"password":"pw"}})");
@@ -380,8 +406,9 @@ TEST_CASE("A wrong password does not take over the live connection", "[integrati
 // missed, history and queued private messages after sign-in
 // ---------------------------------------------------------------------------------------------
 
-TEST_CASE("missed counts the #general messages posted since the account's previous connection ended",
-          "[integration][signin]") {
+TEST_CASE(
+    "missed counts the #general messages posted since the account's previous connection ended",
+    "[integration][signin]") {
   jimd_process d({"--rate-limit", "0"});
   client alice = sign_up(d.port(), "alice", "pw");
   client bob = sign_up(d.port(), "bob", "pw");
@@ -424,7 +451,8 @@ TEST_CASE("missed counts #general messages even past history-limit", "[integrati
   CHECK(no_push_pending(again));
 }
 
-TEST_CASE("missed is 0 for a new account even when #general has messages", "[integration][signin]") {
+TEST_CASE("missed is 0 for a new account even when #general has messages",
+          "[integration][signin]") {
   jimd_process d({"--history-on-join", "0"});
   client bob = sign_up(d.port(), "bob", "pw");
   post_many(bob, 3);
@@ -440,8 +468,10 @@ TEST_CASE("missed is 0 for a new account even when #general has messages", "[int
   CHECK(r.at("missed") == 0);
 }
 
-TEST_CASE("After sign-in the last history-on-join #general messages are pushed oldest first with history true",
-          "[integration][signin]") {
+TEST_CASE(
+    "After sign-in the last history-on-join #general messages are pushed oldest first with history "
+    "true",
+    "[integration][signin]") {
   jimd_process d({"--history-on-join", "3", "--rate-limit", "0"});
   client bob = sign_up(d.port(), "bob", "pw");
   auto ids = post_many(bob, 5, "general");
@@ -450,7 +480,9 @@ TEST_CASE("After sign-in the last history-on-join #general messages are pushed o
 
   client alice(d.port());
   json::object r;
-  SECTION("new account (register)") { r = ask(alice, register_req("alice")); }
+  SECTION("new account (register)") {
+    r = ask(alice, register_req("alice"));
+  }
   SECTION("guided login") {
     {
       client first = sign_up(d.port(), "alice", "pw");
@@ -474,8 +506,10 @@ TEST_CASE("After sign-in the last history-on-join #general messages are pushed o
   CHECK(no_push_pending(alice));
 }
 
-TEST_CASE("Private messages queued while offline are pushed after the history with their original id and time",
-          "[integration][signin]") {
+TEST_CASE(
+    "Private messages queued while offline are pushed after the history with their original id and "
+    "time",
+    "[integration][signin]") {
   jimd_process d({"--history-on-join", "2", "--rate-limit", "0"});
   client alice = sign_up(d.port(), "alice", "pw");
   quit(alice);
@@ -491,7 +525,8 @@ TEST_CASE("Private messages queued while offline are pushed after the history wi
   }
   // The stored times, as the private history shows them.
   auto hist_bob = bob.request(R"({"action":"history","with":"alice"})").at("messages").as_array();
-  auto hist_carol = carol.request(R"({"action":"history","with":"alice"})").at("messages").as_array();
+  auto hist_carol =
+      carol.request(R"({"action":"history","with":"alice"})").at("messages").as_array();
   REQUIRE(hist_bob.size() == 2);
   REQUIRE(hist_carol.size() == 1);
 
@@ -549,7 +584,8 @@ TEST_CASE("A string or integer tag is echoed unchanged in the reply, whatever th
   const probe steps[] = {
       {R"({"action":"users","tag":"u-1"})", 401},
       {R"({"action":"nope","tag":12})", 400},
-      {R"({"action":"authenticate","user":{"account_name":"ghost","password":"pw"},"tag":"x y"})", 404},
+      {R"({"action":"authenticate","user":{"account_name":"ghost","password":"pw"},"tag":"x y"})",
+       404},
       {R"({"action":"presence","user":{"account_name":"alice"},"tag":-5})", 100},
       {R"({"action":"authenticate","user":{"password":"pw"},"tag":")" + long_tag + R"("})", 200},
       {R"({"action":"msg","message":"hi","tag":9007199254740993})", 200},
@@ -581,32 +617,36 @@ TEST_CASE("A tag that is neither an integer nor a string of at most 64 character
           "[integration][signin]") {
   jimd_process d;
   client c(d.port());
-  for (std::string const& tag : {"\"" + std::string(65, 't') + "\"", std::string("1.5"), std::string("true"),
-                                std::string("[1]"), std::string("{\"a\":1}")}) {
+  for (std::string const& tag :
+       {"\"" + std::string(65, 't') + "\"", std::string("1.5"), std::string("true"),
+        std::string("[1]"), std::string("{\"a\":1}")}) {
     INFO(tag);
-    auto r = c.request(R"({"action":"register","user":{"account_name":"alice","password":"pw"},"tag":)" + tag + "}");
+    auto r =
+        c.request(R"({"action":"register","user":{"account_name":"alice","password":"pw"},"tag":)" +
+                  tag + "}");
     CHECK(code_of(r) == 400);
   }
   // None of them registered anything.
   CHECK(ask(c, presence_req("alice")).at("auth") == "register");
 }
 
-TEST_CASE("Malformed frames and unknown actions get 400 before sign-in, and the connection stays open",
-          "[integration][signin]") {
+TEST_CASE(
+    "Malformed frames and unknown actions get 400 before sign-in, and the connection stays open",
+    "[integration][signin]") {
   jimd_process d;
   client c(d.port());
   for (std::string const& line : {
-           std::string(R"({"action":"presence",)"),            // invalid JSON
-           std::string("[1,2,3]"),                              // not an object
-           std::string("\"presence\""),                         // not an object
-           std::string("42"),                                   // not an object
-           std::string(R"({"user":{"account_name":"a"}})"),     // no action
-           std::string(R"({"action":7})"),                      // ill-typed action
-           std::string(R"({"action":"fly"})"),                  // unknown action
-           std::string(R"({"action":"MSG","message":"x"})"),    // actions are case-sensitive
-           std::string(R"({"action":"msg"})"),                  // known action needing sign-in, but malformed
-           std::string(R"({"action":"msg","message":7})"),      // ill-typed
-           std::string(R"({"action":"msg","message":""})"),     // invalid value
+           std::string(R"({"action":"presence",)"),           // invalid JSON
+           std::string("[1,2,3]"),                            // not an object
+           std::string("\"presence\""),                       // not an object
+           std::string("42"),                                 // not an object
+           std::string(R"({"user":{"account_name":"a"}})"),   // no action
+           std::string(R"({"action":7})"),                    // ill-typed action
+           std::string(R"({"action":"fly"})"),                // unknown action
+           std::string(R"({"action":"MSG","message":"x"})"),  // actions are case-sensitive
+           std::string(R"({"action":"msg"})"),  // known action needing sign-in, but malformed
+           std::string(R"({"action":"msg","message":7})"),   // ill-typed
+           std::string(R"({"action":"msg","message":""})"),  // invalid value
            std::string(R"({"action":"join","room":"no spaces"})"),
            std::string(R"({"action":"create","room":""})"),
            std::string(R"({"action":"invite","room":"r"})"),
@@ -639,13 +679,17 @@ TEST_CASE("Frames sent after a wrong password or after quit get no reply: the co
   SECTION("wrong password, one-shot") {
     batch = json::serialize(authenticate_req("alice", "bad")) + "\n";
   }
-  SECTION("quit before sign-in") { batch = "{\"action\":\"quit\"}\n"; }
+  SECTION("quit before sign-in") {
+    batch = "{\"action\":\"quit\"}\n";
+  }
   SECTION("quit after sign-in") {
     REQUIRE(code_of(ask(c, authenticate_req("alice", "pw"))) == 200);
     batch = "{\"action\":\"quit\"}\n";
   }
-  batch += R"({"action":"register","user":{"account_name":"after","password":"pw"},"tag":"late"})" "\n";
-  batch += R"({"action":"users","tag":"late"})" "\n";
+  batch += R"({"action":"register","user":{"account_name":"after","password":"pw"},"tag":"late"})"
+           "\n";
+  batch += R"({"action":"users","tag":"late"})"
+           "\n";
   c.send_raw(batch);
   auto r = c.reply();
   CHECK((code_of(r) == 402 || code_of(r) == 200));
@@ -658,7 +702,8 @@ TEST_CASE("Frames sent after a wrong password or after quit get no reply: the co
   CHECK(ask(probe, presence_req("after")).at("auth") == "register");
 }
 
-TEST_CASE("Passwords appear in clear text nowhere in the data directory or the logs", "[integration][signin]") {
+TEST_CASE("Passwords appear in clear text nowhere in the data directory or the logs",
+          "[integration][signin]") {
   const std::string user_pw = "Zebra-Pass-8361-user";
   const std::string guided_pw = "Okapi-Pass-5527-guided";
   const std::string wrong_pw = "Gecko-Pass-9104-wrong";
@@ -669,8 +714,10 @@ TEST_CASE("Passwords appear in clear text nowhere in the data directory or the l
     room_pw = create_room(alice, "den");
     client g(d.port());
     REQUIRE(ask(g, presence_req("guided")).at("auth") == "register");
-    REQUIRE(code_of(ask(g, json::object{{"action", "authenticate"}, {"user", {{"password", guided_pw}}}})) == 100);
-    REQUIRE(code_of(ask(g, json::object{{"action", "authenticate"}, {"user", {{"password", guided_pw}}}})) == 201);
+    REQUIRE(code_of(ask(g, json::object{{"action", "authenticate"},
+                                        {"user", {{"password", guided_pw}}}})) == 100);
+    REQUIRE(code_of(ask(g, json::object{{"action", "authenticate"},
+                                        {"user", {{"password", guided_pw}}}})) == 201);
     REQUIRE(code_of(join(g, "den", room_pw)) == 200);
     client w(d.port());
     REQUIRE(code_of(ask(w, authenticate_req("guided", wrong_pw))) == 402);
@@ -683,13 +730,15 @@ TEST_CASE("Passwords appear in clear text nowhere in the data directory or the l
     if (!e.is_regular_file()) continue;
     ++files;
     std::ifstream in(e.path(), std::ios::binary);
-    const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string content((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
     INFO(e.path().string());
     for (auto const* pw : {&user_pw, &guided_pw, &wrong_pw})
       CHECK(content.find(*pw) == std::string::npos);
     // The room password is handed to its creator and only its hash is stored (logs aside).
     const auto rel = fs::relative(e.path(), d.data_dir()).string();
-    if (rel.rfind("logs", 0) != 0 && rel != "daemon-output.txt") CHECK(content.find(room_pw) == std::string::npos);
+    if (rel.rfind("logs", 0) != 0 && rel != "daemon-output.txt")
+      CHECK(content.find(room_pw) == std::string::npos);
   }
   CHECK(files > 0);
 }
@@ -724,7 +773,8 @@ TEST_CASE("A tag of 64 non-ASCII characters is echoed unchanged (the limit count
   CHECK(code_of(ask(c, json::object{{"action", "users"}, {"tag", tag + "\xc3\xa9"}})) == 400);
 }
 
-TEST_CASE("By default the last 20 #general messages are pushed after sign-in", "[integration][signin]") {
+TEST_CASE("By default the last 20 #general messages are pushed after sign-in",
+          "[integration][signin]") {
   jimd_process d({"--rate-limit", "0"});
   client bob = sign_up(d.port(), "bob");
   auto ids = post_many(bob, 25);
@@ -742,9 +792,11 @@ TEST_CASE("Unknown fields in a request, also inside user, are ignored", "[integr
       R"({"action":"register","colour":"blue","user":{"account_name":"alice","password":"pw","age":3,"x":{}}})");
   CHECK(code_of(r) == 201);
   client g(d.port());
-  r = g.request(R"({"action":"presence","v":2,"user":{"account_name":"alice","status":"here","mood":"ok"}})");
+  r = g.request(
+      R"({"action":"presence","v":2,"user":{"account_name":"alice","status":"here","mood":"ok"}})");
   CHECK(r.at("auth") == "login");
-  r = g.request(R"({"action":"authenticate","user":{"password":"pw","remember":true},"extra":[1,2]})");
+  r = g.request(
+      R"({"action":"authenticate","user":{"password":"pw","remember":true},"extra":[1,2]})");
   CHECK(code_of(r) == 200);
 }
 
@@ -757,7 +809,8 @@ TEST_CASE("A takeover closes an old connection that does not read before the new
   client old = sign_up(d.port(), "alice");
   client bob = sign_up(d.port(), "bob");
   const std::string text(4000, 'x');
-  const std::string line = json::serialize(json::object{{"action", "msg"}, {"message", text}}) + "\n";
+  const std::string line =
+      json::serialize(json::object{{"action", "msg"}, {"message", text}}) + "\n";
   for (int batch = 0; batch < 8; ++batch) {  // 16 MB, far beyond the kernel's socket buffers
     std::string frames;
     for (int i = 0; i < 500; ++i) frames += line;

@@ -36,7 +36,7 @@ void bound_reads(tcp::socket& s) {
 
 /// A blocking WebSocket client: one text message per frame.
 class ws_client {
-public:
+ public:
   explicit ws_client(std::uint16_t port, std::string origin = {}) : ws_(io_) {
     tcp::resolver resolver(io_);
     auto& sock = beast::get_lowest_layer(ws_);
@@ -75,7 +75,7 @@ public:
     return false;
   }
 
-private:
+ private:
   asio::io_context io_;
   websocket::stream<tcp::socket> ws_;
 };
@@ -132,13 +132,16 @@ TEST_CASE_METHOD(web_fixture, "A WebSocket client and a TCP client chat in #gene
   CHECK(got.at("from") == "tcpy");
 }
 
-TEST_CASE_METHOD(web_fixture, "WebSocket frames get the same codes as TCP", "[integration][websocket]") {
+TEST_CASE_METHOD(web_fixture, "WebSocket frames get the same codes as TCP",
+                 "[integration][websocket]") {
   ws_client web(http_port);
   CHECK(code_of(web.request("not json")) == 400);
   CHECK(code_of(web.request(R"({"action":"msg","message":"x"})")) == 401);
   CHECK(code_of(web.request(R"({"action":"bogus"})")) == 400);
-  CHECK(code_of(web.request(R"({"action":"register","user":{"account_name":"w","password":"p"}})")) == 201);
-  CHECK(code_of(web.request(R"({"action":"msg","message":")" + std::string(600, 'x') + "\"}")) == 413);
+  CHECK(code_of(web.request(
+            R"({"action":"register","user":{"account_name":"w","password":"p"}})")) == 201);
+  CHECK(code_of(web.request(R"({"action":"msg","message":")" + std::string(600, 'x') + "\"}")) ==
+        413);
   CHECK(code_of(web.request(R"({"action":"users"})")) == 200);  // still open after a 413 message
   web.send(R"({"action":"msg","message":")" + std::string(2000, 'x') + "\"}");
   auto r = web.recv();
@@ -146,7 +149,8 @@ TEST_CASE_METHOD(web_fixture, "WebSocket frames get the same codes as TCP", "[in
   CHECK(web.closed());
 }
 
-TEST_CASE_METHOD(web_fixture, "A WebSocket from a foreign Origin is refused with 403", "[integration][websocket]") {
+TEST_CASE_METHOD(web_fixture, "A WebSocket from a foreign Origin is refused with 403",
+                 "[integration][websocket]") {
   auto res = get(http_port, "/chat", "http://evil.example");
   CHECK(res.result_int() == 403);
   ws_client same_host(http_port, "http://127.0.0.1:" + std::to_string(http_port));
@@ -161,9 +165,11 @@ TEST_CASE_METHOD(web_fixture, "The web client is served over HTTP", "[integratio
   CHECK(get(http_port, "/no-such-file").result_int() == 404);
 }
 
-TEST_CASE_METHOD(web_fixture, "WebSocket sessions get the shutdown notice", "[integration][websocket]") {
+TEST_CASE_METHOD(web_fixture, "WebSocket sessions get the shutdown notice",
+                 "[integration][websocket]") {
   ws_client web(http_port);
-  REQUIRE(code_of(web.request(R"({"action":"register","user":{"account_name":"w","password":"p"}})")) == 201);
+  REQUIRE(code_of(web.request(
+              R"({"action":"register","user":{"account_name":"w","password":"p"}})")) == 201);
   kill(d.pid(), SIGTERM);
   auto n = web.recv();
   CHECK(n.at("action") == "notice");

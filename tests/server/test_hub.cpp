@@ -1,9 +1,9 @@
 #include "hub.hpp"
 
 #include <boost/json/parse.hpp>
-#include <spdlog/spdlog.h>
 
 #include <catch2/catch.hpp>
+#include <spdlog/spdlog.h>
 
 using namespace jim::server;
 using jim::proto::code;
@@ -94,7 +94,8 @@ TEST_CASE_METHOD(fixture, "The offline queue is bounded", "[hub]") {
   CHECK(say(alice, "3", jim::proto::target{"bob", false}).status == code::unavailable);
 }
 
-TEST_CASE_METHOD(fixture, "Missed counts #general messages posted while away, past the history limit",
+TEST_CASE_METHOD(fixture,
+                 "Missed counts #general messages posted while away, past the history limit",
                  "[hub]") {
   auto& alice = user("alice");
   auto& bob = user("bob");
@@ -143,7 +144,8 @@ TEST_CASE_METHOD(fixture, "Rooms: owner, members, passwords, events", "[hub]") {
   CHECK(pa.frames[0].at("event") == "join");
   CHECK(pa.frames[0].at("user") == "bob");
 
-  CHECK(h.invite(bob, jim::proto::invite_req{std::string("dev"), "carol"}).status == code::forbidden);
+  CHECK(h.invite(bob, jim::proto::invite_req{std::string("dev"), "carol"}).status ==
+        code::forbidden);
   CHECK(h.invite(alice, jim::proto::invite_req{std::nullopt, "carol"}).status == code::ok);
   CHECK(pc.frames.back().at("action") == "invite");
   CHECK(h.join(carol, "dev", false).status == code::ok);  // invited: a member
@@ -196,7 +198,8 @@ TEST_CASE("The rate limit refuses without spending tokens on refused messages", 
   auto limited = say(std::nullopt);
   CHECK(limited.status == code::rate_limited);
   CHECK(limited.fields.at("retry_after").as_double() > 0);
-  CHECK(h.post(*a, jim::proto::msg_req{"x", std::nullopt}, t + std::chrono::seconds(1)).status == code::ok);
+  CHECK(h.post(*a, jim::proto::msg_req{"x", std::nullopt}, t + std::chrono::seconds(1)).status ==
+        code::ok);
 }
 
 TEST_CASE("Expired messages are pruned", "[hub]") {

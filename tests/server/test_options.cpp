@@ -35,8 +35,11 @@ TEST_CASE("Defaults follow the contract", "[options]") {
 }
 
 TEST_CASE("A bad option or value is a one-line error naming it", "[options]") {
-  for (auto args : {std::vector<char const*>{"--bogus"}, {"-p", "70000"}, {"--max-clients", "abc"},
-                    {"--log-level", "loud"}, {"--rate-limit", "-1"}}) {
+  for (auto args : {std::vector<char const*>{"--bogus"},
+                    {"-p", "70000"},
+                    {"--max-clients", "abc"},
+                    {"--log-level", "loud"},
+                    {"--rate-limit", "-1"}}) {
     auto r = parse(args);
     REQUIRE(std::holds_alternative<print_and_exit>(r));
     auto const& out = std::get<print_and_exit>(r);

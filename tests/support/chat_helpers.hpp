@@ -22,12 +22,15 @@ inline json::object ask(client& c, json::object const& frame) {
 }
 
 /// `id` of a reply or a `msg` push.
-inline std::uint64_t id_of(json::object const& o) { return o.at("id").to_number<std::uint64_t>(); }
+inline std::uint64_t id_of(json::object const& o) {
+  return o.at("id").to_number<std::uint64_t>();
+}
 
 /// A string field, or "" when absent or not a string (keeps CHECKs on one line).
 inline std::string str(json::object const& o, std::string_view key) {
   auto it = o.find(key);
-  return it != o.end() && it->value().is_string() ? std::string(it->value().get_string()) : std::string();
+  return it != o.end() && it->value().is_string() ? std::string(it->value().get_string())
+                                                  : std::string();
 }
 
 /// Round trip on a signed-in connection that changes nothing (`presence` without status).
@@ -54,10 +57,12 @@ inline json::object say(client& c, std::string const& message, std::string const
 
 /// Sends `n` room messages in one write ("prefix 0", "prefix 1", ...) and returns their ids;
 /// every reply must be 200 (use a daemon with `--rate-limit 0` for more than the burst).
-inline std::vector<std::uint64_t> post_many(client& c, std::size_t n, std::string const& prefix = "m") {
+inline std::vector<std::uint64_t> post_many(client& c, std::size_t n,
+                                            std::string const& prefix = "m") {
   std::string batch;
   for (std::size_t i = 0; i < n; ++i)
-    batch += json::serialize(json::object{{"action", "msg"}, {"message", prefix + " " + std::to_string(i)}}) +
+    batch += json::serialize(
+                 json::object{{"action", "msg"}, {"message", prefix + " " + std::to_string(i)}}) +
              "\n";
   c.send_raw(batch);
   std::vector<std::uint64_t> ids;
@@ -100,12 +105,14 @@ inline std::vector<json::object> pushes(client& c, std::size_t n) {
 
 /// `{"action":"authenticate","user":{"account_name":name,"password":pw}}`.
 inline json::object authenticate_req(std::string const& name, std::string const& password = "pw") {
-  return json::object{{"action", "authenticate"}, {"user", {{"account_name", name}, {"password", password}}}};
+  return json::object{{"action", "authenticate"},
+                      {"user", {{"account_name", name}, {"password", password}}}};
 }
 
 /// `{"action":"register","user":{"account_name":name,"password":pw}}`.
 inline json::object register_req(std::string const& name, std::string const& password = "pw") {
-  return json::object{{"action", "register"}, {"user", {{"account_name", name}, {"password", password}}}};
+  return json::object{{"action", "register"},
+                      {"user", {{"account_name", name}, {"password", password}}}};
 }
 
 /// `{"action":"presence","user":{"account_name":name}}`.

@@ -1,24 +1,23 @@
 #include "harness.hpp"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <fstream>
 #include <map>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <random>
+#include <signal.h>
 #include <sstream>
 #include <stdexcept>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <thread>
+#include <unistd.h>
 
 namespace jim::test {
 
@@ -27,7 +26,8 @@ using clock = std::chrono::steady_clock;
 
 namespace {
 int remaining_ms(clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
+  auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
   return left < 0 ? 0 : static_cast<int>(left);
 }
 }  // namespace
@@ -42,7 +42,9 @@ temp_dir::~temp_dir() {
   fs::remove_all(path_, ec);
 }
 
-fs::path program(std::string const& name) { return fs::path(JIM_BIN_DIR) / name; }
+fs::path program(std::string const& name) {
+  return fs::path(JIM_BIN_DIR) / name;
+}
 
 jimd_process::jimd_process(std::vector<std::string> args, fs::path data_dir) {
   if (data_dir.empty()) {
@@ -56,11 +58,14 @@ jimd_process::jimd_process(std::vector<std::string> args, fs::path data_dir) {
   int pipefd[2];
   if (pipe(pipefd) != 0) throw std::runtime_error("pipe failed");
 
-  std::map<std::string, std::string> opts{
-      {"--address", "127.0.0.1"},   {"--port", "0"},
-      {"--data-dir", data_dir_.string()}, {"--log-dir", (data_dir_ / "logs").string()},
-      {"--http-port", "0"},         {"--kdf-iterations", "1000"},
-      {"--log-level", "warn"},      {"--port-file", "/dev/fd/" + std::to_string(pipefd[1])}};
+  std::map<std::string, std::string> opts{{"--address", "127.0.0.1"},
+                                          {"--port", "0"},
+                                          {"--data-dir", data_dir_.string()},
+                                          {"--log-dir", (data_dir_ / "logs").string()},
+                                          {"--http-port", "0"},
+                                          {"--kdf-iterations", "1000"},
+                                          {"--log-level", "warn"},
+                                          {"--port-file", "/dev/fd/" + std::to_string(pipefd[1])}};
   std::vector<std::string> flags;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -172,9 +177,14 @@ client::client(std::uint16_t port, std::string const& host) {
 }
 
 client::client(client&& o) noexcept
-    : fd_(std::exchange(o.fd_, -1)), buffer_(std::move(o.buffer_)), kept_(std::move(o.kept_)), eof_(o.eof_) {}
+    : fd_(std::exchange(o.fd_, -1)),
+      buffer_(std::move(o.buffer_)),
+      kept_(std::move(o.kept_)),
+      eof_(o.eof_) {}
 
-client::~client() { close(); }
+client::~client() {
+  close();
+}
 
 void client::close() {
   if (fd_ >= 0) ::close(fd_);
@@ -192,9 +202,13 @@ void client::send_raw(std::string_view bytes) {
   }
 }
 
-void client::send(json::object const& frame) { send_raw(json::serialize(frame) + "\n"); }
+void client::send(json::object const& frame) {
+  send_raw(json::serialize(frame) + "\n");
+}
 
-void client::send(std::string_view json_text) { send(json::parse(json_text).as_object()); }
+void client::send(std::string_view json_text) {
+  send(json::parse(json_text).as_object());
+}
 
 std::optional<std::string> client::next_line(std::chrono::milliseconds bound) {
   const auto deadline = clock::now() + bound;
@@ -259,7 +273,8 @@ bool client::closed_within(std::chrono::milliseconds bound) {
   const auto deadline = clock::now() + bound;
   try {
     for (int i = 0; i < 1000000; ++i) {
-      auto line = next_line(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()));
+      auto line =
+          next_line(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()));
       if (!line) return true;
       if (!line->empty()) kept_.push_back(json::parse(*line).as_object());
     }
@@ -277,7 +292,8 @@ bool client::silent_for(std::chrono::milliseconds bound) {
 
 client sign_up(std::uint16_t port, std::string const& name, std::string const& password) {
   client c(port);
-  json::object req{{"action", "register"}, {"user", {{"account_name", name}, {"password", password}}}};
+  json::object req{{"action", "register"},
+                   {"user", {{"account_name", name}, {"password", password}}}};
   c.send(req);
   auto r = c.reply();
   if (code_of(r) != 201) throw std::runtime_error("sign_up " + name + ": " + json::serialize(r));
@@ -286,7 +302,8 @@ client sign_up(std::uint16_t port, std::string const& name, std::string const& p
 
 client sign_in(std::uint16_t port, std::string const& name, std::string const& password) {
   client c(port);
-  json::object req{{"action", "authenticate"}, {"user", {{"account_name", name}, {"password", password}}}};
+  json::object req{{"action", "authenticate"},
+                   {"user", {{"account_name", name}, {"password", password}}}};
   c.send(req);
   auto r = c.reply();
   if (code_of(r) != 200) throw std::runtime_error("sign_in " + name + ": " + json::serialize(r));

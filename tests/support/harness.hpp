@@ -20,14 +20,14 @@ namespace json = boost::json;
 
 /// A fresh directory under the system temp dir, removed by the destructor.
 class temp_dir {
-public:
+ public:
   temp_dir();
   ~temp_dir();
   temp_dir(temp_dir const&) = delete;
   temp_dir& operator=(temp_dir const&) = delete;
   std::filesystem::path const& path() const { return path_; }
 
-private:
+ private:
   std::filesystem::path path_;
 };
 
@@ -37,7 +37,7 @@ std::filesystem::path program(std::string const& name);
 /// The daemon as a child process. The constructor returns once it accepts connections
 /// (it waits for `--port-file`, given a pipe, for at most 20 s).
 class jimd_process {
-public:
+ public:
   /// `args` are added to: -a 127.0.0.1 -p 0 --port-file ... --data-dir DIR --log-dir DIR/logs
   /// --http-port 0 --kdf-iterations 1000 --log-level warn (a later option in `args` wins only
   /// where Boost.Program_options allows: pass the ones you need to change through `args`
@@ -60,7 +60,7 @@ public:
   /// Resident set size of the daemon in KiB (from /proc).
   long rss_kib() const;
 
-private:
+ private:
   std::optional<temp_dir> own_dir_;
   std::filesystem::path data_dir_;
   std::filesystem::path log_file_;
@@ -70,7 +70,7 @@ private:
 
 /// A blocking client for one connection, reading newline-terminated frames.
 class client {
-public:
+ public:
   explicit client(std::uint16_t port, std::string const& host = "127.0.0.1");
   ~client();
   client(client&& o) noexcept;
@@ -104,7 +104,7 @@ public:
   int fd() const { return fd_; }
   void close();
 
-private:
+ private:
   std::optional<std::string> next_line(std::chrono::milliseconds bound);
   int fd_ = -1;
   std::string buffer_;
@@ -120,6 +120,8 @@ client sign_in(std::uint16_t port, std::string const& name, std::string const& p
 void drain_history(client& c, std::size_t n);
 
 /// `code` of a reply.
-inline std::int64_t code_of(json::object const& o) { return o.at("response").as_int64(); }
+inline std::int64_t code_of(json::object const& o) {
+  return o.at("response").as_int64();
+}
 
 }  // namespace jim::test

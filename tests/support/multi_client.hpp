@@ -8,21 +8,20 @@
 #include <boost/json.hpp>
 
 #include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <cerrno>  // EWOULDBLOCK == EAGAIN on Linux
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <utility>
 #include <vector>
 
@@ -48,7 +47,7 @@ inline rlim_t raise_fd_limit(rlim_t want) {
 /// @par Thread Safety
 /// Unsafe: use one object from one thread.
 class multi_client {
-public:
+ public:
   explicit multi_client(std::uint16_t port, std::string host = "127.0.0.1")
       : port_(port), host_(std::move(host)) {}
   ~multi_client() {
@@ -119,7 +118,8 @@ public:
     std::vector<std::size_t> index;
     std::vector<char> buf(1 << 16);
     while (!done()) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
       if (left <= 0) return false;
       pfds.clear();
       index.clear();
@@ -148,7 +148,7 @@ public:
     return true;
   }
 
-private:
+ private:
   struct conn {
     int fd = -1;
     std::string in;
@@ -159,7 +159,8 @@ private:
 
   static void flush(conn& c) {
     while (c.out_pos < c.out.size()) {
-      const ssize_t n = ::send(c.fd, c.out.data() + c.out_pos, c.out.size() - c.out_pos, MSG_NOSIGNAL | MSG_DONTWAIT);
+      const ssize_t n = ::send(c.fd, c.out.data() + c.out_pos, c.out.size() - c.out_pos,
+                               MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN) return;
@@ -199,7 +200,8 @@ private:
         if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
         if (line.empty()) continue;
         auto v = boost::json::parse(line);
-        if (!v.is_object()) throw std::runtime_error("a frame that is not an object: " + std::string(line));
+        if (!v.is_object())
+          throw std::runtime_error("a frame that is not an object: " + std::string(line));
         on_frame(i, std::move(v.as_object()));
       }
       conns_[i].in.erase(0, start);

@@ -5,6 +5,7 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -29,7 +30,8 @@ template <class T>
 request decode_ok(std::string_view text, limits const& lim = {}) {
   INFO(text);
   auto r = decode_text(text, lim);
-  if (auto const* e = std::get_if<decode_error>(&r)) FAIL("unexpected error " << to_int(e->status) << ": " << e->message);
+  if (auto const* e = std::get_if<decode_error>(&r))
+    FAIL("unexpected error " << to_int(e->status) << ": " << e->message);
   auto& req = std::get<request>(r);
   REQUIRE(std::holds_alternative<T>(req.body));
   return req;
@@ -41,7 +43,8 @@ T body_of(std::string_view text, limits const& lim = {}) {
 }
 
 /// Decodes `text` and requires an error with the given status; returns it.
-decode_error decode_fails(std::string_view text, code status = code::bad_request, limits const& lim = {}) {
+decode_error decode_fails(std::string_view text, code status = code::bad_request,
+                          limits const& lim = {}) {
   INFO(text);
   auto r = decode_text(text, lim);
   REQUIRE(std::holds_alternative<decode_error>(r));
@@ -70,7 +73,8 @@ std::vector<std::string> keys_of(json::object const& o) {
 // Requests
 
 TEST_CASE("presence decodes with and without a user", "[codec]") {
-  auto full = body_of<presence_req>(R"({"action":"presence","time":1700000000,"user":{"account_name":"alice","status":"away"}})");
+  auto full = body_of<presence_req>(
+      R"({"action":"presence","time":1700000000,"user":{"account_name":"alice","status":"away"}})");
   CHECK(full.account_name == "alice");
   CHECK(full.status == "away");
 
@@ -78,11 +82,13 @@ TEST_CASE("presence decodes with and without a user", "[codec]") {
   CHECK_FALSE(bare.account_name);
   CHECK_FALSE(bare.status);
 
-  auto name_only = body_of<presence_req>(R"({"action":"presence","user":{"account_name":"Bob.9"}})");
+  auto name_only =
+      body_of<presence_req>(R"({"action":"presence","user":{"account_name":"Bob.9"}})");
   CHECK(name_only.account_name == "Bob.9");
   CHECK_FALSE(name_only.status);
 
-  body_of<presence_req>(R"({"action":"presence","user":{"status":")" + std::string(128, 's') + "\"}}");
+  body_of<presence_req>(R"({"action":"presence","user":{"status":")" + std::string(128, 's') +
+                        "\"}}");
 }
 
 TEST_CASE("presence rejects ill-typed and invalid fields", "[codec]") {
@@ -95,15 +101,18 @@ TEST_CASE("presence rejects ill-typed and invalid fields", "[codec]") {
 }
 
 TEST_CASE("authenticate needs a non-empty password and accepts an optional name", "[codec]") {
-  auto with_name = body_of<authenticate_req>(R"({"action":"authenticate","user":{"account_name":"alice","password":"pw"}})");
+  auto with_name = body_of<authenticate_req>(
+      R"({"action":"authenticate","user":{"account_name":"alice","password":"pw"}})");
   CHECK(with_name.account_name == "alice");
   CHECK(with_name.password == "pw");
 
-  auto guided = body_of<authenticate_req>(R"({"action":"authenticate","user":{"password":"p w é"}})");
+  auto guided =
+      body_of<authenticate_req>(R"({"action":"authenticate","user":{"password":"p w é"}})");
   CHECK_FALSE(guided.account_name);
   CHECK(guided.password == "p w \xc3\xa9");
 
-  body_of<authenticate_req>(R"({"action":"authenticate","user":{"password":")" + std::string(1024, 'p') + "\"}}");
+  body_of<authenticate_req>(R"({"action":"authenticate","user":{"password":")" +
+                            std::string(1024, 'p') + "\"}}");
 
   decode_fails(R"({"action":"authenticate"})");
   decode_fails(R"({"action":"authenticate","user":["alice","pw"]})");
@@ -111,11 +120,13 @@ TEST_CASE("authenticate needs a non-empty password and accepts an optional name"
   decode_fails(R"({"action":"authenticate","user":{"account_name":"alice","password":""}})");
   decode_fails(R"({"action":"authenticate","user":{"account_name":"alice","password":1234}})");
   decode_fails(R"({"action":"authenticate","user":{"account_name":"ali/ce","password":"pw"}})");
-  decode_fails(R"({"action":"authenticate","user":{"password":")" + std::string(1025, 'p') + "\"}}");
+  decode_fails(R"({"action":"authenticate","user":{"password":")" + std::string(1025, 'p') +
+               "\"}}");
 }
 
 TEST_CASE("register needs a valid account name and a non-empty password", "[codec]") {
-  auto r = body_of<register_req>(R"({"action":"register","user":{"account_name":"bob","password":"pw"}})");
+  auto r = body_of<register_req>(
+      R"({"action":"register","user":{"account_name":"bob","password":"pw"}})");
   CHECK(r.account_name == "bob");
   CHECK(r.password == "pw");
   body_of<register_req>(R"({"action":"register","user":{"account_name":")" + std::string(25, 'b') +
@@ -126,7 +137,8 @@ TEST_CASE("register needs a valid account name and a non-empty password", "[code
   decode_fails(R"({"action":"register","user":{"account_name":"bob"}})");
   decode_fails(R"({"action":"register","user":{"account_name":"bob","password":""}})");
   decode_fails(R"({"action":"register","user":{"account_name":"bob","password":false}})");
-  decode_fails(R"({"action":"register","user":{"account_name":")" + std::string(26, 'b') + R"(","password":"pw"}})");
+  decode_fails(R"({"action":"register","user":{"account_name":")" + std::string(26, 'b') +
+               R"(","password":"pw"}})");
   decode_fails(R"({"action":"register","user":{"account_name":"#bob","password":"pw"}})");
   decode_fails(R"({"action":"register","user":{"account_name":"b\u00f6b","password":"pw"}})");
   decode_fails(R"({"action":"register","user":{"account_name":["bob"],"password":"pw"}})");
@@ -172,9 +184,11 @@ TEST_CASE("msg needs a non-empty text of at most max-message bytes", "[codec]") 
   decode_fails(R"({"action":"msg","message":{"text":"hi"}})");
 
   limits const lim;  // contract default 4096
-  CHECK(body_of<msg_req>(R"({"action":"msg","message":")" + std::string(lim.max_message, 'm') + "\"}").message.size() ==
-        lim.max_message);
-  decode_fails(R"({"action":"msg","message":")" + std::string(lim.max_message + 1, 'm') + "\"}", code::too_large);
+  CHECK(
+      body_of<msg_req>(R"({"action":"msg","message":")" + std::string(lim.max_message, 'm') + "\"}")
+          .message.size() == lim.max_message);
+  decode_fails(R"({"action":"msg","message":")" + std::string(lim.max_message + 1, 'm') + "\"}",
+               code::too_large);
 
   // The bound is in bytes, as configured.
   limits small;
@@ -187,7 +201,8 @@ TEST_CASE("msg needs a non-empty text of at most max-message bytes", "[codec]") 
 TEST_CASE("create takes a room name with or without '#'", "[codec]") {
   CHECK(body_of<create_req>(R"({"action":"create","room":"dev"})").room == "dev");
   CHECK(body_of<create_req>(R"({"action":"create","room":"#Dev_2"})").room == "Dev_2");
-  CHECK(body_of<create_req>(R"({"action":"create","room":")" + std::string(32, 'r') + "\"}").room.size() == 32);
+  CHECK(body_of<create_req>(R"({"action":"create","room":")" + std::string(32, 'r') + "\"}")
+            .room.size() == 32);
 
   decode_fails(R"({"action":"create"})");
   decode_fails(R"({"action":"create","room":7})");
@@ -268,7 +283,8 @@ TEST_CASE("history clamps a large limit to 500 and rejects one below 1", "[codec
   // Integral doubles beyond the range of int64 (casting them would be undefined behaviour).
   CHECK(body_of<history_req>(R"({"action":"history","limit":1e300})").limit == 500);
   CHECK(body_of<history_req>(R"({"action":"history","limit":9.3e18})").limit == 500);
-  CHECK(body_of<history_req>(R"({"action":"history","limit":1e400})").limit == 500);  // parsed as infinity
+  CHECK(body_of<history_req>(R"({"action":"history","limit":1e400})").limit ==
+        500);  // parsed as infinity
 
   decode_fails(R"({"action":"history","limit":0})");
   decode_fails(R"({"action":"history","limit":-5})");
@@ -344,8 +360,9 @@ TEST_CASE("A tag may be an integer or a string of at most 64 characters", "[code
 TEST_CASE("A tag of the wrong type or too long is a bad request without the tag", "[codec]") {
   std::string e65;
   for (int i = 0; i < 65; ++i) e65 += "\xc3\xa9";
-  for (std::string const& tag : {std::string("1.5"), std::string("1.0"), std::string("true"), std::string("{}"), std::string("[1]"),
-                                "\"" + std::string(65, 't') + "\"", "\"" + e65 + "\""}) {
+  for (std::string const& tag :
+       {std::string("1.5"), std::string("1.0"), std::string("true"), std::string("{}"),
+        std::string("[1]"), "\"" + std::string(65, 't') + "\"", "\"" + e65 + "\""}) {
     auto e = decode_fails(R"({"action":"quit","tag":)" + tag + "}");
     CHECK(e.tag.is_null());
   }
@@ -358,14 +375,16 @@ TEST_CASE("A valid tag is echoed on every decode error", "[codec]") {
   CHECK(decode_fails(R"({"action":"msg","tag":4})").tag == json::value(4));
   CHECK(decode_fails(R"({"action":"create","room":"a.b","tag":5})").tag == json::value(5));
   CHECK(decode_fails(R"({"action":"history","limit":0,"tag":6})").tag == json::value(6));
-  CHECK(decode_fails(R"({"action":"msg","message":")" + std::string(4097, 'm') + R"(","tag":"big"})",
-                     code::too_large)
-            .tag == json::value("big"));
+  CHECK(
+      decode_fails(R"({"action":"msg","message":")" + std::string(4097, 'm') + R"(","tag":"big"})",
+                   code::too_large)
+          .tag == json::value("big"));
 }
 
 TEST_CASE("A field whose value is null is treated as absent", "[codec]") {
   CHECK(decode_ok<quit_req>(R"({"action":"quit","tag":null,"time":null})").tag.is_null());
-  auto h = body_of<history_req>(R"({"action":"history","room":null,"with":"bob","limit":null,"before":null})");
+  auto h = body_of<history_req>(
+      R"({"action":"history","room":null,"with":"bob","limit":null,"before":null})");
   CHECK_FALSE(h.room);
   CHECK(h.limit == 50);
   CHECK_FALSE(h.before);
@@ -381,11 +400,15 @@ TEST_CASE("Error texts name the offending field", "[codec]") {
   CHECK(decode_fails(R"({"action":"dance"})").message == R"(unknown action "dance")");
   CHECK(decode_fails(R"({"action":"quit","time":"x"})").message == R"("time" must be a number)");
   CHECK(decode_fails(R"({"action":"create"})").message == R"(missing field "room")");
-  CHECK(decode_fails(R"({"action":"history","limit":"x"})").message == R"("limit" must be an integer)");
-  CHECK(decode_fails(R"({"action":"history","limit":0})").message == R"("limit" must be at least 1)");
-  CHECK(decode_fails(R"({"action":"msg","message":""})").message == R"("message" must not be empty)");
-  CHECK(decode_fails(R"({"action":"msg","message":")" + std::string(4097, 'm') + "\"}", code::too_large).message ==
-        R"("message" is longer than 4096 bytes)");
+  CHECK(decode_fails(R"({"action":"history","limit":"x"})").message ==
+        R"("limit" must be an integer)");
+  CHECK(decode_fails(R"({"action":"history","limit":0})").message ==
+        R"("limit" must be at least 1)");
+  CHECK(decode_fails(R"({"action":"msg","message":""})").message ==
+        R"("message" must not be empty)");
+  CHECK(decode_fails(R"({"action":"msg","message":")" + std::string(4097, 'm') + "\"}",
+                     code::too_large)
+            .message == R"("message" is longer than 4096 bytes)");
   CHECK_THAT(decode_fails(R"({"action":"msg","message":"m","to":"a b"})").message,
              Contains(R"("to" is not a valid account name)"));
   CHECK_THAT(decode_fails(R"({"action":"authenticate","user":{}})").message, Contains("password"));
@@ -404,7 +427,8 @@ TEST_CASE("Unknown extra fields are ignored", "[codec]") {
 
 TEST_CASE("Frames from the framer decode end to end", "[codec][framing]") {
   framer f(65536);
-  f.feed("{\"action\":\"msg\",\"message\":\"hi\",\"to\":\"#dev\"}{\"action\":\"quit\",\"tag\":9}\r\n");
+  f.feed(
+      "{\"action\":\"msg\",\"message\":\"hi\",\"to\":\"#dev\"}{\"action\":\"quit\",\"tag\":9}\r\n");
   std::vector<request> got;
   json::value v;
   std::string error;
@@ -422,23 +446,29 @@ TEST_CASE("Frames from the framer decode end to end", "[codec][framing]") {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
-TEST_CASE("encode_reply writes response, time, tag, text and fields in that order", "[codec][encode]") {
-  CHECK(encode_reply(code::ok, nullptr, {}, {}, 1700000000) == "{\"response\":200,\"time\":1700000000}\n");
+TEST_CASE("encode_reply writes response, time, tag, text and fields in that order",
+          "[codec][encode]") {
+  CHECK(encode_reply(code::ok, nullptr, {}, {}, 1700000000) ==
+        "{\"response\":200,\"time\":1700000000}\n");
   CHECK(encode_reply(code::ok, json::value("t1"), "welcome", {}, 5) ==
         "{\"response\":200,\"time\":5,\"tag\":\"t1\",\"alert\":\"welcome\"}\n");
-  CHECK(encode_reply(code::created, json::value(42), {}, json::object{{"room", "#dev"}, {"password", "p"}}, 5) ==
+  CHECK(encode_reply(code::created, json::value(42), {},
+                     json::object{{"room", "#dev"}, {"password", "p"}}, 5) ==
         "{\"response\":201,\"time\":5,\"tag\":42,\"room\":\"#dev\",\"password\":\"p\"}\n");
   CHECK(encode_reply(code::prompt, nullptr, {}, json::object{{"auth", "login"}}, 5) ==
         "{\"response\":100,\"time\":5,\"auth\":\"login\"}\n");
 
-  auto o = parse_line(encode_reply(code::ok, json::value("x"), "hi",
-                                   json::object{{"id", 3}, {"delivered", 2}, {"room", "#general"}, {"missed", 0}}));
-  CHECK(keys_of(o) == std::vector<std::string>{"response", "time", "tag", "alert", "id", "delivered", "room", "missed"});
+  auto o = parse_line(
+      encode_reply(code::ok, json::value("x"), "hi",
+                   json::object{{"id", 3}, {"delivered", 2}, {"room", "#general"}, {"missed", 0}}));
+  CHECK(keys_of(o) == std::vector<std::string>{"response", "time", "tag", "alert", "id",
+                                               "delivered", "room", "missed"});
 }
 
 TEST_CASE("Errors carry error and successes carry alert", "[codec][encode]") {
-  for (code c : {code::bad_request, code::unauthorized, code::wrong_password, code::forbidden, code::not_found,
-                 code::conflict, code::too_large, code::rate_limited, code::internal_error, code::unavailable}) {
+  for (code c : {code::bad_request, code::unauthorized, code::wrong_password, code::forbidden,
+                 code::not_found, code::conflict, code::too_large, code::rate_limited,
+                 code::internal_error, code::unavailable}) {
     INFO(to_int(c));
     auto plain = parse_line(encode_reply(c, nullptr));
     CHECK(plain.at("response") == json::value(to_int(c)));
@@ -458,7 +488,8 @@ TEST_CASE("Errors carry error and successes carry alert", "[codec][encode]") {
     CHECK(texted.at("alert") == json::value("fine"));
     CHECK_FALSE(texted.contains("error"));
   }
-  CHECK(encode_reply(code::rate_limited, json::value(1), "slow down", json::object{{"retry_after", 0.5}}, 9) ==
+  CHECK(encode_reply(code::rate_limited, json::value(1), "slow down",
+                     json::object{{"retry_after", 0.5}}, 9) ==
         "{\"response\":429,\"time\":9,\"tag\":1,\"error\":\"slow down\",\"retry_after\":5E-1}\n");
 }
 
@@ -475,23 +506,32 @@ TEST_CASE("encode_reply stamps the current time by default", "[codec][encode]") 
 TEST_CASE("encode_msg writes a msg push on one line", "[codec][encode]") {
   chat_message m{17, 1700000000, "alice", "#general", "hi"};
   CHECK(encode_msg(m) ==
-        "{\"action\":\"msg\",\"id\":17,\"time\":1700000000,\"from\":\"alice\",\"to\":\"#general\",\"message\":\"hi\"}\n");
+        "{\"action\":\"msg\",\"id\":17,\"time\":1700000000,\"from\":\"alice\",\"to\":\"#general\","
+        "\"message\":\"hi\"}\n");
   CHECK(encode_msg(m, true) ==
-        "{\"action\":\"msg\",\"id\":17,\"time\":1700000000,\"from\":\"alice\",\"to\":\"#general\",\"message\":\"hi\","
+        "{\"action\":\"msg\",\"id\":17,\"time\":1700000000,\"from\":\"alice\",\"to\":\"#general\","
+        "\"message\":\"hi\","
         "\"history\":true}\n");
   CHECK(json::value(msg_object(m)) == json::parse(encode_msg(m)));
 }
 
-TEST_CASE("Pushes with newlines, quotes and UTF-8 stay on one line and parse back", "[codec][encode]") {
-  const std::string nasty = "line1\nline2\r\n\t\"quoted\" \\ \x01 caf\xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x98\x80";
+TEST_CASE("Pushes with newlines, quotes and UTF-8 stay on one line and parse back",
+          "[codec][encode]") {
+  const std::string nasty =
+      "line1\nline2\r\n\t\"quoted\" \\ \x01 caf\xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x98\x80";
   chat_message m{18446744073709551615u, -1, "bob", "alice", nasty};
 
   auto msg = parse_line(encode_msg(m));
-  CHECK(msg == json::object{{"action", "msg"}, {"id", 18446744073709551615u}, {"time", -1},
-                            {"from", "bob"}, {"to", "alice"}, {"message", nasty}});
+  CHECK(msg == json::object{{"action", "msg"},
+                            {"id", 18446744073709551615u},
+                            {"time", -1},
+                            {"from", "bob"},
+                            {"to", "alice"},
+                            {"message", nasty}});
 
   auto event = parse_line(encode_event("join", "#dev", "bob"));
-  CHECK(event == json::object{{"action", "event"}, {"event", "join"}, {"room", "#dev"}, {"user", "bob"}});
+  CHECK(event ==
+        json::object{{"action", "event"}, {"event", "join"}, {"room", "#dev"}, {"user", "bob"}});
   CHECK(keys_of(event) == std::vector<std::string>{"action", "event", "room", "user"});
 
   auto invite = parse_line(encode_invite("alice", "#dev"));
@@ -511,8 +551,9 @@ TEST_CASE("Pushes with newlines, quotes and UTF-8 stay on one line and parse bac
 
 TEST_CASE("Encoded frames go through the framer unchanged", "[codec][encode][framing]") {
   chat_message m{1, 2, "a", "#b", "multi\nline"};
-  const std::string stream = encode_msg(m) + encode_event("leave", "#b", "c") + encode_invite("a", "#b") +
-                             encode_probe() + encode_notice("bye") + encode_reply(code::ok, json::value(1));
+  const std::string stream = encode_msg(m) + encode_event("leave", "#b", "c") +
+                             encode_invite("a", "#b") + encode_probe() + encode_notice("bye") +
+                             encode_reply(code::ok, json::value(1));
   framer f(65536);
   f.feed(stream);
   int frames = 0;

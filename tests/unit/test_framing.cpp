@@ -6,6 +6,7 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+
 #include <catch2/catch.hpp>
 
 #include <cstddef>
@@ -30,15 +31,21 @@ struct event {
 
 std::ostream& operator<<(std::ostream& os, event const& e) {
   switch (e.status) {
-    case frame_status::need_more: return os << "need_more";
-    case frame_status::frame: return os << "frame " << e.frame;
-    case frame_status::malformed: return os << "malformed";
-    case frame_status::too_large: return os << "too_large";
+    case frame_status::need_more:
+      return os << "need_more";
+    case frame_status::frame:
+      return os << "frame " << e.frame;
+    case frame_status::malformed:
+      return os << "malformed";
+    case frame_status::too_large:
+      return os << "too_large";
   }
   return os;
 }
 
-event frame_of(std::string_view json_text) { return {frame_status::frame, json::serialize(json::parse(json_text))}; }
+event frame_of(std::string_view json_text) {
+  return {frame_status::frame, json::serialize(json::parse(json_text))};
+}
 const event malformed{frame_status::malformed, {}};
 const event too_large{frame_status::too_large, {}};
 
@@ -51,7 +58,8 @@ bool drain(framer& f, std::string_view chunk, std::vector<event>& out) {
     std::string error;
     const auto st = f.next(v, error);
     switch (st) {
-      case frame_status::need_more: return true;
+      case frame_status::need_more:
+        return true;
       case frame_status::frame:
         REQUIRE(v.is_object());
         out.push_back({st, json::serialize(v)});
@@ -60,7 +68,9 @@ bool drain(framer& f, std::string_view chunk, std::vector<event>& out) {
         CHECK_FALSE(error.empty());
         out.push_back({st, {}});
         break;
-      case frame_status::too_large: out.push_back({st, {}}); return false;
+      case frame_status::too_large:
+        out.push_back({st, {}});
+        return false;
     }
   }
 }
@@ -81,7 +91,8 @@ std::vector<event> in_chunks(std::string_view stream, std::vector<std::size_t> c
   std::vector<event> out;
   std::size_t pos = 0;
   for (std::size_t i = 0; pos < stream.size(); ++i) {
-    const std::size_t n = i < sizes.size() ? std::min(sizes[i], stream.size() - pos) : stream.size() - pos;
+    const std::size_t n =
+        i < sizes.size() ? std::min(sizes[i], stream.size() - pos) : stream.size() - pos;
     const std::string buffer(stream.substr(pos, n));
     pos += n;
     if (!drain(f, buffer, out)) break;
@@ -154,7 +165,8 @@ TEST_CASE("Back-to-back bare objects give the same frames whatever the chunk spl
 
 TEST_CASE("A mix of delimited, bare and broken frames is split-independent", "[framing]") {
   const auto objects = sample_objects();
-  const std::vector<std::string> separators = {"", "\n", " ", "\r\n", "\n\n", " \t\r\n  ", "\n\r\n\n"};
+  const std::vector<std::string> separators = {"",     "\n",        " ",       "\r\n",
+                                               "\n\n", " \t\r\n  ", "\n\r\n\n"};
   std::mt19937 rng(42);
   std::uniform_int_distribution<std::size_t> pick_object(0, objects.size() - 1);
   std::uniform_int_distribution<std::size_t> pick_separator(0, separators.size() - 1);
@@ -258,7 +270,8 @@ TEST_CASE("After a syntax error the rest of the line is discarded and the next l
   CHECK(all_at_once("{\"a\":x} {\"lost\":1}{\"lost\":2}\n{\"b\":2}\n") ==
         std::vector<event>{malformed, frame_of(R"({"b":2})")});
   CHECK(all_at_once("}\n{\"b\":2}") == std::vector<event>{malformed, frame_of(R"({"b":2})")});
-  CHECK(all_at_once("{\"a\":1,}\r\n{\"b\":2}\r\n") == std::vector<event>{malformed, frame_of(R"({"b":2})")});
+  CHECK(all_at_once("{\"a\":1,}\r\n{\"b\":2}\r\n") ==
+        std::vector<event>{malformed, frame_of(R"({"b":2})")});
   // The error is reported at once, before the end of its line has arrived.
   framer f(1024);
   std::vector<event> out;
@@ -272,22 +285,27 @@ TEST_CASE("After a syntax error the rest of the line is discarded and the next l
 }
 
 TEST_CASE("A newline inside an unfinished object ends it as malformed", "[framing]") {
-  CHECK(all_at_once("{\"a\":\n{\"b\":2}\n") == std::vector<event>{malformed, frame_of(R"({"b":2})")});
-  CHECK(all_at_once("{\"a\":1,\"b\"\r\n{\"b\":2}\n") == std::vector<event>{malformed, frame_of(R"({"b":2})")});
+  CHECK(all_at_once("{\"a\":\n{\"b\":2}\n") ==
+        std::vector<event>{malformed, frame_of(R"({"b":2})")});
+  CHECK(all_at_once("{\"a\":1,\"b\"\r\n{\"b\":2}\n") ==
+        std::vector<event>{malformed, frame_of(R"({"b":2})")});
   CHECK(all_at_once("{\"a\":[1,2\n{}") == std::vector<event>{malformed, frame_of("{}")});
   // The newline arrives in a later chunk.
-  CHECK(in_chunks("{\"a\":\"unterminated\n{}", {5, 5, 10}) == std::vector<event>{malformed, frame_of("{}")});
+  CHECK(in_chunks("{\"a\":\"unterminated\n{}", {5, 5, 10}) ==
+        std::vector<event>{malformed, frame_of("{}")});
 }
 
 TEST_CASE("A non-object value is malformed", "[framing]") {
-  for (const char* line : {"[1,2]\n", "\"text\"\n", "42\n", "-1.5e3\n", "true\n", "null\n", "[]\n"}) {
+  for (const char* line :
+       {"[1,2]\n", "\"text\"\n", "42\n", "-1.5e3\n", "true\n", "null\n", "[]\n"}) {
     INFO(line);
     CHECK(all_at_once(std::string(line) + "{}\n") == std::vector<event>{malformed, frame_of("{}")});
   }
   // Nothing is discarded after a complete non-object: reading goes on right after the value.
   CHECK(all_at_once("42 {\"action\":\"users\"}\n") ==
         std::vector<event>{malformed, frame_of(R"({"action":"users"})")});
-  CHECK(all_at_once("[1]{}\"s\"{}") == std::vector<event>{malformed, frame_of("{}"), malformed, frame_of("{}")});
+  CHECK(all_at_once("[1]{}\"s\"{}") ==
+        std::vector<event>{malformed, frame_of("{}"), malformed, frame_of("{}")});
   // A bare number only ends at its line end, which may come in a later chunk.
   CHECK(in_chunks("12345\n{}", {3, 2, 1}) == std::vector<event>{malformed, frame_of("{}")});
   // A non-object without a newline is reported as soon as it is complete.
@@ -342,15 +360,18 @@ TEST_CASE("The CR of a CRLF does not count toward max-frame", "[framing]") {
   const std::string line = "{\"m\":\"" + std::string(max - 6, 'x');
   REQUIRE(line.size() == max);
   CHECK(all_at_once(line + "\r\n{}\n", max) == std::vector<event>{malformed, frame_of("{}")});
-  CHECK(in_chunks(line + "\r\n{}\n", {max + 1, 1}, max) == std::vector<event>{malformed, frame_of("{}")});
-  CHECK(in_chunks(line + "\r\n{}\n", {max, 1, 1}, max) == std::vector<event>{malformed, frame_of("{}")});
+  CHECK(in_chunks(line + "\r\n{}\n", {max + 1, 1}, max) ==
+        std::vector<event>{malformed, frame_of("{}")});
+  CHECK(in_chunks(line + "\r\n{}\n", {max, 1, 1}, max) ==
+        std::vector<event>{malformed, frame_of("{}")});
   // A CR that is not followed by LF is one byte too many.
   CHECK(all_at_once(line + "\r \n", max) == std::vector<event>{too_large});
   CHECK(in_chunks(line + "\r \n", {max + 1, 1}, max) == std::vector<event>{too_large});
   CHECK(all_at_once(line + "\r\r\n", max) == std::vector<event>{too_large});
 }
 
-TEST_CASE("A huge frame is rejected as soon as max-frame + 1 of its bytes have arrived", "[framing]") {
+TEST_CASE("A huge frame is rejected as soon as max-frame + 1 of its bytes have arrived",
+          "[framing]") {
   constexpr std::size_t max = 1000;
   const std::string prefix = "\n\n  ";  // blanks before the frame are not part of it
   std::string stream = prefix + "{\"m\":\"" + std::string(1 << 20, 'x');
@@ -408,7 +429,8 @@ TEST_CASE("Bytes discarded after a syntax error do not count toward max-frame", 
 TEST_CASE("A depth bomb is malformed, not a crash", "[framing]") {
   constexpr std::size_t big = 1 << 22;
   SECTION("nested arrays") {
-    CHECK(all_at_once(std::string(200000, '[') + "\n{}\n", big) == std::vector<event>{malformed, frame_of("{}")});
+    CHECK(all_at_once(std::string(200000, '[') + "\n{}\n", big) ==
+          std::vector<event>{malformed, frame_of("{}")});
   }
   SECTION("nested objects") {
     std::string bomb;

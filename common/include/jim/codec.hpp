@@ -63,9 +63,9 @@ struct users_req {
 struct rooms_req {};
 struct quit_req {};
 
-using request_body = std::variant<presence_req, authenticate_req, register_req, msg_req, create_req,
-                                  join_req, exit_req, invite_req, history_req, users_req, rooms_req,
-                                  quit_req>;
+using request_body =
+    std::variant<presence_req, authenticate_req, register_req, msg_req, create_req, join_req,
+                 exit_req, invite_req, history_req, users_req, rooms_req, quit_req>;
 
 /// A decoded request. `tag` is null when the client sent none.
 struct request {
@@ -101,8 +101,8 @@ std::string encode_reply(code c, boost::json::value const& tag, std::string_view
 struct chat_message {
   std::uint64_t id = 0;
   std::int64_t time = 0;
-  std::string from;     ///< account name as registered
-  std::string to;       ///< `#room` or account name as registered
+  std::string from;  ///< account name as registered
+  std::string to;    ///< `#room` or account name as registered
   std::string message;
 };
 

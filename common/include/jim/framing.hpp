@@ -31,7 +31,7 @@ enum class frame_status {
 /// @par Thread Safety
 /// Distinct objects: safe. Shared objects: unsafe.
 class framer {
-public:
+ public:
   explicit framer(std::size_t max_frame, std::size_t max_depth = 16);
 
   /// Hands the framer the next chunk. Precondition: the previous chunk is fully consumed.
@@ -44,7 +44,7 @@ public:
   /// Bytes of the current frame seen so far (0 between frames).
   std::size_t partial_bytes() const noexcept { return frame_bytes_; }
 
-private:
+ private:
   void restart() noexcept;
 
   /// Exists only while a frame is being parsed or more input is at hand: an idle

@@ -12,25 +12,29 @@ namespace jim::proto {
 
 /// Numeric response codes, as they appear in `"response"`.
 enum class code : int {
-  prompt = 100,          ///< sign-in prompt, see the `auth` field
+  prompt = 100,  ///< sign-in prompt, see the `auth` field
   ok = 200,
-  created = 201,         ///< account registered, room created
-  accepted = 202,        ///< private message queued for an offline user
-  bad_request = 400,     ///< malformed frame, bad field, unknown action, passwords differ
-  unauthorized = 401,    ///< not signed in
+  created = 201,       ///< account registered, room created
+  accepted = 202,      ///< private message queued for an offline user
+  bad_request = 400,   ///< malformed frame, bad field, unknown action, passwords differ
+  unauthorized = 401,  ///< not signed in
   wrong_password = 402,
-  forbidden = 403,       ///< wrong room password, not the owner, not a member
-  not_found = 404,       ///< no such room or account
-  conflict = 409,        ///< name already taken
-  too_large = 413,       ///< frame or message too large
-  rate_limited = 429,    ///< see `retry_after`
+  forbidden = 403,     ///< wrong room password, not the owner, not a member
+  not_found = 404,     ///< no such room or account
+  conflict = 409,      ///< name already taken
+  too_large = 413,     ///< frame or message too large
+  rate_limited = 429,  ///< see `retry_after`
   internal_error = 500,
-  unavailable = 503,     ///< server full or shutting down
+  unavailable = 503,  ///< server full or shutting down
 };
 
-constexpr int to_int(code c) noexcept { return static_cast<int>(c); }
+constexpr int to_int(code c) noexcept {
+  return static_cast<int>(c);
+}
 /// True for 1xx/2xx codes: their text goes in `"alert"`, others in `"error"`.
-constexpr bool is_success(code c) noexcept { return to_int(c) < 400; }
+constexpr bool is_success(code c) noexcept {
+  return to_int(c) < 400;
+}
 /// Short English reason, used when a reply carries no more precise text.
 std::string_view reason(code c) noexcept;
 
