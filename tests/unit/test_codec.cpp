@@ -579,3 +579,17 @@ TEST_CASE("A msg push shared once is the same bytes for every recipient", "[code
   CHECK(frame.use_count() == 51);
   CHECK(to_line(json::value(msg_object(m))) == *frame);
 }
+
+TEST_CASE("An unknown action is quoted in the error without cutting a UTF-8 character", "[codec]") {
+  // 63 ASCII bytes then a 2-byte character: a cut at 64 bytes would split it.
+  const std::string action = std::string(63, 'a') + "\xc3\xa9" + "zzz";
+  boost::json::object frame{{"action", action}};
+  auto r = jim::proto::decode(frame, jim::proto::limits{});
+  auto const* e = std::get_if<jim::proto::decode_error>(&r);
+  REQUIRE(e);
+  const std::string line = jim::proto::encode_reply(e->status, e->tag, e->message);
+  boost::system::error_code ec;
+  auto v = boost::json::parse(line, ec);
+  CHECK_FALSE(ec);
+  CHECK(e->message.find(std::string(63, 'a') + "\"") != std::string::npos);
+}
