@@ -139,7 +139,7 @@ hub::sign_in_result hub::sign_in(peer& p, account& a, code status) {
   enter(a, *general_);
   const std::uint64_t missed = general_->posted - std::min(a.general_seen, general_->posted);
   res.reply.status = status;
-  res.reply.fields = json::object{{"room", general_->name}, {"missed", missed}};
+  res.reply.fields = json::object{{"room", general_->name}, {"missed", missed}, {"account_name", a.name}};
   res.reply.then = recent(*general_);
   for (auto const& m : a.queued) res.reply.then.push_back(proto::share(proto::encode_msg(m)));
   a.queued.clear();

@@ -214,3 +214,11 @@ TEST_CASE("Expired messages are pruned", "[hub]") {
   CHECK(h.general().history.empty());
   CHECK(h.general().posted == 1);
 }
+
+TEST_CASE_METHOD(fixture, "The sign-in reply names the account as registered", "[hub]") {
+  auto& alice = user("Alice");
+  fake_peer p;
+  auto res = h.sign_in(p, alice, code::ok);
+  CHECK(res.reply.fields.at("account_name") == "Alice");
+  CHECK(res.reply.fields.at("room") == "#general");
+}
