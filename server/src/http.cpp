@@ -248,27 +248,8 @@ bool origin_allowed(std::string_view origin, std::string_view host, std::string_
   return !origin_host.empty() && iequals(origin_host, trim(host));
 }
 
-awaitable<void> http_accept_loop(server_context& ctx, tcp::acceptor& acceptor,
-                                 std::uint64_t& next_id) {
-  for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(nothrow);
-    if (ec) {
-      if (ec == asio::error::operation_aborted || ctx.stopping) co_return;
-      JIM_LOG(warn, "accept: {}", ec.message());
-      asio::steady_timer backoff(acceptor.get_executor(), std::chrono::milliseconds(100));
-      co_await backoff.async_wait(nothrow);
-      continue;
-    }
-    asio::co_spawn(acceptor.get_executor(), serve(ctx, std::move(socket), next_id),
-                   [](std::exception_ptr e) {
-                     if (!e) return;
-                     try {
-                       std::rethrow_exception(e);
-                     } catch (std::exception const& ex) {
-                       JIM_LOG(err, "HTTP connection ended by an exception: {}", ex.what());
-                     }
-                   });
-  }
+awaitable<void> serve_http(server_context& ctx, tcp::socket socket, std::uint64_t& next_id) {
+  return serve(ctx, std::move(socket), next_id);
 }
 
 }  // namespace jim::server

@@ -14,11 +14,10 @@ namespace jim::server {
 
 struct server_context;
 
-/// Accepts HTTP connections until the acceptor is closed. `next_id` numbers the sessions
-/// (shared with the TCP listener).
-boost::asio::awaitable<void> http_accept_loop(server_context& ctx,
-                                              boost::asio::ip::tcp::acceptor& acceptor,
-                                              std::uint64_t& next_id);
+/// Serves one HTTP connection: the web client's files, or an upgrade of `/chat` to a
+/// WebSocket session (numbered from `next_id`, shared with the TCP listener).
+boost::asio::awaitable<void> serve_http(server_context& ctx, boost::asio::ip::tcp::socket socket,
+                                        std::uint64_t& next_id);
 
 /// Whether a WebSocket upgrade from `origin` to `host` is allowed: no Origin header (not a
 /// browser), an Origin in the comma-separated `allowed` list, or — when the list is empty —

@@ -125,7 +125,7 @@ struct server::impl {
 
   void listen();
   tcp::acceptor* http_acceptor = nullptr;
-  awaitable<void> accept_loop(tcp::acceptor& acceptor);
+  awaitable<void> accept_loop(tcp::acceptor& acceptor, bool web);
   awaitable<void> reject(tcp::socket socket);
   awaitable<void> wait_for_signal();
   awaitable<void> autosave_loop();
@@ -193,11 +193,8 @@ int server::run() {
     const bool web = &a == s.http_acceptor;
     JIM_LOG(info, "listening on {}:{}{}", a.local_endpoint().address().to_string(),
             a.local_endpoint().port(), web ? " (HTTP: web client at /, WebSocket at /chat)" : "");
-    if (web)
-      asio::co_spawn(s.ioc, http_accept_loop(s.ctx, a, s.next_id),
-                     log_exception("HTTP accept loop"));
-    else
-      asio::co_spawn(s.ioc, s.accept_loop(a), log_exception("accept loop"));
+    asio::co_spawn(s.ioc, s.accept_loop(a, web),
+                   log_exception(web ? "HTTP accept loop" : "accept loop"));
   }
   asio::co_spawn(s.ioc, s.wait_for_signal(), log_exception("signal handler"));
   asio::co_spawn(s.ioc, s.autosave_loop(), log_exception("autosave"));
@@ -220,7 +217,7 @@ int server::run() {
   return s.exit_code;
 }
 
-awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor) {
+awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor, bool web) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(nothrow);
     if (ec) {
@@ -231,12 +228,15 @@ awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor) {
       co_await backoff.async_wait(nothrow);
       continue;
     }
-    if (ctx.stopping || ctx.active >= cfg.max_clients) {
+    if (web) {  // max-clients is checked at the WebSocket upgrade
+      asio::co_spawn(ioc, serve_http(ctx, std::move(socket), next_id),
+                     log_exception("HTTP connection"));
+    } else if (ctx.stopping || ctx.active >= cfg.max_clients) {
       asio::co_spawn(ioc, reject(std::move(socket)), asio::detached);
-      continue;
+    } else {
+      std::shared_ptr<session> s = std::make_shared<tcp_session>(ctx, std::move(socket), ++next_id);
+      asio::co_spawn(ioc, s->run(), [s](std::exception_ptr e) { log_exception("session")(e); });
     }
-    std::shared_ptr<session> s = std::make_shared<tcp_session>(ctx, std::move(socket), ++next_id);
-    asio::co_spawn(ioc, s->run(), [s](std::exception_ptr e) { log_exception("session")(e); });
   }
 }
 
