@@ -708,16 +708,9 @@ TEST_CASE("A client that pipelines many requests without reading gets every repl
   for (int i = 0; i < requests; ++i)
     batch += R"({"action":"history","pad":")" + pad + R"(","tag":)" + std::to_string(i) + "}\n";
   const long rss_before = d.rss_kib();
-  // The writer may block once the daemon stops reading (which is what it should do).
-  auto writer = std::async(std::launch::async, [&c, &batch] { c.send_raw(batch); });
-  // If the test fails while the writer is blocked, unblock it (the future's destructor waits).
-  struct unblock {
-    std::future<void>& w;
-    int fd;
-    ~unblock() {
-      if (w.valid() && w.wait_for(0s) != std::future_status::ready) ::shutdown(fd, SHUT_RDWR);
-    }
-  } guard{writer, c.fd()};
+  // The send may block once the daemon stops reading (which is what it should do).
+  background_send sending(c, batch);
+  auto& writer = sending.future();
   const bool written_early = writer.wait_for(3s) == std::future_status::ready;
 
   // Observation window (asserting an absence, like silent_for): for one second the client reads
@@ -773,14 +766,7 @@ TEST_CASE("A client whose requests wait unread because its replies are not read 
   std::string batch;
   for (int i = 0; i < requests; ++i)
     batch += R"({"action":"history","tag":)" + std::to_string(i) + "}\n";
-  auto writer = std::async(std::launch::async, [&c, &batch] { c.send_raw(batch); });
-  struct unblock {
-    std::future<void>& w;
-    int fd;
-    ~unblock() {
-      if (w.valid() && w.wait_for(0s) != std::future_status::ready) ::shutdown(fd, SHUT_RDWR);
-    }
-  } guard{writer, c.fd()};
+  background_send sending(c, batch);
   // Not reading for longer than the idle timeout (the time is the subject of the test).
   std::this_thread::sleep_for(3s);
   const std::size_t unread = server_unread_bytes(d.port(), c.fd());

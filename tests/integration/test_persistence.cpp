@@ -1,3 +1,4 @@
+#include "files.hpp"
 #include "harness.hpp"
 
 #include <catch2/catch.hpp>
@@ -22,15 +23,8 @@ constexpr char const* crash_hook_env = "JIMD_TEST_CRASH_BEFORE_RENAME";
 
 const std::vector<std::string> daemon_args{"--autosave", "0", "--rate-limit", "0"};
 
-std::string read_bytes(fs::path const& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_bytes(fs::path const& p, std::string const& bytes) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
+using jim::test::read_bytes;
+using jim::test::write_bytes;
 
 std::uint64_t id_of(json::object const& o) {
   return o.at("id").to_number<std::uint64_t>();

@@ -1,3 +1,4 @@
+#include "files.hpp"
 #include "hub.hpp"
 #include "snapshot.hpp"
 
@@ -53,15 +54,8 @@ struct fake_peer final : peer {
   void replaced(shared_frame const&) override {}
 };
 
-std::string read_bytes(fs::path const& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_bytes(fs::path const& p, std::string const& bytes) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
+using jim::test::read_bytes;
+using jim::test::write_bytes;
 
 std::set<std::string> listing(fs::path const& dir) {
   std::set<std::string> names;

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fcntl.h>
+#include <future>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -211,6 +212,29 @@ class multi_client {
   std::uint16_t port_;
   std::string host_;
   std::vector<conn> conns_;
+};
+
+/// Sends `bytes` on `c` from another thread: the send may block once the daemon (rightly)
+/// stops reading. If the test ends first, the socket is shut down so the thread can end (the
+/// future's destructor waits for it).
+class background_send {
+ public:
+  background_send(client& c, std::string bytes)
+      : fd_(c.fd()),
+        bytes_(std::move(bytes)),
+        done_(std::async(std::launch::async, [&c, this] { c.send_raw(bytes_); })) {}
+  ~background_send() {
+    if (done_.valid() && done_.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
+      ::shutdown(fd_, SHUT_RDWR);
+  }
+  background_send(background_send const&) = delete;
+  background_send& operator=(background_send const&) = delete;
+  std::future<void>& future() { return done_; }
+
+ private:
+  int fd_;
+  std::string bytes_;
+  std::future<void> done_;
 };
 
 }  // namespace jim::test
