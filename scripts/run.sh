@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DJIM_TESTS=OFF >/dev/null
 cmake --build build-release -j"$(nproc)" --target jimd jim
-exec build-release/bin/jimd --data-dir ./data --log-dir ./logs "$@"
+exec build-release/bin/jimd "$@"  # defaults: ./data and ./logs under the repository root
