@@ -187,10 +187,8 @@ awaitable<void> serve(server_context& ctx, tcp::socket socket, std::uint64_t& ne
           [](websocket::response_type& res) { res.set(http::field::server, version_string); }));
       auto [aec] = co_await ws.async_accept(req, nothrow);
       if (aec) co_return;
-      if (ctx.stopping || ctx.active >= ctx.cfg.max_clients) {
-        const std::string line = proto::encode_reply(
-            proto::code::unavailable, nullptr,
-            ctx.stopping ? "server shutting down" : "server full (max-clients reached)");
+      if (ctx.refusing()) {
+        const std::string line = ctx.refusal();
         ws.text(true);
         co_await ws.async_write(asio::buffer(line.data(), line.size() - 1), nothrow);
         co_await ws.async_close(websocket::close_code::try_again_later, nothrow);

@@ -126,20 +126,24 @@ std::vector<shared_frame> hub::recent(room const& r) const {
   return {r.recent_frames.begin(), r.recent_frames.end()};
 }
 
+peer* hub::take_over(account& a) {
+  peer* old = a.online;
+  if (!old) return nullptr;
+  sign_out(*old, a);
+  old->replaced(proto::share(proto::encode_notice("signed in from another connection")));
+  return old;
+}
+
 hub::sign_in_result hub::sign_in(peer& p, account& a, code status) {
   sign_in_result res;
-  if (a.online && a.online != &p) {
-    res.replaced = a.online;
-    peer& old = *a.online;
-    sign_out(old, a);
-    old.replaced(proto::share(proto::encode_notice("signed in from another connection")));
-  }
+  if (a.online != &p) res.replaced = take_over(a);
   a.online = &p;
   ++online_;
   enter(a, *general_);
   const std::uint64_t missed = general_->posted - std::min(a.general_seen, general_->posted);
   res.reply.status = status;
-  res.reply.fields = json::object{{"room", general_->name}, {"missed", missed}, {"account_name", a.name}};
+  res.reply.fields =
+      json::object{{"room", general_->name}, {"missed", missed}, {"account_name", a.name}};
   res.reply.then = recent(*general_);
   for (auto const& m : a.queued) res.reply.then.push_back(proto::share(proto::encode_msg(m)));
   a.queued.clear();

@@ -113,6 +113,8 @@ class hub {
   };
   /// Attaches `p` to `a` in #general. A live connection of `a` is detached and told why.
   sign_in_result sign_in(peer& p, account& a, proto::code status);
+  /// Takes `a`'s live connection away (signs it out, tells it why); returns it, or nullptr.
+  peer* take_over(account& a);
   /// Detaches `p` from `a`; a no-op if `p` is no longer `a`'s connection.
   void sign_out(peer& p, account& a);
 

@@ -231,7 +231,7 @@ awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor, bool web) {
     if (web) {  // max-clients is checked at the WebSocket upgrade
       asio::co_spawn(ioc, serve_http(ctx, std::move(socket), next_id),
                      log_exception("HTTP connection"));
-    } else if (ctx.stopping || ctx.active >= cfg.max_clients) {
+    } else if (ctx.refusing()) {
       asio::co_spawn(ioc, reject(std::move(socket)), asio::detached);
     } else {
       std::shared_ptr<session> s = std::make_shared<tcp_session>(ctx, std::move(socket), ++next_id);
@@ -241,9 +241,7 @@ awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor, bool web) {
 }
 
 awaitable<void> server::impl::reject(tcp::socket socket) {
-  const std::string line = proto::encode_reply(
-      proto::code::unavailable, nullptr,
-      ctx.stopping ? "server shutting down" : "server full (max-clients reached)");
+  const std::string line = ctx.refusal();
   JIM_LOG(warn, "connection refused: {}", ctx.stopping ? "shutting down" : "max-clients reached");
   co_await asio::async_write(socket, asio::buffer(line), nothrow);
   boost::system::error_code ec;

@@ -240,6 +240,16 @@ server_context::read_buffer::~read_buffer() {
   if (ctx_.spare_buffers.size() < max_spare_buffers) ctx_.spare_buffers.push_back(std::move(data_));
 }
 
+bool server_context::refusing() const {
+  return stopping || active >= cfg.max_clients;
+}
+
+std::string server_context::refusal() const {
+  return proto::encode_reply(
+      proto::code::unavailable, nullptr,
+      stopping ? "server shutting down" : "server full (max-clients reached)");
+}
+
 void server_context::flush() {
   flush_posted = false;
   auto batch = std::move(dirty);
@@ -577,9 +587,7 @@ awaitable<void> session::sign_in(account& a, code status, json::value const& tag
   if (a.online != this) a.status = "online";
   if (a.online && a.online != this) {
     // Takeover: the old connection gets its notice and is closed before we answer.
-    auto old = static_cast<session*>(a.online)->shared_from_this();
-    ctx_.chat.sign_out(*old, a);
-    old->replaced(proto::share(proto::encode_notice("signed in from another connection")));
+    auto old = static_cast<session*>(ctx_.chat.take_over(a))->shared_from_this();
     co_await old->wait_closed(std::chrono::seconds(2));
     old->drop("replaced by a new sign-in and not closed in time");  // no-op once closed
     if (closing()) co_return;

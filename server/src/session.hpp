@@ -67,6 +67,11 @@ struct server_context {
     std::unique_ptr<char[]> data_;
   };
   std::vector<std::unique_ptr<char[]>> spare_buffers;  ///< at most max_spare_buffers
+
+  /// Whether a new connection must be refused (max-clients reached, or shutting down), and
+  /// the 503 line it gets then.
+  bool refusing() const;
+  std::string refusal() const;
   bool stopping = false;
   boost::asio::steady_timer* all_closed =
       nullptr;  ///< cancelled when `live` empties while stopping
