@@ -233,7 +233,9 @@ outcome hub::create_room(account& owner, std::string_view bare_name, std::string
                          std::string const& password) {
   if (find_room(bare_name))
     return fail(code::conflict, "room #" + std::string(bare_name) + " already exists");
-  room& r = restore_room("#" + std::string(bare_name));
+  std::string name = "#";  // not "#" + std::string(...): GCC 12 -O3 warns falsely there
+  name += bare_name;
+  room& r = restore_room(std::move(name));
   r.owner = fold(owner.name);
   r.password_hash = std::move(password_hash);
   r.members.insert(r.owner);
