@@ -61,6 +61,8 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     ("rate-burst", po::value<double>()->default_value(20), "token bucket size")
     ("autosave", po::value<long long>()->default_value(60), "seconds between snapshots (0: at exit only)")
     ("kdf-iterations", po::value<long long>()->default_value(100000), "PBKDF2 iterations")
+    ("hash-threads", po::value<long long>()->default_value(0),
+     "password-hashing threads (0: one less than the cores, at least 1)")
     ("http-port", po::value<long long>()->default_value(7780), "HTTP/WebSocket port (0: none)")
     ("http-address", po::value<std::string>()->default_value(""), "HTTP address (default: --address)")
     ("http-origins", po::value<std::string>()->default_value(""),
@@ -111,6 +113,7 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     c.rate_burst = checked_double(vm, "rate-burst", 1, 1e9);
     c.autosave = std::chrono::seconds(checked<long long>(vm, "autosave", 0, 1LL << 30));
     c.kdf_iterations = checked<unsigned>(vm, "kdf-iterations", 1, 100'000'000);
+    c.hash_threads = checked<int>(vm, "hash-threads", 0, 256);
     c.http_port = checked<std::uint16_t>(vm, "http-port", 0, 65535);
     c.http_address = vm["http-address"].as<std::string>();
     c.http_origins = vm["http-origins"].as<std::string>();

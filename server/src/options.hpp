@@ -31,6 +31,7 @@ struct config {
   double rate_burst = 20;
   std::chrono::seconds autosave{60};  ///< 0: only at shutdown
   unsigned kdf_iterations = 100000;
+  int hash_threads = 0;  ///< password-hashing threads; 0: one less than the cores (at least 1)
   std::uint16_t http_port = 7780;  ///< 0: no HTTP/WebSocket listener
   std::string http_address;        ///< empty: same as address
   std::string http_origins;        ///< comma-separated allowed Origins; empty: same host

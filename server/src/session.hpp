@@ -83,7 +83,7 @@ struct server_context {
 /// round queued. Like Redis's event loop (process every ready client, then write each client
 /// once), this makes a fan-out cost one write per recipient per round, however many messages
 /// the round read. Returns when `ioc` is stopped or runs out of work.
-void run_rounds(boost::asio::io_context& ioc, server_context& ctx, std::size_t max_handlers = 256);
+void run_rounds(boost::asio::io_context& ioc, server_context& ctx, std::size_t max_handlers = 64);
 
 /// The protocol side of one connection, whatever carries it: the sign-in state machine, the
 /// dispatch of typed requests to the hub, a byte-bounded outbox drained by one writer

@@ -31,6 +31,7 @@ TEST_CASE("Defaults follow the contract", "[options]") {
   CHECK(c.rate_burst == 20);
   CHECK(c.autosave.count() == 60);
   CHECK(c.kdf_iterations >= 100000);
+  CHECK(c.hash_threads == 0);
   CHECK(c.http_port == 7780);
 }
 
@@ -39,7 +40,8 @@ TEST_CASE("A bad option or value is a one-line error naming it", "[options]") {
                     {"-p", "70000"},
                     {"--max-clients", "abc"},
                     {"--log-level", "loud"},
-                    {"--rate-limit", "-1"}}) {
+                    {"--rate-limit", "-1"},
+                    {"--hash-threads", "-2"}}) {
     auto r = parse(args);
     REQUIRE(std::holds_alternative<print_and_exit>(r));
     auto const& out = std::get<print_and_exit>(r);
