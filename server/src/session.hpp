@@ -1,7 +1,7 @@
 #pragma once
 /// \file
-/// One TCP connection: a reader coroutine (framer -> decoder -> hub), a writer coroutine that
-/// drains a byte-bounded outbox with gathered writes, and a watchdog for idle probes.
+/// One connection: a reader coroutine (framer -> decoder -> hub), a byte-bounded outbox written
+/// once per event-loop round (run_rounds) without blocking, and a watchdog for idle probes.
 
 #include "hub.hpp"
 #include "jim/framing.hpp"
