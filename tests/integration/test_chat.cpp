@@ -504,3 +504,31 @@ TEST_CASE("Pushes carry action and no response", "[integration][chat]") {
   CHECK(notice.at("action") == "notice");
   CHECK_FALSE(notice.contains("response"));
 }
+
+TEST_CASE("Many large pushes queued in one round arrive whole and in order",
+          "[integration][chat]") {
+  // A round's frames for one connection leave in writes of at most 64 KiB, copied into one
+  // buffer: 40 pushes of ~4 KB cross that bound several times. (Writes that end inside a frame
+  // are covered by the slow-consumer tests in test_limits.cpp.)
+  jimd_process d({"--rate-limit", "0", "--history-on-join", "40"});
+  client alice = sign_up(d.port(), "alice");
+  client bob = sign_up(d.port(), "bob");
+  std::vector<std::string> texts;
+  std::string batch;
+  for (int i = 0; i < 40; ++i) {
+    texts.push_back(std::to_string(i) + ":" + std::string(4000, static_cast<char>('a' + i % 26)));
+    batch += json::serialize(json::object{{"action", "msg"}, {"message", texts.back()}}) + "\n";
+  }
+  alice.send_raw(batch);  // one write: the server reads them together
+  for (int i = 0; i < 40; ++i) REQUIRE(code_of(alice.reply()) == 200);
+  auto live = pushes(bob, 40);
+  client carol = sign_up(d.port(), "carol");  // the same 40 as history, queued at once
+  auto history = pushes(carol, 40);
+  for (int i = 0; i < 40; ++i) {
+    CHECK(str(live[i], "message") == texts[i]);
+    CHECK(str(history[i], "message") == texts[i]);
+    CHECK(history[i].at("history") == true);
+  }
+  CHECK(no_push_pending(bob));
+  CHECK(no_push_pending(carol));
+}
