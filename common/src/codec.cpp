@@ -246,9 +246,24 @@ json::object msg_object(chat_message const& m) {
 }
 
 std::string encode_msg(chat_message const& m, bool history) {
-  json::object o = msg_object(m);
-  if (history) o.emplace("history", true);
-  return to_line(o);
+  // Every message is encoded (twice: live and as history), so the line is written directly:
+  // the same bytes as serialising msg_object(m), without building and hashing a JSON object
+  // (that was about a tenth of the server's CPU at 100 receivers).
+  std::string out;
+  out.reserve(m.from.size() + m.to.size() + m.message.size() + 112);
+  out += R"({"action":"msg","id":)";
+  out += std::to_string(m.id);
+  out += R"(,"time":)";
+  out += std::to_string(m.time);
+  out += R"(,"from":)";
+  out += json::serialize(json::string_view(m.from));
+  out += R"(,"to":)";
+  out += json::serialize(json::string_view(m.to));
+  out += R"(,"message":)";
+  out += json::serialize(json::string_view(m.message));
+  if (history) out += R"(,"history":true)";
+  out += "}\n";
+  return out;
 }
 
 std::string encode_event(std::string_view event, std::string_view room, std::string_view user) {

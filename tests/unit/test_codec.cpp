@@ -521,6 +521,12 @@ TEST_CASE("Pushes with newlines, quotes and UTF-8 stay on one line and parse bac
       "line1\nline2\r\n\t\"quoted\" \\ \x01 caf\xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x98\x80";
   chat_message m{18446744073709551615u, -1, "bob", "alice", nasty};
 
+  // The direct encoder writes exactly what serialising the object would.
+  json::object with_history = msg_object(m);
+  with_history.emplace("history", true);
+  CHECK(encode_msg(m) == json::serialize(msg_object(m)) + "\n");
+  CHECK(encode_msg(m, true) == json::serialize(with_history) + "\n");
+
   auto msg = parse_line(encode_msg(m));
   CHECK(msg == json::object{{"action", "msg"},
                             {"id", 18446744073709551615u},
