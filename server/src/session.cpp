@@ -272,6 +272,9 @@ void run_rounds(asio::io_context& ioc, server_context& ctx, std::size_t max_hand
     for (std::size_t n = 1; n < max_handlers && ioc.poll_one() != 0; ++n) {
     }
     ctx.flush();
+    // Nothing queues frames while a flush writes, but if something ever does, write it in a
+    // next round at once rather than after the next event.
+    if (!ctx.dirty.empty()) asio::post(ioc, [] {});
   }
 }
 
@@ -387,8 +390,8 @@ awaitable<void> tcp_session::read_loop() {
 
 namespace {
 thread_local std::vector<asio::const_buffer> scratch_buffers;
-/// Small frames are copied into one buffer before they are sent: the kernel pays a lot per
-/// iovec segment (about as much as copying a few hundred bytes), little per byte.
+/// The frames of one write are copied into one buffer: with one iovec segment per ~140-byte
+/// frame, the kernel's copy (`_copy_from_iter`) took a quarter of jimd's CPU at R=100.
 constexpr std::size_t coalesce_limit = 64 * 1024;
 thread_local std::unique_ptr<char[]> coalesced;
 }  // namespace

@@ -86,9 +86,9 @@ struct server_context {
 void run_rounds(boost::asio::io_context& ioc, server_context& ctx, std::size_t max_handlers = 64);
 
 /// The protocol side of one connection, whatever carries it: the sign-in state machine, the
-/// dispatch of typed requests to the hub, a byte-bounded outbox drained by one writer
-/// coroutine, and a watchdog for idle probes. Transports (TCP, WebSocket) derive from it and
-/// supply the byte-level hooks below.
+/// dispatch of typed requests to the hub, a byte-bounded outbox written by flush() (or, when
+/// the peer is slow, after waiting for writability), and a watchdog for idle probes. Transports
+/// (TCP, WebSocket) derive from it and supply the byte-level hooks below.
 ///
 /// @par Thread Safety
 /// Everything runs on the I/O thread (the executor given to the constructor).
