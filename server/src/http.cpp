@@ -15,8 +15,6 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 
-#include <algorithm>
-
 namespace jim::server {
 
 namespace asio = boost::asio;
@@ -114,13 +112,6 @@ std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
 }
 
 template <class Body>
@@ -233,7 +224,7 @@ bool origin_allowed(std::string_view origin, std::string_view host, std::string_
   if (!allowed.empty()) {
     while (!allowed.empty()) {
       const auto comma = allowed.find(',');
-      if (iequals(trim(allowed.substr(0, comma)), origin)) return true;
+      if (beast::iequals(trim(allowed.substr(0, comma)), origin)) return true;
       if (comma == std::string_view::npos) break;
       allowed.remove_prefix(comma + 1);
     }
@@ -243,7 +234,7 @@ bool origin_allowed(std::string_view origin, std::string_view host, std::string_
   if (scheme == std::string_view::npos) return false;
   std::string_view origin_host = origin.substr(scheme + 3);
   if (!origin_host.empty() && origin_host.back() == '/') origin_host.remove_suffix(1);
-  return !origin_host.empty() && iequals(origin_host, trim(host));
+  return !origin_host.empty() && beast::iequals(origin_host, trim(host));
 }
 
 awaitable<void> serve_http(server_context& ctx, tcp::socket socket, std::uint64_t& next_id) {

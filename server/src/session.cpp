@@ -6,15 +6,9 @@
 #include "options.hpp"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/bind_cancellation_slot.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 
 #include <algorithm>
 #include <array>
@@ -33,7 +27,6 @@ namespace {
 JIM_LOG_MODULE("session")
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t max_spare_buffers = 64;
-constexpr std::size_t max_batch = 512;  ///< frames handed to one gathered write (IOV_MAX 1024)
 constexpr auto flush_deadline = std::chrono::seconds(5);
 constexpr auto linger_deadline = std::chrono::seconds(2);
 
@@ -220,12 +213,17 @@ void session::clear_queue() {
 void session::write_failed(boost::system::error_code ec) {
   if (ec != asio::error::operation_aborted)
     JIM_LOG(debug, "connection {}: write: {}", id_, ec.message());
+  stop_writing();
+}
+
+void session::stop_writing() {
+  closed_ = true;
   clear_queue();
   queued_bytes_ = 0;
-  closed_ = true;
   stop_reading();
+  cancel(drained_);
   cancel(closed_signal_);
-  watchdog_.cancel();
+  watchdog_.cancel();  // run() may be waiting for the flush
 }
 
 void session::written(std::size_t bytes) {
@@ -294,15 +292,9 @@ void session::stop_reading() {
 void session::drop(char const* why) {
   if (aborted_ || closed_) return;
   JIM_LOG(warn, "connection {} ({}) dropped: {}", id_, account_ ? account_->name : peer_name_, why);
-  closed_ = true;
   aborted_ = true;
-  clear_queue();
-  queued_bytes_ = 0;
-  stop_reading();
+  stop_writing();
   abort(true);  // pending operations end with operation_aborted
-  cancel(drained_);
-  watchdog_.cancel();
-  cancel(closed_signal_);
 }
 
 void session::enqueue(shared_frame frame) {
@@ -389,7 +381,6 @@ awaitable<void> tcp_session::read_loop() {
 }
 
 namespace {
-thread_local std::vector<asio::const_buffer> scratch_buffers;
 /// The frames of one write are copied into one buffer: with one iovec segment per ~140-byte
 /// frame, the kernel's copy (`_copy_from_iter`) took a quarter of jimd's CPU at R=100.
 constexpr std::size_t coalesce_limit = 64 * 1024;
@@ -398,30 +389,22 @@ thread_local std::unique_ptr<char[]> coalesced;
 
 std::size_t tcp_session::write_now(std::span<shared_frame const> frames, std::size_t offset,
                                    boost::system::error_code& ec) {
-  // Everything queued goes out in one write: one syscall per recipient per flush.
-  if (frames.size() > 1) {
-    std::size_t total = frames[0]->size() - offset;
-    std::size_t n = 1;
-    while (n < frames.size() && total + frames[n]->size() <= coalesce_limit)
-      total += frames[n++]->size();
-    if (n > 1) {
-      if (!coalesced) coalesced = std::make_unique_for_overwrite<char[]>(coalesce_limit);
-      char* out = coalesced.get();
-      std::memcpy(out, frames[0]->data() + offset, frames[0]->size() - offset);
-      out += frames[0]->size() - offset;
-      for (std::size_t i = 1; i < n; ++i) {
-        std::memcpy(out, frames[i]->data(), frames[i]->size());
-        out += frames[i]->size();
-      }
-      return socket_.write_some(asio::buffer(coalesced.get(), total), ec);  // non-blocking
-    }
+  // What is queued goes out in one write of up to 64 KiB (a larger frame alone): one syscall
+  // per recipient per flush.
+  std::size_t total = frames[0]->size() - offset;
+  std::size_t n = 1;
+  while (n < frames.size() && total + frames[n]->size() <= coalesce_limit)
+    total += frames[n++]->size();
+  if (n == 1) return socket_.write_some(asio::buffer(*frames[0]) + offset, ec);  // non-blocking
+  if (!coalesced) coalesced = std::make_unique_for_overwrite<char[]>(coalesce_limit);
+  char* out = coalesced.get();
+  std::memcpy(out, frames[0]->data() + offset, frames[0]->size() - offset);
+  out += frames[0]->size() - offset;
+  for (std::size_t i = 1; i < n; ++i) {
+    std::memcpy(out, frames[i]->data(), frames[i]->size());
+    out += frames[i]->size();
   }
-  scratch_buffers.clear();
-  for (auto const& f : frames) {
-    if (scratch_buffers.size() == max_batch) break;
-    scratch_buffers.push_back(asio::buffer(*f) + (scratch_buffers.empty() ? offset : 0));
-  }
-  return socket_.write_some(scratch_buffers, ec);  // non-blocking socket
+  return socket_.write_some(asio::buffer(coalesced.get(), total), ec);
 }
 
 void tcp_session::cancel_read() {

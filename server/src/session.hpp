@@ -165,6 +165,8 @@ class session : public peer, public std::enable_shared_from_this<session> {
   /// everything is sent and the session is closing, finishes the connection.
   void pump();
   void write_failed(boost::system::error_code ec);
+  /// Nothing more will be written: forgets the queue, stops reading, wakes every waiter.
+  void stop_writing();
   std::span<shared_frame const> pending() const {
     return {queue_.data() + queue_head_, queue_.size() - queue_head_};
   }
