@@ -117,12 +117,17 @@ void hub::exit_current(account& a) {
 }
 
 std::vector<shared_frame> hub::recent(room const& r) const {
+  // The cache holds the frames of consecutive messages ending at recent_upto: encode only the
+  // messages posted since, then keep the last n.
   const std::size_t n = std::min(lim_.history_on_join, r.history.size());
-  if (r.recent_frames.size() != n) {  // after a restore or pruning: encode again, once
-    r.recent_frames.clear();
-    for (auto it = r.history.end() - static_cast<std::ptrdiff_t>(n); it != r.history.end(); ++it)
-      r.recent_frames.push_back(proto::share(proto::encode_msg(*it, true)));
+  auto fresh = std::upper_bound(
+      r.history.end() - static_cast<std::ptrdiff_t>(n), r.history.end(), r.recent_upto,
+      [](std::uint64_t id, proto::chat_message const& m) { return id < m.id; });
+  for (; fresh != r.history.end(); ++fresh) {
+    r.recent_frames.push_back(proto::share(proto::encode_msg(*fresh, true)));
+    r.recent_upto = fresh->id;
   }
+  while (r.recent_frames.size() > n) r.recent_frames.pop_front();
   return {r.recent_frames.begin(), r.recent_frames.end()};
 }
 
@@ -204,13 +209,7 @@ outcome hub::post(account& from, proto::msg_req const& req, steady::time_point n
     ++to_room->posted;
     for (account* other : to_room->present)
       if (other != &from && other->online->push(frame)) ++delivered;
-    const bool cache_whole =
-        to_room->recent_frames.size() == std::min(lim_.history_on_join, to_room->history.size());
     append(to_room->history, m);
-    if (cache_whole && lim_.history_on_join > 0) {
-      to_room->recent_frames.push_back(proto::share(proto::encode_msg(m, true)));
-      if (to_room->recent_frames.size() > lim_.history_on_join) to_room->recent_frames.pop_front();
-    }
   } else {
     if (to_user == &from) {
       // To oneself: the sender's own push, after its reply (own output never drops it).
@@ -355,10 +354,8 @@ std::size_t hub::prune(std::int64_t unix_now) {
       ++dropped;
     }
   };
-  for (auto& [key, r] : rooms_) {
-    trim(r->history);
-    r->recent_frames.clear();  // rebuilt on the next sign-in or join
-  }
+  // recent_frames needs nothing: pruning only shortens a room's history from the front.
+  for (auto& [key, r] : rooms_) trim(r->history);
   for (auto& [key, c] : conversations_) trim(c);
   for (auto& [key, a] : accounts_)
     dropped += std::erase_if(a->queued,

@@ -84,11 +84,12 @@ struct room {
   std::string password_hash;
   std::unordered_set<std::string> members;  ///< folded account keys
   std::deque<proto::chat_message> history;
-  /// The `"history":true` frames of the last history-on-join messages, encoded once and
-  /// shared by every sign-in and join (rebuilt after pruning or a restore).
+  /// The `"history":true` frames of the last history-on-join messages, encoded once (at the
+  /// first sign-in or join that needs them) and shared by every sign-in and join.
   mutable std::deque<shared_frame> recent_frames;
-  std::uint64_t posted = 0;       ///< messages ever posted here
-  std::vector<account*> present;  ///< signed-in accounts whose current room this is
+  mutable std::uint64_t recent_upto = 0;  ///< id of the newest message in recent_frames
+  std::uint64_t posted = 0;               ///< messages ever posted here
+  std::vector<account*> present;          ///< signed-in accounts whose current room this is
 };
 
 /// Key of a private conversation: the two folded names, ordered.

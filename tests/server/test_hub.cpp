@@ -222,3 +222,70 @@ TEST_CASE_METHOD(fixture, "The sign-in reply names the account as registered", "
   CHECK(res.reply.fields.at("account_name") == "Alice");
   CHECK(res.reply.fields.at("room") == "#general");
 }
+
+namespace {
+/// The texts of the `"history":true` pushes that follow a sign-in reply.
+std::vector<std::string> history_texts(hub::sign_in_result const& res) {
+  std::vector<std::string> out;
+  for (auto const& f : res.reply.then) {
+    auto o = json::parse(*f).as_object();
+    CHECK(o.at("history") == true);
+    out.emplace_back(o.at("message").as_string());
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("Sign-in history follows every post, between sign-ins, past history-limit and pruning",
+          "[hub]") {
+  using texts = std::vector<std::string>;
+  SECTION("history-on-join 3, history-limit 5") {
+    hub h{hub_limits{3, 5, std::chrono::seconds(0), 0, 20, 2}};
+    account* a = h.register_account("alice", "x");
+    fake_peer pa;
+    h.sign_in(pa, *a, code::ok);
+    auto post = [&](char const* text) {
+      h.post(*a, jim::proto::msg_req{text, std::nullopt}, steady::now());
+    };
+    auto fresh = [&](std::string const& name) {
+      fake_peer p;
+      auto res = h.sign_in(p, *h.register_account(name, "x"), code::ok);
+      h.sign_out(p, *h.find_account(name));
+      return history_texts(res);
+    };
+    CHECK(fresh("empty").empty());
+    post("1");
+    post("2");
+    CHECK(fresh("b") == texts{"1", "2"});
+    post("3");
+    post("4");
+    post("5");
+    CHECK(fresh("c") == texts{"3", "4", "5"});
+    post("6");
+    CHECK(fresh("d") == texts{"4", "5", "6"});
+    CHECK(fresh("e") == texts{"4", "5", "6"});
+  }
+  SECTION("history-limit below history-on-join") {
+    hub h{hub_limits{3, 2, std::chrono::seconds(0), 0, 20, 2}};
+    account* a = h.register_account("alice", "x");
+    fake_peer pa;
+    h.sign_in(pa, *a, code::ok);
+    for (char const* t : {"1", "2", "3", "4"})
+      h.post(*a, jim::proto::msg_req{t, std::nullopt}, steady::now());
+    fake_peer pb, pc;
+    CHECK(history_texts(h.sign_in(pb, *h.register_account("b", "x"), code::ok)) == texts{"3", "4"});
+    h.post(*a, jim::proto::msg_req{"5", std::nullopt}, steady::now());
+    CHECK(history_texts(h.sign_in(pc, *h.register_account("c", "x"), code::ok)) == texts{"4", "5"});
+  }
+  SECTION("after pruning") {
+    hub h{hub_limits{3, 100, std::chrono::seconds(60), 0, 20, 10}};
+    account* a = h.register_account("alice", "x");
+    fake_peer pa, pb, pc;
+    h.sign_in(pa, *a, code::ok);
+    h.post(*a, jim::proto::msg_req{"old", std::nullopt}, steady::now());
+    CHECK(history_texts(h.sign_in(pb, *h.register_account("b", "x"), code::ok)) == texts{"old"});
+    REQUIRE(h.prune(jim::proto::unix_now() + 61) == 1);
+    h.post(*a, jim::proto::msg_req{"new", std::nullopt}, steady::now());
+    CHECK(history_texts(h.sign_in(pc, *h.register_account("c", "x"), code::ok)) == texts{"new"});
+  }
+}
