@@ -1,20 +1,20 @@
 #include "console.hpp"
 
+#include "jim/protocol.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 // libedit's readline-compatible interface; its callback API fits an event loop.
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <editline/readline.h>
-
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
-#include <cstdlib>
 
 namespace jim::client {
 
@@ -28,7 +28,9 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 console* active = nullptr;
 int saved_stdin_flags = -1;
 
-void out(std::string_view s) { std::fwrite(s.data(), 1, s.size(), stdout); }
+void out(std::string_view s) {
+  std::fwrite(s.data(), 1, s.size(), stdout);
+}
 
 std::size_t columns() {
   winsize ws{};
@@ -38,10 +40,7 @@ std::size_t columns() {
 
 /// Terminal columns taken by UTF-8 text, counting one per code point (good enough for chat).
 std::size_t width(std::string_view s) {
-  std::size_t n = 0;
-  for (char c : s)
-    if ((static_cast<unsigned char>(c) & 0xc0) != 0x80) ++n;
-  return n;
+  return jim::proto::utf8_length(s);
 }
 
 /// True when the terminal behind `fd` has hung up (its window was closed).
@@ -53,7 +52,7 @@ bool hung_up(int fd) {
 /// Turns echo off for as long as it lives (a password prompt); the newline the user typed is
 /// not echoed either, so it prints one when done.
 class echo_off {
-public:
+ public:
   echo_off() {
     if (tcgetattr(STDIN_FILENO, &saved_) != 0) return;
     termios t = saved_;
@@ -69,7 +68,7 @@ public:
   echo_off(echo_off const&) = delete;
   echo_off& operator=(echo_off const&) = delete;
 
-private:
+ private:
   termios saved_{};
   bool active_ = false;
 };
@@ -205,9 +204,10 @@ void console::install() {
 void console::clear_input() {
   // Back to the row where the prompt starts, then clear to the end of the screen: this also
   // removes a half-typed line that wrapped over several rows.
-  const std::size_t typed = rl_line_buffer && rl_point > 0
-                                ? width(std::string_view(rl_line_buffer, static_cast<std::size_t>(rl_point)))
-                                : 0;
+  const std::size_t typed =
+      rl_line_buffer && rl_point > 0
+          ? width(std::string_view(rl_line_buffer, static_cast<std::size_t>(rl_point)))
+          : 0;
   const std::size_t row = (width(prompt_) + typed) / columns();
   if (row > 0) out("\033[" + std::to_string(row) + "A");
   out("\r\033[J");
@@ -229,12 +229,23 @@ std::string console::paint(out_line const& line) const {
   if (!colour_) return line.text;
   char const* sgr = "";
   switch (line.kind) {
-    case tone::chat: return line.text;
-    case tone::direct: sgr = "\033[35m"; break;   // magenta
-    case tone::history: sgr = "\033[2m"; break;   // dim
-    case tone::info: sgr = "\033[36m"; break;     // cyan
-    case tone::event: sgr = "\033[32m"; break;    // green
-    case tone::error: sgr = "\033[31m"; break;    // red
+    case tone::chat:
+      return line.text;
+    case tone::direct:
+      sgr = "\033[35m";
+      break;  // magenta
+    case tone::history:
+      sgr = "\033[2m";
+      break;  // dim
+    case tone::info:
+      sgr = "\033[36m";
+      break;  // cyan
+    case tone::event:
+      sgr = "\033[32m";
+      break;  // green
+    case tone::error:
+      sgr = "\033[31m";
+      break;  // red
   }
   return sgr + line.text + "\033[0m";
 }
@@ -266,7 +277,8 @@ void console::show(std::vector<out_line> const& lines) {
 void console::replace_entered(out_line const& line) {
   if (!interactive_ || installed_ || entered_.empty()) return show(line);
   const std::size_t cols = columns();
-  const std::size_t rows = std::max<std::size_t>(1, (width(prompt_) + width(entered_) + cols - 1) / cols);
+  const std::size_t rows =
+      std::max<std::size_t>(1, (width(prompt_) + width(entered_) + cols - 1) / cols);
   out("\033[" + std::to_string(rows) + "A\r\033[J");
   show(line);
 }

@@ -5,7 +5,7 @@
 #include "commands.hpp"
 #include "connection.hpp"
 #include "console.hpp"
-
+#include "jim/codec.hpp"
 #include "jim/protocol.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -19,17 +19,15 @@
 #include <boost/json/serialize.hpp>
 #include <boost/program_options.hpp>
 
-#include <unistd.h>
-
 #include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
+#include <unistd.h>
 #include <variant>
 
 namespace {
@@ -53,8 +51,6 @@ struct options {
   bool json = false;
 };
 
-std::int64_t now() { return static_cast<std::int64_t>(std::time(nullptr)); }
-
 std::int64_t status_of(json::object const& reply) {
   auto const* v = reply.if_contains("response");
   return v && v->is_int64() ? v->get_int64() : 0;
@@ -63,14 +59,15 @@ std::int64_t status_of(json::object const& reply) {
 /// One run of the client: sign-in, then the conversation until quit, end of input, a signal
 /// or the server closing.
 class app {
-public:
+ public:
   app(options opt, jim::client::console& con, jim::client::connection& conn)
       : opt_(std::move(opt)), con_(con), conn_(conn) {}
 
   /// Everything, from connecting to the exit code.
   awaitable<int> run() {
     if (auto ec = co_await conn_.connect(opt_.host, opt_.port)) {
-      con_.show({tone::error, "jim: cannot connect to " + opt_.host + ":" + opt_.port + ": " + ec.message()});
+      con_.show({tone::error,
+                 "jim: cannot connect to " + opt_.host + ":" + opt_.port + ": " + ec.message()});
       co_return 2;
     }
     co_await (conversation() || conn_.write_loop() || signals());
@@ -78,7 +75,7 @@ public:
     co_return exit_code();
   }
 
-private:
+ private:
   enum class ending { none, quit, lost, refused, interrupted };
 
   int exit_code() const {
@@ -86,10 +83,12 @@ private:
       case ending::quit:
         if (opt_.json) return json_failures_ > 0 ? 1 : 0;
         return con_.interactive() || (state_.failures() == 0 && usage_errors_ == 0) ? 0 : 1;
-      case ending::interrupted: return con_.interactive() ? 0 : 1;
+      case ending::interrupted:
+        return con_.interactive() ? 0 : 1;
       case ending::none:
       case ending::lost:
-      case ending::refused: break;
+      case ending::refused:
+        break;
     }
     return 1;
   }
@@ -176,7 +175,8 @@ private:
     if (ending_ != ending::none) return;
     ending_ = ending::lost;
     const auto& why = conn_.why_ended();
-    con_.show({tone::error, "! disconnected" + (why.empty() ? std::string(" by the server") : ": " + why)});
+    con_.show({tone::error,
+               "! disconnected" + (why.empty() ? std::string(" by the server") : ": " + why)});
   }
 
   awaitable<void> from_user() {
@@ -192,7 +192,8 @@ private:
       if (auto* r = std::get_if<jim::client::send_request>(&in)) {
         if (r->frame.at("action") == "quit") break;
         if (con_.interactive())
-          if (auto mine = state_.echo(r->frame, now())) con_.replace_entered(*mine);
+          if (auto mine = state_.echo(r->frame, jim::proto::unix_now()))
+            con_.replace_entered(*mine);
         request(std::move(r->frame));
       } else if (auto* u = std::get_if<jim::client::usage_hint>(&in)) {
         con_.show({tone::error, u->text});
@@ -234,9 +235,12 @@ private:
     for (;;) {
       auto [ec, sig] = co_await sigs.async_wait(nothrow);
       if (ec) continue;  // cancelled: the next co_await throws and ends this coroutine
-      if (sig == SIGWINCH) con_.resized();
-      else if (sig == SIGCONT) con_.redraw();
-      else break;
+      if (sig == SIGWINCH)
+        con_.resized();
+      else if (sig == SIGCONT)
+        con_.redraw();
+      else
+        break;
     }
     if (ending_ == ending::none) ending_ = ending::interrupted;
     con_.stop_editing();
@@ -264,7 +268,7 @@ private:
       if (json_pending_ > 0 && --json_pending_ == 0 && idle_) idle_->cancel();
       return;
     }
-    auto reaction = state_.received(frame, now());
+    auto reaction = state_.received(frame, jim::proto::unix_now());
     con_.show(reaction.lines);
     if (reaction.answer) conn_.send(*reaction.answer);
     if (signed_in_) con_.set_prompt(state_.room() + "> ");
@@ -282,22 +286,24 @@ private:
   asio::steady_timer* idle_ = nullptr;  ///< --json: woken when json_pending_ drops to 0
 };
 
-constexpr char const* usage_line = "Usage: jim [-a ADDR] [-p PORT] [-u NAME] [--json] [--password-file FILE]\n"
-                                   "       jim ADDR PORT";
+constexpr char const* usage_line =
+    "Usage: jim [-a ADDR] [-p PORT] [-u NAME] [--json] [--password-file FILE]\n"
+    "       jim ADDR PORT";
 
 /// Options, or the exit code when there is nothing to run (--help, --version, an error).
 std::variant<options, int> parse_command_line(int argc, char** argv) {
   options o;
   std::string password_file;
   po::options_description visible("Options");
-  visible.add_options()
-    ("help,h", "show this help and exit")
-    ("version,V", "show the version and exit")
-    ("address,a", po::value(&o.host), "jimd's address (default 127.0.0.1)")
-    ("port,p", po::value(&o.port), "jimd's port (default 7777)")
-    ("user,u", po::value(&o.user), "account name (asked for when not given; required without a terminal)")
-    ("password-file", po::value(&password_file), "read the password from the first line of FILE")
-    ("json", po::bool_switch(&o.json), "print each frame received as one JSON line; send each input line as a raw frame");
+  visible.add_options()("help,h", "show this help and exit")(
+      "version,V", "show the version and exit")("address,a", po::value(&o.host),
+                                                "jimd's address (default 127.0.0.1)")(
+      "port,p", po::value(&o.port), "jimd's port (default 7777)")(
+      "user,u", po::value(&o.user),
+      "account name (asked for when not given; required without a terminal)")(
+      "password-file", po::value(&password_file), "read the password from the first line of FILE")(
+      "json", po::bool_switch(&o.json),
+      "print each frame received as one JSON line; send each input line as a raw frame");
   po::options_description all;
   all.add(visible).add_options()("endpoint", po::value<std::vector<std::string>>());
   po::positional_options_description positional;
@@ -311,17 +317,21 @@ std::variant<options, int> parse_command_line(int argc, char** argv) {
     return 2;
   }
   if (vm.count("help")) {
-    std::cout << usage_line << "\n\nChat with a jimd daemon. On a terminal, jim asks for the name (unless -u) and the\n"
-                 "password (twice for a new account; unless --password-file or JIM_PASSWORD gives\n"
-                 "it), then reads lines to send:\n\n"
-              << jim::client::help_text() << "\n\n" << visible
-              << "\nWithout a terminal (a script), the password comes from --password-file or the\n"
-                 "JIM_PASSWORD variable, lines are read from standard input, and jim leaves once it\n"
-                 "ends and every request has its reply. With --json and no -u, the script signs in\n"
-                 "itself (its first line is e.g. an authenticate frame). Colours are used on a\n"
-                 "terminal unless NO_COLOR is set.\n\n"
-                 "Exit status: 0 when all went well; 1 when sign-in failed, the server closed the\n"
-                 "connection, or (without a terminal) a request failed; 2 for a usage or connection error.\n";
+    std::cout
+        << usage_line
+        << "\n\nChat with a jimd daemon. On a terminal, jim asks for the name (unless -u) and the\n"
+           "password (twice for a new account; unless --password-file or JIM_PASSWORD gives\n"
+           "it), then reads lines to send:\n\n"
+        << jim::client::help_text() << "\n\n"
+        << visible
+        << "\nWithout a terminal (a script), the password comes from --password-file or the\n"
+           "JIM_PASSWORD variable, lines are read from standard input, and jim leaves once it\n"
+           "ends and every request has its reply. With --json and no -u, the script signs in\n"
+           "itself (its first line is e.g. an authenticate frame). Colours are used on a\n"
+           "terminal unless NO_COLOR is set.\n\n"
+           "Exit status: 0 when all went well; 1 when sign-in failed, the server closed the\n"
+           "connection, or (without a terminal) a request failed; 2 for a usage or connection "
+           "error.\n";
     return 0;
   }
   if (vm.count("version")) {

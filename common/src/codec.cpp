@@ -108,17 +108,11 @@ std::string password(fields const& f, std::string_view key) {
   return v;
 }
 
-/// Characters (code points) of a UTF-8 string: the bytes that do not continue a sequence.
 /// At most `max` bytes of `s`, never cutting a UTF-8 sequence (error texts quote input).
 std::string_view utf8_prefix(std::string_view s, std::size_t max) noexcept {
   std::size_t n = std::min(s.size(), max);
   while (n > 0 && n < s.size() && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
   return s.substr(0, n);
-}
-
-std::size_t utf8_length(std::string_view s) noexcept {
-  return static_cast<std::size_t>(std::count_if(
-      s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
 }
 
 json::value read_tag(json::object const& frame) {

@@ -61,6 +61,11 @@ std::string_view strip_hash(std::string_view room) noexcept {
   return room;
 }
 
+std::size_t utf8_length(std::string_view s) noexcept {
+  return static_cast<std::size_t>(std::count_if(
+      s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+
 std::string fold(std::string_view name) {
   std::string out(name);
   for (char& c : out)

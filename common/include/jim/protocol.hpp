@@ -61,5 +61,7 @@ bool valid_room_name(std::string_view bare_name) noexcept;
 std::string_view strip_hash(std::string_view room) noexcept;
 /// ASCII lower case: the key names are unique and looked up by.
 std::string fold(std::string_view name);
+/// Characters (code points) of a UTF-8 string: the bytes that do not continue a sequence.
+std::size_t utf8_length(std::string_view s) noexcept;
 
 }  // namespace jim::proto
