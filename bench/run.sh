@@ -21,20 +21,7 @@ if [[ $QUICK == 1 ]]; then OUT=${OUT:-$ROOT/bench/RESULTS-quick.md}; else OUT=${
 log() { printf '[run.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
 
 # --- prerequisites -------------------------------------------------------------------------------
-if ! command -v redis-server >/dev/null 2>&1; then
-  log "installing redis-server"
-  SUDO=""
-  [[ $(id -u) -eq 0 ]] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-fi
-if ! command -v python3 >/dev/null 2>&1; then
-  log "installing python3 (for the summary table)"
-  SUDO=""
-  [[ $(id -u) -eq 0 ]] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3 >/dev/null
-fi
+"$ROOT/scripts/install-deps.sh" redis-server  # and the build tools and python3 (summary table)
 REDIS_SERVER=$(command -v redis-server)
 
 # The commit the binaries are built from ("+dirty": with uncommitted changes to the code measured).

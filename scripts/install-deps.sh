@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages jimd needs to build and test. Idempotent: it runs
-# `apt-get update` and `apt-get install` only when something is missing.
+# Installs the Debian 12 packages jimd needs to build and test, plus any package named on the
+# command line (bench/run.sh adds redis-server). Idempotent: it runs `apt-get update` and
+# `apt-get install` only when something is missing.
 set -euo pipefail
 
 packages=(
@@ -8,6 +9,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libboost-program-options1.81-dev
   libssl-dev libspdlog-dev catch2 libedit-dev
   socat python3
+  "$@"
 )
 # Optional extras: clang (libFuzzer target); failures to get them are not fatal.
 optional=(clang libclang-rt-14-dev)

@@ -145,7 +145,6 @@ std::size_t engine::open(role kind, std::uint32_t index) {
   connection& c = conns_.emplace_back();
   c.kind = kind;
   c.index = index;
-  c.opened_ns = now_ns();
   c.st = state::connecting;
   c.fd = ::socket(cfg_.target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (c.fd < 0) {
@@ -321,10 +320,8 @@ void engine::jim_line(connection& c, char const* b, char const* e, std::int64_t 
       return;
     }
   }
-  if (m)
-    ++stats_.foreign;
-  else if (!starts_with(b, e, R"({"action":"probe")"))
-    ++stats_.unexpected;
+  // A benchmark payload that is not this run's live message (a history push) is expected.
+  if (!m && !starts_with(b, e, R"({"action":"probe")")) ++stats_.unexpected;
 }
 
 std::size_t engine::parse_redis(connection& c, char const* b, char const* e, std::int64_t now) {
@@ -385,10 +382,7 @@ void engine::reply(connection& c, int code) {
 }
 
 void engine::deliver(connection& c, char const* payload, std::int64_t now) {
-  if (std::memcmp(payload + 2, nonce_.data(), 8) != 0) {
-    ++stats_.foreign;
-    return;
-  }
+  if (std::memcmp(payload + 2, nonce_.data(), 8) != 0) return;  // another run's (history)
   bool bad = false;
   const auto sender = static_cast<std::uint32_t>(hex(payload + 10, 4, bad));
   const auto seq = static_cast<std::uint32_t>(hex(payload + 14, 8, bad));
@@ -416,7 +410,6 @@ void engine::deliver(connection& c, char const* payload, std::int64_t now) {
     const int h = ts < stats_.split_ns[0] ? 0 : ts < stats_.split_ns[1] ? 1 : 2;
     stats_.latency[h].record(now - ts);
   }
-  if (!stats_.first_ns) stats_.first_ns = now;
   stats_.last_ns = now;
 }
 
@@ -460,11 +453,7 @@ void engine::set_state(connection& c, state s) {
 void engine::fail(connection& c, int code) {
   c.last_code = code;
   ++failed;
-  if (c.fd >= 0) {
-    epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
-    ::close(c.fd);
-    c.fd = -1;
-  }
+  close_fd(c);
   c.st = state::failed;
   if (on_state) on_state(c);
 }
@@ -476,9 +465,7 @@ void engine::lost(connection& c) {
   }
   ++dropped;
   if (c.kind == role::receiver) ++dropped_receivers;
-  epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
-  ::close(c.fd);
-  c.fd = -1;
+  close_fd(c);
   c.st = state::closed;
   if (on_state) on_state(c);
 }
@@ -486,11 +473,16 @@ void engine::lost(connection& c) {
 void engine::close_all() {
   for (auto& c : conns_) {
     if (c.fd < 0) continue;
-    epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
-    ::close(c.fd);
-    c.fd = -1;
+    close_fd(c);
     if (c.st == state::ready) c.st = state::closed;
   }
+}
+
+void engine::close_fd(connection& c) {
+  if (c.fd < 0) return;
+  epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
+  ::close(c.fd);
+  c.fd = -1;
 }
 
 }  // namespace jim::bench

@@ -52,7 +52,6 @@ struct connection {
   state st = state::closed;
   std::uint32_t index = 0;  ///< receiver, sender or idle index within its role
   int last_code = 0;        ///< last reply code (sign-in failures are reported by code)
-  std::int64_t opened_ns = 0;
   std::int64_t ready_ns = 0;
   std::string carry;  ///< an incomplete inbound frame
   std::string out;    ///< outbound bytes not yet accepted by the kernel
@@ -68,12 +67,11 @@ struct delivery_stats {
   std::uint64_t delivered = 0;  ///< distinct (receiver, message) pairs
   std::uint64_t duplicated = 0;
   std::uint64_t reordered = 0;      ///< a sequence number below one already seen from that sender
-  std::uint64_t foreign = 0;        ///< benchmark payloads of another run (history pushes)
   std::uint64_t unexpected = 0;     ///< frames a receiver did not expect
   std::uint64_t sender_pushes = 0;  ///< jimd also pushes each message to the other senders
   std::uint64_t replies_ok = 0;
   std::uint64_t replies_error = 0;
-  std::int64_t first_ns = 0, last_ns = 0;
+  std::int64_t last_ns = 0;
   /// Latency histograms by the message's send time: [0] before `split_ns[0]`, [1] before
   /// `split_ns[1]`, [2] after. A plain fan-out uses only [0].
   histogram latency[3];
@@ -99,7 +97,6 @@ class engine {
 
   std::vector<connection>& connections() { return conns_; }
   delivery_stats& stats() { return stats_; }
-  std::string const& nonce() const { return nonce_; }
 
   std::size_t ready = 0;    ///< connections that reached `ready`
   std::size_t failed = 0;   ///< connections that failed to connect or sign in
@@ -116,6 +113,8 @@ class engine {
   void set_state(connection& c, state s);
   void fail(connection& c, int code);
   void lost(connection& c);
+  /// Unregisters and closes the socket, if open.
+  void close_fd(connection& c);
   std::size_t parse_jim(connection& c, char const* b, char const* e, std::int64_t now);
   std::size_t parse_redis(connection& c, char const* b, char const* e, std::int64_t now);
   void jim_line(connection& c, char const* b, char const* e, std::int64_t now);
