@@ -128,7 +128,7 @@ TEST_CASE("A message to a room that is not the sender's current room gets 403",
   CHECK(r.at("error").is_string());
   CHECK_FALSE(r.contains("id"));
   // Nothing was delivered or stored.
-  bob.request(R"({"action":"presence"})");
+  barrier(bob);
   while (!bob.silent_for(0ms)) CHECK(bob.push().at("action") == "event");
   auto h = bob.request(R"({"action":"history","room":"den"})");
   CHECK(h.at("messages").as_array().empty());

@@ -6,22 +6,21 @@
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
+#include <cerrno>
 #include <fcntl.h>
+#include <fstream>
 #include <netinet/in.h>
+#include <optional>
 #include <poll.h>
 #include <pty.h>
 #include <signal.h>
+#include <sstream>
+#include <stdexcept>
+#include <string>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <cerrno>
-#include <fstream>
-#include <optional>
-#include <sstream>
-#include <stdexcept>
-#include <string>
 #include <vector>
 
 using namespace jim::test;
@@ -31,7 +30,8 @@ namespace {
 using steady = std::chrono::steady_clock;
 
 int ms_until(steady::time_point deadline) {
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now()).count();
+  const auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now()).count();
   return left < 0 ? 0 : static_cast<int>(left);
 }
 
@@ -45,7 +45,7 @@ struct env_var {
 /// on a pseudo-terminal (a person). Output is collected as it comes; `all()` holds stdout and
 /// stderr in arrival order.
 class jim_child {
-public:
+ public:
   enum class io { pipes, terminal };
 
   jim_child(io kind, std::vector<std::string> args, std::vector<env_var> env) {
@@ -54,8 +54,10 @@ public:
     argv_s.insert(argv_s.end(), args.begin(), args.end());
     auto exec = [&] {
       for (auto const& e : env) {
-        if (e.value) setenv(e.name.c_str(), e.value->c_str(), 1);
-        else unsetenv(e.name.c_str());
+        if (e.value)
+          setenv(e.name.c_str(), e.value->c_str(), 1);
+        else
+          unsetenv(e.name.c_str());
       }
       std::vector<char*> argv;
       for (auto& s : argv_s) argv.push_back(s.data());
@@ -126,7 +128,8 @@ public:
 
   /// True once `text` is in the output at or after `from`; false if it does not come within
   /// `bound` (or the child closed its output first).
-  bool wait_for(std::string_view text, std::size_t from = 0, std::chrono::milliseconds bound = 10s) {
+  bool wait_for(std::string_view text, std::size_t from = 0,
+                std::chrono::milliseconds bound = 10s) {
     const auto deadline = steady::now() + bound;
     for (;;) {
       if (all_.find(text, from) != std::string::npos) return true;
@@ -151,7 +154,8 @@ public:
       if (steady::now() >= deadline) return std::nullopt;
       // The pidfd becomes readable when the child exits; without one, check again shortly.
       pollfd p{pidfd_, POLLIN, 0};
-      poll(&p, pidfd_ >= 0 ? 1 : 0, pidfd_ >= 0 ? ms_until(deadline) : std::min(ms_until(deadline), 5));
+      poll(&p, pidfd_ >= 0 ? 1 : 0,
+           pidfd_ >= 0 ? ms_until(deadline) : std::min(ms_until(deadline), 5));
     }
   }
 
@@ -159,7 +163,7 @@ public:
   std::string const& err() const { return err_text_; }
   std::string const& all() const { return all_; }
 
-private:
+ private:
   /// Waits up to `timeout_ms` for output and reads it; false once every output is closed.
   bool pump(int timeout_ms) {
     pollfd fds[2];
@@ -207,16 +211,19 @@ jim_child script(jimd_process const& d, std::string const& user, std::string con
   auto args = endpoint(d);
   args.insert(args.end(), {"-u", user});
   args.insert(args.end(), extra.begin(), extra.end());
-  return jim_child(jim_child::io::pipes, args, {{"JIM_PASSWORD", password}, {"NO_COLOR", std::nullopt}});
+  return jim_child(jim_child::io::pipes, args,
+                   {{"JIM_PASSWORD", password}, {"NO_COLOR", std::nullopt}});
 }
 
 /// `jim` on a terminal, as a person runs it.
-jim_child terminal(jimd_process const& d, std::vector<std::string> extra, std::optional<std::string> password,
-                   bool colour = false) {
+jim_child terminal(jimd_process const& d, std::vector<std::string> extra,
+                   std::optional<std::string> password, bool colour = false) {
   auto args = endpoint(d);
   args.insert(args.end(), extra.begin(), extra.end());
   return jim_child(jim_child::io::terminal, args,
-                   {{"JIM_PASSWORD", password}, {"TERM", "xterm"}, {"NO_COLOR", colour ? std::nullopt : std::optional<std::string>("1")}});
+                   {{"JIM_PASSWORD", password},
+                    {"TERM", "xterm"},
+                    {"NO_COLOR", colour ? std::nullopt : std::optional<std::string>("1")}});
 }
 
 /// The lines of `text` containing `needle`, in order.
@@ -394,7 +401,8 @@ TEST_CASE("A script's exit status says whether everything worked", "[integration
     REQUIRE(bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
     socklen_t len = sizeof addr;
     getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
-    jim_child c(jim_child::io::pipes, {"127.0.0.1", std::to_string(ntohs(addr.sin_port)), "-u", "alice"},
+    jim_child c(jim_child::io::pipes,
+                {"127.0.0.1", std::to_string(ntohs(addr.sin_port)), "-u", "alice"},
                 {{"JIM_PASSWORD", "pw"}});
     CHECK(c.wait_exit() == 2);
     CHECK(c.err().find("cannot connect to 127.0.0.1:") != std::string::npos);
@@ -412,9 +420,7 @@ TEST_CASE("The password can come from a file", "[integration][client]") {
   sign_up(d.port(), "erin", "from-a-file");
   temp_dir dir;
   const auto file = dir.path() / "pw";
-  {
-    std::ofstream(file) << "from-a-file\n";
-  }
+  { std::ofstream(file) << "from-a-file\n"; }
   auto args = endpoint(d);
   args.insert(args.end(), {"-u", "erin", "--password-file", file.string()});
   jim_child c(jim_child::io::pipes, args, {{"JIM_PASSWORD", "not-this-one"}});
@@ -425,7 +431,8 @@ TEST_CASE("The password can come from a file", "[integration][client]") {
 
 // ---- --json ---------------------------------------------------------------------------------
 
-TEST_CASE("JSON mode (--json) prints every frame as one JSON line and sends lines as they are", "[integration][client]") {
+TEST_CASE("JSON mode (--json) prints every frame as one JSON line and sends lines as they are",
+          "[integration][client]") {
   jimd_process d;
   sign_up(d.port(), "erin");
   jim_child c(jim_child::io::pipes, {"--json", "127.0.0.1", std::to_string(d.port())}, {});
@@ -456,7 +463,8 @@ TEST_CASE("JSON mode (--json) with -u signs in first, then pipes", "[integration
   REQUIRE(c.wait_for(R"("response":201)"));
   bob.send(R"({"action":"msg","message":"to everyone"})");
   REQUIRE(c.wait_for(R"("message":"to everyone")"));
-  c.type(R"({"action":"users"})" "\n");
+  c.type(R"({"action":"users"})"
+         "\n");
   c.close_input();
   CHECK(c.wait_exit() == 0);
   std::vector<json::object> frames;
@@ -470,7 +478,8 @@ TEST_CASE("JSON mode (--json) with -u signs in first, then pipes", "[integration
 
 // ---- a person at a terminal -----------------------------------------------------------------
 
-TEST_CASE("On a terminal the password is not echoed, and asked twice for a new account", "[integration][client]") {
+TEST_CASE("On a terminal the password is not echoed, and asked twice for a new account",
+          "[integration][client]") {
   jimd_process d;
   auto t = terminal(d, {}, std::nullopt);
   REQUIRE(t.wait_for("Name: "));
@@ -495,7 +504,8 @@ TEST_CASE("On a terminal the password is not echoed, and asked twice for a new a
   sign_in(d.port(), "frank", "Sup3rSecret");  // throws unless the account has that password
 }
 
-TEST_CASE("On a terminal a wrong password is told and jim exits non-zero", "[integration][client]") {
+TEST_CASE("On a terminal a wrong password is told and jim exits non-zero",
+          "[integration][client]") {
   jimd_process d;
   sign_up(d.port(), "gina", "right");
   auto t = terminal(d, {"-u", "gina"}, std::nullopt);
@@ -538,9 +548,15 @@ TEST_CASE("/quit, Ctrl-D and Ctrl-C leave cleanly", "[integration][client]") {
   auto bob = sign_up(d.port(), "bob");
   auto t = terminal(d, {"-u", "hana"}, "pw");
   REQUIRE(t.wait_for("#general> "));
-  SECTION("/quit") { t.type("/quit\r"); }
-  SECTION("Ctrl-D on an empty line") { t.type("\x04"); }
-  SECTION("Ctrl-C") { t.type("typing\x03"); }
+  SECTION("/quit") {
+    t.type("/quit\r");
+  }
+  SECTION("Ctrl-D on an empty line") {
+    t.type("\x04");
+  }
+  SECTION("Ctrl-C") {
+    t.type("typing\x03");
+  }
   CHECK(t.wait_exit() == 0);
   // The server has signed hana out: only bob is left in #general.
   auto users = bob.request(R"({"action":"users"})");

@@ -1,6 +1,7 @@
 // Integration tests of every limit of the contract ("Transport and framing", "Liveness and
 // limits"), against the real jimd over real sockets on 127.0.0.1.
 
+#include "chat_helpers.hpp"
 #include "harness.hpp"
 #include "multi_client.hpp"
 
@@ -495,8 +496,7 @@ TEST_CASE("A client that does not read is dropped while the others get every mes
   const std::vector<std::string> names{"sender1", "sender2", "reader"};
   for (std::size_t i = 0; i < names.size(); ++i) {
     mc.connect();
-    mc.send(i, json::object{{"action", "register"},
-                            {"user", {{"account_name", names[i]}, {"password", "pw"}}}});
+    mc.send(i, register_req(names[i]));
   }
   std::size_t signed_in = 0;
   REQUIRE(mc.pump(
@@ -616,8 +616,7 @@ TEST_CASE(
   std::size_t signed_in = 0;
   for (std::size_t i = 0; i < names.size(); ++i) {
     mc.connect();
-    mc.send(i, json::object{{"action", "register"},
-                            {"user", {{"account_name", names[i]}, {"password", "pw"}}}});
+    mc.send(i, register_req(names[i]));
   }
   REQUIRE(mc.pump(
       10s,
@@ -829,9 +828,7 @@ TEST_CASE("A thousand clients in #general each receive every message exactly onc
     for (std::size_t i = first; i < first + batch; ++i) {
       const auto k = mc.connect();
       REQUIRE(k == i);
-      mc.send(k, json::object{
-                     {"action", "register"},
-                     {"user", {{"account_name", "user" + std::to_string(k)}, {"password", "pw"}}}});
+      mc.send(k, register_req("user" + std::to_string(k)));
     }
     REQUIRE(mc.pump(30s, on_frame, [&] { return registered + bad >= first + batch; }));
   }

@@ -1,10 +1,9 @@
+#include "chat_helpers.hpp"
 #include "files.hpp"
 #include "harness.hpp"
 
 #include <catch2/catch.hpp>
 
-#include <fstream>
-#include <iterator>
 #include <optional>
 #include <set>
 #include <signal.h>
@@ -22,13 +21,6 @@ namespace {
 constexpr char const* crash_hook_env = "JIMD_TEST_CRASH_BEFORE_RENAME";
 
 const std::vector<std::string> daemon_args{"--autosave", "0", "--rate-limit", "0"};
-
-using jim::test::read_bytes;
-using jim::test::write_bytes;
-
-std::uint64_t id_of(json::object const& o) {
-  return o.at("id").to_number<std::uint64_t>();
-}
 
 /// The snapshot in a data dir: the one JSON file jimd keeps there.
 fs::path snapshot_in(fs::path const& dir) {
@@ -55,20 +47,6 @@ bool got_notice(client& c) {
   for (auto const& f : frames_until_closed(c))
     if (f.contains("action") && f.at("action") == "notice") return true;
   return false;
-}
-
-/// Signs in with the one-shot authenticate and returns the reply (the caller reads the pushes).
-json::object authenticate(client& c, std::string const& name, std::string const& password) {
-  json::object req{{"action", "authenticate"},
-                   {"user", {{"account_name", name}, {"password", password}}}};
-  c.send(req);
-  return c.reply();
-}
-
-std::vector<std::uint64_t> ids_in_history(json::object const& reply) {
-  std::vector<std::uint64_t> ids;
-  for (auto const& m : reply.at("messages").as_array()) ids.push_back(id_of(m.as_object()));
-  return ids;
 }
 
 /// Fails when any file under `dir` contains one of `secrets`.
@@ -163,10 +141,10 @@ void state_survives_restart(int sig) {
     jimd_process d(daemon_args, dir.path());
     {
       client wrong(d.port());
-      CHECK(code_of(authenticate(wrong, "alice", "not-the-password")) == 402);
+      CHECK(code_of(ask(wrong, authenticate_req("alice", "not-the-password"))) == 402);
     }
     client alice(d.port());
-    auto r = authenticate(alice, "ALICE", pw_alice);
+    auto r = ask(alice, authenticate_req("ALICE", pw_alice));
     REQUIRE(code_of(r) == 200);
     CHECK(r.at("missed") == 0);  // she was online until the shutdown
     auto h1 = alice.push(), h2 = alice.push();
@@ -182,17 +160,17 @@ void state_survives_restart(int sig) {
 
     r = alice.request(R"({"action":"history","room":"general"})");
     REQUIRE(code_of(r) == 200);
-    CHECK(ids_in_history(r) == std::vector<std::uint64_t>{id_g1, id_g2, id_new});
+    CHECK(ids_of(r) == std::vector<std::uint64_t>{id_g1, id_g2, id_new});
     r = alice.request(R"({"action":"history","with":"bob"})");
     REQUIRE(code_of(r) == 200);
-    CHECK(ids_in_history(r) == std::vector<std::uint64_t>{id_private});
+    CHECK(ids_of(r) == std::vector<std::uint64_t>{id_private});
     r = alice.request(R"({"action":"history","room":"den"})");
     REQUIRE(code_of(r) == 200);  // still the owner and a member
-    CHECK(ids_in_history(r) == std::vector<std::uint64_t>{id_den});
+    CHECK(ids_of(r) == std::vector<std::uint64_t>{id_den});
 
     // Carol was away since before the first message: 3 missed, then her queued message.
     client carol(d.port());
-    r = authenticate(carol, "carol", pw_carol);
+    r = ask(carol, authenticate_req("carol", pw_carol));
     REQUIRE(code_of(r) == 200);
     CHECK(r.at("missed") == 3);
     for (auto id : {id_g1, id_g2, id_new}) CHECK(id_of(carol.push()) == id);
@@ -205,7 +183,7 @@ void state_survives_restart(int sig) {
 
     // Bob left when the first daemon stopped: only the message since then is new to him.
     client bob(d.port());
-    r = authenticate(bob, "bob", pw_bob);
+    r = ask(bob, authenticate_req("bob", pw_bob));
     REQUIRE(code_of(r) == 200);
     CHECK(r.at("missed") == 1);
 
@@ -273,7 +251,7 @@ TEST_CASE("A signal to a busy server loses no acknowledged message", "[integrati
       if (before) req += ",\"before\":" + std::to_string(before);
       auto r = alice.request(req + "}");
       REQUIRE(code_of(r) == 200);
-      auto ids = ids_in_history(r);
+      auto ids = ids_of(r);
       if (ids.empty()) break;
       stored.insert(ids.begin(), ids.end());
       before = ids.front();
@@ -357,7 +335,7 @@ TEST_CASE("A snapshot write interrupted before the rename leaves the previous sn
 
   jimd_process d(daemon_args, dir.path());
   client bob(d.port());
-  CHECK(code_of(authenticate(bob, "bob", "pw-bob")) == 404);
+  CHECK(code_of(ask(bob, authenticate_req("bob", "pw-bob"))) == 404);
   auto alice = sign_in(d.port(), "alice", "pw-alice");
   auto r = alice.request(R"({"action":"history"})");
   REQUIRE(code_of(r) == 200);
@@ -395,7 +373,7 @@ TEST_CASE("An autosave survives a crash of the daemon", "[integration][persisten
   }
   jimd_process d(args, dir.path());
   client alice(d.port());
-  auto r = authenticate(alice, "alice", "pw-alice");
+  auto r = ask(alice, authenticate_req("alice", "pw-alice"));
   REQUIRE(code_of(r) == 200);
   CHECK(r.at("missed") == 0);  // she was online when the autosave captured the message
   CHECK(id_of(alice.push()) == id);

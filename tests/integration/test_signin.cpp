@@ -1,12 +1,11 @@
 #include "chat_helpers.hpp"
+#include "files.hpp"
 #include "harness.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <string>
 
 using namespace jim::test;
@@ -729,9 +728,7 @@ TEST_CASE("Passwords appear in clear text nowhere in the data directory or the l
   for (auto const& e : fs::recursive_directory_iterator(d.data_dir())) {
     if (!e.is_regular_file()) continue;
     ++files;
-    std::ifstream in(e.path(), std::ios::binary);
-    const std::string content((std::istreambuf_iterator<char>(in)),
-                              std::istreambuf_iterator<char>());
+    const std::string content = read_bytes(e.path());
     INFO(e.path().string());
     for (auto const* pw : {&user_pw, &guided_pw, &wrong_pw})
       CHECK(content.find(*pw) == std::string::npos);

@@ -26,6 +26,13 @@ inline std::uint64_t id_of(json::object const& o) {
   return o.at("id").to_number<std::uint64_t>();
 }
 
+/// The ids of a `history` reply's messages, in order.
+inline std::vector<std::uint64_t> ids_of(json::object const& history_reply) {
+  std::vector<std::uint64_t> out;
+  for (auto const& m : history_reply.at("messages").as_array()) out.push_back(id_of(m.as_object()));
+  return out;
+}
+
 /// A string field, or "" when absent or not a string (keeps CHECKs on one line).
 inline std::string str(json::object const& o, std::string_view key) {
   auto it = o.find(key);

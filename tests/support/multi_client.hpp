@@ -5,6 +5,8 @@
 /// on one of them. Header-only; complements harness.hpp (whose `client` is blocking and serves
 /// one connection at a time).
 
+#include "harness.hpp"
+
 #include <boost/json.hpp>
 
 #include <arpa/inet.h>
