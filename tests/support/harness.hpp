@@ -56,7 +56,6 @@ class jimd_process {
   /// Sends `sig` and waits (bounded) for the exit; returns the exit status
   /// (or 128+signal if it died by a signal, -1 on timeout, after which it is killed).
   int stop(int sig = 2 /*SIGINT*/, std::chrono::milliseconds bound = 15s);
-  bool running() const { return pid_ > 0; }
   /// Resident set size of the daemon in KiB (from /proc).
   long rss_kib() const;
 

@@ -81,12 +81,8 @@ class multi_client {
     return conns_.size() - 1;
   }
 
-  std::size_t size() const { return conns_.size(); }
-  int fd(std::size_t i) const { return conns_.at(i).fd; }
   /// True once the connection reached EOF or an error (reset), or was closed by close().
   bool closed(std::size_t i) const { return conns_.at(i).eof; }
-  /// Bytes queued for connection `i` that the socket has not taken yet.
-  std::size_t unsent(std::size_t i) const { return conns_.at(i).out.size() - conns_.at(i).out_pos; }
 
   /// Queues `bytes` for connection `i` and writes what the socket takes now; pump() writes the
   /// rest. Safe to call from a pump() callback.
