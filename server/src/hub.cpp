@@ -214,9 +214,11 @@ outcome hub::post(account& from, proto::msg_req const& req, steady::time_point n
     if (to_user == &from) {
       // To oneself: the sender's own push, after its reply (own output never drops it).
       ++delivered;
-    } else if (to_user->online) {
-      if (to_user->online->push(frame)) ++delivered;
+    } else if (to_user->online && to_user->online->push(frame)) {
+      ++delivered;
     } else {
+      // Offline, or its connection is ending and will never write the push (a goodbye, a
+      // failed write): keep it for the next sign-in instead of acknowledging a lost delivery.
       to_user->queued.push_back(m);
       status = code::accepted;
     }
