@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds and runs every test:
 #   1. a normal build (warnings are errors) and the whole ctest suite;
+#   1b. every shell example of README.md, web/README.md and protocol/PROTOCOL.md against a fresh
+#      daemon (scripts/check-docs.sh, with the build-test binaries);
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build and the whole suite again;
 #   3. the web client end to end in headless chromium (skipped with a message if it cannot be installed);
 #   4. the libFuzzer target for a bounded time (when clang is available).
@@ -19,6 +21,9 @@ run_suite() {
 
 echo "== normal build (RelWithDebInfo) =="
 run_suite build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+echo "== the documentation's shell examples =="
+scripts/check-docs.sh --build build-test
 
 if [ "${JIM_SKIP_BROWSER:-0}" != 1 ] && [ -x tests/browser/run.sh ]; then
   echo "== end-to-end in a real browser (chromium + playwright-core) =="
