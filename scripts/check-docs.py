@@ -99,6 +99,7 @@ def parse_doc(root: Path, rel: str) -> Doc:
     pending: list[tuple[int, str]] = []  # directives waiting for their block
     i = 0
     prev_blank = True
+    in_list = False  # an indented paragraph after a list item continues it: not code
     while i < len(lines):
         line = lines[i]
         m = DIRECTIVE.match(line)
@@ -107,7 +108,7 @@ def parse_doc(root: Path, rel: str) -> Doc:
             i += 1
             continue
         fence = FENCE.match(line)
-        indented = line.startswith("    ") and prev_blank and line.strip() != ""
+        indented = line.startswith("    ") and prev_blank and not in_list and line.strip() != ""
         if fence or indented:
             start = i + 1
             if fence:
@@ -143,6 +144,8 @@ def parse_doc(root: Path, rel: str) -> Doc:
         for m in re.finditer(r"\]\(([^)\s]+)\)", line):
             doc.links.append((i + 1, m.group(1)))
         prev_blank = line.strip() == ""
+        if not prev_blank and not line.startswith(" "):
+            in_list = bool(re.match(r"([-*+]|\d+[.)])\s", line))
         i += 1
     for at, _ in pending:
         doc.errors.append(f"{rel}:{at}: docs-check directive not right before a code block")
@@ -295,6 +298,7 @@ class Daemon:
                 self.port = int(port_file.read_text().strip())
                 return True
             if self.proc.poll() is not None:
+                self.out.close()
                 return False
             time.sleep(0.02)
         self.stop()
@@ -311,11 +315,12 @@ class Daemon:
                          "user": {"account_name": name, "password": secrets.token_hex(8)}}
                 s.sendall((json.dumps(frame) + "\n" + '{"action":"quit"}\n').encode())
                 f = s.makefile("r", encoding="utf-8")
-                reply = next(r for r in map(json.loads, f) if "response" in r)
-                if reply["response"] not in (201, 409):
+                reply = next((r for r in map(json.loads, f) if "response" in r), None)
+                if reply is None or reply["response"] not in (201, 409):
                     raise RuntimeError(f"registering {name}: {reply}")
 
     def stop(self) -> None:
+        """SIGTERM (jimd saves and exits), SIGKILL after 10 s."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -370,11 +375,16 @@ def run_block(block: Block, script: str, env: dict, root: Path, timeout: float) 
     )
     try:
         out, _ = proc.communicate(timeout=timeout)
-        return proc.returncode, out.decode(errors="replace")
+        code: int | None = proc.returncode
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
-        return None, out.decode(errors="replace")
+        code = None
+    try:  # whatever the block left running in the background
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return code, out.decode(errors="replace")
 
 
 def interactive_names(docs: list[Doc]) -> list[str]:
