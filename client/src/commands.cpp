@@ -1,11 +1,14 @@
 #include "commands.hpp"
 
+#include "text.hpp"
+
 #include "jim/framing.hpp"
 #include "jim/protocol.hpp"
 
 #include <boost/json/array.hpp>
 #include <boost/json/value.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -33,29 +36,6 @@ std::int64_t integer(json::object const& o, std::string_view key, std::int64_t f
 }
 
 bool same_name(std::string_view a, std::string_view b) { return proto::fold(a) == proto::fold(b); }
-
-/// Text from the network is shown as it is, except control characters: a message must not
-/// move the cursor, clear the screen or retitle the terminal. They are shown as `^X`.
-std::string printable(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c == '\t') {
-      out += ' ';
-    } else if (c < 0x20 || c == 0x7f) {
-      out += '^';
-      out += static_cast<char>(c ^ 0x40);
-    } else if (c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
-               static_cast<unsigned char>(s[i + 1]) <= 0x9f) {
-      out += '?';  // a C1 control (U+0080..U+009F): some terminals obey them too
-      ++i;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -96,7 +76,7 @@ input parse_input(std::string_view line) {
   const std::string cmd = proto::fold(next_word(rest));
   const auto args = words(rest);
   const auto n = args.size();
-  auto usage = [](std::string_view u) { return usage_hint{"usage: " + std::string(u)}; };
+  auto usage = [](std::string_view u) { return usage_hint{"! usage: " + std::string(u)}; };
 
   if (cmd == "create") {
     if (n != 1) return usage("/create NAME");
@@ -125,15 +105,35 @@ input parse_input(std::string_view line) {
     return request(std::move(f));
   }
   if (cmd == "history") {
-    json::object f{{"action", "history"}};
-    if (n > 1) return usage("/history [N]");
-    if (n == 1) {
+    // `/history [#ROOM|NAME] [N]`: as in msg.to, `#name` is a room and a bare name a person;
+    // a lone number is N (`/history 42 50` pages a conversation with someone called 42).
+    const auto hint = "/history [#ROOM|NAME] [N]   (N: how many messages, at least 1)";
+    if (n > 2) return usage(hint);
+    auto number = [](std::string const& a) -> std::optional<int> {
       int limit = 0;
-      auto const& a = args[0];
       auto [end, ec] = std::from_chars(a.data(), a.data() + a.size(), limit);
-      if (ec != std::errc{} || end != a.data() + a.size() || limit < 1)
-        return usage("/history [N]   (N: how many messages, at least 1)");
-      f["limit"] = limit;
+      if (ec != std::errc{} || end != a.data() + a.size()) return std::nullopt;
+      return limit;
+    };
+    json::object f{{"action", "history"}};
+    std::optional<std::string> target;
+    std::optional<std::string> count;
+    if (n == 2) {
+      target = args[0];
+      count = args[1];
+    } else if (n == 1) {
+      (args[0].find_first_not_of("0123456789") == std::string::npos ? count : target) = args[0];
+    }
+    if (target) {
+      if (target->starts_with('#'))
+        f["room"] = *target;
+      else
+        f["with"] = *target;
+    }
+    if (count) {
+      auto limit = number(*count);
+      if (!limit || *limit < 1) return usage(hint);
+      f["limit"] = *limit;
     }
     return request(std::move(f));
   }
@@ -150,7 +150,62 @@ input parse_input(std::string_view line) {
     return request({{"action", "quit"}});
   }
   if (cmd == "help" || cmd == "?") return show_help{};
-  return usage_hint{"unknown command /" + cmd + "; /help lists the commands"};
+  return usage_hint{"! unknown command /" + cmd + "; /help lists the commands"};
+}
+
+std::string for_history(std::string_view line) {
+  std::string_view rest = line;
+  if (!rest.starts_with('/')) return std::string(line);
+  rest.remove_prefix(1);
+  const auto cmd = proto::fold(next_word(rest));
+  if (cmd != "join") return std::string(line);
+  const auto room = next_word(rest);
+  if (rest.empty()) return std::string(line);
+  return "/join " + std::string(room);
+}
+
+namespace {
+constexpr std::string_view command_names[] = {"/create", "/exit",  "/help",  "/history", "/invite", "/join",
+                                              "/leave",  "/msg",   "/private", "/quit",  "/rooms",  "/users"};
+}  // namespace
+
+std::vector<std::string> completions(std::string_view before, std::string_view word,
+                                     std::vector<std::string> const& names,
+                                     std::vector<std::string> const& rooms) {
+  std::vector<std::string> out;
+  const std::string folded_word = proto::fold(word);
+  auto offer = [&](std::string candidate) {
+    if (proto::fold(candidate).starts_with(folded_word)) out.push_back(std::move(candidate));
+  };
+  auto offer_names = [&] {
+    for (auto const& n : names) offer(n);
+  };
+  auto offer_rooms = [&](bool hash) {
+    for (auto const& r : rooms) offer(hash ? r : std::string(proto::strip_hash(r)));
+  };
+  std::string_view rest = before;
+  const auto first = next_word(rest);
+  if (first.empty()) {
+    if (word.starts_with('/')) {
+      for (auto c : command_names) offer(std::string(c));
+    } else {
+      word.starts_with('#') ? offer_rooms(true) : offer_names();
+    }
+  } else if (!first.starts_with('/') || first.starts_with("//")) {
+    word.starts_with('#') ? offer_rooms(true) : offer_names();
+  } else {
+    const auto cmd = proto::fold(first.substr(1));
+    const auto arg = words(rest).size();  // the index of the argument being completed
+    if ((cmd == "msg" || cmd == "private") && arg == 0) offer_names();
+    else if (cmd == "msg" || cmd == "private") word.starts_with('#') ? offer_rooms(true) : offer_names();
+    else if (cmd == "invite" && arg == 0) offer_names();
+    else if (cmd == "invite" && arg == 1) offer_rooms(word.starts_with('#'));
+    else if (cmd == "join" && arg == 0) offer_rooms(word.starts_with('#'));
+    else if (cmd == "history" && arg == 0) word.starts_with('#') ? offer_rooms(true) : offer_names();
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 std::size_t count_frames(std::string_view line) {
@@ -178,7 +233,8 @@ std::string_view help_text() {
          "  /exit                  go back to #general\n"
          "  /msg USER TEXT         send a private message (also /private)\n"
          "  /invite USER [ROOM]    make USER a member of your room\n"
-         "  /history [N]           show the last N messages of this room (50)\n"
+         "  /history [#ROOM|NAME] [N]  the last N messages (50) of this room, of #ROOM,\n"
+         "                         or of your private conversation with NAME\n"
          "  /users                 who is in this room\n"
          "  /rooms                 list the rooms\n"
          "  /help                  this list\n"
@@ -198,6 +254,30 @@ std::string clock_time(std::int64_t when, std::int64_t now) {
   return std::string(buf, len);
 }
 
+namespace {
+
+/// A message's text for the screen: one row per line of the text, continuation rows indented
+/// by `indent` columns; trailing line breaks dropped.
+std::string message_text(std::string_view text, std::size_t indent) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
+  std::string out;
+  for (bool first = true;; first = false) {
+    const auto nl = text.find('\n');
+    auto row = text.substr(0, nl);
+    if (row.ends_with('\r')) row.remove_suffix(1);  // CRLF from a browser
+    if (!first) out += "\n" + std::string(indent, ' ');
+    out += printable(row);
+    if (nl == std::string_view::npos) break;
+    text.remove_prefix(nl + 1);
+  }
+  return out;
+}
+
+/// What a message text looks like in a "not sent" line: on one row.
+std::string quoted(json::object const& frame) { return printable(str(frame, "message")); }
+
+}  // namespace
+
 out_line render_message(json::object const& msg, std::string_view me, std::string_view current_room,
                         bool history, std::int64_t now) {
   const auto from = printable(str(msg, "from"));
@@ -211,57 +291,210 @@ out_line render_message(json::object const& msg, std::string_view me, std::strin
     if (!to.empty() && !same_name(to, current_room)) text += "[" + to + "] ";
     text += from;
   }
-  text += " (" + clock_time(integer(msg, "time", now), now) + "): " + printable(str(msg, "message"));
+  text += " (" + clock_time(integer(msg, "time", now), now) + "): ";
+  text += message_text(str(msg, "message"), display_width(text));
   return {history ? tone::history : direct ? tone::direct : tone::chat, std::move(text)};
 }
 
-void chat_state::sent(json::object const& frame) { pending_.push_back(std::string(str(frame, "action"))); }
+void chat_state::sent(json::object const& frame) { pending_.push_back(outgoing{frame}); }
 
-chat_state::reaction chat_state::received(json::object const& frame, std::int64_t now) {
-  if (frame.contains("response")) return on_reply(frame, now);
+void chat_state::submit(json::object frame, bool quiet) {
+  if (str(frame, "action") == "msg" && str(frame, "message").size() > settings_.max_message) {
+    for (auto& piece : split_text(str(frame, "message"), settings_.max_message)) {
+      json::object part = frame;
+      part["message"] = piece;
+      outbox_.push_back(outgoing{std::move(part), quiet});
+    }
+    return;
+  }
+  outbox_.push_back(outgoing{std::move(frame), quiet});
+}
+
+bool chat_state::msg_in_flight() const {
+  return std::any_of(pending_.begin(), pending_.end(),
+                     [](outgoing const& r) { return str(r.frame, "action") == "msg"; });
+}
+
+std::vector<json::object> chat_state::take_sendable(clock::time_point now) {
+  std::vector<json::object> out;
+  while (!outbox_.empty() && !msg_in_flight() && outbox_.front().not_before <= now) {
+    out.push_back(outbox_.front().frame);
+    pending_.push_back(std::move(outbox_.front()));
+    outbox_.pop_front();
+  }
+  return out;
+}
+
+std::optional<chat_state::clock::time_point> chat_state::wake_at() const {
+  if (outbox_.empty() || msg_in_flight() || outbox_.front().not_before == clock::time_point{})
+    return std::nullopt;
+  return outbox_.front().not_before;
+}
+
+namespace {
+std::string to_whom(json::object const& f) {
+  auto to = str(f, "to");
+  return to.empty() ? std::string() : " to " + printable(to);
+}
+}  // namespace
+
+std::vector<out_line> chat_state::give_up(std::string_view why) {
+  std::vector<out_line> lines;
+  for (auto const& r : pending_)
+    if (str(r.frame, "action") == "msg")
+      lines.push_back({tone::error, "! perhaps not sent" + to_whom(r.frame) + ": " + quoted(r.frame) + " (" +
+                                        std::string(why) + " before the server answered)"});
+  failures_ += static_cast<int>(lines.size());
+  pending_.clear();
+  auto rest = drop_queued(why);
+  lines.insert(lines.end(), rest.begin(), rest.end());
+  return lines;
+}
+
+std::vector<out_line> chat_state::drop_queued(std::string_view why) {
+  std::vector<out_line> lines;
+  for (auto const& r : outbox_)
+    if (str(r.frame, "action") == "msg")
+      lines.push_back({tone::error, "! not sent" + to_whom(r.frame) + ": " + quoted(r.frame) + " (" + std::string(why) + ")"});
+  failures_ += static_cast<int>(lines.size());
+  outbox_.clear();
+  return lines;
+}
+
+void chat_state::learn_name(std::string_view name) {
+  if (name.empty() || !proto::valid_account_name(name) || names_.size() >= 10000) return;
+  names_.insert_or_assign(proto::fold(name), std::string(name));
+}
+
+void chat_state::learn_room(std::string_view room) {
+  if (!room.starts_with('#') || !proto::valid_room_name(proto::strip_hash(room)) || rooms_.size() >= 10000) return;
+  rooms_.insert_or_assign(proto::fold(room), std::string(room));
+}
+
+void chat_state::learn_message(json::object const& msg) {
+  learn_name(str(msg, "from"));
+  const auto to = str(msg, "to");
+  to.starts_with('#') ? learn_room(to) : learn_name(to);
+}
+
+std::string chat_state::registered(std::string_view name) const {
+  auto it = names_.find(proto::fold(name));
+  return it == names_.end() ? std::string(name) : it->second;
+}
+
+std::vector<std::string> chat_state::known_names() const {
+  std::vector<std::string> out;
+  for (auto const& [folded, name] : names_) out.push_back(name);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> chat_state::known_rooms() const {
+  std::vector<std::string> out;
+  for (auto const& [folded, room] : rooms_) out.push_back(room);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+chat_state::reaction chat_state::received(json::object const& frame, std::int64_t now, clock::time_point mono) {
+  if (frame.contains("response")) return on_reply(frame, now, mono);
   if (frame.contains("action")) return on_push(frame, now);
   return {};
 }
 
-std::optional<out_line> chat_state::echo(json::object const& frame, std::int64_t now) const {
-  if (str(frame, "action") != "msg") return std::nullopt;
-  json::object m{{"from", me_}, {"to", frame.contains("to") ? str(frame, "to") : std::string_view(room_)},
-                 {"message", str(frame, "message")}, {"time", now}};
-  return render_message(m, me_, room_, false, now);
+chat_state::reaction chat_state::on_msg_reply(outgoing req, json::object const& frame, std::int64_t now,
+                                              clock::time_point mono) {
+  reaction r;
+  const auto status = integer(frame, "response");
+  auto const& f = req.frame;
+  const auto to = str(f, "to");
+  const bool direct = !to.empty() && !to.starts_with('#');
+  const std::string whom = direct ? registered(to) : std::string(to);
+
+  if (status == 429 && req.refusals < settings_.max_retries) {
+    // Flood control: the same message again once the server allows it, before anything
+    // typed after it (nothing else was sent while it waited for this reply).
+    double after = 1.0;
+    if (auto const* a = frame.if_contains("retry_after"); a && a->is_number()) after = a->to_number<double>();
+    after = std::clamp(after, 0.001, 3600.0);
+    ++req.refusals;
+    req.not_before = mono + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(after));
+    if (after >= 1.0 && !req.quiet) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.1f", std::ceil(after * 10) / 10);
+      r.lines.push_back({tone::info, std::string("* the server asks to slow down: sending again in ") + buf + " s"});
+    }
+    outbox_.push_front(std::move(req));
+    return r;
+  }
+  if (status == 413) {
+    // The server takes less than we thought: smaller pieces, in place of this one.
+    const auto text = str(f, "message");
+    auto pieces = split_text(text, text.size() / 2);
+    if (pieces.size() > 1 && text.size() / 2 >= 16) {
+      settings_.max_message = std::min(settings_.max_message, text.size() / 2);
+      for (auto it = pieces.rbegin(); it != pieces.rend(); ++it) {
+        json::object part = f;
+        part["message"] = *it;
+        outbox_.push_front(outgoing{std::move(part), req.quiet});
+      }
+      return r;
+    }
+  }
+  if (status >= 400) {
+    ++failures_;
+    std::string why = printable(str(frame, "error"));
+    if (why.empty()) why = "refused by the server";
+    if (status == 429) why += " (gave up after " + std::to_string(req.refusals) + " tries)";
+    r.lines.push_back({tone::error, "! not sent" + (direct ? " to " + printable(whom) : std::string()) + ": " +
+                                        quoted(f) + " (" + why + ")"});
+    return r;
+  }
+  if (req.quiet) return r;
+  if (settings_.show_own) {
+    json::object m{{"from", me_}, {"to", to.empty() ? std::string_view(room_) : std::string_view(whom)},
+                   {"message", str(f, "message")}, {"time", integer(frame, "time", now)}};
+    r.lines.push_back(render_message(m, me_, room_, false, now));
+    // A private message to oneself also comes back as a push: it is on the screen already.
+    if (direct && same_name(to, me_)) {
+      own_ids_.push_back(integer(frame, "id", -1));
+      if (own_ids_.size() > 64) own_ids_.pop_front();
+    }
+  }
+  if (status == 202)
+    r.lines.push_back({tone::info, "* " + printable(whom) + " is offline: the message waits for their next sign-in"});
+  return r;
 }
 
-chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_t now) {
-  std::string action;
+chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_t now, clock::time_point mono) {
+  outgoing req;
   if (!pending_.empty()) {
-    action = std::move(pending_.front());
+    req = std::move(pending_.front());
     pending_.pop_front();
   }
+  const std::string action(str(req.frame, "action"));
+  if (action == "msg") return on_msg_reply(std::move(req), frame, now, mono);
+
   const auto status = integer(frame, "response");
   reaction r;
-  auto say = [&r](tone t, std::string text) { r.lines.push_back({t, std::move(text)}); };
+  auto say = [&r, quiet = req.quiet](tone t, std::string text) {
+    if (!quiet) r.lines.push_back({t, std::move(text)});
+  };
   const auto room = printable(str(frame, "room"));
+  if (status < 400) learn_room(str(frame, "room"));
 
   if (status >= 400) {
     ++failures_;
     std::string text = printable(str(frame, "error"));
-    if (text.empty()) text = "request failed";
-    if (status == 429) {
-      const auto* after = frame.if_contains("retry_after");
-      if (after && after->is_number()) {
-        char buf[32];
-        // Rounded up: waiting the time shown is always enough.
-        std::snprintf(buf, sizeof buf, "%.1f", std::ceil(after->to_number<double>() * 10) / 10);
-        text += std::string(" (try again in ") + buf + " s)";
-      }
-    }
+    if (text.empty()) text = action.empty() ? "the server refused a request" : "/" + action + " failed";
     say(tone::error, "! " + text);
     return r;
   }
   if (status == 100) return r;  // sign-in prompts: the sign-in dialogue handles them
 
-  if (action == "msg") {
-    if (status == 202) say(tone::info, "* they are offline: the message waits for their next sign-in");
-  } else if (action == "authenticate" || action == "register") {
+  if (action == "authenticate" || action == "register") {
+    if (auto name = str(frame, "account_name"); !name.empty()) me_ = name;  // as registered
+    learn_name(me_);
     if (!room.empty()) room_ = room;
     std::string text = "* signed in as " + me_ + (status == 201 ? " (new account)" : "") + "; you are in " + room_;
     if (const auto missed = integer(frame, "missed"); missed > 0)
@@ -269,6 +502,7 @@ chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_
     say(tone::info, std::move(text));
   } else if (action == "presence") {
     if (auto name = str(frame, "account_name"); !name.empty()) me_ = name;
+    learn_name(me_);
     if (!room.empty()) room_ = room;
   } else if (action == "create") {
     room_ = room;
@@ -283,15 +517,20 @@ chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_
     room_ = room;
     say(tone::info, "* back in " + room);
   } else if (action == "invite") {
+    learn_name(str(frame, "user"));
     say(tone::info, "* invited " + printable(str(frame, "user")) + " to " + room);
   } else if (action == "history") {
+    learn_name(str(frame, "with"));
     auto const* messages = frame.if_contains("messages");
     const std::string where = room.empty() ? "your conversation with " + printable(str(frame, "with")) : room;
     if (!messages || !messages->is_array() || messages->get_array().empty()) {
       say(tone::info, "* no messages in " + where);
     } else {
-      for (auto const& m : messages->get_array())
-        if (m.is_object()) r.lines.push_back(render_message(m.get_object(), me_, room_, true, now));
+      for (auto const& m : messages->get_array()) {
+        if (!m.is_object()) continue;
+        learn_message(m.get_object());
+        if (!req.quiet) r.lines.push_back(render_message(m.get_object(), me_, room_, true, now));
+      }
     }
   } else if (action == "users") {
     std::string text = "* in " + room + ":";
@@ -299,6 +538,7 @@ chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_
       bool first = true;
       for (auto const& u : users->get_array()) {
         if (!u.is_object()) continue;
+        learn_name(str(u.get_object(), "account_name"));
         text += first ? " " : ", ";
         first = false;
         text += printable(str(u.get_object(), "account_name"));
@@ -307,6 +547,7 @@ chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_
             !status_text.empty() && status_text != "online")
           text += " (" + status_text + ")";
       }
+      if (first) text += " nobody";
     }
     say(tone::info, std::move(text));
   } else if (action == "rooms") {
@@ -315,9 +556,11 @@ chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_
       for (auto const& v : rooms->get_array()) {
         if (!v.is_object()) continue;
         auto const& o = v.get_object();
+        learn_room(str(o, "room"));
         std::string text = "  " + printable(str(o, "room")) + " (" + std::to_string(integer(o, "online")) + " online";
         // #general has no owner and everyone is a member of it: nothing to say there.
         if (auto owner = str(o, "owner"); !owner.empty()) {
+          learn_name(owner);
           text += ", owner " + printable(owner);
           auto const* m = o.if_contains("member");
           if (m && m->is_bool() && m->get_bool() && !same_name(owner, me_)) text += ", member";
@@ -336,9 +579,19 @@ chat_state::reaction chat_state::on_push(json::object const& frame, std::int64_t
   reaction r;
   const auto action = str(frame, "action");
   if (action == "msg") {
+    learn_message(frame);
+    if (auto const* id = frame.if_contains("id"); id && !own_ids_.empty()) {
+      auto it = std::find(own_ids_.begin(), own_ids_.end(), integer(frame, "id", -2));
+      if (it != own_ids_.end()) {
+        own_ids_.erase(it);
+        return r;
+      }
+    }
     auto const* h = frame.if_contains("history");
     r.lines.push_back(render_message(frame, me_, room_, h && h->is_bool() && h->get_bool(), now));
   } else if (action == "event") {
+    learn_name(str(frame, "user"));
+    learn_room(str(frame, "room"));
     const auto event = str(frame, "event");
     const auto who = printable(str(frame, "user"));
     const auto where = printable(str(frame, "room"));
@@ -346,13 +599,15 @@ chat_state::reaction chat_state::on_push(json::object const& frame, std::int64_t
     else if (event == "leave") r.lines.push_back({tone::event, "* " + who + " left " + where});
     else r.lines.push_back({tone::event, "* " + who + ": " + printable(event) + " " + where});
   } else if (action == "invite") {
+    learn_name(str(frame, "from"));
+    learn_room(str(frame, "room"));
     const auto where = printable(str(frame, "room"));
     r.lines.push_back({tone::event, "* " + printable(str(frame, "from")) + " invited you to " + where +
                                         " (/join " + std::string(proto::strip_hash(where)) + ")"});
   } else if (action == "probe") {
     // The server checks we are alive: any request answers it, and presence changes nothing.
     json::object answer{{"action", "presence"}};
-    sent(answer);
+    pending_.push_back(outgoing{answer, true});
     r.answer = std::move(answer);
   } else if (action == "notice") {
     notice_ = printable(str(frame, "text"));

@@ -5,8 +5,10 @@
 
 #include <boost/json/object.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,7 +27,8 @@ enum class tone {
   error,    ///< a failed request, a server notice, a lost connection
 };
 
-/// One line for a person, without its newline.
+/// One line for a person, without its newline. A multi-line chat message is one out_line whose
+/// text holds `\n` followed by its indented continuation rows.
 struct out_line {
   tone kind = tone::info;
   std::string text;
@@ -36,7 +39,8 @@ struct out_line {
 struct send_request {
   boost::json::object frame;  ///< carries "action"
 };
-/// A typed command that is unknown or has the wrong arguments: show `text`, send nothing.
+/// A typed command that is unknown or has the wrong arguments: show `text` (an error line,
+/// `! usage: ...`), send nothing.
 struct usage_hint {
   std::string text;
 };
@@ -53,6 +57,20 @@ using input = std::variant<nothing, send_request, usage_hint, show_help>;
 /// `/quit` becomes the `quit` request.
 input parse_input(std::string_view line);
 
+/// The line as it may be kept in the input history: `/join ROOM PASSWORD` loses its password
+/// (`/join ROOM`, which works again once one is a member); other lines are kept as typed.
+std::string for_history(std::string_view line);
+
+/// Tab completion: the candidates for `word`, the word ending at the cursor, where `before`
+/// is the line up to that word. A first word starting with `/` completes commands; the first
+/// argument of `/msg`, `/private` and `/invite` completes names; of `/join`, rooms (and the
+/// second of `/invite`); of `/history`, `#rooms` and names; in a chat line, a word starting
+/// with `#` completes rooms and any other word names. Matching ignores case; candidates are
+/// sorted, as registered (rooms bare unless `word` starts with `#`).
+std::vector<std::string> completions(std::string_view before, std::string_view word,
+                                     std::vector<std::string> const& names,
+                                     std::vector<std::string> const& rooms);
+
 /// How many replies the server owes for `line` sent as raw bytes (the --json mode): one per
 /// frame in it, malformed ones included, as the daemon's framer splits it.
 std::size_t count_frames(std::string_view line);
@@ -64,48 +82,115 @@ std::string_view help_text();
 /// `now` (both unix seconds).
 std::string clock_time(std::int64_t when, std::int64_t now);
 
-/// The client's side of one connection: the requests waiting for their replies (replies come
-/// in request order), the current room, the signed-in name and how many requests failed.
-/// Turns every received frame into lines for a person.
+/// How chat_state shows and sends messages.
+struct chat_settings {
+  /// Show one's own messages once the server has accepted them (a terminal); a script shows
+  /// only what others write.
+  bool show_own = false;
+  /// A message text longer than this many bytes is sent as several messages (split_text()).
+  std::size_t max_message = 4096;
+  /// How many times one message refused with 429 is sent again before it counts as not sent.
+  int max_retries = 10;
+};
+
+/// The client's side of one connection: the requests queued and those waiting for their
+/// replies (replies come in request order), the current room, the signed-in name, the names
+/// and rooms met (for completion) and how many requests failed. Turns every received frame
+/// into lines for a person.
+///
+/// Requests typed by the user go through an ordered outbox (submit(), then take_sendable()):
+/// while a `msg` waits for its reply nothing else is sent, so that a message refused with
+/// 429 (rate limit) and sent again after `retry_after`, or re-split after a 413, keeps its
+/// place among the user's messages and commands.
 class chat_state {
 public:
-  /// `me` is the account name as typed at sign-in (corrected by a later `presence` reply).
-  explicit chat_state(std::string me = {}) : me_(std::move(me)) {}
+  using clock = std::chrono::steady_clock;
 
-  /// Records a request written to the server, so that its reply is understood.
+  /// `me` is the account name as typed at sign-in (replaced by the name as registered from
+  /// the sign-in or `presence` reply).
+  explicit chat_state(std::string me = {}, chat_settings settings = {})
+      : me_(std::move(me)), settings_(settings) {}
+
+  /// Records a request written to the server outside the outbox (sign-in, a probe's answer),
+  /// so that its reply is understood.
   void sent(boost::json::object const& frame);
+
+  /// Queues a request typed by the user; a `msg` longer than `max_message` bytes becomes
+  /// several. `quiet`: its reply shows nothing (only names and rooms are learnt from it).
+  void submit(boost::json::object frame, bool quiet = false);
+
+  /// The queued requests that may be written now, in order; they count as sent.
+  std::vector<boost::json::object> take_sendable(clock::time_point now);
+
+  /// When take_sendable() will have something again because a refused message may be sent
+  /// again; nothing when that only depends on a reply.
+  std::optional<clock::time_point> wake_at() const;
+
+  /// Nothing queued (requests may still wait for their replies).
+  bool outbox_empty() const noexcept { return outbox_.empty(); }
+
+  /// The connection is gone (`why`: e.g. "connection lost"): one error line per message that
+  /// will not be sent and per message whose fate is unknown (sent, no reply); forgets them.
+  std::vector<out_line> give_up(std::string_view why);
+
+  /// The user leaves before the outbox is empty (`why`: e.g. "you left"): one error line per
+  /// queued message; forgets the queue (the requests in flight still get their replies).
+  std::vector<out_line> drop_queued(std::string_view why);
 
   /// What a received frame means for the caller.
   struct reaction {
     std::vector<out_line> lines;               ///< what to show, maybe nothing
     std::optional<boost::json::object> answer;  ///< a frame to send at once (a probe's answer)
   };
-  /// Interprets a reply (matched with the oldest request in flight) or a push. `now` is used
-  /// to decide whether a time needs its date.
-  reaction received(boost::json::object const& frame, std::int64_t now);
-
-  /// The line showing one's own message as sent (`alice (12:00): hi`), for the terminal where
-  /// the typed line is replaced by it; nothing for a frame that is not a `msg`.
-  std::optional<out_line> echo(boost::json::object const& frame, std::int64_t now) const;
+  /// Interprets a reply (matched with the oldest request in flight) or a push. `now` (unix
+  /// seconds) decides whether a time needs its date; `mono` is when it arrived, from which a
+  /// 429's `retry_after` counts.
+  reaction received(boost::json::object const& frame, std::int64_t now, clock::time_point mono = clock::now());
 
   /// The room the user is in, as the server writes it (`#general` after sign-in).
   std::string const& room() const noexcept { return room_; }
   std::string const& me() const noexcept { return me_; }
   /// Requests still waiting for their reply.
   std::size_t in_flight() const noexcept { return pending_.size(); }
+  /// Account names met so far (sign-in, messages, events, lists), as registered, sorted.
+  std::vector<std::string> known_names() const;
+  /// Room names met so far, as created (`#dev`), sorted.
+  std::vector<std::string> known_rooms() const;
+  /// The current message size bound (lowered when the server refuses a part with 413).
+  std::size_t max_message() const noexcept { return settings_.max_message; }
   /// Replies that reported a failure (4xx/5xx) so far.
   int failures() const noexcept { return failures_; }
   /// The text of the last `notice` push (why the server is closing), empty if none came.
   std::string const& last_notice() const noexcept { return notice_; }
 
 private:
-  reaction on_reply(boost::json::object const& frame, std::int64_t now);
+  /// A request queued or waiting for its reply.
+  struct outgoing {
+    boost::json::object frame;
+    bool quiet = false;
+    int refusals = 0;                 ///< 429s met by this message so far
+    clock::time_point not_before{};  ///< a refused message waits until then
+  };
+
+  reaction on_reply(boost::json::object const& frame, std::int64_t now, clock::time_point mono);
+  reaction on_msg_reply(outgoing req, boost::json::object const& frame, std::int64_t now, clock::time_point mono);
   reaction on_push(boost::json::object const& frame, std::int64_t now);
+  void learn_name(std::string_view name);
+  void learn_room(std::string_view room);
+  void learn_message(boost::json::object const& msg);
+  /// `name` as registered when it has been met, else as given.
+  std::string registered(std::string_view name) const;
+  bool msg_in_flight() const;
 
   std::string me_;
+  chat_settings settings_;
   std::string room_;
   std::string notice_;
-  std::deque<std::string> pending_;  ///< actions of the requests in flight, oldest first
+  std::deque<outgoing> outbox_;   ///< typed requests not yet written, in order
+  std::deque<outgoing> pending_;  ///< requests written, waiting for their reply, oldest first
+  std::map<std::string, std::string> names_;  ///< folded -> as registered
+  std::map<std::string, std::string> rooms_;  ///< folded -> as created
+  std::deque<std::int64_t> own_ids_;  ///< shown on their reply: their push to oneself is not shown again
   int failures_ = 0;
 };
 

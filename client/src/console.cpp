@@ -1,6 +1,6 @@
 #include "console.hpp"
 
-#include "jim/protocol.hpp"
+#include "text.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <editline/readline.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -28,6 +29,34 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 console* active = nullptr;
 int saved_stdin_flags = -1;
 
+/// Tab: the candidates of the current completion, handed out by next_match().
+std::vector<std::string> matches;
+
+char* next_match(const char* /*text*/, int state) {
+  static std::size_t next = 0;
+  if (state == 0) next = 0;
+  if (next >= matches.size()) return nullptr;
+  return ::strdup(matches[next++].c_str());
+}
+
+/// Never file names: nothing to offer when the completer has nothing.
+char* no_match(const char*, int) { return nullptr; }
+
+/// libedit's completion hook: `text` is the word before the cursor (`start`, counted in
+/// characters, is not used: the line before the word is taken in bytes from rl_point).
+char** complete_word(const char* text, int /*start*/, int /*end*/) {
+  rl_attempted_completion_over = 1;
+  if (!active) return nullptr;
+  const std::string_view word(text);
+  std::string_view line = rl_line_buffer && rl_point > 0
+                              ? std::string_view(rl_line_buffer, static_cast<std::size_t>(rl_point))
+                              : std::string_view{};
+  if (line.ends_with(word)) line.remove_suffix(word.size());
+  matches = active->complete(line, word);
+  if (matches.empty()) return nullptr;
+  return rl_completion_matches(text, &next_match);
+}
+
 void out(std::string_view s) {
   std::fwrite(s.data(), 1, s.size(), stdout);
 }
@@ -38,9 +67,16 @@ std::size_t columns() {
   return 80;
 }
 
-/// Terminal columns taken by UTF-8 text, counting one per code point (good enough for chat).
-std::size_t width(std::string_view s) {
-  return jim::proto::utf8_length(s);
+/// The row, counted from the prompt's first row, where the cursor is after `prompt` and
+/// `typed` (wide characters and wrapping as the terminal does them).
+std::size_t cursor_row(std::string_view prompt, std::string_view typed) {
+  std::string all(prompt);
+  all += typed;
+  const auto cols = columns();
+  const auto p = cursor_after(all, cols);
+  // A full last row: libedit moves the cursor to the next row at once (terminals would keep
+  // it in the last column until the next character).
+  return p.row + (p.col >= cols ? 1 : 0);
 }
 
 /// True when the terminal behind `fd` has hung up (its window was closed).
@@ -91,6 +127,11 @@ console::console(asio::any_io_executor ex, bool interactive, bool colour)
     rl_catch_signals = 0;
     rl_catch_sigwinch = 0;
     rl_readline_name = "jim";
+    // Tab completes commands, names and rooms (console::complete), never file names.
+    rl_attempted_completion_function = &complete_word;
+    rl_completion_entry_function = &no_match;
+    rl_completer_word_break_characters = const_cast<char*>(" \t");
+    rl_basic_word_break_characters = " \t";
     using_history();
     stifle_history(1000);
   }
@@ -185,13 +226,15 @@ void console::on_line(char* line) {
   // when it is wanted, so that nothing is drawn in between.
   c.installed_ = false;
   if (!line) {
+    // Ctrl-D on an empty line: libedit has drawn it as "^D" after the prompt. The row goes,
+    // prompt and all: jim is leaving.
     c.eof_ = true;
-    out("\n");
+    out("\r\033[J");
     std::fflush(stdout);
     return;
   }
   c.entered_ = line;
-  if (*line) add_history(line);
+  if (*line) add_history(for_history(line).c_str());
   c.lines_.emplace_back(line);
   std::free(line);
 }
@@ -204,11 +247,11 @@ void console::install() {
 void console::clear_input() {
   // Back to the row where the prompt starts, then clear to the end of the screen: this also
   // removes a half-typed line that wrapped over several rows.
-  const std::size_t typed =
-      rl_line_buffer && rl_point > 0
-          ? width(std::string_view(rl_line_buffer, static_cast<std::size_t>(rl_point)))
-          : 0;
-  const std::size_t row = (width(prompt_) + typed) / columns();
+  // rl_point counts bytes of the multibyte line up to the cursor.
+  const std::string_view typed = rl_line_buffer && rl_point > 0
+                                     ? std::string_view(rl_line_buffer, static_cast<std::size_t>(rl_point))
+                                     : std::string_view{};
+  const std::size_t row = cursor_row(prompt_, typed);
   if (row > 0) out("\033[" + std::to_string(row) + "A");
   out("\r\033[J");
 }
@@ -274,13 +317,18 @@ void console::show(std::vector<out_line> const& lines) {
   if (installed_) rl_forced_update_display();  // the prompt and the half-typed line, intact
 }
 
-void console::replace_entered(out_line const& line) {
-  if (!interactive_ || installed_ || entered_.empty()) return show(line);
-  const std::size_t cols = columns();
-  const std::size_t rows =
-      std::max<std::size_t>(1, (width(prompt_) + width(entered_) + cols - 1) / cols);
+void console::erase_entered() {
+  if (!interactive_ || installed_ || entered_.empty()) return;
+  // libedit left the cursor at the start of the row after the line; the line took the rows
+  // up to the one its last character is on.
+  const std::size_t rows = cursor_row(prompt_, entered_) + 1;
   out("\033[" + std::to_string(rows) + "A\r\033[J");
-  show(line);
+  std::fflush(stdout);
+  entered_.clear();
+}
+
+std::vector<std::string> console::complete(std::string_view before, std::string_view word) const {
+  return completer_ ? completer_(before, word) : std::vector<std::string>{};
 }
 
 void console::raw(std::string_view line) {

@@ -11,6 +11,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 
 #include <deque>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -53,9 +54,16 @@ public:
   void show(std::vector<out_line> const& lines);
   void show(out_line const& line) { show(std::vector<out_line>{line}); }
 
-  /// Interactive: replaces the line just entered (still on screen as prompt + text) by
-  /// `line`, e.g. one's own message as others see it. Call right after read_line().
-  void replace_entered(out_line const& line);
+  /// Interactive: removes the line just entered (still on screen as prompt + text), e.g. a
+  /// message that is shown once the server has accepted it. Call right after read_line().
+  void erase_entered();
+
+  /// What Tab offers: the candidates for `word`, the word before the cursor, where `before`
+  /// is the line up to it (see jim::client::completions()).
+  using completer = std::function<std::vector<std::string>(std::string_view before, std::string_view word)>;
+  void set_completer(completer c) { completer_ = std::move(c); }
+  /// Called by libedit's completion hook.
+  std::vector<std::string> complete(std::string_view before, std::string_view word) const;
 
   /// Writes one line to stdout exactly as given (the --json output).
   void raw(std::string_view line);
@@ -82,6 +90,7 @@ private:
   bool installed_ = false;  ///< libedit's handler is installed: the prompt is on screen
   bool eof_ = false;
   std::string prompt_ = "> ";
+  completer completer_;
   std::string entered_;           ///< the last line entered, as it was echoed
   std::string pending_;           ///< plain mode: bytes read, not yet a full line
   std::deque<std::string> lines_;  ///< complete lines not yet returned

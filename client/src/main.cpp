@@ -5,6 +5,7 @@
 #include "commands.hpp"
 #include "connection.hpp"
 #include "console.hpp"
+#include "text.hpp"
 #include "jim/codec.hpp"
 #include "jim/protocol.hpp"
 
@@ -49,6 +50,7 @@ struct options {
   std::string user;
   std::optional<std::string> password;  ///< from --password-file or JIM_PASSWORD
   bool json = false;
+  std::size_t max_message = 4096;  ///< longer texts are sent as several messages
 };
 
 std::int64_t status_of(json::object const& reply) {
@@ -61,7 +63,7 @@ std::int64_t status_of(json::object const& reply) {
 class app {
  public:
   app(options opt, jim::client::console& con, jim::client::connection& conn)
-      : opt_(std::move(opt)), con_(con), conn_(conn) {}
+      : opt_(std::move(opt)), con_(con), conn_(conn), state_({}, settings()) {}
 
   /// Everything, from connecting to the exit code.
   awaitable<int> run() {
@@ -84,7 +86,8 @@ class app {
         if (opt_.json) return json_failures_ > 0 ? 1 : 0;
         return con_.interactive() || (state_.failures() == 0 && usage_errors_ == 0) ? 0 : 1;
       case ending::interrupted:
-        return con_.interactive() ? 0 : 1;
+        // Ctrl-C after sign-in is a way to leave; before it, sign-in did not happen.
+        return con_.interactive() && signed_in_ ? 0 : 1;
       case ending::none:
       case ending::lost:
       case ending::refused:
@@ -103,10 +106,45 @@ class app {
     signed_in_ = true;
     if (!opt_.json) {
       request({{"action", "presence"}});  // its reply tells the account name as registered
-      if (con_.interactive()) con_.show({tone::info, "* /help lists the commands"});
+      if (con_.interactive()) {
+        // Names and rooms for Tab, quietly.
+        state_.submit({{"action", "users"}}, true);
+        state_.submit({{"action", "rooms"}}, true);
+        con_.set_completer([this](std::string_view before, std::string_view word) {
+          return jim::client::completions(before, word, state_.known_names(), state_.known_rooms());
+        });
+        con_.show({tone::info, "* /help lists the commands; Tab completes commands, names and rooms"});
+      }
       con_.set_prompt(state_.room() + "> ");
     }
-    co_await (from_server() || from_user());
+    co_await (from_server() || from_user() || sender());
+  }
+
+  jim::client::chat_settings settings() const {
+    jim::client::chat_settings s;
+    s.show_own = !opt_.json && con_.interactive();
+    s.max_message = opt_.max_message;
+    return s;
+  }
+
+  /// Writes what the outbox allows, in order; sleeps until a reply, a new request or the end
+  /// of a 429's wait changes that. Runs until cancelled.
+  awaitable<void> sender() {
+    asio::steady_timer wake(co_await asio::this_coro::executor);
+    for (;;) {
+      for (auto& frame : state_.take_sendable(jim::client::chat_state::clock::now())) conn_.send(frame);
+      if (progress_) progress_->cancel();
+      const auto at = state_.wake_at();
+      sender_wake_ = &wake;
+      wake.expires_at(at ? *at : asio::steady_timer::time_point::max());
+      co_await wake.async_wait(nothrow);
+      sender_wake_ = nullptr;
+    }
+  }
+
+  /// Tells sender() that the outbox may have something to write.
+  void kick() {
+    if (sender_wake_) sender_wake_->cancel();
   }
 
   /// Guided sign-in: presence, then one password (login) or two (new account).
@@ -122,7 +160,7 @@ class app {
       while (!name.empty() && name.back() == ' ') name.pop_back();
       while (!name.empty() && name.front() == ' ') name.erase(0, 1);
     }
-    state_ = jim::client::chat_state(name);
+    state_ = jim::client::chat_state(name, settings());
     request({{"action", "presence"}, {"user", {{"account_name", name}}}});
     auto r = co_await reply();
     if (!r || status_of(*r) != 100) co_return false;
@@ -170,13 +208,18 @@ class app {
     disconnected();
   }
 
-  /// The server closed the connection: unless we asked for it, say so.
+  /// The connection ended: unless we asked for it, say so, and which messages did not go.
   void disconnected() {
     if (ending_ != ending::none) return;
     ending_ = ending::lost;
     const auto& why = conn_.why_ended();
-    con_.show({tone::error,
-               "! disconnected" + (why.empty() ? std::string(" by the server") : ": " + why)});
+    // After a notice (shutdown, takeover) the server closed on purpose and said why; any
+    // other end is a lost connection (a crashed or killed server, a network failure).
+    const std::string what = state_.last_notice().empty()
+                                 ? "connection to " + opt_.host + ":" + opt_.port + " lost"
+                                 : "the server closed the connection";
+    con_.show({tone::error, "! " + what + (why.empty() ? std::string() : " (" + why + ")")});
+    con_.show(state_.give_up(state_.last_notice().empty() ? "connection lost" : "the server closed the connection"));
   }
 
   awaitable<void> from_user() {
@@ -191,10 +234,10 @@ class app {
       auto in = jim::client::parse_input(*line);
       if (auto* r = std::get_if<jim::client::send_request>(&in)) {
         if (r->frame.at("action") == "quit") break;
-        if (con_.interactive())
-          if (auto mine = state_.echo(r->frame, jim::proto::unix_now()))
-            con_.replace_entered(*mine);
-        request(std::move(r->frame));
+        // A message shows once the server has accepted it (chat_state), not as typed.
+        if (r->frame.at("action") == "msg") con_.erase_entered();
+        state_.submit(std::move(r->frame));
+        kick();
       } else if (auto* u = std::get_if<jim::client::usage_hint>(&in)) {
         con_.show({tone::error, u->text});
         ++usage_errors_;  // a script with a broken command has failed too
@@ -222,7 +265,16 @@ class app {
       idle_ = nullptr;
       co_return;  // closing the socket is all a raw pipe needs
     }
-    request({{"action", "quit"}});
+    // The quit waits its turn behind the messages still queued (a 429 may hold them back).
+    state_.submit({{"action", "quit"}});
+    kick();
+    asio::steady_timer progress(co_await asio::this_coro::executor);
+    while (!state_.outbox_empty()) {
+      progress_ = &progress;
+      progress.expires_at(asio::steady_timer::time_point::max());
+      co_await progress.async_wait(nothrow);  // sender() cancels it after each write
+    }
+    progress_ = nullptr;
     co_await wait(quit_bound);  // from_server() ends first, when the server closes
   }
 
@@ -244,6 +296,7 @@ class app {
     }
     if (ending_ == ending::none) ending_ = ending::interrupted;
     con_.stop_editing();
+    con_.show(state_.drop_queued("jim was interrupted"));
     if (!signed_in_ || opt_.json) co_return;  // nothing to wait for; closing is enough
     request({{"action", "quit"}});
     co_await wait(quit_bound);
@@ -272,6 +325,7 @@ class app {
     con_.show(reaction.lines);
     if (reaction.answer) conn_.send(*reaction.answer);
     if (signed_in_) con_.set_prompt(state_.room() + "> ");
+    if (frame.contains("response")) kick();  // a reply may let the outbox go on
   }
 
   options opt_;
@@ -284,10 +338,12 @@ class app {
   int json_failures_ = 0;
   int usage_errors_ = 0;
   asio::steady_timer* idle_ = nullptr;  ///< --json: woken when json_pending_ drops to 0
+  asio::steady_timer* sender_wake_ = nullptr;  ///< sender()'s sleep, cancelled by kick()
+  asio::steady_timer* progress_ = nullptr;     ///< woken when sender() has written
 };
 
 constexpr char const* usage_line =
-    "Usage: jim [-a ADDR] [-p PORT] [-u NAME] [--json] [--password-file FILE]\n"
+    "Usage: jim [-a ADDR] [-p PORT] [-u NAME] [--json] [--password-file FILE] [--max-message BYTES]\n"
     "       jim ADDR PORT";
 
 /// Options, or the exit code when there is nothing to run (--help, --version, an error).
@@ -303,7 +359,10 @@ std::variant<options, int> parse_command_line(int argc, char** argv) {
       "account name (asked for when not given; required without a terminal)")(
       "password-file", po::value(&password_file), "read the password from the first line of FILE")(
       "json", po::bool_switch(&o.json),
-      "print each frame received as one JSON line; send each input line as a raw frame");
+      "print each frame received as one JSON line; send each input line as a raw frame")(
+      "max-message", po::value(&o.max_message)->value_name("BYTES"),
+      "send a longer text as several messages, cut at character boundaries (default 4096, "
+      "the daemon's default limit)");
   po::options_description all;
   all.add(visible).add_options()("endpoint", po::value<std::vector<std::string>>());
   po::positional_options_description positional;
@@ -353,6 +412,10 @@ std::variant<options, int> parse_command_line(int argc, char** argv) {
     std::cerr << "jim: invalid port '" << o.port << "'\n";
     return 2;
   }
+  if (o.max_message < 4 || o.max_message > (std::size_t{1} << 30)) {
+    std::cerr << "jim: --max-message must be between 4 bytes (one character) and 1 GiB\n";
+    return 2;
+  }
   if (!password_file.empty()) {
     std::ifstream in(password_file);
     std::string line;
@@ -371,6 +434,8 @@ std::variant<options, int> parse_command_line(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before libedit starts: in the "C" locale it drops every non-ASCII character typed.
+  jim::client::use_utf8_locale();
   auto parsed = parse_command_line(argc, argv);
   if (auto const* code = std::get_if<int>(&parsed)) return *code;
   auto& opt = std::get<options>(parsed);

@@ -75,6 +75,10 @@ TEST_CASE("Commands become their requests", "[client][commands]") {
   CHECK(request_of("/invite bob dev") == obj(R"({"action":"invite","user":"bob","room":"dev"})"));
   CHECK(request_of("/history") == obj(R"({"action":"history"})"));
   CHECK(request_of("/history 5") == obj(R"({"action":"history","limit":5})"));
+  CHECK(request_of("/history bob") == obj(R"({"action":"history","with":"bob"})"));
+  CHECK(request_of("/history bob 20") == obj(R"({"action":"history","with":"bob","limit":20})"));
+  CHECK(request_of("/history #dev 3") == obj(R"({"action":"history","room":"#dev","limit":3})"));
+  CHECK(request_of("/history 42 50") == obj(R"({"action":"history","with":"42","limit":50})"));
   CHECK(request_of("/users") == obj(R"({"action":"users"})"));
   CHECK(request_of("/rooms") == obj(R"({"action":"rooms"})"));
   CHECK(request_of("/quit") == obj(R"({"action":"quit"})"));
@@ -92,18 +96,19 @@ TEST_CASE("A wrong number of arguments gets a usage hint and sends nothing", "[c
   CHECK(is_usage("/msg bob"));
   CHECK(is_usage("/invite"));
   CHECK(is_usage("/history 0"));
-  CHECK(is_usage("/history ten"));
-  CHECK(is_usage("/history 1 2"));
+  CHECK(is_usage("/history bob ten"));
+  CHECK(is_usage("/history bob 0"));
+  CHECK(is_usage("/history bob 5 6"));
   CHECK(is_usage("/users all"));
   CHECK(is_usage("/quit now"));
   auto in = parse_input("/join");
-  CHECK(std::get<usage_hint>(in).text == "usage: /join NAME [PASSWORD]");
+  CHECK(std::get<usage_hint>(in).text == "! usage: /join NAME [PASSWORD]");
 }
 
 TEST_CASE("An unknown command is named in its hint", "[client][commands]") {
   auto in = parse_input("/frobnicate x");
   REQUIRE(std::holds_alternative<usage_hint>(in));
-  CHECK(std::get<usage_hint>(in).text == "unknown command /frobnicate; /help lists the commands");
+  CHECK(std::get<usage_hint>(in).text == "! unknown command /frobnicate; /help lists the commands");
 }
 
 TEST_CASE("Raw lines are counted as the daemon frames them", "[client][commands]") {
@@ -144,7 +149,9 @@ TEST_CASE("Control characters from the network are shown, not obeyed", "[client]
   utc tz;
   auto m = obj(R"({"action":"msg","from":"eve","to":"#general","message":"a\u001b[2Jb\nc\u0085d\te"})");
   m["time"] = noon;
-  CHECK(render_message(m, "alice", "#general", false, noon).text == "eve (12:00): a^[[2Jb^Jc?d e");
+  CHECK(render_message(m, "alice", "#general", false, noon).text == "eve (12:00): a^[[2Jb\n             c?d e");
+  m["message"] = "a\rb\u202ec";
+  CHECK(render_message(m, "alice", "#general", false, noon).text == "eve (12:00): a^Mb?c");
 }
 
 TEST_CASE("The sign-in reply says who and where", "[client][state]") {
@@ -160,6 +167,15 @@ TEST_CASE("The sign-in reply says who and where", "[client][state]") {
   CHECK(s.room() == "#general");
   CHECK(s.in_flight() == 0);
   CHECK(s.failures() == 0);
+}
+
+TEST_CASE("The sign-in reply gives the name as registered, not as typed", "[client][state]") {
+  chat_state s("ALICE");
+  s.sent(obj(R"({"action":"authenticate","user":{"account_name":"ALICE","password":"pw"}})"));
+  auto r = s.received(obj(R"({"response":200,"time":1,"room":"#general","missed":1,"account_name":"Alice"})"), noon);
+  CHECK(texts(r) == std::vector<std::string>{
+                        "* signed in as Alice; you are in #general (1 new message since your last visit)"});
+  CHECK(s.me() == "Alice");
 }
 
 TEST_CASE("A presence reply corrects the account name's case", "[client][state]") {
@@ -197,21 +213,21 @@ TEST_CASE("A failed request is an error line with its reason, and counts", "[cli
   CHECK(s.room() == "#general");
   CHECK(s.failures() == 1);
 
-  s.sent(request_of("hi"));
-  r = s.received(obj(R"({"response":429,"time":1,"error":"rate limited","retry_after":0.25})"), noon);
-  CHECK(texts(r) == std::vector<std::string>{"! rate limited (try again in 0.3 s)"});
+  s.sent(request_of("/invite bob"));
+  r = s.received(obj(R"({"response":403,"time":1})"), noon);
+  CHECK(texts(r) == std::vector<std::string>{"! /invite failed"});
   CHECK(s.failures() == 2);
 }
 
 TEST_CASE("Replies are matched with their requests in order", "[client][state]") {
   auto s = signed_in();
   s.sent(request_of("hello"));
-  s.sent(request_of("/msg carol later"));
+  s.sent(request_of("/msg Carol later"));
   s.sent(request_of("/invite bob"));
   CHECK(s.in_flight() == 3);
   CHECK(s.received(obj(R"({"response":200,"time":1,"id":7,"delivered":2})"), noon).lines.empty());
   CHECK(texts(s.received(obj(R"({"response":202,"time":1,"id":8,"delivered":0})"), noon)) ==
-        std::vector<std::string>{"* they are offline: the message waits for their next sign-in"});
+        std::vector<std::string>{"* Carol is offline: the message waits for their next sign-in"});
   CHECK(texts(s.received(obj(R"({"response":200,"time":1,"room":"#dev","user":"Bob"})"), noon)) ==
         std::vector<std::string>{"* invited Bob to #dev"});
   CHECK(s.in_flight() == 0);
@@ -278,10 +294,3 @@ TEST_CASE("A probe is answered with a silent presence", "[client][state]") {
   CHECK(s.failures() == 0);
 }
 
-TEST_CASE("One's own message is echoed as others see it", "[client][state]") {
-  utc tz;
-  auto s = signed_in();
-  CHECK(s.echo(request_of("hi all"), noon) == out_line{tone::chat, "alice (12:00): hi all"});
-  CHECK(s.echo(request_of("/msg bob psst"), noon) == out_line{tone::direct, "[private] alice -> bob (12:00): psst"});
-  CHECK_FALSE(s.echo(request_of("/rooms"), noon));
-}
