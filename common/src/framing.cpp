@@ -16,6 +16,13 @@ json::parse_options make_options(std::size_t max_depth) {
 constexpr bool is_space(char c) noexcept {
   return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
+
+/// The most bytes handed to the parser in one write_some(). Boost.JSON 1.81 unescapes strings
+/// into a 4 KiB stack buffer (BOOST_JSON_STACK_BUFFER_SIZE) sized for the bytes of one call; an
+/// escape resumed from the previous call yields up to 3 bytes more than this call's input, so a
+/// call of 4 KiB overran it by those bytes and silently corrupted the string (boostorg/json #876,
+/// fixed in 1.82; Debian 12 ships 1.81). Bounding each call leaves room for them.
+constexpr std::size_t parse_piece = 4096 - 64;
 }  // namespace
 
 framer::framer(std::size_t max_frame, std::size_t max_depth)
@@ -55,7 +62,7 @@ frame_status framer::next(json::value& out, std::string& error) {
     const auto nl = pending_.find('\n');
     const std::size_t line = std::min(nl, pending_.size());
     const std::size_t budget = frame_bytes_ < max_frame_ ? max_frame_ - frame_bytes_ : 0;
-    const std::size_t allowed = std::min(line, budget);
+    const std::size_t allowed = std::min({line, budget, parse_piece});
     boost::system::error_code ec;
     const std::size_t used = parser_->write_some(pending_.data(), allowed, ec);
     if (ec) {
@@ -76,7 +83,9 @@ frame_status framer::next(json::value& out, std::string& error) {
       }
       return frame_status::frame;
     }
-    if (allowed < line) {  // the frame goes on past max_frame bytes...
+    if (allowed < line) {
+      if (allowed < budget) continue;  // only the piece ended: parse the next one
+      // The frame goes on past max_frame bytes...
       // ...unless the one byte past it is the '\r' of the line's "\r\n", which is not part of
       // the frame. Counted (not parsed), so that anything but '\n' next is too large.
       if (line != allowed + 1 || pending_.front() != '\r' || frame_bytes_ != max_frame_) {

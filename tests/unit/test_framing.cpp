@@ -466,3 +466,59 @@ TEST_CASE("The framer reports partial bytes of the current frame only", "[framin
   CHECK(f.partial_bytes() == 0);
   CHECK(out == std::vector<event>{frame_of(R"({"a":1})")});
 }
+
+namespace {
+/// Frames whose strings are long and full of escapes: Boost.JSON 1.81's stream parser overran its
+/// 4 KiB escape buffer when a write ended inside an escape and the string went on for 4 KiB more
+/// (fixed upstream in 1.82). Every one of them must frame to the same bytes at every split point.
+std::vector<std::string> escape_heavy_frames() {
+  const std::string as(5000, 'a');
+  const std::string cyr = "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82";  // "Привет"
+  std::string many;
+  for (int i = 0; i < 700; ++i) many += "\\u00e9" + cyr + "\\n\\\\";
+  return {
+      R"({"action":"msg","message":"A\u00e9)" + as + R"("})",
+      R"({"action":"msg","message":"\ud83d\ude00)" + as + R"(\ud83d\ude00"})",
+      R"({"action":"msg","message":")" + many + R"("})",
+      R"({"action":"msg","message":"x\\\\\"\/\b\f\n\r\t)" + as + cyr + as + R"("})",
+      R"({"k\u00e9y)" + std::string(4200, 'k') + R"(":"v\u20ac)" + as + R"("})",
+  };
+}
+}  // namespace
+
+TEST_CASE("A frame split at any byte into two reads gives the frame of the whole", "[framing]") {
+  for (auto const& text : escape_heavy_frames()) {
+    const std::string line = text + "\n";
+    const auto whole = all_at_once(line);
+    REQUIRE(whole == std::vector<event>{frame_of(text)});
+    for (std::size_t cut = 1; cut < line.size(); ++cut) {
+      INFO("frame of " << line.size() << " bytes cut at " << cut);
+      REQUIRE(in_chunks(line, {cut}) == whole);
+    }
+  }
+}
+
+TEST_CASE("A frame split into many small reads gives the frame of the whole", "[framing]") {
+  std::mt19937 rng(20261130);
+  for (auto const& text : escape_heavy_frames()) {
+    const std::string line = text + "\n";
+    const auto whole = all_at_once(line);
+    for (std::size_t chunk : {1u, 2u, 3u, 5u, 7u, 11u, 4095u, 4097u}) {
+      std::vector<std::size_t> sizes(line.size() / chunk + 1, chunk);
+      REQUIRE(in_chunks(line, sizes) == whole);
+    }
+    for (int round = 0; round < 50; ++round)
+      REQUIRE(in_chunks(line, random_split(rng, line.size(), 64)) == whole);
+  }
+}
+
+TEST_CASE("A key given twice in one frame takes its last value", "[framing]") {
+  const std::string line = R"({"action":"msg","message":"first","tag":1,"message":"second"})"
+                           "\n";
+  const auto whole = all_at_once(line);
+  REQUIRE(whole.size() == 1);
+  const auto obj = json::parse(whole[0].frame).as_object();
+  CHECK(obj.at("message") == "second");
+  CHECK(obj.size() == 3);
+  for (std::size_t cut = 1; cut < line.size(); ++cut) REQUIRE(in_chunks(line, {cut}) == whole);
+}
