@@ -101,11 +101,17 @@ std::optional<std::string> opt_room(fields const& f, std::string_view key) {
   if (!v) return std::nullopt;
   return room(f, key, *v);
 }
+/// Any password (account or room): at most 1024 bytes, and no U+0000 (HMAC pads short keys
+/// with zeros: `pw` and `pw\0` must not be two spellings of one password).
+std::string const& checked_password(fields const& f, std::string_view key, std::string const& v) {
+  if (v.size() > max_password) fail(f.name(key) + " is longer than 1024 bytes");
+  if (v.find('\0') != std::string::npos) fail(f.name(key) + " must not contain U+0000");
+  return v;
+}
 std::string password(fields const& f, std::string_view key) {
   auto v = f.string(key);
   if (v.empty()) fail(f.name(key) + " must not be empty");
-  if (v.size() > max_password) fail(f.name(key) + " is longer than 1024 bytes");
-  return v;
+  return checked_password(f, key, v);
 }
 
 /// At most `max` bytes of `s`, never cutting a UTF-8 sequence (error texts quote input).
@@ -162,8 +168,7 @@ request_body decode_body(std::string_view action, fields const& f, limits const&
   if (action == "create") return create_req{room(f, "room", f.string("room"))};
   if (action == "join") {
     join_req r{room(f, "room", f.string("room")), f.opt_string("password")};
-    if (r.password && r.password->size() > max_password)
-      fail("\"password\" is longer than 1024 bytes");
+    if (r.password) checked_password(f, "password", *r.password);
     return r;
   }
   if (action == "exit" || action == "leave") return exit_req{};

@@ -13,7 +13,24 @@ namespace jim::server {
 namespace {
 constexpr std::size_t salt_bytes = 16;
 constexpr std::size_t hash_bytes = 32;
-constexpr std::string_view scheme = "pbkdf2-sha256";
+/// PBKDF2 over SHA-256(password): HMAC zero-pads keys shorter than a block and hashes longer
+/// ones, so raw PBKDF2 verifies `pw`, `pw\0` and `pw\0\0` alike, and a password over 64 bytes
+/// alike with its own SHA-256 digest. A fixed-length 32-byte key makes distinct passwords distinct
+/// keys (as long as SHA-256 has no collision).
+constexpr std::string_view scheme = "pbkdf2-sha256-prehash";
+/// Hashes made before: raw PBKDF2 of the password. Still verified, but never for a password
+/// containing U+0000 (the trailing-NUL ambiguity); no new hash uses it.
+constexpr std::string_view legacy_scheme = "pbkdf2-sha256";
+
+std::string sha256(std::string_view data) {
+  std::string out(hash_bytes, '\0');
+  unsigned int n = 0;
+  if (EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(out.data()), &n,
+                 EVP_sha256(), nullptr) != 1 ||
+      n != hash_bytes)
+    throw std::runtime_error("EVP_Digest(SHA-256) failed");
+  return out;
+}
 
 std::string random_bytes(std::size_t n) {
   std::string out(n, '\0');
@@ -71,9 +88,14 @@ std::string pbkdf2_sha256(std::string_view password, std::string_view salt, unsi
 
 std::string hash_password(std::string_view password, unsigned iterations) {
   const std::string salt = random_bytes(salt_bytes);
-  const std::string hash = pbkdf2_sha256(password, salt, iterations, hash_bytes);
-  return std::string(scheme) + "$" + std::to_string(iterations) + "$" + base64url(salt) + "$" +
-         base64url(hash);
+  const std::string hash = pbkdf2_sha256(sha256(password), salt, iterations, hash_bytes);
+  // Appended piece by piece: operator+ chains here make GCC 12 report a false -Warray-bounds.
+  std::string out(scheme);
+  for (std::string const& part : {std::to_string(iterations), base64url(salt), base64url(hash)}) {
+    out += '$';
+    out += part;
+  }
+  return out;
 }
 
 bool verify_password(std::string_view password, std::string_view stored) {
@@ -86,7 +108,9 @@ bool verify_password(std::string_view password, std::string_view stored) {
     stored.remove_prefix(d + 1);
   }
   parts[3] = stored;
-  if (parts[0] != scheme) return false;
+  const bool legacy = parts[0] == legacy_scheme;
+  if (!legacy && parts[0] != scheme) return false;
+  if (legacy && password.find('\0') != std::string_view::npos) return false;
   unsigned iterations = 0;
   auto [p, ec] = std::from_chars(parts[1].data(), parts[1].data() + parts[1].size(), iterations);
   if (ec != std::errc{} || p != parts[1].data() + parts[1].size() || iterations == 0 ||
@@ -95,7 +119,9 @@ bool verify_password(std::string_view password, std::string_view stored) {
   std::string salt, expected;
   if (!from_base64url(parts[2], salt) || !from_base64url(parts[3], expected) || expected.empty())
     return false;
-  const std::string actual = pbkdf2_sha256(password, salt, iterations, expected.size());
+  const std::string actual =
+      pbkdf2_sha256(legacy ? std::string(password) : sha256(password), salt, iterations,
+                    expected.size());
   return CRYPTO_memcmp(actual.data(), expected.data(), expected.size()) == 0;
 }
 

@@ -8,13 +8,15 @@
 
 namespace jim::server {
 
-/// Hashes `password` with a fresh 16-byte random salt. The result is self-describing:
-/// `pbkdf2-sha256$ITERATIONS$SALT$HASH` (salt and hash in base64url), so the work factor can
-/// change without invalidating stored hashes.
+/// Hashes `password` with a fresh 16-byte random salt: PBKDF2-HMAC-SHA256 of SHA-256(password)
+/// (a fixed-length key, so distinct passwords never share a hash; see kdf.cpp). The result is
+/// self-describing: `pbkdf2-sha256-prehash$ITERATIONS$SALT$HASH` (salt and hash in base64url), so
+/// the work factor can change without invalidating stored hashes.
 std::string hash_password(std::string_view password, unsigned iterations);
 
-/// Checks `password` against a string made by hash_password, in constant time.
-/// A malformed `stored` string never matches.
+/// Checks `password` against a string made by hash_password (or by the earlier
+/// `pbkdf2-sha256$...` scheme, raw PBKDF2, which never matches a password containing U+0000),
+/// in constant time. A malformed `stored` string never matches.
 bool verify_password(std::string_view password, std::string_view stored);
 
 /// `bytes` bytes from OpenSSL's CSPRNG, as unpadded base64url text.

@@ -1,5 +1,7 @@
 #include "kdf.hpp"
 
+#include <openssl/evp.h>
+
 #include <catch2/catch.hpp>
 
 using namespace jim::server;
@@ -28,7 +30,7 @@ TEST_CASE("PBKDF2-HMAC-SHA256 matches the known test vectors", "[kdf]") {
 
 TEST_CASE("A stored hash verifies its password and nothing else", "[kdf]") {
   const std::string stored = hash_password("s3cret", 1000);
-  CHECK(stored.rfind("pbkdf2-sha256$1000$", 0) == 0);
+  CHECK(stored.rfind("pbkdf2-sha256-prehash$1000$", 0) == 0);
   CHECK(stored.find("s3cret") == std::string::npos);
   CHECK(verify_password("s3cret", stored));
   CHECK_FALSE(verify_password("s3cret ", stored));
@@ -51,4 +53,48 @@ TEST_CASE("Room passwords are URL-safe and carry at least 96 bits", "[kdf]") {
   CHECK(t.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
         std::string::npos);
   CHECK(random_token(18) != t);
+}
+
+namespace {
+std::string raw_sha256(std::string_view data) {
+  std::string out(32, '\0');
+  unsigned int n = 0;
+  EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(out.data()), &n,
+             EVP_sha256(), nullptr);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("Different passwords never verify: trailing NULs, long keys, Unicode forms", "[kdf]") {
+  using namespace std::string_literals;
+  const std::string stored = hash_password("pw", 1000);
+  CHECK(verify_password("pw", stored));
+  CHECK_FALSE(verify_password("pw\0"s, stored));
+  CHECK_FALSE(verify_password("pw\0\0"s, stored));
+
+  // HMAC hashes a key longer than its 64-byte block: raw PBKDF2 verifies such a password and
+  // its own SHA-256 digest alike.
+  const std::string long_pw(100, 'x');
+  const std::string long_stored = hash_password(long_pw, 1000);
+  CHECK(verify_password(long_pw, long_stored));
+  CHECK_FALSE(verify_password(raw_sha256(long_pw), long_stored));
+  CHECK_FALSE(verify_password(long_pw + "\0"s, long_stored));
+  CHECK_FALSE(verify_password(std::string(64, 'x'), long_stored));
+
+  // No normalisation: precomposed U+00E9 and e + U+0301 are different passwords.
+  const std::string nfc_stored = hash_password("caf\xc3\xa9", 1000);
+  CHECK(verify_password("caf\xc3\xa9", nfc_stored));
+  CHECK_FALSE(verify_password("cafe\xcc\x81", nfc_stored));
+}
+
+TEST_CASE("Hashes of the earlier raw scheme still verify, but never a password with U+0000",
+          "[kdf]") {
+  using namespace std::string_literals;
+  // Made as the earlier hash_password did: pbkdf2-sha256$ITER$SALT$HASH over the raw password.
+  const std::string salt = "0123456789abcdef";
+  const std::string legacy = "pbkdf2-sha256$1000$" + base64url(salt) + "$" +
+                             base64url(pbkdf2_sha256("pw", salt, 1000, 32));
+  CHECK(verify_password("pw", legacy));
+  CHECK_FALSE(verify_password("pw\0"s, legacy));
+  CHECK_FALSE(verify_password("pw2", legacy));
 }

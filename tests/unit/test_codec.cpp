@@ -599,3 +599,11 @@ TEST_CASE("An unknown action is quoted in the error without cutting a UTF-8 char
   CHECK_FALSE(ec);
   CHECK(e->message.find(std::string(63, 'a') + "\"") != std::string::npos);
 }
+
+TEST_CASE("A password containing U+0000 is malformed, for accounts and rooms", "[codec]") {
+  decode_fails(R"({"action":"authenticate","user":{"account_name":"alice","password":"pw\u0000"}})");
+  decode_fails(R"({"action":"authenticate","user":{"password":"\u0000pw"}})");
+  decode_fails(R"({"action":"register","user":{"account_name":"bob","password":"p\u0000w"}})");
+  decode_fails(R"({"action":"join","room":"den","password":"pw\u0000\u0000"})");
+  CHECK(body_of<join_req>(R"({"action":"join","room":"den","password":"pw"})").password == "pw");
+}
