@@ -84,13 +84,139 @@ std::deque<proto::chat_message>& hub::restore_conversation(conversation_key key)
 }
 
 account* hub::register_account(std::string_view name, std::string password_hash) {
-  if (find_account(name)) return nullptr;
-  account& a = restore_account(std::string(name));
-  a.password_hash = std::move(password_hash);
-  a.general_seen = general_->posted;
-  JIM_LOG(info, "account {} registered", a.name);
-  return &a;
+  auto r = apply(store::account_registered{std::string(name), std::move(password_hash)});
+  if (!r.ok()) return nullptr;
+  JIM_LOG(info, "account {} registered", r.acc->name);
+  return r.acc;
 }
+
+// ---------------------------------------------------------------------------------------------
+// apply: the only code that changes persistent state
+
+apply_result hub::apply(store::event const& e) {
+  return std::visit([this](auto const& ev) { return apply_one(ev); }, e);
+}
+
+void hub::commit(store::event e, std::function<void(apply_result const*)> then) {
+  if (!log_) {
+    auto r = apply(e);
+    if (then) then(&r);
+    return;
+  }
+  log_->append(std::move(e), [this, then = std::move(then)](store::event const* stored) {
+    if (!stored) {
+      if (then) then(nullptr);
+      return;
+    }
+    auto r = apply(*stored);
+    if (r.status == code::internal_error) JIM_LOG(err, "applying a stored event: {}", r.error);
+    if (then) then(&r);
+  });
+}
+
+apply_result hub::apply_one(store::account_registered const& e) {
+  apply_result r;
+  if (!proto::valid_account_name(e.name))
+    return apply_result{code::bad_request, "invalid account name " + e.name, {}, {}, {}};
+  if (find_account(e.name))
+    return apply_result{code::conflict, "account name " + e.name + " is taken", {}, {}, {}};
+  account& a = restore_account(e.name);
+  a.password_hash = e.password_hash;
+  a.general_seen = general_->posted;
+  r.acc = &a;
+  return r;
+}
+
+apply_result hub::apply_one(store::room_created const& e) {
+  apply_result r;
+  auto bare = proto::strip_hash(e.room);
+  if (e.room.empty() || e.room.front() != '#' || !proto::valid_room_name(bare))
+    return apply_result{code::bad_request, "invalid room name " + e.room, {}, {}, {}};
+  if (find_room(bare))
+    return apply_result{code::conflict, "room " + e.room + " already exists", {}, {}, {}};
+  account* owner = find_account(e.owner);
+  if (!owner) return apply_result{code::not_found, "no such account " + e.owner, {}, {}, {}};
+  room& rm = restore_room(e.room);
+  rm.owner = fold(owner->name);
+  rm.password_hash = e.password_hash;
+  rm.members.insert(rm.owner);
+  r.acc = owner;
+  r.rm = &rm;
+  return r;
+}
+
+apply_result hub::apply_one(store::member_added const& e) {
+  apply_result r;
+  r.rm = find_room(e.room);
+  if (!r.rm) return apply_result{code::not_found, no_room(proto::strip_hash(e.room)), {}, {}, {}};
+  r.acc = find_account(e.account);
+  if (!r.acc) return apply_result{code::not_found, "no such account " + e.account, {}, {}, {}};
+  if (r.rm != general_) r.rm->members.insert(fold(r.acc->name));
+  return r;
+}
+
+apply_result hub::apply_one(store::message_posted const& e) {
+  auto const& m = e.m;
+  if (m.id != last_id_ + 1)
+    return apply_result{code::internal_error,
+                        "message id " + std::to_string(m.id) + " does not follow " +
+                            std::to_string(last_id_),
+                        {}, {}, {}};
+  apply_result r;
+  if (!m.to.empty() && m.to.front() == '#') {
+    room* to_room = find_room(m.to);
+    if (!to_room) return apply_result{code::internal_error, "no such room " + m.to, {}, {}, {}};
+    ++to_room->posted;
+    append(to_room->history, m);
+    r.rm = to_room;
+  } else {
+    account* to_user = find_account(m.to);
+    if (!to_user || !find_account(m.from))
+      return apply_result{code::internal_error, "no such account " + m.to + " or " + m.from, {},
+                          {}, {}};
+    if (e.queued) to_user->queued.push_back(m);
+    append(conversations_[make_conversation_key(m.from, m.to)], m);
+    r.acc = to_user;
+  }
+  last_id_ = m.id;
+  proposed_id_ = std::max(proposed_id_, last_id_);
+  return r;
+}
+
+apply_result hub::apply_one(store::message_queued const& e) {
+  apply_result r;
+  r.acc = find_account(e.m.to);
+  if (!r.acc) return apply_result{code::not_found, "no such account " + e.m.to, {}, {}, {}};
+  // Kept in id order: a later message may already have been queued.
+  auto at = std::upper_bound(
+      r.acc->queued.begin(), r.acc->queued.end(), e.m.id,
+      [](std::uint64_t id, proto::chat_message const& m) { return id < m.id; });
+  r.acc->queued.insert(at, e.m);
+  return r;
+}
+
+apply_result hub::apply_one(store::queue_delivered const& e) {
+  apply_result r;
+  r.acc = find_account(e.account);
+  if (!r.acc) return apply_result{code::not_found, "no such account " + e.account, {}, {}, {}};
+  auto& q = r.acc->queued;
+  auto end = std::partition_point(q.begin(), q.end(),
+                                  [&](proto::chat_message const& m) { return m.id <= e.upto; });
+  r.delivered.assign(std::make_move_iterator(q.begin()), std::make_move_iterator(end));
+  q.erase(q.begin(), end);
+  return r;
+}
+
+apply_result hub::apply_one(store::general_seen const& e) {
+  apply_result r;
+  r.acc = find_account(e.account);
+  if (!r.acc) return apply_result{code::not_found, "no such account " + e.account, {}, {}, {}};
+  r.acc->general_seen = e.general;
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// the live part
 
 void hub::enter(account& a, room& r) {
   if (&r != general_) {
@@ -140,6 +266,14 @@ peer* hub::take_over(account& a) {
 }
 
 hub::sign_in_result hub::sign_in(peer& p, account& a, code status) {
+  std::vector<proto::chat_message> delivered;
+  if (!a.queued.empty())
+    delivered = apply(store::queue_delivered{a.name, a.queued.back().id}).delivered;
+  return attach(p, a, status, delivered);
+}
+
+hub::sign_in_result hub::attach(peer& p, account& a, code status,
+                                std::vector<proto::chat_message> const& delivered) {
   sign_in_result res;
   if (a.online != &p) res.replaced = take_over(a);
   a.online = &p;
@@ -150,8 +284,7 @@ hub::sign_in_result hub::sign_in(peer& p, account& a, code status) {
   res.reply.fields =
       json::object{{"room", general_->name}, {"missed", missed}, {"account_name", a.name}};
   res.reply.then = recent(*general_);
-  for (auto const& m : a.queued) res.reply.then.push_back(proto::share(proto::encode_msg(m)));
-  a.queued.clear();
+  for (auto const& m : delivered) res.reply.then.push_back(proto::share(proto::encode_msg(m)));
   JIM_LOG(info, "{} signed in ({} online)", a.name, online_);
   return res;
 }
@@ -160,7 +293,9 @@ void hub::sign_out(peer& p, account& a) {
   if (a.online != &p) return;
   exit_current(a);
   a.online = nullptr;
+  // Set now too: a sign-in right after this one must not wait for the event to count `missed`.
   a.general_seen = general_->posted;
+  commit(store::general_seen{a.name, general_->posted}, {});
   --online_;
   JIM_LOG(info, "{} signed out ({} online)", a.name, online_);
 }
@@ -179,7 +314,8 @@ void hub::append(std::deque<proto::chat_message>& h, proto::chat_message const& 
   while (h.size() > lim_.history_limit) h.pop_front();
 }
 
-outcome hub::post(account& from, proto::msg_req const& req, steady::time_point now) {
+hub::checked<store::message_posted> hub::check_post(account& from, proto::msg_req const& req,
+                                                    steady::time_point now) {
   room* to_room = nullptr;
   account* to_user = nullptr;
   if (!req.to || req.to->is_room) {
@@ -199,51 +335,96 @@ outcome hub::post(account& from, proto::msg_req const& req, steady::time_point n
     return o;
   }
   if (lim_.rate_limit > 0) from.tokens -= 1;
+  store::message_posted ev{proto::chat_message{++proposed_id_, proto::unix_now(), from.name,
+                                               to_room ? to_room->name : to_user->name,
+                                               req.message},
+                           to_user && to_user != &from && !to_user->online};
+  return ev;
+}
 
-  proto::chat_message m{++last_id_, proto::unix_now(), from.name,
-                        to_room ? to_room->name : to_user->name, req.message};
+void hub::abandon_post(account& from) {
+  if (lim_.rate_limit > 0) from.tokens = std::min(lim_.rate_burst, from.tokens + 1);
+  // Everything still being stored failed with it (the log fails what is pending behind a
+  // failure): the next message takes the first id not applied.
+  proposed_id_ = last_id_;
+}
+
+outcome hub::posted(account* from, store::message_posted const& ev,
+                    std::optional<store::message_queued>& queue) {
+  auto const& m = ev.m;
   std::uint64_t delivered = 0;
   code status = code::ok;
   auto frame = proto::share(proto::encode_msg(m));
-  if (to_room) {
-    ++to_room->posted;
-    for (account* other : to_room->present)
-      if (other != &from && other->online->push(frame)) ++delivered;
-    append(to_room->history, m);
+  const bool to_self = !m.to.empty() && m.to.front() != '#' && fold(m.to) == fold(m.from);
+  if (!m.to.empty() && m.to.front() == '#') {
+    if (room* to_room = find_room(m.to))
+      for (account* other : to_room->present)
+        if (other != from && other->online->push(frame)) ++delivered;
+  } else if (ev.queued) {
+    status = code::accepted;
+  } else if (to_self) {
+    ++delivered;  // the sender's own push, after its reply (own output never drops it)
   } else {
-    if (to_user == &from) {
-      // To oneself: the sender's own push, after its reply (own output never drops it).
-      ++delivered;
-    } else if (to_user->online && to_user->online->push(frame)) {
+    account* to_user = find_account(m.to);
+    if (to_user && to_user->online && to_user->online->push(frame)) {
       ++delivered;
     } else {
-      // Offline, or its connection is ending and will never write the push (a goodbye, a
-      // failed write): keep it for the next sign-in instead of acknowledging a lost delivery.
-      to_user->queued.push_back(m);
+      // Its connection is ending (or ended meanwhile) and will never write the push: queue the
+      // message for the next sign-in instead of acknowledging a lost delivery.
+      queue = store::message_queued{m};
       status = code::accepted;
     }
-    append(conversations_[make_conversation_key(from.name, to_user->name)], m);
   }
-  echo(m, to_user != nullptr);
+  echo(m, m.to.empty() || m.to.front() != '#');
   outcome o{status, {}, json::object{{"id", m.id}, {"delivered", delivered}}, {}};
-  if (to_user == &from) o.then.push_back(std::move(frame));
+  if (to_self) o.then.push_back(std::move(frame));
   return o;
+}
+
+outcome hub::post(account& from, proto::msg_req const& req, steady::time_point now) {
+  auto c = check_post(from, req, now);
+  if (auto* refused = std::get_if<outcome>(&c)) return std::move(*refused);
+  auto& ev = std::get<store::message_posted>(c);
+  apply(ev);
+  std::optional<store::message_queued> queue;
+  outcome o = posted(&from, ev, queue);
+  if (queue) apply(*queue);
+  return o;
+}
+
+std::optional<outcome> hub::check_create(std::string_view bare_name) {
+  if (fold(bare_name) == fold(proto::strip_hash(proto::general_room)))
+    return fail(code::conflict, std::string(proto::general_room) + " is built in");
+  if (find_room(bare_name))
+    return fail(code::conflict, "room #" + std::string(bare_name) + " already exists");
+  return std::nullopt;
+}
+
+outcome hub::created(account* owner, room& r, std::string const& password) {
+  if (owner && owner->online) {
+    exit_current(*owner);
+    enter(*owner, r);
+  }
+  JIM_LOG(info, "{} created room {}", owner ? owner->name : r.owner, r.name);
+  return outcome{code::created, {}, json::object{{"room", r.name}, {"password", password}}, {}};
 }
 
 outcome hub::create_room(account& owner, std::string_view bare_name, std::string password_hash,
                          std::string const& password) {
-  if (find_room(bare_name))
-    return fail(code::conflict, "room #" + std::string(bare_name) + " already exists");
+  if (auto refused = check_create(bare_name)) return std::move(*refused);
   std::string name = "#";  // not "#" + std::string(...): GCC 12 -O3 warns falsely there
   name += bare_name;
-  room& r = restore_room(std::move(name));
-  r.owner = fold(owner.name);
-  r.password_hash = std::move(password_hash);
-  r.members.insert(r.owner);
-  exit_current(owner);
-  enter(owner, r);
-  JIM_LOG(info, "{} created room {}", owner.name, r.name);
-  return outcome{code::created, {}, json::object{{"room", r.name}, {"password", password}}, {}};
+  auto r = apply(store::room_created{std::move(name), owner.name, std::move(password_hash)});
+  if (!r.ok()) return fail(r.status, r.error);
+  return created(&owner, *r.rm, password);
+}
+
+outcome hub::enter_room(account& a, room& r) {
+  if (a.online && a.current != &r) {
+    exit_current(a);
+    enter(a, r);
+  }
+  return outcome{code::ok, {}, json::object{{"room", r.name}}, recent(r)};
 }
 
 outcome hub::join(account& a, std::string_view bare_name, bool password_ok) {
@@ -251,13 +432,9 @@ outcome hub::join(account& a, std::string_view bare_name, bool password_ok) {
   if (!r) return fail(code::not_found, no_room(bare_name));
   if (!is_member(a, *r)) {
     if (!password_ok) return fail(code::forbidden, "wrong password for " + r->name);
-    r->members.insert(fold(a.name));
+    apply(store::member_added{r->name, a.name});
   }
-  if (a.current != r) {
-    exit_current(a);
-    enter(a, *r);
-  }
-  return outcome{code::ok, {}, json::object{{"room", r->name}}, recent(*r)};
+  return enter_room(a, *r);
 }
 
 outcome hub::leave(account& a) {
@@ -268,16 +445,32 @@ outcome hub::leave(account& a) {
   return outcome{code::ok, {}, json::object{{"room", general_->name}}, {}};
 }
 
-outcome hub::invite(account& a, proto::invite_req const& req) {
+hub::checked<store::member_added> hub::check_invite(account& a, proto::invite_req const& req) {
   room* r = req.room ? find_room(*req.room) : a.current;
   if (!r) return fail(code::not_found, no_room(*req.room));
-  if (r == general_ || r->owner != fold(a.name))
+  if (r == general_)
+    return fail(code::forbidden, "everyone is already a member of " + r->name);
+  if (r->owner != fold(a.name))
     return fail(code::forbidden, "only the owner of " + r->name + " can invite to it");
   account* guest = find_account(req.user);
   if (!guest) return fail(code::not_found, "no such account " + req.user);
-  r->members.insert(fold(guest->name));
-  if (guest->online) guest->online->push(proto::share(proto::encode_invite(a.name, r->name)));
-  return outcome{code::ok, {}, json::object{{"room", r->name}, {"user", guest->name}}, {}};
+  return store::member_added{r->name, guest->name};
+}
+
+outcome hub::invited(account& a, store::member_added const& ev) {
+  account* guest = find_account(ev.account);
+  if (guest && guest->online)
+    guest->online->push(proto::share(proto::encode_invite(a.name, ev.room)));
+  return outcome{code::ok, {}, json::object{{"room", ev.room}, {"user", ev.account}}, {}};
+}
+
+outcome hub::invite(account& a, proto::invite_req const& req) {
+  auto c = check_invite(a, req);
+  if (auto* refused = std::get_if<outcome>(&c)) return std::move(*refused);
+  auto& ev = std::get<store::member_added>(c);
+  auto r = apply(ev);
+  if (!r.ok()) return fail(r.status, r.error);
+  return invited(a, ev);
 }
 
 outcome hub::history(account& a, proto::history_req const& req) {

@@ -5,16 +5,26 @@
 /// call it on the I/O thread and get back an `outcome` to encode; CPU-heavy steps (password
 /// hashing) happen in the session before the call.
 ///
+/// Persistent state changes only through apply(store::event), which is deterministic: the same
+/// events applied in the same order give the same state (live, at start-up replaying the
+/// journal, and on the snapshot replica, which is a second hub nobody is signed in to). A
+/// change goes check_X (validate against the current state, decide time/id/queueing) ->
+/// event -> commit() (journal, durable) -> apply() -> the live part (X-ed: moves, pushes,
+/// reply). The synchronous wrappers (register_account, post, create_room, join, invite,
+/// sign_in) do check + apply + live part at once: for tests and tools without a journal.
+///
 /// @par Thread Safety
 /// Not thread-safe: every call must be made on the hub's executor (the single I/O thread).
 
 #include "jim/codec.hpp"
+#include "store/durability.hpp"
 
 #include <boost/json/object.hpp>
 
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -23,6 +33,7 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace jim::server {
@@ -92,6 +103,18 @@ struct room {
   std::vector<account*> present;          ///< signed-in accounts whose current room this is
 };
 
+/// What apply() did: `status` ok, or the code that refused the event (409 name taken, 404
+/// unknown room/account; 500 an integrity violation such as a message id out of order, which
+/// replay treats as damage). A refused event changes nothing.
+struct apply_result {
+  proto::code status = proto::code::ok;
+  std::string error;
+  account* acc = nullptr;  ///< the account registered / added / seen
+  room* rm = nullptr;      ///< the room created / joined
+  std::vector<proto::chat_message> delivered;  ///< queue_delivered: the messages taken off
+  bool ok() const { return status == proto::code::ok; }
+};
+
 /// Key of a private conversation: the two folded names, ordered.
 using conversation_key = std::pair<std::string, std::string>;
 
@@ -101,11 +124,25 @@ class hub {
   hub(hub const&) = delete;
   hub& operator=(hub const&) = delete;
 
+  /// Where commit() sends events; nullptr (the default): commit() applies at once.
+  void set_log(store::event_log* log) { log_ = log; }
+
+  /// The only code that changes persistent state. Deterministic; validates again (an account
+  /// or room name taken by an earlier event is 409, an unknown account or room 404, a message
+  /// id that is not the next one 500). Logs nothing and pushes nothing.
+  apply_result apply(store::event const& e);
+
+  /// Appends `e` to the log; once durable, applies it and calls `then` with the result, or
+  /// with nullptr when it could not be stored (nothing applied). `then` runs on the I/O thread
+  /// in log order (at once without a log); it may be empty.
+  void commit(store::event e, std::function<void(apply_result const*)> then);
+
   account* find_account(std::string_view name);
   room* find_room(std::string_view bare_name);
   bool is_member(account const& a, room const& r) const;
 
   /// Creates an account with an already-hashed password; nullptr if the name is taken.
+  /// Synchronous (check + apply): for tests and tools without a log.
   account* register_account(std::string_view name, std::string password_hash);
 
   struct sign_in_result {
@@ -113,18 +150,50 @@ class hub {
     peer* replaced = nullptr;  ///< the connection that was taken over, if any
   };
   /// Attaches `p` to `a` in #general. A live connection of `a` is detached and told why.
+  /// Synchronous: queued private messages are delivered (queue_delivered applied at once).
   sign_in_result sign_in(peer& p, account& a, proto::code status);
+  /// The live part of a sign-in: `delivered` (the messages a queue_delivered took off the
+  /// queue, oldest first) follow the history pushes.
+  sign_in_result attach(peer& p, account& a, proto::code status,
+                        std::vector<proto::chat_message> const& delivered);
   /// Takes `a`'s live connection away (signs it out, tells it why); returns it, or nullptr.
   peer* take_over(account& a);
-  /// Detaches `p` from `a`; a no-op if `p` is no longer `a`'s connection.
+  /// Detaches `p` from `a`; a no-op if `p` is no longer `a`'s connection. Commits the
+  /// general_seen event for `missed` (without waiting for it).
   void sign_out(peer& p, account& a);
 
+  /// A refusal to send as it is, or the event to commit.
+  template <class Event>
+  using checked = std::variant<outcome, Event>;
+
+  /// Validates a message (room, recipient, queue bound, rate limit: spends a token) and
+  /// builds its event: the next id, the time now, queued if the recipient is offline.
+  checked<store::message_posted> check_post(account& from, proto::msg_req const& req,
+                                            steady::time_point now);
+  /// The live part of an applied message: pushes and the reply. If a private push is refused
+  /// (the recipient's connection is ending) `queue` is set: commit it, then reply 202.
+  outcome posted(account* from, store::message_posted const& ev,
+                 std::optional<store::message_queued>& queue);
+  /// A checked message could not be stored: its token is refunded and its id not used.
+  void abandon_post(account& from);
   outcome post(account& from, proto::msg_req const& req, steady::time_point now);
+
+  /// 409 if the room exists or is #general, else nullopt.
+  std::optional<outcome> check_create(std::string_view bare_name);
+  /// The live part of an applied room_created: the owner (if still signed in) moves in.
+  outcome created(account* owner, room& r, std::string const& password);
   outcome create_room(account& owner, std::string_view bare_name, std::string password_hash,
                       std::string const& password);
+
+  /// Moves `a` into `r` (a member); the reply carries the room's recent history.
+  outcome enter_room(account& a, room& r);
   /// Joins a room; `password_ok` says whether the caller verified a password for it.
   outcome join(account& a, std::string_view bare_name, bool password_ok);
   outcome leave(account& a);
+  /// Validates an invitation (owner only) and builds its member_added event.
+  checked<store::member_added> check_invite(account& a, proto::invite_req const& req);
+  /// The live part of an applied invitation: the guest's push and the reply.
+  outcome invited(account& a, store::member_added const& ev);
   outcome invite(account& a, proto::invite_req const& req);
   outcome history(account& a, proto::history_req const& req);
   outcome users(account& a, proto::users_req const& req);
@@ -149,7 +218,10 @@ class hub {
   account& restore_account(std::string name);
   room& restore_room(std::string name);
   std::deque<proto::chat_message>& restore_conversation(conversation_key key);
-  void restore_last_id(std::uint64_t id) { last_id_ = std::max(last_id_, id); }
+  void restore_last_id(std::uint64_t id) {
+    last_id_ = std::max(last_id_, id);
+    proposed_id_ = std::max(proposed_id_, last_id_);
+  }
 
   std::size_t online_count() const { return online_; }
 
@@ -157,6 +229,13 @@ class hub {
   void enter(account& a, room& r);
   void exit_current(account& a);
   void append(std::deque<proto::chat_message>& h, proto::chat_message const& m) const;
+  apply_result apply_one(store::account_registered const& e);
+  apply_result apply_one(store::room_created const& e);
+  apply_result apply_one(store::member_added const& e);
+  apply_result apply_one(store::message_posted const& e);
+  apply_result apply_one(store::message_queued const& e);
+  apply_result apply_one(store::queue_delivered const& e);
+  apply_result apply_one(store::general_seen const& e);
   std::optional<double> retry_after(account& a, steady::time_point now) const;
   std::vector<shared_frame> recent(room const& r) const;
 
@@ -165,8 +244,10 @@ class hub {
   std::unordered_map<std::string, std::unique_ptr<room>> rooms_;        ///< by folded bare name
   std::map<conversation_key, std::deque<proto::chat_message>> conversations_;
   room* general_ = nullptr;
-  std::uint64_t last_id_ = 0;
+  std::uint64_t last_id_ = 0;      ///< the last message id applied
+  std::uint64_t proposed_id_ = 0;  ///< the last message id handed out by check_post
   std::size_t online_ = 0;
+  store::event_log* log_ = nullptr;
 };
 
 conversation_key make_conversation_key(std::string_view a, std::string_view b);

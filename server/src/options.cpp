@@ -127,3 +127,9 @@ parse_outcome parse_options(int argc, char const* const* argv) {
 }
 
 }  // namespace jim::server
+    ("fsync", po::value<std::string>()->default_value("always"),
+     "journal sync before replies: always, everysec or no")
+    c.fsync = vm["fsync"].as<std::string>();
+    if (c.fsync != "always" && c.fsync != "everysec" && c.fsync != "no")
+      throw po::error("the argument ('" + c.fsync +
+                      "') for option '--fsync' is invalid (always, everysec or no)");

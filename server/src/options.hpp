@@ -38,6 +38,7 @@ struct config {
 };
 
 /// What parsing the command line asks for.
+  std::string fsync = "always";  ///< --fsync: always | everysec | no (when the journal syncs)
 struct run_daemon {
   config cfg;
 };

@@ -6,6 +6,7 @@
 #include "offload.hpp"
 #include "session.hpp"
 #include "snapshot.hpp"
+#include "store/journal.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -20,7 +21,10 @@
 #include <boost/asio/write.hpp>
 
 #include <chrono>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <latch>
@@ -28,6 +32,7 @@
 #include <memory>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <thread>
 #include <unistd.h>
@@ -108,7 +113,11 @@ struct server::impl {
   asio::io_context ioc{1};
   std::size_t hashers;
   asio::thread_pool cpu_pool;
-  asio::thread_pool disk_pool{1};
+  /// The replica: a second hub that applies every stored event on the snapshot thread, so a
+  /// snapshot is captured there and never stalls the I/O thread. Declared before the pool so
+  /// that the pool (joined) goes first.
+  std::unique_ptr<hub> replica;
+  asio::thread_pool snapshot_pool{1};
   hub chat;
   server_context ctx;
   std::list<tcp::acceptor> acceptors;  ///< stable addresses: accept loops hold references
@@ -116,6 +125,9 @@ struct server::impl {
   asio::steady_timer autosave_timer{ioc};
   asio::steady_timer prune_timer{ioc};
   std::filesystem::path snapshot_file;
+  std::optional<store::journal> journal;
+  asio::steady_timer sync_timer{ioc};
+  int lock_fd = -1;  ///< flock'ed for the life of the process: one jimd per data dir
   std::uint64_t next_id = 0;
   int exit_code = 0;
 
@@ -137,6 +149,9 @@ struct server::impl {
   awaitable<void> autosave_loop();
   awaitable<void> prune_loop();
   awaitable<void> save(char const* why);
+  awaitable<void> sync_loop();
+  bool lock_data_dir();
+  bool open_store();
 };
 
 server::server(config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
@@ -183,10 +198,7 @@ int server::run() {
     JIM_LOG(critical, "cannot create data directory {}: {}", s.cfg.data_dir, fec.message());
     return 1;
   }
-  if (auto err = snapshot::load(s.snapshot_file, s.chat, proto::unix_now())) {
-    JIM_LOG(critical, "{}", *err);
-    return 1;
-  }
+  if (!s.lock_data_dir() || !s.open_store()) return 1;
   try {
     s.listen();
   } catch (std::exception const& e) {
@@ -217,7 +229,8 @@ int server::run() {
           s.chat.accounts().size(), s.chat.all_rooms().size());
   run_rounds(s.ioc, s.ctx);
   s.cpu_pool.join();
-  s.disk_pool.join();
+  s.journal->stop();
+  s.snapshot_pool.join();
   JIM_LOG(info, "stopped");
   spdlog::shutdown();
   return s.exit_code;
@@ -227,6 +240,7 @@ awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor, bool web) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(nothrow);
     if (ec) {
+  asio::co_spawn(s.ioc, s.sync_loop(), log_exception("journal sync"));
       if (ec == asio::error::operation_aborted || ctx.stopping) co_return;
       // EMFILE and friends: back off instead of spinning on the error.
       JIM_LOG(warn, "accept: {}", ec.message());
@@ -287,25 +301,157 @@ awaitable<void> server::impl::wait_for_signal() {
   if (!ctx.live.empty()) ioc.stop();  // the escape hatch: sessions that ignored every deadline
 }
 
-awaitable<void> server::impl::save(char const* why) {
-  const auto t0 = std::chrono::steady_clock::now();
-  auto doc = std::make_shared<boost::json::value>(snapshot::capture(chat));
-  const auto t1 = std::chrono::steady_clock::now();
-  auto file = snapshot_file;
+bool server::impl::lock_data_dir() {
+  const auto path = std::filesystem::path(cfg.data_dir) / "jimd.lock";
+  lock_fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0) {
+    JIM_LOG(critical, "cannot open {}: {}", path.string(), std::strerror(errno));
+    return false;
+  }
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char buf[32] = {};
+    const ssize_t n = ::pread(lock_fd, buf, sizeof buf - 1, 0);
+    std::string holder = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    if (err == EWOULDBLOCK)
+      JIM_LOG(critical,
+              "data directory {} is in use by another jimd (pid {}); two daemons on one data "
+              "directory would overwrite each other's changes",
+              cfg.data_dir, holder.empty() ? "unknown" : holder);
+    else
+      JIM_LOG(critical, "cannot lock {}: {}", path.string(), std::strerror(err));
+    return false;
+  }
+  // Ours for the life of the process (the kernel releases it at exit, even on SIGKILL).
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock_fd, 0) != 0 ||
+      ::pwrite(lock_fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
+    JIM_LOG(warn, "cannot write the pid into {}: {}", path.string(), std::strerror(errno));
+  return true;
+}
+
+bool server::impl::open_store() {
+  using clock = std::chrono::steady_clock;
+  using ms = std::chrono::duration<double, std::milli>;
+  const auto t0 = clock::now();
+  const auto now = proto::unix_now();
+  std::uint64_t covered = 0;
+  if (auto err = snapshot::load(snapshot_file, chat, now, &covered)) {
+    JIM_LOG(critical, "{}", *err);
+    return false;
+  }
+  replica = std::make_unique<hub>(chat.limits());
+  if (auto err = snapshot::load(snapshot_file, *replica, now)) {
+    JIM_LOG(critical, "{}", *err);
+    return false;
+  }
+  const auto t1 = clock::now();
+  auto apply = [this](std::uint64_t, store::event const& e) -> std::optional<std::string> {
+    auto r = chat.apply(e);
+    if (r.status == proto::code::internal_error) return r.error;
+    replica->apply(e);  // deterministic: the same result
+    return std::nullopt;
+  };
+  auto report = store::replay(cfg.data_dir, covered, apply);
+  if (report.error) {
+    JIM_LOG(critical, "{}", *report.error);
+    return false;
+  }
+  if (report.torn) JIM_LOG(warn, "{}", *report.torn);
+  chat.prune(now);
+  replica->prune(now);
+  const auto t2 = clock::now();
+  JIM_LOG(info, "loaded the snapshot (up to journal seq {}) in {:.1f} ms, replayed {} journal "
+          "records in {:.1f} ms", covered, ms(t1 - t0).count(), report.applied,
+          ms(t2 - t1).count());
+  const auto mode = store::parse_fsync_mode(cfg.fsync).value_or(store::fsync_mode::always);
+  auto to_replica = [this](std::vector<store::event>&& stored) {
+    asio::post(snapshot_pool, [this, events = std::move(stored)] {
+      for (auto const& e : events) replica->apply(e);
+    });
+  };
   try {
-    auto job = [doc, file] { return snapshot::write(file, *doc); };
-    const std::size_t bytes = co_await offload(disk_pool, std::move(job));
-    const auto t2 = std::chrono::steady_clock::now();
-    using ms = std::chrono::duration<double, std::milli>;
-    JIM_LOG(info, "snapshot ({}) saved to {}: {} bytes, capture {:.1f} ms, write {:.1f} ms", why,
-            file.string(), bytes, ms(t1 - t0).count(), ms(t2 - t1).count());
+    journal.emplace(ioc, cfg.data_dir, mode, report, report.last_seq + 1, std::move(to_replica));
   } catch (std::exception const& e) {
-    JIM_LOG(err, "snapshot ({}) NOT saved to {}: {}", why, file.string(), e.what());
-    if (ctx.stopping) exit_code = 1;
+    JIM_LOG(critical, "cannot open the journal in {}: {}", cfg.data_dir, e.what());
+    return false;
+  }
+  chat.set_log(&*journal);
+  return true;
+}
+
+awaitable<void> server::impl::save(char const* why) {
+  using clock = std::chrono::steady_clock;
+  using ms = std::chrono::duration<double, std::milli>;
+  // The I/O thread only asks: the journal's disk thread starts a new segment, then the snapshot
+  // thread captures the replica (which has applied exactly the records before it) and writes it.
+  struct result {
+    bool done = false;
+    std::string error;
+    std::uint64_t covered = 0;
+    std::size_t bytes = 0, removed = 0;
+    double capture_ms = 0, write_ms = 0;
+  };
+  auto res = std::make_shared<result>();
+  auto signal = std::make_shared<asio::steady_timer>(ioc, clock::time_point::max());
+  const auto t0 = clock::now();
+  auto file = snapshot_file;
+  auto dir = std::filesystem::path(cfg.data_dir);
+  journal->rotate([this, res, signal, file, dir](std::optional<std::uint64_t> covered) {
+    asio::post(snapshot_pool, [this, res, signal, file, dir, covered] {
+      if (!covered) {
+        res->error = "the journal could not start a new segment";
+      } else {
+        try {
+          const auto c0 = clock::now();
+          replica->prune(proto::unix_now());
+          auto doc = snapshot::capture(*replica, *covered);
+          const auto c1 = clock::now();
+          res->bytes = snapshot::write(file, doc);
+          res->covered = *covered;
+          res->capture_ms = ms(c1 - c0).count();
+          res->write_ms = ms(clock::now() - c1).count();
+          // The snapshot is durable: the segments it covers go.
+          res->removed = store::remove_segments_before(dir, *covered + 1);
+        } catch (std::exception const& e) {
+          res->error = e.what();
+        }
+      }
+      asio::post(ioc, [res, signal] {
+        res->done = true;
+        signal->cancel();
+      });
+    });
+  });
+  const auto t1 = clock::now();
+  while (!res->done) co_await signal->async_wait(nothrow);
+  if (res->error.empty()) {
+    JIM_LOG(info,
+            "snapshot ({}) saved to {}: {} bytes up to journal seq {}, {} journal segments "
+            "removed; I/O thread {:.3f} ms, capture {:.1f} ms, write {:.1f} ms (snapshot thread)",
+            why, file.string(), res->bytes, res->covered, res->removed, ms(t1 - t0).count(),
+            res->capture_ms, res->write_ms);
+  } else {
+    // Nothing is lost: the journal still holds every change since the last snapshot.
+    JIM_LOG(err, "snapshot ({}) NOT saved to {}: {} (the journal keeps every change)", why,
+            file.string(), res->error);
+  }
+}
+
+awaitable<void> server::impl::sync_loop() {
+  if (journal->mode() != store::fsync_mode::everysec) co_return;
+  for (;;) {
+    sync_timer.expires_after(std::chrono::seconds(1));
+    auto [ec] = co_await sync_timer.async_wait(nothrow);
+    if (ec) co_return;
+    journal->sync_tick();
+    if (ctx.stopping && ctx.live.empty()) co_return;
   }
 }
 
 awaitable<void> server::impl::autosave_loop() {
+  sync_timer.cancel();
   if (cfg.autosave.count() == 0) co_return;
   for (;;) {
     autosave_timer.expires_after(cfg.autosave);

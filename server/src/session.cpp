@@ -478,17 +478,15 @@ awaitable<bool> session::handle(json::object const& frame) {
              std::holds_alternative<proto::register_req>(req.body)) {
     reply(code::bad_request, tag, "already signed in as " + me.name);
   } else if (auto* m = std::get_if<proto::msg_req>(&req.body)) {
-    deliver(ctx_.chat.post(me, *m, steady::now()), tag);
+    co_await post(*m, tag);
   } else if (auto* c = std::get_if<proto::create_req>(&req.body)) {
-    outcome o = co_await create(*c);
-    deliver(std::move(o), tag);
+    co_await create(*c, tag);
   } else if (auto* j = std::get_if<proto::join_req>(&req.body)) {
-    outcome o = co_await join(*j);
-    deliver(std::move(o), tag);
+    co_await join(*j, tag);
   } else if (std::holds_alternative<proto::exit_req>(req.body)) {
     deliver(ctx_.chat.leave(me), tag);
   } else if (auto* i = std::get_if<proto::invite_req>(&req.body)) {
-    deliver(ctx_.chat.invite(me, *i), tag);
+    co_await invite(*i, tag);
   } else if (auto* h = std::get_if<proto::history_req>(&req.body)) {
     deliver(ctx_.chat.history(me, *h), tag);
   } else if (auto* u = std::get_if<proto::users_req>(&req.body)) {
@@ -598,7 +596,23 @@ awaitable<void> session::register_and_sign_in(std::string const& name, std::stri
   const unsigned iterations = ctx_.cfg.kdf_iterations;
   auto job = [password, iterations] { return hash_password(password, iterations); };
   std::string hash = co_await offload(ctx_.cpu_pool, std::move(job));
-  account* a = ctx_.chat.register_account(name, std::move(hash));
+  // Validated again when applied: a name registered meanwhile (an earlier event) is 409.
+  account* a = nullptr;
+  bool stored = true;
+  auto registered = [&](apply_result const* r) {
+    if (!r) {
+      stored = false;
+    } else if (r->ok()) {
+      a = r->acc;
+      JIM_LOG(info, "account {} registered", a->name);
+    }
+  };
+  store::event ev = store::account_registered{name, std::move(hash)};
+  co_await commit(std::move(ev), std::move(registered));
+  if (!stored) {
+    storage_unavailable(tag);
+    co_return;
+  }
   if (!a) {
     reply(code::conflict, tag, "account name " + name + " is taken");
     co_return;
@@ -618,17 +632,101 @@ awaitable<void> session::sign_in(account& a, code status, json::value const& tag
     if (closing()) co_return;
   }
   if (pending_status_) a.status = *std::exchange(pending_status_, std::nullopt);
-  auto res = ctx_.chat.sign_in(*this, a, status);
-  account_ = &a;
-  deliver(std::move(res.reply), tag);
+  auto attach = [this, &a, status, &tag](std::vector<proto::chat_message> const& delivered) {
+    auto res = ctx_.chat.attach(*this, a, status, delivered);
+    account_ = &a;
+    deliver(std::move(res.reply), tag);
+  };
+  if (a.queued.empty()) {
+    attach({});
+    co_return;
+  }
+  // Queued private messages leave the queue by an event; they follow the reply. If that
+  // cannot be stored the sign-in still works and they stay queued.
+  auto handed = [&](apply_result const* r) {
+    if (closing() || goodbye_) return;
+    attach(r ? r->delivered : std::vector<proto::chat_message>{});
+  };
+  store::event ev = store::queue_delivered{a.name, a.queued.back().id};
+  co_await commit(std::move(ev), std::move(handed));
 }
 
-awaitable<outcome> session::create(proto::create_req const& req) {
+template <class Then>
+awaitable<void> session::commit(store::event e, Then then) {
+  bool finished = false;
+  asio::steady_timer done(watchdog_.get_executor(), steady::time_point::max());
+  ctx_.chat.commit(std::move(e), [&finished, &done, &then](apply_result const* r) {
+    then(r);
+    finished = true;
+    done.cancel();  // resumes this coroutine in a handler of its own
+  });
+  while (!finished) co_await done.async_wait(nothrow);
+}
+
+void session::storage_unavailable(json::value const& tag) {
+  reply(code::unavailable, tag,
+        "storage unavailable (the server cannot store changes now; nothing was changed, try "
+        "again later)");
+}
+
+awaitable<void> session::post(proto::msg_req const& req, json::value const& tag) {
   auto& chat = ctx_.chat;
-  if (proto::fold(req.room) == "general")
-    co_return outcome{code::conflict, "#general is built in", {}, {}};
-  if (chat.find_room(req.room))
-    co_return outcome{code::conflict, "room #" + req.room + " already exists", {}, {}};
+  account& me = *account_;
+  auto checked = chat.check_post(me, req, steady::now());
+  if (auto* refused = std::get_if<outcome>(&checked)) {
+    deliver(std::move(*refused), tag);
+    co_return;
+  }
+  const auto ev = std::get<store::message_posted>(std::move(checked));
+  std::optional<store::message_queued> queue;
+  std::optional<outcome> held;
+  auto applied = [&](apply_result const* r) {
+    if (!r) {
+      chat.abandon_post(me);
+      storage_unavailable(tag);
+      return;
+    }
+    outcome o = chat.posted(&me, ev, queue);
+    if (queue)
+      held = std::move(o);  // replied once the message is queued too
+    else
+      deliver(std::move(o), tag);
+  };
+  store::event posted = ev;
+  co_await commit(std::move(posted), std::move(applied));
+  if (!queue) co_return;
+  auto queued = [&](apply_result const* r) {
+    if (!r) return storage_unavailable(tag);
+    deliver(std::move(*held), tag);
+  };
+  store::event follow = *queue;
+  co_await commit(std::move(follow), std::move(queued));
+}
+
+awaitable<void> session::invite(proto::invite_req const& req, json::value const& tag) {
+  auto& chat = ctx_.chat;
+  account& me = *account_;
+  auto checked = chat.check_invite(me, req);
+  if (auto* refused = std::get_if<outcome>(&checked)) {
+    deliver(std::move(*refused), tag);
+    co_return;
+  }
+  const auto ev = std::get<store::member_added>(std::move(checked));
+  auto applied = [&](apply_result const* r) {
+    if (!r) return storage_unavailable(tag);
+    if (!r->ok()) return reply(r->status, tag, r->error);
+    deliver(chat.invited(me, ev), tag);
+  };
+  store::event added = ev;
+  co_await commit(std::move(added), std::move(applied));
+}
+
+awaitable<void> session::create(proto::create_req const& req, json::value const& tag) {
+  auto& chat = ctx_.chat;
+  if (auto refused = chat.check_create(req.room)) {
+    deliver(std::move(*refused), tag);
+    co_return;
+  }
   const unsigned iterations = ctx_.cfg.kdf_iterations;
   auto job = [iterations] {
     std::string pw = random_token(18);  // 144 bits, 24 URL-safe characters
@@ -637,21 +735,40 @@ awaitable<outcome> session::create(proto::create_req const& req) {
   };
   std::pair<std::string, std::string> secret = co_await offload(ctx_.cpu_pool, std::move(job));
   auto& [password, hash] = secret;
-  if (!account_) co_return outcome{code::unauthorized, "signed out", {}, {}};
-  co_return chat.create_room(*account_, req.room, std::move(hash), password);
+  if (!account_) {
+    reply(code::unauthorized, tag, "signed out");
+    co_return;
+  }
+  std::string name = "#";
+  name += req.room;
+  auto applied = [&](apply_result const* r) {
+    if (!r) return storage_unavailable(tag);
+    if (!r->ok()) return reply(r->status, tag, r->error);  // created meanwhile: 409
+    deliver(chat.created(account_, *r->rm, password), tag);
+  };
+  store::event ev = store::room_created{std::move(name), account_->name, std::move(hash)};
+  co_await commit(std::move(ev), std::move(applied));
 }
 
-awaitable<outcome> session::join(proto::join_req const& req) {
+awaitable<void> session::join(proto::join_req const& req, json::value const& tag) {
   auto& chat = ctx_.chat;
   room* r = chat.find_room(req.room);
-  if (!r) co_return outcome{code::not_found, "no such room #" + req.room, {}, {}};
-  if (chat.is_member(*account_, *r)) co_return chat.join(*account_, req.room, true);
-  if (!req.password) co_return outcome{code::forbidden, r->name + " needs a password", {}, {}};
+  if (!r) co_return reply(code::not_found, tag, "no such room #" + req.room);
+  if (chat.is_member(*account_, *r)) co_return deliver(chat.enter_room(*account_, *r), tag);
+  if (!req.password) co_return reply(code::forbidden, tag, r->name + " needs a password");
   std::string stored = r->password_hash;
   auto check = [pw = *req.password, stored] { return verify_password(pw, stored); };
   const bool ok = co_await offload(ctx_.cpu_pool, std::move(check));
-  if (!account_) co_return outcome{code::unauthorized, "signed out", {}, {}};
-  co_return chat.join(*account_, req.room, ok);
+  if (!account_) co_return reply(code::unauthorized, tag, "signed out");
+  if (!ok) co_return reply(code::forbidden, tag, "wrong password for " + r->name);
+  auto applied = [&](apply_result const* res) {
+    if (!res) return storage_unavailable(tag);
+    if (!res->ok()) return reply(res->status, tag, res->error);
+    if (!account_) return reply(code::unauthorized, tag, "signed out");
+    deliver(chat.enter_room(*account_, *res->rm), tag);
+  };
+  store::event ev = store::member_added{r->name, account_->name};
+  co_await commit(std::move(ev), std::move(applied));
 }
 
 }  // namespace jim::server

@@ -188,8 +188,20 @@ class session : public peer, public std::enable_shared_from_this<session> {
                                                     boost::json::value const& tag);
   boost::asio::awaitable<void> sign_in(account& a, proto::code status,
                                        boost::json::value const& tag);
-  boost::asio::awaitable<outcome> create(proto::create_req const& req);
-  boost::asio::awaitable<outcome> join(proto::join_req const& req);
+  // journal
+  /// Each change goes check -> event -> commit (durable) -> apply -> reply and pushes, the
+  /// reply delivered in the commit's completion (log order, on the I/O thread). The session
+  /// handles no other frame of its own meanwhile, so its replies stay in request order.
+  boost::asio::awaitable<void> create(proto::create_req const& req, boost::json::value const& tag);
+  boost::asio::awaitable<void> join(proto::join_req const& req, boost::json::value const& tag);
+  boost::asio::awaitable<void> post(proto::msg_req const& req, boost::json::value const& tag);
+  boost::asio::awaitable<void> invite(proto::invite_req const& req, boost::json::value const& tag);
+  /// Commits `e` through the hub and completes once `then(result)` has run (nullptr: the
+  /// change could not be stored). `then` is a function object taking apply_result const*.
+  template <class Then>
+  boost::asio::awaitable<void> commit(store::event e, Then then);
+  /// The 503 of a change the journal could not store.
+  void storage_unavailable(boost::json::value const& tag);
 
   void send(std::string line);  ///< own reply or push: never drops the connection
   void reply(proto::code c, boost::json::value const& tag, std::string_view text = {},

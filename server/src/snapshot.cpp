@@ -190,6 +190,7 @@ struct loaded_conversation {
 };
 
 struct loaded_state {
+  std::uint64_t journal_seq = 0;
   std::uint64_t last_id = 0;
   std::uint64_t max_id = 0;  ///< the highest id anywhere in the file, pruned messages included
   std::vector<loaded_account> accounts;
@@ -206,10 +207,22 @@ class validator {
     auto const& o = as_object(v, root);
     // The version first: a future format may differ in everything else.
     if (!o.contains("format")) fail(root, "missing field \"format\" (not a jimd snapshot?)");
-    if (as_int(o.at("format"), root["format"]) != format_version)
+    const std::int64_t format = as_int(o.at("format"), root["format"]);
+    if (format != format_version && format != 1)
       fail(root["format"], "unsupported format " + json::serialize(o.at("format")) +
-                               " (this jimd reads format " + std::to_string(format_version) + ")");
-    exact_fields(o, {"format", "saved_at", "last_id", "accounts", "rooms", "conversations"}, root);
+                               " (this jimd reads formats 1 and " +
+                               std::to_string(format_version) + ")");
+    if (format == 1) {
+      // Migration: format 1 had no journal; its state covers no journal record.
+      exact_fields(o, {"format", "saved_at", "last_id", "accounts", "rooms", "conversations"},
+                   root);
+    } else {
+      exact_fields(o,
+                   {"format", "saved_at", "journal_seq", "last_id", "accounts", "rooms",
+                    "conversations"},
+                   root);
+      out_.journal_seq = as_count(o.at("journal_seq"), root["journal_seq"]);
+    }
     as_int(o.at("saved_at"), root["saved_at"]);
     out_.last_id = as_count(o.at("last_id"), root["last_id"]);
 
@@ -465,11 +478,12 @@ fs::path temp_of(fs::path const& file) {
   return tmp;
 }
 
-json::value capture(hub const& h) {
+json::value capture(hub const& h, std::uint64_t journal_seq) {
   auto sp = json::make_shared_resource<json::monotonic_resource>();
   json::object root(8, sp);
   root.emplace("format", format_version);
   root.emplace("saved_at", proto::unix_now());
+  root.emplace("journal_seq", journal_seq);
   root.emplace("last_id", h.last_id());
 
   // Sorted by key so that two snapshots of the same state are the same bytes.
@@ -578,7 +592,9 @@ std::size_t write(fs::path const& file, json::value const& doc) {
   return bytes;
 }
 
-std::optional<std::string> load(fs::path const& file, hub& h, std::int64_t unix_now) {
+std::optional<std::string> load(fs::path const& file, hub& h, std::int64_t unix_now,
+                                std::uint64_t* journal_seq) {
+  if (journal_seq) *journal_seq = 0;
   auto error = [&](std::string const& problem) {
     return "cannot load snapshot " + file.string() + ": " + problem +
            " (the file was left untouched; repair it or move it away to start)";
@@ -634,6 +650,7 @@ std::optional<std::string> load(fs::path const& file, hub& h, std::int64_t unix_
   } catch (invalid const& e) {
     return error(e.what());
   }
+  if (journal_seq) *journal_seq = state.journal_seq;
   restore(std::move(state), h, unix_now);
   return std::nullopt;
 }

@@ -1,11 +1,12 @@
 #pragma once
 /// \file
-/// Persistence of the hub's state as a versioned JSON document (`"format": 1`) in --data-dir.
-/// capture() runs on the I/O thread (one consistent step); write() runs off it.
+/// Persistence of the hub's state as a versioned JSON document (`"format": 2`) in --data-dir:
+/// the compaction of the journal. The server captures and writes it on the snapshot thread,
+/// from a replica hub that applies the journal's events (the I/O thread only asks for it).
 ///
-/// The document (format 1), every field required, no other field allowed:
+/// The document (format 2), every field required, no other field allowed:
 /// ```
-/// {"format": 1, "saved_at": UNIX, "last_id": N,
+/// {"format": 2, "saved_at": UNIX, "journal_seq": P, "last_id": N,
 ///  "accounts": [{"name": "Alice", "password_hash": "pbkdf2-sha256$...", "general_seen": N,
 ///                "queued": [MSG...]}],
 ///  "rooms": [{"name": "#general", "owner": null, "password_hash": "", "members": [],
@@ -16,6 +17,9 @@
 /// ```
 /// `owner`, `members` and `between` hold folded (lower-case) account keys; every message
 /// sequence is ordered by strictly increasing id. Only password hashes are ever stored.
+/// `journal_seq`: the state is that after applying the journal's records up to P; start-up
+/// replays the records after P. Format 1 (no `journal_seq`, written before the journal
+/// existed) is read as P = 0.
 
 #include <boost/json/value.hpp>
 
@@ -30,8 +34,8 @@ class hub;
 
 namespace snapshot {
 
-/// The version written by capture() and the only one load() accepts.
-inline constexpr std::int64_t format_version = 1;
+/// The version written by capture(); load() also reads format 1.
+inline constexpr std::int64_t format_version = 2;
 
 /// Test hook read by write(): with this environment variable set to `1` the process exits
 /// with status 3 after the temp file is completely written and synced, before the rename; set
@@ -50,8 +54,8 @@ std::filesystem::path temp_of(std::filesystem::path const& file);
 /// history, message counter), private conversations and the message-id counter. An account
 /// online at capture time is saved as having seen #general up to now. Live state (who is
 /// online, current rooms, statuses, rate-limit tokens) is not saved.
-/// Call on the hub's thread.
-boost::json::value capture(hub const& h);
+/// `journal_seq`: the last journal record applied to `h`. Call on the hub's thread.
+boost::json::value capture(hub const& h, std::uint64_t journal_seq = 0);
 
 /// Serialises `doc` and writes it atomically and durably: a temp file in the same directory,
 /// fsync, rename over `file`, fsync of the directory. Returns the bytes written.
@@ -64,8 +68,10 @@ std::size_t write(std::filesystem::path const& file, boost::json::value const& d
 /// hub stays empty). Messages older than the hub's TTL and beyond its history limit are
 /// dropped; the id counter continues above the highest stored id. Never modifies the file.
 /// Returns an error naming the file and the problem when it cannot be read or validated;
-/// the whole document is validated before anything is put into `h`.
-std::optional<std::string> load(std::filesystem::path const& file, hub& h, std::int64_t unix_now);
+/// the whole document is validated before anything is put into `h`. `journal_seq` (if given)
+/// receives the journal position the snapshot covers (0 for format 1 or no file).
+std::optional<std::string> load(std::filesystem::path const& file, hub& h, std::int64_t unix_now,
+                                std::uint64_t* journal_seq = nullptr);
 
 }  // namespace snapshot
 }  // namespace jim::server

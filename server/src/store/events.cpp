@@ -1,0 +1,160 @@
+#include "store/events.hpp"
+
+#include <boost/json.hpp>
+
+#include <initializer_list>
+#include <type_traits>
+
+namespace jim::server::store {
+
+namespace json = boost::json;
+
+namespace {
+
+void put_message(json::object& o, proto::chat_message const& m) {
+  o.emplace("id", m.id);
+  o.emplace("time", m.time);
+  o.emplace("from", m.from);
+  o.emplace("to", m.to);
+  o.emplace("message", m.message);
+}
+
+[[noreturn]] void fail(std::string const& what) {
+  throw bad_event(what);
+}
+
+class reader {
+ public:
+  explicit reader(json::object const& o) : o_(o) {}
+
+  void exact(std::initializer_list<std::string_view> names) const {
+    for (auto name : names)
+      if (!o_.contains(name)) fail("missing field \"" + std::string(name) + "\"");
+    if (o_.size() != names.size()) {
+      for (auto const& kv : o_) {
+        bool known = false;
+        for (auto name : names) known = known || kv.key() == name;
+        if (!known) fail("unknown field \"" + std::string(kv.key()) + "\"");
+      }
+    }
+  }
+  std::string str(std::string_view k) const {
+    auto const& v = o_.at(k);
+    if (!v.is_string()) fail("field \"" + std::string(k) + "\" is not a string");
+    return std::string(v.get_string());
+  }
+  std::uint64_t count(std::string_view k) const {
+    auto const& v = o_.at(k);
+    if (v.is_uint64()) return v.get_uint64();
+    if (v.is_int64() && v.get_int64() >= 0) return static_cast<std::uint64_t>(v.get_int64());
+    fail("field \"" + std::string(k) + "\" is not a non-negative integer");
+  }
+  std::int64_t integer(std::string_view k) const {
+    auto const& v = o_.at(k);
+    if (v.is_int64()) return v.get_int64();
+    if (v.is_uint64() && v.get_uint64() <= static_cast<std::uint64_t>(INT64_MAX))
+      return static_cast<std::int64_t>(v.get_uint64());
+    fail("field \"" + std::string(k) + "\" is not an integer");
+  }
+  bool boolean(std::string_view k) const {
+    auto const& v = o_.at(k);
+    if (!v.is_bool()) fail("field \"" + std::string(k) + "\" is not a boolean");
+    return v.get_bool();
+  }
+  proto::chat_message message() const {
+    proto::chat_message m;
+    m.id = count("id");
+    if (m.id == 0) fail("message id 0");
+    m.time = integer("time");
+    m.from = str("from");
+    m.to = str("to");
+    m.message = str("message");
+    return m;
+  }
+
+ private:
+  json::object const& o_;
+};
+
+}  // namespace
+
+std::string encode(event const& e, std::uint64_t seq) {
+  json::object o;
+  o.emplace("seq", seq);
+  std::visit(
+      [&](auto const& ev) {
+        using T = std::decay_t<decltype(ev)>;
+        if constexpr (std::is_same_v<T, account_registered>) {
+          o.emplace("ev", "account");
+          o.emplace("name", ev.name);
+          o.emplace("hash", ev.password_hash);
+        } else if constexpr (std::is_same_v<T, room_created>) {
+          o.emplace("ev", "room");
+          o.emplace("room", ev.room);
+          o.emplace("owner", ev.owner);
+          o.emplace("hash", ev.password_hash);
+        } else if constexpr (std::is_same_v<T, member_added>) {
+          o.emplace("ev", "member");
+          o.emplace("room", ev.room);
+          o.emplace("account", ev.account);
+        } else if constexpr (std::is_same_v<T, message_posted>) {
+          o.emplace("ev", "msg");
+          put_message(o, ev.m);
+          o.emplace("queued", ev.queued);
+        } else if constexpr (std::is_same_v<T, message_queued>) {
+          o.emplace("ev", "queue");
+          put_message(o, ev.m);
+        } else if constexpr (std::is_same_v<T, queue_delivered>) {
+          o.emplace("ev", "delivered");
+          o.emplace("account", ev.account);
+          o.emplace("upto", ev.upto);
+        } else {
+          static_assert(std::is_same_v<T, general_seen>);
+          o.emplace("ev", "seen");
+          o.emplace("account", ev.account);
+          o.emplace("general", ev.general);
+        }
+      },
+      e);
+  return json::serialize(o);
+}
+
+decoded decode(std::string_view payload) {
+  boost::system::error_code ec;
+  json::value v = json::parse(json::string_view(payload.data(), payload.size()), ec);
+  if (ec) fail("not valid JSON: " + ec.message());
+  if (!v.is_object()) fail("not a JSON object");
+  auto const& o = v.get_object();
+  if (!o.contains("seq") || !o.contains("ev")) fail("missing \"seq\" or \"ev\"");
+  reader r(o);
+  decoded d;
+  d.seq = r.count("seq");
+  const std::string kind = r.str("ev");
+  if (kind == "account") {
+    r.exact({"seq", "ev", "name", "hash"});
+    d.e = account_registered{r.str("name"), r.str("hash")};
+  } else if (kind == "room") {
+    r.exact({"seq", "ev", "room", "owner", "hash"});
+    d.e = room_created{r.str("room"), r.str("owner"), r.str("hash")};
+  } else if (kind == "member") {
+    r.exact({"seq", "ev", "room", "account"});
+    d.e = member_added{r.str("room"), r.str("account")};
+  } else if (kind == "msg") {
+    r.exact({"seq", "ev", "id", "time", "from", "to", "message", "queued"});
+    d.e = message_posted{r.message(), r.boolean("queued")};
+  } else if (kind == "queue") {
+    r.exact({"seq", "ev", "id", "time", "from", "to", "message"});
+    d.e = message_queued{r.message()};
+  } else if (kind == "delivered") {
+    r.exact({"seq", "ev", "account", "upto"});
+    d.e = queue_delivered{r.str("account"), r.count("upto")};
+  } else if (kind == "seen") {
+    r.exact({"seq", "ev", "account", "general"});
+    d.e = general_seen{r.str("account"), r.count("general")};
+  } else {
+    fail("unknown event \"" + kind + "\"");
+  }
+  return d;
+}
+
+}  // namespace jim::server::store

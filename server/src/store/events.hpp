@@ -1,0 +1,88 @@
+#pragma once
+/// \file
+/// The events that change the chat's persistent state. The hub applies them (hub::apply) live
+/// once they are durable, at start-up when replaying the journal, and on the snapshot replica;
+/// the same events could go to a replicated log. Everything an event needs is decided by the
+/// node that proposes it (time, id, hashes, whether a private message is queued): applying
+/// one reads no clock, no randomness and no connection.
+///
+/// Encoding (one journal record's payload): a compact JSON object, `"seq"` (the record's
+/// position in the log, from 1) and `"ev"` (the kind) first, then the kind's fields:
+/// ```
+/// {"seq":1,"ev":"account","name":"Alice","hash":"pbkdf2-sha256$..."}
+/// {"seq":2,"ev":"room","room":"#Den","owner":"Alice","hash":"..."}
+/// {"seq":3,"ev":"member","room":"#Den","account":"bob"}
+/// {"seq":4,"ev":"msg","id":7,"time":1700000000,"from":"Alice","to":"#Den"|"bob","message":"hi","queued":false}
+/// {"seq":5,"ev":"queue","id":7,"time":...,"from":...,"to":"bob","message":...}
+/// {"seq":6,"ev":"delivered","account":"bob","upto":7}
+/// {"seq":7,"ev":"seen","account":"bob","general":42}
+/// ```
+/// Every field is required; unknown fields and kinds are refused (a writer that knew more).
+
+#include "jim/codec.hpp"
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace jim::server::store {
+
+/// An account was registered (`name` as registered, the password's salted hash).
+struct account_registered {
+  std::string name;
+  std::string password_hash;
+};
+/// A room was created: `room` is "#Name" as created, `owner` the account's name.
+struct room_created {
+  std::string room;
+  std::string owner;
+  std::string password_hash;
+};
+/// `account` became a member of `room` (joined with its password, or was invited).
+struct member_added {
+  std::string room;
+  std::string account;
+};
+/// A message was posted; `m.id` is the next message id (checked by apply), `m.time` the
+/// proposer's clock. A private message with `queued` is also queued for its offline recipient.
+struct message_posted {
+  proto::chat_message m;
+  bool queued = false;
+};
+/// A private message already posted is queued for its recipient after all (its push was
+/// refused: the connection was ending).
+struct message_queued {
+  proto::chat_message m;
+};
+/// The queued private messages of `account` with ids up to `upto` were handed to a sign-in.
+struct queue_delivered {
+  std::string account;
+  std::uint64_t upto = 0;
+};
+/// `account`'s last connection ended having seen #general up to its counter `general`.
+struct general_seen {
+  std::string account;
+  std::uint64_t general = 0;
+};
+
+using event = std::variant<account_registered, room_created, member_added, message_posted,
+                           message_queued, queue_delivered, general_seen>;
+
+/// The payload of the journal record for `e` at position `seq` (compact JSON, no newline).
+std::string encode(event const& e, std::uint64_t seq);
+
+/// A payload that is not a well-formed event (bad JSON, unknown kind, missing field).
+struct bad_event : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct decoded {
+  std::uint64_t seq = 0;
+  event e;
+};
+/// Parses a payload written by encode(). Throws bad_event saying what is wrong.
+decoded decode(std::string_view payload);
+
+}  // namespace jim::server::store
