@@ -15,9 +15,10 @@ namespace {
 
 JIM_LOG_MODULE("hub")
 
-/// `alice (23:56): Hello, World!` on the server console (logger "chat").
+/// `alice (23:56): Hello, World!` on the server console and in the log, as --log-messages
+/// allows (private texts only with `all`); the logging layer escapes the text.
 void echo(proto::chat_message const& m, bool is_private) {
-  auto log = spdlog::get("chat");
+  auto* log = chat_log(is_private);
   if (!log || !log->should_log(spdlog::level::info)) return;
   std::time_t t = static_cast<std::time_t>(m.time);
   std::tm tm{};

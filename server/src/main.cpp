@@ -2,28 +2,37 @@
 #include "options.hpp"
 #include "server.hpp"
 
-#include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 int main(int argc, char** argv) {
   using namespace jim::server;
   auto parsed = parse_options(argc, argv);
   if (auto* out = std::get_if<print_and_exit>(&parsed)) {
-    (out->exit_code == 0 ? std::cout : std::cerr) << out->text;
+    if (out->exit_code == 0)
+      std::cout << out->text;
+    else  // one line that may quote a value from the command line or the config file
+      std::cerr << escape_for_people(out->text.substr(0, out->text.find_last_not_of('\n') + 1))
+                << "\n";
     return out->exit_code;
   }
   auto& cfg = std::get<run_daemon>(parsed).cfg;
   try {
     setup_logging(cfg);
+  } catch (std::filesystem::filesystem_error const& e) {
+    std::cerr << "jimd: cannot use the log directory '" << escape_for_people(cfg.log_dir)
+              << "' (--log-dir): " << escape_for_people(e.code().message()) << "\n";
+    return 1;
   } catch (std::exception const& e) {
-    std::cerr << "jimd: cannot set up logging in '" << cfg.log_dir << "': " << e.what() << "\n";
+    std::cerr << "jimd: cannot write logs in '" << escape_for_people(cfg.log_dir)
+              << "' (--log-dir): " << escape_for_people(plain_error(e)) << "\n";
     return 1;
   }
   try {
     server s(cfg);
     return s.run();
   } catch (std::exception const& e) {
-    spdlog::critical("fatal: {}", e.what());
+    spdlog::critical("fatal: {}", plain_error(e));
     spdlog::shutdown();
     return 1;
   }

@@ -2,6 +2,8 @@
 
 #include <boost/program_options.hpp>
 
+#include <algorithm>
+#include <arpa/inet.h>
 #include <fstream>
 #include <sstream>
 
@@ -28,6 +30,88 @@ double checked_double(po::variables_map const& vm, char const* name, double lo, 
   return v;
 }
 
+/// True when the user set `name` (on the command line or in the config file), false when it
+/// holds its default.
+bool given(po::variables_map const& vm, char const* name) {
+  auto it = vm.find(name);
+  return it != vm.end() && !it->second.defaulted();
+}
+
+/// An empty address (all addresses) or an IPv4/IPv6 literal; anything else is refused here,
+/// naming the option, rather than when the daemon tries to listen.
+std::string checked_address(po::variables_map const& vm, char const* name) {
+  auto v = vm[name].as<std::string>();
+  unsigned char buf[16];
+  if (!v.empty() && inet_pton(AF_INET, v.c_str(), buf) != 1 &&
+      inet_pton(AF_INET6, v.c_str(), buf) != 1)
+    throw po::error("the argument ('" + v + "') for option '--" + name +
+                    "' is not an IPv4 or IPv6 address");
+  return v;
+}
+
+/// Two options the user both gave that cannot hold together.
+[[noreturn]] void conflict(char const* a, std::string const& va, char const* relation,
+                           char const* b, std::string const& vb) {
+  throw po::error("--" + std::string(a) + " (" + va + ") " + relation + " --" + b + " (" + vb +
+                  ")");
+}
+
+/// Bytes a pushed message needs around its text (action, names, time, id).
+constexpr std::size_t envelope_bytes = 512;
+constexpr long long max_frame_cap = 64 << 20;
+
+/// Settles the options that depend on each other (see parse_options).
+void settle_dependencies(po::variables_map const& vm, config& c) {
+  using std::to_string;
+  // A message must fit in one frame.
+  if (c.max_message > c.max_frame) {
+    if (given(vm, "max-message") && given(vm, "max-frame"))
+      conflict("max-message", to_string(c.max_message), "must not exceed", "max-frame",
+               to_string(c.max_frame));
+    if (given(vm, "max-frame"))
+      c.max_message = c.max_frame;
+    else
+      c.max_frame = std::min<std::size_t>(max_frame_cap, 2 * c.max_message);
+  }
+  // A pushed message must fit in a connection's outbound queue.
+  if (c.max_message + envelope_bytes > c.max_outbound) {
+    if (given(vm, "max-message") && given(vm, "max-outbound"))
+      conflict("max-outbound", to_string(c.max_outbound), "must exceed", "max-message",
+               to_string(c.max_message) + " + " + to_string(envelope_bytes) + " bytes");
+    if (given(vm, "max-outbound"))
+      c.max_message = c.max_outbound - envelope_bytes;  // max-outbound is at least 1024
+    else
+      c.max_outbound = 4 * (c.max_message + envelope_bytes);
+  }
+  // History pushed on join comes from the history kept.
+  if (c.history_on_join > c.history_limit) {
+    if (given(vm, "history-on-join") && given(vm, "history-limit"))
+      conflict("history-on-join", to_string(c.history_on_join), "must not exceed", "history-limit",
+               to_string(c.history_limit));
+    if (given(vm, "history-limit"))
+      c.history_on_join = c.history_limit;
+    else
+      c.history_limit = c.history_on_join;
+  }
+  // The bucket holds two seconds' worth of messages by default (10/s: 20).
+  if (!given(vm, "rate-burst") && given(vm, "rate-limit") && c.rate_limit > 0)
+    c.rate_burst = std::max(1.0, 2 * c.rate_limit);
+  // The TCP and HTTP listeners cannot share a port on the same address.
+  const std::string& http_address = c.http_address.empty() ? c.address : c.http_address;
+  if (c.port != 0 && c.port == c.http_port &&
+      (c.address.empty() || http_address.empty() || c.address == http_address)) {
+    if (given(vm, "port") && given(vm, "http-port"))
+      conflict("http-port", to_string(c.http_port), "must differ from", "port", to_string(c.port));
+    auto next_to = [](std::uint16_t p) {
+      return static_cast<std::uint16_t>(p < 65535 ? p + 1 : p - 1);
+    };
+    if (given(vm, "port"))
+      c.http_port = next_to(c.port);
+    else
+      c.port = next_to(c.http_port);
+  }
+}
+
 }  // namespace
 
 parse_outcome parse_options(int argc, char const* const* argv) {
@@ -49,17 +133,24 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     ("log-level", po::value<std::string>()->default_value(c.log_level),
      "trace, debug, info, warn, error, critical or off")
     ("syslog", po::bool_switch(), "also send logs to syslog")
+    ("log-messages", po::value<std::string>()->default_value("rooms"),
+     "chat texts written to the console and log: none, rooms or all (private ones too)")
     ("max-clients", po::value<long long>()->default_value(1000), "simultaneous connections")
     ("max-frame", po::value<long long>()->default_value(65536), "bytes of one frame")
-    ("max-message", po::value<long long>()->default_value(4096), "bytes of one chat message")
+    ("max-message", po::value<long long>()->default_value(4096),
+     "bytes of one chat message (at most --max-frame)")
     ("max-outbound", po::value<long long>()->default_value(1 << 20), "bytes queued per connection")
     ("idle-timeout", po::value<long long>()->default_value(300), "seconds of silence before closing")
-    ("history-on-join", po::value<long long>()->default_value(20), "messages pushed on sign-in/join")
+    ("history-on-join", po::value<long long>()->default_value(20),
+     "messages pushed on sign-in/join (at most --history-limit)")
     ("history-limit", po::value<long long>()->default_value(1000), "messages kept per room/conversation")
     ("message-ttl", po::value<long long>()->default_value(0), "seconds a message is kept (0: forever)")
     ("rate-limit", po::value<double>()->default_value(10), "messages per second per account (0: off)")
-    ("rate-burst", po::value<double>()->default_value(20), "token bucket size")
+    ("rate-burst", po::value<double>()->default_value(20),
+     "token bucket size (default: two seconds of --rate-limit)")
     ("autosave", po::value<long long>()->default_value(60), "seconds between snapshots (0: at exit only)")
+    ("fsync", po::value<std::string>()->default_value("always"),
+     "journal sync before replies: always, everysec or no")
     ("kdf-iterations", po::value<long long>()->default_value(100000), "PBKDF2 iterations")
     ("hash-threads", po::value<long long>()->default_value(0),
      "password-hashing threads (0: one less than the cores, at least 1)")
@@ -90,7 +181,7 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     }
     po::notify(vm);
 
-    c.address = vm["address"].as<std::string>();
+    c.address = checked_address(vm, "address");
     c.port = checked<std::uint16_t>(vm, "port", 0, 65535);
     c.port_file = vm["port-file"].as<std::string>();
     c.data_dir = vm["data-dir"].as<std::string>();
@@ -101,9 +192,19 @@ parse_outcome parse_options(int argc, char const* const* argv) {
         c.log_level != "off")
       throw po::error("the argument ('" + c.log_level + "') for option '--log-level' is invalid");
     c.syslog = vm["syslog"].as<bool>();
+    const auto log_messages = vm["log-messages"].as<std::string>();
+    if (log_messages == "none")
+      c.log_messages = message_logging::none;
+    else if (log_messages == "rooms")
+      c.log_messages = message_logging::rooms;
+    else if (log_messages == "all")
+      c.log_messages = message_logging::all;
+    else
+      throw po::error("the argument ('" + log_messages +
+                      "') for option '--log-messages' is invalid (none, rooms or all)");
     c.max_clients = checked<std::size_t>(vm, "max-clients", 1, 1'000'000);
-    c.max_frame = checked<std::size_t>(vm, "max-frame", 256, 64 << 20);
-    c.max_message = checked<std::size_t>(vm, "max-message", 1, 64 << 20);
+    c.max_frame = checked<std::size_t>(vm, "max-frame", 256, max_frame_cap);
+    c.max_message = checked<std::size_t>(vm, "max-message", 1, max_frame_cap);
     c.max_outbound = checked<std::size_t>(vm, "max-outbound", 1024, 1LL << 34);
     c.idle_timeout = std::chrono::seconds(checked<long long>(vm, "idle-timeout", 2, 86400 * 365));
     c.history_on_join = checked<std::size_t>(vm, "history-on-join", 0, 100000);
@@ -112,14 +213,16 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     c.rate_limit = checked_double(vm, "rate-limit", 0, 1e9);
     c.rate_burst = checked_double(vm, "rate-burst", 1, 1e9);
     c.autosave = std::chrono::seconds(checked<long long>(vm, "autosave", 0, 1LL << 30));
+    c.fsync = vm["fsync"].as<std::string>();
+    if (c.fsync != "always" && c.fsync != "everysec" && c.fsync != "no")
+      throw po::error("the argument ('" + c.fsync +
+                      "') for option '--fsync' is invalid (always, everysec or no)");
     c.kdf_iterations = checked<unsigned>(vm, "kdf-iterations", 1, 100'000'000);
     c.hash_threads = checked<int>(vm, "hash-threads", 0, 256);
     c.http_port = checked<std::uint16_t>(vm, "http-port", 0, 65535);
-    c.http_address = vm["http-address"].as<std::string>();
+    c.http_address = checked_address(vm, "http-address");
     c.http_origins = vm["http-origins"].as<std::string>();
-    if (c.max_message > c.max_frame)
-      throw po::error("--max-message (" + std::to_string(c.max_message) +
-                      ") must not exceed --max-frame (" + std::to_string(c.max_frame) + ")");
+    settle_dependencies(vm, c);
   } catch (std::exception const& e) {
     return print_and_exit{std::string("jimd: ") + e.what() + " (see jimd --help)\n", 2};
   }
@@ -127,9 +230,3 @@ parse_outcome parse_options(int argc, char const* const* argv) {
 }
 
 }  // namespace jim::server
-    ("fsync", po::value<std::string>()->default_value("always"),
-     "journal sync before replies: always, everysec or no")
-    c.fsync = vm["fsync"].as<std::string>();
-    if (c.fsync != "always" && c.fsync != "everysec" && c.fsync != "no")
-      throw po::error("the argument ('" + c.fsync +
-                      "') for option '--fsync' is invalid (always, everysec or no)");

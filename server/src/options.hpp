@@ -11,6 +11,13 @@
 
 namespace jim::server {
 
+/// Which chat texts are written to the console and the log files (--log-messages).
+enum class message_logging {
+  none,   ///< no message text at all
+  rooms,  ///< texts posted to rooms, not private ones (the default)
+  all,    ///< room and private texts
+};
+
 struct config {
   std::string address;  ///< empty: all addresses (IPv6 and IPv4 where available)
   std::uint16_t port = 7777;
@@ -19,6 +26,7 @@ struct config {
   std::string log_dir = "./logs";
   std::string log_level = "info";
   bool syslog = false;
+  message_logging log_messages = message_logging::rooms;
   std::size_t max_clients = 1000;
   std::size_t max_frame = 65536;
   std::size_t max_message = 4096;
@@ -30,6 +38,7 @@ struct config {
   double rate_limit = 10;               ///< messages per second per account; 0: unlimited
   double rate_burst = 20;
   std::chrono::seconds autosave{60};  ///< 0: only at shutdown
+  std::string fsync = "always";  ///< --fsync: always | everysec | no (when the journal syncs)
   unsigned kdf_iterations = 100000;
   int hash_threads = 0;  ///< password-hashing threads; 0: one less than the cores (at least 1)
   std::uint16_t http_port = 7780;  ///< 0: no HTTP/WebSocket listener
@@ -38,7 +47,6 @@ struct config {
 };
 
 /// What parsing the command line asks for.
-  std::string fsync = "always";  ///< --fsync: always | everysec | no (when the journal syncs)
 struct run_daemon {
   config cfg;
 };
@@ -49,7 +57,11 @@ struct print_and_exit {
 using parse_outcome = std::variant<run_daemon, print_and_exit>;
 
 /// Parses argv and the config file. A bad option or value yields print_and_exit with a
-/// one-line error naming it and a non-zero exit code.
+/// one-line error naming it and a non-zero exit code. Options that depend on each other
+/// (max-message and max-frame, max-outbound and max-message, history-on-join and
+/// history-limit, rate-burst and rate-limit, port and http-port): one left at its default
+/// adapts to the one the user gave (command line or config file alike); only two given
+/// values that contradict each other are an error naming both.
 parse_outcome parse_options(int argc, char const* const* argv);
 
 inline constexpr char const* version_string = "jimd 0.1.0";

@@ -157,34 +157,48 @@ struct server::impl {
 server::server(config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
 server::~server() = default;
 
+/// Opens the listeners; throws std::runtime_error with a plain text naming the listener, its
+/// address and port, the option to change and the reason.
 void server::impl::listen() {
-  auto open = [this](tcp::endpoint ep, bool dual_stack) {
+  auto open = [this](tcp::endpoint const& ep, bool dual_stack) {
+    boost::system::error_code ec;
     tcp::acceptor a(ioc);
-    a.open(ep.protocol());
-    a.set_option(asio::socket_base::reuse_address(true));
-    if (dual_stack) a.set_option(asio::ip::v6_only(false));
-    a.bind(ep);
-    a.listen(asio::socket_base::max_listen_connections);
-    acceptors.push_back(std::move(a));
+    a.open(ep.protocol(), ec);
+    if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec && dual_stack) a.set_option(asio::ip::v6_only(false), ec);
+    if (!ec) a.bind(ep, ec);
+    if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
+    if (!ec) acceptors.push_back(std::move(a));
+    return ec;
   };
-  auto open_at = [&](std::string const& address, std::uint16_t port) {
-    if (address.empty()) {
-      try {
-        open(tcp::endpoint(asio::ip::address_v6::any(), port), true);
-      } catch (boost::system::system_error const&) {
-        open(tcp::endpoint(asio::ip::address_v4::any(), port), false);
-      }
+  auto open_at = [&](char const* what, char const* option, std::string const& address,
+                     std::uint16_t port) {
+    boost::system::error_code ec;
+    if (address.empty()) {  // IPv6 and IPv4 on one socket, else IPv4 alone
+      ec = open(tcp::endpoint(asio::ip::address_v6::any(), port), true);
+      if (ec) ec = open(tcp::endpoint(asio::ip::address_v4::any(), port), false);
     } else {
-      open(tcp::endpoint(asio::ip::make_address(address), port), false);
+      const auto ip = asio::ip::make_address(address, ec);  // checked by parse_options
+      if (!ec) ec = open(tcp::endpoint(ip, port), false);
     }
+    if (!ec) return;
+    std::string reason;
+    if (ec == asio::error::address_in_use)
+      reason = "the port is already in use (by another program or another jimd)";
+    else if (ec == asio::error::access_denied)
+      reason = "permission denied (ports below 1024 need privileges)";
+    else if (ec == boost::system::errc::address_not_available)
+      reason = "this machine has no such address";
+    else
+      reason = ec.message();
+    throw std::runtime_error("cannot listen for " + std::string(what) + " on " +
+                             (address.empty() ? "all addresses" : address) + " port " +
+                             std::to_string(port) + " (" + option + "): " + reason);
   };
-  open_at(cfg.address, cfg.port);
+  open_at("chat clients", "--port", cfg.address, cfg.port);
   if (cfg.http_port != 0) {
-    try {
-      open_at(cfg.http_address.empty() ? cfg.address : cfg.http_address, cfg.http_port);
-    } catch (boost::system::system_error const& e) {
-      throw std::runtime_error("HTTP port " + std::to_string(cfg.http_port) + ": " + e.what());
-    }
+    open_at("the web client", "--http-port",
+            cfg.http_address.empty() ? cfg.address : cfg.http_address, cfg.http_port);
     http_acceptor = &acceptors.back();
   }
 }
@@ -202,15 +216,24 @@ int server::run() {
   try {
     s.listen();
   } catch (std::exception const& e) {
-    JIM_LOG(critical, "cannot listen on {}:{}: {}", s.cfg.address.empty() ? "*" : s.cfg.address,
-            s.cfg.port, e.what());
+    JIM_LOG(critical, "{}", e.what());
     return 1;
   }
   const auto port = s.acceptors.front().local_endpoint().port();
   for (auto& a : s.acceptors) {
     const bool web = &a == s.http_acceptor;
-    JIM_LOG(info, "listening on {}:{}{}", a.local_endpoint().address().to_string(),
-            a.local_endpoint().port(), web ? " (HTTP: web client at /, WebSocket at /chat)" : "");
+    const auto ep = a.local_endpoint();
+    const bool all = ep.address().is_unspecified();
+    const auto where = all ? std::string("all addresses") : ep.address().to_string();
+    // The web client as a link a terminal makes clickable (WebSocket clients use /chat on it).
+    auto url_host = all                    ? std::string("localhost")
+                    : ep.address().is_v6() ? "[" + where + "]"
+                                           : where;
+    if (web)
+      JIM_LOG(info, "web client at http://{}:{}/ (listening on {} port {}, WebSocket at /chat)",
+              url_host, ep.port(), where, ep.port());
+    else
+      JIM_LOG(info, "listening for chat clients on {} port {}", where, ep.port());
     asio::co_spawn(s.ioc, s.accept_loop(a, web),
                    log_exception(web ? "HTTP accept loop" : "accept loop"));
   }
@@ -225,8 +248,9 @@ int server::run() {
       return 1;
     }
   }
-  JIM_LOG(info, "{} ready on port {} ({} accounts, {} rooms)", version_string, port,
-          s.chat.accounts().size(), s.chat.all_rooms().size());
+  JIM_LOG(info, "{} ready on port {} ({}, {})", version_string, port,
+          count_of(s.chat.accounts().size(), "account"),
+          count_of(s.chat.all_rooms().size(), "room"));
   run_rounds(s.ioc, s.ctx);
   s.cpu_pool.join();
   s.journal->stop();

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <unistd.h>
 
 using namespace jim::server;
 
@@ -74,4 +75,133 @@ TEST_CASE("Help and version (--help, --version) print and exit 0", "[options]") 
   CHECK(std::get<print_and_exit>(h).text.find("--kdf-iterations") != std::string::npos);
   auto v = parse({"--version"});
   CHECK(std::get<print_and_exit>(v).text.find("jimd") != std::string::npos);
+}
+
+namespace {
+config parsed_ok(std::vector<char const*> args) {
+  auto r = parse(args);
+  if (auto* out = std::get_if<print_and_exit>(&r)) FAIL("refused: " << out->text);
+  return std::get<run_daemon>(r).cfg;
+}
+
+/// The one-line error for `args`; checks that it names every option in `names`.
+std::string refused(std::vector<char const*> args, std::vector<std::string> const& names) {
+  auto r = parse(args);
+  REQUIRE(std::holds_alternative<print_and_exit>(r));
+  auto const& out = std::get<print_and_exit>(r);
+  CHECK(out.exit_code != 0);
+  CHECK(out.text.find('\n') == out.text.size() - 1);
+  for (auto const& n : names) CHECK(out.text.find("--" + n) != std::string::npos);
+  return out.text;
+}
+
+/// A config file with `text`, removed at the end of the scope.
+struct config_file {
+  std::string path = "/tmp/jimd-options-test-" + std::to_string(::getpid()) + ".conf";
+  explicit config_file(std::string const& text) { std::ofstream(path) << text; }
+  ~config_file() { std::remove(path.c_str()); }
+};
+}  // namespace
+
+TEST_CASE("An option left at its default adapts to the one the user set", "[options]") {
+  SECTION("--max-frame below the default max-message: max-message follows it") {
+    auto c = parsed_ok({"--max-frame", "1024"});
+    CHECK(c.max_frame == 1024);
+    CHECK(c.max_message == 1024);
+  }
+  SECTION("--max-frame above the default max-message: nothing else changes") {
+    auto c = parsed_ok({"--max-frame", "8192"});
+    CHECK(c.max_message == 4096);
+  }
+  SECTION("--max-message above the default max-frame: max-frame grows") {
+    auto c = parsed_ok({"--max-message", "100000"});
+    CHECK(c.max_message == 100000);
+    CHECK(c.max_frame >= 100000);
+    CHECK(c.max_outbound == 1u << 20);
+  }
+  SECTION("--max-message above the default max-outbound: max-outbound grows") {
+    auto c = parsed_ok({"--max-message", "2000000"});
+    CHECK(c.max_frame >= 2000000);
+    CHECK(c.max_outbound > 2000000);
+  }
+  SECTION("--max-outbound below the default max-message: max-message shrinks") {
+    auto c = parsed_ok({"--max-outbound", "2048"});
+    CHECK(c.max_outbound == 2048);
+    CHECK(c.max_message < 2048);
+    CHECK(c.max_message >= 1);
+  }
+  SECTION("--history-limit below the default history-on-join") {
+    auto c = parsed_ok({"--history-limit", "5"});
+    CHECK(c.history_limit == 5);
+    CHECK(c.history_on_join == 5);
+  }
+  SECTION("--history-on-join above the default history-limit") {
+    auto c = parsed_ok({"--history-on-join", "2000"});
+    CHECK(c.history_on_join == 2000);
+    CHECK(c.history_limit == 2000);
+  }
+  SECTION("--rate-limit: the burst is two seconds' worth, at least 1") {
+    CHECK(parsed_ok({"--rate-limit", "2"}).rate_burst == 4);
+    CHECK(parsed_ok({"--rate-limit", "0.1"}).rate_burst == 1);
+    CHECK(parsed_ok({"--rate-limit", "0"}).rate_burst == 20);
+    CHECK(parsed_ok({"--rate-limit", "2", "--rate-burst", "30"}).rate_burst == 30);
+  }
+  SECTION("--port on the default HTTP port, or --http-port on the default port") {
+    auto c = parsed_ok({"-p", "7780"});
+    CHECK(c.port == 7780);
+    CHECK(c.http_port != 7780);
+    auto d = parsed_ok({"--http-port", "7777"});
+    CHECK(d.http_port == 7777);
+    CHECK(d.port != 7777);
+  }
+  SECTION("the same port on different addresses, or two ephemeral ports") {
+    auto c = parsed_ok(
+        {"-p", "7000", "--http-port", "7000", "-a", "127.0.0.1", "--http-address", "127.0.0.2"});
+    CHECK(c.port == 7000);
+    CHECK(c.http_port == 7000);
+    auto d = parsed_ok({"-p", "0", "--http-port", "0"});
+    CHECK(d.port == 0);
+    CHECK(d.http_port == 0);
+  }
+  SECTION("a value from the config file adapts the defaults too") {
+    config_file f("max-frame = 1024\nhistory-limit = 3\n");
+    auto c = parsed_ok({"-c", f.path.c_str()});
+    CHECK(c.max_message == 1024);
+    CHECK(c.history_on_join == 3);
+  }
+}
+
+TEST_CASE("Two options the user set that contradict each other: an error naming both",
+          "[options]") {
+  SECTION("on the command line") {
+    refused({"--max-frame", "1024", "--max-message", "2000"}, {"max-frame", "max-message"});
+    refused({"--max-message", "4000", "--max-outbound", "2048"}, {"max-message", "max-outbound"});
+    refused({"--history-on-join", "50", "--history-limit", "10"},
+            {"history-on-join", "history-limit"});
+    refused({"-p", "7000", "--http-port", "7000"}, {"port", "http-port"});
+  }
+  SECTION("one in the config file, one on the command line") {
+    config_file f("max-message = 4096\n");
+    refused({"-c", f.path.c_str(), "--max-frame", "1024"}, {"max-frame", "max-message"});
+  }
+  SECTION("both in the config file") {
+    config_file f("history-on-join = 50\nhistory-limit = 10\n");
+    refused({"-c", f.path.c_str()}, {"history-on-join", "history-limit"});
+  }
+}
+
+TEST_CASE("--log-messages chooses which chat texts are logged (default: rooms)", "[options]") {
+  CHECK(parsed_ok({}).log_messages == message_logging::rooms);
+  CHECK(parsed_ok({"--log-messages", "none"}).log_messages == message_logging::none);
+  CHECK(parsed_ok({"--log-messages", "all"}).log_messages == message_logging::all);
+  config_file f("log-messages = all\n");
+  CHECK(parsed_ok({"-c", f.path.c_str()}).log_messages == message_logging::all);
+  refused({"--log-messages", "private"}, {"log-messages"});
+}
+
+TEST_CASE("An address that is not an IP address is refused naming the option", "[options]") {
+  refused({"-a", "not-an-address"}, {"address"});
+  refused({"--http-address", "300.1.2.3"}, {"http-address"});
+  CHECK(parsed_ok({"-a", "::1"}).address == "::1");
+  CHECK(parsed_ok({"-a", "127.0.0.1"}).address == "127.0.0.1");
 }
