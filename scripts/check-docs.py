@@ -317,7 +317,7 @@ class Daemon:
                 f = s.makefile("r", encoding="utf-8")
                 reply = next((r for r in map(json.loads, f) if "response" in r), None)
                 if reply is None or reply["response"] not in (201, 409):
-                    raise RuntimeError(f"registering {name}: {reply}")
+                    raise RuntimeError(f"{name}: {reply or 'no reply'}")
 
     def stop(self) -> None:
         """SIGTERM (jimd saves and exits), SIGKILL after 10 s."""
@@ -425,7 +425,11 @@ def check_file(doc: Doc, names: list[str], build: Path, root: Path, timeout: flo
             daemon = Daemon(build / "bin" / "jimd", work)
             failed_before = len(failures)
             try:
-                daemon.register(seeded)
+                try:
+                    daemon.register(seeded)
+                except (OSError, ValueError, RuntimeError) as e:
+                    failures.append(f"{doc.path}: registering {readers} on a fresh daemon: {e}\n")
+                    runs = []
                 shim = work / "bin"
                 make_shims(shim, build, daemon.port)
                 env = {k: v for k, v in os.environ.items() if not k.startswith("JIM")}
@@ -512,7 +516,7 @@ def main() -> int:
     ap.add_argument("--root", type=Path, default=here, help="the repository (default: this one)")
     ap.add_argument("--build", type=Path, default=None,
                     help="build folder with bin/jimd and bin/jim (default: $JIM_BUILD or ROOT/build-test)")
-    ap.add_argument("--timeout", type=float, default=30, help="seconds per block (default 30)")
+    ap.add_argument("--timeout", type=float, default=15, help="seconds per block (default 15)")
     ap.add_argument("-v", "--verbose", action="count", default=0,
                     help="list every block run (-vv: with its output)")
     a = ap.parse_args()
