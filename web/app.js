@@ -5,7 +5,12 @@
   var L = window.JimLogic;
   var $ = function (id) { return document.getElementById(id); };
 
-  var REFRESH_MS = 30000;     // rooms/users lists (also keeps the connection from idling)
+  // Rooms and people are refreshed after every change this page makes (sign-in, join, exit,
+  // create) and on every event push about the current room, within EVENT_REFRESH_MS. The server
+  // pushes nothing when someone enters or leaves #general, or a room this page is not in, so a
+  // short poll while the page is visible covers those (it also keeps the connection from idling).
+  var REFRESH_MS = 5000;
+  var EVENT_REFRESH_MS = 200;
   var HISTORY_PAGE = 50;
   var STABLE_MS = 10000;      // a connection that lived this long resets the back-off
 
@@ -27,8 +32,14 @@
     rooms: [],                // last `rooms` reply
     noReconnect: false,       // the account was taken over by another connection
     expectClose: false,       // the server closes after this reply (402, quit): reconnect at once
-    refresh: null
+    refresh: null,
+    users: new Set(),         // keys of the accounts in the people list
+    // After a sign-in or join reply the server pushes that room's recent history, before the
+    // reply to any later request: those messages go right after `after` (the view's last line
+    // when the reply came), above the lines the reply itself led to ("Signed in as ...").
+    histWin: null             // {key, after} until the next reply
   };
+  var replyActions = new WeakMap();   // reply frame -> the action of the request it answers
 
   // ---------------------------------------------------------------- connection
 
@@ -61,6 +72,8 @@
       if (state.ws !== ws) return;
       state.openedAt = Date.now();
       setConn('online', state.creds ? 'Connected, signing in…' : 'Connected');
+      // The server can be reached again. (If it is full, its 503 says so again at once.)
+      if (!state.creds) clearErrors('connection');
       if (state.creds) resume();
     };
     ws.onmessage = function (ev) {
@@ -79,7 +92,7 @@
     state.signedIn = false;
     stopRefresh();
     state.pending.drain().forEach(function (e) {
-      e.reject(new Error('The connection to the server was lost.'));
+      e.reject(failure('The connection to the server was lost. Reconnecting…', 'connection'));
     });
     if (lived >= STABLE_MS) state.attempt = 0;
     if (state.noReconnect) {
@@ -119,7 +132,7 @@
     return new Promise(function (resolve, reject) {
       var ws = state.ws;
       if (!ws || ws.readyState !== WebSocket.OPEN) {
-        reject(new Error('Not connected to the server; reconnecting…'));
+        reject(failure('Not connected to the server. Reconnecting…', 'connection'));
         return;
       }
       var frame = { action: action };
@@ -136,7 +149,7 @@
       var check = function () {
         if (state.ws && state.ws.readyState === WebSocket.OPEN) return resolve();
         if (!state.ws) reconnectNow();
-        if (Date.now() - t0 > ms) return reject(new Error('Cannot reach the server; still trying to reconnect…'));
+        if (Date.now() - t0 > ms) return reject(failure('Cannot reach the server. Still trying to reconnect…', 'connection'));
         setTimeout(check, 50);
       };
       check();
@@ -149,12 +162,17 @@
     if (state.ws) state.ws.close();
   }
 
-  /** The reply, or throws its error text. */
+  /** The reply if its code is one of `codes`, else throws it as a failure in plain words. */
   function expect(reply, codes) {
     if (codes.indexOf(reply.response) >= 0) return reply;
-    var e = new Error(L.describeError(reply));
-    e.reply = reply;
-    throw e;
+    throw replyFailure(reply);
+  }
+
+  /** An error reply as a failure: plain words, the cause (see L.errorCause), a 429's wait. */
+  function replyFailure(reply, prefix) {
+    var action = replyActions.get(reply) || null;
+    return failure((prefix || '') + L.describeError(reply, action), L.errorCause(action, reply),
+      { reply: reply, retryMs: L.retryAfterMs(reply) });
   }
 
   function onText(text) {
@@ -168,16 +186,21 @@
   }
 
   function onReply(f) {
+    state.histWin = null;   // history pushed after an earlier reply has all arrived
     var entry = state.pending.take(f);
     if (entry) {
+      replyActions.set(f, entry.action);
+      var signIn = (entry.action === 'authenticate' || entry.action === 'register') &&
+        (f.response === 200 || f.response === 201);
+      if (signIn || (entry.action === 'join' && f.response === 200)) {
+        var v = view(typeof f.room === 'string' ? f.room : L.GENERAL);
+        state.histWin = { key: v.key, after: v.list.lastChild };
+      }
       entry.resolve(f);
       return;
     }
     // Not an answer to anything we asked: e.g. 503 (server full) sent on connect.
-    if (L.isError(f)) {
-      if (state.signedIn) showError('composer', L.describeError(f));
-      else showError('signin', L.describeError(f));
-    }
+    if (L.isError(f)) showError(state.signedIn ? 'composer' : 'signin', replyFailure(f));
   }
 
   function onPush(f) {
@@ -200,8 +223,8 @@
     $('confirm-row').hidden = false;
     $('signin-title').textContent = 'Create an account';
     $('signin-submit').textContent = 'Create account';
-    $('signin-info').textContent = 'There is no account “' + name + '” yet. ' +
-      'Type the same password again to create it.';
+    setParts($('signin-info'), ['There is no account “', u(name), '” yet. ' +
+      'Type the same password again to create it.']);
     $('password2').value = '';
     $('password2').focus();
   }
@@ -242,7 +265,7 @@
         expect(a, [200]);
         return await signedIn(a, name, pw);
       }
-      if (p.auth !== 'register') throw new Error('Unexpected answer from the server.');
+      if (p.auth !== 'register') throw failure('The server answered in a way this page does not understand. Try again.', 'signin');
       if (!registering) {
         showConfirm(name);
         return;
@@ -258,7 +281,7 @@
       expect(r, [201]);
       return await signedIn(r, name, pw);
     } catch (e) {
-      showError('signin', e.message);
+      showError('signin', e);
     } finally {
       state.signingIn = false;
       $('signin-submit').disabled = false;
@@ -274,7 +297,7 @@
       if (a.response === 402) abandonConnection();
       forgetCredentials();
       showSignIn();
-      showError('signin', 'Could not sign in again: ' + L.describeError(a));
+      showError('signin', replyFailure(a, 'Could not sign in again. '));
     } catch (e) {
       // The connection dropped again; onClosed schedules the next try.
     }
@@ -290,18 +313,21 @@
     state.me = name;
     $('password').value = '';
     hideConfirm();
-    $('me').textContent = name;
+    setParts($('me'), [u(name)]);
     $('whoami').hidden = false;
     $('signin-view').hidden = true;
     $('chat-view').hidden = false;
     setConn('online', 'Connected');
+    // Signed in: whatever the connection or the sign-in went wrong with is over.
+    clearErrors('connection');
+    clearError('signin');
     enterRoom(reply.room || L.GENERAL);
-    if (reply.response === 201) systemLine('Welcome, ' + name + '! Your account is ready.');
-    else if (!resumed) systemLine('Signed in as ' + name + '.');
+    if (reply.response === 201) systemLine(['Welcome, ', u(name), '! Your account is ready.']);
+    else if (!resumed) systemLine(['Signed in as ', u(name), '.']);
     if (typeof reply.missed === 'number' && reply.missed > 0) {
-      systemLine(reply.missed + ' new message' + (reply.missed === 1 ? '' : 's') +
-        ' in ' + L.GENERAL + ' since you were last here' +
-        (reply.missed > 20 ? ' (use “Load older messages” to see them all).' : '.'));
+      systemLine([reply.missed + ' new message' + (reply.missed === 1 ? '' : 's') + ' in ',
+        u(L.GENERAL), ' since you were last here' +
+        (reply.missed > 20 ? ' (use “Load older messages” to see them all).' : '.')]);
     }
     if (!resumed) $('text').focus();
     startRefresh();
@@ -310,14 +336,14 @@
       if (p.account_name && L.sameName(p.account_name, name)) {
         state.me = p.account_name;
         state.creds.name = p.account_name;
-        $('me').textContent = p.account_name;
+        setParts($('me'), [u(p.account_name)]);
       }
       if (back && L.roomKey(back) !== L.roomKey(L.GENERAL)) {
         await joinRoom(back, undefined, true);
       }
       if (resumed) systemLine('Reconnected.');
     } catch (e) {
-      showError('composer', e.message);
+      showError('composer', e);
     }
     refreshRooms();
     refreshUsers();
@@ -349,6 +375,10 @@
     hideSecret();
     $('rooms').textContent = '';
     $('users').textContent = '';
+    state.users.clear();
+    // Nothing the signed-out account did is anybody's business now.
+    ERROR_SLOTS.forEach(clearError);
+    ['signin-info', 'invite-info'].forEach(function (id) { $(id).textContent = ''; });
     showSignIn();
     if (ws && ws.readyState === WebSocket.OPEN) {
       // Say goodbye, then start a fresh connection for the next sign-in.
@@ -391,15 +421,22 @@
     v.name = room;
     v.list.dataset.room = room;
     state.views.forEach(function (o) { o.list.hidden = o !== v; });
-    $('room-title').textContent = room;
-    $('users-room').textContent = room;
-    $('invite-room').textContent = room;
+    setParts($('room-title'), [u(room)]);
+    setParts($('users-room'), [u(room)]);
+    setParts($('invite-room'), [u(room)]);
     $('exit').hidden = isGeneral(room);
     $('invite-form').hidden = isGeneral(room);
     updateOlderButton();
     updateTarget();
     markCurrentRoom();
-    if (changed) document.title = room + ' · jimd chat';
+    if (changed) {
+      document.title = L.isolate(room) + ' · jimd chat';
+      // Errors about entering, leaving or using the previous room are moot in this one.
+      clearErrors('room');
+      $('invite-info').textContent = '';
+      state.users.clear();
+      $('users').textContent = '';
+    }
     scrollToBottom(true);
   }
 
@@ -429,11 +466,41 @@
     return s;
   }
 
+  // ---------------------------------------------------------------- user text and bidi
+  // Every piece of user text (names, room names, statuses, message texts, server notices) goes
+  // into its own <bdi>: a bidi isolate whose direction comes from its own first strong letter,
+  // so right-to-left text or an unclosed override (U+202E) in it cannot reorder what follows.
+
+  /** A user-text part for parts()/setParts(): `text` isolated, with class `cls`. */
+  function u(text, cls) { return { user: String(text), cls: cls }; }
+
+  /** A <bdi> holding user text. */
+  function bdi(text, cls) {
+    var b = document.createElement('bdi');
+    if (cls) b.className = cls;
+    b.textContent = text;
+    return b;
+  }
+
+  /** A fragment of plain strings (our own words) and u() parts (user text, isolated). */
+  function parts(list) {
+    var f = document.createDocumentFragment();
+    (Array.isArray(list) ? list : [list]).forEach(function (p) {
+      f.appendChild(typeof p === 'string' ? document.createTextNode(p) : bdi(p.user, p.cls));
+    });
+    return f;
+  }
+
+  function setParts(el, list) {
+    el.textContent = '';
+    el.appendChild(parts(list));
+  }
+
   function smallButton(text, onClick, label) {
     var b = document.createElement('button');
     b.type = 'button';
     b.className = 'small';
-    b.textContent = text;
+    b.appendChild(parts(text));
     if (label) b.setAttribute('aria-label', label);
     b.addEventListener('click', onClick);
     return b;
@@ -462,14 +529,23 @@
     if (d.private) {
       head.appendChild(span('badge', 'private'));
       head.appendChild(document.createTextNode(' '));
-      head.appendChild(span('from', d.mine ? 'you → ' + d.peer : m.from + ' → you'));
+      var from = document.createElement('span');
+      from.className = 'from';
+      from.appendChild(parts(d.mine ? ['you → ', u(d.peer)] : [u(m.from), ' → you']));
+      head.appendChild(from);
     } else {
-      head.appendChild(span('from', m.from));
+      head.appendChild(bdi(String(m.from), 'from'));
     }
     head.appendChild(document.createTextNode(': '));
     li.appendChild(head);
-    li.appendChild(span('body', m.message));
-    if (extra.note) li.appendChild(span('note', ' ' + extra.note));
+    li.appendChild(bdi(m.message, 'body'));
+    if (extra.note) {
+      var note = document.createElement('span');
+      note.className = 'note';
+      note.appendChild(document.createTextNode(' '));
+      note.appendChild(parts(extra.note));
+      li.appendChild(note);
+    }
     if (d.private && d.peer) {
       var peer = d.peer;
       li.appendChild(smallButton('Reply', function () { setTarget(peer); $('text').focus(); },
@@ -477,7 +553,14 @@
     }
     var atEnd = idx < 0 || idx === v.ids.length;
     var follow = v.key === L.roomKey(state.room) && (atBottom() || d.mine);
-    if (atEnd) {
+    var win = state.histWin;
+    if (atEnd && m.history === true && win && win.key === v.key) {
+      // Recent history pushed after a sign-in or join: above the lines that reply led to.
+      var after = win.after && win.after.parentNode === v.list ? win.after : null;
+      v.list.insertBefore(li, after ? after.nextSibling : v.list.firstChild);
+      win.after = li;
+      if (idx >= 0) v.ids.push(m.id);
+    } else if (atEnd) {
       v.list.appendChild(li);   // the newest: after everything, system lines included
       if (idx >= 0) v.ids.push(m.id);
     } else {
@@ -489,15 +572,24 @@
       if (!d.private && (v.oldest === null || m.id < v.oldest)) v.oldest = m.id;
     }
     if (atEnd && follow) scrollToBottom(true);
+    // Somebody not in the people list spoke in this room (#general has no join events).
+    if (!d.private && !m.history && v.key === L.roomKey(state.room) && typeof m.from === 'string' &&
+        !d.mine && !state.users.has(m.from.toLowerCase())) soon('users', refreshUsers);
   }
 
-  /** A line from the client or server (not a chat message), in the current view. */
+  /**
+   * A line from the client or server (not a chat message), in the current view. `text` is a
+   * string of our own words or a parts() list with the user text in u().
+   */
   function systemLine(text, kind, extraNode) {
     var v = currentView();
     var li = document.createElement('li');
     li.className = 'sys' + (kind ? ' ' + kind : '');
     li.appendChild(timeEl());
-    li.appendChild(span('body', text));
+    var body = document.createElement('span');
+    body.className = 'body';
+    body.appendChild(parts(text));
+    li.appendChild(body);
     if (extraNode) {
       li.appendChild(document.createTextNode(' '));
       li.appendChild(extraNode);
@@ -509,17 +601,25 @@
   }
 
   function onEvent(f) {
+    if (f.event === 'status' && typeof f.user === 'string') {
+      setStatus(f.user, typeof f.status === 'string' ? f.status : '');
+      return;
+    }
     if (typeof f.user !== 'string' || typeof f.room !== 'string') return;
-    var verb = f.event === 'join' ? 'joined' : f.event === 'leave' ? 'left' : f.event;
+    if (f.event !== 'join' && f.event !== 'leave') return;
+    var verb = f.event === 'join' ? 'joined' : 'left';
     var v = view(f.room);
     var li = document.createElement('li');
     li.className = 'sys event';
     li.appendChild(timeEl());
-    li.appendChild(span('body', f.user + ' ' + verb + ' ' + f.room));
+    var body = document.createElement('span');
+    body.className = 'body';
+    body.appendChild(parts([u(f.user), ' ' + verb + ' ', u(f.room)]));
+    li.appendChild(body);
     var follow = atBottom();
     v.list.appendChild(li);
     if (follow && v.key === L.roomKey(state.room)) scrollToBottom(true);
-    // Coalesced: a busy room's events cost one users/rooms request per half second.
+    // Who is here and the room counts changed. Coalesced: a burst of events costs one request.
     if (v.key === L.roomKey(state.room)) soon('users', refreshUsers);
     soon('rooms', refreshRooms);
   }
@@ -527,23 +627,24 @@
   var soonTimers = {};
   function soon(key, fn) {
     if (soonTimers[key]) return;
-    soonTimers[key] = setTimeout(function () { soonTimers[key] = null; fn(); }, 500);
+    soonTimers[key] = setTimeout(function () { soonTimers[key] = null; fn(); }, EVENT_REFRESH_MS);
   }
 
   function onInvite(f) {
     if (typeof f.room !== 'string') return;
     var room = f.room;
-    var b = smallButton('join ' + room, function () {
-      joinRoom(room).catch(function (e) { showError('composer', e.message); });
+    var b = smallButton(['join ', u(room)], function () {
+      clearError('composer');
+      joinRoom(room).catch(function (e) { showError('composer', e); });
     });
     b.className = 'small invite-join';
-    systemLine((f.from || 'Someone') + ' invited you to ' + room + '.', 'invite', b);
+    systemLine([typeof f.from === 'string' ? u(f.from) : 'Someone', ' invited you to ', u(room), '.'], 'invite', b);
     refreshRooms();
   }
 
   function onNotice(f) {
     var text = typeof f.text === 'string' ? f.text : 'notice from the server';
-    systemLine('Server: ' + text, 'notice');
+    systemLine(['Server: ', u(text)], 'notice');
     if (/signed in from another/i.test(text)) {
       // Another window took over this account: do not fight it for the connection.
       state.noReconnect = true;
@@ -577,9 +678,9 @@
       $('log').removeAttribute('aria-busy');
       w.scrollTop = w.scrollHeight - fromBottom;  // keep what was on screen in place
       if (msgs.length < HISTORY_PAGE) v.done = true;
-      if (!msgs.length) systemLine('No older messages in ' + v.name + '.');
+      if (!msgs.length) systemLine(['No older messages in ', u(v.name), '.']);
     } catch (e) {
-      showError('composer', e.message);
+      showError('composer', e);
     } finally {
       updateOlderButton();
     }
@@ -596,7 +697,7 @@
       updateOlderButton();
       scrollToBottom(true);
     } catch (e) {
-      showError('composer', e.message);
+      showError('composer', e);
     }
   }
 
@@ -607,14 +708,14 @@
     if (password) fields.password = password;
     var r = await request('join', fields);
     if (r.response === 403 && !password) {
-      var e = new Error(L.describeError(r) + ': type the room password.');
+      var e = replyFailure(r);
       e.needsPassword = true;
       throw e;
     }
     expect(r, [200]);
     setTarget(null);
     enterRoom(r.room);
-    if (!quiet) systemLine('You are now in ' + r.room + '.');
+    if (!quiet) systemLine(['You are now in ', u(r.room), '.']);
     refreshUsers();
     refreshRooms();
     return r;
@@ -626,7 +727,7 @@
     enterRoom(r.room);
     view(r.room).done = true;   // a new room has no history
     updateOlderButton();
-    systemLine('You created ' + r.room + ' and are now in it.');
+    systemLine(['You created ', u(r.room), ' and are now in it.']);
     showSecret(r.room, r.password);
     refreshUsers();
     refreshRooms();
@@ -638,7 +739,7 @@
     setTarget(null);
     hideSecret();
     enterRoom(r.room);
-    systemLine('You are back in ' + r.room + '.');
+    systemLine(['You are back in ', u(r.room), '.']);
     refreshUsers();
     refreshRooms();
     await loadRecent(r.room);
@@ -648,7 +749,7 @@
     var r = expect(await request('invite', { room: state.room.replace(/^#/, ''), user: user }), [200]);
     var who = r.user || user;
     var where = r.room || state.room;
-    systemLine(who + ' is invited to ' + where + ' (a member now: no password needed).');
+    systemLine([u(who), ' is invited to ', u(where), ' (a member now: no password needed).']);
     return r;
   }
 
@@ -671,11 +772,13 @@
       b.type = 'button';
       b.className = 'room-button';
       b.dataset.room = info.room;
-      b.appendChild(span('room-name', info.room));
-      var meta = (info.online || 0) + ' online';
-      if (info.owner) meta += ' · owner ' + info.owner;
-      if (!info.member) meta += ' · password';
-      b.appendChild(span('room-meta', meta));
+      b.appendChild(bdi(info.room, 'room-name'));
+      var meta = [(info.online || 0) + ' online'];
+      if (typeof info.owner === 'string') meta.push(' · owner ', u(info.owner));
+      if (!info.member) meta.push(' · password');
+      var m = span('room-meta', '');
+      m.appendChild(parts(meta));
+      b.appendChild(m);
       b.addEventListener('click', function () { onRoomClick(info); });
       li.appendChild(b);
       ul.appendChild(li);
@@ -693,6 +796,7 @@
 
   function onRoomClick(info) {
     clearError('join');
+    clearError('composer');
     if (L.roomKey(info.room) === L.roomKey(state.room)) {
       closeSideOnPhone();
       $('text').focus();
@@ -702,12 +806,12 @@
       $('join-room').value = info.room;
       $('join-password').value = '';
       $('join-password').focus();
-      $('join-error').textContent = info.room + ' needs its password.';
+      showError('join', info.room + ' needs its password.', 'room');
       return;
     }
     var go = isGeneral(info.room) ? exitRoom() : joinRoom(info.room);
     go.then(function () { closeSideOnPhone(); $('text').focus(); })
-      .catch(function (e) { showError('join', e.message); });
+      .catch(function (e) { showError('join', e); });
   }
 
   async function refreshUsers() {
@@ -721,14 +825,19 @@
   function renderUsers(users) {
     var ul = $('users');
     ul.textContent = '';
-    users.forEach(function (u) {
-      if (typeof u.account_name !== 'string') return;
+    state.users.clear();
+    users.forEach(function (who) {
+      if (typeof who.account_name !== 'string') return;
       var li = document.createElement('li');
-      var mine = L.sameName(u.account_name, state.me);
-      li.appendChild(span('user-name', u.account_name + (mine ? ' (you)' : '')));
-      if (u.status) li.appendChild(span('user-status', ' ' + u.status));
+      li.dataset.user = who.account_name.toLowerCase();
+      state.users.add(li.dataset.user);
+      var mine = L.sameName(who.account_name, state.me);
+      var nameEl = span('user-name', '');
+      nameEl.appendChild(parts(mine ? [u(who.account_name), ' (you)'] : [u(who.account_name)]));
+      li.appendChild(nameEl);
+      li.appendChild(bdi(typeof who.status === 'string' ? who.status : '', 'user-status'));
       if (!mine) {
-        var name = u.account_name;
+        var name = who.account_name;
         li.appendChild(smallButton('Message', function () {
           setTarget(name);
           closeSideOnPhone();
@@ -739,9 +848,24 @@
     });
   }
 
+  /** A `status` event: the new status of `user` in the people list, at once. */
+  function setStatus(user, status) {
+    var li = $('users').querySelector('li[data-user="' + CSS.escape(user.toLowerCase()) + '"]');
+    var el = li && li.querySelector('.user-status');
+    if (el) el.textContent = status;
+  }
+
+  function refreshNow() {
+    if (!state.signedIn) return;
+    refreshRooms();
+    refreshUsers();
+  }
+
   function startRefresh() {
     stopRefresh();
-    state.refresh = setInterval(function () { refreshRooms(); refreshUsers(); }, REFRESH_MS);
+    state.refresh = setInterval(function () {
+      if (document.visibilityState !== 'hidden') refreshNow();
+    }, REFRESH_MS);
   }
 
   function stopRefresh() {
@@ -752,7 +876,7 @@
   // ---------------------------------------------------------------- the room password, once
 
   function showSecret(room, password) {
-    $('secret-room').textContent = room;
+    setParts($('secret-room'), [u(room)]);
     $('secret-value').value = password || '';
     $('secret-status').textContent = '';
     $('secret').hidden = false;
@@ -785,23 +909,26 @@
   // ---------------------------------------------------------------- composer
 
   function setTarget(account) {
+    var changed = (account || null) !== state.target;
     state.target = account || null;
     updateTarget();
+    // A refused private message (no such account) is about the conversation just left.
+    if (changed) clearErrors('action', ['composer']);
   }
 
   function updateTarget() {
     var t = state.target;
-    $('target-label').textContent = t ? 'Private message to ' + t : 'To ' + state.room;
+    setParts($('target-label'), t ? ['Private message to ', u(t)] : ['To ', u(state.room)]);
     $('target-clear').hidden = !t;
-    $('target-clear').textContent = 'Back to ' + state.room;
+    setParts($('target-clear'), ['Back to ', u(state.room)]);
     $('composer').classList.toggle('private', !!t);
-    $('text').placeholder = t ? 'Private message to ' + t : 'Message ' + state.room;
+    $('text').placeholder = t ? 'Private message to ' + L.isolate(t) : 'Message ' + L.isolate(state.room);
   }
 
   async function sendMessage(text, to) {
     var r = expect(await request('msg', { message: text, to: to }), [200, 202]);
     var note = '';
-    if (r.response === 202) note = '(' + to + ' is offline: delivered when they sign in)';
+    if (r.response === 202) note = ['(', u(to), ' is offline: delivered when they sign in)'];
     addMessage({ id: r.id, time: r.time, from: state.me, to: to, message: text }, { note: note });
   }
 
@@ -812,7 +939,7 @@
     var text = box.value;
     var c = L.parseCommand(text);
     if (c.kind === 'error') {
-      if (text.trim()) showError('composer', c.error);
+      if (text.trim()) showError('composer', c.error, 'action');
       return;
     }
     box.value = '';
@@ -836,7 +963,7 @@
         box.value = text;   // nothing lost: the text is back for another try
         autosize();
       }
-      showError('composer', e.message);
+      showError('composer', e);
     }
   }
 
@@ -848,19 +975,76 @@
 
   // ---------------------------------------------------------------- errors
 
-  function showError(where, text) {
+  // Each error slot (<p id="WHERE-error">) keeps the cause of its text in data-cause, and the
+  // text goes as soon as that cause is gone:
+  //   connection  the server could not be reached or was full: once signed in again (on the
+  //               sign-in form: once a connection opens)
+  //   rate        a 429: after its retry_after
+  //   room        about entering, leaving or using a room: when the current room changes
+  //   signin      a refused sign-in: on the next attempt, on editing the form, on signing in
+  //   action      anything else: on the next attempt or on editing that form
+  // Signing out clears them all. The texts are plain words, never protocol internals.
+  var ERROR_SLOTS = ['signin', 'composer', 'join', 'create', 'invite'];
+  var errorTimers = {};
+
+  /** An Error whose message is fit to show to people, with its cause (see above). */
+  function failure(text, cause, extra) {
+    var e = new Error(text);
+    e.plain = true;
+    e.why = cause || 'action';
+    Object.keys(extra || {}).forEach(function (k) { e[k] = extra[k]; });
+    return e;
+  }
+
+  /**
+   * Shows an error next to the form `where`: `err` is a string of our own words (with
+   * `cause`) or an Error (a failure() keeps its words; anything else is a bug in this page,
+   * logged to the console and shown in general words).
+   */
+  function showError(where, err, cause) {
     var el = $(where + '-error');
     if (!el) return;
+    var text, why = cause || 'action', retryMs = 0;
+    if (typeof err === 'string') {
+      text = err;
+    } else if (err && err.plain) {
+      text = err.message;
+      why = cause || err.why;
+      retryMs = err.retryMs || 0;
+    } else {
+      console.error('jimd web client:', err);
+      text = 'Something went wrong in this page. If it happens again, reload the page.';
+    }
+    clearTimeout(errorTimers[where]);
     el.textContent = text;
+    el.dataset.cause = why;
+    if (retryMs) errorTimers[where] = setTimeout(function () { clearError(where); }, retryMs);
   }
 
   function clearError(where) {
     var el = $(where + '-error');
-    if (el) el.textContent = '';
+    clearTimeout(errorTimers[where]);
+    if (!el) return;
+    el.textContent = '';
+    delete el.dataset.cause;
+  }
+
+  /** Clears the errors of cause `cause` (in the slots `slots`, default all). */
+  function clearErrors(cause, slots) {
+    (slots || ERROR_SLOTS).forEach(function (where) {
+      var el = $(where + '-error');
+      if (el && el.dataset.cause === cause) clearError(where);
+    });
+  }
+
+  /** The user edits the form: errors about what was there go (not connection or rate ones). */
+  function clearOnEdit(where) {
+    var el = $(where + '-error');
+    if (el && el.dataset.cause !== 'connection' && el.dataset.cause !== 'rate') clearError(where);
   }
 
   function fieldError(where, text, input) {
-    showError(where, text);
+    showError(where, text, 'action');
     if (input) input.focus();
   }
 
@@ -897,7 +1081,7 @@
       ev.preventDefault();
       clearError(where);
       Promise.resolve().then(fn).catch(function (e) {
-        showError(where, e.message);
+        showError(where, e);
         if (e.needsPassword) $('join-password').focus();
       });
     };
@@ -921,12 +1105,12 @@
     $('exit').addEventListener('click', function () {
       clearError('composer');
       exitRoom().then(function () { $('text').focus(); })
-        .catch(function (e) { showError('composer', e.message); });
+        .catch(function (e) { showError('composer', e); });
     });
     $('join-form').addEventListener('submit', formHandler('join', async function () {
       var room = $('join-room').value.trim();
       var problem = L.roomNameProblem(room);
-      if (problem) { $('join-room').focus(); throw new Error(problem); }
+      if (problem) { $('join-room').focus(); throw failure(problem); }
       var pw = $('join-password').value;
       await joinRoom(room, pw || undefined);
       $('join-room').value = '';
@@ -937,7 +1121,7 @@
     $('create-form').addEventListener('submit', formHandler('create', async function () {
       var room = $('create-room').value.trim();
       var problem = L.roomNameProblem(room);
-      if (problem) { $('create-room').focus(); throw new Error(problem); }
+      if (problem) { $('create-room').focus(); throw failure(problem); }
       await createRoom(room);
       $('create-room').value = '';
       closeSideOnPhone();
@@ -945,14 +1129,24 @@
     $('invite-form').addEventListener('submit', formHandler('invite', async function () {
       var user = $('invite-user').value.trim();
       var problem = L.accountNameProblem(user);
-      if (problem) { $('invite-user').focus(); throw new Error(problem); }
+      if (problem) { $('invite-user').focus(); throw failure(problem); }
       $('invite-info').textContent = '';
       var r = await inviteUser(user);
-      $('invite-info').textContent = (r.user || user) + ' is invited.';
+      setParts($('invite-info'), [u(r.user || user), ' is invited.']);
       $('invite-user').value = '';
     }));
     $('rooms-refresh').addEventListener('click', refreshRooms);
     $('users-refresh').addEventListener('click', refreshUsers);
+    [['signin', ['name', 'password', 'password2']], ['composer', ['text']],
+      ['join', ['join-room', 'join-password']], ['create', ['create-room']], ['invite', ['invite-user']]]
+      .forEach(function (slot) {
+        slot[1].forEach(function (id) {
+          $(id).addEventListener('input', function () { clearOnEdit(slot[0]); });
+        });
+      });
+    document.addEventListener('visibilitychange', function () {
+      if (document.visibilityState === 'visible') refreshNow();
+    });
     $('secret-copy').addEventListener('click', copySecret);
     $('secret-close').addEventListener('click', function () { hideSecret(); $('text').focus(); });
     $('signout').addEventListener('click', signOut);

@@ -97,17 +97,112 @@
     return '';
   }
 
-  /** Human text for an error reply: the server's own words, plus the wait for a 429. */
-  function describeError(reply) {
-    if (!reply) return 'No reply from the server.';
-    var text = typeof reply.error === 'string' && reply.error ? reply.error : 'error ' + reply.response;
+  function sentence(text) {
+    text = String(text).trim();
+    if (!text) return text;
     text = text.charAt(0).toUpperCase() + text.slice(1);
-    if (reply.response === 429 && typeof reply.retry_after === 'number') {
-      var s = Math.max(0.1, Math.round(reply.retry_after * 10) / 10);
-      text += ' (try again in ' + s + ' s)';
+    return /[.!?…]$/.test(text) ? text : text + '.';
+  }
+
+  function seconds(retryAfter) {
+    return Math.max(0.1, Math.round(retryAfter * 10) / 10);
+  }
+
+  // Server texts the client knows, reworded for people. Each entry: [pattern, words(match)].
+  var KNOWN_ERRORS = [
+    [/^no such room (#[A-Za-z0-9_-]+)/i, function (m) { return 'There is no room ' + m[1] + '.'; }],
+    [/^no such account ([A-Za-z0-9_.-]+)/i, function (m) { return 'There is no account ' + m[1] + '.'; }],
+    [/^wrong password for (#[A-Za-z0-9_-]+)/i, function (m) { return 'Wrong password for ' + m[1] + '.'; }],
+    [/^(#[A-Za-z0-9_-]+) needs a password/i, function (m) { return m[1] + ' needs its password.'; }],
+    [/^you are not in (#[A-Za-z0-9_-]+)/i, function (m) { return 'You are not in ' + m[1] + ': join it first.'; }],
+    [/^you are not a member of (#[A-Za-z0-9_-]+)/i, function (m) { return 'You are not a member of ' + m[1] + '.'; }],
+    [/^only the owner of (#[A-Za-z0-9_-]+)/i, function (m) { return 'Only the owner of ' + m[1] + ' can invite people to it.'; }],
+    [/^room name (#?[A-Za-z0-9_-]+) is taken/i, function (m) { return 'There is already a room ' + roomName(m[1]) + '.'; }],
+    [/^account name ([A-Za-z0-9_.-]+) is taken/i, function (m) { return 'The name ' + m[1] + ' is already taken.'; }],
+    [/^#general is built in/i, function () { return '#general always exists: choose another name.'; }],
+    [/passwords differ/i, function () { return 'The two passwords differ. Type the password twice again.'; }],
+    [/^already signed in as ([A-Za-z0-9_.-]+)/i, function (m) { return 'You are already signed in as ' + m[1] + '.'; }]
+  ];
+
+  // What each code means when the server's text is not one the client knows.
+  var CODE_WORDS = {
+    400: 'The server did not accept that request.',
+    401: 'You are not signed in. Sign in again.',
+    402: 'Wrong password.',
+    403: 'You are not allowed to do that.',
+    404: 'That does not exist.',
+    409: 'That name is already taken.',
+    413: 'That is too long for the server.',
+    429: 'Too many attempts: wait a moment.',
+    500: 'Something went wrong on the server. Try again.',
+    503: 'The server is full or restarting. Try again in a moment.'
+  };
+
+  // Words that only mean something to programmers (protocol fields, options, formats).
+  var INTERNALS = /["'{}\[\]();=_\\<>]|\b(json|frame|field|presence|authenticate|tag|action|max-[a-z]+|bytes?|closing|null|undefined|utf-?8|errno|exception)\b/i;
+
+  /**
+   * An error reply in plain words for people, never protocol internals. `action` is the request
+   * it answers ('msg', 'join', 'authenticate', ...; optional). Known server texts are reworded,
+   * plain ones are kept, the rest say what the code means. A 429 says when to try again.
+   */
+  function describeError(reply, action) {
+    if (!reply || typeof reply.response !== 'number') return 'The server did not answer. Try again.';
+    var code = reply.response;
+    var raw = typeof reply.error === 'string' ? reply.error.trim() : '';
+    var text = '';
+    for (var i = 0; i < KNOWN_ERRORS.length && !text; i++) {
+      var m = KNOWN_ERRORS[i][0].exec(raw);
+      if (m) text = KNOWN_ERRORS[i][1](m);
+    }
+    if (!text) {
+      if (code === 402) text = 'Wrong password.';
+      else if (code === 429) {
+        text = action === 'msg' ? 'Too many messages: slow down.'
+          : action === 'authenticate' || action === 'register' ? 'Too many failed sign-ins for this account.'
+          : CODE_WORDS[429];
+      } else if (code === 413) {
+        text = action === 'msg' ? 'That message is too long.' : CODE_WORDS[413];
+      } else if (code === 404 && action === 'join') text = 'There is no such room.';
+      else if (code === 404 && action === 'msg') text = 'There is no such account.';
+      else if (code === 500 || code === 503) text = CODE_WORDS[code];
+      else if (raw && raw.length <= 120 && !INTERNALS.test(raw)) text = sentence(raw);
+      else text = CODE_WORDS[code] || 'The server could not do that.';
+    }
+    if (code === 429 && typeof reply.retry_after === 'number' && isFinite(reply.retry_after)) {
+      text = text.replace(/\.$/, '') + ' (try again in ' + seconds(reply.retry_after) + ' s).';
     }
     return text;
   }
+
+  /**
+   * Why an error reply happened, which says when its text may go: 'rate' (a 429: gone after
+   * retry_after), 'connection' (the server is busy, restarting or gone: gone once signed in
+   * again), 'room' (about entering, leaving or using a room: gone when the current room
+   * changes), 'signin', or 'action' (gone when the user edits or sends again).
+   */
+  function errorCause(action, reply) {
+    var code = reply && reply.response;
+    if (code === 429) return 'rate';
+    if (code === 503 || code === 401 || !reply) return 'connection';
+    if (action === 'authenticate' || action === 'register' || action === 'presence') return 'signin';
+    if (['join', 'create', 'exit', 'leave', 'invite', 'history', 'users'].indexOf(action) >= 0) return 'room';
+    if (action === 'msg' && code === 403) return 'room';
+    return 'action';
+  }
+
+  /** Milliseconds until a 429's wait is over (0 when the reply has none). */
+  function retryAfterMs(reply) {
+    if (!reply || reply.response !== 429 || typeof reply.retry_after !== 'number' || !isFinite(reply.retry_after)) return 0;
+    return Math.max(100, Math.ceil(reply.retry_after * 1000));
+  }
+
+  /**
+   * User text (a name, a status, a message) isolated for bidi in a plain string (a title, a
+   * placeholder): FIRST STRONG ISOLATE ... POP DIRECTIONAL ISOLATE, so that an override or
+   * right-to-left text inside cannot reorder what follows it. In the DOM use <bdi> instead.
+   */
+  function isolate(text) { return '\u2068' + String(text) + '\u2069'; }
 
   function isError(reply) { return !reply || typeof reply.response !== 'number' || reply.response >= 400; }
 
@@ -261,6 +356,9 @@
     roomKey: roomKey,
     sameName: sameName,
     describeError: describeError,
+    errorCause: errorCause,
+    retryAfterMs: retryAfterMs,
+    isolate: isolate,
     isError: isError,
     parseCommand: parseCommand,
     Pending: Pending,

@@ -201,6 +201,40 @@ async function signUp(page, name, password, { mismatchFirst = false } = {}) {
   assert(me === name, `signed in as ${me}, expected ${name}`);
 }
 
+/** Texts of the lines (messages and system lines) of the room shown, in page order. */
+async function lines(page) {
+  return shown(page).locator(':scope > li').allTextContents();
+}
+
+/** Index of the first line containing `part` (-1 if none). */
+function lineIndex(texts, part) { return texts.findIndex((t) => t.includes(part)); }
+
+/** Waits until the element's text is empty; returns how long that took (ms). */
+async function becomesEmpty(page, selector, ms = STEP_MS) {
+  const t0 = Date.now();
+  await page.waitForFunction((sel) => document.querySelector(sel).textContent === '', selector, { timeout: ms });
+  return Date.now() - t0;
+}
+
+/**
+ * The fonts Chromium really used to draw the text of the `index`-th element matching
+ * `selector` (DevTools protocol, CSS.getPlatformFontsForNode): [{familyName, glyphCount}].
+ */
+async function fontsUsed(page, selector, index) {
+  const cdp = await page.context().newCDPSession(page);
+  try {
+    await cdp.send('DOM.enable');
+    await cdp.send('CSS.enable');
+    const { root } = await cdp.send('DOM.getDocument', { depth: -1 });
+    const { nodeIds } = await cdp.send('DOM.querySelectorAll', { nodeId: root.nodeId, selector });
+    assert(index < nodeIds.length, `no element ${index} for ${selector}`);
+    const { fonts } = await cdp.send('CSS.getPlatformFontsForNode', { nodeId: nodeIds[index] });
+    return fonts;
+  } finally {
+    await cdp.detach().catch(() => {});
+  }
+}
+
 async function signIn(page, name, password) {
   await page.locator('#name').fill(name);
   await page.locator('#password').fill(password);
@@ -212,6 +246,27 @@ async function signIn(page, name, password) {
 
 const results = [];
 let failed = false;
+
+/**
+ * A check inside the current run that does not stop the steps after it when it fails (it only
+ * reads the pages): each behaviour is reported on its own, also when several are broken.
+ */
+async function check(name, fn) {
+  if (failed) {
+    results.push({ name, ok: false, skipped: true });
+    console.log(`not run - ${name}`);
+    return;
+  }
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push({ name, ok: true });
+    console.log(`ok - ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    results.push({ name, ok: false });
+    console.log(`FAILED - ${name} (${Date.now() - t0} ms)\n  ${String(e && e.stack || e).split('\n').join('\n  ')}`);
+  }
+}
 
 async function step(name, fn) {
   if (failed) {
@@ -270,6 +325,8 @@ async function main() {
       await carol.ready;
       const r = await carol.request({ action: 'register', user: { account_name: 'carol', password: 'carol-pw' } });
       assert(r.response === 201, `register carol: ${JSON.stringify(r)}`);
+      const m = await carol.request({ action: 'msg', message: 'carol was here first' });
+      assert(m.response === 200, `carol's first message: ${JSON.stringify(m)}`);
     });
 
     browser = await chromium.launch({
@@ -298,6 +355,14 @@ async function main() {
     await step('alice signs up in the browser (password typed twice)', async () => {
       await signUp(alice, 'alice', 'alice-pw');
       await seeMessage(alice, 'Welcome, alice');
+      await seeMessage(alice, 'carol was here first');
+    });
+
+    await check('the welcome line comes after the history it follows', async () => {
+      const texts = await lines(alice);
+      const history = lineIndex(texts, 'carol was here first');
+      const welcome = lineIndex(texts, 'Welcome, alice');
+      assert(history >= 0 && welcome > history, `history at ${history}, welcome at ${welcome}: ${JSON.stringify(texts)}`);
     });
 
     await step('bob signs up; passwords that differ are refused and asked again', async () => {
@@ -329,9 +394,19 @@ async function main() {
 
     await step('errors are shown next to the input', async () => {
       await say(alice, '/join nosuchroom');
-      await alice.locator('#composer-error', { hasText: /no such room/i }).waitFor({ timeout: STEP_MS });
+      await alice.locator('#composer-error', { hasText: /#nosuchroom/i }).waitFor({ timeout: STEP_MS });
       await say(alice, '/frobnicate');
       await alice.locator('#composer-error', { hasText: /unknown command/i }).waitFor({ timeout: STEP_MS });
+    });
+
+    await check('errors are in plain words and go when the text that caused them is edited', async () => {
+      await say(alice, '/join nosuchroom');
+      const text = await alice.locator('#composer-error', { hasText: /#nosuchroom/ }).textContent();
+      assert(text === 'There is no room #nosuchroom.', `error text: ${JSON.stringify(text)}`);
+      await alice.locator('#text').press('End');
+      await alice.locator('#text').type('x');
+      await becomesEmpty(alice, '#composer-error', 3000);
+      await alice.locator('#text').fill('');
     });
 
     let roomPassword = '';
@@ -363,8 +438,8 @@ async function main() {
     });
 
     await step('alice and bob talk in #den; carol in #general does not see it', async () => {
-      await say(bob, 'Nice den, alice');
-      await seeMessage(alice, 'Nice den, alice');
+      await say(bob, 'Nice den, alice 🎉 很好');
+      await seeMessage(alice, 'Nice den, alice 🎉 很好');
       await say(alice, 'Welcome to the den, bob');
       await seeMessage(bob, 'Welcome to the den, bob');
       const r = await carol.request({ action: 'rooms' });
@@ -389,6 +464,58 @@ async function main() {
       const r = await carol.request({ action: 'msg', to: 'alice', message: 'carol here, from a terminal' });
       assert(r.response === 200 && r.delivered === 1, `carol's private msg: ${JSON.stringify(r)}`);
       await shown(alice).locator('li.msg.private', { hasText: 'carol here, from a terminal' }).waitFor({ timeout: STEP_MS });
+    });
+
+    await check('emoji and CJK are drawn with fonts that have them (no boxes)', async () => {
+      const sel = '.messages:not([hidden]) li.msg .body';
+      const bodies = await alice.locator(sel).allTextContents();
+      const i = bodies.indexOf('Nice den, alice 🎉 很好');
+      assert(i >= 0, `message not found in ${JSON.stringify(bodies)}`);
+      const fonts = await fontsUsed(alice, sel, i);
+      const names = fonts.map((f) => `${f.familyName} (${f.glyphCount})`).join(', ');
+      assert(fonts.some((f) => /emoji/i.test(f.familyName)), `no emoji font drew 🎉: ${names}`);
+      assert(fonts.some((f) => /wenquanyi|cjk|hei|fallback|mincho|gothic|song|ming/i.test(f.familyName)),
+        `no CJK font drew 很好: ${names}`);
+    });
+
+    await check('user text is isolated: an override in a message does not reverse what follows it', async () => {
+      const r = await carol.request({ action: 'msg', to: 'alice', message: '\u202Eevil override' });
+      assert(r.response === 200, `carol's msg: ${JSON.stringify(r)}`);
+      const li = shown(alice).locator('li.msg.private', { hasText: 'evil override' });
+      await li.waitFor({ timeout: STEP_MS });
+      const geo = await li.evaluate((el) => {
+        const body = el.querySelector('.body').getBoundingClientRect();
+        const button = el.querySelector('button').getBoundingClientRect();
+        return { bodyRight: body.right, buttonLeft: button.left };
+      });
+      assert(geo.buttonLeft >= geo.bodyRight - 1, `the Reply button is drawn before the message text: ${JSON.stringify(geo)}`);
+      // Every kind of user text sits in its own isolate.
+      const loose = await alice.evaluate(() => {
+        const isolated = (el) => /isolate|plaintext/.test(getComputedStyle(el).unicodeBidi);
+        const want = ['#me', '#room-title', '#users-room', '#target-label', '.messages li.msg .from',
+          '.messages li.msg .body', '#users .user-name', '#users .user-status', '#rooms .room-name'];
+        const bad = [];
+        for (const sel of want) {
+          const els = Array.from(document.querySelectorAll(sel));
+          if (!els.length) bad.push(`${sel}: none`);
+          for (const el of els) {
+            if (isolated(el)) continue;
+            const inner = Array.from(el.querySelectorAll('bdi'));
+            if (!inner.length || !inner.every(isolated)) bad.push(`${sel}: ${JSON.stringify(el.textContent.slice(0, 30))}`);
+          }
+        }
+        // Our own lines that name somebody or a room: the name is in an isolate.
+        for (const el of document.querySelectorAll('.messages li.sys .body, #rooms .room-meta')) {
+          const names = el.textContent.match(/\b(alice|bob|carol|dave)\b|#den\b/g) || [];
+          for (const n of names) {
+            if (!Array.from(el.querySelectorAll('bdi')).some((b) => isolated(b) && b.textContent === n)) {
+              bad.push(`${JSON.stringify(el.textContent.slice(0, 40))}: ${n} not isolated`);
+            }
+          }
+        }
+        return bad;
+      });
+      assert(loose.length === 0, `user text not isolated: ${loose.slice(0, 8).join('; ')}`);
     });
 
     await step('screenshot of the web client', async () => {
@@ -424,6 +551,13 @@ async function main() {
       await dave.locator('#older', { hasText: /no older/i }).waitFor({ timeout: STEP_MS });
     });
 
+    await check('dave\'s welcome line comes after the 20 messages of history it follows', async () => {
+      const texts = await lines(dave);
+      const last = lineIndex(texts, 'count 30');
+      const welcome = lineIndex(texts, 'Welcome, dave');
+      assert(last >= 0 && welcome > last, `count 30 at ${last}, welcome at ${welcome}: ${JSON.stringify(texts.slice(-6))}`);
+    });
+
     await step('phone layout: panel toggles, no horizontal scroll, 44 px touch targets, labelled inputs', async () => {
       const wide = await dave.evaluate(() => document.documentElement.scrollWidth);
       assert(wide <= 390, `page is ${wide} px wide on a 390 px screen`);
@@ -445,6 +579,16 @@ async function main() {
       await dave.waitForFunction(() => !document.body.classList.contains('side-open'), null, { timeout: STEP_MS });
     });
 
+    await step('dave tries #den with a wrong password', async () => {
+      await dave.locator('#side-toggle').click();
+      await dave.locator('#join-room').fill('den');
+      await dave.locator('#join-password').fill('not-the-password');
+      await dave.locator('#join-password').press('Enter');
+      await dave.locator('#join-error', { hasText: /wrong password for #den/i }).waitFor({ timeout: STEP_MS });
+      await dave.keyboard.press('Escape');
+      await dave.waitForFunction(() => !document.body.classList.contains('side-open'), null, { timeout: STEP_MS });
+    });
+
     await step('an invitation shows a clickable "join #den" notice', async () => {
       await say(alice, '/invite dave');
       await seeMessage(alice, 'dave is invited');
@@ -454,10 +598,40 @@ async function main() {
       await roomIs(dave, '#den');
       await seeMessage(dave, 'Welcome to the den, bob');   // the room's recent history
       await seeMessage(alice, 'dave joined #den');
+      await check('the wrong-password error is gone once dave is in the room', async () => {
+        const text = await dave.locator('#join-error').textContent();
+        assert(text === '', `#join-error still says ${JSON.stringify(text)}`);
+      });
+      await check('"You are now in #den" comes after the room\'s history', async () => {
+        const texts = await lines(dave);
+        const history = lineIndex(texts, 'Welcome to the den, bob');
+        const now = lineIndex(texts, 'You are now in #den');
+        assert(history >= 0 && now > history, `history at ${history}, "You are now in" at ${now}: ${JSON.stringify(texts)}`);
+      });
       await dave.locator('#exit').click();
       await roomIs(dave, '#general');
       await seeMessage(alice, 'dave left #den');
       await seeMessage(dave, 'count 30');
+    });
+
+    await check('people and room counts follow joins and exits in seconds (no 30 s poll)', async () => {
+      // alice and bob are in #den, dave in #general. carol (TCP) goes into #den and back.
+      const roomsText = (page) => page.evaluate(() => document.getElementById('rooms').textContent);
+      const usersText = (page) => page.evaluate(() => document.getElementById('users').textContent);
+      await dave.waitForFunction(() => /carol/.test(document.getElementById('users').textContent), null, { timeout: 8000 });
+      const t0 = Date.now();
+      const j = await carol.request({ action: 'join', room: 'den', password: roomPassword });
+      assert(j.response === 200, `carol joins #den: ${JSON.stringify(j)}`);
+      await alice.locator('#users li', { hasText: 'carol' }).waitFor({ timeout: 3000 });    // a join event
+      await waitUntil(async () => /#den3 online/.test(await roomsText(dave)), 8000, 'dave\'s room list: #den 3 online');
+      await waitUntil(async () => !/carol/.test(await usersText(dave)), 8000, 'carol gone from dave\'s people in #general');
+      const joined = Date.now() - t0;
+      const x = await carol.request({ action: 'exit' });
+      assert(x.response === 200, `carol exits: ${JSON.stringify(x)}`);
+      await waitUntil(async () => !/carol/.test(await usersText(alice)), 3000, 'carol gone from alice\'s people in #den');
+      await waitUntil(async () => /#den2 online/.test(await roomsText(dave)), 8000, 'dave\'s room list: #den 2 online');
+      await waitUntil(async () => /carol/.test(await usersText(dave)), 8000, 'carol back in dave\'s people in #general');
+      console.log(`  (counts followed carol's join in ${joined} ms)`);
     });
 
     await step('after a daemon restart the pages reconnect and sign in again by themselves', async () => {
@@ -465,12 +639,19 @@ async function main() {
       const stopped = await daemon.stop();
       assert(stopped && stopped.code === 0, `jimd exit after SIGTERM: ${JSON.stringify(stopped)}`);
       await alice.locator('#conn[data-state="offline"]').waitFor({ timeout: STEP_MS });
+      await say(alice, 'typed while offline');
+      await alice.locator('#composer-error', { hasText: /not connected/i }).waitFor({ timeout: STEP_MS });
       await daemon.start();
       for (const [p, room] of [[alice, '#den'], [bob, '#den'], [dave, '#general']]) {
         await p.waitForFunction(() => window.jimClient.signedIn, null, { timeout: 40000 });
         await roomIs(p, room);
       }
       await seeMessage(alice, 'Reconnected');
+      await check('"Not connected" goes once the page is connected again; the text is kept', async () => {
+        await becomesEmpty(alice, '#composer-error', 3000);
+        const kept = await alice.locator('#text').inputValue();
+        assert(kept === 'typed while offline', `the message box holds ${JSON.stringify(kept)}`);
+      });
       await say(alice, 'Back after the restart');
       await seeMessage(bob, 'Back after the restart');
       const texts = await shown(bob).locator('li.msg .body').allTextContents();
@@ -498,6 +679,8 @@ async function main() {
     });
 
     await step('sign out returns to the sign-in form; a wrong password is refused', async () => {
+      await say(bob, '/frobnicate');
+      await bob.locator('#composer-error', { hasText: /unknown command/i }).waitFor({ timeout: STEP_MS });
       await bob.locator('#signout').click();
       await bob.locator('#signin').waitFor({ state: 'visible', timeout: STEP_MS });
       await bob.waitForFunction(() => window.jimClient.connected, null, { timeout: STEP_MS });
@@ -505,11 +688,20 @@ async function main() {
       await bob.locator('#password').fill('not-bobs-password');
       await bob.locator('#password').press('Enter');
       await bob.locator('#signin-error', { hasText: /wrong password/i }).waitFor({ timeout: STEP_MS });
+      await check('a wrong password is said in plain words', async () => {
+        const text = await bob.locator('#signin-error').textContent();
+        assert(text === 'Wrong password.', `sign-in error: ${JSON.stringify(text)}`);
+      });
       await bob.waitForFunction(() => window.jimClient.connected, null, { timeout: STEP_MS });
       await bob.locator('#password').fill('bob-pw');
       await bob.locator('#password').press('Enter');
       await roomIs(bob, '#general');
       await seeMessage(bob, 'dave is back too');
+      await check('no error from before signing out is left over', async () => {
+        const left = await bob.evaluate(() => Array.from(document.querySelectorAll('.error'))
+          .map((el) => `${el.id}: ${el.textContent}`).filter((t) => !/: $/.test(t)));
+        assert(left.length === 0, `errors left: ${JSON.stringify(left)}`);
+      });
     });
 
     await step('no script errors and no request leaves the daemon', async () => {

@@ -65,15 +65,71 @@ test('account and room names follow the protocol rules', () => {
   assert.ok(!L.sameName('alice', null));
 });
 
-test('error replies read as the server wrote them, with the wait for a 429', () => {
-  assert.equal(L.describeError({ response: 404, error: 'no such room #x' }), 'No such room #x');
-  assert.equal(L.describeError({ response: 500 }), 'Error 500');
-  assert.equal(L.describeError({ response: 429, error: 'too many messages, slow down', retry_after: 0.25 }),
-    'Too many messages, slow down (try again in 0.3 s)');
-  assert.equal(L.describeError({ response: 429, error: 'slow down', retry_after: 0.001 }), 'Slow down (try again in 0.1 s)');
+test('error replies are said in plain words, never protocol internals', () => {
+  const say = (reply, action) => L.describeError(reply, action);
+  // Texts the server sends, reworded.
+  assert.equal(say({ response: 404, error: 'no such room #x' }, 'join'), 'There is no room #x.');
+  assert.equal(say({ response: 404, error: 'no such account bot (register it)' }, 'msg'), 'There is no account bot.');
+  assert.equal(say({ response: 403, error: 'wrong password for #den' }, 'join'), 'Wrong password for #den.');
+  assert.equal(say({ response: 403, error: '#Cats needs a password' }, 'join'), '#Cats needs its password.');
+  assert.equal(say({ response: 403, error: 'you are not in #Cats (join it first)' }, 'msg'), 'You are not in #Cats: join it first.');
+  assert.equal(say({ response: 409, error: '#general is built in' }, 'create'), '#general always exists: choose another name.');
+  assert.equal(say({ response: 402, error: 'wrong password; closing' }, 'authenticate'), 'Wrong password.');
+  assert.match(say({ response: 400, error: 'passwords differ; choose a password again' }, 'authenticate'), /^The two passwords differ\./);
+  // Internals are never shown: the code's meaning instead.
+  const internal = [
+    [{ response: 401, error: 'sign in first (presence, then authenticate; or register)' }, 'users'],
+    [{ response: 400, error: '"message" must not be empty' }, 'msg'],
+    [{ response: 413, error: '"message" is longer than 4096 bytes' }, 'msg'],
+    [{ response: 413, error: 'frame exceeds 65536 bytes; closing' }, 'msg'],
+    [{ response: 503, error: 'server full (max-clients reached)' }, null],
+    [{ response: 500, error: 'sign-in state lost; start again with presence' }, 'authenticate'],
+    [{ response: 400, error: 'invalid JSON: syntax error' }, 'rooms'],
+    [{ response: 400, error: 'unknown action "quit!"' }, 'quit!'],
+    [{ response: 418 }, 'rooms'],
+  ];
+  for (const [reply, action] of internal) {
+    const text = say(reply, action);
+    assert.doesNotMatch(text, /["{}();_]|json|frame|presence|authenticate|max-|bytes|closing|\b4\d\d\b|\b5\d\d\b/i,
+      `${JSON.stringify(reply)} -> ${text}`);
+    assert.match(text, /^[A-Z#].*[.!?]$/, `a sentence: ${text}`);
+  }
+  assert.equal(say({ response: 413, error: '"message" is longer than 4096 bytes' }, 'msg'), 'That message is too long.');
+  assert.equal(say({ response: 503, error: 'server shutting down' }), 'The server is full or restarting. Try again in a moment.');
+  // A plain text the client does not know is kept.
+  assert.equal(say({ response: 403, error: 'only the owner of #den can invite to it' }, 'invite'),
+    'Only the owner of #den can invite people to it.');
+  assert.equal(say({ response: 403, error: 'you may not do that today' }, 'invite'), 'You may not do that today.');
+  // A 429 says when to try again.
+  assert.equal(say({ response: 429, error: 'too many messages, slow down', retry_after: 0.25 }, 'msg'),
+    'Too many messages: slow down (try again in 0.3 s).');
+  assert.equal(say({ response: 429, error: 'slow down', retry_after: 0.001 }, 'msg'), 'Too many messages: slow down (try again in 0.1 s).');
+  assert.equal(say(null), 'The server did not answer. Try again.');
   assert.ok(L.isError({ response: 403 }));
   assert.ok(!L.isError({ response: 202 }));
   assert.ok(!L.isError({ response: 100 }));
+});
+
+test('each error has a cause that says when it goes', () => {
+  assert.equal(L.errorCause('msg', { response: 429, retry_after: 1 }), 'rate');
+  assert.equal(L.errorCause('authenticate', { response: 429, retry_after: 1 }), 'rate');
+  assert.equal(L.errorCause(null, { response: 503 }), 'connection');
+  assert.equal(L.errorCause('users', { response: 401 }), 'connection');
+  assert.equal(L.errorCause('authenticate', { response: 402 }), 'signin');
+  assert.equal(L.errorCause('presence', { response: 400 }), 'signin');
+  for (const a of ['join', 'create', 'exit', 'invite', 'history', 'users']) assert.equal(L.errorCause(a, { response: 403 }), 'room', a);
+  assert.equal(L.errorCause('msg', { response: 403 }), 'room');
+  assert.equal(L.errorCause('msg', { response: 404 }), 'action');
+  assert.equal(L.errorCause('msg', { response: 413 }), 'action');
+  assert.equal(L.retryAfterMs({ response: 429, retry_after: 0.25 }), 250);
+  assert.equal(L.retryAfterMs({ response: 429, retry_after: 0.001 }), 100);
+  assert.equal(L.retryAfterMs({ response: 429 }), 0);
+  assert.equal(L.retryAfterMs({ response: 403, retry_after: 3 }), 0);
+});
+
+test('user text in a plain string is a first-strong isolate', () => {
+  assert.equal(L.isolate('#den'), '\u2068#den\u2069');
+  assert.equal(L.isolate('\u202Eevil'), '\u2068\u202Eevil\u2069');
 });
 
 test('composer text: messages, // escapes and commands', () => {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end browser test of the web client: installs what it needs (Debian's chromium with
+# End-to-end browser test of the web client: installs what it needs (Debian's chromium and fonts with
 # apt-get, playwright-core with npm; both idempotent), runs the web client's logic tests in
 # node, then drives two Chromium pages and a raw TCP client against a jimd it starts itself.
 #
@@ -37,6 +37,17 @@ fi
 if [ ! -x "$chromium" ]; then
   echo "SKIPPED: browser test: chromium is not installed and could not be installed with apt-get (no root, no apt, or no package repository)"
   exit 0
+fi
+
+# Fonts with emoji and CJK glyphs, so that such messages show as text and not as boxes (and the
+# screenshot shows them): Debian's colour emoji font and the small WenQuanYi Micro Hei (1.6 MB;
+# Chinese, Japanese kana and Korean hangul). Missing fonts are not fatal here: the end-to-end
+# test checks which font the browser really used and fails when one is missing.
+fonts=()
+for f in fonts-noto-color-emoji fonts-wqy-microhei; do installed "$f" || fonts+=("$f"); done
+if [ "${#fonts[@]}" -gt 0 ]; then
+  echo "browser test: installing ${fonts[*]} (apt-get)"
+  apt_install "${fonts[@]}" || echo "browser test: could not install ${fonts[*]}"
 fi
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
