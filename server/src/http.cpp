@@ -28,6 +28,7 @@ namespace {
 JIM_LOG_MODULE("http")
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr auto request_timeout = std::chrono::seconds(30);
+constexpr auto refusal_timeout = std::chrono::seconds(5);
 constexpr std::size_t ws_read_chunk = 4096;
 
 /// A session over WebSocket: each text message is one frame (the end of a message ends an
@@ -43,8 +44,15 @@ class ws_session final : public session {
     // so an open browser tab stays connected while a dead peer is closed at idle-timeout.
     ws_.set_option(
         websocket::stream_base::timeout{request_timeout, ctx.cfg.idle_timeout / 2, true});
-    ws_.read_message_max(ctx.limits.max_frame * 2 + 1024);  // the framer enforces max-frame
-    ws_.control_callback([this](websocket::frame_type, beast::string_view) { note_activity(); });
+    // No Beast limit: a message over it would be failed with Close 1009 and no word why. The
+    // framer counts the bytes of each message as they arrive (never more than max-frame held)
+    // and answers 413 before closing, as on TCP.
+    ws_.read_message_max(0);
+    ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
+      note_activity();
+      // Beast completes the read only once the peer has also closed TCP: sign out now.
+      if (kind == websocket::frame_type::close) goodbye();
+    });
   }
 
  private:
@@ -83,7 +91,7 @@ class ws_session final : public session {
 
   void finish() override {
     beast::get_lowest_layer(ws_).expires_after(std::chrono::seconds(2));
-    ws_.async_close(websocket::close_code::normal,
+    ws_.async_close(too_large() ? websocket::close_code::too_big : websocket::close_code::normal,
                     [self = shared_from_this(), this](boost::system::error_code) {
                       close_done_ = true;
                       watchdog_.cancel();
@@ -172,7 +180,9 @@ awaitable<void> serve(server_context& ctx, tcp::socket socket, std::uint64_t& ne
         co_await http::async_write(stream, res, nothrow);
         co_return;
       }
-      stream.expires_never();
+      // Every step before the session takes over has a deadline (the upgrade, a refusal's
+      // frame and Close): a peer that stops reading cannot hold a coroutine, or shutdown.
+      stream.expires_after(refusal_timeout);
       websocket::stream<beast::tcp_stream> ws(std::move(stream));
       ws.set_option(websocket::stream_base::decorator(
           [](websocket::response_type& res) { res.set(http::field::server, version_string); }));
@@ -185,6 +195,7 @@ awaitable<void> serve(server_context& ctx, tcp::socket socket, std::uint64_t& ne
         co_await ws.async_close(websocket::close_code::try_again_later, nothrow);
         co_return;
       }
+      beast::get_lowest_layer(ws).expires_never();  // the session's own deadlines take over
       auto s = std::make_shared<ws_session>(ctx, std::move(ws), ++next_id, peer + " (websocket)");
       co_await s->run();
       co_return;

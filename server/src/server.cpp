@@ -320,9 +320,12 @@ awaitable<void> server::impl::wait_for_signal() {
   }
   autosave_timer.cancel();
   prune_timer.cancel();
+  sync_timer.cancel();
   co_await save("shutdown");
   signals.cancel();
-  if (!ctx.live.empty()) ioc.stop();  // the escape hatch: sessions that ignored every deadline
+  // The state is saved: whatever still runs (a connection that ignored every deadline, an
+  // HTTP transfer to a peer that stopped reading) must not keep the process alive.
+  ioc.stop();
 }
 
 bool server::impl::lock_data_dir() {

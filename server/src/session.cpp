@@ -68,7 +68,7 @@ awaitable<void> session::run() {
   JIM_LOG(debug, "connection {} from {}", id_, peer_name_);
   arm_watchdog();
   co_await read_loop();
-  if (account_) ctx_.chat.sign_out(*this, *account_);
+  if (account_) ctx_.chat.sign_out(*this, *std::exchange(account_, nullptr));
   stop_reading();
   leave_active();  // a closing connection no longer counts toward --max-clients
   pump();          // flush what is queued, then end our direction
@@ -110,6 +110,7 @@ awaitable<bool> session::consume(std::string_view bytes) {
     const auto st = framer_.next(v, error);
     if (st == proto::frame_status::need_more) co_return true;
     if (st == proto::frame_status::too_large) {
+      too_large_ = true;
       reply(code::too_large, nullptr,
             "frame exceeds " + std::to_string(ctx_.limits.max_frame) + " bytes; closing");
       JIM_LOG(info, "connection {}: frame over {} bytes, closed", id_, ctx_.limits.max_frame);
@@ -284,9 +285,24 @@ void session::flush() {
 
 void session::stop_reading() {
   if (std::exchange(closing_, true)) return;
+  // Whatever ends a connection (quit, idle, a failed write, a slow consumer, shutdown), its
+  // account is signed out now, not when the transport has finished closing.
+  sign_out_soon();
   cancel_read();
   watchdog_.cancel();
   cancel(drained_);
+}
+
+void session::goodbye() {
+  if (std::exchange(goodbye_, true)) return;
+  sign_out_soon();
+}
+
+void session::sign_out_soon() {
+  if (!account_) return;
+  asio::post(watchdog_.get_executor(), [self = shared_from_this()] {
+    if (self->account_) self->ctx_.chat.sign_out(*self, *std::exchange(self->account_, nullptr));
+  });
 }
 
 void session::drop(char const* why) {
@@ -312,7 +328,7 @@ void session::send(std::string line) {
 }
 
 bool session::push(shared_frame const& frame) {
-  if (closing()) return false;
+  if (closing() || goodbye_) return false;  // never acknowledge what will not be written
   if (queued_bytes_ + frame->size() > ctx_.cfg.max_outbound) {
     pump();  // a burst may just not have been written yet: only a peer that does not read is slow
     if (queued_bytes_ + frame->size() > ctx_.cfg.max_outbound) {
@@ -631,6 +647,7 @@ awaitable<void> session::sign_in(account& a, code status, json::value const& tag
     old->drop("replaced by a new sign-in and not closed in time");  // no-op once closed
     if (closing()) co_return;
   }
+  if (closing() || goodbye_) co_return;  // ended while the password was checked: stay out
   if (pending_status_) a.status = *std::exchange(pending_status_, std::nullopt);
   auto attach = [this, &a, status, &tag](std::vector<proto::chat_message> const& delivered) {
     auto res = ctx_.chat.attach(*this, a, status, delivered);

@@ -153,6 +153,11 @@ class session : public peer, public std::enable_shared_from_this<session> {
   boost::asio::awaitable<bool> consume(std::string_view bytes);
   void note_activity();
   bool closing() const { return closing_ || closed_; }
+  /// The peer said goodbye (a WebSocket Close): the account is signed out at once and no push
+  /// is accepted any more, while the transport finishes its closing handshake.
+  void goodbye();
+  /// The connection ends because a frame was over max-frame (WebSocket: close code 1009).
+  bool too_large() const { return too_large_; }
 
   server_context& ctx_;
   boost::asio::steady_timer
@@ -211,6 +216,9 @@ class session : public peer, public std::enable_shared_from_this<session> {
   void written(std::size_t bytes);
   void stop_reading();
   void leave_active();
+  /// Signs the account out in a handler of its own: called where the hub may be iterating over
+  /// the connections of a room (a push that drops this one), which must not change under it.
+  void sign_out_soon();
 
   std::uint64_t id_;
   std::string peer_name_;
@@ -234,6 +242,8 @@ class session : public peer, public std::enable_shared_from_this<session> {
   bool aborted_ = false;
   bool probed_ = false;
   bool active_ = true;
+  bool goodbye_ = false;    ///< the peer said goodbye: no more pushes
+  bool too_large_ = false;  ///< closing after a 413 for max-frame
   steady::time_point last_rx_;
 
   // Sign-in state.
