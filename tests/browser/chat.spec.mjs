@@ -478,6 +478,17 @@ async function main() {
         `no CJK font drew 很好: ${names}`);
     });
 
+    await step('screenshot of the web client', async () => {
+      await alice.locator('#secret-close').click();
+      await say(alice, 'See you in #general later');
+      await seeMessage(bob, 'See you in #general later');
+      await alice.locator('#text').fill('typing a reply…');
+      fs.mkdirSync(path.dirname(shot), { recursive: true });
+      await alice.screenshot({ path: shot });
+      await alice.locator('#text').fill('');
+      assert(fs.statSync(shot).size > 10000, 'screenshot is suspiciously small');
+    });
+
     await check('user text is isolated: an override in a message does not reverse what follows it', async () => {
       const r = await carol.request({ action: 'msg', to: 'alice', message: '\u202Eevil override' });
       assert(r.response === 200, `carol's msg: ${JSON.stringify(r)}`);
@@ -516,17 +527,6 @@ async function main() {
         return bad;
       });
       assert(loose.length === 0, `user text not isolated: ${loose.slice(0, 8).join('; ')}`);
-    });
-
-    await step('screenshot of the web client', async () => {
-      await alice.locator('#secret-close').click();
-      await say(alice, 'See you in #general later');
-      await seeMessage(bob, 'See you in #general later');
-      await alice.locator('#text').fill('typing a reply…');
-      fs.mkdirSync(path.dirname(shot), { recursive: true });
-      await alice.screenshot({ path: shot });
-      await alice.locator('#text').fill('');
-      assert(fs.statSync(shot).size > 10000, 'screenshot is suspiciously small');
     });
 
     let dave = null;
