@@ -8,7 +8,8 @@
   // Rooms and people are refreshed after every change this page makes (sign-in, join, exit,
   // create) and on every event push about the current room, within EVENT_REFRESH_MS. The server
   // pushes nothing when someone enters or leaves #general, or a room this page is not in, so a
-  // short poll while the page is visible covers those (it also keeps the connection from idling).
+  // short poll covers those while the lists can be seen (the page is visible and, on a phone,
+  // the side panel is open; opening it refreshes them at once).
   var REFRESH_MS = 5000;
   var EVENT_REFRESH_MS = 200;
   var HISTORY_PAGE = 50;
@@ -855,6 +856,12 @@
     if (el) el.textContent = status;
   }
 
+  /** Whether the rooms and people lists can be seen now. */
+  function listsVisible() {
+    return document.visibilityState !== 'hidden' &&
+      (!isPhone() || document.body.classList.contains('side-open'));
+  }
+
   function refreshNow() {
     if (!state.signedIn) return;
     refreshRooms();
@@ -864,7 +871,7 @@
   function startRefresh() {
     stopRefresh();
     state.refresh = setInterval(function () {
-      if (document.visibilityState !== 'hidden') refreshNow();
+      if (listsVisible()) refreshNow();
     }, REFRESH_MS);
   }
 
@@ -1054,8 +1061,10 @@
 
   function openSide() {
     if (!isPhone()) return;
+    var was = document.body.classList.contains('side-open');
     document.body.classList.add('side-open');
     $('side-toggle').setAttribute('aria-expanded', 'true');
+    if (!was) refreshNow();   // not polled while folded away
   }
 
   function closeSideOnPhone() {
@@ -1145,7 +1154,7 @@
         });
       });
     document.addEventListener('visibilitychange', function () {
-      if (document.visibilityState === 'visible') refreshNow();
+      if (listsVisible()) refreshNow();
     });
     $('secret-copy').addEventListener('click', copySecret);
     $('secret-close').addEventListener('click', function () { hideSecret(); $('text').focus(); });

@@ -615,7 +615,10 @@ async function main() {
     });
 
     await check('people and room counts follow joins and exits in seconds (no 30 s poll)', async () => {
-      // alice and bob are in #den, dave in #general. carol (TCP) goes into #den and back.
+      // alice and bob are in #den, dave (phone, panel open) in #general. carol (TCP) goes into
+      // #den and back.
+      await dave.locator('#side-toggle').click();
+      await dave.locator('#rooms').waitFor({ state: 'visible', timeout: STEP_MS });
       const roomsText = (page) => page.evaluate(() => document.getElementById('rooms').textContent);
       const usersText = (page) => page.evaluate(() => document.getElementById('users').textContent);
       await dave.waitForFunction(() => /carol/.test(document.getElementById('users').textContent), null, { timeout: 8000 });
@@ -632,6 +635,8 @@ async function main() {
       await waitUntil(async () => /#den2 online/.test(await roomsText(dave)), 8000, 'dave\'s room list: #den 2 online');
       await waitUntil(async () => /carol/.test(await usersText(dave)), 8000, 'carol back in dave\'s people in #general');
       console.log(`  (counts followed carol's join in ${joined} ms)`);
+      await dave.keyboard.press('Escape');
+      await dave.waitForFunction(() => !document.body.classList.contains('side-open'), null, { timeout: STEP_MS });
     });
 
     await step('after a daemon restart the pages reconnect and sign in again by themselves', async () => {
