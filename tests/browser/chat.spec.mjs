@@ -3,7 +3,7 @@
 // #general, create and join a room, send private messages, page back through history, follow
 // an invitation and survive a daemon restart, while a raw TCP client sees the #general talk.
 //
-//   JIMD=build/bin/jimd node tests/browser/chat.spec.mjs      (tests/browser/run.sh does it all)
+//   JIMD=build-test/bin/jimd node tests/browser/chat.spec.mjs      (tests/browser/run.sh does it all)
 //
 // Env: JIMD (the daemon; default: the newest build*/bin/jimd), CHROMIUM (default
 // /usr/bin/chromium), JIM_E2E_TIMEOUT (seconds), JIM_SCREENSHOT (where the screenshot goes:

@@ -3,7 +3,7 @@
 # apt-get, playwright-core with npm; both idempotent), runs the web client's logic tests in
 # node, then drives two Chromium pages and a raw TCP client against a jimd it starts itself.
 #
-#   JIMD=build/bin/jimd tests/browser/run.sh      (JIMD defaults to the newest build*/bin/jimd)
+#   JIMD=build-test/bin/jimd tests/browser/run.sh      (JIMD defaults to the newest build*/bin/jimd)
 #
 # Exits 0 with a "SKIPPED: ..." line only when chromium (or node) cannot be installed.
 set -euo pipefail
