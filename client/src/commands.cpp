@@ -318,6 +318,18 @@ bool chat_state::msg_in_flight() const {
 std::vector<json::object> chat_state::take_sendable(clock::time_point now) {
   std::vector<json::object> out;
   while (!outbox_.empty() && !msg_in_flight() && outbox_.front().not_before <= now) {
+    // A piece cut before a 413 lowered the bound: cut it again before it goes.
+    if (auto& f = outbox_.front().frame; str(f, "action") == "msg" && str(f, "message").size() > settings_.max_message) {
+      auto front = std::move(outbox_.front());
+      outbox_.pop_front();
+      auto pieces = split_text(str(front.frame, "message"), settings_.max_message);
+      for (auto it = pieces.rbegin(); it != pieces.rend(); ++it) {
+        json::object part = front.frame;
+        part["message"] = *it;
+        outbox_.push_front(outgoing{std::move(part), front.quiet});
+      }
+      continue;
+    }
     out.push_back(outbox_.front().frame);
     pending_.push_back(std::move(outbox_.front()));
     outbox_.pop_front();
@@ -430,9 +442,10 @@ chat_state::reaction chat_state::on_msg_reply(outgoing req, json::object const& 
   if (status == 413) {
     // The server takes less than we thought: smaller pieces, in place of this one.
     const auto text = str(f, "message");
-    auto pieces = split_text(text, text.size() / 2);
-    if (pieces.size() > 1 && text.size() / 2 >= 16) {
-      settings_.max_message = std::min(settings_.max_message, text.size() / 2);
+    const std::size_t half = (text.size() + 1) / 2;
+    auto pieces = split_text(text, half);
+    if (pieces.size() > 1 && half >= 16) {
+      settings_.max_message = std::min(settings_.max_message, half);
       for (auto it = pieces.rbegin(); it != pieces.rend(); ++it) {
         json::object part = f;
         part["message"] = *it;
@@ -445,7 +458,8 @@ chat_state::reaction chat_state::on_msg_reply(outgoing req, json::object const& 
     ++failures_;
     std::string why = printable(str(frame, "error"));
     if (why.empty()) why = "refused by the server";
-    if (status == 429) why += " (gave up after " + std::to_string(req.refusals) + " tries)";
+    if (status == 429)
+      why += "; gave up after " + std::to_string(req.refusals + 1) + (req.refusals == 0 ? " try" : " tries");
     r.lines.push_back({tone::error, "! not sent" + (direct ? " to " + printable(whom) : std::string()) + ": " +
                                         quoted(f) + " (" + why + ")"});
     return r;

@@ -39,6 +39,23 @@ char* next_match(const char* /*text*/, int state) {
   return ::strdup(matches[next++].c_str());
 }
 
+/// Ctrl-D, bound by us: libedit's own binding draws "^D" on an empty line before it reports
+/// the end of input.
+bool ctrl_d_eof = false;     ///< Ctrl-D on an empty line: the end of input
+bool ctrl_d_replay = false;  ///< keys were pushed back for libedit: one more round reads them
+
+int on_ctrl_d(int, int) {
+  if (rl_end == 0) {
+    ctrl_d_eof = true;
+    return 0;
+  }
+  // On a non-empty line Ctrl-D deletes the character under the cursor, as libedit's emacs
+  // binding does: the Delete key (bound by libedit's readline emulation) does that.
+  for (char ch : std::string_view("\033[3~")) rl_insert(1, ch);
+  ctrl_d_replay = true;
+  return 0;
+}
+
 /// Never file names: nothing to offer when the completer has nothing.
 char* no_match(const char*, int) { return nullptr; }
 
@@ -132,8 +149,9 @@ console::console(asio::any_io_executor ex, bool interactive, bool colour)
     rl_completion_entry_function = &no_match;
     rl_completer_word_break_characters = const_cast<char*>(" \t");
     rl_basic_word_break_characters = " \t";
-    using_history();
+    using_history();  // initialises libedit
     stifle_history(1000);
+    rl_add_defun("jim-ctrl-d", &on_ctrl_d, 4);
   }
 }
 
@@ -190,6 +208,14 @@ awaitable<std::optional<std::string>> console::read_line() {
       continue;
     }
     rl_callback_read_char();  // one key; calls on_line() when a line is complete
+    if (std::exchange(ctrl_d_replay, false)) rl_callback_read_char();
+    if (std::exchange(ctrl_d_eof, false)) {
+      // jim is leaving: the prompt goes.
+      installed_ = false;
+      eof_ = true;
+      out("\r\033[J");
+      std::fflush(stdout);
+    }
   }
 }
 
@@ -226,10 +252,8 @@ void console::on_line(char* line) {
   // when it is wanted, so that nothing is drawn in between.
   c.installed_ = false;
   if (!line) {
-    // Ctrl-D on an empty line: libedit has drawn it as "^D" after the prompt. The row goes,
-    // prompt and all: jim is leaving.
     c.eof_ = true;
-    out("\r\033[J");
+    out("\r\033[J");  // the prompt goes: jim is leaving
     std::fflush(stdout);
     return;
   }

@@ -160,7 +160,7 @@ TEST_CASE("A message refused too often is reported as not sent", "[client][outbo
   }
   REQUIRE(s.take_sendable(now).size() == 1);
   CHECK(texts(s.received(obj(R"({"response":429,"time":1,"error":"slow down","retry_after":1})"), noon, now)) ==
-        std::vector<std::string>{"! not sent: spam (slow down (gave up after 2 tries))"});
+        std::vector<std::string>{"! not sent: spam (slow down; gave up after 3 tries)"});
   CHECK(s.failures() == 1);
 }
 
@@ -201,6 +201,22 @@ TEST_CASE("A 413 makes the message go again in smaller pieces", "[client][outbox
   auto b = s.take_sendable(t0);
   REQUIRE(b.size() == 1);
   CHECK(b[0].at("message").as_string().size() == 50);
+}
+
+TEST_CASE("After a 413, the pieces already cut are cut again to the lower bound", "[client][outbox]") {
+  utc tz;
+  auto s = terminal(100);
+  s.submit(msg(std::string(250, 'y')));  // 100 + 100 + 50
+  REQUIRE(s.take_sendable(t0).size() == 1);
+  s.received(obj(R"({"response":413,"time":1,"error":"too long"})"), noon, t0);
+  std::vector<std::size_t> sizes;
+  for (int id = 1; id < 20; ++id) {
+    auto out = s.take_sendable(t0);
+    if (out.empty()) break;
+    sizes.push_back(out[0].at("message").as_string().size());
+    s.received(ok(id), noon, t0);
+  }
+  CHECK(sizes == std::vector<std::size_t>{50, 50, 50, 50, 50});
 }
 
 TEST_CASE("A lost connection names the messages that did not go", "[client][outbox]") {

@@ -215,15 +215,28 @@ jim_child script(jimd_process const& d, std::string const& user, std::string con
                    {{"JIM_PASSWORD", password}, {"NO_COLOR", std::nullopt}});
 }
 
-/// `jim` on a terminal, as a person runs it.
+/// `jim` on a terminal, as a person runs it (`env` adds to or overrides the defaults).
 jim_child terminal(jimd_process const& d, std::vector<std::string> extra,
-                   std::optional<std::string> password, bool colour = false) {
+                   std::optional<std::string> password, bool colour = false,
+                   std::vector<env_var> env = {}) {
   auto args = endpoint(d);
   args.insert(args.end(), extra.begin(), extra.end());
-  return jim_child(jim_child::io::terminal, args,
-                   {{"JIM_PASSWORD", password},
-                    {"TERM", "xterm"},
-                    {"NO_COLOR", colour ? std::nullopt : std::optional<std::string>("1")}});
+  std::vector<env_var> all{{"JIM_PASSWORD", password},
+                           {"TERM", "xterm"},
+                           {"NO_COLOR", colour ? std::nullopt : std::optional<std::string>("1")}};
+  all.insert(all.end(), env.begin(), env.end());
+  return jim_child(jim_child::io::terminal, args, all);
+}
+
+/// The environment of a user who set no locale at all ("C").
+const std::vector<env_var> no_locale{{"LANG", std::nullopt}, {"LC_ALL", std::nullopt},
+                                     {"LC_CTYPE", std::nullopt}, {"LANGUAGE", std::nullopt}};
+
+/// How many times `needle` occurs in `text` from `from` on.
+std::size_t count_of(std::string const& text, std::string_view needle, std::size_t from = 0) {
+  std::size_t n = 0;
+  for (auto at = text.find(needle, from); at != std::string::npos; at = text.find(needle, at + needle.size())) ++n;
+  return n;
 }
 
 /// The lines of `text` containing `needle`, in order.
@@ -341,7 +354,7 @@ TEST_CASE("A private message to an offline user waits for their sign-in", "[inte
     alice.type("/msg carol see you later\n");
     alice.close_input();
     CHECK(alice.wait_exit() == 0);  // queued (202) is a success
-    CHECK(alice.out().find("* they are offline") != std::string::npos);
+    CHECK(alice.out().find("* carol is offline: the message waits") != std::string::npos);
   }
   auto carol = script(d, "carol");
   REQUIRE(carol.wait_for("): see you later"));
@@ -371,8 +384,9 @@ TEST_CASE("A script's exit status says whether everything worked", "[integration
     c.type("/join\n/frob\n");
     c.close_input();
     CHECK(c.wait_exit() == 1);
-    CHECK(c.err().find("usage: /join NAME [PASSWORD]") != std::string::npos);
-    CHECK(c.err().find("unknown command /frob") != std::string::npos);
+    // Marked as errors like every other error line.
+    CHECK(c.err().find("! usage: /join NAME [PASSWORD]") != std::string::npos);
+    CHECK(c.err().find("! unknown command /frob") != std::string::npos);
   }
   SECTION("a wrong password: 1") {
     sign_up(d.port(), "dave", "right");
@@ -558,6 +572,7 @@ TEST_CASE("/quit, Ctrl-D and Ctrl-C leave cleanly", "[integration][client]") {
     t.type("typing\x03");
   }
   CHECK(t.wait_exit() == 0);
+  CHECK(t.all().find("^D") == std::string::npos);  // libedit draws Ctrl-D so; jim wipes it
   // The server has signed hana out: only bob is left in #general.
   auto users = bob.request(R"({"action":"users"})");
   CHECK(users.at("users").as_array().size() == 1);
@@ -572,7 +587,26 @@ TEST_CASE("A server shutdown makes the client say why and exit", "[integration][
   CHECK(d.stop(SIGINT) == 0);
   REQUIRE(t.wait_for("! server: "));
   CHECK(t.wait_for("shutting down"));
-  CHECK(t.wait_for("! disconnected"));
+  CHECK(t.wait_for("! the server closed the connection"));
+  CHECK(t.wait_exit() == 1);
+}
+
+TEST_CASE("A server that dies reads as a lost connection", "[integration][client]") {
+  jimd_process d;
+  auto t = terminal(d, {"-u", "ivan"}, "pw");
+  REQUIRE(t.wait_for("#general> "));
+  CHECK(d.stop(SIGKILL) == 128 + SIGKILL);
+  CHECK(t.wait_for("! connection to 127.0.0.1:" + std::to_string(d.port()) + " lost"));
+  CHECK(t.all().find("disconnected by the server") == std::string::npos);
+  CHECK(t.wait_exit() == 1);
+}
+
+TEST_CASE("Ctrl-C at the password prompt is not a success", "[integration][client]") {
+  jimd_process d;
+  sign_up(d.port(), "gina", "right");
+  auto t = terminal(d, {"-u", "gina"}, std::nullopt);
+  REQUIRE(t.wait_for("Password: "));
+  t.type("\x03");
   CHECK(t.wait_exit() == 1);
 }
 
@@ -595,4 +629,227 @@ TEST_CASE("On a terminal errors are in colour unless NO_COLOR is set", "[integra
     t.type("/quit\r");
     CHECK(t.wait_exit() == 0);
   }
+}
+
+// ---- Unicode at the terminal ----------------------------------------------------------------
+
+TEST_CASE("Non-ASCII text typed on a terminal is sent as typed", "[integration][client][unicode]") {
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  SECTION("no locale set at all") {
+    auto t = terminal(d, {"-u", "grace"}, "pw", false, no_locale);
+    REQUIRE(t.wait_for("#general> "));
+    t.type("café Привет 👋 日本\r");
+    auto pushed = bob.push();
+    CHECK(pushed.at("message") == "café Привет 👋 日本");
+    t.type("/quit\r");
+    CHECK(t.wait_exit() == 0);
+  }
+  SECTION("LC_ALL=C.UTF-8") {
+    auto env = no_locale;
+    env.push_back({"LC_ALL", "C.UTF-8"});
+    auto t = terminal(d, {"-u", "grace"}, "pw", false, env);
+    REQUIRE(t.wait_for("#general> "));
+    t.type("café Привет 👋\r");
+    auto pushed = bob.push();
+    CHECK(pushed.at("message") == "café Привет 👋");
+    t.type("/quit\r");
+    CHECK(t.wait_exit() == 0);
+  }
+}
+
+TEST_CASE("A half-typed line of wide characters is redrawn in place", "[integration][client][unicode]") {
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  auto t = terminal(d, {"-u", "grace"}, "pw", false, no_locale);
+  REQUIRE(t.wait_for("#general> "));
+  // "#general> " and 40 CJK characters of two columns: 90 columns, the cursor on the second
+  // row of an 80-column terminal. Counted as one column each, they would seem to fit in one.
+  std::string wide;
+  for (int i = 0; i < 40; ++i) wide += "語";
+  t.type(wide);
+  REQUIRE(t.wait_for("語語語語語語語語語語"));
+  const auto m = t.mark();
+  bob.request(R"({"action":"msg","message":"from bob"})");
+  REQUIRE(t.wait_for("): from bob", m));
+  const auto shown = t.all().find("bob (", m);
+  // Before printing, jim went up one row to the start of the prompt and cleared below.
+  CHECK(t.all().substr(m, shown - m).find("\033[1A\r\033[J") != std::string::npos);
+  // The prompt and the line again (libedit breaks the row after 35 characters by itself).
+  std::string first_row;
+  for (int i = 0; i < 35; ++i) first_row += "語";
+  REQUIRE(t.wait_for("#general> " + first_row, shown));
+  t.type("\r");
+  CHECK(bob.push().at("message").as_string() == wide);
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
+
+TEST_CASE("Multi-line messages show as indented rows; bidi overrides are neutralised",
+          "[integration][client][unicode]") {
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  auto t = terminal(d, {"-u", "grace"}, "pw", false, no_locale);
+  REQUIRE(t.wait_for("#general> "));
+  const auto m = t.mark();
+  bob.request(R"({"action":"msg","message":"first line\nsecond line\r\nthird"})");
+  REQUIRE(t.wait_for("third", m));
+  const auto text = t.all().substr(m);
+  CHECK(text.find("^J") == std::string::npos);
+  // "bob (HH:MM): " is 13 columns: the next rows start there.
+  CHECK(text.find("): first line\r\n             second line\r\n             third") != std::string::npos);
+
+  const auto m2 = t.mark();
+  bob.request(R"({"action":"msg","message":"invoice \u202Efdp.exe"})");
+  REQUIRE(t.wait_for("invoice ?fdp.exe", m2));
+  CHECK(t.all().find("\u202E") == std::string::npos);
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
+
+// ---- the screen shows only what the server confirmed ----------------------------------------
+
+TEST_CASE("A refused message is never shown as sent", "[integration][client][confirm]") {
+  jimd_process d;
+  auto t = terminal(d, {"-u", "hana"}, "pw");
+  REQUIRE(t.wait_for("#general> "));
+  const auto m = t.mark();
+  t.type("/msg nobody hi\r");
+  REQUIRE(t.wait_for("! not sent to nobody: hi (no such account nobody)", m));
+  CHECK(t.all().find("-> nobody", m) == std::string::npos);
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
+
+TEST_CASE("A private message to oneself is shown once", "[integration][client][confirm]") {
+  jimd_process d;
+  auto t = terminal(d, {"-u", "hana"}, "pw");
+  REQUIRE(t.wait_for("#general> "));
+  const auto m = t.mark();
+  t.type("/msg hana note to self\r");
+  REQUIRE(t.wait_for("[private] hana -> hana (", m));
+  t.type("/users\r");  // its reply comes after the push of the note: the push was handled
+  REQUIRE(t.wait_for("* in #general:", m));
+  CHECK(count_of(t.all(), "): note to self", m) == 1);
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
+
+TEST_CASE("A pasted burst over the rate limit is sent in order, every line shown once",
+          "[integration][client][confirm]") {
+  jimd_process d({"--rate-limit", "20", "--rate-burst", "5"});
+  auto bob = sign_up(d.port(), "bob");
+  auto t = terminal(d, {"-u", "hana"}, "pw");
+  REQUIRE(t.wait_for("#general> "));
+  std::string paste;
+  for (int i = 1; i <= 25; ++i) paste += "line " + std::to_string(i) + "\r";
+  const auto m = t.mark();
+  t.type(paste);
+  for (int i = 1; i <= 25; ++i) CHECK(bob.push().at("message").as_string() == "line " + std::to_string(i));
+  REQUIRE(t.wait_for("): line 25\r\n", m));
+  for (int i = 1; i <= 25; ++i) CHECK(count_of(t.all(), "): line " + std::to_string(i) + "\r\n", m) == 1);
+  CHECK(t.all().find("! ", m) == std::string::npos);
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
+
+TEST_CASE("A text longer than the message limit goes as several messages", "[integration][client][confirm]") {
+  jimd_process d({"--max-message", "100"});
+  auto bob = sign_up(d.port(), "bob");
+  std::string text;
+  for (int i = 0; text.size() < 230; ++i) text += "Привет " + std::to_string(i) + " ";  // 2-byte letters
+  auto check_pieces = [&] {
+    std::string got;
+    while (got.size() < text.size()) {
+      const auto piece = std::string(bob.push().at("message").as_string());
+      CHECK(piece.size() <= 100);
+      got += piece;
+    }
+    CHECK(got == text);
+  };
+  SECTION("split by jim with --max-message") {
+    auto c = script(d, "hana", "pw", {"--max-message", "100"});
+    c.type(text + "\n");
+    check_pieces();
+    c.close_input();
+    CHECK(c.wait_exit() == 0);
+  }
+  SECTION("split again after the server's 413") {
+    auto c = script(d, "hana");
+    c.type(text + "\n");
+    check_pieces();
+    c.close_input();
+    CHECK(c.wait_exit() == 0);
+    CHECK(c.err().empty());
+  }
+}
+
+// ---- smaller things -------------------------------------------------------------------------
+
+TEST_CASE("Names show as registered, not as typed", "[integration][client]") {
+  jimd_process d;
+  sign_up(d.port(), "Alice");
+  auto t = terminal(d, {"-u", "ALICE"}, "pw");
+  REQUIRE(t.wait_for("* signed in as Alice; you are in #general"));
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
+
+TEST_CASE("Tab completes commands, names and rooms, not file names", "[integration][client]") {
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bobby");
+  bob.request(R"({"action":"create","room":"devroom"})");
+  bob.request(R"({"action":"exit"})");
+  auto t = terminal(d, {"-u", "hana"}, "pw");
+  REQUIRE(t.wait_for("#general> "));
+  // Replies come in order: once /users is answered, jim's own quiet lists at sign-in are too.
+  t.type("/users\r");
+  REQUIRE(t.wait_for("* in #general: "));
+  // A command, then a name (bobby is online in #general): what is sent tells what completed.
+  t.type("/ms\t");
+  t.type("bo\t");
+  t.type("hello\r");
+  auto pushed = bob.push();
+  CHECK(pushed.at("to") == "bobby");
+  CHECK(pushed.at("message") == "hello");
+  // A room known from the room list.
+  const auto m = t.mark();
+  t.type("/join gen\t\r");
+  REQUIRE(t.wait_for("* you are in #general", m));
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
+
+TEST_CASE("A room password does not stay in the input history", "[integration][client]") {
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  const auto created = bob.request(R"({"action":"create","room":"dev"})");
+  const std::string password(created.at("password").as_string());
+  auto t = terminal(d, {"-u", "hana"}, "pw");
+  REQUIRE(t.wait_for("#general> "));
+  t.type("/join dev " + password + "\r");
+  REQUIRE(t.wait_for("* you are in #dev"));
+  REQUIRE(t.wait_for("#dev> "));
+  const auto m = t.mark();
+  t.type("\033[A");  // up: the last line entered
+  REQUIRE(t.wait_for("/join dev", m));
+  CHECK(t.all().find(password, m) == std::string::npos);
+  t.type("\r");  // a member needs no password any more
+  REQUIRE(t.wait_for("* you are in #dev", m));
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
+
+TEST_CASE("/history NAME pages a private conversation", "[integration][client]") {
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  auto c = script(d, "hana");
+  REQUIRE(c.wait_for("* signed in as hana"));
+  bob.request(R"({"action":"msg","to":"hana","message":"just between us"})");
+  REQUIRE(c.wait_for("): just between us"));
+  const auto m = c.mark();
+  c.type("/history bob\n");
+  c.close_input();
+  CHECK(c.wait_exit() == 0);
+  CHECK(lines_with(c.all().substr(m), "[history] [private] bob (").size() == 1);
 }
