@@ -46,7 +46,7 @@ awaitable<std::optional<json::object>> connection::receive() {
         case proto::frame_status::frame: co_return std::move(v.get_object());
         case proto::frame_status::malformed: break;  // jimd never sends one: skip it
         case proto::frame_status::too_large:
-          why_ = "the server sent a frame over " + std::to_string(max_incoming_frame) + " bytes";
+          why_ = "the server sent a message over " + std::to_string(max_incoming_frame >> 20) + " MiB";
           co_return std::nullopt;
         case proto::frame_status::need_more: fed_ = false; break;
       }

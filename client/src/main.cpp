@@ -388,9 +388,12 @@ std::variant<options, int> parse_command_line(int argc, char** argv) {
            "ends and every request has its reply. With --json and no -u, the script signs in\n"
            "itself (its first line is e.g. an authenticate frame). Colours are used on a\n"
            "terminal unless NO_COLOR is set.\n\n"
-           "Exit status: 0 when all went well; 1 when sign-in failed, the server closed the\n"
-           "connection, or (without a terminal) a request failed; 2 for a usage or connection "
-           "error.\n";
+           "A text longer than --max-message bytes is sent as several messages. Your own\n"
+           "messages show once the server has accepted them; one refused for going too fast\n"
+           "is sent again when the server allows, in order.\n\n"
+           "Exit status: 0 when all went well; 1 when sign-in failed or was interrupted, the\n"
+           "server closed the connection, or (without a terminal) a request failed; 2 for a\n"
+           "usage or connection error.\n";
     return 0;
   }
   if (vm.count("version")) {
