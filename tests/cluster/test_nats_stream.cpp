@@ -1,0 +1,315 @@
+// The cluster's log (cluster::nats_stream) against 3 real nats-server processes forming one
+// JetStream cluster: ordered, acknowledged, de-duplicated publishing and consuming, and what a
+// lost server costs. Each "node" runs its own io_context on its own thread, as jimd does, so
+// ThreadSanitizer sees the NATS client's threads hand everything over by post.
+
+#include "cluster/nats_stream.hpp"
+#include "nats_harness.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <catch2/catch.hpp>
+
+#include <future>
+#include <map>
+#include <set>
+#include <thread>
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using jim::server::cluster::nats_settings;
+using jim::server::cluster::nats_stream;
+using jim::server::cluster::stream_entry;
+using jim::test::nats_cluster;
+
+/// One consumer/publisher with its own I/O thread. Everything it records is touched on that
+/// thread only; tests read it through call().
+class node {
+ public:
+  node(std::string const& urls, std::string name, int replicas, std::string stream = "T")
+      : stream_(ioc_, settings(urls, std::move(name), replicas, std::move(stream))) {
+    last_at_open_ = stream_.open();
+    thread_ = std::thread([this] { ioc_.run(); });
+  }
+  ~node() {
+    call([this] { stream_.close(); });
+    work_.reset();
+    ioc_.stop();
+    thread_.join();
+  }
+
+  /// Runs `f` on the node's I/O thread and returns its result (bounded wait).
+  template <class F>
+  auto call(F f) -> decltype(f()) {
+    std::packaged_task<decltype(f())()> task(std::move(f));
+    auto fut = task.get_future();
+    asio::post(ioc_, [&task] { task(); });
+    if (fut.wait_for(20s) != std::future_status::ready) throw std::runtime_error("call timed out");
+    return fut.get();
+  }
+
+  void consume(std::uint64_t after = 0) {
+    call([this, after] {
+      stream_.consume(after, [this](stream_entry&& e) { seen_.push_back(std::move(e)); });
+    });
+  }
+  /// Publishes `payload` under `id` (a fresh id if empty); the outcome lands in acks().
+  std::string publish(std::string payload, std::string id = {}) {
+    return call([this, payload = std::move(payload), id]() mutable {
+      if (id.empty()) id = stream_.next_msg_id();
+      stream_.publish(id, payload, [this, id](std::optional<std::uint64_t> seq, std::string const&) {
+        acks_.emplace_back(id, seq);
+      });
+      return id;
+    });
+  }
+  std::vector<stream_entry> seen() {
+    return call([this] { return seen_; });
+  }
+  std::vector<std::pair<std::string, std::optional<std::uint64_t>>> acks() {
+    return call([this] { return acks_; });
+  }
+  bool connected() {
+    return call([this] { return stream_.connected(); });
+  }
+  std::uint64_t last_at_open() const { return last_at_open_; }
+
+  std::size_t seen_count() {
+    return call([this] { return seen_.size(); });
+  }
+  std::size_t ack_count() {
+    return call([this] { return acks_.size(); });
+  }
+
+ private:
+  static nats_settings settings(std::string const& urls, std::string name, int replicas,
+                                std::string stream) {
+    nats_settings s;
+    std::size_t at = 0;
+    while (at <= urls.size()) {
+      auto comma = urls.find(',', at);
+      if (comma == std::string::npos) comma = urls.size();
+      s.urls.push_back(urls.substr(at, comma - at));
+      at = comma + 1;
+    }
+    s.node = std::move(name);
+    s.stream = std::move(stream);
+    s.replicas = replicas;
+    return s;
+  }
+
+  asio::io_context ioc_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work_ =
+      asio::make_work_guard(ioc_);
+  nats_stream stream_;
+  std::uint64_t last_at_open_ = 0;
+  std::thread thread_;
+  std::vector<stream_entry> seen_;
+  std::vector<std::pair<std::string, std::optional<std::uint64_t>>> acks_;
+};
+
+/// Polls `pred` (on the test thread) until it holds or `bound` passes.
+template <class P>
+bool eventually(P pred, std::chrono::milliseconds bound = 30s) {
+  const auto deadline = std::chrono::steady_clock::now() + bound;
+  for (;;) {
+    if (pred()) return true;
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+bool have_nats() {
+  if (!jim::test::nats_server_program().empty()) return true;
+  WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("nats_stream: two nodes on a 3-server cluster see one order, every ack in it",
+          "[cluster][nats]") {
+  if (!have_nats()) return;
+  nats_cluster nats(3);
+  node a(nats.url(0), "a", 3);
+  node b(nats.url(1) + "," + nats.url(2), "b", 3);
+  CHECK(a.last_at_open() == 0);
+  a.consume();
+  b.consume();
+  constexpr int per_node = 200;
+  for (int i = 0; i < per_node; ++i) {
+    a.publish("a" + std::to_string(i));
+    b.publish("b" + std::to_string(i));
+  }
+  const auto total = static_cast<std::size_t>(2 * per_node);
+  auto done = [&](node& n) {
+    return eventually([&] { return n.seen_count() >= total && n.ack_count() >= per_node; });
+  };
+  REQUIRE(done(a));
+  REQUIRE(done(b));
+  auto sa = a.seen();
+  auto sb = b.seen();
+  REQUIRE(sa.size() == total);
+  REQUIRE(sb.size() == total);
+  std::map<std::string, std::uint64_t> seq_of;
+  for (std::size_t i = 0; i < total; ++i) {
+    CHECK(sa[i].seq == i + 1);  // consecutive: nothing lost, nothing twice
+    CHECK(sa[i].seq == sb[i].seq);
+    CHECK(sa[i].msg_id == sb[i].msg_id);
+    CHECK(sa[i].payload == sb[i].payload);
+    seq_of[sa[i].msg_id] = sa[i].seq;
+  }
+  // Each node's own publishes are in the stream in the order it made them, and every ack
+  // names the sequence the consumer delivered the entry at.
+  for (node* n : {&a, &b}) {
+    auto acks = n->acks();
+    REQUIRE(acks.size() == per_node);
+    std::uint64_t prev = 0;
+    for (auto const& [id, seq] : acks) {
+      REQUIRE(seq);
+      CHECK(seq_of.at(id) == *seq);
+      CHECK(*seq > prev);
+      prev = *seq;
+    }
+  }
+}
+
+TEST_CASE("nats_stream: a publish retried with the same Nats-Msg-Id is stored once",
+          "[cluster][nats]") {
+  if (!have_nats()) return;
+  nats_cluster nats(3);
+  node a(nats.url(0), "a", 3);
+  node b(nats.url(2), "b", 3);
+  b.consume();
+  const std::string id = a.publish("first");
+  REQUIRE(eventually([&] { return a.ack_count() == 1; }));
+  a.publish("first again", id);  // a retry after a lost ack: same id
+  REQUIRE(eventually([&] { return a.ack_count() == 2; }));
+  b.publish("retry elsewhere", id);  // even from another connection
+  REQUIRE(eventually([&] { return b.ack_count() == 1; }));
+  const std::string other = a.publish("second");
+  REQUIRE(eventually([&] { return a.ack_count() == 3; }));
+  REQUIRE(eventually([&] { return b.seen_count() >= 2; }));
+  // Nothing more arrives (this asserts an absence: a bounded wait is the only way).
+  CHECK_FALSE(eventually([&] { return b.seen_count() > 2; }, 500ms));
+  auto seen = b.seen();
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].msg_id == id);
+  CHECK(seen[0].payload == "first");
+  CHECK(seen[1].msg_id == other);
+  // The duplicates were acknowledged with the first copy's sequence.
+  auto acks = a.acks();
+  REQUIRE(acks.size() == 3);
+  for (auto const& [aid, seq] : acks) {
+    REQUIRE(seq);
+    CHECK(*seq == (aid == id ? 1u : 2u));
+  }
+  auto backs = b.acks();
+  REQUIRE(backs.size() == 1);
+  CHECK(backs[0].second == std::optional<std::uint64_t>(1));
+}
+
+TEST_CASE("nats_stream: a consumer starting after P gets P+1 on, and open() reports the end",
+          "[cluster][nats]") {
+  if (!have_nats()) return;
+  nats_cluster nats(1);
+  {
+    node a(nats.url(0), "a", 1);
+    for (int i = 0; i < 10; ++i) a.publish(std::to_string(i));
+    REQUIRE(eventually([&] { return a.ack_count() == 10; }));
+  }
+  node b(nats.url(0), "b", 1);
+  CHECK(b.last_at_open() == 10);
+  b.consume(6);
+  REQUIRE(eventually([&] { return b.seen_count() >= 4; }));
+  auto seen = b.seen();
+  REQUIRE(seen.size() == 4);
+  CHECK(seen.front().seq == 7);
+  CHECK(seen.front().payload == "6");
+  CHECK(seen.back().seq == 10);
+}
+
+TEST_CASE("nats_stream: kill -9 one of 3 servers (replicas 3) while publishing: every ack is "
+          "in the stream, publishing goes on; losing the only server fails publishes, then "
+          "recovers",
+          "[cluster][nats]") {
+  if (!have_nats()) return;
+  nats_cluster nats(3);
+  node a(nats.url(0) + "," + nats.url(1), "a", 3);
+  node b(nats.url(2), "b", 3);
+  b.consume();
+  constexpr int total = 300;
+  for (int i = 0; i < total; ++i) {
+    a.publish(std::to_string(i));
+    if (i == 100) nats.kill(0);  // a's server: it fails over to server 1
+    std::this_thread::sleep_for(2ms);
+  }
+  REQUIRE(eventually([&] { return a.ack_count() >= total; }, 60s));
+  auto acks = a.acks();
+  REQUIRE(acks.size() == static_cast<std::size_t>(total));
+  std::set<std::string> acked;
+  std::size_t failed = 0;
+  for (auto const& [id, seq] : acks) {
+    if (seq)
+      acked.insert(id);
+    else
+      ++failed;
+  }
+  CHECK(failed == 0);  // retried across the failover and the leader's re-election
+  // Every acknowledged publish reaches the consumer on another server.
+  const auto last_acked = [&] {
+    std::uint64_t m = 0;
+    for (auto const& [id, seq] : acks)
+      if (seq) m = std::max(m, *seq);
+    return m;
+  }();
+  REQUIRE(eventually([&] {
+    auto s = b.seen();
+    return !s.empty() && s.back().seq >= last_acked;
+  }));
+  auto seen = b.seen();
+  std::set<std::string> stored;
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    CHECK(seen[i].seq == i + 1);
+    stored.insert(seen[i].msg_id);
+  }
+  for (auto const& id : acked) CHECK(stored.count(id) == 1);
+
+}
+
+TEST_CASE("nats_stream: with its only NATS server gone a publish fails (after the deadline); "
+          "when the server is back the node reconnects, publishes and consumes again",
+          "[cluster][nats]") {
+  if (!have_nats()) return;
+  nats_cluster nats(1);
+  node b(nats.url(0), "b", 1);
+  b.consume();
+  b.publish("before");
+  REQUIRE(eventually([&] { return b.seen_count() == 1; }));
+  nats.kill(0);
+  REQUIRE(eventually([&] { return !b.connected(); }, 10s));
+  const std::size_t before = b.ack_count();
+  b.publish("while down");
+  REQUIRE(eventually([&] { return b.ack_count() > before; }, 15s));
+  auto backs = b.acks();
+  REQUIRE(backs.size() == before + 1);
+  CHECK_FALSE(backs.back().second);
+  nats.restart(0);
+  REQUIRE(eventually([&] { return b.connected(); }, 20s));
+  const std::string id = b.publish("after recovery");
+  REQUIRE(eventually([&] { return b.acks().back().first == id; }, 20s));
+  const auto got = b.acks().back().second;
+  REQUIRE(got);
+  // ... and its consumer delivers it (the ordered consumer survived the reconnect).
+  REQUIRE(eventually([&] {
+    auto s = b.seen();
+    return !s.empty() && s.back().msg_id == id;
+  }, 20s));
+  auto after = b.seen();
+  REQUIRE_FALSE(after.empty());
+  CHECK(after.back().msg_id == id);
+  CHECK(after.back().seq == *got);
+}
