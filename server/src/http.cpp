@@ -1,6 +1,8 @@
 #include "http.hpp"
 
 #include "logging.hpp"
+#include "net/tls.hpp"
+#include "net/tls_session.hpp"
 #include "options.hpp"
 #include "session.hpp"
 #include "web_assets.hpp"
@@ -11,9 +13,13 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/core/detect_ssl.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 
 namespace jim::server {
 
@@ -31,14 +37,19 @@ constexpr auto request_timeout = std::chrono::seconds(30);
 constexpr auto refusal_timeout = std::chrono::seconds(5);
 constexpr std::size_t ws_read_chunk = 4096;
 
+using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+
 /// A session over WebSocket: each text message is one frame (the end of a message ends an
 /// unfinished frame, as a newline does on TCP); each frame goes out as one text message
-/// without its newline.
+/// without its newline. `Stream`: beast::tcp_stream (ws://) or tls_stream (wss://).
+template <class Stream>
 class ws_session final : public session {
  public:
-  ws_session(server_context& ctx, websocket::stream<beast::tcp_stream> ws, std::uint64_t id,
-             std::string peer_name)
-      : session(ctx, ws.get_executor(), id, std::move(peer_name)), ws_(std::move(ws)) {
+  ws_session(server_context& ctx, websocket::stream<Stream> ws, std::uint64_t id,
+             std::string peer_name, std::shared_ptr<asio::ssl::context> tls_ctx = {})
+      : session(ctx, ws.get_executor(), id, std::move(peer_name)),
+        tls_ctx_(std::move(tls_ctx)),
+        ws_(std::move(ws)) {
     ws_.text(true);
     // Beast pings an idle peer; a pong (browsers answer by themselves) counts as activity,
     // so an open browser tab stays connected while a dead peer is closed at idle-timeout.
@@ -62,7 +73,8 @@ class ws_session final : public session {
       auto [ec, n] = co_await ws_.async_read_some(
           asio::buffer(buf), asio::bind_cancellation_slot(read_cancel_.slot(), nothrow));
       if (ec) {
-        if (ec != websocket::error::closed && ec != asio::error::operation_aborted)
+        if (ec != websocket::error::closed && ec != asio::error::operation_aborted &&
+            ec != asio::ssl::error::stream_truncated)
           JIM_LOG(debug, "websocket read: {}", ec.message());
         co_return;
       }
@@ -92,7 +104,7 @@ class ws_session final : public session {
   void finish() override {
     beast::get_lowest_layer(ws_).expires_after(std::chrono::seconds(2));
     ws_.async_close(too_large() ? websocket::close_code::too_big : websocket::close_code::normal,
-                    [self = shared_from_this(), this](boost::system::error_code) {
+                    [self = this->shared_from_this(), this](boost::system::error_code) {
                       close_done_ = true;
                       watchdog_.cancel();
                     });
@@ -100,8 +112,8 @@ class ws_session final : public session {
 
   awaitable<void> linger() override {
     if (close_done_) co_return;
-    watchdog_.expires_after(std::chrono::seconds(2));  // the close handshake, bounded
-    co_await watchdog_.async_wait(nothrow);
+    this->watchdog_.expires_after(std::chrono::seconds(2));  // the close handshake, bounded
+    co_await this->watchdog_.async_wait(nothrow);
   }
 
   void abort(bool reset) override {
@@ -113,7 +125,8 @@ class ws_session final : public session {
 
   bool close_done_ = false;
   asio::cancellation_signal read_cancel_;
-  websocket::stream<beast::tcp_stream> ws_;
+  std::shared_ptr<asio::ssl::context> tls_ctx_;  ///< wss: the context it was made with
+  websocket::stream<Stream> ws_;
 };
 
 std::string_view trim(std::string_view s) {
@@ -148,23 +161,37 @@ web_asset const* find_asset(std::string_view target) {
   return nullptr;
 }
 
-awaitable<void> serve(server_context& ctx, tcp::socket socket, std::uint64_t& next_id) {
-  const std::string peer = describe(socket);
-  beast::tcp_stream stream(std::move(socket));
-  beast::flat_buffer buffer(8192);
+/// Serves the HTTP requests of one connection on `stream` (beast::tcp_stream or tls_stream);
+/// `buffer` may hold bytes already read. `tls_refused`: plaintext under --tls-required, every
+/// request gets 403.
+template <class Stream>
+awaitable<void> serve(server_context& ctx, Stream& stream, beast::flat_buffer& buffer,
+                      std::string const& peer, std::uint64_t& next_id,
+                      std::shared_ptr<asio::ssl::context> tls_ctx, bool tls_refused) {
+  constexpr bool tls = !std::is_same_v<Stream, beast::tcp_stream>;
+  auto& lowest = beast::get_lowest_layer(stream);
   for (int requests = 0; requests < 1000; ++requests) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(8192);
     parser.body_limit(4096);
     if (ctx.stopping) break;
-    stream.expires_after(request_timeout);
-    ctx.http_idle.insert(&stream.socket());  // shutdown closes connections waiting here
+    lowest.expires_after(request_timeout);
+    ctx.http_idle.insert(&lowest.socket());  // shutdown closes connections waiting here
     auto [ec, n] = co_await http::async_read(stream, buffer, parser, nothrow);
-    ctx.http_idle.erase(&stream.socket());
+    ctx.http_idle.erase(&lowest.socket());
     if (ec) co_return;  // closed, timed out or malformed: nothing worth answering
     auto& req = parser.get();
     const bool keep = req.keep_alive();
     const unsigned version = req.version();
+
+    if (tls_refused) {
+      JIM_LOG(info, "plaintext HTTP request from {} refused (--tls-required)", peer);
+      auto res = text_response(http::status::forbidden, version, false,
+                               "TLS required: use https://" + std::string(req[http::field::host]) +
+                                   "/\n");
+      co_await http::async_write(stream, res, nothrow);
+      break;
+    }
 
     if (websocket::is_upgrade(req)) {
       if (req.target() != "/chat") {
@@ -182,8 +209,8 @@ awaitable<void> serve(server_context& ctx, tcp::socket socket, std::uint64_t& ne
       }
       // Every step before the session takes over has a deadline (the upgrade, a refusal's
       // frame and Close): a peer that stops reading cannot hold a coroutine, or shutdown.
-      stream.expires_after(refusal_timeout);
-      websocket::stream<beast::tcp_stream> ws(std::move(stream));
+      lowest.expires_after(refusal_timeout);
+      websocket::stream<Stream> ws(std::move(stream));
       ws.set_option(websocket::stream_base::decorator(
           [](websocket::response_type& res) { res.set(http::field::server, version_string); }));
       auto [aec] = co_await ws.async_accept(req, nothrow);
@@ -196,7 +223,9 @@ awaitable<void> serve(server_context& ctx, tcp::socket socket, std::uint64_t& ne
         co_return;
       }
       beast::get_lowest_layer(ws).expires_never();  // the session's own deadlines take over
-      auto s = std::make_shared<ws_session>(ctx, std::move(ws), ++next_id, peer + " (websocket)");
+      auto s = std::make_shared<ws_session<Stream>>(
+          ctx, std::move(ws), ++next_id, peer + (tls ? " (websocket, TLS)" : " (websocket)"),
+          std::move(tls_ctx));
       co_await s->run();
       co_return;
     }
@@ -222,9 +251,58 @@ awaitable<void> serve(server_context& ctx, tcp::socket socket, std::uint64_t& ne
     }
     if (!keep) break;
   }
-  boost::system::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  if constexpr (tls) {
+    lowest.expires_after(net::shutdown_timeout);  // close_notify, bounded
+    co_await stream.async_shutdown(nothrow);
+  } else {
+    boost::system::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
 }
+
+/// An HTTP connection when TLS is configured: TLS or plaintext by its first bytes.
+awaitable<void> serve_detected(server_context& ctx, tcp::socket socket, std::string const& peer,
+                               std::uint64_t& next_id) {
+  beast::flat_buffer buffer(8192);
+  net::pending_connection pending(ctx, socket);  // shutdown closes it while it waits
+  net::deadline limit(socket.get_executor());
+  limit.arm(socket, ctx.tls->required() ? net::handshake_timeout : request_timeout);
+  auto [wec] = co_await socket.async_wait(tcp::socket::wait_read, nothrow);
+  if (wec || !socket.is_open()) co_return;
+  limit.arm(socket, net::handshake_timeout);  // from the first byte on, the handshake's bound
+  auto [dec, is_tls] = co_await beast::async_detect_ssl(socket, buffer, nothrow);
+  if (dec) co_return;
+  if (!is_tls) {
+    limit.disarm();
+    pending.release();
+    beast::tcp_stream stream(std::move(socket));
+    co_await serve(ctx, stream, buffer, peer, next_id, {}, ctx.tls->required());
+    co_return;
+  }
+  if (ctx.refusing()) {  // a handshake costs CPU: none while full or stopping
+    JIM_LOG(warn, "TLS connection from {} to the HTTP port refused: {}", peer,
+            ctx.stopping ? "shutting down" : "max-clients reached");
+    co_return;
+  }
+  pending.count();  // a handshake counts toward --max-clients
+  auto tls_ctx = ctx.tls->context();
+  tls_stream stream(beast::tcp_stream(std::move(socket)), *tls_ctx);
+  auto& lowest = beast::get_lowest_layer(stream).socket();
+  pending.track(lowest);
+  limit.retarget(lowest);
+  auto [hec, used] =
+      co_await stream.async_handshake(asio::ssl::stream_base::server, buffer.data(), nothrow);
+  limit.disarm();
+  if (hec || limit.expired()) {
+    JIM_LOG(debug, "TLS handshake with {} failed: {}", peer,
+            limit.expired() ? "not finished in time" : hec.message());
+    co_return;
+  }
+  buffer.consume(used);
+  pending.release();
+  co_await serve(ctx, stream, buffer, peer, next_id, std::move(tls_ctx), false);
+}
+
 
 }  // namespace
 
@@ -251,7 +329,14 @@ bool origin_allowed(std::string_view origin, std::string_view host, std::string_
 awaitable<void> serve_http(server_context& ctx, tcp::socket socket, std::uint64_t& next_id) {
   // A coroutine, not a plain forwarding function: GCC 12 at -O2 sees Asio's frame allocator
   // through an inlined ramp and reports a false -Wmismatched-new-delete.
-  co_await serve(ctx, std::move(socket), next_id);
+  const std::string peer = describe(socket);
+  if (ctx.tls) {
+    co_await serve_detected(ctx, std::move(socket), peer, next_id);
+    co_return;
+  }
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer(8192);
+  co_await serve(ctx, stream, buffer, peer, next_id, {}, false);
 }
 
 }  // namespace jim::server

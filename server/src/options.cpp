@@ -157,7 +157,11 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     ("http-port", po::value<long long>()->default_value(7780), "HTTP/WebSocket port (0: none)")
     ("http-address", po::value<std::string>()->default_value(""), "HTTP address (default: --address)")
     ("http-origins", po::value<std::string>()->default_value(""),
-     "comma-separated allowed WebSocket Origins (default: same host)");
+     "comma-separated allowed WebSocket Origins (default: same host)")
+    ("tls-cert", po::value<std::string>()->default_value(""),
+     "PEM certificate (then its chain): both ports also accept TLS; SIGHUP reloads it")
+    ("tls-key", po::value<std::string>()->default_value(""), "PEM private key of --tls-cert")
+    ("tls-required", po::bool_switch(), "refuse plaintext connections (403) on both ports");
   // clang-format on
 
   po::options_description all;
@@ -222,6 +226,14 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     c.http_port = checked<std::uint16_t>(vm, "http-port", 0, 65535);
     c.http_address = checked_address(vm, "http-address");
     c.http_origins = vm["http-origins"].as<std::string>();
+    c.tls_cert = vm["tls-cert"].as<std::string>();
+    c.tls_key = vm["tls-key"].as<std::string>();
+    c.tls_required = vm["tls-required"].as<bool>();
+    if (c.tls_cert.empty() != c.tls_key.empty())
+      throw po::error(c.tls_cert.empty() ? "--tls-key needs --tls-cert"
+                                         : "--tls-cert needs --tls-key");
+    if (c.tls_required && c.tls_cert.empty())
+      throw po::error("--tls-required needs --tls-cert and --tls-key");
     settle_dependencies(vm, c);
   } catch (std::exception const& e) {
     return print_and_exit{std::string("jimd: ") + e.what() + " (see jimd --help)\n", 2};

@@ -44,6 +44,9 @@ struct config {
   std::uint16_t http_port = 7780;  ///< 0: no HTTP/WebSocket listener
   std::string http_address;        ///< empty: same as address
   std::string http_origins;        ///< comma-separated allowed Origins; empty: same host
+  std::string tls_cert;  ///< PEM certificate chain; empty: no TLS (both ports plaintext only)
+  std::string tls_key;   ///< PEM private key of tls_cert (given together)
+  bool tls_required = false;  ///< refuse plaintext connections (needs tls_cert)
 };
 
 /// What parsing the command line asks for.

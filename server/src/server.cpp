@@ -3,6 +3,8 @@
 #include "http.hpp"
 #include "hub.hpp"
 #include "logging.hpp"
+#include "net/tls.hpp"
+#include "net/tls_session.hpp"
 #include "offload.hpp"
 #include "session.hpp"
 #include "snapshot.hpp"
@@ -128,6 +130,8 @@ struct server::impl {
   std::optional<store::journal> journal;
   asio::steady_timer sync_timer{ioc};
   int lock_fd = -1;  ///< flock'ed for the life of the process: one jimd per data dir
+  std::unique_ptr<net::tls_manager> tls;  ///< --tls-cert: both listeners also speak TLS
+  asio::signal_set reload_signals{ioc};   ///< SIGHUP: reload the TLS certificate and key
   std::uint64_t next_id = 0;
   int exit_code = 0;
 
@@ -146,6 +150,7 @@ struct server::impl {
   awaitable<void> accept_loop(tcp::acceptor& acceptor, bool web);
   awaitable<void> reject(tcp::socket socket);
   awaitable<void> wait_for_signal();
+  awaitable<void> reload_loop();
   awaitable<void> autosave_loop();
   awaitable<void> prune_loop();
   awaitable<void> save(char const* why);
@@ -214,6 +219,12 @@ int server::run() {
   }
   if (!s.lock_data_dir() || !s.open_store()) return 1;
   try {
+    if (!s.cfg.tls_cert.empty()) {
+      s.tls = std::make_unique<net::tls_manager>(s.cfg.tls_cert, s.cfg.tls_key, s.cfg.tls_required);
+      s.ctx.tls = s.tls.get();
+      JIM_LOG(info, "TLS on both ports ({}): {}", s.cfg.tls_required ? "required" : "plaintext too",
+              s.tls->describe());
+    }
     s.listen();
   } catch (std::exception const& e) {
     JIM_LOG(critical, "{}", e.what());
@@ -230,14 +241,15 @@ int server::run() {
                     : ep.address().is_v6() ? "[" + where + "]"
                                            : where;
     if (web)
-      JIM_LOG(info, "web client at http://{}:{}/ (listening on {} port {}, WebSocket at /chat)",
-              url_host, ep.port(), where, ep.port());
+      JIM_LOG(info, "web client at {}://{}:{}/ (listening on {} port {}, WebSocket at /chat)",
+              s.tls ? "https" : "http", url_host, ep.port(), where, ep.port());
     else
       JIM_LOG(info, "listening for chat clients on {} port {}", where, ep.port());
     asio::co_spawn(s.ioc, s.accept_loop(a, web),
                    log_exception(web ? "HTTP accept loop" : "accept loop"));
   }
   asio::co_spawn(s.ioc, s.wait_for_signal(), log_exception("signal handler"));
+  asio::co_spawn(s.ioc, s.reload_loop(), log_exception("SIGHUP handler"));
   asio::co_spawn(s.ioc, s.autosave_loop(), log_exception("autosave"));
   asio::co_spawn(s.ioc, s.prune_loop(), log_exception("pruning"));
   if (!s.cfg.port_file.empty()) {
@@ -277,6 +289,9 @@ awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor, bool web) {
                      log_exception("HTTP connection"));
     } else if (ctx.refusing()) {
       asio::co_spawn(ioc, reject(std::move(socket)), asio::detached);
+    } else if (ctx.tls) {  // TLS or plaintext, by the first bytes
+      asio::co_spawn(ioc, net::serve_jim(ctx, std::move(socket), next_id),
+                     log_exception("connection"));
     } else {
       std::shared_ptr<session> s = std::make_shared<tcp_session>(ctx, std::move(socket), ++next_id);
       asio::co_spawn(ioc, s->run(), [s](std::exception_ptr e) { log_exception("session")(e); });
@@ -299,6 +314,7 @@ awaitable<void> server::impl::wait_for_signal() {
   if (ec) co_return;
   JIM_LOG(info, "signal {}: shutting down", sig);
   ctx.stopping = true;
+  reload_signals.cancel();
   for (auto& a : acceptors) {
     boost::system::error_code ignored;
     a.close(ignored);
@@ -326,6 +342,28 @@ awaitable<void> server::impl::wait_for_signal() {
   // The state is saved: whatever still runs (a connection that ignored every deadline, an
   // HTTP transfer to a peer that stopped reading) must not keep the process alive.
   ioc.stop();
+}
+
+awaitable<void> server::impl::reload_loop() {
+  // Handled even without TLS: SIGHUP's default action would kill the daemon unsaved.
+  boost::system::error_code ec;
+  reload_signals.add(SIGHUP, ec);
+  if (ec) {
+    JIM_LOG(warn, "cannot handle SIGHUP: {}", ec.message());
+    co_return;
+  }
+  for (;;) {
+    auto [wec, sig] = co_await reload_signals.async_wait(nothrow);
+    if (wec || ctx.stopping) co_return;
+    if (!tls) {
+      JIM_LOG(info, "SIGHUP: nothing to reload (no --tls-cert)");
+      continue;
+    }
+    if (auto why = tls->reload())
+      JIM_LOG(err, "SIGHUP: TLS certificate NOT reloaded, the previous one stays in use: {}", *why);
+    else
+      JIM_LOG(info, "SIGHUP: TLS certificate reloaded for new connections: {}", tls->describe());
+  }
 }
 
 bool server::impl::lock_data_dir() {

@@ -14,6 +14,7 @@
 #include <array>
 #include <cstring>
 #include <optional>
+#include <utility>
 
 namespace jim::server {
 
@@ -246,7 +247,7 @@ server_context::read_buffer::~read_buffer() {
 }
 
 bool server_context::refusing() const {
-  return stopping || active >= cfg.max_clients;
+  return stopping || active + handshaking >= cfg.max_clients;
 }
 
 std::string server_context::refusal() const {
@@ -363,14 +364,22 @@ awaitable<void> session::wait_closed(std::chrono::milliseconds bound) {
 
 // --- TCP transport -------------------------------------------------------------------------
 
-tcp_session::tcp_session(server_context& ctx, asio::ip::tcp::socket socket, std::uint64_t id)
-    : session(ctx, socket.get_executor(), id, describe(socket)), socket_(std::move(socket)) {
+tcp_session::tcp_session(server_context& ctx, asio::ip::tcp::socket socket, std::uint64_t id,
+                         std::string initial)
+    : session(ctx, socket.get_executor(), id, describe(socket)),
+      socket_(std::move(socket)),
+      initial_(std::move(initial)) {
   boost::system::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   socket_.non_blocking(true, ec);  // write_now() and read_some() must never block the I/O thread
 }
 
 awaitable<void> tcp_session::read_loop() {
+  if (!initial_.empty() && co_await ready_to_read()) {
+    note_activity();
+    const std::string first = std::exchange(initial_, {});
+    if (!co_await consume(first)) co_return;
+  }
   while (co_await ready_to_read()) {
     // Read first, wait only when there is nothing: readiness is edge-triggered, so a wait
     // started after the bytes arrived would never complete.

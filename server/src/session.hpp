@@ -28,6 +28,9 @@ namespace jim::server {
 
 struct config;
 class session;
+namespace net {
+class tls_manager;
+}
 
 /// What every session shares: the hub, the limits, the hashing pool and the live set.
 /// Lives on the I/O thread, as do the sessions.
@@ -42,8 +45,14 @@ struct server_context {
   proto::limits limits;
   std::unordered_set<session*> live;  ///< every session until destroyed (shutdown closes them)
   std::size_t active = 0;             ///< sessions still reading: what --max-clients counts
-  std::unordered_set<boost::asio::ip::tcp::socket*>
-      http_idle;  ///< HTTP connections between requests
+  /// Connections not yet sessions (telling TLS from plaintext, in a TLS handshake): they
+  /// count toward --max-clients too.
+  std::size_t handshaking = 0;
+  /// HTTP connections between requests and connections before their TLS handshake ends:
+  /// shutdown closes them.
+  std::unordered_set<boost::asio::ip::tcp::socket*> http_idle;
+  /// TLS on both listeners (--tls-cert); nullptr: plaintext only.
+  net::tls_manager* tls = nullptr;
 
   /// Sessions with frames queued since the last flush. The event loop (run_rounds) flushes
   /// once per round, after every handler that is ready, so all the messages read in a round
@@ -258,7 +267,9 @@ class session : public peer, public std::enable_shared_from_this<session> {
 /// A session over a plain TCP socket: newline-delimited frames, gathered writes.
 class tcp_session final : public session {
  public:
-  tcp_session(server_context& ctx, boost::asio::ip::tcp::socket socket, std::uint64_t id);
+  /// `initial`: bytes already read from the socket (by TLS detection), handled first.
+  tcp_session(server_context& ctx, boost::asio::ip::tcp::socket socket, std::uint64_t id,
+              std::string initial = {});
 
  private:
   boost::asio::awaitable<void> read_loop() override;
@@ -272,6 +283,7 @@ class tcp_session final : public session {
   void abort(bool reset) override;
 
   boost::asio::ip::tcp::socket socket_;
+  std::string initial_;
 };
 
 /// Remote address of a socket as "host:port" ("?" when unknown).
