@@ -56,7 +56,7 @@ done
 check_options() {  # check_options BINARY PAGE
   local opt
   for opt in $("$1" --help | grep -oE '^ +(-[a-zA-Z] \[ )?--[a-z][a-z-]*' | grep -oE -- '--[a-z-]+'); do
-    if ! grep -qF -- "$(sed 's/-/\\\\-/g' <<<"$opt")" "$2"; then
+    if ! grep -qF -- "$(sed 's/-/\\-/g' <<<"$opt")" "$2"; then
       echo "$(basename "$2") does not document $opt" >&2
     fi
   done
