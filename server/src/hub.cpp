@@ -213,7 +213,21 @@ apply_result hub::apply_one(store::general_seen const& e) {
   r.acc = find_account(e.account);
   if (!r.acc) return apply_result{code::not_found, "no such account " + e.account, {}, {}, {}};
   r.acc->general_seen = e.general;
+  if (r.acc->connections > 0) --r.acc->connections;
   return r;
+}
+
+apply_result hub::apply_one(store::signed_in const& e) {
+  apply_result r;
+  r.acc = find_account(e.account);
+  if (!r.acc) return apply_result{code::not_found, "no such account " + e.account, {}, {}, {}};
+  ++r.acc->connections;
+  return r;
+}
+
+void hub::recover_connections() {
+  for (auto& [key, a] : accounts_)
+    if (std::exchange(a->connections, 0) > 0) a->general_seen = general_->posted;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -280,6 +294,7 @@ hub::sign_in_result hub::attach(peer& p, account& a, code status,
   a.online = &p;
   ++online_;
   enter(a, *general_);
+  if (log_) commit(store::signed_in{a.name}, {});
   const std::uint64_t missed = general_->posted - std::min(a.general_seen, general_->posted);
   res.reply.status = status;
   res.reply.fields =

@@ -78,6 +78,7 @@ struct account {
   std::string name;  ///< as registered
   std::string password_hash;
   std::uint64_t general_seen = 0;  ///< #general's counter when the last connection ended
+  std::uint32_t connections = 0;   ///< signed_in events not yet ended by a general_seen
   std::vector<proto::chat_message>
       queued;  ///< private messages waiting for sign-in (a vector: no memory while empty)
   std::string status = "online";
@@ -202,6 +203,10 @@ class hub {
   /// Drops messages older than the TTL (no-op without one). Returns how many were dropped.
   std::size_t prune(std::int64_t unix_now);
 
+  /// After a crash (start-up, once the journal is replayed): an account whose connections
+  /// never ended saw #general up to the crash.
+  void recover_connections();
+
   // State access for the snapshot service.
   std::unordered_map<std::string, std::unique_ptr<account>> const& accounts() const {
     return accounts_;
@@ -236,6 +241,7 @@ class hub {
   apply_result apply_one(store::message_queued const& e);
   apply_result apply_one(store::queue_delivered const& e);
   apply_result apply_one(store::general_seen const& e);
+  apply_result apply_one(store::signed_in const& e);
   std::optional<double> retry_after(account& a, steady::time_point now) const;
   std::vector<shared_frame> recent(room const& r) const;
 

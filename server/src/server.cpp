@@ -132,6 +132,9 @@ struct server::impl {
   int lock_fd = -1;  ///< flock'ed for the life of the process: one jimd per data dir
   std::unique_ptr<net::tls_manager> tls;  ///< --tls-cert: both listeners also speak TLS
   asio::signal_set reload_signals{ioc};   ///< SIGHUP: reload the TLS certificate and key
+  /// SIGINT/SIGTERM, caught from construction on: a signal that arrives as soon as the port file
+  /// exists (before the loop runs wait_for_signal) still shuts down cleanly and saves.
+  asio::signal_set stop_signals{ioc, SIGINT, SIGTERM};
   std::uint64_t next_id = 0;
   int exit_code = 0;
 
@@ -251,6 +254,7 @@ int server::run() {
   asio::co_spawn(s.ioc, s.wait_for_signal(), log_exception("signal handler"));
   asio::co_spawn(s.ioc, s.reload_loop(), log_exception("SIGHUP handler"));
   asio::co_spawn(s.ioc, s.autosave_loop(), log_exception("autosave"));
+  asio::co_spawn(s.ioc, s.sync_loop(), log_exception("journal sync"));
   asio::co_spawn(s.ioc, s.prune_loop(), log_exception("pruning"));
   if (!s.cfg.port_file.empty()) {
     try {
@@ -276,7 +280,6 @@ awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor, bool web) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(nothrow);
     if (ec) {
-  asio::co_spawn(s.ioc, s.sync_loop(), log_exception("journal sync"));
       if (ec == asio::error::operation_aborted || ctx.stopping) co_return;
       // EMFILE and friends: back off instead of spinning on the error.
       JIM_LOG(warn, "accept: {}", ec.message());
@@ -309,10 +312,10 @@ awaitable<void> server::impl::reject(tcp::socket socket) {
 }
 
 awaitable<void> server::impl::wait_for_signal() {
-  asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  auto& signals = stop_signals;
   auto [ec, sig] = co_await signals.async_wait(nothrow);
   if (ec) co_return;
-  JIM_LOG(info, "signal {}: shutting down", sig);
+  JIM_LOG(info, "SIG{}: shutting down", sigabbrev_np(sig));
   ctx.stopping = true;
   reload_signals.cancel();
   for (auto& a : acceptors) {
@@ -321,7 +324,7 @@ awaitable<void> server::impl::wait_for_signal() {
   }
   // A second signal during shutdown changes nothing: keep listening so it is not fatal.
   signals.async_wait([](boost::system::error_code, int again) {
-    if (again) JIM_LOG(warn, "signal {} during shutdown: already shutting down", again);
+    if (again) JIM_LOG(warn, "SIG{} during shutdown: already shutting down", sigabbrev_np(again));
   });
   for (auto* idle : std::vector<tcp::socket*>(ctx.http_idle.begin(), ctx.http_idle.end())) {
     boost::system::error_code ignored;
@@ -424,6 +427,8 @@ bool server::impl::open_store() {
     return false;
   }
   if (report.torn) JIM_LOG(warn, "{}", *report.torn);
+  chat.recover_connections();
+  replica->recover_connections();
   chat.prune(now);
   replica->prune(now);
   const auto t2 = clock::now();
@@ -516,7 +521,6 @@ awaitable<void> server::impl::sync_loop() {
 }
 
 awaitable<void> server::impl::autosave_loop() {
-  sync_timer.cancel();
   if (cfg.autosave.count() == 0) co_return;
   for (;;) {
     autosave_timer.expires_after(cfg.autosave);

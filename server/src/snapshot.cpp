@@ -499,7 +499,7 @@ json::value capture(hub const& h, std::uint64_t journal_seq) {
     // Someone online has seen #general up to now: if this autosave is the last snapshot before
     // a crash, `missed` then counts from here and not from their previous sign-out. (At a clean
     // shutdown every session has signed out before the capture, so both are the same.)
-    o.emplace("general_seen", a.online ? general_posted : a.general_seen);
+    o.emplace("general_seen", a.online || a.connections > 0 ? general_posted : a.general_seen);
     o.emplace("queued", messages_json(a.queued, sp));
     accounts.emplace_back(std::move(o));
   }

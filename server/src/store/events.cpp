@@ -108,6 +108,9 @@ std::string encode(event const& e, std::uint64_t seq) {
           o.emplace("ev", "delivered");
           o.emplace("account", ev.account);
           o.emplace("upto", ev.upto);
+        } else if constexpr (std::is_same_v<T, signed_in>) {
+          o.emplace("ev", "signin");
+          o.emplace("account", ev.account);
         } else {
           static_assert(std::is_same_v<T, general_seen>);
           o.emplace("ev", "seen");
@@ -151,6 +154,9 @@ decoded decode(std::string_view payload) {
   } else if (kind == "seen") {
     r.exact({"seq", "ev", "account", "general"});
     d.e = general_seen{r.str("account"), r.count("general")};
+  } else if (kind == "signin") {
+    r.exact({"seq", "ev", "account"});
+    d.e = signed_in{r.str("account")};
   } else {
     fail("unknown event \"" + kind + "\"");
   }

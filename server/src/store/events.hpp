@@ -16,6 +16,7 @@
 /// {"seq":5,"ev":"queue","id":7,"time":...,"from":...,"to":"bob","message":...}
 /// {"seq":6,"ev":"delivered","account":"bob","upto":7}
 /// {"seq":7,"ev":"seen","account":"bob","general":42}
+/// {"seq":8,"ev":"signin","account":"bob"}
 /// ```
 /// Every field is required; unknown fields and kinds are refused (a writer that knew more).
 
@@ -67,8 +68,14 @@ struct general_seen {
   std::uint64_t general = 0;
 };
 
+/// A connection of `account` signed in (each is ended by a general_seen). After a crash, an
+/// account still signed in is taken to have seen #general up to the crash.
+struct signed_in {
+  std::string account;
+};
+
 using event = std::variant<account_registered, room_created, member_added, message_posted,
-                           message_queued, queue_delivered, general_seen>;
+                           message_queued, queue_delivered, general_seen, signed_in>;
 
 /// The payload of the journal record for `e` at position `seq` (compact JSON, no newline).
 std::string encode(event const& e, std::uint64_t seq);
