@@ -1,5 +1,8 @@
 #include "engine.hpp"
 
+#include <openssl/ssl.h>
+
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -116,6 +119,13 @@ std::int64_t now_ns() {
 
 engine::engine(engine_config cfg) : cfg_(std::move(cfg)), nonce_(make_nonce()), rbuf_(read_buffer) {
   if (cfg_.payload < payload_header) throw std::invalid_argument("payload too small");
+  if (cfg_.tls) {
+    tls_ctx_ = SSL_CTX_new(TLS_client_method());
+    if (!tls_ctx_) throw std::runtime_error("SSL_CTX_new failed");
+    SSL_CTX_set_min_proto_version(tls_ctx_, TLS1_2_VERSION);
+    SSL_CTX_set_verify(tls_ctx_, SSL_VERIFY_NONE, nullptr);  // loopback measurement only
+    SSL_CTX_set_mode(tls_ctx_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  }
   ep_ = epoll_create1(EPOLL_CLOEXEC);
   if (ep_ < 0) throw std::runtime_error(std::string("epoll_create1: ") + std::strerror(errno));
   conns_.reserve(cfg_.max_connections);
@@ -136,6 +146,33 @@ engine::engine(engine_config cfg) : cfg_(std::move(cfg)), nonce_(make_nonce()), 
 engine::~engine() {
   close_all();
   if (ep_ >= 0) ::close(ep_);
+  if (tls_ctx_) SSL_CTX_free(tls_ctx_);
+}
+
+void engine::want_write(connection& c, bool on) {
+  if (c.want_out == on) return;
+  epoll_event ev{};
+  ev.events = on ? EPOLLIN | EPOLLOUT : EPOLLIN;
+  ev.data.u64 = static_cast<std::uint64_t>(&c - conns_.data());
+  epoll_ctl(ep_, EPOLL_CTL_MOD, c.fd, &ev);
+  c.want_out = on;
+}
+
+void engine::handshake(connection& c) {
+  const int rc = SSL_do_handshake(c.ssl);
+  if (rc == 1) {
+    c.handshaking = false;
+    want_write(c, false);
+    on_connected(c);
+    return;
+  }
+  const int err = SSL_get_error(c.ssl, rc);
+  if (err == SSL_ERROR_WANT_READ)
+    want_write(c, false);
+  else if (err == SSL_ERROR_WANT_WRITE)
+    want_write(c, true);
+  else
+    fail(c, -EPROTO);
 }
 
 std::size_t engine::open(role kind, std::uint32_t index) {
@@ -175,6 +212,10 @@ void engine::poll(int timeout_ms) {
 }
 
 void engine::handle(connection& c, std::uint32_t events) {
+  if (c.handshaking) {
+    handshake(c);
+    return;
+  }
   if (c.st == state::connecting) {
     if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
     int err = 0;
@@ -184,7 +225,18 @@ void engine::handle(connection& c, std::uint32_t events) {
       fail(c, -err);
       return;
     }
-    on_connected(c);
+    if (!tls_ctx_) {
+      on_connected(c);
+      return;
+    }
+    c.ssl = SSL_new(tls_ctx_);
+    if (!c.ssl || SSL_set_fd(c.ssl, c.fd) != 1) {
+      fail(c, -ENOMEM);
+      return;
+    }
+    SSL_set_connect_state(c.ssl);
+    c.handshaking = true;
+    handshake(c);
     return;
   }
   if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(c);
@@ -211,6 +263,23 @@ void engine::on_connected(connection& c) {
 
 void engine::flush(connection& c) {
   while (c.out_off < c.out.size()) {
+    if (c.ssl) {
+      const int n = SSL_write(c.ssl, c.out.data() + c.out_off,
+                              static_cast<int>(std::min<std::size_t>(c.out.size() - c.out_off,
+                                                                     1 << 30)));
+      if (n > 0) {
+        c.out_off += static_cast<std::size_t>(n);
+        continue;
+      }
+      const int err = SSL_get_error(c.ssl, n);
+      if (err == SSL_ERROR_WANT_WRITE) {
+        want_write(c, true);
+        return;
+      }
+      if (err == SSL_ERROR_WANT_READ) return;  // a TLS control record first: retried on input
+      lost(c);
+      return;
+    }
     const ssize_t n =
         ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
     if (n > 0) {
@@ -243,12 +312,27 @@ void engine::flush(connection& c) {
 }
 
 void engine::on_readable(connection& c) {
-  for (int round = 0; round < reads_per_event && c.fd >= 0; ++round) {
+  for (int round = 0; c.fd >= 0 && (round < reads_per_event || (c.ssl && SSL_pending(c.ssl) > 0));
+       ++round) {
     const std::size_t have = c.carry.size();
     if (have) std::memcpy(rbuf_.data(), c.carry.data(), have);
     c.carry.clear();
     const std::size_t room = rbuf_.size() - have;
-    const ssize_t n = ::recv(c.fd, rbuf_.data() + have, room, 0);
+    ssize_t n = 0;
+    if (c.ssl) {
+      const int r = SSL_read(c.ssl, rbuf_.data() + have, static_cast<int>(std::min<std::size_t>(room, 1 << 30)));
+      if (r <= 0) {
+        if (have) c.carry.assign(rbuf_.data(), have);
+        if (SSL_get_error(c.ssl, r) == SSL_ERROR_WANT_READ) return;
+        lost(c);  // close_notify, EOF or an error
+        return;
+      }
+      n = r;
+      if (c.out_off < c.out.size()) flush(c);  // a write that waited for input
+      if (c.fd < 0) return;
+    } else {
+      n = ::recv(c.fd, rbuf_.data() + have, room, 0);
+    }
     if (n <= 0) {
       if (have) c.carry.assign(rbuf_.data(), have);
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
@@ -268,7 +352,8 @@ void engine::on_readable(connection& c) {
       return;
     }
     if (left) c.carry.assign(b + used, left);
-    if (static_cast<std::size_t>(n) < room) return;  // the socket is drained
+    // The socket is drained (TLS: a read returns one record at most, so read until WANT_READ).
+    if (!c.ssl && static_cast<std::size_t>(n) < room) return;
   }
 }
 
@@ -479,6 +564,11 @@ void engine::close_all() {
 }
 
 void engine::close_fd(connection& c) {
+  if (c.ssl) {
+    SSL_free(c.ssl);
+    c.ssl = nullptr;
+    c.handshaking = false;
+  }
   if (c.fd < 0) return;
   epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
   ::close(c.fd);

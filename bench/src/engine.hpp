@@ -20,6 +20,9 @@
 #include <sys/socket.h>
 #include <vector>
 
+struct ssl_st;
+struct ssl_ctx_st;
+
 namespace jim::bench {
 
 enum class proto { jim, redis };
@@ -44,6 +47,7 @@ struct engine_config {
   std::string channel = "general";  ///< Redis channel
   std::string password = "bench-pw";
   std::size_t max_connections = 0;  ///< reserved up front: hooks may open() while we iterate
+  bool tls = false;  ///< jim over TLS (OpenSSL, non-blocking; the certificate is not verified)
 };
 
 struct connection {
@@ -57,6 +61,8 @@ struct connection {
   std::string out;    ///< outbound bytes not yet accepted by the kernel
   std::size_t out_off = 0;
   bool want_out = false;  ///< EPOLLOUT armed
+  ssl_st* ssl = nullptr;  ///< --tls: the connection's TLS state (freed by close_fd)
+  bool handshaking = false;  ///< --tls: connected, TLS handshake not finished
   // Senders.
   std::uint32_t next_seq = 0;
   std::uint32_t inflight = 0;  ///< sent, no reply yet
@@ -108,6 +114,10 @@ class engine {
  private:
   void handle(connection& c, std::uint32_t events);
   void on_connected(connection& c);
+  /// --tls: drives the handshake; calls on_connected() once it is done.
+  void handshake(connection& c);
+  /// Arms EPOLLOUT (or not) for `c`.
+  void want_write(connection& c, bool on);
   void on_readable(connection& c);
   void flush(connection& c);
   void set_state(connection& c, state s);
@@ -124,6 +134,7 @@ class engine {
 
   engine_config cfg_;
   int ep_ = -1;
+  ssl_ctx_st* tls_ctx_ = nullptr;  ///< --tls
   std::string nonce_;  ///< 8 hex digits, unique per run
   std::vector<connection> conns_;
   std::vector<char> rbuf_;

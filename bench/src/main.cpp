@@ -35,6 +35,7 @@ Target (loopback only):
       --proto jim|redis   wire protocol (default jim; redis: SUBSCRIBE/PUBLISH over RESP)
       --server-pid PID    read the server's CPU time and RSS from /proc/PID
       --label TEXT        copied into the JSON line
+      --tls               jim over TLS (the server's certificate is not verified: loopback)
 Fan-out and storm:
   -R N  receivers (default 1000)      -S N  senders (default 10)
   -M N  messages in total (10000)     -P N  payload bytes (default 64, at least 38)
@@ -156,6 +157,10 @@ int main(int argc, char** argv) {
       std::fputs(usage, stdout);
       return 0;
     }
+    if (k == "--tls") {
+      o.tls = true;
+      continue;
+    }
     if (i + 1 >= argc) die("option " + std::string(k) + " needs a value");
     char const* v = argv[++i];
     if (k == "-a" || k == "--address")
@@ -235,6 +240,8 @@ int main(int argc, char** argv) {
 
   engine_config base;
   base.protocol = o.protocol;
+  if (o.tls && o.protocol != proto::jim) die("--tls is for --proto jim");
+  base.tls = o.tls;
   base.target = target->first;
   base.target_len = target->second;
 

@@ -13,6 +13,7 @@ namespace jim::bench {
 struct options {
   std::string scenario;  ///< fanout, connect, storm
   proto protocol = proto::jim;
+  bool tls = false;  ///< --tls
   std::string address = "127.0.0.1";
   int port = 0;
   int server_pid = 0;
