@@ -179,8 +179,8 @@ void server::impl::listen() {
     if (!ec) acceptors.push_back(std::move(a));
     return ec;
   };
-  auto open_at = [&](char const* what, char const* option, std::string const& address,
-                     std::uint16_t port) {
+  auto open_at = [&](char const* what, char const* option, char const* address_option,
+                     std::string const& address, std::uint16_t port) {
     boost::system::error_code ec;
     if (address.empty()) {  // IPv6 and IPv4 on one socket, else IPv4 alone
       ec = open(tcp::endpoint(asio::ip::address_v6::any(), port), true);
@@ -191,6 +191,7 @@ void server::impl::listen() {
     }
     if (!ec) return;
     std::string reason;
+    if (ec == boost::system::errc::address_not_available) option = address_option;
     if (ec == asio::error::address_in_use)
       reason = "the port is already in use (by another program or another jimd)";
     else if (ec == asio::error::access_denied)
@@ -203,9 +204,10 @@ void server::impl::listen() {
                              (address.empty() ? "all addresses" : address) + " port " +
                              std::to_string(port) + " (" + option + "): " + reason);
   };
-  open_at("chat clients", "--port", cfg.address, cfg.port);
+  open_at("chat clients", "--port", "--address", cfg.address, cfg.port);
   if (cfg.http_port != 0) {
     open_at("the web client", "--http-port",
+            cfg.http_address.empty() ? "--address" : "--http-address",
             cfg.http_address.empty() ? cfg.address : cfg.http_address, cfg.http_port);
     http_acceptor = &acceptors.back();
   }
