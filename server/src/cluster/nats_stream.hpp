@@ -40,8 +40,8 @@ struct nats_settings {
   std::chrono::milliseconds ack_wait{2000};
   /// How long a change keeps being retried (same Nats-Msg-Id, every `retry_pause`, also
   /// while disconnected) before it fails: long enough to ride out a server's failover and
-  /// the stream leader's re-election (~2-3 s).
-  std::chrono::milliseconds publish_deadline{6000};
+  /// the stream leader's re-election (~2-5 s, longer on a loaded machine).
+  std::chrono::milliseconds publish_deadline{10000};
   std::chrono::milliseconds retry_pause{250};
   /// How long open() keeps trying to reach NATS and the stream.
   std::chrono::milliseconds open_timeout{20000};

@@ -1,0 +1,106 @@
+#include "cluster/presence.hpp"
+
+#include "jim/protocol.hpp"
+
+#include <boost/json.hpp>
+
+namespace jim::server::cluster {
+
+namespace json = boost::json;
+using clock = std::chrono::steady_clock;
+
+namespace {
+constexpr auto soon = std::chrono::milliseconds(100);
+}  // namespace
+
+presence::presence(boost::asio::io_context& ioc, nats_stream& stream, local_fn local,
+                   std::chrono::milliseconds interval, std::chrono::milliseconds ttl)
+    : ioc_(ioc), stream_(stream), local_(std::move(local)), interval_(interval), ttl_(ttl),
+      timer_(ioc) {}
+
+void presence::start() {
+  stream_.subscribe_core("presence", [this](std::string&& p) { received(std::move(p)); });
+  schedule(std::chrono::milliseconds(0));
+}
+
+void presence::stop() {
+  stopped_ = true;
+  timer_.cancel();
+  json::object o{{"node", stream_.node()}, {"users", json::array()}};
+  stream_.publish_core("presence", json::serialize(o));
+}
+
+void presence::touch() {
+  if (stopped_ || soon_) return;
+  soon_ = true;
+  schedule(soon);
+}
+
+void presence::schedule(std::chrono::milliseconds after) {
+  timer_.expires_after(after);
+  timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec || stopped_) return;
+    beat();
+  });
+}
+
+void presence::beat() {
+  soon_ = false;
+  json::array users;
+  for (auto const& u : local_())
+    users.emplace_back(
+        json::object{{"account_name", u.name}, {"status", u.status}, {"room", u.room}});
+  json::object o{{"node", stream_.node()}, {"users", std::move(users)}};
+  stream_.publish_core("presence", json::serialize(o));
+  // Expire the nodes that went quiet.
+  const auto now = clock::now();
+  std::erase_if(nodes_, [&](auto const& kv) { return now - kv.second.at > ttl_; });
+  schedule(interval_);
+}
+
+void presence::received(std::string&& payload) {
+  boost::system::error_code ec;
+  auto v = json::parse(payload, ec);
+  if (ec || !v.is_object()) return;
+  auto const& o = v.get_object();
+  auto const* node = o.if_contains("node");
+  auto const* list = o.if_contains("users");
+  if (!node || !node->is_string() || !list || !list->is_array()) return;
+  const std::string name(node->get_string());
+  if (name == stream_.node()) return;
+  entry e;
+  e.at = clock::now();
+  for (auto const& u : list->get_array()) {
+    if (!u.is_object()) continue;
+    auto const& uo = u.get_object();
+    auto str = [&](char const* k) {
+      auto const* f = uo.if_contains(k);
+      return f && f->is_string() ? std::string(f->get_string()) : std::string();
+    };
+    e.users.push_back(remote_user{str("account_name"), str("status"), str("room")});
+  }
+  if (e.users.empty())
+    nodes_.erase(name);
+  else
+    nodes_[name] = std::move(e);
+}
+
+std::vector<remote_user> presence::users() const {
+  std::vector<remote_user> all;
+  const auto now = clock::now();
+  for (auto const& [name, e] : nodes_)
+    if (now - e.at <= ttl_) all.insert(all.end(), e.users.begin(), e.users.end());
+  return all;
+}
+
+bool presence::online(std::string const& folded_name) const {
+  const auto now = clock::now();
+  for (auto const& [name, e] : nodes_) {
+    if (now - e.at > ttl_) continue;
+    for (auto const& u : e.users)
+      if (proto::fold(u.name) == folded_name) return true;
+  }
+  return false;
+}
+
+}  // namespace jim::server::cluster

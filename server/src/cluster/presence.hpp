@@ -1,0 +1,75 @@
+#pragma once
+/// \file
+/// Who is online on the other nodes: heartbeats on core NATS, not stored.
+///
+/// Every `interval` (and soon after a local change: touch()) each node publishes on
+/// `<stream>.presence` one JSON object naming itself and its signed-in users:
+/// ```
+/// {"node":"n1","users":[{"account_name":"alice","status":"online","room":"#general"},...]}
+/// ```
+/// A node's entry is replaced by its next heartbeat and dropped `ttl` after the last one, so
+/// the users of a node that died (or lost NATS) are shown offline within `ttl` + `interval`
+/// (defaults 10 s + 2 s; the contract's bound is 30 s). A node that stops cleanly publishes an
+/// empty list first. A node's own users are never in this table (its hub knows them).
+///
+/// @par Thread Safety
+/// I/O thread only.
+
+#include "cluster/nats_stream.hpp"
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace jim::server::cluster {
+
+struct remote_user {
+  std::string name;  ///< as registered
+  std::string status;
+  std::string room;  ///< "#name" of the room the connection is in
+};
+
+class presence {
+ public:
+  using local_fn = std::function<std::vector<remote_user>()>;
+
+  presence(boost::asio::io_context& ioc, nats_stream& stream, local_fn local,
+           std::chrono::milliseconds interval = std::chrono::seconds(2),
+           std::chrono::milliseconds ttl = std::chrono::seconds(10));
+
+  /// Subscribes and starts the heartbeats.
+  void start();
+  /// Publishes an empty list (this node's users go offline everywhere now) and stops.
+  void stop();
+  /// A local sign-in, sign-out or room change: the next heartbeat goes out within 100 ms.
+  void touch();
+
+  /// The users signed in on other nodes (each node's entry at most `ttl` old).
+  std::vector<remote_user> users() const;
+  /// True if `folded_name` is signed in on another node.
+  bool online(std::string const& folded_name) const;
+
+ private:
+  void beat();
+  void schedule(std::chrono::milliseconds after);
+  void received(std::string&& payload);
+
+  boost::asio::io_context& ioc_;
+  nats_stream& stream_;
+  local_fn local_;
+  std::chrono::milliseconds interval_, ttl_;
+  boost::asio::steady_timer timer_;
+  bool soon_ = false;
+  bool stopped_ = false;
+  struct entry {
+    std::chrono::steady_clock::time_point at;
+    std::vector<remote_user> users;
+  };
+  std::map<std::string, entry> nodes_;  ///< by node name
+};
+
+}  // namespace jim::server::cluster
