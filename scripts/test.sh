@@ -4,6 +4,7 @@
 #   1b. every shell example of README.md, web/README.md and protocol/PROTOCOL.md against a fresh
 #      daemon (scripts/check-docs.sh, with the build-test binaries);
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build and the whole suite again;
+#   2b. a ThreadSanitizer build of the cluster tests only (the NATS client runs its own threads);
 #   3. the web client end to end in headless chromium (skipped with a message if it cannot be installed);
 #   4. the libFuzzer target for a bounded time (when clang is available).
 # Set JIM_SKIP_SANITIZE=1, JIM_SKIP_BROWSER=1 or JIM_SKIP_FUZZ=1 to skip a stage locally.
@@ -35,6 +36,13 @@ if [ "${JIM_SKIP_SANITIZE:-0}" != 1 ]; then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DJIM_SANITIZE=address,undefined
+
+  echo "== ThreadSanitizer: the cluster tests (NATS client threads hand over to the I/O thread) =="
+  cmake -S . -B build-tsan -DJIM_WARNINGS_AS_ERRORS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DJIM_SANITIZE=thread -DJIM_BENCH=OFF -DCMAKE_CXX_FLAGS=-Wno-tsan >/dev/null
+  cmake --build build-tsan -j"$jobs" --target jim_cluster_tests
+  (cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    ctest --output-on-failure -R '^cluster: ' --timeout 300)
 fi
 
 if [ "${JIM_SKIP_FUZZ:-0}" != 1 ] && [ -x scripts/run-fuzz.sh ]; then

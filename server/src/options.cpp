@@ -151,6 +151,13 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     ("autosave", po::value<long long>()->default_value(60), "seconds between snapshots (0: at exit only)")
     ("fsync", po::value<std::string>()->default_value("always"),
      "journal sync before replies: always, everysec or no")
+    ("nats", po::value<std::string>()->default_value(""),
+     "cluster mode: NATS URLs, comma-separated (nats://127.0.0.1:4222,...)")
+    ("node-name", po::value<std::string>()->default_value(""),
+     "this node's name in the cluster (default: host name:port)")
+    ("nats-stream", po::value<std::string>()->default_value("JIM"), "JetStream stream of the cluster")
+    ("nats-replicas", po::value<long long>()->default_value(1),
+     "stream replicas when this node creates it (3 for a 3-server NATS cluster)")
     ("kdf-iterations", po::value<long long>()->default_value(100000), "PBKDF2 iterations")
     ("hash-threads", po::value<long long>()->default_value(0),
      "password-hashing threads (0: one less than the cores, at least 1)")
@@ -221,6 +228,34 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     if (c.fsync != "always" && c.fsync != "everysec" && c.fsync != "no")
       throw po::error("the argument ('" + c.fsync +
                       "') for option '--fsync' is invalid (always, everysec or no)");
+    {
+      const auto urls = vm["nats"].as<std::string>();
+      std::size_t at = 0;
+      while (!urls.empty() && at <= urls.size()) {
+        auto comma = urls.find(',', at);
+        if (comma == std::string::npos) comma = urls.size();
+        auto url = urls.substr(at, comma - at);
+        if (url.empty() || url.find_first_of(" \t") != std::string::npos)
+          throw po::error("the argument ('" + urls +
+                          "') for option '--nats' is invalid (URLs such as nats://host:4222, "
+                          "comma-separated)");
+        c.nats.push_back(std::move(url));
+        at = comma + 1;
+      }
+    }
+    c.node_name = vm["node-name"].as<std::string>();
+    c.nats_stream = vm["nats-stream"].as<std::string>();
+    if (c.nats_stream.empty() || c.nats_stream.size() > 64 ||
+        c.nats_stream.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                        "0123456789_-") != std::string::npos)
+      throw po::error("the argument ('" + c.nats_stream +
+                      "') for option '--nats-stream' is invalid (1-64 of A-Z a-z 0-9 _ -)");
+    c.nats_replicas = checked<int>(vm, "nats-replicas", 1, 5);
+    // The NATS layer (server/src/cluster/) is not wired into the daemon yet: refuse rather than
+    // run a node that silently diverges from the others. docs/CLUSTER.md says what remains.
+    if (!c.nats.empty())
+      throw po::error("--nats: cluster mode is not available in this version yet (see "
+                      "docs/CLUSTER.md)");
     c.kdf_iterations = checked<unsigned>(vm, "kdf-iterations", 1, 100'000'000);
     c.hash_threads = checked<int>(vm, "hash-threads", 0, 256);
     c.http_port = checked<std::uint16_t>(vm, "http-port", 0, 65535);

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <variant>
+#include <vector>
 
 namespace jim::server {
 
@@ -39,6 +40,13 @@ struct config {
   double rate_burst = 20;
   std::chrono::seconds autosave{60};  ///< 0: only at shutdown
   std::string fsync = "always";  ///< --fsync: always | everysec | no (when the journal syncs)
+  /// Cluster mode (--nats): NATS server URLs (empty: the embedded single-node default), this
+  /// node's name (empty: host name + ":" + chat port), the JetStream stream, and its replicas
+  /// when this node creates it.
+  std::vector<std::string> nats;
+  std::string node_name;
+  std::string nats_stream = "JIM";
+  int nats_replicas = 1;
   unsigned kdf_iterations = 100000;
   int hash_threads = 0;  ///< password-hashing threads; 0: one less than the cores (at least 1)
   std::uint16_t http_port = 7780;  ///< 0: no HTTP/WebSocket listener
