@@ -111,7 +111,7 @@ TEST_CASE("TLS and plaintext share the JIM port and the HTTP port", "[tls]") {
   CHECK(d.stop() == 0);
 }
 
-TEST_CASE("--tls-required refuses plaintext on both ports", "[tls]") {
+TEST_CASE("With --tls-required plaintext is refused on both ports", "[tls]") {
   test_ca ca;
   const auto cert = ca.server_cert("server", 7);
   const auto http_port = free_port();

@@ -190,7 +190,7 @@ TEST_CASE("Two options the user set that contradict each other: an error naming 
   }
 }
 
-TEST_CASE("--log-messages chooses which chat texts are logged (default: rooms)", "[options]") {
+TEST_CASE("The option --log-messages chooses which chat texts are logged (default: rooms)", "[options]") {
   CHECK(parsed_ok({}).log_messages == message_logging::rooms);
   CHECK(parsed_ok({"--log-messages", "none"}).log_messages == message_logging::none);
   CHECK(parsed_ok({"--log-messages", "all"}).log_messages == message_logging::all);
