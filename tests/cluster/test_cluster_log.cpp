@@ -116,7 +116,7 @@ bool eventually(P pred, std::chrono::milliseconds bound = 30s) {
 }  // namespace
 
 TEST_CASE("cluster event_log: the same name proposed on two nodes at once, 50 times: exactly "
-          "one 201 each time, both nodes hold the same names in the same order; a late node "
+          "one 201 each time, both nodes hold the same names in the same order, and a late node "
           "catches up before it is ready",
           "[cluster][nats]") {
   if (jim::test::nats_server_program().empty()) {

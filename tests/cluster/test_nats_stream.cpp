@@ -232,9 +232,8 @@ TEST_CASE("nats_stream: a consumer starting after P gets P+1 on, and open() repo
   CHECK(seen.back().seq == 10);
 }
 
-TEST_CASE("nats_stream: kill -9 one of 3 servers (replicas 3) while publishing: every ack is "
-          "in the stream, publishing goes on; losing the only server fails publishes, then "
-          "recovers",
+TEST_CASE("nats_stream: kill -9 one of 3 servers (replicas 3) while publishing: every ack "
+          "is in the stream, and publishing goes on after the failover",
           "[cluster][nats]") {
   if (!have_nats()) return;
   nats_cluster nats(3);
@@ -287,7 +286,7 @@ TEST_CASE("nats_stream: kill -9 one of 3 servers (replicas 3) while publishing: 
 
 }
 
-TEST_CASE("nats_stream: with its only NATS server gone a publish fails (after the deadline); "
+TEST_CASE("nats_stream: with its only NATS server gone a publish fails (after the deadline), "
           "when the server is back the node reconnects, publishes and consumes again",
           "[cluster][nats]") {
   if (!have_nats()) return;
