@@ -66,25 +66,6 @@ void drain(client& c, std::size_t = 0) {
   }
 }
 
-struct run_result {
-  int exit_code = -1;
-  std::string output;
-};
-
-run_result run_jimd_expecting_failure(fs::path const& dir) {
-  const std::string cmd = "timeout 20 '" + program("jimd").string() +
-                          "' -a 127.0.0.1 -p 0 --http-port 0 --data-dir '" + dir.string() +
-                          "' --log-dir '" + (dir / "logs").string() + "' 2>&1";
-  run_result r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p);
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 }  // namespace
 
@@ -217,7 +198,7 @@ TEST_CASE("A second jimd on the same data dir exits non-zero naming the first on
           "[integration][durability]") {
   temp_dir dir;
   jimd_process first(args_for("always"), dir.path());
-  auto r = run_jimd_expecting_failure(dir.path());
+  auto r = run_jimd_to_exit(dir.path());
   INFO(r.output);
   CHECK(r.exit_code == 1);
   CHECK(r.output.find("pid " + std::to_string(first.pid())) != std::string::npos);
@@ -306,7 +287,7 @@ TEST_CASE("A damaged journal is refused untouched; a torn tail is dropped",
     std::string bad = good;
     bad[good.size() / 2] = static_cast<char>(bad[good.size() / 2] ^ 0x01);
     write_bytes(files[0], bad);
-    auto r = run_jimd_expecting_failure(dir.path());
+    auto r = run_jimd_to_exit(dir.path());
     INFO(r.output);
     CHECK(r.exit_code == 1);
     CHECK(r.output.find(files[0].string()) != std::string::npos);

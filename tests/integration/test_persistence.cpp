@@ -64,26 +64,6 @@ void check_no_secret_in(fs::path const& dir, std::vector<std::string> const& sec
   CHECK(files >= 2);  // at least the snapshot and the daemon's output
 }
 
-struct run_result {
-  int exit_code = -1;
-  std::string output;
-};
-
-/// Runs jimd to its end (it must not start: bounded by `timeout`), capturing its output.
-run_result run_jimd_expecting_failure(fs::path const& dir) {
-  const std::string cmd = "timeout 20 '" + program("jimd").string() +
-                          "' -a 127.0.0.1 -p 0 --http-port 0" + " --data-dir '" + dir.string() +
-                          "' --log-dir '" + (dir / "logs").string() + "' 2>&1";
-  run_result r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p);
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 /// The whole story of issue 4 with one signal: state before, signal, state after.
 void state_survives_restart(int sig) {
@@ -290,7 +270,7 @@ TEST_CASE("A corrupt snapshot stops jimd with an error naming the file, which is
   for (auto const& [what, bytes] : variants) {
     DYNAMIC_SECTION(what) {
       write_bytes(file, bytes);
-      const auto r = run_jimd_expecting_failure(dir.path());
+      const auto r = run_jimd_to_exit(dir.path());
       INFO(r.output);
       CHECK(r.exit_code == 1);  // refused to start (124 would be the timeout)
       CHECK(r.output.find("Sanitizer") == std::string::npos);

@@ -5,6 +5,7 @@
 #include "store/journal.hpp"
 
 #include "files.hpp"
+#include "harness.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -26,24 +27,7 @@ namespace {
 
 const int quiet_logs = (spdlog::set_level(spdlog::level::off), 0);
 
-class scratch_dir {
- public:
-  scratch_dir() {
-    std::string tmpl = (fs::temp_directory_path() / "jimd-journal-XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  scratch_dir(scratch_dir const&) = delete;
-  scratch_dir& operator=(scratch_dir const&) = delete;
-  fs::path const& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using scratch_dir = jim::test::temp_dir;
 
 std::vector<store::event> sample_events() {
   using namespace store;

@@ -1,4 +1,5 @@
 #include "files.hpp"
+#include "harness.hpp"
 #include "hub.hpp"
 #include "snapshot.hpp"
 
@@ -24,25 +25,7 @@ using jim::proto::chat_message;
 
 namespace {
 
-/// A fresh directory, removed at the end of the test.
-class scratch_dir {
- public:
-  scratch_dir() {
-    std::string tmpl = (fs::temp_directory_path() / "jimd-snapshot-XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  scratch_dir(scratch_dir const&) = delete;
-  scratch_dir& operator=(scratch_dir const&) = delete;
-  fs::path const& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using scratch_dir = jim::test::temp_dir;
 
 /// A connection that accepts every push.
 struct fake_peer final : peer {

@@ -46,6 +46,21 @@ fs::path program(std::string const& name) {
   return fs::path(JIM_BIN_DIR) / name;
 }
 
+exit_result run_jimd_to_exit(fs::path const& data_dir) {
+  const std::string cmd = "timeout 20 '" + program("jimd").string() +
+                          "' -a 127.0.0.1 -p 0 --http-port 0 --data-dir '" + data_dir.string() +
+                          "' --log-dir '" + (data_dir / "logs").string() + "' 2>&1";
+  exit_result r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) throw std::runtime_error("popen failed");
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
 jimd_process::jimd_process(std::vector<std::string> args, fs::path data_dir) {
   if (data_dir.empty()) {
     own_dir_.emplace();

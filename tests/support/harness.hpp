@@ -34,6 +34,16 @@ class temp_dir {
 /// Path of a built program (jimd, jim, ...), from the JIM_BIN_DIR compile definition.
 std::filesystem::path program(std::string const& name);
 
+/// How a daemon that was expected not to start ended: its exit status (-1: killed or no exit)
+/// and everything it printed.
+struct exit_result {
+  int exit_code = -1;
+  std::string output;
+};
+/// Runs jimd on `data_dir` (logs in DATA_DIR/logs, ephemeral ports) to its end, which must
+/// come within 20 s (`timeout` ends it otherwise), capturing stdout and stderr.
+exit_result run_jimd_to_exit(std::filesystem::path const& data_dir);
+
 /// The daemon as a child process. The constructor returns once it accepts connections
 /// (it waits for `--port-file`, given a pipe, for at most 20 s).
 class jimd_process {
