@@ -61,6 +61,12 @@ class fields {
     }
     fail(name(key) + " must be an integer");
   }
+  std::optional<bool> opt_boolean(std::string_view key) const {
+    auto const* v = find(key);
+    if (!v) return std::nullopt;
+    if (!v->is_bool()) fail(name(key) + " must be true or false");
+    return v->get_bool();
+  }
   std::optional<fields> opt_object(std::string_view key) const {
     auto const* v = find(key);
     if (!v) return std::nullopt;
@@ -143,7 +149,14 @@ request_body decode_body(std::string_view action, fields const& f, limits const&
   }
   if (action == "authenticate") {
     auto user = f.object("user");
-    return authenticate_req{opt_account(user, "account_name"), password(user, "password")};
+    auto name = opt_account(user, "account_name");
+    if (auto token = user.opt_string("token")) {
+      if (user.find("password")) fail("\"user.password\" and \"user.token\" exclude each other");
+      if (token->empty() || token->size() > max_token)
+        fail("\"user.token\" must be 1-" + std::to_string(max_token) + " bytes");
+      return authenticate_req{std::move(name), {}, std::move(token)};
+    }
+    return authenticate_req{std::move(name), password(user, "password"), std::nullopt};
   }
   if (action == "register") {
     auto user = f.object("user");
@@ -192,6 +205,7 @@ request_body decode_body(std::string_view action, fields const& f, limits const&
   if (action == "users") return users_req{opt_room(f, "room")};
   if (action == "rooms") return rooms_req{};
   if (action == "quit") return quit_req{};
+  if (action == "logout") return logout_req{f.opt_boolean("all").value_or(false)};
   fail("unknown action \"" + std::string(utf8_prefix(action, 64)) + "\"");
 }
 

@@ -2,6 +2,8 @@
 
 #include "logging.hpp"
 
+#include <openssl/crypto.h>
+
 #include <algorithm>
 #include <ctime>
 
@@ -223,6 +225,78 @@ apply_result hub::apply_one(store::signed_in const& e) {
   if (!r.acc) return apply_result{code::not_found, "no such account " + e.account, {}, {}, {}};
   ++r.acc->connections;
   return r;
+}
+
+apply_result hub::apply_one(store::token_issued const& e) {
+  apply_result r;
+  r.acc = find_account(e.account);
+  if (!r.acc) return apply_result{code::not_found, "no such account " + e.account, {}, {}, {}};
+  if (e.hash.empty() || e.expires <= e.issued)
+    return apply_result{code::bad_request, "invalid token for " + e.account, {}, {}, {}};
+  auto& list = r.acc->resume_tokens;
+  // The event's own time, not a clock: every replica forgets the same tokens.
+  std::erase_if(list, [&e](resume_token const& t) { return t.expires <= e.issued; });
+  while (list.size() >= max_resume_tokens) list.erase(list.begin());
+  list.push_back(resume_token{e.hash, e.issued, e.expires});
+  return r;
+}
+
+apply_result hub::apply_one(store::tokens_revoked const& e) {
+  apply_result r;
+  r.acc = find_account(e.account);
+  if (!r.acc) return apply_result{code::not_found, "no such account " + e.account, {}, {}, {}};
+  if (e.all)
+    r.acc->resume_tokens.clear();
+  else
+    std::erase_if(r.acc->resume_tokens, [&e](resume_token const& t) { return t.hash == e.hash; });
+  return r;
+}
+
+apply_result hub::apply_one(store::password_rehashed const& e) {
+  apply_result r;
+  r.acc = find_account(e.account);
+  if (!r.acc) return apply_result{code::not_found, "no such account " + e.account, {}, {}, {}};
+  if (e.hash.empty())
+    return apply_result{code::bad_request, "empty password hash for " + e.account, {}, {}, {}};
+  // Changed meanwhile (by an earlier event): the newer hash stays.
+  if (r.acc->password_hash != e.was)
+    return apply_result{code::conflict, "the password of " + e.account + " changed meanwhile", {},
+                        {}, {}};
+  r.acc->password_hash = e.hash;
+  return r;
+}
+
+resume_token const* hub::find_token(account const& a, std::string_view hash,
+                                    std::int64_t now) const {
+  resume_token const* found = nullptr;
+  for (auto const& t : a.resume_tokens)
+    if (t.hash.size() == hash.size() && CRYPTO_memcmp(t.hash.data(), hash.data(), hash.size()) == 0)
+      found = &t;
+  return found && found->expires > now ? found : nullptr;
+}
+
+std::optional<double> hub::sign_in_throttled(account const& a, steady::time_point now) const {
+  // The failures still inside the window, oldest first.
+  std::array<steady::time_point, max_failed_sign_ins> recent{};
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < max_failed_sign_ins; ++i) {
+    auto const t = a.failed_at[(a.failed_next + i) % max_failed_sign_ins];
+    if (t != steady::time_point{} && t + failed_sign_in_window > now) recent[n++] = t;
+  }
+  if (n + a.checking < max_failed_sign_ins) return std::nullopt;
+  // Allowed again once enough of them have left the window: the (n + checking - 2)nd oldest
+  // (1-based). Checks under way alone: they end within a hash's time.
+  const std::size_t must_leave = n + a.checking - (max_failed_sign_ins - 1);
+  if (must_leave > n) return 1.0;
+  const auto at = recent[must_leave - 1] + failed_sign_in_window;
+  return std::max(0.001, std::chrono::duration<double>(at - now).count());
+}
+
+static_assert(std::tuple_size_v<decltype(account::failed_at)> == hub::max_failed_sign_ins);
+
+void hub::sign_in_failed(account& a, steady::time_point now) {
+  a.failed_at[a.failed_next] = now;
+  a.failed_next = static_cast<std::uint8_t>((a.failed_next + 1) % max_failed_sign_ins);
 }
 
 void hub::recover_connections() {
@@ -556,6 +630,9 @@ outcome hub::rooms(account& a) {
 }
 
 std::size_t hub::prune(std::int64_t unix_now) {
+  for (auto& [key, a] : accounts_)
+    std::erase_if(a->resume_tokens,
+                  [unix_now](resume_token const& t) { return t.expires <= unix_now; });
   if (lim_.message_ttl.count() <= 0) return 0;
   const std::int64_t oldest = unix_now - lim_.message_ttl.count();
   std::size_t dropped = 0;

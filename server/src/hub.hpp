@@ -21,6 +21,7 @@
 
 #include <boost/json/object.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -74,6 +75,14 @@ struct outcome {
 
 struct room;
 
+/// A resume token as stored: the digest of the token (kdf.hpp token_digest), never the token,
+/// and when it was issued and expires (unix seconds).
+struct resume_token {
+  std::string hash;
+  std::int64_t issued = 0;
+  std::int64_t expires = 0;
+};
+
 struct account {
   std::string name;  ///< as registered
   std::string password_hash;
@@ -81,9 +90,15 @@ struct account {
   std::uint32_t connections = 0;   ///< signed_in events not yet ended by a general_seen
   std::vector<proto::chat_message>
       queued;  ///< private messages waiting for sign-in (a vector: no memory while empty)
+  /// Live resume tokens, oldest first; at most hub::max_resume_tokens.
+  std::vector<resume_token> resume_tokens;
   std::string status = "online";
   double tokens = 0;
   steady::time_point refilled{};
+  // Failed sign-ins (wrong password or token), for the throttle: live, not persisted.
+  std::array<steady::time_point, 3> failed_at{};  ///< the last three, a ring; {} = none
+  std::uint8_t failed_next = 0;                   ///< the oldest slot of failed_at
+  std::uint32_t checking = 0;  ///< password checks under way (hashing), counted as failures
   // Live state, reset at sign-out.
   peer* online = nullptr;
   room* current = nullptr;
@@ -140,6 +155,28 @@ class hub {
 
   account* find_account(std::string_view name);
   room* find_room(std::string_view bare_name);
+
+  /// Resume tokens kept per account: a token_issued beyond it forgets the oldest.
+  static constexpr std::size_t max_resume_tokens = 16;
+  /// The token of `a` whose digest is `hash` (kdf.hpp token_digest), if it is still valid at
+  /// unix time `now`; nullptr otherwise. Constant-time comparison of the digests.
+  resume_token const* find_token(account const& a, std::string_view hash, std::int64_t now) const;
+
+  /// The failed sign-in throttle (live state, per account; idea and figures from ergo's
+  /// login throttle): at most `max_failed_sign_ins` failed sign-ins per `failed_sign_in_window`.
+  /// A password check under way counts as a failure until it ends, so that concurrent guesses
+  /// cannot overtake the limit.
+  static constexpr std::size_t max_failed_sign_ins = 3;
+  static constexpr std::chrono::seconds failed_sign_in_window{60};
+  /// Seconds (> 0) until a password sign-in to `a` may be tried, or nullopt when it may now.
+  std::optional<double> sign_in_throttled(account const& a, steady::time_point now) const;
+  /// A password check of `a` starts / ends (pair them; see sign_in_throttled).
+  void password_check_started(account& a) { ++a.checking; }
+  void password_check_ended(account& a) {
+    if (a.checking > 0) --a.checking;
+  }
+  /// A sign-in to `a` failed (wrong password or token) at `now`.
+  void sign_in_failed(account& a, steady::time_point now);
   bool is_member(account const& a, room const& r) const;
 
   /// Creates an account with an already-hashed password; nullptr if the name is taken.
@@ -200,7 +237,8 @@ class hub {
   outcome users(account& a, proto::users_req const& req);
   outcome rooms(account& a);
 
-  /// Drops messages older than the TTL (no-op without one). Returns how many were dropped.
+  /// Drops messages older than the TTL (no-op without one) and resume tokens expired at
+  /// `unix_now`. Returns how many messages were dropped.
   std::size_t prune(std::int64_t unix_now);
 
   /// After a crash (start-up, once the journal is replayed): an account whose connections
@@ -242,6 +280,9 @@ class hub {
   apply_result apply_one(store::queue_delivered const& e);
   apply_result apply_one(store::general_seen const& e);
   apply_result apply_one(store::signed_in const& e);
+  apply_result apply_one(store::token_issued const& e);
+  apply_result apply_one(store::tokens_revoked const& e);
+  apply_result apply_one(store::password_rehashed const& e);
   std::optional<double> retry_after(account& a, steady::time_point now) const;
   std::vector<shared_frame> recent(room const& r) const;
 

@@ -98,8 +98,14 @@ std::string hash_password(std::string_view password, unsigned iterations) {
   return out;
 }
 
-bool verify_password(std::string_view password, std::string_view stored) {
-  // scheme$iterations$salt$hash
+namespace {
+/// The pieces of `scheme$iterations$salt$hash`; false when `stored` is not of that shape.
+struct stored_hash {
+  bool legacy = false;
+  unsigned iterations = 0;
+  std::string_view salt, hash;  ///< base64url
+};
+bool split(std::string_view stored, stored_hash& out) {
   std::string_view parts[4];
   for (int i = 0; i < 3; ++i) {
     const auto d = stored.find('$');
@@ -108,16 +114,37 @@ bool verify_password(std::string_view password, std::string_view stored) {
     stored.remove_prefix(d + 1);
   }
   parts[3] = stored;
-  const bool legacy = parts[0] == legacy_scheme;
-  if (!legacy && parts[0] != scheme) return false;
-  if (legacy && password.find('\0') != std::string_view::npos) return false;
-  unsigned iterations = 0;
-  auto [p, ec] = std::from_chars(parts[1].data(), parts[1].data() + parts[1].size(), iterations);
-  if (ec != std::errc{} || p != parts[1].data() + parts[1].size() || iterations == 0 ||
-      iterations > 100'000'000)
+  out.legacy = parts[0] == legacy_scheme;
+  if (!out.legacy && parts[0] != scheme) return false;
+  auto [p, ec] =
+      std::from_chars(parts[1].data(), parts[1].data() + parts[1].size(), out.iterations);
+  if (ec != std::errc{} || p != parts[1].data() + parts[1].size() || out.iterations == 0 ||
+      out.iterations > 100'000'000)
     return false;
+  out.salt = parts[2];
+  out.hash = parts[3];
+  return true;
+}
+}  // namespace
+
+bool needs_rehash(std::string_view stored, unsigned iterations) {
+  stored_hash h;
+  if (!split(stored, h)) return false;
+  return h.legacy || h.iterations < iterations;
+}
+
+std::string token_digest(std::string_view token) {
+  return base64url(sha256(token));
+}
+
+bool verify_password(std::string_view password, std::string_view stored) {
+  stored_hash h;
+  if (!split(stored, h)) return false;
+  const bool legacy = h.legacy;
+  const unsigned iterations = h.iterations;
+  if (legacy && password.find('\0') != std::string_view::npos) return false;
   std::string salt, expected;
-  if (!from_base64url(parts[2], salt) || !from_base64url(parts[3], expected) || expected.empty())
+  if (!from_base64url(h.salt, salt) || !from_base64url(h.hash, expected) || expected.empty())
     return false;
   const std::string actual =
       pbkdf2_sha256(legacy ? std::string(password) : sha256(password), salt, iterations,

@@ -22,6 +22,16 @@ bool verify_password(std::string_view password, std::string_view stored);
 /// `bytes` bytes from OpenSSL's CSPRNG, as unpadded base64url text.
 std::string random_token(std::size_t bytes);
 
+/// Whether `stored` (made by hash_password or the legacy scheme) should be made again with
+/// `iterations`: fewer iterations than that, or the legacy raw-PBKDF2 scheme. A malformed
+/// `stored` string never needs it (it never verifies either).
+bool needs_rehash(std::string_view stored, unsigned iterations);
+
+/// What is stored of a resume token: unpadded base64url of SHA-256(token), 43 characters.
+/// A token carries 256 random bits, so one fast hash suffices (no salt, no work factor: there
+/// is no dictionary to attack); the clear text is never stored. Cheap: fine on the I/O thread.
+std::string token_digest(std::string_view token);
+
 /// Unpadded base64url of raw bytes (RFC 4648 §5).
 std::string base64url(std::string_view raw);
 

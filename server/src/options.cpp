@@ -158,7 +158,10 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     ("nats-stream", po::value<std::string>()->default_value("JIM"), "JetStream stream of the cluster")
     ("nats-replicas", po::value<long long>()->default_value(1),
      "stream replicas when this node creates it (3 for a 3-server NATS cluster)")
-    ("kdf-iterations", po::value<long long>()->default_value(100000), "PBKDF2 iterations")
+    ("kdf-iterations", po::value<long long>()->default_value(c.kdf_iterations),
+     "PBKDF2 iterations (fewer stored are upgraded at the next sign-in)")
+    ("token-ttl", po::value<long long>()->default_value(c.token_ttl.count()),
+     "seconds a resume token (given at password sign-in) stays valid")
     ("hash-threads", po::value<long long>()->default_value(0),
      "password-hashing threads (0: one less than the cores, at least 1)")
     ("http-port", po::value<long long>()->default_value(7780), "HTTP/WebSocket port (0: none)")
@@ -257,6 +260,7 @@ parse_outcome parse_options(int argc, char const* const* argv) {
       throw po::error("--nats: cluster mode is not available in this version yet (see "
                       "docs/CLUSTER.md)");
     c.kdf_iterations = checked<unsigned>(vm, "kdf-iterations", 1, 100'000'000);
+    c.token_ttl = std::chrono::seconds(checked<long long>(vm, "token-ttl", 1, 10LL * 365 * 86400));
     c.hash_threads = checked<int>(vm, "hash-threads", 0, 256);
     c.http_port = checked<std::uint16_t>(vm, "http-port", 0, 65535);
     c.http_address = checked_address(vm, "http-address");

@@ -494,6 +494,7 @@ awaitable<bool> session::handle(json::object const& frame) {
     co_return false;
   }
   if (!account_) co_return co_await handle_sign_in(req);
+  if (auto* l = std::get_if<proto::logout_req>(&req.body)) co_return co_await logout(*l, tag);
 
   account& me = *account_;
   if (auto* p = std::get_if<proto::presence_req>(&req.body)) {
@@ -551,6 +552,7 @@ awaitable<bool> session::handle_sign_in(proto::request& req) {
         reply(code::not_found, tag, "no such account " + *a->account_name + " (register it)");
         co_return true;
       }
+      if (a->token) co_return co_await token_sign_in(*acc, *a->token, tag);
       co_return co_await verify_and_sign_in(*acc, a->password, tag);
     }
     if (a->account_name && proto::fold(*a->account_name) != proto::fold(pending_name_)) {
@@ -559,6 +561,16 @@ awaitable<bool> session::handle_sign_in(proto::request& req) {
       reply(code::bad_request, tag,
             "account_name does not match presence; start again with presence");
       co_return true;
+    }
+    if (a->token) {  // after presence: a token signs in to the account named there
+      account* acc = chat.find_account(pending_name_);
+      if (!acc) {
+        auth_ = auth::none;
+        first_password_.clear();
+        reply(code::not_found, tag, "no such account " + pending_name_ + " (register it)");
+        co_return true;
+      }
+      co_return co_await token_sign_in(*acc, *a->token, tag);
     }
     switch (auth_) {
       case auth::login: {
@@ -598,16 +610,96 @@ awaitable<bool> session::handle_sign_in(proto::request& req) {
 
 awaitable<bool> session::verify_and_sign_in(account& a, std::string const& password,
                                             json::value const& tag) {
+  auto& chat = ctx_.chat;
+  if (auto wait = chat.sign_in_throttled(a, steady::now())) {
+    // No hashing at all: a guessing bot costs one reply per try.
+    JIM_LOG(info, "connection {}: password sign-in to {} throttled (too many failed sign-ins)",
+            id_, a.name);
+    reply(code::rate_limited, tag,
+          "too many failed sign-ins to " + a.name + "; try again later or sign in with a token",
+          {{"retry_after", *wait}});
+    co_return true;
+  }
+  // The hashing counter tests read (--log-level debug): one line per PBKDF2 check.
+  JIM_LOG(debug, "connection {}: checking the password of {} (PBKDF2)", id_, a.name);
   std::string stored = a.password_hash;
-  auto check = [password, stored] { return verify_password(password, stored); };
-  const bool ok = co_await offload(ctx_.cpu_pool, std::move(check));
+  const unsigned iterations = ctx_.cfg.kdf_iterations;
+  // The upgrade of a weaker stored hash is made in the same trip to the hashing pool, so that
+  // it is durable before the reply (OWASP: re-hash at the next sign-in).
+  auto check = [password, stored, iterations] {
+    std::pair<bool, std::string> out{verify_password(password, stored), {}};
+    if (out.first && needs_rehash(stored, iterations))
+      out.second = hash_password(password, iterations);
+    return out;
+  };
+  struct check_guard {  // the check ends however the coroutine goes on
+    hub& h;
+    account& acc;
+    ~check_guard() { h.password_check_ended(acc); }
+  };
+  chat.password_check_started(a);
+  std::pair<bool, std::string> result;
+  {
+    check_guard guard{chat, a};
+    result = co_await offload(ctx_.cpu_pool, std::move(check));
+  }
+  auto& [ok, rehashed] = result;
   if (!ok) {
+    chat.sign_in_failed(a, steady::now());
     JIM_LOG(info, "connection {}: wrong password for {}", id_, a.name);
     reply(code::wrong_password, tag, "wrong password; closing");
     co_return false;
   }
-  co_await sign_in(a, code::ok, tag);
+  if (!rehashed.empty()) {
+    auto upgraded = [this, &a](apply_result const* r) {
+      if (r && r->ok())
+        JIM_LOG(info, "connection {}: password hash of {} upgraded to {} iterations", id_, a.name,
+                ctx_.cfg.kdf_iterations);
+      else  // the sign-in goes on with the old hash; the next one tries again
+        JIM_LOG(warn, "connection {}: password hash of {} not upgraded: {}", id_, a.name,
+                r ? r->error : std::string("storage unavailable"));
+    };
+    store::event ev = store::password_rehashed{a.name, std::move(stored), std::move(rehashed)};
+    co_await commit(std::move(ev), std::move(upgraded));
+  }
+  co_await sign_in(a, code::ok, tag, true);
   co_return true;
+}
+
+awaitable<bool> session::token_sign_in(account& a, std::string const& token,
+                                       json::value const& tag) {
+  auto& chat = ctx_.chat;
+  std::string digest = token_digest(token);
+  if (!chat.find_token(a, digest, proto::unix_now())) {
+    chat.sign_in_failed(a, steady::now());
+    JIM_LOG(info, "connection {}: wrong or expired token for {}", id_, a.name);
+    reply(code::wrong_password, tag, "wrong or expired token; closing");
+    co_return false;
+  }
+  token_digest_ = std::move(digest);
+  co_await sign_in(a, code::ok, tag, false);
+  co_return true;
+}
+
+awaitable<bool> session::logout(proto::logout_req const& req, json::value const& tag) {
+  account& me = *account_;
+  if (!req.all && token_digest_.empty()) {
+    reply(code::ok, tag, "signed out (this connection had no token)");
+    co_return false;
+  }
+  bool stored = false;
+  auto revoked = [&stored](apply_result const* r) { stored = r != nullptr; };
+  store::event ev = store::tokens_revoked{me.name, req.all ? std::string() : token_digest_, req.all};
+  co_await commit(std::move(ev), std::move(revoked));
+  if (!stored) {
+    storage_unavailable(tag);
+    co_return true;
+  }
+  token_digest_.clear();
+  JIM_LOG(info, "connection {}: {} logged out ({})", id_, me.name,
+          req.all ? "every token revoked" : "its token revoked");
+  reply(code::ok, tag, req.all ? "signed out; every token revoked" : "signed out; token revoked");
+  co_return false;
 }
 
 awaitable<void> session::register_and_sign_in(std::string const& name, std::string const& password,
@@ -642,10 +734,11 @@ awaitable<void> session::register_and_sign_in(std::string const& name, std::stri
     reply(code::conflict, tag, "account name " + name + " is taken");
     co_return;
   }
-  co_await sign_in(*a, code::created, tag);
+  co_await sign_in(*a, code::created, tag, true);
 }
 
-awaitable<void> session::sign_in(account& a, code status, json::value const& tag) {
+awaitable<void> session::sign_in(account& a, code status, json::value const& tag,
+                                 bool issue_token) {
   auth_ = auth::none;
   pending_name_.clear();
   if (a.online != this) a.status = "online";
@@ -657,10 +750,30 @@ awaitable<void> session::sign_in(account& a, code status, json::value const& tag
     if (closing()) co_return;
   }
   if (closing() || goodbye_) co_return;  // ended while the password was checked: stay out
+  std::string token;
+  if (issue_token) {
+    // 256 bits from the CSPRNG (RAND_bytes), base64url; only its digest is stored and logged
+    // nowhere. If it cannot be stored the sign-in goes on without a token.
+    token = random_token(32);
+    const auto now = proto::unix_now();
+    std::string digest = token_digest(token);
+    bool stored = false;
+    auto issued = [&stored](apply_result const* r) { stored = r && r->ok(); };
+    store::event ev = store::token_issued{a.name, digest, now, now + ctx_.cfg.token_ttl.count()};
+    co_await commit(std::move(ev), std::move(issued));
+    if (stored) {
+      token_digest_ = std::move(digest);
+    } else {
+      JIM_LOG(warn, "connection {}: no resume token for {} (it could not be stored)", id_, a.name);
+      token.clear();
+    }
+    if (closing() || goodbye_) co_return;
+  }
   if (pending_status_) a.status = *std::exchange(pending_status_, std::nullopt);
-  auto attach = [this, &a, status, &tag](std::vector<proto::chat_message> const& delivered) {
+  auto attach = [this, &a, status, &tag, &token](std::vector<proto::chat_message> const& delivered) {
     auto res = ctx_.chat.attach(*this, a, status, delivered);
     account_ = &a;
+    if (!token.empty()) res.reply.fields.emplace("token", token);
     deliver(std::move(res.reply), tag);
   };
   if (a.queued.empty()) {

@@ -195,13 +195,25 @@ class session : public peer, public std::enable_shared_from_this<session> {
   /// Handles one frame; false ends the reading (quit, wrong password, ...).
   boost::asio::awaitable<bool> handle(boost::json::object const& frame);
   boost::asio::awaitable<bool> handle_sign_in(proto::request& req);
+  /// Password sign-in: 429 while the account is throttled (no hashing), else the check off
+  /// the I/O thread (and, when the stored hash has fewer than --kdf-iterations, its upgrade,
+  /// committed as password_rehashed before the reply); 402 and false when wrong.
   boost::asio::awaitable<bool> verify_and_sign_in(account& a, std::string const& password,
                                                   boost::json::value const& tag);
+  /// Resume-token sign-in: one SHA-256 on the I/O thread, never throttled; 402 and false when
+  /// the token is wrong or expired (a failed sign-in for the throttle).
+  boost::asio::awaitable<bool> token_sign_in(account& a, std::string const& token,
+                                             boost::json::value const& tag);
   boost::asio::awaitable<void> register_and_sign_in(std::string const& name,
                                                     std::string const& password,
                                                     boost::json::value const& tag);
+  /// `issue_token`: a password sign-in; a new resume token is committed (token_issued) and
+  /// handed out in the reply's "token".
   boost::asio::awaitable<void> sign_in(account& a, proto::code status,
-                                       boost::json::value const& tag);
+                                       boost::json::value const& tag, bool issue_token);
+  /// `logout`: revokes this connection's token (or all of the account's); false once replied
+  /// 200 (the connection then closes).
+  boost::asio::awaitable<bool> logout(proto::logout_req const& req, boost::json::value const& tag);
   // journal
   /// Each change goes check -> event -> commit (durable) -> apply -> reply and pushes, the
   /// reply delivered in the commit's completion (log order, on the I/O thread). The session
@@ -262,6 +274,9 @@ class session : public peer, public std::enable_shared_from_this<session> {
   std::optional<std::string> pending_status_;
   std::string first_password_;
   account* account_ = nullptr;
+  /// Digest of the resume token this connection signed in with or was given (what `logout`
+  /// revokes); empty when it has none.
+  std::string token_digest_;
 };
 
 /// A session over a plain TCP socket: newline-delimited frames, gathered writes.

@@ -173,6 +173,7 @@ struct loaded_account {
   std::string password_hash;
   std::uint64_t general_seen = 0;
   messages queued;
+  std::vector<resume_token> tokens;
 };
 
 struct loaded_room {
@@ -248,7 +249,10 @@ class validator {
  private:
   void account(json::value const& v, at const& where) {
     auto const& o = as_object(v, where);
-    exact_fields(o, {"name", "password_hash", "general_seen", "queued"}, where);
+    if (o.contains("tokens"))
+      exact_fields(o, {"name", "password_hash", "general_seen", "queued", "tokens"}, where);
+    else
+      exact_fields(o, {"name", "password_hash", "general_seen", "queued"}, where);
     loaded_account a;
     a.name = account_name(o.at("name"), where["name"]);
     const std::string key = fold(a.name);
@@ -261,7 +265,33 @@ class validator {
       if (fold(m.to) != key)
         fail(mw["to"], "a message queued for " + a.name + " is addressed to " + m.to);
     });
+    if (o.contains("tokens")) a.tokens = tokens(o.at("tokens"), where["tokens"]);
     out_.accounts.push_back(std::move(a));
+  }
+
+  /// Resume-token digests: at most hub::max_resume_tokens, each 43 base64url characters.
+  std::vector<resume_token> tokens(json::value const& v, at const& where) {
+    auto const& a = as_array(v, where);
+    if (a.size() > hub::max_resume_tokens)
+      fail(where, "more than " + std::to_string(hub::max_resume_tokens) + " tokens");
+    std::vector<resume_token> out;
+    out.reserve(a.size());
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      at const tw = where[i];
+      auto const& o = as_object(a[i], tw);
+      exact_fields(o, {"hash", "issued", "expires"}, tw);
+      resume_token t;
+      t.hash = std::string(as_string(o.at("hash"), tw["hash"]));
+      if (t.hash.size() != 43 ||
+          t.hash.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                   "0123456789-_") != std::string::npos)
+        fail(tw["hash"], "not a token digest (43 base64url characters)");
+      t.issued = as_int(o.at("issued"), tw["issued"]);
+      t.expires = as_int(o.at("expires"), tw["expires"]);
+      if (t.expires <= t.issued) fail(tw["expires"], "expires before it was issued");
+      out.push_back(std::move(t));
+    }
+    return out;
   }
 
   void room(json::value const& v, at const& where) {
@@ -396,6 +426,8 @@ void restore(loaded_state&& s, hub& h, std::int64_t unix_now) {
     // Undelivered mail is never cut by history-limit.
     a.queued.assign(std::make_move_iterator(la.queued.begin()),
                     std::make_move_iterator(la.queued.end()));
+    std::erase_if(la.tokens, [unix_now](resume_token const& t) { return t.expires <= unix_now; });
+    a.resume_tokens = std::move(la.tokens);
   }
   for (auto& lr : s.rooms) {
     room& r = h.restore_room(std::move(lr.name));
@@ -501,6 +533,18 @@ json::value capture(hub const& h, std::uint64_t journal_seq) {
     // shutdown every session has signed out before the capture, so both are the same.)
     o.emplace("general_seen", a.online || a.connections > 0 ? general_posted : a.general_seen);
     o.emplace("queued", messages_json(a.queued, sp));
+    if (!a.resume_tokens.empty()) {
+      json::array tokens(sp);
+      tokens.reserve(a.resume_tokens.size());
+      for (auto const& t : a.resume_tokens) {
+        json::object to(3, sp);
+        to.emplace("hash", t.hash);
+        to.emplace("issued", t.issued);
+        to.emplace("expires", t.expires);
+        tokens.emplace_back(std::move(to));
+      }
+      o.emplace("tokens", std::move(tokens));
+    }
     accounts.emplace_back(std::move(o));
   }
   root.emplace("accounts", std::move(accounts));

@@ -8,7 +8,8 @@
 /// ```
 /// {"format": 2, "saved_at": UNIX, "journal_seq": P, "last_id": N,
 ///  "accounts": [{"name": "Alice", "password_hash": "pbkdf2-sha256$...", "general_seen": N,
-///                "queued": [MSG...]}],
+///                "queued": [MSG...],
+///                "tokens": [{"hash": "<43 base64url>", "issued": UNIX, "expires": UNIX}]}],
 ///  "rooms": [{"name": "#general", "owner": null, "password_hash": "", "members": [],
 ///             "posted": N, "history": [MSG...]},
 ///            {"name": "#Den", "owner": "alice", "password_hash": "...", "members": [...], ...}],
@@ -17,6 +18,10 @@
 /// ```
 /// `owner`, `members` and `between` hold folded (lower-case) account keys; every message
 /// sequence is ordered by strictly increasing id. Only password hashes are ever stored.
+/// `tokens` (an account's resume tokens: their SHA-256 digests, never the tokens, oldest first,
+/// at most 16) is the one optional field: written only for an account that has tokens, so a
+/// snapshot without any reads the same in versions before tokens; tokens expired at load are
+/// dropped.
 /// `journal_seq`: the state is that after applying the journal's records up to P; start-up
 /// replays the records after P. Format 1 (no `journal_seq`, written before the journal
 /// existed) is read as P = 0.
@@ -50,7 +55,7 @@ std::filesystem::path file_in(std::filesystem::path const& data_dir);
 std::filesystem::path temp_of(std::filesystem::path const& file);
 
 /// Captures every persistent piece of the hub: accounts (name, password hash, last-seen
-/// #general counter, queued private messages), rooms (name, owner, password hash, members,
+/// #general counter, queued private messages, resume-token digests), rooms (name, owner, password hash, members,
 /// history, message counter), private conversations and the message-id counter. An account
 /// online at capture time is saved as having seen #general up to now. Live state (who is
 /// online, current rooms, statuses, rate-limit tokens) is not saved.

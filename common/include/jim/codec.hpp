@@ -27,9 +27,12 @@ struct presence_req {
   std::optional<std::string> account_name;
   std::optional<std::string> status;
 };
+/// Either `password` (non-empty) or `token` (a resume token from an earlier sign-in reply;
+/// then `password` is empty).
 struct authenticate_req {
   std::optional<std::string> account_name;
   std::string password;
+  std::optional<std::string> token;
 };
 struct register_req {
   std::string account_name;
@@ -62,10 +65,14 @@ struct users_req {
 };
 struct rooms_req {};
 struct quit_req {};
+/// Revokes this connection's resume token (`all`: every token of the account), then closes.
+struct logout_req {
+  bool all = false;
+};
 
 using request_body =
     std::variant<presence_req, authenticate_req, register_req, msg_req, create_req, join_req,
-                 exit_req, invite_req, history_req, users_req, rooms_req, quit_req>;
+                 exit_req, invite_req, history_req, users_req, rooms_req, quit_req, logout_req>;
 
 /// A decoded request. `tag` is null when the client sent none.
 struct request {

@@ -48,6 +48,8 @@ inline constexpr std::size_t max_account_name = 25;
 inline constexpr std::size_t max_room_name = 32;
 inline constexpr std::size_t max_tag = 64;
 inline constexpr std::size_t max_password = 1024;
+/// Longest `user.token` accepted (jimd's tokens are 43 characters).
+inline constexpr std::size_t max_token = 256;
 inline constexpr std::size_t max_status = 128;
 inline constexpr int history_default_limit = 50;
 inline constexpr int history_max_limit = 500;

@@ -111,6 +111,22 @@ std::string encode(event const& e, std::uint64_t seq) {
         } else if constexpr (std::is_same_v<T, signed_in>) {
           o.emplace("ev", "signin");
           o.emplace("account", ev.account);
+        } else if constexpr (std::is_same_v<T, token_issued>) {
+          o.emplace("ev", "token");
+          o.emplace("account", ev.account);
+          o.emplace("hash", ev.hash);
+          o.emplace("issued", ev.issued);
+          o.emplace("expires", ev.expires);
+        } else if constexpr (std::is_same_v<T, tokens_revoked>) {
+          o.emplace("ev", "revoke");
+          o.emplace("account", ev.account);
+          o.emplace("hash", ev.hash);
+          o.emplace("all", ev.all);
+        } else if constexpr (std::is_same_v<T, password_rehashed>) {
+          o.emplace("ev", "rehash");
+          o.emplace("account", ev.account);
+          o.emplace("was", ev.was);
+          o.emplace("hash", ev.hash);
         } else {
           static_assert(std::is_same_v<T, general_seen>);
           o.emplace("ev", "seen");
@@ -157,6 +173,15 @@ decoded decode(std::string_view payload) {
   } else if (kind == "signin") {
     r.exact({"seq", "ev", "account"});
     d.e = signed_in{r.str("account")};
+  } else if (kind == "token") {
+    r.exact({"seq", "ev", "account", "hash", "issued", "expires"});
+    d.e = token_issued{r.str("account"), r.str("hash"), r.integer("issued"), r.integer("expires")};
+  } else if (kind == "revoke") {
+    r.exact({"seq", "ev", "account", "hash", "all"});
+    d.e = tokens_revoked{r.str("account"), r.str("hash"), r.boolean("all")};
+  } else if (kind == "rehash") {
+    r.exact({"seq", "ev", "account", "was", "hash"});
+    d.e = password_rehashed{r.str("account"), r.str("was"), r.str("hash")};
   } else {
     fail("unknown event \"" + kind + "\"");
   }

@@ -17,6 +17,9 @@
 /// {"seq":6,"ev":"delivered","account":"bob","upto":7}
 /// {"seq":7,"ev":"seen","account":"bob","general":42}
 /// {"seq":8,"ev":"signin","account":"bob"}
+/// {"seq":9,"ev":"token","account":"bob","hash":"<43 base64url>","issued":1700000000,"expires":1702592000}
+/// {"seq":10,"ev":"revoke","account":"bob","hash":"<43 base64url>"|"","all":false}
+/// {"seq":11,"ev":"rehash","account":"bob","was":"pbkdf2-sha256-prehash$1000$...","hash":"...$600000$..."}
 /// ```
 /// Every field is required; unknown fields and kinds are refused (a writer that knew more).
 
@@ -74,8 +77,34 @@ struct signed_in {
   std::string account;
 };
 
+/// A resume token was issued to `account` at a password sign-in. `hash` is the token's digest
+/// (kdf.hpp token_digest; the token itself is never stored); `issued` and `expires` are unix
+/// seconds decided by the proposer (its clock, its --token-ttl). Applying it first forgets the
+/// account's tokens expired at `issued`, then, at the limit, the oldest.
+struct token_issued {
+  std::string account;
+  std::string hash;
+  std::int64_t issued = 0;
+  std::int64_t expires = 0;
+};
+/// Resume tokens of `account` were revoked (logout): the one whose digest is `hash`, or every
+/// one when `all` (then `hash` is empty).
+struct tokens_revoked {
+  std::string account;
+  std::string hash;
+  bool all = false;
+};
+/// `account`'s password hash `was` was made again (more iterations) as `hash` at a sign-in.
+/// Refused (409) when the stored hash is no longer `was`.
+struct password_rehashed {
+  std::string account;
+  std::string was;
+  std::string hash;
+};
+
 using event = std::variant<account_registered, room_created, member_added, message_posted,
-                           message_queued, queue_delivered, general_seen, signed_in>;
+                           message_queued, queue_delivered, general_seen, signed_in, token_issued,
+                           tokens_revoked, password_rehashed>;
 
 /// The payload of the journal record for `e` at position `seq` (compact JSON, no newline).
 std::string encode(event const& e, std::uint64_t seq);
