@@ -2,6 +2,7 @@
 // form; the KDF helpers they use (issue 14).
 
 #include "files.hpp"
+#include "harness.hpp"
 #include "hub.hpp"
 #include "kdf.hpp"
 #include "options.hpp"
@@ -14,7 +15,6 @@
 
 #include <chrono>
 #include <filesystem>
-#include <stdlib.h>
 #include <string>
 #include <vector>
 
@@ -25,24 +25,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-class scratch_dir {
- public:
-  scratch_dir() {
-    std::string tmpl = (fs::temp_directory_path() / "jimd-tokens-XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  scratch_dir(scratch_dir const&) = delete;
-  scratch_dir& operator=(scratch_dir const&) = delete;
-  fs::path const& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using scratch_dir = jim::test::temp_dir;
 
 /// The digest of a made-up token number `i`.
 std::string digest(int i) {
