@@ -145,6 +145,12 @@ input parse_input(std::string_view line) {
     if (n != 0) return usage("/rooms");
     return request({{"action", "rooms"}});
   }
+  if (cmd == "logout") {
+    if (n > 1 || (n == 1 && proto::fold(args[0]) != "all")) return usage("/logout [all]");
+    json::object f{{"action", "logout"}};
+    if (n == 1) f["all"] = true;
+    return request(std::move(f));
+  }
   if (cmd == "quit") {
     if (n != 0) return usage("/quit");
     return request({{"action", "quit"}});
@@ -166,7 +172,7 @@ std::string for_history(std::string_view line) {
 
 namespace {
 constexpr std::string_view command_names[] = {"/create", "/exit",  "/help",  "/history", "/invite", "/join",
-                                              "/leave",  "/msg",   "/private", "/quit",  "/rooms",  "/users"};
+                                              "/leave",  "/logout", "/msg",   "/private", "/quit",  "/rooms",  "/users"};
 }  // namespace
 
 std::vector<std::string> completions(std::string_view before, std::string_view word,
@@ -239,6 +245,8 @@ std::string_view help_text() {
          "  /rooms                 list the rooms\n"
          "  /help                  this list\n"
          "  /quit                  leave (Ctrl-D and Ctrl-C too)\n"
+         "  /logout [all]          sign out: revoke and delete the saved token (all: every\n"
+         "                         device's), then leave\n"
          "Start a message with // to send a line that begins with /.";
 }
 
@@ -296,7 +304,7 @@ out_line render_message(json::object const& msg, std::string_view me, std::strin
   return {history ? tone::history : direct ? tone::direct : tone::chat, std::move(text)};
 }
 
-void chat_state::sent(json::object const& frame) { pending_.push_back(outgoing{frame}); }
+void chat_state::sent(json::object const& frame, bool quiet) { pending_.push_back(outgoing{frame, quiet}); }
 
 void chat_state::submit(json::object frame, bool quiet) {
   if (str(frame, "action") == "msg" && str(frame, "message").size() > settings_.max_message) {
@@ -363,6 +371,17 @@ std::vector<out_line> chat_state::give_up(std::string_view why) {
   return lines;
 }
 
+std::vector<out_line> chat_state::lose_in_flight(std::string_view why) {
+  std::vector<out_line> lines;
+  for (auto const& r : pending_)
+    if (str(r.frame, "action") == "msg")
+      lines.push_back({tone::error, "! perhaps not sent" + to_whom(r.frame) + ": " + quoted(r.frame) + " (" +
+                                        std::string(why) + " before the server answered)"});
+  failures_ += static_cast<int>(lines.size());
+  pending_.clear();
+  return lines;
+}
+
 std::vector<out_line> chat_state::drop_queued(std::string_view why) {
   std::vector<out_line> lines;
   for (auto const& r : outbox_)
@@ -406,6 +425,33 @@ std::vector<std::string> chat_state::known_rooms() const {
   for (auto const& [folded, room] : rooms_) out.push_back(room);
   std::sort(out.begin(), out.end());
   return out;
+}
+
+out_line chat_state::signed_in_line(json::object const& reply, bool again) const {
+  const auto status = integer(reply, "response");
+  std::string text = (again ? "* reconnected as " : "* signed in as ") + me_ +
+                     (status == 201 ? " (new account)" : "") + "; you are in " + room_;
+  if (const auto missed = integer(reply, "missed"); missed > 0)
+    text += " (" + std::to_string(missed) + " new message" + (missed == 1 ? "" : "s") +
+            (again ? " while disconnected)" : " since your last visit)");
+  return {tone::info, std::move(text)};
+}
+
+std::string chat_state::conversation_of(json::object const& msg) const {
+  const auto to = str(msg, "to");
+  if (to.starts_with('#')) return proto::fold(to);
+  const auto from = str(msg, "from");
+  return proto::fold(same_name(from, me_) ? to : from);
+}
+
+bool chat_state::seen_before(json::object const& msg) {
+  const auto id = integer(msg, "id", -1);
+  if (id < 0) return false;
+  auto [it, added] = seen_.try_emplace(conversation_of(msg), id);
+  if (added) return false;
+  if (id <= it->second) return true;
+  it->second = id;
+  return false;
 }
 
 chat_state::reaction chat_state::received(json::object const& frame, std::int64_t now, clock::time_point mono) {
@@ -464,6 +510,10 @@ chat_state::reaction chat_state::on_msg_reply(outgoing req, json::object const& 
                                         quoted(f) + " (" + why + ")"});
     return r;
   }
+  if (auto id = integer(frame, "id", -1); id >= 0) {
+    json::object seen{{"from", me_}, {"to", to.empty() ? std::string_view(room_) : std::string_view(whom)}, {"id", id}};
+    seen_before(seen);
+  }
   if (req.quiet) return r;
   if (settings_.show_own) {
     json::object m{{"from", me_}, {"to", to.empty() ? std::string_view(room_) : std::string_view(whom)},
@@ -498,7 +548,7 @@ chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_
   if (status < 400) learn_room(str(frame, "room"));
 
   if (status >= 400) {
-    ++failures_;
+    if (!req.quiet) ++failures_;
     std::string text = printable(str(frame, "error"));
     if (text.empty()) text = action.empty() ? "the server refused a request" : "/" + action + " failed";
     say(tone::error, "! " + text);
@@ -510,10 +560,7 @@ chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_
     if (auto name = str(frame, "account_name"); !name.empty()) me_ = name;  // as registered
     learn_name(me_);
     if (!room.empty()) room_ = room;
-    std::string text = "* signed in as " + me_ + (status == 201 ? " (new account)" : "") + "; you are in " + room_;
-    if (const auto missed = integer(frame, "missed"); missed > 0)
-      text += " (" + std::to_string(missed) + " new message" + (missed == 1 ? "" : "s") + " since your last visit)";
-    say(tone::info, std::move(text));
+    if (!req.quiet) r.lines.push_back(signed_in_line(frame, false));
   } else if (action == "presence") {
     if (auto name = str(frame, "account_name"); !name.empty()) me_ = name;
     learn_name(me_);
@@ -543,6 +590,7 @@ chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_
       for (auto const& m : messages->get_array()) {
         if (!m.is_object()) continue;
         learn_message(m.get_object());
+        seen_before(m.get_object());
         if (!req.quiet) r.lines.push_back(render_message(m.get_object(), me_, room_, true, now));
       }
     }
@@ -583,7 +631,7 @@ chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_
         say(tone::info, std::move(text));
       }
     }
-  } else if (action != "quit") {
+  } else if (action != "quit" && action != "logout") {
     if (auto alert = str(frame, "alert"); !alert.empty()) say(tone::info, "* " + printable(alert));
   }
   return r;
@@ -602,7 +650,9 @@ chat_state::reaction chat_state::on_push(json::object const& frame, std::int64_t
       }
     }
     auto const* h = frame.if_contains("history");
-    r.lines.push_back(render_message(frame, me_, room_, h && h->is_bool() && h->get_bool(), now));
+    const bool history = h && h->is_bool() && h->get_bool();
+    if (seen_before(frame) && history && hide_seen_history_) return r;
+    r.lines.push_back(render_message(frame, me_, room_, history, now));
   } else if (action == "event") {
     learn_name(str(frame, "user"));
     learn_room(str(frame, "room"));

@@ -112,8 +112,9 @@ public:
       : me_(std::move(me)), settings_(settings) {}
 
   /// Records a request written to the server outside the outbox (sign-in, a probe's answer),
-  /// so that its reply is understood.
-  void sent(boost::json::object const& frame);
+  /// so that its reply is understood. `quiet`: its reply shows nothing and a failure is not
+  /// counted (a saved token that is refused, then the password works).
+  void sent(boost::json::object const& frame, bool quiet = false);
 
   /// Queues a request typed by the user; a `msg` longer than `max_message` bytes becomes
   /// several. `quiet`: its reply shows nothing (only names and rooms are learnt from it).
@@ -132,6 +133,20 @@ public:
   /// The connection is gone (`why`: e.g. "connection lost"): one error line per message that
   /// will not be sent and per message whose fate is unknown (sent, no reply); forgets them.
   std::vector<out_line> give_up(std::string_view why);
+
+  /// The connection is gone and jim will reconnect: one error line per message whose fate is
+  /// unknown (sent, no reply); forgets the requests in flight and keeps the queue, which goes
+  /// out once signed in again.
+  std::vector<out_line> lose_in_flight(std::string_view why);
+
+  /// From now on a history push (`"history":true`) of a message already seen in that room or
+  /// conversation is not shown again: after a reconnect only what was missed shows.
+  void hide_seen_history() noexcept { hide_seen_history_ = true; }
+
+  /// The line telling a successful sign-in (`reply`: the 200/201 of authenticate or register):
+  /// `* signed in as alice; you are in #general (3 new messages since your last visit)`, or
+  /// with `again`, `* reconnected as alice; ...` for a reconnect.
+  out_line signed_in_line(boost::json::object const& reply, bool again) const;
 
   /// The user leaves before the outbox is empty (`why`: e.g. "you left"): one error line per
   /// queued message; forgets the queue (the requests in flight still get their replies).
@@ -178,6 +193,10 @@ private:
   void learn_name(std::string_view name);
   void learn_room(std::string_view room);
   void learn_message(boost::json::object const& msg);
+  /// The room (`#name`) or the other party of a message, folded: the key of seen_.
+  std::string conversation_of(boost::json::object const& msg) const;
+  /// Records `msg`'s id as met; true when it was met before (an id not above the largest).
+  bool seen_before(boost::json::object const& msg);
   /// `name` as registered when it has been met, else as given.
   std::string registered(std::string_view name) const;
   bool msg_in_flight() const;
@@ -190,6 +209,8 @@ private:
   std::deque<outgoing> pending_;  ///< requests written, waiting for their reply, oldest first
   std::map<std::string, std::string> names_;  ///< folded -> as registered
   std::map<std::string, std::string> rooms_;  ///< folded -> as created
+  std::map<std::string, std::int64_t> seen_;  ///< folded room or conversation -> largest id met
+  bool hide_seen_history_ = false;
   std::deque<std::int64_t> own_ids_;  ///< shown on their reply: their push to oneself is not shown again
   int failures_ = 0;
 };

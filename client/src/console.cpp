@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -370,6 +371,27 @@ void console::redraw() {
   out("\r\033[J");
   std::fflush(stdout);
   rl_forced_update_display();
+}
+
+void console::load_history(std::filesystem::path file) {
+  if (!interactive_ || file.empty()) return;
+  history_file_ = std::move(file);
+  std::error_code ec;
+  if (std::filesystem::exists(history_file_, ec)) read_history(history_file_.c_str());
+}
+
+std::string console::save_history() {
+  if (!interactive_ || history_file_.empty()) return {};
+  // Created private before libedit writes it (libedit makes it 0600 too, after opening it).
+  const int fd = ::open(history_file_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0 || ::fchmod(fd, 0600) != 0) {
+    const std::string why = std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    return "cannot write " + history_file_.string() + ": " + why;
+  }
+  ::close(fd);
+  if (write_history(history_file_.c_str()) != 0) return "cannot write " + history_file_.string();
+  return {};
 }
 
 void console::stop_editing() {

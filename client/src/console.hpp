@@ -11,6 +11,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>
@@ -74,6 +75,13 @@ public:
   /// Draws the prompt and the half-typed line again, e.g. after a `fg` (SIGCONT).
   void redraw();
 
+  /// Interactive: loads the input history kept in `file` (libedit's format) and remembers the
+  /// file for save_history(). Nothing happens for an empty path or a missing file.
+  void load_history(std::filesystem::path file);
+  /// Interactive: writes the input history (at most 1000 lines, the newest) to the file given
+  /// to load_history(), mode 0600. Empty string on success, else why it failed.
+  std::string save_history();
+
   /// Interactive: removes the prompt and the half-typed line and gives the terminal back.
   void stop_editing();
 
@@ -91,6 +99,7 @@ private:
   bool eof_ = false;
   std::string prompt_ = "> ";
   completer completer_;
+  std::filesystem::path history_file_;
   std::string entered_;           ///< the last line entered, as it was echoed
   std::string pending_;           ///< plain mode: bytes read, not yet a full line
   std::deque<std::string> lines_;  ///< complete lines not yet returned

@@ -4,6 +4,7 @@
 
 #include "commands.hpp"
 #include "connection.hpp"
+#include "state.hpp"
 #include "console.hpp"
 #include "text.hpp"
 #include "jim/codec.hpp"
@@ -24,9 +25,11 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <random>
 #include <string>
 #include <unistd.h>
 #include <variant>
@@ -51,6 +54,9 @@ struct options {
   std::optional<std::string> password;  ///< from --password-file or JIM_PASSWORD
   bool json = false;
   std::size_t max_message = 4096;  ///< longer texts are sent as several messages
+  bool tls = false;                ///< --tls (also implied by --ca-file and --insecure)
+  jim::client::tls_options tls_opt;
+  bool reconnect = true;  ///< on a terminal, unless --no-reconnect
 };
 
 std::int64_t status_of(json::object const& reply) {
@@ -58,27 +64,31 @@ std::int64_t status_of(json::object const& reply) {
   return v && v->is_int64() ? v->get_int64() : 0;
 }
 
+/// Reconnecting: the first wait, its growth and its bound (doubling from 0.5 s to 30 s, each
+/// wait drawn between half and all of it: "equal jitter", so that the clients of a restarted
+/// server do not all come back in the same instant; AWS Architecture Blog, "Exponential
+/// Backoff And Jitter", 2015).
+constexpr auto backoff_first = std::chrono::milliseconds(500);
+constexpr auto backoff_max = std::chrono::milliseconds(30000);
+
 /// One run of the client: sign-in, then the conversation until quit, end of input, a signal
-/// or the server closing.
+/// or the server closing; on a terminal, a lost connection is opened again by itself.
 class app {
  public:
-  app(options opt, jim::client::console& con, jim::client::connection& conn)
-      : opt_(std::move(opt)), con_(con), conn_(conn), state_({}, settings()) {}
+  app(options opt, jim::client::console& con, std::shared_ptr<asio::ssl::context> tls)
+      : opt_(std::move(opt)), con_(con), tls_(std::move(tls)), state_({}, settings()) {}
 
   /// Everything, from connecting to the exit code.
   awaitable<int> run() {
-    if (auto ec = co_await conn_.connect(opt_.host, opt_.port)) {
-      con_.show({tone::error,
-                 "jim: cannot connect to " + opt_.host + ":" + opt_.port + ": " + ec.message()});
-      co_return 2;
-    }
-    co_await (conversation() || conn_.write_loop() || signals());
+    co_await (main_flow() || signals());
+    if (conn_) conn_->close();
     con_.stop_editing();
     co_return exit_code();
   }
 
  private:
-  enum class ending { none, quit, lost, refused, interrupted };
+  enum class ending { none, quit, lost, refused, interrupted, unreachable };
+  enum class signin { ok, refused, lost };
 
   int exit_code() const {
     switch (ending_) {
@@ -88,6 +98,8 @@ class app {
       case ending::interrupted:
         // Ctrl-C after sign-in is a way to leave; before it, sign-in did not happen.
         return con_.interactive() && signed_in_ ? 0 : 1;
+      case ending::unreachable:
+        return 2;
       case ending::none:
       case ending::lost:
       case ending::refused:
@@ -96,12 +108,37 @@ class app {
     return 1;
   }
 
-  awaitable<void> conversation() {
+  std::string where() const { return opt_.host + ":" + opt_.port; }
+
+  /// A new connection; false (and the reason in connect_error_) if it cannot be opened.
+  awaitable<bool> open() {
+    if (conn_) conn_->close();
+    conn_ = std::make_shared<jim::client::connection>(co_await asio::this_coro::executor, tls_);
+    if (auto ec = co_await conn_->connect(opt_.host, opt_.port)) {
+      connect_error_ = conn_->connect_error().empty() ? ec.message() : conn_->connect_error();
+      conn_->close();
+      co_return false;
+    }
+    co_return true;
+  }
+
+  awaitable<void> main_flow() {
+    if (!co_await open()) {
+      con_.show({tone::error, "jim: cannot connect to " + where() + ": " + connect_error_});
+      if (tls_ && connect_error_.find("certificate") != std::string::npos)
+        con_.show({tone::error, "jim: (give the server's CA with --ca-file FILE; --insecure skips the check)"});
+      ending_ = ending::unreachable;
+      co_return;
+    }
     // A --json pipe without -u is raw from the first frame: the script signs in itself.
     const bool raw = opt_.json && opt_.user.empty();
-    if (!raw && !co_await sign_in()) {
-      if (ending_ == ending::none) ending_ = ending::refused;
-      co_return;
+    if (!raw) {
+      const auto s = co_await sign_in(true);
+      if (s != signin::ok) {
+        if (s == signin::lost) disconnected();
+        if (ending_ == ending::none) ending_ = ending::refused;
+        co_return;
+      }
     }
     signed_in_ = true;
     if (!opt_.json) {
@@ -117,8 +154,76 @@ class app {
       }
       con_.set_prompt(state_.room() + "> ");
     }
-    co_await (from_server() || from_user() || sender());
+    co_await (online() || from_user());
   }
+
+  /// The conversation on one connection after another: when one is lost (and jim may
+  /// reconnect), a new one is opened with back-off and signed in with the token.
+  awaitable<void> online() {
+    for (;;) {
+      online_ = true;
+      co_await (from_server() || sender());
+      online_ = false;
+      conn_->close();
+      if (ending_ != ending::none) co_return;  // quit, /logout or a signal: over
+      if (!may_reconnect()) {
+        disconnected();
+        co_return;
+      }
+      const auto& why = conn_->why_ended();
+      con_.show({tone::error, "! connection to " + where() + " lost" + (why.empty() ? "" : " (" + why + ")") +
+                                  "; reconnecting (Ctrl-D or /quit to leave)"});
+      con_.show(state_.lose_in_flight("connection lost"));
+      if (!co_await reconnect()) co_return;
+    }
+  }
+
+  /// Whether a lost connection is opened again: on a terminal (unless --no-reconnect), when
+  /// signed in, and unless the server closed it because the account signed in elsewhere.
+  bool may_reconnect() const {
+    if (!opt_.reconnect || !con_.interactive() || opt_.json || !signed_in_) return false;
+    return state_.last_notice().find("another connection") == std::string::npos;
+  }
+
+  /// Opens a connection and signs in again, waiting longer after each failure; re-enters the
+  /// room the user was in. False when it cannot sign in again (the token was refused).
+  awaitable<bool> reconnect() {
+    const std::string room = state_.room();
+    state_.hide_seen_history();
+    std::mt19937 random(std::random_device{}());
+    auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(backoff_first);
+    for (int attempt = 1;; ++attempt) {
+      std::uniform_int_distribution<long> pick(delay.count() / 2, delay.count());
+      const auto wait_for = std::chrono::milliseconds(pick(random));
+      con_.set_prompt("(reconnecting) " + room + "> ");
+      co_await wait(wait_for);
+      std::string failed;
+      if (co_await open()) {
+        const auto s = co_await sign_in(false);
+        if (s == signin::ok) break;
+        if (s == signin::refused) {
+          ending_ = ending::refused;
+          co_return false;
+        }
+        failed = conn_->why_ended().empty() ? "the connection closed during sign-in" : conn_->why_ended();
+        conn_->close();
+      } else {
+        failed = connect_error_;
+      }
+      delay = std::min(delay * 2, std::chrono::duration_cast<std::chrono::milliseconds>(backoff_max));
+      char next[32];
+      std::snprintf(next, sizeof next, "%.1f", static_cast<double>(delay.count()) / 2000.0);
+      con_.show({tone::info, "* reconnect attempt " + std::to_string(attempt) + " failed (" + failed +
+                                 "); next in " + next + " s or more"});
+    }
+    // Back where the user was. A member needs no password; a refusal (banned, the room is
+    // gone) is shown and the user stays in #general.
+    if (proto_fold(room) != proto_fold(state_.room())) request({{"action", "join"}, {"room", room}});
+    con_.set_prompt(state_.room() + "> ");
+    co_return true;
+  }
+
+  static std::string proto_fold(std::string const& s) { return jim::proto::fold(s); }
 
   jim::client::chat_settings settings() const {
     jim::client::chat_settings s;
@@ -132,7 +237,7 @@ class app {
   awaitable<void> sender() {
     asio::steady_timer wake(co_await asio::this_coro::executor);
     for (;;) {
-      for (auto& frame : state_.take_sendable(jim::client::chat_state::clock::now())) conn_.send(frame);
+      for (auto& frame : state_.take_sendable(jim::client::chat_state::clock::now())) conn_->send(frame);
       if (progress_) progress_->cancel();
       const auto at = state_.wake_at();
       sender_wake_ = &wake;
@@ -147,42 +252,104 @@ class app {
     if (sender_wake_) sender_wake_->cancel();
   }
 
-  /// Guided sign-in: presence, then one password (login) or two (new account).
-  awaitable<bool> sign_in() {
-    std::string name = opt_.user;
-    while (!jim::proto::valid_account_name(name)) {
-      if (!name.empty())
-        con_.show({tone::error, "! an account name is 1 to 25 letters, digits, '_', '.' or '-'"});
-      if (!con_.interactive()) co_return false;
-      auto typed = co_await con_.ask("Name: ", false);
-      if (!typed) co_return false;
-      name = *typed;
-      while (!name.empty() && name.back() == ' ') name.pop_back();
-      while (!name.empty() && name.front() == ' ') name.erase(0, 1);
+  /// Signs in on the open connection: with the saved token when there is one, else (or when
+  /// the server refuses it: then on a new connection) with the password. `first`: at start,
+  /// when the name and the password may be asked for; later (a reconnect) nobody is asked.
+  awaitable<signin> sign_in(bool first) {
+    if (first) {
+      std::string name = opt_.user;
+      while (!jim::proto::valid_account_name(name)) {
+        if (!name.empty())
+          con_.show({tone::error, "! an account name is 1 to 25 letters, digits, '_', '.' or '-'"});
+        if (!con_.interactive()) co_return signin::refused;
+        auto typed = co_await con_.ask("Name: ", false);
+        if (!typed) co_return signin::refused;
+        name = *typed;
+        while (!name.empty() && name.back() == ' ') name.pop_back();
+        while (!name.empty() && name.front() == ' ') name.erase(0, 1);
+      }
+      state_ = jim::client::chat_state(name, settings());
+      // --json is a thin pipe: no tokens there.
+      if (!opt_.json) tokens_ = jim::client::token_store(jim::client::state_dir(), opt_.host, opt_.port, name);
+      if (!token_) token_ = tokens_.load();
     }
-    state_ = jim::client::chat_state(name, settings());
+    if (token_) {
+      request({{"action", "authenticate"}, {"user", {{"account_name", state_.me()}, {"token", *token_}}}}, true);
+      auto r = co_await reply();
+      if (!r) co_return signin::lost;
+      if (status_of(*r) == 200) {
+        keep_token(*r);
+        con_.show(state_.signed_in_line(*r, !first));
+        co_return signin::ok;
+      }
+      // Refused (402: expired or revoked; 404: no such account any more): forgotten, and
+      // the password is needed, on a new connection (the server closes after a 402).
+      tokens_.forget();
+      token_.reset();
+      if (!first && !opt_.password) {
+        con_.show({tone::error, "! the server refused this session's token (expired or revoked): "
+                                "run jim again to sign in with the password"});
+        co_return signin::refused;
+      }
+      if (con_.interactive())
+        con_.show({tone::info, "* the saved sign-in for " + state_.me() + " is no longer valid: " +
+                                   (opt_.password ? "signing in with the password" : "the password, please")});
+      if (!co_await open()) {
+        if (first) con_.show({tone::error, "jim: cannot connect to " + where() + ": " + connect_error_});
+        co_return signin::lost;
+      }
+    } else if (!first && !opt_.password) {
+      con_.show({tone::error, "! cannot sign in again without asking for the password (the server gave "
+                              "no token): run jim again"});
+      co_return signin::refused;
+    }
+    co_return co_await password_sign_in(first);
+  }
+
+  /// Guided sign-in: presence, then one password (login) or two (new account).
+  awaitable<signin> password_sign_in(bool first) {
+    const std::string name = state_.me();
     request({{"action", "presence"}, {"user", {{"account_name", name}}}});
     auto r = co_await reply();
-    if (!r || status_of(*r) != 100) co_return false;
+    if (!r) co_return signin::lost;
+    if (status_of(*r) != 100) co_return signin::refused;
     auto const* auth = r->if_contains("auth");
     const bool login = auth && auth->is_string() && auth->get_string() == "login";
     if (!login && con_.interactive() && !opt_.password)
       con_.show({tone::info, "* " + name + " is a new account: choose its password"});
+    const bool quiet = !first;  // a reconnect tells it in its own words
     for (;;) {
       auto pw = co_await password("Password: ");
-      if (!pw) co_return false;
-      request({{"action", "authenticate"}, {"user", {{"password", *pw}}}});
-      if (!(r = co_await reply())) co_return false;
-      if (login) co_return status_of(*r) == 200;  // 402: shown, and the server closes
-      if (status_of(*r) != 100) co_return false;
+      if (!pw) co_return signin::refused;
+      request({{"action", "authenticate"}, {"user", {{"password", *pw}}}}, quiet && login);
+      if (!(r = co_await reply())) co_return signin::lost;
+      if (login) {
+        if (status_of(*r) != 200) co_return signin::refused;  // 402: shown, and the server closes
+        keep_token(*r);
+        if (quiet) con_.show(state_.signed_in_line(*r, true));
+        co_return signin::ok;
+      }
+      if (status_of(*r) != 100) co_return signin::refused;
       auto again = co_await password("Repeat the password: ");
-      if (!again) co_return false;
+      if (!again) co_return signin::refused;
       request({{"action", "authenticate"}, {"user", {{"password", *again}}}});
-      if (!(r = co_await reply())) co_return false;
-      if (status_of(*r) == 201) co_return true;
+      if (!(r = co_await reply())) co_return signin::lost;
+      if (status_of(*r) == 201) {
+        keep_token(*r);
+        co_return signin::ok;
+      }
       // 400: they differ, and the server expects the first password again.
-      if (status_of(*r) != 400 || opt_.password) co_return false;
+      if (status_of(*r) != 400 || opt_.password) co_return signin::refused;
     }
+  }
+
+  /// Saves the token a sign-in reply carries (for this run's reconnects and the next runs).
+  void keep_token(json::object const& r) {
+    auto const* t = r.if_contains("token");
+    if (opt_.json || !t || !t->is_string() || t->get_string().empty()) return;
+    token_ = std::string(t->get_string());
+    if (auto err = tokens_.save(*token_); !err.empty() && con_.interactive())
+      con_.show({tone::error, "! the sign-in is not saved for next time: " + err});
   }
 
   awaitable<std::optional<std::string>> password(std::string prompt) {
@@ -190,53 +357,62 @@ class app {
     co_return co_await con_.ask(std::move(prompt), true);
   }
 
-  /// The next reply, showing the pushes met on the way.
+  /// The next reply, showing the pushes met on the way; nothing if the connection ends first.
   awaitable<std::optional<json::object>> reply() {
     for (;;) {
-      auto frame = co_await conn_.receive();
-      if (!frame) {
-        disconnected();
-        co_return std::nullopt;
-      }
+      auto frame = co_await conn_->receive();
+      if (!frame) co_return std::nullopt;
       handle(*frame);
       if (frame->contains("response")) co_return frame;
     }
   }
 
   awaitable<void> from_server() {
-    while (auto frame = co_await conn_.receive()) handle(*frame);
-    disconnected();
+    while (auto frame = co_await conn_->receive()) handle(*frame);
   }
 
-  /// The connection ended: unless we asked for it, say so, and which messages did not go.
+  /// The connection ended for good: unless we asked for it, say so, and which messages did
+  /// not go.
   void disconnected() {
     if (ending_ != ending::none) return;
     ending_ = ending::lost;
-    const auto& why = conn_.why_ended();
+    const auto& why = conn_->why_ended();
     // After a notice (shutdown, takeover) the server closed on purpose and said why; any
     // other end is a lost connection (a crashed or killed server, a network failure).
-    const std::string what = state_.last_notice().empty()
-                                 ? "connection to " + opt_.host + ":" + opt_.port + " lost"
-                                 : "the server closed the connection";
+    const std::string what = state_.last_notice().empty() ? "connection to " + where() + " lost"
+                                                          : "the server closed the connection";
     con_.show({tone::error, "! " + what + (why.empty() ? std::string() : " (" + why + ")")});
     con_.show(state_.give_up(state_.last_notice().empty() ? "connection lost" : "the server closed the connection"));
   }
 
   awaitable<void> from_user() {
+    json::object leave{{"action", "quit"}};
+    bool told_offline = false;
     while (auto line = co_await con_.read_line()) {
       if (opt_.json) {
         if (const auto n = jim::client::count_frames(*line); n > 0) {
           json_pending_ += n;
-          conn_.send_raw(*line + "\n");
+          conn_->send_raw(*line + "\n");
         }
         continue;
       }
       auto in = jim::client::parse_input(*line);
       if (auto* r = std::get_if<jim::client::send_request>(&in)) {
-        if (r->frame.at("action") == "quit") break;
+        const auto action = r->frame.at("action");
+        if (action == "quit") break;
+        if (action == "logout") {
+          // Deleted here at once; the server revokes it when it gets the request.
+          tokens_.forget();
+          token_.reset();
+          leave = std::move(r->frame);
+          break;
+        }
         // A message shows once the server has accepted it (chat_state), not as typed.
-        if (r->frame.at("action") == "msg") con_.erase_entered();
+        if (action == "msg") con_.erase_entered();
         state_.submit(std::move(r->frame));
+        if (!online_ && !std::exchange(told_offline, true))
+          con_.show({tone::info, "* not connected: what you type is sent once jim has reconnected"});
+        if (online_) told_offline = false;
         kick();
       } else if (auto* u = std::get_if<jim::client::usage_hint>(&in)) {
         con_.show({tone::error, u->text});
@@ -255,6 +431,8 @@ class app {
     // ends when this coroutine is cancelled because the server or a signal ended the run.)
     if (ending_ != ending::none) co_return;
     ending_ = ending::quit;
+    const bool logout = leave.at("action") == "logout";
+    if (logout) con_.show({tone::info, "* signed out: the saved sign-in is deleted"});
     if (opt_.json) {
       asio::steady_timer idle(co_await asio::this_coro::executor);
       while (json_pending_ > 0) {
@@ -265,8 +443,14 @@ class app {
       idle_ = nullptr;
       co_return;  // closing the socket is all a raw pipe needs
     }
+    if (!online_) {
+      // Reconnecting: leave at once; what was typed meanwhile is not sent.
+      con_.show(state_.drop_queued("you left while disconnected"));
+      if (logout) con_.show({tone::error, "! the server was not told: the token stays valid there until it expires"});
+      co_return;
+    }
     // The quit waits its turn behind the messages still queued (a 429 may hold them back).
-    state_.submit({{"action", "quit"}});
+    state_.submit(std::move(leave));
     kick();
     asio::steady_timer progress(co_await asio::this_coro::executor);
     while (!state_.outbox_empty()) {
@@ -275,7 +459,7 @@ class app {
       co_await progress.async_wait(nothrow);  // sender() cancels it after each write
     }
     progress_ = nullptr;
-    co_await wait(quit_bound);  // from_server() ends first, when the server closes
+    co_await wait(quit_bound);  // online() ends first, when the server closes
   }
 
   /// Ctrl-C, SIGTERM, SIGHUP: leave politely. SIGWINCH: the terminal was resized. SIGCONT:
@@ -297,7 +481,7 @@ class app {
     if (ending_ == ending::none) ending_ = ending::interrupted;
     con_.stop_editing();
     con_.show(state_.drop_queued("jim was interrupted"));
-    if (!signed_in_ || opt_.json) co_return;  // nothing to wait for; closing is enough
+    if (!signed_in_ || opt_.json || !online_) co_return;  // nothing to wait for; closing is enough
     request({{"action", "quit"}});
     co_await wait(quit_bound);
   }
@@ -307,10 +491,10 @@ class app {
     co_await t.async_wait(nothrow);
   }
 
-  void request(json::object frame) {
-    state_.sent(frame);
+  void request(json::object frame, bool quiet = false) {
+    state_.sent(frame, quiet);
     if (opt_.json) ++json_pending_;
-    conn_.send(frame);
+    conn_->send(frame);
   }
 
   void handle(json::object const& frame) {
@@ -323,17 +507,22 @@ class app {
     }
     auto reaction = state_.received(frame, jim::proto::unix_now());
     con_.show(reaction.lines);
-    if (reaction.answer) conn_.send(*reaction.answer);
-    if (signed_in_) con_.set_prompt(state_.room() + "> ");
+    if (reaction.answer) conn_->send(*reaction.answer);
+    if (signed_in_ && online_) con_.set_prompt(state_.room() + "> ");
     if (frame.contains("response")) kick();  // a reply may let the outbox go on
   }
 
   options opt_;
   jim::client::console& con_;
-  jim::client::connection& conn_;
+  std::shared_ptr<asio::ssl::context> tls_;  ///< null: plaintext
+  std::shared_ptr<jim::client::connection> conn_;
+  std::string connect_error_;
   jim::client::chat_state state_;
+  jim::client::token_store tokens_{{}, {}, {}, {}};
+  std::optional<std::string> token_;  ///< this session's resume token, if the server gave one
   ending ending_ = ending::none;
   bool signed_in_ = false;
+  bool online_ = false;  ///< signed in on the current connection
   std::size_t json_pending_ = 0;  ///< --json: replies still owed
   int json_failures_ = 0;
   int usage_errors_ = 0;
@@ -343,7 +532,8 @@ class app {
 };
 
 constexpr char const* usage_line =
-    "Usage: jim [-a ADDR] [-p PORT] [-u NAME] [--json] [--password-file FILE] [--max-message BYTES]\n"
+    "Usage: jim [-a ADDR] [-p PORT] [-u NAME] [--tls [--ca-file FILE | --insecure]] [--json]\n"
+    "           [--password-file FILE] [--max-message BYTES] [--no-reconnect]\n"
     "       jim ADDR PORT";
 
 /// Options, or the exit code when there is nothing to run (--help, --version, an error).
@@ -362,7 +552,16 @@ std::variant<options, int> parse_command_line(int argc, char** argv) {
       "print each frame received as one JSON line; send each input line as a raw frame")(
       "max-message", po::value(&o.max_message)->value_name("BYTES"),
       "send a longer text as several messages, cut at character boundaries (default 4096, "
-      "the daemon's default limit)");
+      "the daemon's default limit)")(
+      "tls", po::bool_switch(&o.tls),
+      "connect over TLS; the server's certificate must be signed by a CA the system trusts (or "
+      "--ca-file) and name ADDR")(
+      "ca-file", po::value(&o.tls_opt.ca_file)->value_name("FILE"),
+      "trust the CA certificates in FILE (PEM) instead of the system's (implies --tls)")(
+      "insecure", po::bool_switch(&o.tls_opt.insecure),
+      "TLS without checking the server's certificate (implies --tls; warns: anyone on the way "
+      "can read and change everything, the password included)")(
+      "no-reconnect", "on a terminal, exit when the connection is lost instead of reconnecting");
   po::options_description all;
   all.add(visible).add_options()("endpoint", po::value<std::vector<std::string>>());
   po::positional_options_description positional;
@@ -391,10 +590,26 @@ std::variant<options, int> parse_command_line(int argc, char** argv) {
            "A text longer than --max-message bytes is sent as several messages. Your own\n"
            "messages show once the server has accepted them; one refused for going too fast\n"
            "is sent again when the server allows, in order.\n\n"
+           "With --tls the connection is encrypted and the server's certificate checked: signed\n"
+           "by a CA of the system (or of --ca-file) and naming ADDR; jim refuses to talk to a\n"
+           "server that fails the check and says why.\n\n"
+           "After a password sign-in jim saves the server's resume token in\n"
+           "$XDG_STATE_HOME/jim/tokens/ (default ~/.local/state/jim/, private to you) and\n"
+           "signs in with it next time without asking for the password; /logout revokes and\n"
+           "deletes it. On a terminal, a lost connection (a server restart) is opened again by\n"
+           "itself, waiting 0.5 s, then twice as long after each failure, up to 30 s; jim signs\n"
+           "in with the token, enters the room you were in and shows what you missed. The input\n"
+           "history is kept in $XDG_STATE_HOME/jim/history (1000 lines; passwords never).\n\n"
            "Exit status: 0 when all went well; 1 when sign-in failed or was interrupted, the\n"
            "server closed the connection, or (without a terminal) a request failed; 2 for a\n"
            "usage or connection error.\n";
     return 0;
+  }
+  if (vm.count("no-reconnect")) o.reconnect = false;
+  if (!o.tls_opt.ca_file.empty() || o.tls_opt.insecure) o.tls = true;
+  if (!o.tls_opt.ca_file.empty() && o.tls_opt.insecure) {
+    std::cerr << "jim: --ca-file and --insecure contradict each other\n";
+    return 2;
   }
   if (vm.count("version")) {
     std::cout << "jim 0.1.0\n";
@@ -462,9 +677,22 @@ int main(int argc, char** argv) {
   asio::io_context ioc(1);
   int code = 1;
   try {
+    std::shared_ptr<asio::ssl::context> tls;
+    if (opt.tls) {
+      tls = jim::client::make_tls_context(opt.tls_opt);
+      if (opt.tls_opt.insecure)
+        std::fprintf(stderr,
+                     "jim: warning: --insecure: the server's certificate is not checked; anyone on the way can "
+                     "read and change what you send, your password included\n");
+    }
     jim::client::console con(ioc.get_executor(), interactive, colour);
-    jim::client::connection conn(ioc.get_executor());
-    app a(std::move(opt), con, conn);
+    std::filesystem::path history;
+    if (interactive) {
+      if (auto dir = jim::client::state_dir(); !dir.empty() && jim::client::make_private_dir(dir).empty())
+        history = dir / "history";
+      con.load_history(history);
+    }
+    app a(std::move(opt), con, std::move(tls));
     asio::co_spawn(ioc, a.run(), [&code](std::exception_ptr e, int c) {
       code = c;
       if (!e) return;
@@ -476,6 +704,7 @@ int main(int argc, char** argv) {
       }
     });
     ioc.run();
+    if (auto err = con.save_history(); !err.empty()) std::fprintf(stderr, "jim: %s\n", err.c_str());
   } catch (std::exception const& e) {
     std::fprintf(stderr, "jim: %s\n", e.what());
     return 2;
