@@ -22,7 +22,9 @@
     timer: null,              // pending reconnect
     tick: null,               // countdown display
     pending: new L.Pending(),
-    creds: null,              // {name, password}: memory only, for re-sign-in after a drop
+    creds: null,              // {name, token} (also in localStorage), or {name, password} in memory
+                              // only when the server gives no tokens: for re-sign-in after a drop
+    restoring: false,         // signing in with the token saved by an earlier visit (a reload)
     me: null,                 // account name as registered
     signedIn: false,
     signingIn: false,
@@ -289,16 +291,31 @@
     }
   }
 
-  /** Signs in again after a reconnect with the remembered credentials (one-shot). */
+  /**
+   * Signs in again (one-shot) after a reconnect, or at page load with the token saved by an
+   * earlier visit: with the token when there is one, else with the password kept in memory.
+   */
   async function resume() {
     var c = state.creds;
+    var restoring = state.restoring;
+    var user = c.token ? { account_name: c.name, token: c.token } : { account_name: c.name, password: c.password };
     try {
-      var a = await request('authenticate', { user: { account_name: c.name, password: c.password } });
-      if (a.response === 200) return await signedIn(a, c.name, c.password, true);
+      var a = await request('authenticate', { user: user });
+      if (a.response === 200) {
+        state.restoring = false;
+        return await signedIn(a, c.name, c.token ? null : c.password, !restoring);
+      }
       if (a.response === 402) abandonConnection();
+      // Expired or revoked (or the account is gone): the password is needed again.
+      if (c.token) L.clearSession(window.localStorage);
+      state.restoring = false;
       forgetCredentials();
       showSignIn();
-      showError('signin', replyFailure(a, 'Could not sign in again. '));
+      if (c.token && (a.response === 402 || a.response === 404)) {
+        $('signin-info').textContent = 'Your saved sign-in has expired. Sign in with your password.';
+      } else {
+        showError('signin', replyFailure(a, 'Could not sign in again. '));
+      }
     } catch (e) {
       // The connection dropped again; onClosed schedules the next try.
     }
@@ -306,7 +323,12 @@
 
   async function signedIn(reply, name, password, resumed) {
     var back = resumed ? state.wantRoom : null;
-    state.creds = { name: name, password: password };
+    var token = typeof reply.token === 'string' && reply.token ? reply.token
+      : (state.creds && state.creds.token) || null;
+    // With a token the password is not kept, not even in memory; without one (a server that
+    // gives no tokens) it is kept in memory only, to sign in again after a drop.
+    state.creds = token ? { name: name, token: token } : { name: name, password: password };
+    if (token) L.saveSession(window.localStorage, name, token);
     state.signedIn = true;
     state.noReconnect = false;
     state.attempt = 0;
@@ -337,6 +359,7 @@
       if (p.account_name && L.sameName(p.account_name, name)) {
         state.me = p.account_name;
         state.creds.name = p.account_name;
+        if (state.creds.token) L.saveSession(window.localStorage, p.account_name, state.creds.token);
         setParts($('me'), [u(p.account_name)]);
       }
       if (back && L.roomKey(back) !== L.roomKey(L.GENERAL)) {
@@ -366,6 +389,8 @@
 
   function signOut() {
     var ws = state.ws;
+    var hadToken = !!(state.creds && state.creds.token);
+    L.clearSession(window.localStorage);
     forgetCredentials();
     $('name').value = state.me || '';
     state.me = null;
@@ -382,8 +407,9 @@
     ['signin-info', 'invite-info'].forEach(function (id) { $(id).textContent = ''; });
     showSignIn();
     if (ws && ws.readyState === WebSocket.OPEN) {
-      // Say goodbye, then start a fresh connection for the next sign-in.
-      request('quit').catch(function () {});
+      // Say goodbye (revoking the token: `logout`), then start a fresh connection for the
+      // next sign-in.
+      request(hadToken ? 'logout' : 'quit').catch(function () {});
       abandonConnection();
     }
   }
@@ -1169,7 +1195,16 @@
       }
     });
     window.addEventListener('online', function () { if (!state.ws && !state.noReconnect) reconnectNow(); });
-    $('name').focus();
+    var saved = L.loadSession(window.localStorage);
+    if (saved) {
+      // A reload or a return visit: sign in with the saved token as soon as the socket opens.
+      state.creds = saved;
+      state.restoring = true;
+      $('name').value = saved.name;
+      setParts($('signin-info'), ['Signing in as ', u(saved.name), '…']);
+    } else {
+      $('name').focus();
+    }
     connect();
   }
 

@@ -337,8 +337,43 @@
     return { room: null, private: true, mine: mine, peer: mine ? to : m.from };
   }
 
+  // The resume token of the account signed in on this page, kept in localStorage (one per
+  // origin, so one per server) so that a reload signs in without the password. The password
+  // itself is never stored.
+  var SESSION_KEY = 'jimd.session';
+  var TOKEN_RE = /^[\x21-\x7e]{1,1024}$/;
+
+  /** The saved {name, token} in `storage` (a Storage), or null (none, damaged, no storage). */
+  function loadSession(storage) {
+    try {
+      var v = JSON.parse(storage.getItem(SESSION_KEY));
+      if (v && isAccountName(v.name) && typeof v.token === 'string' && TOKEN_RE.test(v.token)) {
+        return { name: v.name, token: v.token };
+      }
+    } catch (e) { /* no storage, or not ours */ }
+    return null;
+  }
+
+  /** Saves {name, token}; false when the storage refuses (private mode, quota, disabled). */
+  function saveSession(storage, name, token) {
+    try {
+      storage.setItem(SESSION_KEY, JSON.stringify({ name: name, token: token }));
+      return true;
+    } catch (e) {
+      return false;
+    }
+  }
+
+  function clearSession(storage) {
+    try { storage.removeItem(SESSION_KEY); } catch (e) { /* nothing to clear */ }
+  }
+
   var api = {
     GENERAL: GENERAL,
+    SESSION_KEY: SESSION_KEY,
+    loadSession: loadSession,
+    saveSession: saveSession,
+    clearSession: clearSession,
     BACKOFF_FIRST_MS: BACKOFF_FIRST_MS,
     BACKOFF_MAX_MS: BACKOFF_MAX_MS,
     HELP: HELP,

@@ -64,6 +64,10 @@ std::int64_t status_of(json::object const& reply) {
   return v && v->is_int64() ? v->get_int64() : 0;
 }
 
+/// A refusal that says nothing about the credentials (server full or shutting down, storage
+/// failing, throttled): worth another try later.
+bool transient(std::int64_t status) { return status == 429 || status >= 500; }
+
 /// Reconnecting: the first wait, its growth and its bound (doubling from 0.5 s to 30 s, each
 /// wait drawn between half and all of it: "equal jitter", so that the clients of a restarted
 /// server do not all come back in the same instant; AWS Architecture Blog, "Exponential
@@ -182,7 +186,8 @@ class app {
   /// signed in, and unless the server closed it because the account signed in elsewhere.
   bool may_reconnect() const {
     if (!opt_.reconnect || !con_.interactive() || opt_.json || !signed_in_) return false;
-    return state_.last_notice().find("another connection") == std::string::npos;
+    auto const& notice = state_.last_notice();
+    return notice.find("another connection") == std::string::npos && notice.find("elsewhere") == std::string::npos;
   }
 
   /// Opens a connection and signs in again, waiting longer after each failure; re-enters the
@@ -282,6 +287,12 @@ class app {
         con_.show(state_.signed_in_line(*r, !first));
         co_return signin::ok;
       }
+      if (transient(status_of(*r))) {
+        auto const* e = r->if_contains("error");
+        con_.show({tone::error, "! " + (e && e->is_string() ? jim::client::printable(e->get_string())
+                                                          : "the server refused to sign in now")});
+        co_return signin::lost;
+      }
       // Refused (402: expired or revoked; 404: no such account any more): forgotten, and
       // the password is needed, on a new connection (the server closes after a 402).
       tokens_.forget();
@@ -312,7 +323,7 @@ class app {
     request({{"action", "presence"}, {"user", {{"account_name", name}}}});
     auto r = co_await reply();
     if (!r) co_return signin::lost;
-    if (status_of(*r) != 100) co_return signin::refused;
+    if (status_of(*r) != 100) co_return transient(status_of(*r)) ? signin::lost : signin::refused;
     auto const* auth = r->if_contains("auth");
     const bool login = auth && auth->is_string() && auth->get_string() == "login";
     if (!login && con_.interactive() && !opt_.password)
@@ -324,7 +335,8 @@ class app {
       request({{"action", "authenticate"}, {"user", {{"password", *pw}}}}, quiet && login);
       if (!(r = co_await reply())) co_return signin::lost;
       if (login) {
-        if (status_of(*r) != 200) co_return signin::refused;  // 402: shown, and the server closes
+        // 402: shown, and the server closes.
+        if (status_of(*r) != 200) co_return transient(status_of(*r)) ? signin::lost : signin::refused;
         keep_token(*r);
         if (quiet) con_.show(state_.signed_in_line(*r, true));
         co_return signin::ok;

@@ -295,6 +295,7 @@ async function main() {
     : fs.existsSync(committedShot) ? path.join(tmp, 'web-client.png') : committedShot;
   let browser = null;
   let carol = null;
+  let givesTokens = false;    // the daemon's password sign-in replies carry a resume token
   const pageErrors = [];
   const foreign = [];
   console.log(`jimd: ${bin}`);
@@ -325,6 +326,7 @@ async function main() {
       await carol.ready;
       const r = await carol.request({ action: 'register', user: { account_name: 'carol', password: 'carol-pw' } });
       assert(r.response === 201, `register carol: ${JSON.stringify(r)}`);
+      givesTokens = typeof r.token === 'string' && r.token.length > 0;
       const m = await carol.request({ action: 'msg', message: 'carol was here first' });
       assert(m.response === 200, `carol's first message: ${JSON.stringify(m)}`);
     });
@@ -669,6 +671,38 @@ async function main() {
       await carol.waitFor((f) => f.action === 'msg' && f.from === 'dave' && f.message === 'dave is back too', STEP_MS, 'dave\'s message');
     });
 
+    await step('a reload signs in again with the saved token, without the password', async () => {
+      if (!givesTokens) {
+        console.log('  (skipped: this jimd gives no resume tokens)');
+        return;
+      }
+      const saved = await alice.evaluate(() => window.localStorage.getItem('jimd.session'));
+      assert(saved, 'no session in localStorage');
+      const session = JSON.parse(saved);
+      assert(session.name === 'alice' && typeof session.token === 'string', `saved: ${saved}`);
+      assert(!saved.includes('alice-pw'), 'the password is in localStorage');
+      await alice.reload({ waitUntil: 'load' });
+      await alice.waitForFunction(() => window.jimClient.signedIn, null, { timeout: STEP_MS });
+      await roomIs(alice, '#general');
+      assert(await alice.locator('#signin-view').isHidden(), 'the sign-in form is still shown');
+      const me = await alice.locator('#me').textContent();
+      assert(me === 'alice', `signed in as ${me}`);
+      await say(alice, 'back after a reload');
+      await carol.waitFor((f) => f.action === 'msg' && f.from === 'alice' && f.message === 'back after a reload',
+        STEP_MS, 'alice\'s message after the reload');
+      await check('a token that no longer works brings back the sign-in form, in plain words', async () => {
+        await alice.evaluate(() => window.localStorage.setItem('jimd.session',
+          JSON.stringify({ name: 'alice', token: 'not-a-valid-token' })));
+        await alice.reload({ waitUntil: 'load' });
+        await alice.locator('#signin-info', { hasText: /saved sign-in has expired/i }).waitFor({ timeout: STEP_MS });
+        assert(await alice.evaluate(() => window.localStorage.getItem('jimd.session')) === null,
+          'the refused token is still saved');
+        await alice.waitForFunction(() => window.jimClient.connected, null, { timeout: STEP_MS });
+        await signIn(alice, 'alice', 'alice-pw');
+        await roomIs(alice, '#general');
+      });
+    });
+
     await step('signing in from a second window takes over without a reconnect fight', async () => {
       const bob2 = await newPage('bob2', { width: 800, height: 600 });
       await signIn(bob2, 'bob', 'bob-pw');
@@ -686,8 +720,19 @@ async function main() {
     await step('sign out returns to the sign-in form; a wrong password is refused', async () => {
       await say(bob, '/frobnicate');
       await bob.locator('#composer-error', { hasText: /unknown command/i }).waitFor({ timeout: STEP_MS });
+      const tokenBefore = await bob.evaluate(() => window.localStorage.getItem('jimd.session'));
       await bob.locator('#signout').click();
       await bob.locator('#signin').waitFor({ state: 'visible', timeout: STEP_MS });
+      await check('sign out forgets the saved token and the server revokes it', async () => {
+        assert(await bob.evaluate(() => window.localStorage.getItem('jimd.session')) === null, 'the token is still saved');
+        if (!givesTokens) return;
+        const token = JSON.parse(tokenBefore).token;
+        const c = new LineClient(daemon.tcpPort);
+        await c.ready;
+        const r = await c.request({ action: 'authenticate', user: { account_name: 'bob', token } });
+        c.close();
+        assert(r.response === 402, `the old token still signs in: ${JSON.stringify(r)}`);
+      });
       await bob.waitForFunction(() => window.jimClient.connected, null, { timeout: STEP_MS });
       await bob.locator('#name').fill('bob');
       await bob.locator('#password').fill('not-bobs-password');

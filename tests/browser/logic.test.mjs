@@ -190,3 +190,29 @@ test('room messages go to their room, private ones are marked with the other sid
   assert.deepEqual(L.describeMessage({ from: 'alice', to: 'bob', message: 'x' }, 'alice'),
     { room: null, private: true, mine: true, peer: 'bob' });
 });
+
+test('the resume token is kept per origin as {name, token}, never with a password', () => {
+  const store = new Map();
+  const storage = {
+    getItem: (k) => (store.has(k) ? store.get(k) : null),
+    setItem: (k, v) => store.set(k, String(v)),
+    removeItem: (k) => store.delete(k)
+  };
+  assert.equal(L.loadSession(storage), null);
+  assert.equal(L.saveSession(storage, 'alice', 'abc_DEF-123'), true);
+  assert.deepEqual(L.loadSession(storage), { name: 'alice', token: 'abc_DEF-123' });
+  assert.deepEqual(Object.keys(JSON.parse(store.get(L.SESSION_KEY))).sort(), ['name', 'token']);
+  L.clearSession(storage);
+  assert.equal(L.loadSession(storage), null);
+  // Damaged or foreign values do not count.
+  for (const bad of ['{', '"x"', '{"name":"no spaces allowed","token":"t"}', '{"name":"a","token":""}',
+    '{"name":"a","token":"has space"}', '{"name":"a"}']) {
+    store.set(L.SESSION_KEY, bad);
+    assert.equal(L.loadSession(storage), null, bad);
+  }
+  // Storage that throws (disabled, private mode) is no storage.
+  const broken = { getItem() { throw new Error('denied'); }, setItem() { throw new Error('quota'); }, removeItem() { throw new Error('denied'); } };
+  assert.equal(L.loadSession(broken), null);
+  assert.equal(L.saveSession(broken, 'a', 't'), false);
+  L.clearSession(broken);
+});

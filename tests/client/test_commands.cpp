@@ -294,3 +294,56 @@ TEST_CASE("A probe is answered with a silent presence", "[client][state]") {
   CHECK(s.failures() == 0);
 }
 
+
+TEST_CASE("/logout becomes logout, /logout all revokes every token", "[client][commands]") {
+  CHECK(request_of("/logout") == obj(R"({"action":"logout"})"));
+  CHECK(request_of("/LOGOUT all") == obj(R"({"action":"logout","all":true})"));
+  CHECK(is_usage("/logout everything"));
+  CHECK(is_usage("/logout all now"));
+}
+
+TEST_CASE("A quiet sign-in that fails shows nothing and is no failure", "[client][state]") {
+  chat_state s("alice");
+  s.sent(obj(R"({"action":"authenticate","user":{"account_name":"alice","token":"t"}})"), true);
+  CHECK(s.received(obj(R"({"response":402,"time":1,"error":"wrong token"})"), noon).lines.empty());
+  CHECK(s.failures() == 0);
+  s.sent(obj(R"({"action":"authenticate","user":{"account_name":"alice","token":"t"}})"), true);
+  const auto reply = obj(R"({"response":200,"time":1,"room":"#general","missed":2,"account_name":"Alice"})");
+  CHECK(s.received(reply, noon).lines.empty());
+  CHECK(s.me() == "Alice");
+  CHECK(s.signed_in_line(reply, true).text == "* reconnected as Alice; you are in #general (2 new messages while disconnected)");
+  CHECK(s.signed_in_line(reply, false).text ==
+        "* signed in as Alice; you are in #general (2 new messages since your last visit)");
+}
+
+TEST_CASE("A lost connection keeps the queue and reports what was in flight", "[client][state]") {
+  auto s = signed_in();
+  s.submit(obj(R"({"action":"msg","message":"one"})"));
+  s.submit(obj(R"({"action":"msg","message":"two"})"));
+  CHECK(s.take_sendable(chat_state::clock::now()).size() == 1);  // "two" waits for one's reply
+  auto lines = s.lose_in_flight("connection lost");
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].text == "! perhaps not sent: one (connection lost before the server answered)");
+  CHECK(s.in_flight() == 0);
+  CHECK(!s.outbox_empty());
+  auto next = s.take_sendable(chat_state::clock::now());
+  REQUIRE(next.size() == 1);
+  CHECK(next[0].at("message") == "two");
+}
+
+TEST_CASE("After a reconnect, history already seen is not shown again", "[client][state]") {
+  utc tz;
+  auto s = signed_in();
+  auto push = [&](std::string_view text) { return texts(s.received(obj(text), noon)); };
+  CHECK(push(R"({"action":"msg","id":5,"time":1,"from":"bob","to":"#general","message":"live"})").size() == 1);
+  // Before a reconnect a history push shows as it always did.
+  CHECK(push(R"({"action":"msg","id":5,"time":1,"from":"bob","to":"#general","message":"live","history":true})").size() == 1);
+  s.hide_seen_history();
+  CHECK(push(R"({"action":"msg","id":4,"time":1,"from":"bob","to":"#general","message":"old","history":true})").empty());
+  CHECK(push(R"({"action":"msg","id":5,"time":1,"from":"bob","to":"#general","message":"live","history":true})").empty());
+  CHECK(push(R"({"action":"msg","id":7,"time":1,"from":"bob","to":"#general","message":"missed","history":true})").size() == 1);
+  // Another room has its own count: its history was never seen here.
+  CHECK(push(R"({"action":"msg","id":3,"time":1,"from":"bob","to":"#den","message":"den","history":true})").size() == 1);
+  // Live pushes always show.
+  CHECK(push(R"({"action":"msg","id":6,"time":1,"from":"bob","to":"#general","message":"late"})").size() == 1);
+}
