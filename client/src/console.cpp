@@ -377,7 +377,11 @@ void console::load_history(std::filesystem::path file) {
   if (!interactive_ || file.empty()) return;
   history_file_ = std::move(file);
   std::error_code ec;
-  if (std::filesystem::exists(history_file_, ec)) read_history(history_file_.c_str());
+  if (!std::filesystem::exists(history_file_, ec)) return;
+  read_history(history_file_.c_str());
+  // libedit's read_history() leaves the browsing position where it was (before the first
+  // entry): back to the end, so that Up walks back from the newest line.
+  using_history();
 }
 
 std::string console::save_history() {
