@@ -77,8 +77,8 @@ awaitable<boost::system::error_code> connection::connect(std::string host, std::
     asio::ip::make_address(host, not_ip);
     if (not_ip) SSL_set_tlsext_host_name(tls_->native_handle(), host.c_str());
     // The check of the name, with the reason of a refusal kept for the person.
-    std::string refused;
-    tls_->set_verify_callback([check = ssl::host_name_verification(host), &refused, host](
+    verify_refused_.clear();
+    tls_->set_verify_callback([check = ssl::host_name_verification(host), &refused = verify_refused_, host](
                                   bool preverified, ssl::verify_context& vctx) mutable {
       X509_STORE_CTX* store = vctx.native_handle();
       if (!preverified) {
@@ -98,13 +98,12 @@ awaitable<boost::system::error_code> connection::connect(std::string host, std::
     });
     auto [hec] = co_await tls_->async_handshake(ssl::stream_base::client, nothrow);
     if (hec) {
-      connect_error_ = refused.empty() ? "TLS handshake failed: " + hec.message()
-                                       : "the server's certificate was refused: " + refused;
+      connect_error_ = verify_refused_.empty() ? "TLS handshake failed: " + hec.message()
+                                               : "the server's certificate was refused: " + verify_refused_;
       tls_.reset();
       socket_.close(ignored);
       co_return hec;
     }
-    tls_->set_verify_callback([](bool p, ssl::verify_context&) { return p; });  // `refused` dies here
   }
   asio::co_spawn(socket_.get_executor(), [self = shared_from_this()]() { return self->write_loop(); },
                  asio::detached);

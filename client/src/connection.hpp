@@ -79,6 +79,7 @@ private:
   bool closed_ = false;
   std::string why_;
   std::string connect_error_;
+  std::string verify_refused_;  ///< why the certificate was refused (set by the verify callback)
 };
 
 }  // namespace jim::client

@@ -223,12 +223,10 @@ class app {
     }
     // Back where the user was. A member needs no password; a refusal (banned, the room is
     // gone) is shown and the user stays in #general.
-    if (proto_fold(room) != proto_fold(state_.room())) request({{"action", "join"}, {"room", room}});
+    if (jim::proto::fold(room) != jim::proto::fold(state_.room())) request({{"action", "join"}, {"room", room}});
     con_.set_prompt(state_.room() + "> ");
     co_return true;
   }
-
-  static std::string proto_fold(std::string const& s) { return jim::proto::fold(s); }
 
   jim::client::chat_settings settings() const {
     jim::client::chat_settings s;
