@@ -68,6 +68,19 @@ std::int64_t status_of(json::object const& reply) {
 /// failing, throttled): worth another try later.
 bool transient(std::int64_t status) { return status == 429 || status >= 500; }
 
+/// Points `slot` at a timer for as long as it lives: a coroutine cancelled while it waits on
+/// the timer (its frame destroyed) leaves no dangling pointer behind.
+class timer_slot {
+ public:
+  timer_slot(asio::steady_timer*& slot, asio::steady_timer& timer) : slot_(slot) { slot_ = &timer; }
+  ~timer_slot() { slot_ = nullptr; }
+  timer_slot(timer_slot const&) = delete;
+  timer_slot& operator=(timer_slot const&) = delete;
+
+ private:
+  asio::steady_timer*& slot_;
+};
+
 /// Reconnecting: the first wait, its growth and its bound (doubling from 0.5 s to 30 s, each
 /// wait drawn between half and all of it: "equal jitter", so that the clients of a restarted
 /// server do not all come back in the same instant; AWS Architecture Blog, "Exponential
@@ -239,14 +252,15 @@ class app {
   /// of a 429's wait changes that. Runs until cancelled.
   awaitable<void> sender() {
     asio::steady_timer wake(co_await asio::this_coro::executor);
+    // sender() runs once per connection: cancelled when it ends, and kick() must not reach a
+    // timer of a finished run.
+    timer_slot slot(sender_wake_, wake);
     for (;;) {
       for (auto& frame : state_.take_sendable(jim::client::chat_state::clock::now())) conn_->send(frame);
       if (progress_) progress_->cancel();
       const auto at = state_.wake_at();
-      sender_wake_ = &wake;
       wake.expires_at(at ? *at : asio::steady_timer::time_point::max());
       co_await wake.async_wait(nothrow);
-      sender_wake_ = nullptr;
     }
   }
 
@@ -445,12 +459,11 @@ class app {
     if (logout) con_.show({tone::info, "* signed out: the saved sign-in is deleted"});
     if (opt_.json) {
       asio::steady_timer idle(co_await asio::this_coro::executor);
+      timer_slot slot(idle_, idle);
       while (json_pending_ > 0) {
-        idle_ = &idle;
         idle.expires_at(asio::steady_timer::time_point::max());
         co_await idle.async_wait(nothrow);
       }
-      idle_ = nullptr;
       co_return;  // closing the socket is all a raw pipe needs
     }
     if (!online_) {
@@ -462,13 +475,14 @@ class app {
     // The quit waits its turn behind the messages still queued (a 429 may hold them back).
     state_.submit(std::move(leave));
     kick();
-    asio::steady_timer progress(co_await asio::this_coro::executor);
-    while (!state_.outbox_empty()) {
-      progress_ = &progress;
-      progress.expires_at(asio::steady_timer::time_point::max());
-      co_await progress.async_wait(nothrow);  // sender() cancels it after each write
+    {
+      asio::steady_timer progress(co_await asio::this_coro::executor);
+      timer_slot slot(progress_, progress);
+      while (!state_.outbox_empty()) {
+        progress.expires_at(asio::steady_timer::time_point::max());
+        co_await progress.async_wait(nothrow);  // sender() cancels it after each write
+      }
     }
-    progress_ = nullptr;
     co_await wait(quit_bound);  // online() ends first, when the server closes
   }
 
