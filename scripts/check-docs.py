@@ -436,6 +436,7 @@ def check_file(doc: Doc, names: list[str], build: Path, root: Path, timeout: flo
                 env["PATH"] = f"{shim}:{env.get('PATH', '/usr/bin:/bin')}"
                 env["DOCS_CHECK_SOCAT"] = shutil.which("socat") or "socat"
                 env["HOME"] = str(work)
+                env["XDG_STATE_HOME"] = str(work / "state")  # jim's tokens and history
                 for run, when in runs:
                     for block in runnable:
                         script = rewrite(shell_commands(block), shim, daemon.port, daemon.http_port)
