@@ -136,6 +136,12 @@ engine::engine(engine_config cfg) : cfg_(std::move(cfg)), nonce_(make_nonce()), 
   if (cfg_.protocol == proto::jim) {
     msg_head_ = R"({"action":"msg","message":")";
     msg_tail_ = "\"}\n";
+  } else if (cfg_.protocol == proto::redis_stream) {
+    stream_key_ = cfg_.channel + ":" + nonce_;  // a fresh stream per run: readers start at 0-0
+    msg_head_ = "*5\r\n" + bulk("XADD") + bulk(stream_key_) + bulk("*") + bulk("m") + "$" + psize +
+                "\r\n";
+    msg_tail_ = "\r\n";
+    stream_head_ = "*1\r\n*2\r\n" + bulk(stream_key_) + "*";
   } else {
     msg_head_ = "*3\r\n" + bulk("PUBLISH") + bulk(cfg_.channel) + "$" + psize + "\r\n";
     msg_tail_ = "\r\n";
@@ -253,8 +259,13 @@ void engine::on_connected(connection& c) {
         "b" + nonce_ + kinds[static_cast<int>(c.kind)] + std::to_string(c.index);
     c.out += R"({"action":"register","user":{"account_name":")" + name + R"(","password":")" +
              cfg_.password + "\"}}\n";
-  } else if (c.kind == role::receiver) {
+  } else if (c.kind == role::receiver && cfg_.protocol == proto::redis) {
     c.out += "*2\r\n" + bulk("SUBSCRIBE") + bulk(cfg_.channel);
+  } else if (c.kind == role::receiver) {
+    // Reading from 0-0 of this run's stream can miss nothing: ready at once.
+    set_state(c, state::ready);
+    xread(c);
+    return;
   } else {
     set_state(c, state::ready);  // a publisher needs no set-up
   }
@@ -342,8 +353,10 @@ void engine::on_readable(connection& c) {
     const std::int64_t now = now_ns();  // one clock read per read(): every frame in it arrived now
     char const* b = rbuf_.data();
     char const* e = b + have + static_cast<std::size_t>(n);
-    const std::size_t used =
-        cfg_.protocol == proto::jim ? parse_jim(c, b, e, now) : parse_redis(c, b, e, now);
+    const std::size_t used = cfg_.protocol == proto::jim ? parse_jim(c, b, e, now)
+                             : cfg_.protocol == proto::redis_stream && c.kind == role::receiver
+                                 ? parse_stream(c, b, e, now)
+                                 : parse_redis(c, b, e, now);
     if (c.fd < 0) return;
     const std::size_t left = static_cast<std::size_t>(e - b) - used;
     if (left > max_carry) {
@@ -432,6 +445,12 @@ std::size_t engine::parse_redis(connection& c, char const* b, char const* e, std
       case ':':
         reply(c, 200);
         break;
+      case '$':  // XADD's reply: the new entry's id
+        if (c.kind == role::sender)
+          reply(c, 200);
+        else
+          ++stats_.unexpected;
+        break;
       case '-':
         reply(c, 500);
         break;
@@ -445,6 +464,68 @@ std::size_t engine::parse_redis(connection& c, char const* b, char const* e, std
         break;
     }
     p = q;
+  }
+  return static_cast<std::size_t>(p - b);
+}
+
+void engine::xread(connection& c) {
+  c.out += "*6\r\n" + bulk("XREAD") + bulk("BLOCK") + bulk("0") + bulk("STREAMS") +
+           bulk(stream_key_) + bulk(c.last_id);
+  flush(c);
+}
+
+std::size_t engine::parse_stream(connection& c, char const* b, char const* e, std::int64_t now) {
+  // A reply: *1 *2 $key *N, then N entries *2 $id *2 $1 m $P payload.
+  char const* p = b;
+  const std::size_t P = cfg_.payload;
+  while (p < e && c.fd >= 0) {
+    if (c.xr_left == 0) {
+      if (starts_with(p, e, stream_head_)) {
+        char const* n = p + stream_head_.size();
+        auto const* nl =
+            static_cast<char const*>(std::memchr(n, '\n', static_cast<std::size_t>(e - n)));
+        if (!nl) break;
+        const long count = std::strtol(n, nullptr, 10);
+        p = nl + 1;
+        if (count > 0)
+          c.xr_left = static_cast<std::uint32_t>(count);
+        else
+          xread(c);
+        continue;
+      }
+      char const* q = resp_skip(p, e);
+      if (!q) break;
+      if (q > e || *p != '*') {  // not RESP, or an error reply
+        ++stats_.unexpected;
+        lost(c);
+        return static_cast<std::size_t>(e - b);
+      }
+      p = q;  // a null reply (no entries): ask again
+      xread(c);
+      continue;
+    }
+    char const* q = resp_skip(p, e);
+    if (!q) break;
+    // *2\r\n$L\r\n<id>\r\n*2\r\n$1\r\nm\r\n$P\r\n<payload>\r\n
+    if (q > e || !starts_with(p, q, "*2\r\n$")) {
+      ++stats_.unexpected;
+      lost(c);
+      return static_cast<std::size_t>(e - b);
+    }
+    const long id_len = std::strtol(p + 5, nullptr, 10);
+    auto const* id = static_cast<char const*>(std::memchr(p + 5, '\n', static_cast<std::size_t>(q - p - 5)));
+    if (id && id_len > 0 && id + 1 + id_len + 2 <= q && static_cast<std::size_t>(q - p) > P + 2) {
+      c.last_id.assign(id + 1, static_cast<std::size_t>(id_len));
+      char const* payload = q - 2 - P;
+      if (payload[0] == 'J' && payload[1] == 'B')
+        deliver(c, payload, now);
+      else
+        ++stats_.unexpected;
+    } else {
+      ++stats_.unexpected;
+    }
+    p = q;
+    if (--c.xr_left == 0) xread(c);
   }
   return static_cast<std::size_t>(p - b);
 }

@@ -25,7 +25,11 @@ struct ssl_ctx_st;
 
 namespace jim::bench {
 
-enum class proto { jim, redis };
+/// jim: jimd's JSON lines. redis: SUBSCRIBE/PUBLISH (Redis stores nothing). redis_stream: the
+/// durable Redis peer: senders XADD to a stream of this run, receivers read it with
+/// `XREAD BLOCK 0` from the last id they saw (with `appendonly yes appendfsync always` on the
+/// server, nothing is replied or handed to a reader before it is in the fsynced AOF).
+enum class proto { jim, redis, redis_stream };
 enum class role : std::uint8_t { receiver, sender, idle };
 enum class state : std::uint8_t { connecting, signing_in, ready, failed, closed };
 
@@ -44,10 +48,10 @@ struct engine_config {
   std::uint32_t senders = 1;
   std::uint32_t receivers = 0;
   std::uint32_t per_sender = 0;     ///< sequence numbers per sender (stride of the bitmap)
-  std::string channel = "general";  ///< Redis channel
+  std::string channel = "general";  ///< Redis channel (redis_stream: the key is channel:nonce)
   std::string password = "bench-pw";
   std::size_t max_connections = 0;  ///< reserved up front: hooks may open() while we iterate
-  bool tls = false;  ///< jim over TLS (OpenSSL, non-blocking; the certificate is not verified)
+  bool tls = false;  ///< over TLS (OpenSSL, non-blocking; the certificate is not verified)
 };
 
 struct connection {
@@ -63,6 +67,9 @@ struct connection {
   bool want_out = false;  ///< EPOLLOUT armed
   ssl_st* ssl = nullptr;  ///< --tls: the connection's TLS state (freed by close_fd)
   bool handshaking = false;  ///< --tls: connected, TLS handshake not finished
+  // redis_stream receivers: entries left in the XREAD reply being parsed, the last id read.
+  std::uint32_t xr_left = 0;
+  std::string last_id = "0-0";
   // Senders.
   std::uint32_t next_seq = 0;
   std::uint32_t inflight = 0;  ///< sent, no reply yet
@@ -127,6 +134,10 @@ class engine {
   void close_fd(connection& c);
   std::size_t parse_jim(connection& c, char const* b, char const* e, std::int64_t now);
   std::size_t parse_redis(connection& c, char const* b, char const* e, std::int64_t now);
+  /// redis_stream receivers: XREAD replies, one entry at a time (a reply may span reads).
+  std::size_t parse_stream(connection& c, char const* b, char const* e, std::int64_t now);
+  /// redis_stream: queues the next `XREAD BLOCK 0 STREAMS key last_id` and flushes it.
+  void xread(connection& c);
   void jim_line(connection& c, char const* b, char const* e, std::int64_t now);
   void reply(connection& c, int code);
   void deliver(connection& c, char const* payload, std::int64_t now);
@@ -142,6 +153,8 @@ class engine {
   std::vector<std::uint32_t> next_seq_;  ///< receivers x senders: highest seq seen + 1
   delivery_stats stats_;
   std::string redis_prefix_;         ///< the fixed head of a RESP "message" push on our channel
+  std::string stream_key_;           ///< redis_stream: this run's stream
+  std::string stream_head_;          ///< redis_stream: the head of an XREAD reply, up to *N
   std::string msg_head_, msg_tail_;  ///< a sender's frame around the payload
 };
 

@@ -28,14 +28,17 @@ Scenarios:
            P bytes, at a fixed total --rate or as fast as a per-sender --window allows.
   connect  C connections sign in (one-shot register) and stay idle (jimd only).
   storm    steady fan-out at --rate while N users sign in at once (jimd only).
+  probe    one connection asks `rooms` in a loop and times each reply (jimd only): how long
+           the I/O thread stalls (e.g. while a snapshot is taken).
 
 Target (loopback only):
   -a, --address ADDR      127.0.0.1 (default), ::1 or localhost; anything else is refused
   -p, --port PORT         server port (required)
-      --proto jim|redis   wire protocol (default jim; redis: SUBSCRIBE/PUBLISH over RESP)
+      --proto P           wire protocol: jim (default); redis: SUBSCRIBE/PUBLISH over RESP;
+                          redis-stream: XADD to a stream of the run, receivers XREAD BLOCK it
       --server-pid PID    read the server's CPU time and RSS from /proc/PID
       --label TEXT        copied into the JSON line
-      --tls               jim over TLS (the server's certificate is not verified: loopback)
+      --tls               over TLS (the server's certificate is not verified: loopback)
 Fan-out and storm:
   -R N  receivers (default 1000)      -S N  senders (default 10)
   -M N  messages in total (10000)     -P N  payload bytes (default 64, at least 38)
@@ -50,6 +53,9 @@ Connect:
   -C N  connections (default 10000)   --settle S  idle seconds before reading RSS (default 1)
 Storm:
   -N N  users signing in at once (200) --before S  chat before the storm (3) --after S (1)
+Probe:
+      --duration S        seconds of probing (default 10)
+      --interval-ms MS    pause between a reply and the next request (default 1)
 Set-up:
       --concurrency N     sign-ins in progress at once while setting up (default 200)
       --setup-timeout S   (default 120)
@@ -148,7 +154,8 @@ int main(int argc, char** argv) {
 
   options o;
   o.scenario = argv[1];
-  if (o.scenario != "fanout" && o.scenario != "connect" && o.scenario != "storm")
+  if (o.scenario != "fanout" && o.scenario != "connect" && o.scenario != "storm" &&
+      o.scenario != "probe")
     die("unknown scenario '" + o.scenario + "'");
   bool rate_given = false;
   for (int i = 2; i < argc; ++i) {
@@ -172,8 +179,10 @@ int main(int argc, char** argv) {
         o.protocol = proto::jim;
       else if (std::string_view(v) == "redis")
         o.protocol = proto::redis;
+      else if (std::string_view(v) == "redis-stream")
+        o.protocol = proto::redis_stream;
       else
-        die("--proto is jim or redis");
+        die("--proto is jim, redis or redis-stream");
     } else if (k == "--server-pid")
       o.server_pid = static_cast<int>(integer(k, v, 1, 1 << 30));
     else if (k == "--label")
@@ -212,6 +221,10 @@ int main(int argc, char** argv) {
       o.after = real(k, v, 0, 300);
     else if (k == "--concurrency")
       o.concurrency = static_cast<std::uint32_t>(integer(k, v, 1, 100000));
+    else if (k == "--duration")
+      o.duration = real(k, v, 0.1, 3600);
+    else if (k == "--interval-ms")
+      o.interval_ms = real(k, v, 0, 10000);
     else if (k == "--setup-timeout")
       o.setup_timeout = real(k, v, 1, 600);
     else
@@ -229,8 +242,8 @@ int main(int argc, char** argv) {
   if (!target) die("refusing target '" + o.address + "': only 127.0.0.1 and ::1 are allowed");
 
   const std::size_t needed =
-      o.scenario == "connect"
-          ? o.connections
+      o.scenario == "probe"     ? 1
+      : o.scenario == "connect" ? o.connections
           : o.receivers + o.senders + (o.scenario == "storm" ? o.storm_users : 0);
   const rlim_t limit = raise_fd_limit();
   if (needed + 16 > limit)
@@ -240,7 +253,6 @@ int main(int argc, char** argv) {
 
   engine_config base;
   base.protocol = o.protocol;
-  if (o.tls && o.protocol != proto::jim) die("--tls is for --proto jim");
   base.tls = o.tls;
   base.target = target->first;
   base.target_len = target->second;
@@ -251,6 +263,8 @@ int main(int argc, char** argv) {
       res = run_fanout(o, base);
     else if (o.scenario == "connect")
       res = run_connect(o, base);
+    else if (o.scenario == "probe")
+      res = run_probe(o, base);
     else
       res = run_storm(o, base);
   } catch (std::exception const& e) {

@@ -3,10 +3,18 @@
 #include "proc_stats.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <deque>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdexcept>
+#include <string_view>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <utility>
 #include <vector>
 
@@ -34,7 +42,7 @@ std::int64_t self_cpu_ns() {
 }
 
 char const* proto_name(proto p) {
-  return p == proto::jim ? "jim" : "redis";
+  return p == proto::jim ? "jim" : p == proto::redis ? "redis" : "redis-stream";
 }
 
 std::string latency_json(histogram const& h) {
@@ -522,6 +530,136 @@ result run_storm(options const& o, engine_config base) {
       std::string(buf) + "; " + delivery_text(eng, d, o.receivers, s0, s1, self0, self1);
   if (!finished) human += " [storm did not finish within --max-time]";
   return {r.json(), human, finished ? 0 : 1};
+}
+
+namespace {
+
+/// A blocking line client for the probe (one connection; no epoll needed).
+class line_client {
+ public:
+  explicit line_client(engine_config const& cfg) {
+    fd_ = ::socket(cfg.target.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr const*>(&cfg.target), cfg.target_len) != 0)
+      throw std::runtime_error(std::string("probe: connect: ") + std::strerror(errno));
+    const int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  ~line_client() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  line_client(line_client const&) = delete;
+  line_client& operator=(line_client const&) = delete;
+
+  void send(std::string const& line) {
+    std::size_t off = 0;
+    while (off < line.size()) {
+      const ssize_t n = ::send(fd_, line.data() + off, line.size() - off, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) throw std::runtime_error(std::string("probe: send: ") + std::strerror(errno));
+      off += static_cast<std::size_t>(n);
+    }
+  }
+  /// The code of the next `{"response":N...` line (pushes are skipped); throws after
+  /// `timeout_s` or when the server closes.
+  int response(double timeout_s) {
+    const std::int64_t deadline = now_ns() + nanos(timeout_s);
+    for (;;) {
+      for (auto nl = buf_.find('\n'); nl != std::string::npos; nl = buf_.find('\n')) {
+        std::string line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        static constexpr std::string_view key = R"({"response":)";
+        if (line.compare(0, key.size(), key) == 0) return std::atoi(line.c_str() + key.size());
+      }
+      const std::int64_t left = deadline - now_ns();
+      if (left <= 0) throw std::runtime_error("probe: no reply within the timeout");
+      pollfd pfd{fd_, POLLIN, 0};
+      const int r = ::poll(&pfd, 1, static_cast<int>(left / 1'000'000) + 1);
+      if (r < 0 && errno != EINTR) throw std::runtime_error("probe: poll failed");
+      if (r <= 0) continue;
+      char tmp[65536];
+      const ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) throw std::runtime_error("probe: the server closed the connection");
+      buf_.append(tmp, static_cast<std::size_t>(n));
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  std::string buf_;
+};
+
+}  // namespace
+
+result run_probe(options const& o, engine_config base) {
+  if (o.protocol != proto::jim) return failure(o, "the probe scenario is for jimd only");
+  if (o.tls) return failure(o, "the probe speaks plaintext only");
+  histogram h;
+  std::uint64_t over_10ms = 0, over_100ms = 0;
+  double worst_at_s = 0;
+  std::int64_t t0 = 0, t1 = 0;
+  const proc_sample s0 = sample_process(o.server_pid);
+  try {
+    line_client cl(base);
+    char name[32];
+    std::snprintf(name, sizeof name, "bp%08llx",
+                  static_cast<unsigned long long>(now_ns()) & 0xffffffffULL);
+    cl.send(std::string(R"({"action":"register","user":{"account_name":")") + name +
+            R"(","password":")" + base.password + "\"}}\n");
+    const int code = cl.response(o.setup_timeout);
+    if (code != 201) return failure(o, "probe sign-in answered " + std::to_string(code));
+    t0 = now_ns();
+    const std::string rooms = "{\"action\":\"rooms\"}\n";
+    std::uint64_t worst = 0;
+    while (now_ns() - t0 < nanos(o.duration)) {
+      const std::int64_t a = now_ns();
+      cl.send(rooms);
+      if (cl.response(10) != 200) return failure(o, "probe: rooms did not answer 200");
+      const std::int64_t lat = now_ns() - a;
+      h.record(lat);
+      if (lat > 10'000'000) ++over_10ms;
+      if (lat > 100'000'000) ++over_100ms;
+      if (static_cast<std::uint64_t>(lat) > worst) {
+        worst = static_cast<std::uint64_t>(lat);
+        worst_at_s = seconds(a - t0);
+      }
+      if (o.interval_ms > 0) {
+        const auto us = static_cast<useconds_t>(o.interval_ms * 1000);
+        ::usleep(us);
+      }
+    }
+    t1 = now_ns();
+  } catch (std::exception const& e) {
+    return failure(o, e.what());
+  }
+  const proc_sample s1 = sample_process(o.server_pid);
+  record r;
+  r.str("scenario", "probe").str("proto", "jim");
+  if (!o.label.empty()) r.str("label", o.label);
+  r.num("duration_s", seconds(t1 - t0))
+      .integer("requests", static_cast<std::int64_t>(h.count()))
+      .num("interval_ms", o.interval_ms)
+      .raw("latency_ms", R"({"p50":)" + std::to_string(static_cast<double>(h.quantile(0.5)) / 1e6) +
+                             R"(,"p99":)" + std::to_string(static_cast<double>(h.quantile(0.99)) / 1e6) +
+                             R"(,"p999":)" + std::to_string(static_cast<double>(h.quantile(0.999)) / 1e6) +
+                             R"(,"max":)" + std::to_string(static_cast<double>(h.max()) / 1e6) + "}")
+      .integer("over_10ms", static_cast<std::int64_t>(over_10ms))
+      .integer("over_100ms", static_cast<std::int64_t>(over_100ms))
+      .num("worst_at_s", worst_at_s);
+  if (s0.ok && s1.ok)
+    r.num("server_cpu_s", static_cast<double>(s1.cpu_ns - s0.cpu_ns) / 1e9)
+        .integer("server_rss_kib", s1.rss_kib)
+        .integer("server_rss_peak_kib", s1.hwm_kib);
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "probe jim: %llu requests in %.1f s: p50 %.2f ms p99 %.2f ms p99.9 %.2f ms max %.2f "
+                "ms (at %.1f s), %llu over 10 ms",
+                static_cast<unsigned long long>(h.count()), seconds(t1 - t0),
+                static_cast<double>(h.quantile(0.5)) / 1e6,
+                static_cast<double>(h.quantile(0.99)) / 1e6,
+                static_cast<double>(h.quantile(0.999)) / 1e6, static_cast<double>(h.max()) / 1e6,
+                worst_at_s, static_cast<unsigned long long>(over_10ms));
+  return {r.json(), buf, 0};
 }
 
 }  // namespace jim::bench

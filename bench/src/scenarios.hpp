@@ -11,7 +11,7 @@
 namespace jim::bench {
 
 struct options {
-  std::string scenario;  ///< fanout, connect, storm
+  std::string scenario;  ///< fanout, connect, storm, probe
   proto protocol = proto::jim;
   bool tls = false;  ///< --tls
   std::string address = "127.0.0.1";
@@ -39,10 +39,16 @@ struct options {
   double before = 3;  ///< seconds of steady chat before the storm
   double after = 1;   ///< seconds of chat after the storm ends
   std::string channel = "general";
+  // probe
+  double duration = 10;     ///< seconds of probing
+  double interval_ms = 1;   ///< pause between a reply and the next request
 };
 
 result run_fanout(options const& o, engine_config base);
 result run_connect(options const& o, engine_config base);
 result run_storm(options const& o, engine_config base);
+/// One signed-in connection sends `{"action":"rooms"}`, waits for the reply, pauses
+/// --interval-ms, again, for --duration s: the reply latency shows any stall of the I/O thread.
+result run_probe(options const& o, engine_config base);
 
 }  // namespace jim::bench
