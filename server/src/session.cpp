@@ -69,6 +69,7 @@ awaitable<void> session::run() {
   JIM_LOG(debug, "connection {} from {}", id_, peer_name_);
   arm_watchdog();
   co_await read_loop();
+  co_await drain_posts();  // their replies and pushes need the account
   if (account_) ctx_.chat.sign_out(*this, *std::exchange(account_, nullptr));
   stop_reading();
   leave_active();  // a closing connection no longer counts toward --max-clients
@@ -110,6 +111,7 @@ awaitable<bool> session::consume(std::string_view bytes) {
     std::string error;
     const auto st = framer_.next(v, error);
     if (st == proto::frame_status::need_more) co_return true;
+    if (st != proto::frame_status::frame && posts_in_flight_) co_await drain_posts();  // in order
     if (st == proto::frame_status::too_large) {
       too_large_ = true;
       reply(code::too_large, nullptr,
@@ -483,6 +485,10 @@ void session::deliver(outcome&& o, json::value const& tag) {
 
 awaitable<bool> session::handle(json::object const& frame) {
   auto decoded = proto::decode(frame, ctx_.limits);
+  if (posts_in_flight_) {  // only another message may overtake the pipelined ones' replies
+    auto const* r = std::get_if<proto::request>(&decoded);
+    if (!r || !std::holds_alternative<proto::msg_req>(r->body)) co_await drain_posts();
+  }
   if (auto* err = std::get_if<proto::decode_error>(&decoded)) {
     reply(err->status, err->tag, err->message);
     co_return true;
@@ -808,15 +814,54 @@ void session::storage_unavailable(json::value const& tag) {
         "again later)");
 }
 
+awaitable<void> session::drain_posts(std::uint32_t below) {
+  while (posts_in_flight_ >= below) {
+    auto& done = make_timer(drained_);
+    done.expires_at(steady::time_point::max());
+    co_await done.async_wait(nothrow);
+  }
+}
+
+void session::post_pipelined(account& me, store::message_posted const& ev,
+                             json::value const& tag) {
+  ++posts_in_flight_;
+  store::event posted = ev;
+  ctx_.chat.commit(std::move(posted),
+                   [self = shared_from_this(), me = &me, ev, tag](apply_result const* r) {
+                     session& s = *self;
+                     --s.posts_in_flight_;
+                     cancel(s.drained_);
+                     if (!r) {
+                       s.ctx_.chat.abandon_post(*me);
+                       s.storage_unavailable(tag);
+                       return;
+                     }
+                     std::optional<store::message_queued> unused;
+                     s.deliver(s.ctx_.chat.posted(me, ev, unused), tag);
+                   });
+}
+
+// GCC 12 at -O2 sees Asio's frame allocator through an inlined ramp here and reports a false
+// -Wmismatched-new-delete (as in http.cpp's serve_http).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 awaitable<void> session::post(proto::msg_req const& req, json::value const& tag) {
   auto& chat = ctx_.chat;
+  // Bounded pipeline; nothing may suspend between check_post (the next id) and commit.
+  co_await drain_posts(max_posts_in_flight);
+  if (!account_) co_return;
   account& me = *account_;
   auto checked = chat.check_post(me, req, steady::now());
   if (auto* refused = std::get_if<outcome>(&checked)) {
+    co_await drain_posts();  // after the replies of the messages before it
     deliver(std::move(*refused), tag);
     co_return;
   }
   const auto ev = std::get<store::message_posted>(std::move(checked));
+  if (!ev.m.to.empty() && ev.m.to.front() == '#') {
+    post_pipelined(me, ev, tag);  // a room message is never queued: read on meanwhile
+    co_return;
+  }
   std::optional<store::message_queued> queue;
   std::optional<outcome> held;
   auto applied = [&](apply_result const* r) {
@@ -841,6 +886,7 @@ awaitable<void> session::post(proto::msg_req const& req, json::value const& tag)
   store::event follow = *queue;
   co_await commit(std::move(follow), std::move(queued));
 }
+#pragma GCC diagnostic pop
 
 awaitable<void> session::invite(proto::invite_req const& req, json::value const& tag) {
   auto& chat = ctx_.chat;

@@ -216,8 +216,12 @@ class session : public peer, public std::enable_shared_from_this<session> {
   boost::asio::awaitable<bool> logout(proto::logout_req const& req, boost::json::value const& tag);
   // journal
   /// Each change goes check -> event -> commit (durable) -> apply -> reply and pushes, the
-  /// reply delivered in the commit's completion (log order, on the I/O thread). The session
-  /// handles no other frame of its own meanwhile, so its replies stay in request order.
+  /// reply delivered in the commit's completion (log order, on the I/O thread). A session
+  /// handles no other frame of its own meanwhile, so its replies stay in request order, with one
+  /// exception: messages to its room are pipelined (up to max_posts_in_flight being stored at
+  /// once; their completions, hence replies, come in log order), and any other frame waits for
+  /// them first (drain_posts). Without it one sender's rate is bounded by the sync latency
+  /// (--fsync always: one message per fdatasync).
   boost::asio::awaitable<void> create(proto::create_req const& req, boost::json::value const& tag);
   boost::asio::awaitable<void> join(proto::join_req const& req, boost::json::value const& tag);
   boost::asio::awaitable<void> post(proto::msg_req const& req, boost::json::value const& tag);
@@ -228,6 +232,13 @@ class session : public peer, public std::enable_shared_from_this<session> {
   boost::asio::awaitable<void> commit(store::event e, Then then);
   /// The 503 of a change the journal could not store.
   void storage_unavailable(boost::json::value const& tag);
+  /// Commits a checked room message without waiting: the reply (or 503) comes in its
+  /// completion; posts_in_flight_ counts it meanwhile.
+  void post_pipelined(account& me, store::message_posted const& ev, boost::json::value const& tag);
+  /// Waits until fewer than `below` pipelined room messages are being stored.
+  boost::asio::awaitable<void> drain_posts(std::uint32_t below = 1);
+  /// Room messages of this session being stored at most (each one's reply is pending).
+  static constexpr std::uint32_t max_posts_in_flight = 64;
 
   void send(std::string line);  ///< own reply or push: never drops the connection
   void reply(proto::code c, boost::json::value const& tag, std::string_view text = {},
@@ -254,8 +265,11 @@ class session : public peer, public std::enable_shared_from_this<session> {
   bool writing_ = false;       ///< an asynchronous write (or wait to write) is under way
   bool flush_queued_ = false;  ///< this session is in ctx_.dirty
   bool replied_ = false;       ///< an own reply is queued since the last flush
+  std::uint32_t posts_in_flight_ = 0;  ///< pipelined room messages being stored
   // Made only when needed (memory per idle connection).
-  std::optional<boost::asio::steady_timer> drained_;  ///< the reader waits for the outbox to drain
+  /// The reader waits for the outbox to drain, or for a pipelined room message to complete
+  /// (both wake it; it checks which).
+  std::optional<boost::asio::steady_timer> drained_;
   std::optional<boost::asio::steady_timer>
       closed_signal_;     ///< cancelled once this side is shut down
   bool closing_ = false;  ///< no more reading; the writer flushes and ends

@@ -335,3 +335,108 @@ TEST_CASE("A format-1 snapshot from before the journal loads and is saved as for
   CHECK(d.stop(SIGINT) == 0);
   CHECK(json::parse(read_bytes(file)).at("format") == 2);
 }
+
+// A session's room messages are stored in a pipeline (several in one journal batch, not one
+// per fdatasync); every reply still comes in request order, and anything that is not a room
+// message waits for the pipelined ones first.
+TEST_CASE("Pipelined room messages: replies stay in request order, ids consecutive",
+          "[integration][durability]") {
+  temp_dir dir;
+  jimd_process d(args_for("always"), dir.path());
+  auto alice = sign_up(d.port(), "alice");
+  drain(alice, 20);
+  auto bob = sign_up(d.port(), "bob");
+  drain(bob, 20);
+  // One write: messages, a read, a malformed frame, a refusal, a private message, more messages.
+  std::string batch;
+  int tag = 0;
+  auto msg = [&](std::string const& text, std::string const& to = {}) {
+    json::object f{{"action", "msg"}, {"message", text}, {"tag", tag++}};
+    if (!to.empty()) f["to"] = to;
+    batch += json::serialize(f) + "\n";
+  };
+  for (int i = 0; i < 20; ++i) msg("a" + std::to_string(i));
+  batch += R"({"action":"rooms","tag":)" + std::to_string(tag++) + "}\n";
+  for (int i = 0; i < 5; ++i) msg("b" + std::to_string(i));
+  batch += "{\"action\":\n";  // malformed: 400, no tag
+  for (int i = 0; i < 5; ++i) msg("c" + std::to_string(i));
+  msg("not a member", "#nowhere");  // 404
+  msg("hi bob", "bob");             // private
+  for (int i = 0; i < 20; ++i) msg("d" + std::to_string(i));
+  alice.send_raw(batch);
+
+  std::uint64_t prev_id = 0;
+  int expect_tag = 0;
+  bool saw_400 = false;
+  while (expect_tag < tag) {
+    auto r = alice.reply(10s);
+    if (!r.contains("tag")) {  // the malformed frame: after b4, before c0
+      CHECK(code_of(r) == 400);
+      CHECK(expect_tag == 26);
+      saw_400 = true;
+      continue;
+    }
+    REQUIRE(r.at("tag").to_number<int>() == expect_tag);
+    if (expect_tag == 20) {
+      CHECK(code_of(r) == 200);  // rooms
+    } else if (expect_tag == 31) {
+      CHECK(code_of(r) == 404);
+    } else {
+      REQUIRE(code_of(r) == 200);
+      CHECK(id_of(r) == prev_id + 1);
+      prev_id = id_of(r);
+    }
+    ++expect_tag;
+  }
+  CHECK(saw_400);
+  // Bob got every room message in order, and the private one in its place.
+  std::vector<std::string> seen;
+  for (int i = 0; i < 51; ++i) seen.push_back(str(bob.push(), "message"));
+  CHECK(seen.front() == "a0");
+  CHECK(seen[25] == "c0");
+  CHECK(seen[30] == "hi bob");
+  CHECK(seen.back() == "d19");
+  CHECK(d.stop(SIGINT) == 0);
+}
+
+TEST_CASE("Pipelined room messages that cannot be stored are all refused, in order, ids unused",
+          "[integration][durability]") {
+  temp_dir dir;
+  const fs::path hook = dir.path() / "disk-full";
+  ::setenv(fail_hook_env, hook.c_str(), 1);
+  std::optional<jimd_process> d;
+  try {
+    d.emplace(args_for("always"), dir.path());
+  } catch (...) {
+    ::unsetenv(fail_hook_env);
+    throw;
+  }
+  ::unsetenv(fail_hook_env);
+  auto alice = sign_up(d->port(), "alice");
+  drain(alice, 20);
+  auto r = say(alice, "before");
+  REQUIRE(code_of(r) == 200);
+  const auto id_before = id_of(r);
+  write_bytes(hook, "");
+  std::string batch;
+  for (int i = 0; i < 30; ++i)
+    batch += R"({"action":"msg","message":"x","tag":)" + std::to_string(i) + "}\n";
+  alice.send_raw(batch);
+  for (int i = 0; i < 30; ++i) {
+    auto x = alice.reply(10s);
+    REQUIRE(x.at("tag").to_number<int>() == i);
+    CHECK(code_of(x) == 503);
+  }
+  fs::remove(hook);
+  batch.clear();
+  for (int i = 0; i < 30; ++i)
+    batch += R"({"action":"msg","message":"y","tag":)" + std::to_string(i) + "}\n";
+  alice.send_raw(batch);
+  for (int i = 0; i < 30; ++i) {
+    auto y = alice.reply(10s);
+    REQUIRE(y.at("tag").to_number<int>() == i);
+    REQUIRE(code_of(y) == 200);
+    CHECK(id_of(y) == id_before + 1 + static_cast<std::uint64_t>(i));
+  }
+  CHECK(d->stop(SIGINT) == 0);
+}
