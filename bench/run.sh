@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The standard jim-bench suite: jimd next to Redis pub/sub on this machine, same load generator.
 #
-#   bench/run.sh               three rounds, median table in bench/RESULTS.md (about 12-15 minutes)
+#   bench/run.sh               three rounds, median table in bench/RESULTS.md (15-20 minutes)
 #   ROUNDS=1 bench/run.sh      one round
 #   QUICK=1 bench/run.sh       a much smaller suite, to check the script itself (not for RESULTS.md:
 #                              it writes bench/RESULTS-quick.md)
