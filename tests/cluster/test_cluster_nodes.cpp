@@ -83,7 +83,10 @@ bool strictly_increasing(std::vector<std::uint64_t> const& ids) {
 }  // namespace
 
 TEST_CASE("Three nodes on three NATS servers chat as one jimd", "[cluster][nodes]") {
-  if (nats_server_program().empty()) SKIP("nats-server is not installed");
+  if (nats_server_program().empty()) {
+    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
+    return;
+  }
   nats_cluster nats(3);
   auto a = node(nats, "a");
   auto b = node(nats, "b");
@@ -97,7 +100,7 @@ TEST_CASE("Three nodes on three NATS servers chat as one jimd", "[cluster][nodes
     client again(c->port());
     auto r = poll(
         again, json::serialize(register_req("Alice")),
-        [](auto const& r) { return code_of(r) == 409; }, 5s);
+        [](auto const& x) { return code_of(x) == 409; }, 5s);
     CHECK(code_of(r) == 409);
   }
 
@@ -105,8 +108,8 @@ TEST_CASE("Three nodes on three NATS servers chat as one jimd", "[cluster][nodes
   for (auto* who : {&alice, &bob, &carol}) {
     auto r = poll(
         *who, R"({"action":"users"})",
-        [](auto const& r) {
-          return has_user(r, "alice") && has_user(r, "bob") && has_user(r, "carol");
+        [](auto const& x) {
+          return has_user(x, "alice") && has_user(x, "bob") && has_user(x, "carol");
         },
         5s);
     CHECK(user_names(r).size() == 3);
@@ -137,8 +140,8 @@ TEST_CASE("Three nodes on three NATS servers chat as one jimd", "[cluster][nodes
     CHECK(code_of(join(bob, "den")) == 200);
     auto seen = poll(
         carol, R"({"action":"rooms"})",
-        [](auto const& r) {
-          for (auto const& e : r.at("rooms").as_array())
+        [](auto const& x) {
+          for (auto const& e : x.at("rooms").as_array())
             if (e.as_object().at("room").as_string() == "#den") return true;
           return false;
         },
@@ -146,7 +149,7 @@ TEST_CASE("Three nodes on three NATS servers chat as one jimd", "[cluster][nodes
     CHECK(room_entry(seen, "#den").at("owner").as_string() == "alice");
     CHECK(code_of(join(carol, "den", password)) == 200);
     auto in_den = poll(
-        alice, R"({"action":"users"})", [](auto const& r) { return user_names(r).size() == 3; },
+        alice, R"({"action":"users"})", [](auto const& x) { return user_names(x).size() == 3; },
         5s);
     CHECK(user_names(in_den).size() == 3);
     // Entering a room on another node is told like a local one (from presence heartbeats).
@@ -182,7 +185,7 @@ TEST_CASE("Three nodes on three NATS servers chat as one jimd", "[cluster][nodes
     }
     auto offline = poll(
         alice, R"({"action":"users","room":"general"})",
-        [](auto const& r) { return !has_user(r, "dave"); }, 5s);
+        [](auto const& x) { return !has_user(x, "dave"); }, 5s);
     CHECK_FALSE(has_user(offline, "dave"));
     auto q = say(alice, "while you were out", "dave");
     CHECK(code_of(q) == 202);
@@ -249,7 +252,10 @@ TEST_CASE("Three nodes on three NATS servers chat as one jimd", "[cluster][nodes
 }
 
 TEST_CASE("The same name registered on two nodes at once: one 201, one 409", "[cluster][nodes]") {
-  if (nats_server_program().empty()) SKIP("nats-server is not installed");
+  if (nats_server_program().empty()) {
+    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
+    return;
+  }
   nats_cluster nats(1);
   auto a = node(nats, "a");
   auto b = node(nats, "b");
@@ -268,7 +274,10 @@ TEST_CASE("The same name registered on two nodes at once: one 201, one 409", "[c
 
 TEST_CASE("A node killed with SIGKILL loses nothing acknowledged; new and restarted nodes catch up",
           "[cluster][nodes]") {
-  if (nats_server_program().empty()) SKIP("nats-server is not installed");
+  if (nats_server_program().empty()) {
+    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
+    return;
+  }
   nats_cluster nats(1);
   temp_dir dir_b;
   auto a = node(nats, "a");
@@ -276,7 +285,7 @@ TEST_CASE("A node killed with SIGKILL loses nothing acknowledged; new and restar
   auto alice = sign_up(a->port(), "alice");
   auto bob = sign_up(b->port(), "bob");
   poll(
-      bob, R"({"action":"users"})", [](auto const& r) { return has_user(r, "alice"); }, 5s);
+      bob, R"({"action":"users"})", [](auto const& x) { return has_user(x, "alice"); }, 5s);
 
   // alice pipelines 300 messages; node A is killed once 30 are answered. Every message she
   // saw answered must be on node B (and on every node that joins later).
@@ -305,7 +314,7 @@ TEST_CASE("A node killed with SIGKILL loses nothing acknowledged; new and restar
   // Its users are shown offline within 30 s (the design's bound is 12 s).
   const auto t0 = clock_type::now();
   auto users = poll(
-      bob, R"({"action":"users"})", [](auto const& r) { return !has_user(r, "alice"); }, 30s);
+      bob, R"({"action":"users"})", [](auto const& x) { return !has_user(x, "alice"); }, 30s);
   CHECK_FALSE(has_user(users, "alice"));
   CHECK(clock_type::now() - t0 < 30s);
 
@@ -344,7 +353,10 @@ TEST_CASE("A node killed with SIGKILL loses nothing acknowledged; new and restar
 }
 
 TEST_CASE("Signing in on another node takes the connection over", "[cluster][nodes]") {
-  if (nats_server_program().empty()) SKIP("nats-server is not installed");
+  if (nats_server_program().empty()) {
+    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
+    return;
+  }
   nats_cluster nats(1);
   auto a = node(nats, "a");
   auto b = node(nats, "b");
