@@ -272,7 +272,7 @@ TEST_CASE("The same name registered on two nodes at once: one 201, one 409", "[c
   }
 }
 
-TEST_CASE("A node killed with SIGKILL loses nothing acknowledged; new and restarted nodes catch up",
+TEST_CASE("A node killed with SIGKILL loses nothing acknowledged, new and restarted nodes catch up",
           "[cluster][nodes]") {
   if (nats_server_program().empty()) {
     WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
