@@ -236,9 +236,9 @@ apply_result hub::apply_one(store::signed_in const& e) {
 apply_result hub::apply_one(store::token_issued const& e) {
   apply_result r;
   r.acc = find_account(e.account);
-  if (!r.acc) return apply_result{code::not_found, "no such account " + e.account, {}, {}, {}};
+  if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
   if (e.hash.empty() || e.expires <= e.issued)
-    return apply_result{code::bad_request, "invalid token for " + e.account, {}, {}, {}};
+    return refuse(code::bad_request, "invalid token for " + e.account);
   auto& list = r.acc->resume_tokens;
   // The event's own time, not a clock: every replica forgets the same tokens.
   std::erase_if(list, [&e](resume_token const& t) { return t.expires <= e.issued; });
@@ -250,7 +250,7 @@ apply_result hub::apply_one(store::token_issued const& e) {
 apply_result hub::apply_one(store::tokens_revoked const& e) {
   apply_result r;
   r.acc = find_account(e.account);
-  if (!r.acc) return apply_result{code::not_found, "no such account " + e.account, {}, {}, {}};
+  if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
   if (e.all)
     r.acc->resume_tokens.clear();
   else
@@ -261,13 +261,11 @@ apply_result hub::apply_one(store::tokens_revoked const& e) {
 apply_result hub::apply_one(store::password_rehashed const& e) {
   apply_result r;
   r.acc = find_account(e.account);
-  if (!r.acc) return apply_result{code::not_found, "no such account " + e.account, {}, {}, {}};
-  if (e.hash.empty())
-    return apply_result{code::bad_request, "empty password hash for " + e.account, {}, {}, {}};
+  if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
+  if (e.hash.empty()) return refuse(code::bad_request, "empty password hash for " + e.account);
   // Changed meanwhile (by an earlier event): the newer hash stays.
   if (r.acc->password_hash != e.was)
-    return apply_result{code::conflict, "the password of " + e.account + " changed meanwhile", {},
-                        {}, {}};
+    return refuse(code::conflict, "the password of " + e.account + " changed meanwhile");
   r.acc->password_hash = e.hash;
   return r;
 }
