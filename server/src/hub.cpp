@@ -1,5 +1,6 @@
 #include "hub.hpp"
 
+#include "cluster/presence.hpp"
 #include "logging.hpp"
 
 #include <openssl/crypto.h>
@@ -35,6 +36,14 @@ void echo(proto::chat_message const& m, bool is_private) {
 
 outcome fail(code c, std::string text) {
   return outcome{c, std::move(text), {}, {}};
+}
+
+/// What apply() returns for an event it refuses (nothing changed).
+apply_result refuse(code c, std::string text) {
+  apply_result r;
+  r.status = c;
+  r.error = std::move(text);
+  return r;
 }
 
 std::string no_room(std::string_view bare) {
@@ -120,9 +129,8 @@ void hub::commit(store::event e, std::function<void(apply_result const*)> then) 
 apply_result hub::apply_one(store::account_registered const& e) {
   apply_result r;
   if (!proto::valid_account_name(e.name))
-    return apply_result{code::bad_request, "invalid account name " + e.name, {}, {}, {}};
-  if (find_account(e.name))
-    return apply_result{code::conflict, "account name " + e.name + " is taken", {}, {}, {}};
+    return refuse(code::bad_request, "invalid account name " + e.name);
+  if (find_account(e.name)) return refuse(code::conflict, "account name " + e.name + " is taken");
   account& a = restore_account(e.name);
   a.password_hash = e.password_hash;
   a.general_seen = general_->posted;
@@ -134,11 +142,10 @@ apply_result hub::apply_one(store::room_created const& e) {
   apply_result r;
   auto bare = proto::strip_hash(e.room);
   if (e.room.empty() || e.room.front() != '#' || !proto::valid_room_name(bare))
-    return apply_result{code::bad_request, "invalid room name " + e.room, {}, {}, {}};
-  if (find_room(bare))
-    return apply_result{code::conflict, "room " + e.room + " already exists", {}, {}, {}};
+    return refuse(code::bad_request, "invalid room name " + e.room);
+  if (find_room(bare)) return refuse(code::conflict, "room " + e.room + " already exists");
   account* owner = find_account(e.owner);
-  if (!owner) return apply_result{code::not_found, "no such account " + e.owner, {}, {}, {}};
+  if (!owner) return refuse(code::not_found, "no such account " + e.owner);
   room& rm = restore_room(e.room);
   rm.owner = fold(owner->name);
   rm.password_hash = e.password_hash;
@@ -151,49 +158,48 @@ apply_result hub::apply_one(store::room_created const& e) {
 apply_result hub::apply_one(store::member_added const& e) {
   apply_result r;
   r.rm = find_room(e.room);
-  if (!r.rm) return apply_result{code::not_found, no_room(proto::strip_hash(e.room)), {}, {}, {}};
+  if (!r.rm) return refuse(code::not_found, no_room(proto::strip_hash(e.room)));
   r.acc = find_account(e.account);
-  if (!r.acc) return apply_result{code::not_found, "no such account " + e.account, {}, {}, {}};
+  if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
   if (r.rm != general_) r.rm->members.insert(fold(r.acc->name));
   return r;
 }
 
 apply_result hub::apply_one(store::message_posted const& e) {
-  auto const& m = e.m;
-  if (m.id != last_id_ + 1)
-    return apply_result{code::internal_error,
-                        "message id " + std::to_string(m.id) + " does not follow " +
-                            std::to_string(last_id_),
-                        {}, {}, {}};
+  // The id comes from the log's order, not from the proposer (two cluster nodes propose at
+  // once from the same last id): the same on every replica.
+  store::message_posted stored = e;
+  auto& m = stored.m;
+  m.id = last_id_ + 1;
   apply_result r;
   if (!m.to.empty() && m.to.front() == '#') {
     room* to_room = find_room(m.to);
-    if (!to_room) return apply_result{code::internal_error, "no such room " + m.to, {}, {}, {}};
+    if (!to_room) return refuse(code::internal_error, "no such room " + m.to);
     ++to_room->posted;
     append(to_room->history, m);
     r.rm = to_room;
   } else {
     account* to_user = find_account(m.to);
     if (!to_user || !find_account(m.from))
-      return apply_result{code::internal_error, "no such account " + m.to + " or " + m.from, {},
-                          {}, {}};
+      return refuse(code::internal_error, "no such account " + m.to + " or " + m.from);
     if (e.queued) to_user->queued.push_back(m);
     append(conversations_[make_conversation_key(m.from, m.to)], m);
     r.acc = to_user;
   }
   last_id_ = m.id;
-  proposed_id_ = std::max(proposed_id_, last_id_);
+  r.message = std::move(stored);
   return r;
 }
 
 apply_result hub::apply_one(store::message_queued const& e) {
   apply_result r;
   r.acc = find_account(e.m.to);
-  if (!r.acc) return apply_result{code::not_found, "no such account " + e.m.to, {}, {}, {}};
+  if (!r.acc) return refuse(code::not_found, "no such account " + e.m.to);
   // Kept in id order: a later message may already have been queued.
   auto at = std::upper_bound(
       r.acc->queued.begin(), r.acc->queued.end(), e.m.id,
       [](std::uint64_t id, proto::chat_message const& m) { return id < m.id; });
+  if (at != r.acc->queued.begin() && std::prev(at)->id == e.m.id) return r;  // queued already
   r.acc->queued.insert(at, e.m);
   return r;
 }
@@ -201,7 +207,7 @@ apply_result hub::apply_one(store::message_queued const& e) {
 apply_result hub::apply_one(store::queue_delivered const& e) {
   apply_result r;
   r.acc = find_account(e.account);
-  if (!r.acc) return apply_result{code::not_found, "no such account " + e.account, {}, {}, {}};
+  if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
   auto& q = r.acc->queued;
   auto end = std::partition_point(q.begin(), q.end(),
                                   [&](proto::chat_message const& m) { return m.id <= e.upto; });
@@ -213,7 +219,7 @@ apply_result hub::apply_one(store::queue_delivered const& e) {
 apply_result hub::apply_one(store::general_seen const& e) {
   apply_result r;
   r.acc = find_account(e.account);
-  if (!r.acc) return apply_result{code::not_found, "no such account " + e.account, {}, {}, {}};
+  if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
   r.acc->general_seen = e.general;
   if (r.acc->connections > 0) --r.acc->connections;
   return r;
@@ -222,7 +228,7 @@ apply_result hub::apply_one(store::general_seen const& e) {
 apply_result hub::apply_one(store::signed_in const& e) {
   apply_result r;
   r.acc = find_account(e.account);
-  if (!r.acc) return apply_result{code::not_found, "no such account " + e.account, {}, {}, {}};
+  if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
   ++r.acc->connections;
   return r;
 }
@@ -230,9 +236,9 @@ apply_result hub::apply_one(store::signed_in const& e) {
 apply_result hub::apply_one(store::token_issued const& e) {
   apply_result r;
   r.acc = find_account(e.account);
-  if (!r.acc) return apply_result{code::not_found, "no such account " + e.account, {}, {}, {}};
+  if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
   if (e.hash.empty() || e.expires <= e.issued)
-    return apply_result{code::bad_request, "invalid token for " + e.account, {}, {}, {}};
+    return refuse(code::bad_request, "invalid token for " + e.account);
   auto& list = r.acc->resume_tokens;
   // The event's own time, not a clock: every replica forgets the same tokens.
   std::erase_if(list, [&e](resume_token const& t) { return t.expires <= e.issued; });
@@ -244,7 +250,7 @@ apply_result hub::apply_one(store::token_issued const& e) {
 apply_result hub::apply_one(store::tokens_revoked const& e) {
   apply_result r;
   r.acc = find_account(e.account);
-  if (!r.acc) return apply_result{code::not_found, "no such account " + e.account, {}, {}, {}};
+  if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
   if (e.all)
     r.acc->resume_tokens.clear();
   else
@@ -255,13 +261,11 @@ apply_result hub::apply_one(store::tokens_revoked const& e) {
 apply_result hub::apply_one(store::password_rehashed const& e) {
   apply_result r;
   r.acc = find_account(e.account);
-  if (!r.acc) return apply_result{code::not_found, "no such account " + e.account, {}, {}, {}};
-  if (e.hash.empty())
-    return apply_result{code::bad_request, "empty password hash for " + e.account, {}, {}, {}};
+  if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
+  if (e.hash.empty()) return refuse(code::bad_request, "empty password hash for " + e.account);
   // Changed meanwhile (by an earlier event): the newer hash stays.
   if (r.acc->password_hash != e.was)
-    return apply_result{code::conflict, "the password of " + e.account + " changed meanwhile", {},
-                        {}, {}};
+    return refuse(code::conflict, "the password of " + e.account + " changed meanwhile");
   r.acc->password_hash = e.hash;
   return r;
 }
@@ -308,6 +312,7 @@ void hub::recover_connections() {
 // the live part
 
 void hub::enter(account& a, room& r) {
+  touch_presence();
   if (&r != general_) {
     auto ev = proto::share(proto::encode_event("join", r.name, a.name));
     for (account* other : r.present) other->online->push(ev);
@@ -366,15 +371,30 @@ hub::sign_in_result hub::attach(peer& p, account& a, code status,
   sign_in_result res;
   if (a.online != &p) res.replaced = take_over(a);
   a.online = &p;
+  a.in_log = false;
+  a.flushed = 0;
   ++online_;
   enter(a, *general_);
-  if (log_) commit(store::signed_in{a.name}, {});
+  if (log_) {
+    // Compared, never dereferenced: `p` may be gone by the time the event is applied.
+    commit(store::signed_in{a.name}, [&a, conn = &p](apply_result const* r) {
+      if (r && a.online == conn) a.in_log = true;
+    });
+  }
   const std::uint64_t missed = general_->posted - std::min(a.general_seen, general_->posted);
   res.reply.status = status;
   res.reply.fields =
       json::object{{"room", general_->name}, {"missed", missed}, {"account_name", a.name}};
   res.reply.then = recent(*general_);
   for (auto const& m : delivered) res.reply.then.push_back(proto::share(proto::encode_msg(m)));
+  // Queued while the sign-in was taking the queue over (another node's message, or a race
+  // here): they follow too, and leave the queue by their own queue_delivered. (With nothing
+  // delivered the queue was empty, or taking it over could not be stored: then it stays.)
+  if (!delivered.empty() && !a.queued.empty()) {
+    for (auto const& m : a.queued) res.reply.then.push_back(proto::share(proto::encode_msg(m)));
+    a.flushed = a.queued.back().id;
+    commit(store::queue_delivered{a.name, a.flushed}, {});
+  }
   JIM_LOG(info, "{} signed in ({} online)", a.name, online_);
   return res;
 }
@@ -387,6 +407,7 @@ void hub::sign_out(peer& p, account& a) {
   a.general_seen = general_->posted;
   commit(store::general_seen{a.name, general_->posted}, {});
   --online_;
+  touch_presence();
   JIM_LOG(info, "{} signed out ({} online)", a.name, online_);
 }
 
@@ -425,18 +446,15 @@ hub::checked<store::message_posted> hub::check_post(account& from, proto::msg_re
     return o;
   }
   if (lim_.rate_limit > 0) from.tokens -= 1;
-  store::message_posted ev{proto::chat_message{++proposed_id_, proto::unix_now(), from.name,
-                                               to_room ? to_room->name : to_user->name,
-                                               req.message},
-                           to_user && to_user != &from && !to_user->online};
+  store::message_posted ev{
+      proto::chat_message{0, proto::unix_now(), from.name, to_room ? to_room->name : to_user->name,
+                          req.message},
+      to_user && to_user != &from && !to_user->online};
   return ev;
 }
 
 void hub::abandon_post(account& from) {
   if (lim_.rate_limit > 0) from.tokens = std::min(lim_.rate_burst, from.tokens + 1);
-  // Everything still being stored failed with it (the log fails what is pending behind a
-  // failure): the next message takes the first id not applied.
-  proposed_id_ = last_id_;
 }
 
 outcome hub::posted(account* from, store::message_posted const& ev,
@@ -451,7 +469,13 @@ outcome hub::posted(account* from, store::message_posted const& ev,
       for (account* other : to_room->present)
         if (other != from && other->online->push(frame)) ++delivered;
   } else if (ev.queued) {
-    status = code::accepted;
+    account* to_user = find_account(m.to);
+    if (to_user && to_user->online) {
+      flush_queue(*to_user);  // signed in here while the message was being stored
+      status = code::ok;
+    } else {
+      status = online_elsewhere(fold(m.to)) ? code::ok : code::accepted;
+    }
   } else if (to_self) {
     ++delivered;  // the sender's own push, after its reply (own output never drops it)
   } else {
@@ -474,10 +498,10 @@ outcome hub::posted(account* from, store::message_posted const& ev,
 outcome hub::post(account& from, proto::msg_req const& req, steady::time_point now) {
   auto c = check_post(from, req, now);
   if (auto* refused = std::get_if<outcome>(&c)) return std::move(*refused);
-  auto& ev = std::get<store::message_posted>(c);
-  apply(ev);
+  auto r = apply(std::get<store::message_posted>(c));
+  if (!r.message) return fail(r.status, r.error);
   std::optional<store::message_queued> queue;
-  outcome o = posted(&from, ev, queue);
+  outcome o = posted(&from, *r.message, queue);
   if (queue) apply(*queue);
   return o;
 }
@@ -602,6 +626,14 @@ outcome hub::users(account& a, proto::users_req const& req) {
   list.reserve(r->present.size());
   for (account const* u : r->present)
     list.emplace_back(json::object{{"account_name", u->name}, {"status", u->status}});
+  if (presence_) {
+    // Signed in on other nodes; an account listed here already (moving between nodes) once.
+    std::unordered_set<std::string> listed;
+    for (account const* u : r->present) listed.insert(fold(u->name));
+    for (auto const& u : presence_->users())
+      if (u.room == r->name && listed.insert(fold(u.name)).second)
+        list.emplace_back(json::object{{"account_name", u.name}, {"status", u.status}});
+  }
   return outcome{code::ok, {}, json::object{{"room", r->name}, {"users", std::move(list)}}, {}};
 }
 
@@ -613,20 +645,90 @@ outcome hub::rooms(account& a) {
     if ((x == general_) != (y == general_)) return x == general_;
     return fold(x->name) < fold(y->name);
   });
+  std::unordered_map<std::string, std::size_t> elsewhere;  ///< by room name: other nodes' users
+  if (presence_)
+    for (auto const& u : presence_->users()) ++elsewhere[u.room];
   json::array list;
   list.reserve(sorted.size());
   for (room const* r : sorted) {
+    const auto other = elsewhere.find(r->name);
     json::value owner = nullptr;
     if (!r->owner.empty()) {
       auto it = accounts_.find(r->owner);
       owner = it == accounts_.end() ? json::value(r->owner) : json::value(it->second->name);
     }
-    list.emplace_back(json::object{{"room", r->name},
-                                   {"owner", std::move(owner)},
-                                   {"online", r->present.size()},
-                                   {"member", is_member(a, *r)}});
+    list.emplace_back(
+        json::object{{"room", r->name},
+                     {"owner", std::move(owner)},
+                     {"online", r->present.size() + (other == elsewhere.end() ? 0 : other->second)},
+                     {"member", is_member(a, *r)}});
   }
   return outcome{code::ok, {}, json::object{{"rooms", std::move(list)}}, {}};
+}
+
+void hub::flush_queue(account& a) {
+  if (!a.online) return;
+  std::uint64_t upto = 0;
+  for (auto const& m : a.queued) {
+    if (m.id <= a.flushed) continue;
+    if (!a.online->push(proto::share(proto::encode_msg(m)))) break;  // stays queued
+    upto = m.id;
+  }
+  if (upto == 0) return;
+  a.flushed = upto;
+  commit(store::queue_delivered{a.name, upto}, {});
+}
+
+bool hub::online_elsewhere(std::string const& folded_name) const {
+  return presence_ && presence_->online(folded_name);
+}
+
+void hub::touch_presence() {
+  if (presence_) presence_->touch();
+}
+
+void hub::remote(store::event const& e) {
+  auto r = apply(e);
+  if (!r.ok()) {
+    // Refused alike on every node (a name an earlier entry took): nothing to do. Anything else
+    // is a divergence the operator must hear about.
+    if (r.status == code::internal_error) JIM_LOG(err, "applying a stream entry: {}", r.error);
+    return;
+  }
+  if (r.message) {
+    auto const& m = r.message->m;
+    if (r.rm) {
+      auto frame = proto::share(proto::encode_msg(m));
+      for (account* other : r.rm->present) other->online->push(frame);
+    } else if (r.message->queued && r.acc) {
+      flush_queue(*r.acc);  // signed in here: pushed now, taken off the queue
+    }
+  } else if (std::holds_alternative<store::message_queued>(e)) {
+    if (r.acc) flush_queue(*r.acc);
+  } else if (std::holds_alternative<store::member_added>(e)) {
+    // Only a room's owner invites; a member joining with the password does it on the node it
+    // is connected to, which is not this one.
+    if (r.acc && r.acc->online && r.rm && r.rm != general_) {
+      auto owner = accounts_.find(r.rm->owner);
+      r.acc->online->push(proto::share(proto::encode_invite(
+          owner == accounts_.end() ? r.rm->owner : owner->second->name, r.rm->name)));
+    }
+  } else if (std::holds_alternative<store::signed_in>(e)) {
+    // The same account signed in on another node after the connection here did: taken over.
+    if (r.acc && r.acc->online && r.acc->in_log) take_over(*r.acc);
+  }
+}
+
+void hub::remote_moved(std::string const& user, std::string const& from, std::string const& to) {
+  if (account* a = find_account(user); a && a->online) return;
+  auto tell = [&](std::string const& name, char const* what) {
+    room* r = name.empty() ? nullptr : find_room(name);
+    if (!r || r == general_ || r->present.empty()) return;
+    auto ev = proto::share(proto::encode_event(what, r->name, user));
+    for (account* other : r->present) other->online->push(ev);
+  };
+  tell(from, "leave");
+  tell(to, "join");
 }
 
 std::size_t hub::prune(std::int64_t unix_now) {

@@ -56,6 +56,10 @@ class peer {
   ~peer() = default;
 };
 
+namespace cluster {
+class presence;
+}
+
 struct hub_limits {
   std::size_t history_on_join = 20;
   std::size_t history_limit = 1000;
@@ -103,6 +107,12 @@ struct account {
   peer* online = nullptr;
   room* current = nullptr;
   std::size_t slot = 0;  ///< index in current->present
+  /// Cluster: the signed_in event of the live connection has been applied (a signed_in of
+  /// another node applied after it takes the connection over; one applied before does not).
+  bool in_log = false;
+  /// The highest queued message id pushed to the live connection whose queue_delivered is
+  /// still being stored (so that it is not pushed twice).
+  std::uint64_t flushed = 0;
 };
 
 struct room {
@@ -128,6 +138,8 @@ struct apply_result {
   account* acc = nullptr;  ///< the account registered / added / seen
   room* rm = nullptr;      ///< the room created / joined
   std::vector<proto::chat_message> delivered;  ///< queue_delivered: the messages taken off
+  /// message_posted: the message as stored, with the id apply() assigned.
+  std::optional<store::message_posted> message;
   bool ok() const { return status == proto::code::ok; }
 };
 
@@ -142,11 +154,31 @@ class hub {
 
   /// Where commit() sends events; nullptr (the default): commit() applies at once.
   void set_log(store::event_log* log) { log_ = log; }
+  /// Cluster mode: who is signed in on the other nodes (shown by users and rooms, counted as
+  /// online for private messages), told of local sign-ins, sign-outs and room changes.
+  /// nullptr (the default): a single node.
+  void set_presence(cluster::presence* p) { presence_ = p; }
 
   /// The only code that changes persistent state. Deterministic; validates again (an account
   /// or room name taken by an earlier event is 409, an unknown account or room 404, a message
-  /// id that is not the next one 500). Logs nothing and pushes nothing.
+  /// to a room or account that does not exist 500). A message gets the next id here (the last
+  /// applied + 1, whatever the proposer put in the event): ids follow the log's order, the same
+  /// on every replica and every cluster node. Logs nothing and pushes nothing.
   apply_result apply(store::event const& e);
+
+  /// Cluster mode: an event another node proposed (or one of this node's whose publish was
+  /// reported failed but that was stored after all), in stream order. Applies it, then does
+  /// what it means for this node's connections: a room message is pushed to the members
+  /// present here; a private message queued for an account connected here is pushed and
+  /// taken off the queue (queue_delivered); an invitation is pushed to a guest connected here
+  /// (from the room's owner: only the owner invites); a sign-in of an account connected here
+  /// whose own sign-in came earlier in the stream takes that connection over (notice, close).
+  void remote(store::event const& e);
+  /// Cluster mode: `user`, signed in on another node, left room `from` and entered `to` ("#name";
+  /// empty: not signed in). Pushes the `leave`/`join` events to this node's connections in
+  /// those rooms (never for #general), as for a local move. Ignored for an account connected
+  /// here (its local moves are told already).
+  void remote_moved(std::string const& user, std::string const& from, std::string const& to);
 
   /// Appends `e` to the log; once durable, applies it and calls `then` with the result, or
   /// with nullptr when it could not be stored (nothing applied). `then` runs on the I/O thread
@@ -205,14 +237,18 @@ class hub {
   using checked = std::variant<outcome, Event>;
 
   /// Validates a message (room, recipient, queue bound, rate limit: spends a token) and
-  /// builds its event: the next id, the time now, queued if the recipient is offline.
+  /// builds its event: id 0 (apply() assigns it), the time now, queued if the recipient is
+  /// not connected to this node (in cluster mode the node it is signed in on, if any, pushes
+  /// it when it applies the event and takes it off the queue).
   checked<store::message_posted> check_post(account& from, proto::msg_req const& req,
                                             steady::time_point now);
-  /// The live part of an applied message: pushes and the reply. If a private push is refused
-  /// (the recipient's connection is ending) `queue` is set: commit it, then reply 202.
+  /// The live part of an applied message (`ev` as apply() returned it, with its id): pushes
+  /// and the reply. If a private push is refused (the recipient's connection is ending)
+  /// `queue` is set: commit it, then reply 202. A message queued for an account signed in on
+  /// another node is answered 200 (`delivered` 0: that node pushes it).
   outcome posted(account* from, store::message_posted const& ev,
                  std::optional<store::message_queued>& queue);
-  /// A checked message could not be stored: its token is refunded and its id not used.
+  /// A checked message could not be stored: its token is refunded.
   void abandon_post(account& from);
   outcome post(account& from, proto::msg_req const& req, steady::time_point now);
 
@@ -261,10 +297,7 @@ class hub {
   account& restore_account(std::string name);
   room& restore_room(std::string name);
   std::deque<proto::chat_message>& restore_conversation(conversation_key key);
-  void restore_last_id(std::uint64_t id) {
-    last_id_ = std::max(last_id_, id);
-    proposed_id_ = std::max(proposed_id_, last_id_);
-  }
+  void restore_last_id(std::uint64_t id) { last_id_ = std::max(last_id_, id); }
 
   std::size_t online_count() const { return online_; }
 
@@ -284,6 +317,12 @@ class hub {
   apply_result apply_one(store::tokens_revoked const& e);
   apply_result apply_one(store::password_rehashed const& e);
   std::optional<double> retry_after(account& a, steady::time_point now) const;
+  /// Pushes `a`'s queued messages not pushed yet to its live connection (it is signed in
+  /// here) and commits their queue_delivered. Stops at a push that is refused.
+  void flush_queue(account& a);
+  /// Signed in on another node (cluster mode), by folded name.
+  bool online_elsewhere(std::string const& folded_name) const;
+  void touch_presence();
   std::vector<shared_frame> recent(room const& r) const;
 
   hub_limits lim_;
@@ -291,10 +330,10 @@ class hub {
   std::unordered_map<std::string, std::unique_ptr<room>> rooms_;        ///< by folded bare name
   std::map<conversation_key, std::deque<proto::chat_message>> conversations_;
   room* general_ = nullptr;
-  std::uint64_t last_id_ = 0;      ///< the last message id applied
-  std::uint64_t proposed_id_ = 0;  ///< the last message id handed out by check_post
+  std::uint64_t last_id_ = 0;  ///< the last message id applied
   std::size_t online_ = 0;
   store::event_log* log_ = nullptr;
+  cluster::presence* presence_ = nullptr;
 };
 
 conversation_key make_conversation_key(std::string_view a, std::string_view b);

@@ -254,11 +254,6 @@ parse_outcome parse_options(int argc, char const* const* argv) {
       throw po::error("the argument ('" + c.nats_stream +
                       "') for option '--nats-stream' is invalid (1-64 of A-Z a-z 0-9 _ -)");
     c.nats_replicas = checked<int>(vm, "nats-replicas", 1, 5);
-    // The NATS layer (server/src/cluster/) is not wired into the daemon yet: refuse rather than
-    // run a node that silently diverges from the others. docs/CLUSTER.md says what remains.
-    if (!c.nats.empty())
-      throw po::error("--nats: cluster mode is not available in this version yet (see "
-                      "docs/CLUSTER.md)");
     c.kdf_iterations = checked<unsigned>(vm, "kdf-iterations", 1, 100'000'000);
     c.token_ttl = std::chrono::seconds(checked<long long>(vm, "token-ttl", 1, 10LL * 365 * 86400));
     c.hash_threads = checked<int>(vm, "hash-threads", 0, 256);

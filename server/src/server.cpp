@@ -1,5 +1,8 @@
 #include "server.hpp"
 
+#include "cluster/event_log.hpp"
+#include "cluster/nats_stream.hpp"
+#include "cluster/presence.hpp"
 #include "http.hpp"
 #include "hub.hpp"
 #include "logging.hpp"
@@ -13,6 +16,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/v6_only.hpp>
@@ -94,6 +98,21 @@ auto log_exception(char const* what) {
   };
 }
 
+/// Cluster mode: the node's name (--node-name, default: host name and chat port).
+std::string node_name_of(config const& c, unsigned short port) {
+  if (!c.node_name.empty()) return c.node_name;
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "jimd");
+  return std::string(host) + ":" + std::to_string(port);
+}
+
+/// The snapshot file: a cluster node's is named after its stream (it covers a position in
+/// that stream, not in the local journal).
+std::filesystem::path snapshot_file_of(config const& c) {
+  if (c.nats.empty()) return snapshot::file_in(c.data_dir);
+  return std::filesystem::path(c.data_dir) / ("jimd-cluster-" + c.nats_stream + ".json");
+}
+
 /// Writes the port where readers never see a partial file: via rename for regular files,
 /// directly for anything else (a FIFO or /dev/fd/N a test waits on).
 void write_port_file(std::string const& path, unsigned short port) {
@@ -121,6 +140,16 @@ struct server::impl {
   std::unique_ptr<hub> replica;
   asio::thread_pool snapshot_pool{1};
   hub chat;
+  // Cluster mode (--nats): the stream, the chat's events on it, and who is online elsewhere
+  // (declared after `chat`, which points to them: they go first).
+  const bool cluster_mode;
+  std::unique_ptr<cluster::nats_stream> nats;
+  std::unique_ptr<cluster::event_log> stream_log;
+  std::unique_ptr<cluster::presence> presence;
+  std::uint64_t stream_start = 0;  ///< the stream position the snapshot covers
+  std::uint64_t caught_up_at = 0;  ///< the stream's last sequence when the node started
+  std::uint64_t replica_seq = 0;   ///< snapshot thread only: the last entry the replica applied
+  bool interrupted = false;        ///< SIGINT/SIGTERM while catching up: exit 0, nothing to save
   server_context ctx;
   std::list<tcp::acceptor> acceptors;  ///< stable addresses: accept loops hold references
   asio::steady_timer all_closed{ioc};
@@ -143,8 +172,9 @@ struct server::impl {
         hashers(cpu_threads(cfg.hash_threads)),
         cpu_pool(hashers),
         chat(hub_limits_of(cfg)),
+        cluster_mode(!cfg.nats.empty()),
         ctx(cfg, chat, cpu_pool, proto::limits{cfg.max_frame, cfg.max_message}, &all_closed),
-        snapshot_file(snapshot::file_in(cfg.data_dir)) {
+        snapshot_file(snapshot_file_of(cfg)) {
     lower_priority(cpu_pool, hashers);
   }
 
@@ -160,6 +190,8 @@ struct server::impl {
   awaitable<void> sync_loop();
   bool lock_data_dir();
   bool open_store();
+  bool open_cluster(unsigned short port);
+  bool catch_up();
 };
 
 server::server(config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
@@ -222,7 +254,8 @@ int server::run() {
     JIM_LOG(critical, "cannot create data directory {}: {}", s.cfg.data_dir, fec.message());
     return 1;
   }
-  if (!s.lock_data_dir() || !s.open_store()) return 1;
+  if (!s.lock_data_dir()) return 1;
+  if (!s.cluster_mode && !s.open_store()) return 1;
   try {
     if (!s.cfg.tls_cert.empty()) {
       s.tls = std::make_unique<net::tls_manager>(s.cfg.tls_cert, s.cfg.tls_key, s.cfg.tls_required);
@@ -236,6 +269,12 @@ int server::run() {
     return 1;
   }
   const auto port = s.acceptors.front().local_endpoint().port();
+  // A cluster node listens (its default name has the port) but accepts nobody before it has
+  // caught up with the stream.
+  if (s.cluster_mode) {
+    if (!s.open_cluster(port)) return 1;
+    if (!s.catch_up()) return s.interrupted ? 0 : 1;
+  }
   for (auto& a : s.acceptors) {
     const bool web = &a == s.http_acceptor;
     const auto ep = a.local_endpoint();
@@ -271,7 +310,8 @@ int server::run() {
           count_of(s.chat.all_rooms().size(), "room"));
   run_rounds(s.ioc, s.ctx);
   s.cpu_pool.join();
-  s.journal->stop();
+  if (s.nats) s.nats->close();  // no-op after a clean shutdown; else answers what still waits
+  if (s.journal) s.journal->stop();
   s.snapshot_pool.join();
   JIM_LOG(info, "stopped");
   spdlog::shutdown();
@@ -343,6 +383,8 @@ awaitable<void> server::impl::wait_for_signal() {
   prune_timer.cancel();
   sync_timer.cancel();
   co_await save("shutdown");
+  if (presence) presence->stop();  // this node's users go offline everywhere now
+  if (nats) nats->close();         // bounded wait for the sign-outs still being published
   signals.cancel();
   // The state is saved: whatever still runs (a connection that ignored every deadline, an
   // HTTP transfer to a peer that stopped reading) must not keep the process alive.
@@ -453,6 +495,107 @@ bool server::impl::open_store() {
   return true;
 }
 
+bool server::impl::open_cluster(unsigned short port) {
+  const auto now = proto::unix_now();
+  if (auto err = snapshot::load(snapshot_file, chat, now, &stream_start)) {
+    JIM_LOG(critical, "{}", *err);
+    return false;
+  }
+  replica = std::make_unique<hub>(chat.limits());
+  if (auto err = snapshot::load(snapshot_file, *replica, now, &replica_seq)) {
+    JIM_LOG(critical, "{}", *err);
+    return false;
+  }
+  cluster::nats_settings ns;
+  ns.urls = cfg.nats;
+  ns.node = node_name_of(cfg, port);
+  ns.stream = cfg.nats_stream;
+  ns.replicas = cfg.nats_replicas;
+  nats = std::make_unique<cluster::nats_stream>(ioc, std::move(ns));
+  try {
+    caught_up_at = nats->open();  // blocking (bounded): nothing runs on the I/O thread yet
+  } catch (std::exception const& e) {
+    JIM_LOG(critical, "cluster mode: {}", e.what());
+    return false;
+  }
+  if (stream_start > caught_up_at) {
+    JIM_LOG(critical,
+            "{} covers the stream {} up to sequence {}, but the stream ends at {}: it is not "
+            "this stream's snapshot (the stream was deleted or recreated?); move the file away to "
+            "rebuild this node from the stream",
+            snapshot_file.string(), cfg.nats_stream, stream_start, caught_up_at);
+    return false;
+  }
+  // Every entry in stream order: this node's own go to the waiting change (hub::commit), the
+  // others' to hub::remote; all of them to the replica, on the snapshot thread.
+  auto foreign = [this](store::event const& e, std::uint64_t) { chat.remote(e); };
+  auto applied = [this](store::event const& e, std::uint64_t seq) {
+    asio::post(snapshot_pool, [this, e, seq] {
+      replica->apply(e);  // deterministic: the same result as the live hub's
+      replica_seq = seq;
+    });
+  };
+  stream_log = std::make_unique<cluster::event_log>(*nats, std::move(foreign), std::move(applied));
+  chat.set_log(stream_log.get());
+  presence = std::make_unique<cluster::presence>(ioc, *nats, [this] {
+    std::vector<cluster::remote_user> users;
+    for (auto const& [key, r] : chat.all_rooms())
+      for (account const* a : r->present) users.push_back({a->name, a->status, r->name});
+    return users;
+  });
+  presence->on_moved([this](std::string const& user, std::string const& from,
+                            std::string const& to) { chat.remote_moved(user, from, to); });
+  chat.set_presence(presence.get());
+  std::string urls;
+  for (auto const& u : cfg.nats) urls += (urls.empty() ? "" : ",") + u;
+  JIM_LOG(info, "cluster node {} on stream {} ({}): snapshot up to sequence {}, stream at {}",
+          nats->node(), cfg.nats_stream, urls, stream_start, caught_up_at);
+  return true;
+}
+
+bool server::impl::catch_up() {
+  using clock = std::chrono::steady_clock;
+  using ms = std::chrono::duration<double, std::milli>;
+  const auto t0 = clock::now();
+  bool ready = false;
+  // Nothing else runs yet: keep the loop alive while the NATS threads post entries, and stop
+  // on SIGINT/SIGTERM (the handler owns its flag: it may run after this function returned).
+  auto guard = asio::make_work_guard(ioc);
+  auto stop = std::make_shared<bool>(false);
+  stop_signals.async_wait([stop](boost::system::error_code ec, int) {
+    if (!ec) *stop = true;
+  });
+  try {
+    stream_log->start(stream_start, caught_up_at, [&ready] { ready = true; });
+  } catch (std::exception const& e) {
+    JIM_LOG(critical, "cluster mode: {}", e.what());
+    return false;
+  }
+  auto report = clock::now() + std::chrono::seconds(10);
+  while (!ready && !*stop) {
+    ioc.run_one_for(std::chrono::milliseconds(200));
+    if (clock::now() > report) {
+      JIM_LOG(info, "catching up with the stream: at {} of {}{}", stream_log->position(),
+              caught_up_at, nats->connected() ? "" : " (NATS unreachable, retrying)");
+      report = clock::now() + std::chrono::seconds(10);
+    }
+  }
+  guard.reset();
+  if (*stop) {
+    JIM_LOG(info, "stopped while catching up with the stream");
+    interrupted = true;
+    return false;
+  }
+  stop_signals.cancel();  // wait_for_signal takes over
+  const auto now = proto::unix_now();
+  chat.prune(now);
+  asio::post(snapshot_pool, [this, now] { replica->prune(now); });
+  presence->start();
+  JIM_LOG(info, "caught up with the stream ({} entries after sequence {}) in {:.1f} ms",
+          caught_up_at - stream_start, stream_start, ms(clock::now() - t0).count());
+  return true;
+}
+
 awaitable<void> server::impl::save(char const* why) {
   using clock = std::chrono::steady_clock;
   using ms = std::chrono::duration<double, std::milli>;
@@ -470,8 +613,10 @@ awaitable<void> server::impl::save(char const* why) {
   const auto t0 = clock::now();
   auto file = snapshot_file;
   auto dir = std::filesystem::path(cfg.data_dir);
-  journal->rotate([this, res, signal, file, dir](std::optional<std::uint64_t> covered) {
-    asio::post(snapshot_pool, [this, res, signal, file, dir, covered] {
+  auto on_snapshot_thread = [this, res, signal, file, dir](std::optional<std::uint64_t> covered) {
+    asio::post(snapshot_pool, [this, res, signal, file, dir, covered]() mutable {
+      // Cluster: the replica has applied the stream up to replica_seq (set on this thread).
+      if (cluster_mode) covered = replica_seq;
       if (!covered) {
         res->error = "the journal could not start a new segment";
       } else {
@@ -484,8 +629,8 @@ awaitable<void> server::impl::save(char const* why) {
           res->covered = *covered;
           res->capture_ms = ms(c1 - c0).count();
           res->write_ms = ms(clock::now() - c1).count();
-          // The snapshot is durable: the segments it covers go.
-          res->removed = store::remove_segments_before(dir, *covered + 1);
+          // The snapshot is durable: the segments it covers go (cluster: the stream keeps all).
+          if (!cluster_mode) res->removed = store::remove_segments_before(dir, *covered + 1);
         } catch (std::exception const& e) {
           res->error = e.what();
         }
@@ -495,15 +640,19 @@ awaitable<void> server::impl::save(char const* why) {
         signal->cancel();
       });
     });
-  });
+  };
+  if (journal)
+    journal->rotate(std::move(on_snapshot_thread));
+  else
+    on_snapshot_thread(0);
   const auto t1 = clock::now();
   while (!res->done) co_await signal->async_wait(nothrow);
   if (res->error.empty()) {
     JIM_LOG(info,
-            "snapshot ({}) saved to {}: {} bytes up to journal seq {}, {} journal segments "
+            "snapshot ({}) saved to {}: {} bytes up to {} seq {}, {} journal segments "
             "removed; I/O thread {:.3f} ms, capture {:.1f} ms, write {:.1f} ms (snapshot thread)",
-            why, file.string(), res->bytes, res->covered, res->removed, ms(t1 - t0).count(),
-            res->capture_ms, res->write_ms);
+            why, file.string(), res->bytes, cluster_mode ? "stream" : "journal", res->covered,
+            res->removed, ms(t1 - t0).count(), res->capture_ms, res->write_ms);
   } else {
     // Nothing is lost: the journal still holds every change since the last snapshot.
     JIM_LOG(err, "snapshot ({}) NOT saved to {}: {} (the journal keeps every change)", why,
@@ -512,7 +661,7 @@ awaitable<void> server::impl::save(char const* why) {
 }
 
 awaitable<void> server::impl::sync_loop() {
-  if (journal->mode() != store::fsync_mode::everysec) co_return;
+  if (!journal || journal->mode() != store::fsync_mode::everysec) co_return;
   for (;;) {
     sync_timer.expires_after(std::chrono::seconds(1));
     auto [ec] = co_await sync_timer.async_wait(nothrow);

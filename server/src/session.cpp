@@ -870,7 +870,8 @@ awaitable<void> session::post(proto::msg_req const& req, json::value const& tag)
       storage_unavailable(tag);
       return;
     }
-    outcome o = chat.posted(&me, ev, queue);
+    if (!r->message) return reply(r->status, tag, r->error);
+    outcome o = chat.posted(&me, *r->message, queue);  // with the id apply() assigned
     if (queue)
       held = std::move(o);  // replied once the message is queued too
     else

@@ -304,7 +304,16 @@ TEST_CASE("Applying the same events gives the same state; apply validates again"
   // A name taken by an earlier event: refused, nothing changed.
   CHECK(a.apply(store::account_registered{"ALICE", "x"}).status == jim::proto::code::conflict);
   CHECK(a.find_account("alice")->password_hash == "pbkdf2-sha256$1$salt$hash");
-  // A message id out of order is an integrity error.
-  CHECK(a.apply(store::message_posted{{9, 1, "Alice", "#Den", "x"}, false}).status ==
+  // The id comes from the log's order, not from the event (two cluster nodes propose from the
+  // same last id): the next one, whatever the proposer wrote.
+  auto late = a.apply(store::message_posted{{9, 1, "Alice", "#Den", "x"}, false});
+  REQUIRE(late.message);
+  CHECK(late.message->m.id == 3);
+  auto zero = a.apply(store::message_posted{{0, 1, "Alice", "bob", "y"}, false});
+  REQUIRE(zero.message);
+  CHECK(zero.message->m.id == 4);
+  CHECK(a.last_id() == 4);
+  // A message to a room that does not exist is an integrity error.
+  CHECK(a.apply(store::message_posted{{0, 1, "Alice", "#Nowhere", "x"}, false}).status ==
         jim::proto::code::internal_error);
 }

@@ -58,8 +58,14 @@ void event_log::on_entry(stream_entry&& entry) {
       JIM_LOG(err, "stream entry {} ({}) is not an event this jimd knows, skipped: {}",
               entry.seq, entry.msg_id, ex.what());
     }
+    auto it = pending_.find(entry.msg_id);
+    if (!e && it != pending_.end()) {
+      // Ours, yet skipped by every node: not applied, so the change is answered as not stored.
+      auto answer = std::move(it->second);
+      pending_.erase(it);
+      answer(nullptr);
+    }
     if (e) {
-      auto it = pending_.find(entry.msg_id);
       if (it != pending_.end()) {
         auto answer = std::move(it->second);
         pending_.erase(it);

@@ -52,9 +52,17 @@ void presence::beat() {
         json::object{{"account_name", u.name}, {"status", u.status}, {"room", u.room}});
   json::object o{{"node", stream_.node()}, {"users", std::move(users)}};
   stream_.publish_core("presence", json::serialize(o));
-  // Expire the nodes that went quiet.
+  // Expire the nodes that went quiet: their users are gone.
   const auto now = clock::now();
-  std::erase_if(nodes_, [&](auto const& kv) { return now - kv.second.at > ttl_; });
+  for (auto it = nodes_.begin(); it != nodes_.end();) {
+    if (now - it->second.at > ttl_) {
+      auto gone = std::move(it->second.users);
+      it = nodes_.erase(it);
+      diff(gone, {});
+    } else {
+      ++it;
+    }
+  }
   schedule(interval_);
 }
 
@@ -79,10 +87,30 @@ void presence::received(std::string&& payload) {
     };
     e.users.push_back(remote_user{str("account_name"), str("status"), str("room")});
   }
-  if (e.users.empty())
-    nodes_.erase(name);
-  else
-    nodes_[name] = std::move(e);
+  std::vector<remote_user> before;
+  if (auto it = nodes_.find(name); it != nodes_.end()) {
+    before = std::move(it->second.users);
+    nodes_.erase(it);
+  }
+  diff(before, e.users);
+  if (!e.users.empty()) nodes_[name] = std::move(e);
+}
+
+void presence::diff(std::vector<remote_user> const& before, std::vector<remote_user> const& after) {
+  if (!on_moved_) return;
+  std::map<std::string, std::string> was;  // folded name -> room
+  for (auto const& u : before) was[proto::fold(u.name)] = u.room;
+  for (auto const& u : after) {
+    auto it = was.find(proto::fold(u.name));
+    if (it == was.end()) {
+      on_moved_(u.name, {}, u.room);
+    } else {
+      if (it->second != u.room) on_moved_(u.name, it->second, u.room);
+      was.erase(it);
+    }
+  }
+  for (auto const& u : before)
+    if (was.count(proto::fold(u.name))) on_moved_(u.name, u.room, {});
 }
 
 std::vector<remote_user> presence::users() const {

@@ -12,6 +12,11 @@
 /// (defaults 10 s + 2 s; the contract's bound is 30 s). A node that stops cleanly publishes an
 /// empty list first. A node's own users are never in this table (its hub knows them).
 ///
+/// Changes between two heartbeats of a node (a user signed in, moved to another room, signed
+/// out, or the node went quiet) are reported to `on_moved`, so that the hub can push the
+/// `join`/`leave` events of other nodes' users to its own connections (within a heartbeat:
+/// ~100 ms after the change, or the node's expiry).
+///
 /// @par Thread Safety
 /// I/O thread only.
 
@@ -36,6 +41,10 @@ struct remote_user {
 class presence {
  public:
   using local_fn = std::function<std::vector<remote_user>()>;
+  /// `user` (signed in on another node) left room `from` and entered room `to`; either is
+  /// empty when the user was not (is no longer) signed in there.
+  using moved_fn =
+      std::function<void(std::string const& user, std::string const& from, std::string const& to)>;
 
   presence(boost::asio::io_context& ioc, nats_stream& stream, local_fn local,
            std::chrono::milliseconds interval = std::chrono::seconds(2),
@@ -47,6 +56,7 @@ class presence {
   void stop();
   /// A local sign-in, sign-out or room change: the next heartbeat goes out within 100 ms.
   void touch();
+  void on_moved(moved_fn fn) { on_moved_ = std::move(fn); }
 
   /// The users signed in on other nodes (each node's entry at most `ttl` old).
   std::vector<remote_user> users() const;
@@ -57,6 +67,8 @@ class presence {
   void beat();
   void schedule(std::chrono::milliseconds after);
   void received(std::string&& payload);
+  /// Reports the differences between a node's previous and new list of users.
+  void diff(std::vector<remote_user> const& before, std::vector<remote_user> const& after);
 
   boost::asio::io_context& ioc_;
   nats_stream& stream_;
@@ -70,6 +82,7 @@ class presence {
     std::vector<remote_user> users;
   };
   std::map<std::string, entry> nodes_;  ///< by node name
+  moved_fn on_moved_;
 };
 
 }  // namespace jim::server::cluster

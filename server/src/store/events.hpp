@@ -49,7 +49,8 @@ struct member_added {
   std::string room;
   std::string account;
 };
-/// A message was posted; `m.id` is the next message id (checked by apply), `m.time` the
+/// A message was posted; `m.id` is ignored by apply, which assigns the next id (the log's order
+/// decides it: written 0 by the proposer since issue 13, older journals hold the id), `m.time` the
 /// proposer's clock. A private message with `queued` is also queued for its offline recipient.
 struct message_posted {
   proto::chat_message m;

@@ -1,0 +1,376 @@
+// Cluster mode end to end: real jimd nodes (--nats) on real nats-server processes, all on
+// 127.0.0.1 with ephemeral ports, clients over real sockets. Users on different nodes chat as
+// on one jimd: the same accounts, rooms, history and ids on every node, pushes across nodes,
+// presence across nodes; conflicts settled by the stream's order; a node killed with SIGKILL
+// loses nothing acknowledged and its users are shown offline; a node with an empty data dir
+// (or one restarted from its snapshot) catches up before it accepts clients.
+
+#include "chat_helpers.hpp"
+#include "nats_harness.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <csignal>
+#include <memory>
+#include <set>
+#include <thread>
+
+namespace {
+
+using namespace jim::test;
+using namespace std::chrono_literals;
+using clock_type = std::chrono::steady_clock;
+
+/// A jimd node of the cluster on `nats` (its data in `dir` when given, else a temp dir).
+std::unique_ptr<jimd_process> node(nats_cluster const& nats, std::string const& name,
+                                   std::filesystem::path dir = {}) {
+  return std::make_unique<jimd_process>(
+      std::vector<std::string>{"--nats", nats.urls(), "--node-name", name, "--nats-stream", "T",
+                               "--nats-replicas", std::to_string(nats.size()), "--rate-limit", "0",
+                               "--history-on-join", "0"},
+      std::move(dir));
+}
+
+/// The next push satisfying `pred`; the pushes before it are dropped (each wait bounded).
+template <class Pred>
+json::object find_push(client& c, Pred pred, std::chrono::milliseconds bound = 5s) {
+  for (;;) {
+    auto p = c.push(bound);
+    if (pred(p)) return p;
+  }
+}
+
+/// The next `msg` push that is not a history replay (room events on the way are dropped).
+json::object live_push(client& c, std::chrono::milliseconds bound = 5s) {
+  return find_push(
+      c,
+      [](json::object const& p) {
+        auto h = p.find("history");
+        return str(p, "action") == "msg" &&
+               (h == p.end() || !h->value().is_bool() || !h->value().as_bool());
+      },
+      bound);
+}
+
+/// Repeats `probe` (a request whose reply is checked by `ok`) until `ok` or `bound` passed.
+/// For what no event announces (presence heartbeats); bounded, polling every 100 ms.
+template <class Ok>
+json::object poll(client& c, std::string const& probe, Ok ok, std::chrono::milliseconds bound) {
+  const auto deadline = clock_type::now() + bound;
+  for (;;) {
+    auto r = c.request(probe);
+    if (ok(r) || clock_type::now() > deadline) return r;
+    std::this_thread::sleep_for(100ms);
+  }
+}
+
+bool has_user(json::object const& users_reply, std::string const& name) {
+  auto names = user_names(users_reply);
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+/// The messages of a history reply, serialised (compared across nodes).
+std::string messages_of(json::object const& history_reply) {
+  return json::serialize(history_reply.at("messages"));
+}
+
+bool strictly_increasing(std::vector<std::uint64_t> const& ids) {
+  return std::adjacent_find(ids.begin(), ids.end(), [](auto a, auto b) { return a >= b; }) ==
+         ids.end();
+}
+
+}  // namespace
+
+TEST_CASE("Three nodes on three NATS servers chat as one jimd", "[cluster][nodes]") {
+  if (nats_server_program().empty()) {
+    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
+    return;
+  }
+  nats_cluster nats(3);
+  auto a = node(nats, "a");
+  auto b = node(nats, "b");
+  auto c = node(nats, "c");
+
+  auto alice = sign_up(a->port(), "alice");
+  auto bob = sign_up(b->port(), "bob");
+  auto carol = sign_up(c->port(), "carol");
+  // An account registered on one node is known everywhere (within 2 s): taken on every node.
+  {
+    client again(c->port());
+    auto r = poll(
+        again, json::serialize(register_req("Alice")),
+        [](auto const& x) { return code_of(x) == 409; }, 5s);
+    CHECK(code_of(r) == 409);
+  }
+
+  // Presence: everyone sees everyone in #general, wherever they are signed in.
+  for (auto* who : {&alice, &bob, &carol}) {
+    auto r = poll(
+        *who, R"({"action":"users"})",
+        [](auto const& x) {
+          return has_user(x, "alice") && has_user(x, "bob") && has_user(x, "carol");
+        },
+        5s);
+    CHECK(user_names(r).size() == 3);
+  }
+  auto rooms = carol.request(R"({"action":"rooms"})");
+  CHECK(room_entry(rooms, "#general").at("online").to_number<std::int64_t>() == 3);
+
+  SECTION("#general, a room, private messages and the offline queue across nodes") {
+    // #general: a message posted on A reaches B and C with the id A answered.
+    auto r = say(alice, "hello from a");
+    REQUIRE(code_of(r) == 200);
+    CHECK(r.at("delivered").to_number<std::int64_t>() == 0);  // nobody else is on node A
+    for (auto* who : {&bob, &carol}) {
+      auto p = live_push(*who);
+      CHECK(str(p, "message") == "hello from a");
+      CHECK(str(p, "from") == "alice");
+      CHECK(id_of(p) == id_of(r));
+    }
+
+    // A room created on A, an invitation pushed on B, joined on B and (with the password) C.
+    const auto password = create_room(alice, "den");
+    auto invited = ask(alice, json::object{{"action", "invite"}, {"room", "den"}, {"user", "bob"}});
+    CHECK(code_of(invited) == 200);
+    auto inv = find_push(bob, [](auto const& p) { return str(p, "action") == "invite"; });
+    CHECK(str(inv, "action") == "invite");
+    CHECK(str(inv, "from") == "alice");
+    CHECK(str(inv, "room") == "#den");
+    CHECK(code_of(join(bob, "den")) == 200);
+    auto seen = poll(
+        carol, R"({"action":"rooms"})",
+        [](auto const& x) {
+          for (auto const& e : x.at("rooms").as_array())
+            if (e.as_object().at("room").as_string() == "#den") return true;
+          return false;
+        },
+        5s);
+    CHECK(room_entry(seen, "#den").at("owner").as_string() == "alice");
+    CHECK(code_of(join(carol, "den", password)) == 200);
+    auto in_den = poll(
+        alice, R"({"action":"users"})", [](auto const& x) { return user_names(x).size() == 3; },
+        5s);
+    CHECK(user_names(in_den).size() == 3);
+    // Entering a room on another node is told like a local one (from presence heartbeats).
+    auto joined = find_push(alice, [](auto const& p) {
+      return str(p, "event") == "join" && str(p, "user") == "carol";
+    });
+    CHECK(str(joined, "room") == "#den");
+    auto d = say(alice, "in the den");
+    REQUIRE(code_of(d) == 200);
+    for (auto* who : {&bob, &carol}) {
+      auto p = live_push(*who);
+      CHECK(str(p, "to") == "#den");
+      CHECK(id_of(p) == id_of(d));
+    }
+    auto db = say(bob, "bob in the den");
+    REQUIRE(code_of(db) == 200);
+    CHECK(id_of(db) > id_of(d));
+    for (auto* who : {&alice, &carol}) CHECK(id_of(live_push(*who)) == id_of(db));
+
+    // Private, to an account signed in on another node: 200, pushed there.
+    auto pm = say(alice, "psst", "bob");
+    CHECK(code_of(pm) == 200);
+    auto p = live_push(bob);
+    CHECK(str(p, "to") == "bob");
+    CHECK(str(p, "message") == "psst");
+    CHECK(id_of(p) == id_of(pm));
+
+    // Offline queue: dave registers on C and leaves; queued from A (202); delivered at his
+    // sign-in on B, once.
+    {
+      auto dave = sign_up(c->port(), "dave");
+      quit(dave);
+    }
+    auto offline = poll(
+        alice, R"({"action":"users","room":"general"})",
+        [](auto const& x) { return !has_user(x, "dave"); }, 5s);
+    CHECK_FALSE(has_user(offline, "dave"));
+    auto q = say(alice, "while you were out", "dave");
+    CHECK(code_of(q) == 202);
+    {
+      // B must have applied the message before dave signs in there: carol on C and bob on B
+      // get the next #general message only after it in stream order.
+      auto mark = say(alice, "mark");
+      CHECK(id_of(live_push(bob)) == id_of(mark));
+      auto dave = sign_in(b->port(), "dave");
+      auto got = live_push(dave);
+      CHECK(str(got, "message") == "while you were out");
+      CHECK(id_of(got) == id_of(q));
+      CHECK(no_push_pending(dave));
+      quit(dave);
+    }
+    // Taken off the queue on every node: signing in on A delivers nothing again.
+    {
+      auto mark = say(bob, "mark 2");
+      CHECK(id_of(live_push(alice)) == id_of(mark));
+      auto dave = sign_in(a->port(), "dave");
+      CHECK(no_push_pending(dave));
+    }
+  }
+
+  SECTION("concurrent posting on every node: one order, strictly increasing ids everywhere") {
+    constexpr std::size_t n = 40;
+    // Each node's user writes its n messages at once; the three nodes race for the stream.
+    std::string batch;
+    for (auto* who : {&alice, &bob, &carol}) {
+      batch.clear();
+      for (std::size_t i = 0; i < n; ++i)
+        batch +=
+            json::serialize(json::object{{"action", "msg"}, {"message", "m" + std::to_string(i)}}) +
+            "\n";
+      who->send_raw(batch);
+    }
+    std::vector<std::uint64_t> all;
+    for (auto* who : {&alice, &bob, &carol}) {
+      std::vector<std::uint64_t> mine;
+      for (std::size_t i = 0; i < n; ++i) {
+        auto r = who->reply(10s);
+        REQUIRE(code_of(r) == 200);
+        mine.push_back(id_of(r));
+      }
+      CHECK(strictly_increasing(mine));  // one connection's messages keep their order
+      all.insert(all.end(), mine.begin(), mine.end());
+    }
+    std::sort(all.begin(), all.end());
+    CHECK(std::adjacent_find(all.begin(), all.end()) == all.end());  // no id given twice
+    // Every push arrives in id order on every connection, and each sees the 2n others'.
+    for (auto* who : {&alice, &bob, &carol}) {
+      std::vector<std::uint64_t> got;
+      for (std::size_t i = 0; i < 2 * n; ++i) got.push_back(id_of(live_push(*who, 10s)));
+      CHECK(strictly_increasing(got));
+    }
+    // Identical history on every node (each has applied every message: it pushed them all).
+    const std::string req = R"({"action":"history","room":"general","limit":500})";
+    auto ha = alice.request(req), hb = bob.request(req), hc = carol.request(req);
+    CHECK(ids_of(ha).size() == 3 * n);
+    CHECK(strictly_increasing(ids_of(ha)));
+    CHECK(messages_of(ha) == messages_of(hb));
+    CHECK(messages_of(ha) == messages_of(hc));
+  }
+}
+
+TEST_CASE("The same name registered on two nodes at once: one 201, one 409", "[cluster][nodes]") {
+  if (nats_server_program().empty()) {
+    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
+    return;
+  }
+  nats_cluster nats(1);
+  auto a = node(nats, "a");
+  auto b = node(nats, "b");
+  for (int i = 0; i < 20; ++i) {
+    const std::string name = "racer" + std::to_string(i);
+    client x(a->port()), y(b->port());
+    // Both requests are on their way before either is answered.
+    x.send(register_req(name));
+    y.send(register_req(name, "other"));
+    const auto rx = code_of(x.reply(10s)), ry = code_of(y.reply(10s));
+    INFO(name << ": " << rx << " and " << ry);
+    CHECK(std::min(rx, ry) == 201);
+    CHECK(std::max(rx, ry) == 409);
+  }
+}
+
+TEST_CASE("A node killed with SIGKILL loses nothing acknowledged, new and restarted nodes catch up",
+          "[cluster][nodes]") {
+  if (nats_server_program().empty()) {
+    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
+    return;
+  }
+  nats_cluster nats(1);
+  temp_dir dir_b;
+  auto a = node(nats, "a");
+  auto b = node(nats, "b", dir_b.path());
+  auto alice = sign_up(a->port(), "alice");
+  auto bob = sign_up(b->port(), "bob");
+  poll(
+      bob, R"({"action":"users"})", [](auto const& x) { return has_user(x, "alice"); }, 5s);
+
+  // alice pipelines 300 messages; node A is killed once 30 are answered. Every message she
+  // saw answered must be on node B (and on every node that joins later).
+  std::string batch;
+  for (int i = 0; i < 300; ++i)
+    batch +=
+        json::serialize(json::object{{"action", "msg"}, {"message", "k" + std::to_string(i)}}) +
+        "\n";
+  alice.send_raw(batch);
+  std::vector<std::uint64_t> acked;
+  while (acked.size() < 30) {
+    auto r = alice.reply(10s);
+    REQUIRE(code_of(r) == 200);
+    acked.push_back(id_of(r));
+  }
+  CHECK(a->stop(SIGKILL) == 128 + SIGKILL);
+  for (;;) {  // replies already on their way are acknowledged too
+    try {
+      auto r = alice.reply(2s);
+      if (code_of(r) == 200) acked.push_back(id_of(r));
+    } catch (std::exception const&) {
+      break;  // EOF (or nothing more)
+    }
+  }
+
+  // Its users are shown offline within 30 s (the design's bound is 12 s).
+  const auto t0 = clock_type::now();
+  auto users = poll(
+      bob, R"({"action":"users"})", [](auto const& x) { return !has_user(x, "alice"); }, 30s);
+  CHECK_FALSE(has_user(users, "alice"));
+  CHECK(clock_type::now() - t0 < 30s);
+
+  // alice reconnects to node B and finds every acknowledged message.
+  auto alice2 = sign_in(b->port(), "alice");
+  auto hist = alice2.request(R"({"action":"history","room":"general","limit":500})");
+  const auto ids = ids_of(hist);
+  CHECK(strictly_increasing(ids));
+  for (auto id : acked) CHECK(std::binary_search(ids.begin(), ids.end(), id));
+  // ... and chat goes on.
+  auto r = say(alice2, "back");
+  CHECK(code_of(r) == 200);
+  CHECK(id_of(r) > acked.back());
+
+  // A node with an empty data dir joins: it accepts clients only once it has caught up.
+  auto c = node(nats, "c");
+  auto carol = sign_up(c->port(), "carol");
+  const std::string req = R"({"action":"history","room":"general","limit":500})";
+  auto hc = carol.request(req);
+  auto hb = alice2.request(req);
+  CHECK(messages_of(hc) == messages_of(hb));
+
+  // Node B stops cleanly (its snapshot records the stream position), chat goes on without it,
+  // and restarted on the same data dir it catches up from the snapshot's position.
+  alice2.close();
+  bob.close();
+  CHECK(b->stop() == 0);
+  auto later = say(carol, "while b was down");
+  REQUIRE(code_of(later) == 200);
+  b = node(nats, "b", dir_b.path());
+  auto bob2 = sign_in(b->port(), "bob");
+  auto hb2 = bob2.request(req);
+  auto hc2 = carol.request(req);
+  CHECK(messages_of(hb2) == messages_of(hc2));
+  CHECK(ids_of(hb2).back() == id_of(later));
+}
+
+TEST_CASE("Signing in on another node takes the connection over", "[cluster][nodes]") {
+  if (nats_server_program().empty()) {
+    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
+    return;
+  }
+  nats_cluster nats(1);
+  auto a = node(nats, "a");
+  auto b = node(nats, "b");
+  auto first = sign_up(a->port(), "alice");
+  barrier(first);
+  auto second = sign_in(b->port(), "alice");
+  auto notice = first.push(5s);
+  CHECK(str(notice, "action") == "notice");
+  CHECK(first.closed_within(5s));
+  CHECK(code_of(second.request(R"({"action":"users"})")) == 200);
+  // The taken-over node shows alice online (on B) again once presence says so, not twice.
+  auto watcher = sign_up(a->port(), "watcher");
+  auto r = poll(
+      watcher, R"({"action":"users"})", [](auto const& u) { return has_user(u, "alice"); }, 5s);
+  auto names = user_names(r);
+  CHECK(std::count(names.begin(), names.end(), "alice") == 1);
+}
