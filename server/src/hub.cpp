@@ -1,6 +1,7 @@
 #include "hub.hpp"
 
 #include "logging.hpp"
+#include "ops/metrics.hpp"
 
 #include <openssl/crypto.h>
 
@@ -465,6 +466,7 @@ outcome hub::posted(account* from, store::message_posted const& ev,
       status = code::accepted;
     }
   }
+  ops::stats.posted(delivered);
   echo(m, m.to.empty() || m.to.front() != '#');
   outcome o{status, {}, json::object{{"id", m.id}, {"delivered", delivered}}, {}};
   if (to_self) o.then.push_back(std::move(frame));
