@@ -27,6 +27,7 @@
 #include <set>
 #include <sstream>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 using namespace jim::test;
@@ -220,6 +221,27 @@ exposition parse_exposition(std::string const& text) {
   return out;
 }
 
+/// Drops every push queued for the signed-in `c` so far (a barrier, then what was kept).
+void drain(client& c) {
+  barrier(c);
+  for (int i = 0; i < 10000; ++i) {
+    try {
+      c.push(0ms);
+    } catch (std::runtime_error const&) {
+      return;
+    }
+  }
+}
+
+/// The text of the next `msg` push to `c` (other pushes, such as room events, are skipped).
+std::string next_message(client& c) {
+  for (int i = 0; i < 20; ++i) {
+    auto p = c.push();
+    if (str(p, "action") == "msg") return str(p, "message");
+  }
+  return {};
+}
+
 struct metrics_fixture {
   std::uint16_t http_port = free_port();
   temp_dir dir;
@@ -311,10 +333,10 @@ TEST_CASE_METHOD(metrics_fixture, "/metrics: valid exposition whose counters mov
 
   auto alice = sign_up(d->port(), "alice");
   auto bob = sign_up(d->port(), "bob");
-  drain_history(alice, 50);
-  drain_history(bob, 50);
+  drain(alice);
+  drain(bob);
   for (int i = 0; i < 3; ++i) REQUIRE(code_of(say(alice, "hello " + std::to_string(i))) == 200);
-  for (int i = 0; i < 3; ++i) CHECK(str(bob.push(), "message") == "hello " + std::to_string(i));
+  for (int i = 0; i < 3; ++i) CHECK(next_message(bob) == "hello " + std::to_string(i));
   CHECK(code_of(alice.request(R"({"action":"nope"})")) == 400);
   {
     client c(d->port());
@@ -380,7 +402,7 @@ TEST_CASE_METHOD(metrics_fixture, "/healthz: 503 while the journal cannot store,
   CHECK(res.body() == "ok\n");
 
   auto alice = sign_up(d->port(), "alice");
-  drain_history(alice, 50);
+  drain(alice);
   write_bytes(hook, "");  // the disk is full from now on
   CHECK(code_of(say(alice, "refused")) == 503);
   res = get(http_port, "/healthz");
@@ -460,7 +482,7 @@ TEST_CASE("--log-format json: every console and file line is a JSON object", "[i
   {
     jimd_process d({"--log-format", "json", "--log-level", "info"}, dir.path());
     auto alice = sign_up(d.port(), "alice");
-    drain_history(alice, 50);
+    drain(alice);
     // Quotes, a backslash, a tab and non-ASCII: escaped by the JSON serialiser.
     REQUIRE(code_of(say(alice, "he said \"hi\" \\ back\tthen: ça va? 👋")) == 200);
     CHECK(d.stop(SIGINT) == 0);
@@ -492,4 +514,51 @@ TEST_CASE("--log-format json: every console and file line is a JSON object", "[i
   CHECK(lines >= 4);
   CHECK(saw_ready);
   CHECK(saw_chat);
+}
+
+TEST_CASE("systemd notify: READY=1 once accepting, WATCHDOG=1 at half the interval, STOPPING=1",
+          "[integration][metrics]") {
+  // A stand-in for systemd's notification socket (sd_notify(3): one datagram per message).
+  temp_dir dir;
+  const fs::path sock_path = dir.path() / "notify";
+  const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock_path.c_str());
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  auto next = [fd] {
+    char buf[512];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+  };
+  ::setenv("NOTIFY_SOCKET", sock_path.c_str(), 1);
+  ::setenv("WATCHDOG_USEC", "200000", 1);  // 200 ms: a ping every 100 ms
+  std::optional<jimd_process> d;
+  try {
+    d.emplace(std::vector<std::string>{}, dir.path() / "data");
+  } catch (...) {
+    ::unsetenv("NOTIFY_SOCKET");
+    ::unsetenv("WATCHDOG_USEC");
+    ::close(fd);
+    throw;
+  }
+  ::unsetenv("NOTIFY_SOCKET");
+  ::unsetenv("WATCHDOG_USEC");
+  const std::string ready = next();
+  CHECK(ready.rfind("READY=1\nSTATUS=accepting connections on port " + std::to_string(d->port()), 0) == 0);
+  int pings = 0;
+  for (int i = 0; i < 3; ++i) pings += next() == "WATCHDOG=1";
+  CHECK(pings == 3);
+  CHECK(d->stop(SIGTERM) == 0);
+  bool stopping = false;
+  for (int i = 0; i < 50 && !stopping; ++i) {
+    const auto m = next();
+    if (m.empty()) break;
+    stopping = m.rfind("STOPPING=1\n", 0) == 0;
+  }
+  CHECK(stopping);
+  ::close(fd);
 }
