@@ -59,17 +59,25 @@ install(FILES ${PROJECT_SOURCE_DIR}/packaging/lintian-overrides
         DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/lintian/overrides RENAME jimd COMPONENT deb
         EXCLUDE_FROM_ALL)
 
+# CPack installs without first building every target (tests, bench): `make install` and
+# CPack's preinstall step then build nothing; scripts/package.sh builds jimd, jim and
+# jim_deb_files itself.
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY TRUE)
+
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME jimd)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_CONTACT "jimd developers <jimd@example.org>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "chat daemon speaking JIM (JSON Instant Messaging)")
-set(CPACK_PACKAGE_DESCRIPTION "jimd is an asynchronous chat server: accounts with salted slow \
-password hashes, rooms with passwords, invitations, private messages queued for offline users \
-and history, kept in a journal and snapshots. Clients speak newline-delimited JSON over TCP or \
-TLS, or use the bundled web client over WebSocket. This package runs it as a sandboxed systemd \
-service with Prometheus metrics and a health check on its HTTP port; it also contains the \
-terminal client jim.")
+# Lines of at most 80 characters (lintian: extended-description-line-too-long); CPack indents.
+string(JOIN "\n" CPACK_PACKAGE_DESCRIPTION
+  "jimd is an asynchronous chat server: accounts with salted slow password"
+  "hashes, rooms with passwords, invitations, private messages queued for"
+  "offline users, and history, kept in a journal and snapshots."
+  "Clients speak newline-delimited JSON over TCP or TLS, or use the bundled"
+  "web client over WebSocket; the terminal client jim is included."
+  "This package runs jimd as a sandboxed systemd service (Type=notify with a"
+  "watchdog) with Prometheus metrics and a health check on its HTTP port.")
 # The options only apply to the files of the package, not to the build (the binaries of the
 # normal build are packaged, stripped).
 set(CPACK_SET_DESTDIR ON)

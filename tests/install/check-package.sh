@@ -30,7 +30,7 @@ field() { dpkg-deb -f "$deb" "$1"; }
 depends=$(field Depends)
 echo "Depends: $depends"
 for dep in libc6 libstdc++6 libssl3 libsystemd0 adduser; do  # shlibdeps, plus adduser
-  grep -qE "(^|, )$dep( |,|$)" <<<"$depends" || bad "Depends lacks $dep"
+  tr ',' '\n' <<<"$depends" | sed 's/^ *//; s/ .*//' | grep -qxF "$dep" || bad "Depends lacks $dep"
 done
 grep -q '(>=' <<<"$depends" || bad "Depends has no versions: not from dpkg-shlibdeps"
 
@@ -82,7 +82,7 @@ touch "$droot/var/lib/dpkg/status" "$droot/var/lib/dpkg/available"
 dpkg --root="$droot" --log=/dev/null --force-depends --unpack "$deb" >/dev/null ||
   bad "dpkg --root --unpack failed"
 [ -x "$droot/usr/sbin/jimd" ] || bad "dpkg --root: /usr/sbin/jimd not unpacked"
-dpkg --root="$droot" -s jimd | grep -q '^ /etc/jimd/jimd.conf [0-9a-f]\{32\}$' ||
+dpkg --root="$droot" -s jimd | grep -qE '^ /etc/jimd/jimd.conf ([0-9a-f]{32}|newconffile)$' ||
   bad "dpkg does not track /etc/jimd/jimd.conf as a conffile"
 
 # --- the unit ----------------------------------------------------------------------------------
