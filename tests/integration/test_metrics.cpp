@@ -381,8 +381,8 @@ TEST_CASE_METHOD(metrics_fixture, "/metrics: valid exposition whose counters mov
   CHECK(after.at("jimd_journal_records_total") >= 5);
   CHECK(after.at("jimd_journal_segment_bytes") > 0);
   CHECK(after.at("jimd_journal_write_seconds_count") >= 1);
-  CHECK(after.at("jimd_event_loop_round_cpu_seconds_count") >
-        before.at("jimd_event_loop_round_cpu_seconds_count"));
+  CHECK(after.at("jimd_event_loop_rounds_total") > before.at("jimd_event_loop_rounds_total") + 16);
+  CHECK(after.at("jimd_event_loop_round_cpu_seconds_count") >= 1);  // one round in 16
   CHECK(after.at("jimd_storage_failing") == 0);
 
   // HEAD: the same headers, no body.

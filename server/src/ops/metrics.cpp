@@ -37,12 +37,31 @@ void metrics::count_reply(int code) noexcept {
   refused[i < error_code_slots ? i : error_code_slots - 1].add();
 }
 
-void metrics::round_done() noexcept {
+namespace {
+/// Event-loop rounds since start (I/O thread).
+counter g_rounds;
+/// One round in this many is timed: reading the thread's CPU clock is a system call (1.5 µs of
+/// CPU on the 2-core development VM, against 30 ns for the vDSO's monotonic clock), too much
+/// for every round of a busy loop.
+constexpr std::uint64_t round_sample_every = 16;
+
+std::int64_t thread_cpu_ns() noexcept {
   timespec ts{};
-  if (::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return;
-  const std::int64_t now = std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-  if (last_round_cpu_ns_ >= 0) round_cpu.observe(std::chrono::nanoseconds(now - last_round_cpu_ns_));
-  last_round_cpu_ns_ = now;
+  if (::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return -1;
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+}  // namespace
+
+void metrics::round_done() noexcept {
+  // last_round_cpu_ns_: the clock at the end of the round before a sampled one, else -1.
+  if (last_round_cpu_ns_ >= 0) {
+    const std::int64_t now = thread_cpu_ns();
+    if (now >= last_round_cpu_ns_)
+      round_cpu.observe(std::chrono::nanoseconds(now - last_round_cpu_ns_));
+    last_round_cpu_ns_ = -1;
+  }
+  g_rounds.add();
+  if (g_rounds.get() % round_sample_every == 0) last_round_cpu_ns_ = thread_cpu_ns();
 }
 
 void metrics::snapshot_saved(std::size_t bytes, double ms) noexcept {
@@ -192,9 +211,12 @@ std::string metrics::render(scrape_state const& st) const {
   w.sample("jimd_snapshot_duration_seconds", {},
            number(snapshot_seconds.load(std::memory_order_relaxed)));
 
+  w.scalar("jimd_event_loop_rounds_total", "counter",
+           "Event-loop rounds: each runs the handlers that are ready, then writes what they queued.",
+           g_rounds.get());
   w.hist("jimd_event_loop_round_cpu_seconds",
-         "CPU time of the I/O thread per event-loop round (the ready handlers and the write of "
-         "what they queued).",
+         "CPU time of the I/O thread per event-loop round, one round in 16 sampled (the ready "
+         "handlers, the write of what they queued, the wait's system call).",
          round_cpu);
   return out;
 }

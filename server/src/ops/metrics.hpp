@@ -140,7 +140,7 @@ struct metrics {
   counter slow_consumers;      ///< sessions dropped: outbound queue full
   counter sign_ins;            ///< successful sign-ins and registrations
   counter sign_ins_failed;     ///< wrong account passwords
-  histogram round_cpu;         ///< I/O thread CPU time per event-loop round
+  histogram round_cpu;         ///< I/O thread CPU time per event-loop round (1 in 16 sampled)
   counter snapshots;           ///< snapshots saved
   counter snapshot_failures;   ///< snapshots that could not be saved
   gauge snapshot_bytes;        ///< size of the last snapshot saved
@@ -165,8 +165,9 @@ struct metrics {
     messages_posted.add();
     messages_delivered.add(delivered);
   }
-  /// Ends an event-loop round: the I/O thread's CPU time since the previous call is one
-  /// observation of round_cpu (the first call only starts the clock). I/O thread only.
+  /// Ends an event-loop round (counted); one round in 16 is timed with the I/O thread's CPU
+  /// clock (read at the end of the round before it and at its own end) into round_cpu.
+  /// I/O thread only.
   void round_done() noexcept;
   /// A snapshot of `bytes` was saved in `ms` milliseconds (capture + write).
   void snapshot_saved(std::size_t bytes, double ms) noexcept;
