@@ -419,7 +419,7 @@ TEST_CASE_METHOD(metrics_fixture, "/healthz: 503 while the journal cannot store,
   CHECK(scrape().at("jimd_storage_failing") == 0);
 }
 
-TEST_CASE("--metrics-allow: a peer outside the networks gets 403 for /metrics and /healthz",
+TEST_CASE("metrics-allow option: a peer outside the networks gets 403 for /metrics and /healthz",
           "[integration][metrics]") {
   const auto http_port = free_port();
   jimd_process d{{"--http-port", std::to_string(http_port), "--metrics-allow", "10.0.0.0/8,fd00::/8"}};
@@ -431,7 +431,7 @@ TEST_CASE("--metrics-allow: a peer outside the networks gets 403 for /metrics an
   CHECK(get(http_port, "/").result_int() == 200);  // the web client is not affected
 }
 
-TEST_CASE("--metrics-allow: loopback is allowed by default and by a list naming it",
+TEST_CASE("metrics-allow option: loopback is allowed by default and by a list naming it",
           "[integration][metrics]") {
   const auto http_port = free_port();
   jimd_process d{{"--http-port", std::to_string(http_port), "--metrics-allow", "10.0.0.0/8, 127.0.0.1"}};
@@ -476,7 +476,7 @@ TEST_CASE("jimd --check-config: OK and exit 0, or the one-line error and exit 2,
   CHECK(r.exit_code == 2);
 }
 
-TEST_CASE("--log-format json: every console and file line is a JSON object", "[integration][metrics]") {
+TEST_CASE("log-format json: every console and file line is a JSON object", "[integration][metrics]") {
   temp_dir dir;
   std::string console;
   {

@@ -35,7 +35,7 @@ TEST_CASE("A malformed CIDR list is refused quoting the item", "[metrics]") {
   CHECK(error.find("10.0.0.0/33") != std::string::npos);
 }
 
-TEST_CASE("--metrics-allow: loopback by default, a list, a bad list exits 2", "[metrics][options]") {
+TEST_CASE("metrics-allow option: loopback by default, a list, a bad list exits 2", "[metrics][options]") {
   auto parse = [](std::vector<char const*> args) {
     args.insert(args.begin(), "jimd");
     return parse_options(static_cast<int>(args.size()), args.data());
