@@ -10,16 +10,22 @@ include(GNUInstallDirs)
 # with its man page in section 8.
 install(TARGETS jimd RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR})
 install(TARGETS jim RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+# Components: the programs jimd and jim are in the default one (shared with the Debian
+# package); what only a source install gets is in `source` (the package has its own
+# configuration, gzipped man pages and copyright file: cmake/JimPackage.cmake). A plain
+# `cmake --install` installs every component but `deb`.
 if(TARGET jim-bench)
-  install(TARGETS jim-bench RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  install(TARGETS jim-bench RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT source)
 endif()
 
 install(FILES ${PROJECT_SOURCE_DIR}/config/jimd.conf
-        DESTINATION ${CMAKE_INSTALL_SYSCONFDIR}/jimd)
-install(FILES ${PROJECT_SOURCE_DIR}/docs/man/jimd.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
-install(FILES ${PROJECT_SOURCE_DIR}/docs/man/jim.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+        DESTINATION ${CMAKE_INSTALL_SYSCONFDIR}/jimd COMPONENT source)
+install(FILES ${PROJECT_SOURCE_DIR}/docs/man/jimd.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8
+        COMPONENT source)
+install(FILES ${PROJECT_SOURCE_DIR}/docs/man/jim.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1
+        COMPONENT source)
 # The web client (embedded in jimd) is this project's own code under the same licence.
-install(FILES ${PROJECT_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})
+install(FILES ${PROJECT_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR} COMPONENT source)
 
 if(JIM_TESTS)
   # Installs this build into a temporary prefix and checks the files and the man pages.

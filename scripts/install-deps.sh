@@ -8,7 +8,7 @@ packages=(
   cmake g++ make ccache pkg-config
   libboost1.81-dev libboost-json1.81-dev libboost-program-options1.81-dev
   libssl-dev libspdlog-dev catch2 libedit-dev
-  socat python3 nats-server libnats-dev
+  socat python3 nats-server libnats-dev libsystemd-dev
   "$@"
 )
 # Optional extras: clang (libFuzzer target); failures to get them are not fatal.

@@ -3,6 +3,8 @@
 #   1. a normal build (warnings are errors) and the whole ctest suite;
 #   1b. every shell example of README.md, web/README.md and protocol/PROTOCOL.md against a fresh
 #      daemon (scripts/check-docs.sh, with the build-test binaries);
+#   1c. the Debian package built from build-test and checked (tests/install/check-package.sh:
+#      files, conffile, maintainer scripts, dpkg --root, systemd-analyze, lintian);
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build and the whole suite again;
 #   2b. a ThreadSanitizer build of the cluster tests only (the NATS client runs its own threads);
 #   3. the web client end to end in headless chromium (skipped with a message if it cannot be installed);
@@ -25,6 +27,10 @@ run_suite build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 echo "== the documentation's shell examples =="
 scripts/check-docs.sh --build build-test
+
+echo "== the Debian package (CPack, from build-test) =="
+scripts/install-deps.sh lintian
+tests/install/check-package.sh build-test
 
 if [ "${JIM_SKIP_BROWSER:-0}" != 1 ] && [ -x tests/browser/run.sh ]; then
   echo "== end-to-end in a real browser (chromium + playwright-core) =="

@@ -3,6 +3,7 @@
 #include "logging.hpp"
 #include "net/tls.hpp"
 #include "net/tls_session.hpp"
+#include "ops/ops_http.hpp"
 #include "options.hpp"
 #include "session.hpp"
 #include "web_assets.hpp"
@@ -153,6 +154,13 @@ http::response<http::string_body> text_response(http::status status, unsigned ve
   return res;
 }
 
+std::optional<asio::ip::address> remote_address(tcp::socket const& s) {
+  boost::system::error_code ec;
+  auto ep = s.remote_endpoint(ec);
+  if (ec) return std::nullopt;
+  return ep.address();
+}
+
 web_asset const* find_asset(std::string_view target) {
   target = target.substr(0, target.find_first_of("?#"));
   if (target == "/") target = "/index.html";
@@ -230,7 +238,9 @@ awaitable<void> serve(server_context& ctx, Stream& stream, beast::flat_buffer& b
       co_return;
     }
 
-    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+    if (auto ops_res = ops::respond(ctx, remote_address(lowest.socket()), req)) {  // /metrics, /healthz
+      co_await http::async_write(stream, *ops_res, nothrow);
+    } else if (req.method() != http::verb::get && req.method() != http::verb::head) {
       auto res =
           text_response(http::status::method_not_allowed, version, keep, "GET or HEAD only\n");
       res.set(http::field::allow, "GET, HEAD");

@@ -2,6 +2,7 @@
 
 #include "cluster/presence.hpp"
 #include "logging.hpp"
+#include "ops/metrics.hpp"
 
 #include <openssl/crypto.h>
 
@@ -489,6 +490,7 @@ outcome hub::posted(account* from, store::message_posted const& ev,
       status = code::accepted;
     }
   }
+  ops::stats.posted(delivered);
   echo(m, m.to.empty() || m.to.front() != '#');
   outcome o{status, {}, json::object{{"id", m.id}, {"delivered", delivered}}, {}};
   if (to_self) o.then.push_back(std::move(frame));

@@ -2,6 +2,8 @@
 
 #include "options.hpp"
 
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
 #include <boost/system/system_error.hpp>
 
 #include <spdlog/async.h>
@@ -11,7 +13,9 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
 
+#include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <fcntl.h>
 #include <filesystem>
 #include <sys/stat.h>
@@ -116,6 +120,49 @@ std::unique_ptr<spdlog::formatter> make_formatter(std::string const& pat) {
   return f;
 }
 
+/// --log-format json: one object per line, serialised by Boost.JSON (which escapes quotes,
+/// backslashes and control characters):
+/// `{"time":"2026-11-30T11:05:31.123Z","level":"info","logger":"server","func":"run","msg":"..."}`.
+/// `msg` is the payload escaped as for the text format (escape_for_people: valid UTF-8, no
+/// controls or bidi overrides), so it reads the same in both formats; `func` is left out when
+/// unknown. Time in UTC, milliseconds.
+class json_formatter final : public spdlog::formatter {
+ public:
+  void format(spdlog::details::log_msg const& msg, spdlog::memory_buf_t& dest) override {
+    using namespace std::chrono;
+    const auto since = msg.time.time_since_epoch();
+    const auto secs = duration_cast<seconds>(since);
+    const auto ms = duration_cast<milliseconds>(since - secs).count();
+    const std::time_t t = secs.count();
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char stamp[40];
+    const auto n = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    char full[48];
+    std::snprintf(full, sizeof full, "%.*s.%03dZ", static_cast<int>(n), stamp, static_cast<int>(ms));
+    boost::json::object o;
+    o["time"] = full;
+    const auto level = spdlog::level::to_string_view(msg.level);
+    o["level"] = std::string_view(level.data(), level.size());
+    o["logger"] = std::string_view(msg.logger_name.data(), msg.logger_name.size());
+    if (msg.source.funcname != nullptr && *msg.source.funcname != '\0')
+      o["func"] = msg.source.funcname;
+    o["msg"] = escape_for_people(std::string_view(msg.payload.data(), msg.payload.size()));
+    const std::string line = boost::json::serialize(o);
+    dest.append(line.data(), line.data() + line.size());
+    dest.push_back('\n');
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<json_formatter>();
+  }
+};
+
+/// The formatter of a console or file sink: `pat` (text) or one JSON object per line.
+std::unique_ptr<spdlog::formatter> line_formatter(bool json, std::string const& pat) {
+  if (json) return std::make_unique<json_formatter>();
+  return make_formatter(pat);
+}
+
 /// Log files are created 0640 (never readable by others) before spdlog opens them, and an
 /// existing file that is looser is tightened to 0640 once open.
 spdlog::file_event_handlers private_files() {
@@ -194,7 +241,7 @@ void setup_logging(config const& cfg) {
   spdlog::set_level(level);
 
   auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-  console->set_formatter(make_formatter(pattern));
+  console->set_formatter(line_formatter(cfg.log_json, pattern));
   g_sinks.push_back(console);
   namespace fs = std::filesystem;
   if (fs::create_directories(cfg.log_dir))
@@ -202,7 +249,7 @@ void setup_logging(config const& cfg) {
                     fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
   auto file = std::make_shared<spdlog::sinks::daily_file_sink_mt>(
       (fs::path(cfg.log_dir) / "jimd.log").string(), 0, 0, false, 30, private_files());
-  file->set_formatter(make_formatter(pattern));
+  file->set_formatter(line_formatter(cfg.log_json, pattern));
   g_sinks.push_back(file);
   if (cfg.syslog) {
     auto sys = std::make_shared<spdlog::sinks::syslog_sink_mt>("jimd", 0, LOG_USER, true);
@@ -217,7 +264,7 @@ void setup_logging(config const& cfg) {
   // Chat lines: bare on the console, with the usual prefix in the file.
   g_log_messages = cfg.log_messages;
   auto chat_console = std::make_shared<spdlog::sinks::stdout_sink_mt>();
-  chat_console->set_formatter(make_formatter("%v"));
+  chat_console->set_formatter(line_formatter(cfg.log_json, "%v"));
   g_chat = make_async("chat", {chat_console, file});
   g_chat->set_level(level);
   spdlog::register_logger(g_chat);

@@ -4,6 +4,8 @@
 /// a daily-rotated file in --log-dir (mode 0640 or tighter), optionally syslog. Lines read
 /// `<date time> <level> <module> <function> <message>`; chat lines also go to the console as
 /// `alice (23:56): Hello, World!` through chat_log().
+/// With --log-format json, console and file lines are JSON objects instead (one per line:
+/// time, level, logger, func, msg; serialised by Boost.JSON); syslog stays text.
 ///
 /// Every message payload written by any logger is escaped on its way to each sink (console,
 /// file, syslog), whatever code logged it: untrusted text (names, statuses, chat texts, errors

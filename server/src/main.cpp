@@ -1,9 +1,28 @@
 #include "logging.hpp"
+#include "net/tls.hpp"
 #include "options.hpp"
 #include "server.hpp"
 
 #include <filesystem>
 #include <iostream>
+
+namespace {
+/// --check-config: what parse_options accepted, plus what the daemon would load before
+/// listening (the TLS certificate and key). Prints "OK" (exit 0) or one line (exit 2).
+int check_config(jim::server::config const& cfg) {
+  using namespace jim::server;
+  if (!cfg.tls_cert.empty()) {
+    try {
+      net::tls_manager tls(cfg.tls_cert, cfg.tls_key, cfg.tls_required);
+    } catch (std::exception const& e) {
+      std::cerr << "jimd: --tls-cert/--tls-key: " << escape_for_people(plain_error(e)) << "\n";
+      return 2;
+    }
+  }
+  std::cout << "OK\n";
+  return 0;
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace jim::server;
@@ -17,6 +36,7 @@ int main(int argc, char** argv) {
     return out->exit_code;
   }
   auto& cfg = std::get<run_daemon>(parsed).cfg;
+  if (cfg.check_config) return check_config(cfg);
   try {
     setup_logging(cfg);
   } catch (std::filesystem::filesystem_error const& e) {

@@ -4,6 +4,8 @@
 /// executor. Only a plain function runs on the pool: no coroutine frame is created or freed
 /// there (Asio recycles frame memory per thread).
 
+#include "ops/metrics.hpp"
+
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
@@ -27,7 +29,8 @@ boost::asio::awaitable<std::invoke_result_t<F>> offload(Pool& pool, F f) {
   auto initiate = [&pool, box](auto handler, F fn) {
     auto work = asio::make_work_guard(handler);
     asio::post(pool, [handler = std::move(handler), work = std::move(work), box,
-                      fn = std::move(fn)]() mutable {
+                      fn = std::move(fn), ticket = ops::hashing_ticket()]() mutable {
+      ticket.started();  // the queue length and wait of /metrics (the pool hashes passwords)
       std::exception_ptr error;
       try {
         box->emplace(fn());

@@ -1,5 +1,7 @@
 #include "options.hpp"
 
+#include "ops/metrics.hpp"
+
 #include <boost/program_options.hpp>
 
 #include <algorithm>
@@ -121,7 +123,9 @@ parse_outcome parse_options(int argc, char const* const* argv) {
   generic.add_options()
     ("help,h", "print this help and exit")
     ("version,V", "print the version and exit")
-    ("config,c", po::value<std::string>(), "read options from this file (key = value lines)");
+    ("config,c", po::value<std::string>(), "read options from this file (key = value lines)")
+    ("check-config", "check the options and the config file (and load --tls-cert), print OK "
+     "or the error, exit 0 or 2; nothing is started");
 
   po::options_description daemon("Daemon options (also valid in the config file)");
   daemon.add_options()
@@ -133,6 +137,8 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     ("log-level", po::value<std::string>()->default_value(c.log_level),
      "trace, debug, info, warn, error, critical or off")
     ("syslog", po::bool_switch(), "also send logs to syslog")
+    ("log-format", po::value<std::string>()->default_value("text"),
+     "text, or json: one JSON object per line (console and files) for log shippers")
     ("log-messages", po::value<std::string>()->default_value("rooms"),
      "chat texts written to the console and log: none, rooms or all (private ones too)")
     ("max-clients", po::value<long long>()->default_value(1000), "simultaneous connections")
@@ -171,7 +177,9 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     ("tls-cert", po::value<std::string>()->default_value(""),
      "PEM certificate (then its chain): both ports also accept TLS; SIGHUP reloads it")
     ("tls-key", po::value<std::string>()->default_value(""), "PEM private key of --tls-cert")
-    ("tls-required", po::bool_switch(), "refuse plaintext connections (403) on both ports");
+    ("tls-required", po::bool_switch(), "refuse plaintext connections (403) on both ports")
+    ("metrics-allow", po::value<std::string>()->default_value(c.metrics_allow),
+     "networks (CIDR, comma-separated) that may read /metrics and /healthz on the HTTP port");
   // clang-format on
 
   po::options_description all;
@@ -206,6 +214,11 @@ parse_outcome parse_options(int argc, char const* const* argv) {
         c.log_level != "off")
       throw po::error("the argument ('" + c.log_level + "') for option '--log-level' is invalid");
     c.syslog = vm["syslog"].as<bool>();
+    const auto log_format = vm["log-format"].as<std::string>();
+    if (log_format != "text" && log_format != "json")
+      throw po::error("the argument ('" + log_format +
+                      "') for option '--log-format' is invalid (text or json)");
+    c.log_json = log_format == "json";
     const auto log_messages = vm["log-messages"].as<std::string>();
     if (log_messages == "none")
       c.log_messages = message_logging::none;
@@ -268,6 +281,11 @@ parse_outcome parse_options(int argc, char const* const* argv) {
                                          : "--tls-cert needs --tls-key");
     if (c.tls_required && c.tls_cert.empty())
       throw po::error("--tls-required needs --tls-cert and --tls-key");
+    c.metrics_allow = vm["metrics-allow"].as<std::string>();
+    if (std::string why; !ops::cidr_list::parse(c.metrics_allow, why))
+      throw po::error("the argument ('" + c.metrics_allow +
+                      "') for option '--metrics-allow' is invalid: " + why);
+    c.check_config = vm.count("check-config") != 0;
     settle_dependencies(vm, c);
   } catch (std::exception const& e) {
     return print_and_exit{std::string("jimd: ") + e.what() + " (see jimd --help)\n", 2};

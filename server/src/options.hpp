@@ -59,6 +59,11 @@ struct config {
   std::string tls_cert;  ///< PEM certificate chain; empty: no TLS (both ports plaintext only)
   std::string tls_key;   ///< PEM private key of tls_cert (given together)
   bool tls_required = false;  ///< refuse plaintext connections (needs tls_cert)
+  /// --metrics-allow: comma-separated CIDR networks that may read /metrics and /healthz
+  /// (checked by parse_options with ops::cidr_list::parse).
+  std::string metrics_allow = "127.0.0.0/8,::1/128";
+  bool log_json = false;      ///< --log-format json: one JSON object per log line
+  bool check_config = false;  ///< --check-config: check, print OK or the error, exit
 };
 
 /// What parsing the command line asks for.

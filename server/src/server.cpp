@@ -9,6 +9,8 @@
 #include "net/tls.hpp"
 #include "net/tls_session.hpp"
 #include "offload.hpp"
+#include "ops/metrics.hpp"
+#include "ops/notify.hpp"
 #include "session.hpp"
 #include "snapshot.hpp"
 #include "store/journal.hpp"
@@ -308,6 +310,8 @@ int server::run() {
   JIM_LOG(info, "{} ready on port {} ({}, {})", version_string, port,
           count_of(s.chat.accounts().size(), "account"),
           count_of(s.chat.all_rooms().size(), "room"));
+  ops::notify_ready("accepting connections on port " + std::to_string(port));
+  asio::co_spawn(s.ioc, ops::watchdog_loop(), log_exception("systemd watchdog"));
   run_rounds(s.ioc, s.ctx);
   s.cpu_pool.join();
   if (s.nats) s.nats->close();  // no-op after a clean shutdown; else answers what still waits
@@ -346,6 +350,7 @@ awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor, bool web) {
 
 awaitable<void> server::impl::reject(tcp::socket socket) {
   const std::string line = ctx.refusal();
+  ops::stats.count_reply(503);
   JIM_LOG(warn, "connection refused: {}", ctx.stopping ? "shutting down" : "max-clients reached");
   co_await asio::async_write(socket, asio::buffer(line), nothrow);
   boost::system::error_code ec;
@@ -359,6 +364,7 @@ awaitable<void> server::impl::wait_for_signal() {
   if (ec) co_return;
   JIM_LOG(info, "SIG{}: shutting down", sigabbrev_np(sig));
   ctx.stopping = true;
+  ops::notify_stopping("shutting down: closing connections, then saving a snapshot");
   reload_signals.cancel();
   for (auto& a : acceptors) {
     boost::system::error_code ignored;
@@ -648,6 +654,7 @@ awaitable<void> server::impl::save(char const* why) {
   const auto t1 = clock::now();
   while (!res->done) co_await signal->async_wait(nothrow);
   if (res->error.empty()) {
+    ops::stats.snapshot_saved(res->bytes, res->capture_ms + res->write_ms);
     JIM_LOG(info,
             "snapshot ({}) saved to {}: {} bytes up to {} seq {}, {} journal segments "
             "removed; I/O thread {:.3f} ms, capture {:.1f} ms, write {:.1f} ms (snapshot thread)",
@@ -655,6 +662,7 @@ awaitable<void> server::impl::save(char const* why) {
             res->removed, ms(t1 - t0).count(), res->capture_ms, res->write_ms);
   } else {
     // Nothing is lost: the journal still holds every change since the last snapshot.
+    ops::stats.snapshot_failures.add();
     JIM_LOG(err, "snapshot ({}) NOT saved to {}: {} (the journal keeps every change)", why,
             file.string(), res->error);
   }

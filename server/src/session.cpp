@@ -3,6 +3,7 @@
 #include "kdf.hpp"
 #include "logging.hpp"
 #include "offload.hpp"
+#include "ops/metrics.hpp"
 #include "options.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -50,6 +51,7 @@ session::session(server_context& ctx, asio::any_io_executor ex, std::uint64_t id
       last_rx_(steady::now()) {
   ctx_.live.insert(this);
   ++ctx_.active;
+  ops::stats.connection_opened(peer_name_);
 }
 
 session::~session() {
@@ -58,6 +60,7 @@ session::~session() {
     std::replace(ctx_.flushing.begin(), ctx_.flushing.end(), this, static_cast<session*>(nullptr));
   }
   leave_active();
+  ops::stats.connection_closed(peer_name_);
   ctx_.live.erase(this);
   if (ctx_.stopping && ctx_.live.empty() && ctx_.all_closed) ctx_.all_closed->cancel();
 }
@@ -105,6 +108,7 @@ void session::note_activity() {
 }
 
 awaitable<bool> session::consume(std::string_view bytes) {
+  ops::stats.bytes_received.add(bytes.size());
   framer_.feed(bytes);
   for (;;) {
     json::value v;
@@ -231,6 +235,7 @@ void session::stop_writing() {
 }
 
 void session::written(std::size_t bytes) {
+  ops::stats.bytes_sent.add(bytes);
   queued_bytes_ -= std::min(bytes, queued_bytes_);
   if (queued_bytes_ <= ctx_.cfg.max_outbound) cancel(drained_);
 }
@@ -274,6 +279,7 @@ void run_rounds(asio::io_context& ioc, server_context& ctx, std::size_t max_hand
     for (std::size_t n = 1; n < max_handlers && ioc.poll_one() != 0; ++n) {
     }
     ctx.flush();
+    ops::stats.round_done();
     // Nothing queues frames while a flush writes, but if something ever does, write it in a
     // next round at once rather than after the next event.
     if (!ctx.dirty.empty()) asio::post(ioc, [] {});
@@ -335,6 +341,7 @@ bool session::push(shared_frame const& frame) {
   if (queued_bytes_ + frame->size() > ctx_.cfg.max_outbound) {
     pump();  // a burst may just not have been written yet: only a peer that does not read is slow
     if (queued_bytes_ + frame->size() > ctx_.cfg.max_outbound) {
+      ops::stats.slow_consumers.add();
       drop("outbound queue full (slow consumer)");
       return false;
     }
@@ -475,6 +482,7 @@ void tcp_session::abort(bool reset) {
 }
 
 void session::reply(code c, json::value const& tag, std::string_view text, json::object fields) {
+  ops::stats.count_reply(proto::to_int(c));
   send(proto::encode_reply(c, tag, text, std::move(fields)));
 }
 
@@ -652,6 +660,7 @@ awaitable<bool> session::verify_and_sign_in(account& a, std::string const& passw
   auto& [ok, rehashed] = result;
   if (!ok) {
     chat.sign_in_failed(a, steady::now());
+    ops::stats.sign_ins_failed.add();
     JIM_LOG(info, "connection {}: wrong password for {}", id_, a.name);
     reply(code::wrong_password, tag, "wrong password; closing");
     co_return false;
@@ -678,6 +687,7 @@ awaitable<bool> session::token_sign_in(account& a, std::string const& token,
   std::string digest = token_digest(token);
   if (!chat.find_token(a, digest, proto::unix_now())) {
     chat.sign_in_failed(a, steady::now());
+    ops::stats.sign_ins_failed.add();
     JIM_LOG(info, "connection {}: wrong or expired token for {}", id_, a.name);
     reply(code::wrong_password, tag, "wrong or expired token; closing");
     co_return false;
@@ -780,6 +790,7 @@ awaitable<void> session::sign_in(account& a, code status, json::value const& tag
     auto res = ctx_.chat.attach(*this, a, status, delivered);
     account_ = &a;
     if (!token.empty()) res.reply.fields.emplace("token", token);
+    ops::stats.sign_ins.add();
     deliver(std::move(res.reply), tag);
   };
   if (a.queued.empty()) {

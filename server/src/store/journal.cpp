@@ -1,6 +1,7 @@
 #include "store/journal.hpp"
 
 #include "logging.hpp"
+#include "ops/metrics.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/crc.hpp>
@@ -301,6 +302,7 @@ void journal::open_segment(std::uint64_t first_seq, std::uint64_t keep_bytes, bo
   fd_ = fd;
   seg_first_ = first_seq;
   size_ = keep_bytes;
+  ops::stats.journal_bytes.set(static_cast<std::int64_t>(keep_bytes));
   if (!existing) sync_dir(dir_);
 }
 
@@ -333,6 +335,7 @@ void journal::complete(std::shared_ptr<batch> const& b, std::string const& error
     if (!std::exchange(failing_, true))
       JIM_LOG(err, "storage unavailable: {} (changes are refused with 503 until it works again)",
               error);
+    ops::stats.storage_failures.add();
     // Everything behind the failed batch fails too: ids and seqs stay consecutive.
     batch later = std::move(batch_);
     batch_.clear();
@@ -340,6 +343,7 @@ void journal::complete(std::shared_ptr<batch> const& b, std::string const& error
     for (auto& p : *b) p.done(nullptr);
     for (auto& p : later) p.done(nullptr);
   }
+  ops::stats.storage_failing.set(failing_ ? 1 : 0);
   if (!batch_.empty()) submit();
 }
 
@@ -353,6 +357,7 @@ std::string journal::cut_back() {
 }
 
 std::string journal::write_batch(batch& b) {
+  ops::scoped_timer timed(ops::stats.journal_write);
   if (b.front().seq != last_seq_ + 1)  // a batch failed before this one: never write a gap
     return "seq " + std::to_string(b.front().seq) + " does not follow " + std::to_string(last_seq_);
   buffer_.clear();
@@ -384,6 +389,8 @@ std::string journal::write_batch(batch& b) {
   }
   unsynced_ = mode_ != fsync_mode::always;
   size_ += buffer_.size();
+  ops::stats.journal_bytes.set(static_cast<std::int64_t>(size_));
+  ops::stats.journal_records.add(b.size());
   last_seq_ = b.back().seq;
   if (buffer_.capacity() > (4u << 20)) buffer_ = std::string();
   if (on_written_) {
