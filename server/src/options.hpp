@@ -59,6 +59,13 @@ struct config {
   std::string tls_cert;  ///< PEM certificate chain; empty: no TLS (both ports plaintext only)
   std::string tls_key;   ///< PEM private key of tls_cert (given together)
   bool tls_required = false;  ///< refuse plaintext connections (needs tls_cert)
+  /// Per source address (IPv6 per /64) on both ports: connections open at once, and new
+  /// connections per 10 minutes; loopback is limited too unless throttle_loopback is false.
+  bool throttle_loopback = true;
+  std::size_t max_conns_per_ip = 16;
+  std::size_t new_conns_per_ip = 32;
+  /// A password check that has not started hashing after this long gets 503 + retry_after.
+  std::chrono::milliseconds hash_queue_wait{10000};
 };
 
 /// What parsing the command line asks for.
