@@ -69,7 +69,7 @@ start_jimd() {  # start_jimd [extra jimd options]: a fresh daemon with an empty 
   rm -rf "$WORK/jimd" && mkdir -p "$WORK/jimd"
   rm -f "$WORK/jimd.port"
   "$JIMD" -a 127.0.0.1 -p 0 --port-file "$WORK/jimd.port" --http-port 0 --rate-limit 0 \
-    --max-clients 20000 --log-level warn --data-dir "$WORK/jimd" --log-dir "$WORK/jimd" "$@" \
+    --max-clients 20000 --throttle-loopback no --log-level warn --data-dir "$WORK/jimd" --log-dir "$WORK/jimd" "$@" \
     >>"$WORK/jimd.out" 2>&1 &
   JIMD_PID=$!
   for _ in $(seq 100); do

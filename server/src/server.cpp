@@ -68,7 +68,11 @@ std::size_t cpu_threads(int configured) {
 /// waited without bound. Under CFS a nice-N thread weighs 1024 / 1.25^N against a nice-0 one;
 /// at 5 (weight 335) the I/O thread (nice 0) still wins a shared core 3:1 and preempts hashing
 /// when it wakes, while hashing keeps about a quarter of a core against a busy nice-0
-/// process. Measured in docs/notes (two CPU burners, 20 sign-ins at 600,000 iterations).
+/// process. Measured on the 2-core machine with two CPU burners on top of a load of about 13
+/// (other builds), 20 concurrent sign-ins at 600,000 iterations, one hashing thread, each
+/// answered within 12.4 s: SCHED_IDLE left one unanswered after 30 s (its hash had started and
+/// starved) and gave 19 a 503; nice 10 signed in 1 (503 for 19); nice 5 signed in 2 (at 6.3 and
+/// 10.4 s; 503 for 18, all at 10.1 s or at once); nice 0 signed in 3 (at most 6.3 s).
 constexpr int hashing_nice = 5;
 
 void lower_priority(asio::thread_pool& pool, std::size_t threads) {
