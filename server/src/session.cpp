@@ -819,7 +819,7 @@ void session::hashing_busy(json::value const& tag) {
           ctx_.hashing->pending(), wait);
   reply(code::unavailable, tag,
         "server busy: the password could not be checked in time; try again later",
-        {{"retry_after", wait}});
+        {{"retry_after", static_cast<std::int64_t>(wait)}});  // whole seconds, >= 1
 }
 
 void session::storage_unavailable(json::value const& tag) {
