@@ -29,7 +29,7 @@ cleanup() {
 trap cleanup EXIT
 
 JIMD_ARGS=(-a 127.0.0.1 -p 0 --port-file "$OUTDIR/port" --http-port 0 --rate-limit 0 --kdf-iterations 1000
-           --max-clients 20000 --log-level warn --data-dir "$OUTDIR/data" --log-dir "$OUTDIR/data")
+           --max-clients 20000 --throttle-loopback no --log-level warn --data-dir "$OUTDIR/data" --log-dir "$OUTDIR/data")
 
 wait_port() {
   for _ in $(seq 600); do [[ -s $OUTDIR/port ]] && return 0; sleep 0.1; done

@@ -91,7 +91,7 @@ start_jimd_in() {  # start_jimd_in DIR [extra jimd options]: a daemon on DIR (ke
   rm -f "$WORK/jimd.port"
   JIMD_T0=$(now_s)
   "$JIMD" -a 127.0.0.1 -p 0 --port-file "$WORK/jimd.port" --http-port 0 --rate-limit 0 \
-    --max-clients 20000 --log-level "${JIMD_LOG_LEVEL:-warn}" --data-dir "$dir" --log-dir "$dir.log" "$@" \
+    --max-clients 20000 --throttle-loopback no --log-level "${JIMD_LOG_LEVEL:-warn}" --data-dir "$dir" --log-dir "$dir.log" "$@" \
     >>"$WORK/jimd.out" 2>&1 &
   JIMD_PID=$!
   local polls=$(( ${START_WAIT:-30} * 100 ))

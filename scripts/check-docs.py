@@ -288,7 +288,7 @@ class Daemon:
         self.out = open(self.work / "jimd.out", "wb")
         self.proc = subprocess.Popen(
             [str(jimd), "-a", "127.0.0.1", "-p", "0", "--port-file", str(port_file),
-             "--http-port", str(self.http_port), "--kdf-iterations", "1000",
+             "--http-port", str(self.http_port), "--kdf-iterations", "1000", "--throttle-loopback", "no",
              "--data-dir", str(self.work / "data"), "--log-dir", str(self.work / "logs")],
             stdin=subprocess.DEVNULL, stdout=self.out, stderr=subprocess.STDOUT,
         )

@@ -22,6 +22,8 @@
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 
+#include <utility>
+
 namespace jim::server {
 
 namespace asio = boost::asio;
@@ -136,6 +138,23 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+/// An HTTP connection counted toward --max-clients (server_context::handshaking) from its
+/// accept until it ends or becomes a WebSocket session (which counts itself).
+class counted_connection {
+ public:
+  explicit counted_connection(server_context& ctx) : ctx_(ctx) { ++ctx_.handshaking; }
+  ~counted_connection() { release(); }
+  counted_connection(counted_connection const&) = delete;
+  counted_connection& operator=(counted_connection const&) = delete;
+  void release() {
+    if (std::exchange(counted_, false)) --ctx_.handshaking;
+  }
+
+ private:
+  server_context& ctx_;
+  bool counted_ = true;
+};
+
 template <class Body>
 http::response<Body> make_response(http::status status, unsigned version, bool keep_alive) {
   http::response<Body> res{status, version};
@@ -175,7 +194,8 @@ web_asset const* find_asset(std::string_view target) {
 template <class Stream>
 awaitable<void> serve(server_context& ctx, Stream& stream, beast::flat_buffer& buffer,
                       std::string const& peer, std::uint64_t& next_id,
-                      std::shared_ptr<asio::ssl::context> tls_ctx, bool tls_refused) {
+                      std::shared_ptr<asio::ssl::context> tls_ctx, bool tls_refused,
+                      counted_connection& counted) {
   constexpr bool tls = !std::is_same_v<Stream, beast::tcp_stream>;
   auto& lowest = beast::get_lowest_layer(stream);
   for (int requests = 0; requests < 1000; ++requests) {
@@ -223,6 +243,7 @@ awaitable<void> serve(server_context& ctx, Stream& stream, beast::flat_buffer& b
           [](websocket::response_type& res) { res.set(http::field::server, version_string); }));
       auto [aec] = co_await ws.async_accept(req, nothrow);
       if (aec) co_return;
+      counted.release();  // the session counts it from here on (or it is refused now)
       if (ctx.refusing()) {
         const std::string line = ctx.refusal();
         ws.text(true);
@@ -272,7 +293,7 @@ awaitable<void> serve(server_context& ctx, Stream& stream, beast::flat_buffer& b
 
 /// An HTTP connection when TLS is configured: TLS or plaintext by its first bytes.
 awaitable<void> serve_detected(server_context& ctx, tcp::socket socket, std::string const& peer,
-                               std::uint64_t& next_id) {
+                               std::uint64_t& next_id, counted_connection& counted) {
   beast::flat_buffer buffer(8192);
   net::pending_connection pending(ctx, socket);  // shutdown closes it while it waits
   net::deadline limit(socket.get_executor());
@@ -286,15 +307,10 @@ awaitable<void> serve_detected(server_context& ctx, tcp::socket socket, std::str
     limit.disarm();
     pending.release();
     beast::tcp_stream stream(std::move(socket));
-    co_await serve(ctx, stream, buffer, peer, next_id, {}, ctx.tls->required());
+    co_await serve(ctx, stream, buffer, peer, next_id, {}, ctx.tls->required(), counted);
     co_return;
   }
-  if (ctx.refusing()) {  // a handshake costs CPU: none while full or stopping
-    JIM_LOG(warn, "TLS connection from {} to the HTTP port refused: {}", peer,
-            ctx.stopping ? "shutting down" : "max-clients reached");
-    co_return;
-  }
-  pending.count();  // a handshake counts toward --max-clients
+  // Counted toward --max-clients since its accept (a full server refused it there).
   auto tls_ctx = ctx.tls->context();
   tls_stream stream(beast::tcp_stream(std::move(socket)), *tls_ctx);
   auto& lowest = beast::get_lowest_layer(stream).socket();
@@ -310,7 +326,7 @@ awaitable<void> serve_detected(server_context& ctx, tcp::socket socket, std::str
   }
   buffer.consume(used);
   pending.release();
-  co_await serve(ctx, stream, buffer, peer, next_id, std::move(tls_ctx), false);
+  co_await serve(ctx, stream, buffer, peer, next_id, std::move(tls_ctx), false, counted);
 }
 
 
@@ -340,13 +356,14 @@ awaitable<void> serve_http(server_context& ctx, tcp::socket socket, std::uint64_
   // A coroutine, not a plain forwarding function: GCC 12 at -O2 sees Asio's frame allocator
   // through an inlined ramp and reports a false -Wmismatched-new-delete.
   const std::string peer = describe(socket);
+  counted_connection counted(ctx);  // toward --max-clients until it ends or upgrades
   if (ctx.tls) {
-    co_await serve_detected(ctx, std::move(socket), peer, next_id);
+    co_await serve_detected(ctx, std::move(socket), peer, next_id, counted);
     co_return;
   }
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer(8192);
-  co_await serve(ctx, stream, buffer, peer, next_id, {}, false);
+  co_await serve(ctx, stream, buffer, peer, next_id, {}, false, counted);
 }
 
 }  // namespace jim::server

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <arpa/inet.h>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -179,7 +180,15 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     ("tls-key", po::value<std::string>()->default_value(""), "PEM private key of --tls-cert")
     ("tls-required", po::bool_switch(), "refuse plaintext connections (403) on both ports")
     ("metrics-allow", po::value<std::string>()->default_value(c.metrics_allow),
-     "networks (CIDR, comma-separated) that may read /metrics and /healthz on the HTTP port");
+     "networks (CIDR, comma-separated) that may read /metrics and /healthz on the HTTP port")
+    ("throttle-loopback", po::value<std::string>()->default_value("yes"),
+     "apply the per-address limits to 127.0.0.1 and ::1 too: yes or no")
+    ("max-conns-per-ip", po::value<long long>()->default_value(16),
+     "connections open at once from one address (IPv6: one /64), both ports")
+    ("new-conns-per-ip", po::value<long long>()->default_value(32),
+     "new connections per 10 minutes from one address (IPv6: one /64), both ports")
+    ("hash-queue-wait", po::value<double>()->default_value(10),
+     "seconds a sign-in may wait for a hashing thread before it gets 503 and retry_after");
   // clang-format on
 
   po::options_description all;
@@ -276,6 +285,20 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     c.tls_cert = vm["tls-cert"].as<std::string>();
     c.tls_key = vm["tls-key"].as<std::string>();
     c.tls_required = vm["tls-required"].as<bool>();
+    {
+      const auto v = vm["throttle-loopback"].as<std::string>();
+      if (v == "yes" || v == "true" || v == "on" || v == "1")
+        c.throttle_loopback = true;
+      else if (v == "no" || v == "false" || v == "off" || v == "0")
+        c.throttle_loopback = false;
+      else
+        throw po::error("the argument ('" + v +
+                        "') for option '--throttle-loopback' is invalid (yes or no)");
+    }
+    c.max_conns_per_ip = checked<std::size_t>(vm, "max-conns-per-ip", 1, 1'000'000);
+    c.new_conns_per_ip = checked<std::size_t>(vm, "new-conns-per-ip", 1, 1'000'000'000);
+    c.hash_queue_wait = std::chrono::milliseconds(
+        std::llround(1000 * checked_double(vm, "hash-queue-wait", 0.001, 3600)));
     if (c.tls_cert.empty() != c.tls_key.empty())
       throw po::error(c.tls_cert.empty() ? "--tls-key needs --tls-cert"
                                          : "--tls-cert needs --tls-key");

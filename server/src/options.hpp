@@ -64,6 +64,13 @@ struct config {
   std::string metrics_allow = "127.0.0.0/8,::1/128";
   bool log_json = false;      ///< --log-format json: one JSON object per log line
   bool check_config = false;  ///< --check-config: check, print OK or the error, exit
+  /// Per source address (IPv6 per /64) on both ports: connections open at once, and new
+  /// connections per 10 minutes; loopback is limited too unless throttle_loopback is false.
+  bool throttle_loopback = true;
+  std::size_t max_conns_per_ip = 16;
+  std::size_t new_conns_per_ip = 32;
+  /// A password check that has not started hashing after this long gets 503 + retry_after.
+  std::chrono::milliseconds hash_queue_wait{10000};
 };
 
 /// What parsing the command line asks for.

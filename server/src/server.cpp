@@ -6,6 +6,9 @@
 #include "http.hpp"
 #include "hub.hpp"
 #include "logging.hpp"
+#include "net/fd_limit.hpp"
+#include "net/refuse.hpp"
+#include "net/throttle.hpp"
 #include "net/tls.hpp"
 #include "net/tls_session.hpp"
 #include "offload.hpp"
@@ -57,8 +60,8 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr auto shutdown_bound = std::chrono::seconds(10);
 constexpr auto prune_period = std::chrono::seconds(30);
 
-/// Password hashing runs below the I/O thread (SCHED_IDLE) and, by default, leaves one core
-/// to it: a sign-in storm slows sign-ins, not chat. Measured on 2 cores (jim-bench storm):
+/// Password hashing runs below the I/O thread (see hashing_nice) and, by default, leaves one
+/// core to it: a sign-in storm slows sign-ins, not chat. Measured on 2 cores (jim-bench storm):
 /// two hashing threads sign in 62 users/s at the default cost but raise chat p99 4x; one
 /// signs in 42/s with chat p99 1.5-3x.
 std::size_t cpu_threads(int configured) {
@@ -66,22 +69,51 @@ std::size_t cpu_threads(int configured) {
   return std::max(2u, std::thread::hardware_concurrency()) - 1;
 }
 
+/// The hashing threads' nice value (SCHED_OTHER). Not SCHED_IDLE: an idle-class thread gets
+/// CPU only when nothing else wants it, so on a machine kept busy by other processes sign-ins
+/// waited without bound. Under CFS a nice-N thread weighs 1024 / 1.25^N against a nice-0 one;
+/// at 5 (weight 335) the I/O thread (nice 0) still wins a shared core 3:1 and preempts hashing
+/// when it wakes, while hashing keeps about a quarter of a core against a busy nice-0
+/// process. Measured on the 2-core machine with two CPU burners on top of a load of about 13
+/// (other builds), 20 concurrent sign-ins at 600,000 iterations, one hashing thread, each
+/// answered within 12.4 s: SCHED_IDLE left one unanswered after 30 s (its hash had started and
+/// starved) and gave 19 a 503; nice 10 signed in 1 (503 for 19); nice 5 signed in 2 (at 6.3 and
+/// 10.4 s; 503 for 18, all at 10.1 s or at once); nice 0 signed in 3 (at most 6.3 s).
+constexpr int hashing_nice = 5;
+
 void lower_priority(asio::thread_pool& pool, std::size_t threads) {
   // Shared: a thread may still be inside arrive_and_wait() after wait() returned here.
   auto started = std::make_shared<std::latch>(static_cast<std::ptrdiff_t>(threads));
   for (std::size_t i = 0; i < threads; ++i)
     asio::post(pool, [started] {
-      // SCHED_IDLE: hashing runs only on CPU time nothing else wants, so the I/O thread
-      // (chat delivery) always wins it; fall back to a batch policy at a high nice value.
       sched_param param{};
-      if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &param) != 0) {
-        pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);
-        setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
-      }
+      pthread_setschedparam(pthread_self(), SCHED_OTHER, &param);
+      // Linux: PRIO_PROCESS with a thread id sets that thread's nice value only.
+      if (setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), hashing_nice) != 0)
+        JIM_LOG(warn, "cannot lower the priority of a hashing thread: {}", std::strerror(errno));
       started->arrive_and_wait();  // one task per thread: none returns before all have started
     });
   started->wait();
 }
+
+/// Holds a connection's per-address ticket for as long as the connection is served.
+awaitable<void> held(net::throttle::ticket ticket, awaitable<void> work) {
+  co_await std::move(work);
+  ticket.release();
+}
+
+/// Throttle limits of the options.
+net::throttle_limits throttle_limits_of(config const& c) {
+  net::throttle_limits l;
+  l.max_open = c.max_conns_per_ip;
+  l.new_per_window = c.new_conns_per_ip;
+  l.loopback = c.throttle_loopback;
+  return l;
+}
+
+/// Password checks waiting for a hashing thread, at most: far more than max-wait lets through
+/// at any hashing speed seen (a few dozen per second per thread), so it binds only in a flood.
+constexpr std::size_t max_hash_jobs_queued = 1024;
 
 hub_limits hub_limits_of(config const& c) {
   return hub_limits{c.history_on_join, c.history_limit, c.message_ttl,
@@ -133,9 +165,14 @@ void write_port_file(std::string const& path, unsigned short port) {
 
 struct server::impl {
   config cfg;
+  /// Per-address limits and refusals: declared before the io_context, whose destruction
+  /// destroys the coroutines still holding tickets and refusals in flight.
+  net::throttle conn_limits;
+  net::refuser refusals;
   asio::io_context ioc{1};
   std::size_t hashers;
   asio::thread_pool cpu_pool;
+  hash_queue hashing;
   /// The replica: a second hub that applies every stored event on the snapshot thread, so a
   /// snapshot is captured there and never stalls the I/O thread. Declared before the pool so
   /// that the pool (joined) goes first.
@@ -168,22 +205,31 @@ struct server::impl {
   asio::signal_set stop_signals{ioc, SIGINT, SIGTERM};
   std::uint64_t next_id = 0;
   int exit_code = 0;
+  /// Refusals are logged at most once per refusal_log_period, with the count since the last
+  /// line (a flood must not flood the log).
+  asio::steady_timer::clock_type::time_point last_refusal_log{};
+  std::size_t refusals_unlogged = 0;
 
   explicit impl(config c)
       : cfg(std::move(c)),
+        conn_limits(throttle_limits_of(cfg)),
+        refusals(ctx, net::max_refusals_in_flight),
         hashers(cpu_threads(cfg.hash_threads)),
         cpu_pool(hashers),
+        hashing(cpu_pool, hashers, cfg.hash_queue_wait, max_hash_jobs_queued),
         chat(hub_limits_of(cfg)),
         cluster_mode(!cfg.nats.empty()),
         ctx(cfg, chat, cpu_pool, proto::limits{cfg.max_frame, cfg.max_message}, &all_closed),
         snapshot_file(snapshot_file_of(cfg)) {
     lower_priority(cpu_pool, hashers);
+    ctx.hashing = &hashing;
   }
 
   void listen();
   tcp::acceptor* http_acceptor = nullptr;
   awaitable<void> accept_loop(tcp::acceptor& acceptor, bool web);
-  awaitable<void> reject(tcp::socket socket);
+  /// Refuses `socket` with `r` and logs it (rate-limited); `why` names the limit for the log.
+  void refuse(tcp::socket socket, net::refusal r, bool web, std::string const& why);
   awaitable<void> wait_for_signal();
   awaitable<void> reload_loop();
   awaitable<void> autosave_loop();
@@ -258,6 +304,24 @@ int server::run() {
   }
   if (!s.lock_data_dir()) return 1;
   if (!s.cluster_mode && !s.open_store()) return 1;
+  {
+    const auto fds = net::ensure_fd_limit(s.cfg.max_clients);
+    auto shown = [](std::size_t v) {
+      return v == SIZE_MAX ? std::string("unlimited") : std::to_string(v);
+    };
+    if (fds.soft_after != fds.soft_before)
+      JIM_LOG(info, "raised the descriptor limit (RLIMIT_NOFILE) from {} to {} for --max-clients {}",
+              fds.soft_before, fds.soft_after, s.cfg.max_clients);
+    if (fds.servable < s.cfg.max_clients) {
+      JIM_LOG(err,
+              "--max-clients {} needs {} file descriptors, but the limit is {} (hard limit {}{}{}): "
+              "serving at most {} clients, more get 503; raise the hard limit (ulimit -Hn, "
+              "systemd LimitNOFILE=) or lower --max-clients",
+              s.cfg.max_clients, fds.needed, fds.soft_after, shown(fds.hard),
+              fds.error.empty() ? "" : "; ", fds.error, fds.servable);
+      s.cfg.max_clients = fds.servable;
+    }
+  }
   try {
     if (!s.cfg.tls_cert.empty()) {
       s.tls = std::make_unique<net::tls_manager>(s.cfg.tls_cert, s.cfg.tls_key, s.cfg.tls_required);
@@ -333,29 +397,68 @@ awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor, bool web) {
       co_await backoff.async_wait(nothrow);
       continue;
     }
-    if (web) {  // max-clients is checked at the WebSocket upgrade
-      asio::co_spawn(ioc, serve_http(ctx, std::move(socket), next_id),
+    boost::system::error_code rec;
+    const auto remote = socket.remote_endpoint(rec);
+    if (rec) continue;  // gone already
+    // Both ports, every connection: max-clients first (a refused connection uses none of its
+    // address's allowance), then the per-address limits.
+    if (ctx.refusing()) {
+      refuse(std::move(socket),
+             {proto::code::unavailable,
+              ctx.stopping ? "server shutting down" : "server full (max-clients reached)", 0},
+             web, ctx.stopping ? "shutting down" : "max-clients reached");
+      continue;
+    }
+    auto d = conn_limits.admit(remote.address());
+    if (d.outcome == net::throttle::verdict::too_many) {
+      refuse(std::move(socket),
+             {proto::code::unavailable,
+              "too many connections from your address (max-conns-per-ip " +
+                  std::to_string(cfg.max_conns_per_ip) + ")",
+              0},
+             web, "max-conns-per-ip reached by " + net::to_string(net::source_of(remote.address())));
+      continue;
+    }
+    if (d.outcome == net::throttle::verdict::too_fast) {
+      refuse(std::move(socket),
+             {proto::code::rate_limited,
+              "too many new connections from your address (new-conns-per-ip " +
+                  std::to_string(cfg.new_conns_per_ip) + " per 10 minutes)",
+              d.retry_after},
+             web, "new-conns-per-ip reached by " + net::to_string(net::source_of(remote.address())));
+      continue;
+    }
+    if (web) {
+      asio::co_spawn(ioc, held(std::move(d.admitted), serve_http(ctx, std::move(socket), next_id)),
                      log_exception("HTTP connection"));
-    } else if (ctx.refusing()) {
-      asio::co_spawn(ioc, reject(std::move(socket)), asio::detached);
     } else if (ctx.tls) {  // TLS or plaintext, by the first bytes
-      asio::co_spawn(ioc, net::serve_jim(ctx, std::move(socket), next_id),
+      asio::co_spawn(ioc,
+                     held(std::move(d.admitted), net::serve_jim(ctx, std::move(socket), next_id)),
                      log_exception("connection"));
     } else {
       std::shared_ptr<session> s = std::make_shared<tcp_session>(ctx, std::move(socket), ++next_id);
-      asio::co_spawn(ioc, s->run(), [s](std::exception_ptr e) { log_exception("session")(e); });
+      asio::co_spawn(ioc, held(std::move(d.admitted), s->run()),
+                     [s](std::exception_ptr e) { log_exception("session")(e); });
     }
   }
 }
 
-awaitable<void> server::impl::reject(tcp::socket socket) {
-  const std::string line = ctx.refusal();
-  ops::stats.count_reply(503);
-  JIM_LOG(warn, "connection refused: {}", ctx.stopping ? "shutting down" : "max-clients reached");
-  co_await asio::async_write(socket, asio::buffer(line), nothrow);
-  boost::system::error_code ec;
-  socket.shutdown(tcp::socket::shutdown_send, ec);
-  socket.close(ec);
+void server::impl::refuse(tcp::socket socket, net::refusal r, bool web, std::string const& why) {
+  constexpr auto refusal_log_period = std::chrono::seconds(10);
+  const auto now = asio::steady_timer::clock_type::now();
+  ops::stats.count_reply(proto::to_int(r.code));
+  ++refusals_unlogged;
+  if (now - last_refusal_log >= refusal_log_period) {
+    JIM_LOG(warn, "connection from {} to the {} port refused ({}): {}{}", describe(socket),
+            web ? "HTTP" : "chat", proto::to_int(r.code), why,
+            refusals_unlogged > 1
+                ? fmt::format(" ({} refusals since the last such line)", refusals_unlogged)
+                : std::string());
+    last_refusal_log = now;
+    refusals_unlogged = 0;
+  }
+  asio::co_spawn(ioc, refusals.refuse(std::move(socket), std::move(r), web),
+                 log_exception("refusal"));
 }
 
 awaitable<void> server::impl::wait_for_signal() {

@@ -652,12 +652,16 @@ awaitable<bool> session::verify_and_sign_in(account& a, std::string const& passw
     ~check_guard() { h.password_check_ended(acc); }
   };
   chat.password_check_started(a);
-  std::pair<bool, std::string> result;
+  std::optional<std::pair<bool, std::string>> result;
   {
     check_guard guard{chat, a};
-    result = co_await offload(ctx_.cpu_pool, std::move(check));
+    result = co_await ctx_.hashing->run(std::move(check));
   }
-  auto& [ok, rehashed] = result;
+  if (!result) {  // not a failed sign-in: the password was not checked
+    hashing_busy(tag);
+    co_return true;
+  }
+  auto& [ok, rehashed] = *result;
   if (!ok) {
     chat.sign_in_failed(a, steady::now());
     ops::stats.sign_ins_failed.add();
@@ -728,7 +732,12 @@ awaitable<void> session::register_and_sign_in(std::string const& name, std::stri
   }
   const unsigned iterations = ctx_.cfg.kdf_iterations;
   auto job = [password, iterations] { return hash_password(password, iterations); };
-  std::string hash = co_await offload(ctx_.cpu_pool, std::move(job));
+  std::optional<std::string> hashed = co_await ctx_.hashing->run(std::move(job));
+  if (!hashed) {
+    hashing_busy(tag);
+    co_return;
+  }
+  std::string hash = std::move(*hashed);
   // Validated again when applied: a name registered meanwhile (an earlier event) is 409.
   account* a = nullptr;
   bool stored = true;
@@ -817,6 +826,17 @@ awaitable<void> session::commit(store::event e, Then then) {
     done.cancel();  // resumes this coroutine in a handler of its own
   });
   while (!finished) co_await done.async_wait(nothrow);
+}
+
+void session::hashing_busy(json::value const& tag) {
+  const double wait = ctx_.hashing->retry_after();
+  JIM_LOG(warn, "connection {}: password check not started within {} ms (hashing queue: {} "
+          "waiting); answered 503, retry after {} s", id_,
+          std::chrono::duration_cast<std::chrono::milliseconds>(ctx_.hashing->max_wait()).count(),
+          ctx_.hashing->pending(), wait);
+  reply(code::unavailable, tag,
+        "server busy: the password could not be checked in time; try again later",
+        {{"retry_after", static_cast<std::int64_t>(wait)}});  // whole seconds, >= 1
 }
 
 void session::storage_unavailable(json::value const& tag) {
@@ -930,8 +950,13 @@ awaitable<void> session::create(proto::create_req const& req, json::value const&
     std::string h = hash_password(pw, iterations);
     return std::pair{std::move(pw), std::move(h)};
   };
-  std::pair<std::string, std::string> secret = co_await offload(ctx_.cpu_pool, std::move(job));
-  auto& [password, hash] = secret;
+  std::optional<std::pair<std::string, std::string>> made =
+      co_await ctx_.hashing->run(std::move(job));
+  if (!made) {
+    hashing_busy(tag);
+    co_return;
+  }
+  auto& [password, hash] = *made;
   if (!account_) {
     reply(code::unauthorized, tag, "signed out");
     co_return;
@@ -955,9 +980,10 @@ awaitable<void> session::join(proto::join_req const& req, json::value const& tag
   if (!req.password) co_return reply(code::forbidden, tag, r->name + " needs a password");
   std::string stored = r->password_hash;
   auto check = [pw = *req.password, stored] { return verify_password(pw, stored); };
-  const bool ok = co_await offload(ctx_.cpu_pool, std::move(check));
+  const std::optional<bool> checked = co_await ctx_.hashing->run(std::move(check));
+  if (!checked) co_return hashing_busy(tag);
   if (!account_) co_return reply(code::unauthorized, tag, "signed out");
-  if (!ok) co_return reply(code::forbidden, tag, "wrong password for " + r->name);
+  if (!*checked) co_return reply(code::forbidden, tag, "wrong password for " + r->name);
   auto applied = [&](apply_result const* res) {
     if (!res) return storage_unavailable(tag);
     if (!res->ok()) return reply(res->status, tag, res->error);

@@ -28,6 +28,7 @@ namespace jim::server {
 
 struct config;
 class session;
+class hash_queue;
 namespace net {
 class tls_manager;
 }
@@ -42,11 +43,13 @@ struct server_context {
   config const& cfg;
   hub& chat;
   boost::asio::thread_pool& cpu_pool;  ///< password hashing: never on the I/O thread
+  /// The bounded queue in front of cpu_pool for hashing (set by the server before serving).
+  hash_queue* hashing = nullptr;
   proto::limits limits;
   std::unordered_set<session*> live;  ///< every session until destroyed (shutdown closes them)
   std::size_t active = 0;             ///< sessions still reading: what --max-clients counts
-  /// Connections not yet sessions (telling TLS from plaintext, in a TLS handshake): they
-  /// count toward --max-clients too.
+  /// Connections not yet sessions (telling TLS from plaintext, in a TLS handshake, HTTP
+  /// connections not upgraded to a WebSocket): they count toward --max-clients too.
   std::size_t handshaking = 0;
   /// HTTP connections between requests and connections before their TLS handshake ends:
   /// shutdown closes them.
@@ -239,6 +242,8 @@ class session : public peer, public std::enable_shared_from_this<session> {
   boost::asio::awaitable<void> drain_posts(std::uint32_t below = 1);
   /// Room messages of this session being stored at most (each one's reply is pending).
   static constexpr std::uint32_t max_posts_in_flight = 64;
+  /// The 503 (with "retry_after") of a password check or hash the hashing queue gave up on.
+  void hashing_busy(boost::json::value const& tag);
 
   void send(std::string line);  ///< own reply or push: never drops the connection
   void reply(proto::code c, boost::json::value const& tag, std::string_view text = {},

@@ -93,7 +93,7 @@ class Daemon {
     fs.rmSync(portFile, { force: true });
     const args = ['-a', '127.0.0.1', '-p', '0', '--port-file', portFile,
       '--http-port', String(this.httpPort), '--http-address', '127.0.0.1',
-      '--kdf-iterations', '1000', '--rate-limit', '0',
+      '--kdf-iterations', '1000', '--rate-limit', '0', '--throttle-loopback', 'no',
       '--data-dir', path.join(this.dir, 'data'), '--log-dir', path.join(this.dir, 'logs')];
     const proc = spawn(this.bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;

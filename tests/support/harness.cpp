@@ -80,6 +80,9 @@ jimd_process::jimd_process(std::vector<std::string> args, fs::path data_dir) {
                                           {"--http-port", "0"},
                                           {"--kdf-iterations", "1000"},
                                           {"--log-level", "warn"},
+                                          // Every test connects from 127.0.0.1: the per-address
+                                          // limits are off unless a test passes "yes".
+                                          {"--throttle-loopback", "no"},
                                           {"--port-file", "/dev/fd/" + std::to_string(pipefd[1])}};
   std::vector<std::string> flags;
   for (std::size_t i = 0; i < args.size(); ++i) {
