@@ -39,7 +39,12 @@ std::vector<store::event> sample_events() {
           message_posted{{2, 1700000001, "Alice", "bob", "psst"}, true},
           message_queued{{2, 1700000001, "Alice", "bob", "psst"}},
           queue_delivered{"bob", 2},
-          general_seen{"bob", 7}};
+          general_seen{"bob", 7},
+          read_marked{"bob", "#Den", "", 1},
+          read_marked{"bob", "", "Alice", 2},
+          read_marked{"bob", "#Den", "", 0},  // backwards: changes nothing
+          invitation_queued{"bob", "Alice", "#Den"},
+          invitations_delivered{"bob", 1}};
 }
 
 /// Writes `events` as records seq 1.. into one segment file; returns the record offsets.
@@ -301,6 +306,14 @@ TEST_CASE("Applying the same events gives the same state; apply validates again"
   CHECK(a.find_account("bob")->queued.empty());
   CHECK(a.find_account("bob")->general_seen == 7);
   CHECK(a.last_id() == 2);
+  auto const& marks = a.find_account("bob")->read;
+  CHECK(marks.at("#den") == 1);
+  CHECK(marks.at("alice") == 2);
+  CHECK(a.find_account("bob")->invitations.empty());
+  // Unread counting starts where a membership starts (ids then applied).
+  CHECK(a.find_room("den")->since.at("bob") == 0);
+  CHECK(a.apply(store::read_marked{"Alice", "#nowhere", "", 1}).status ==
+        jim::proto::code::not_found);
   // A name taken by an earlier event: refused, nothing changed.
   CHECK(a.apply(store::account_registered{"ALICE", "x"}).status == jim::proto::code::conflict);
   CHECK(a.find_account("alice")->password_hash == "pbkdf2-sha256$1$salt$hash");
