@@ -259,13 +259,14 @@ class validator {
 
     // Read markers name rooms and accounts: checked once both are known.
     for (std::size_t i = 0; i < out_.accounts.size(); ++i) {
-      at const marks_at = accounts_at[i]["read"];
+      at const account_at = accounts_at[i];  // a named parent: `at` points to its parent
+      at const marks_at = account_at["read"];
       for (auto const& [key, id] : out_.accounts[i].read) {
         const bool known = !key.empty() && key.front() == '#' ? room_keys_.count(key.substr(1)) != 0
                                                               : account_keys_.count(key) != 0;
         if (!known) fail(marks_at[key], "no such room or account");
       }
-      at const inv_at = accounts_at[i]["invitations"];
+      at const inv_at = account_at["invitations"];
       for (std::size_t j = 0; j < out_.accounts[i].invitations.size(); ++j)
         if (!room_keys_.count(fold(proto::strip_hash(out_.accounts[i].invitations[j].room))))
           fail(inv_at[j]["room"], "no such room");
