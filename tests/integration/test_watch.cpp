@@ -260,7 +260,7 @@ TEST_CASE("Watchers of #general get its online count coalesced, at most once a s
 // read markers and unread counts
 // ---------------------------------------------------------------------------------------------
 
-TEST_CASE("rooms shows unread and last_read; read moves the marker forward only",
+TEST_CASE("rooms shows unread and last_read, and read moves the marker forward only",
           "[integration][watch][read]") {
   jimd_process d(quiet_args());
   client alice = sign_up(d.port(), "alice");
