@@ -202,7 +202,44 @@ request_body decode_body(std::string_view action, fields const& f, limits const&
     }
     return r;
   }
-  if (action == "users") return users_req{opt_room(f, "room")};
+  if (action == "users") {
+    if (auto v = f.find("room"); v && v->is_string() && v->get_string() == "*")
+      return users_req{std::nullopt, true};
+    return users_req{opt_room(f, "room")};
+  }
+  if (action == "watch" || action == "unwatch") {
+    watch_req r;
+    r.unwatch = action == "unwatch";
+    auto const* v = f.find("rooms");
+    if (!v) fail("missing field \"rooms\"");
+    if (v->is_string()) {
+      if (v->get_string() != "all") fail("\"rooms\" must be an array of room names or \"all\"");
+      r.all = true;
+      return r;
+    }
+    if (!v->is_array()) fail("\"rooms\" must be an array of room names or \"all\"");
+    auto const& a = v->get_array();
+    r.rooms.reserve(a.size());
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const std::string key = "rooms[" + std::to_string(i) + "]";
+      if (!a[i].is_string()) fail(f.name(key) + " must be a string");
+      r.rooms.push_back(room(f, key, std::string(a[i].get_string())));
+    }
+    return r;
+  }
+  if (action == "read") {
+    read_req r;
+    r.room = opt_room(f, "room");
+    r.with = opt_account(f, "with");
+    if (r.room && r.with) fail("\"room\" and \"with\" exclude each other");
+    if (!r.room && !r.with) fail("missing field \"room\" or \"with\"");
+    auto id = f.opt_integer("id");
+    if (!id) fail("missing field \"id\"");
+    if (*id < 1) fail("\"id\" must be an integer of at least 1");
+    r.id = static_cast<std::uint64_t>(*id);
+    return r;
+  }
+  if (action == "conversations") return conversations_req{};
   if (action == "rooms") return rooms_req{};
   if (action == "quit") return quit_req{};
   if (action == "logout") return logout_req{f.opt_boolean("all").value_or(false)};
@@ -286,6 +323,20 @@ std::string encode_event(std::string_view event, std::string_view room, std::str
 
 std::string encode_invite(std::string_view from, std::string_view room) {
   return to_line(json::object{{"action", "invite"}, {"from", from}, {"room", room}});
+}
+
+std::string encode_status(std::string_view user, std::string_view status) {
+  return to_line(
+      json::object{{"action", "event"}, {"event", "status"}, {"user", user}, {"status", status}});
+}
+
+std::string encode_online(std::string_view room, std::uint64_t online) {
+  return to_line(
+      json::object{{"action", "event"}, {"event", "online"}, {"room", room}, {"online", online}});
+}
+
+std::string encode_read(bool is_room, std::string_view name, std::uint64_t id) {
+  return to_line(json::object{{"action", "read"}, {is_room ? "room" : "with", name}, {"id", id}});
 }
 
 std::string encode_probe() {

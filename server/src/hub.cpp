@@ -135,6 +135,7 @@ apply_result hub::apply_one(store::account_registered const& e) {
   account& a = restore_account(e.name);
   a.password_hash = e.password_hash;
   a.general_seen = general_->posted;
+  a.general_since = last_id_;
   r.acc = &a;
   return r;
 }
@@ -151,6 +152,8 @@ apply_result hub::apply_one(store::room_created const& e) {
   rm.owner = fold(owner->name);
   rm.password_hash = e.password_hash;
   rm.members.insert(rm.owner);
+  rm.since[rm.owner] = last_id_;
+  watch_new_member(*owner, rm);
   r.acc = owner;
   r.rm = &rm;
   return r;
@@ -162,7 +165,10 @@ apply_result hub::apply_one(store::member_added const& e) {
   if (!r.rm) return refuse(code::not_found, no_room(proto::strip_hash(e.room)));
   r.acc = find_account(e.account);
   if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
-  if (r.rm != general_) r.rm->members.insert(fold(r.acc->name));
+  if (r.rm != general_ && r.rm->members.insert(fold(r.acc->name)).second) {
+    r.rm->since[fold(r.acc->name)] = last_id_;
+    watch_new_member(*r.acc, *r.rm);
+  }
   return r;
 }
 
@@ -304,6 +310,52 @@ void hub::sign_in_failed(account& a, steady::time_point now) {
   a.failed_next = static_cast<std::uint8_t>((a.failed_next + 1) % max_failed_sign_ins);
 }
 
+apply_result hub::apply_one(store::read_marked const& e) {
+  apply_result r;
+  r.acc = find_account(e.account);
+  if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
+  std::string key;
+  if (!e.room.empty()) {
+    r.rm = find_room(e.room);
+    if (!r.rm) return refuse(code::not_found, no_room(proto::strip_hash(e.room)));
+    if (!is_member(*r.acc, *r.rm))
+      return refuse(code::forbidden, "you are not a member of " + r.rm->name);
+    key = "#" + fold(proto::strip_hash(r.rm->name));
+  } else {
+    account* other = find_account(e.with);
+    if (!other) return refuse(code::not_found, "no such account " + e.with);
+    key = fold(other->name);
+  }
+  auto& marker = r.acc->read[key];
+  marker = std::max(marker, e.id);
+  return r;
+}
+
+apply_result hub::apply_one(store::invitation_queued const& e) {
+  apply_result r;
+  r.acc = find_account(e.account);
+  if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
+  r.rm = find_room(e.room);
+  if (!r.rm) return refuse(code::not_found, no_room(proto::strip_hash(e.room)));
+  auto& list = r.acc->invitations;
+  // One per room: the invitations of a room owner to a room are not a growing queue.
+  const bool known = std::any_of(list.begin(), list.end(), [&](pending_invitation const& i) {
+    return fold(i.room) == fold(r.rm->name);
+  });
+  if (!known) list.push_back(pending_invitation{e.from, r.rm->name});
+  return r;
+}
+
+apply_result hub::apply_one(store::invitations_delivered const& e) {
+  apply_result r;
+  r.acc = find_account(e.account);
+  if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
+  auto& list = r.acc->invitations;
+  list.erase(list.begin(),
+             list.begin() + static_cast<std::ptrdiff_t>(std::min<std::uint64_t>(e.count, list.size())));
+  return r;
+}
+
 void hub::recover_connections() {
   for (auto& [key, a] : accounts_)
     if (std::exchange(a->connections, 0) > 0) a->general_seen = general_->posted;
@@ -317,10 +369,12 @@ void hub::enter(account& a, room& r) {
   if (&r != general_) {
     auto ev = proto::share(proto::encode_event("join", r.name, a.name));
     for (account* other : r.present) other->online->push(ev);
+    if (!r.watchers.empty()) push_watchers(r, ev, a.online);
   }
   a.current = &r;
   a.slot = r.present.size();
   r.present.push_back(&a);
+  if (&r == general_) general_changed();
 }
 
 void hub::exit_current(account& a) {
@@ -334,6 +388,9 @@ void hub::exit_current(account& a) {
   if (r != general_) {
     auto ev = proto::share(proto::encode_event("leave", r->name, a.name));
     for (account* other : r->present) other->online->push(ev);
+    if (!r->watchers.empty()) push_watchers(*r, ev, a.online);
+  } else {
+    general_changed();
   }
 }
 
@@ -364,7 +421,15 @@ hub::sign_in_result hub::sign_in(peer& p, account& a, code status) {
   std::vector<proto::chat_message> delivered;
   if (!a.queued.empty())
     delivered = apply(store::queue_delivered{a.name, a.queued.back().id}).delivered;
-  return attach(p, a, status, delivered);
+  auto res = attach(p, a, status, delivered);
+  // Invitations made while offline follow the history and the queued messages.
+  if (!a.invitations.empty()) {
+    auto pending = a.invitations;
+    apply(store::invitations_delivered{a.name, pending.size()});
+    for (auto const& i : pending)
+      res.reply.then.push_back(proto::share(proto::encode_invite(i.from, i.room)));
+  }
+  return res;
 }
 
 hub::sign_in_result hub::attach(peer& p, account& a, code status,
@@ -402,6 +467,7 @@ hub::sign_in_result hub::attach(peer& p, account& a, code status,
 
 void hub::sign_out(peer& p, account& a) {
   if (a.online != &p) return;
+  drop_watches(p);
   exit_current(a);
   a.online = nullptr;
   // Set now too: a sign-in right after this one must not wait for the event to count `missed`.
@@ -466,9 +532,12 @@ outcome hub::posted(account* from, store::message_posted const& ev,
   auto frame = proto::share(proto::encode_msg(m));
   const bool to_self = !m.to.empty() && m.to.front() != '#' && fold(m.to) == fold(m.from);
   if (!m.to.empty() && m.to.front() == '#') {
-    if (room* to_room = find_room(m.to))
+    if (room* to_room = find_room(m.to)) {
       for (account* other : to_room->present)
         if (other != from && other->online->push(frame)) ++delivered;
+      if (!to_room->watchers.empty())
+        delivered += push_watchers(*to_room, frame, from ? from->online : nullptr);
+    }
   } else if (ev.queued) {
     account* to_user = find_account(m.to);
     if (to_user && to_user->online) {
@@ -574,10 +643,25 @@ hub::checked<store::member_added> hub::check_invite(account& a, proto::invite_re
 }
 
 outcome hub::invited(account& a, store::member_added const& ev) {
+  std::optional<store::invitation_queued> queue;
+  outcome o = invited(a, ev, queue);
+  if (queue) apply(*queue);
+  return o;
+}
+
+outcome hub::invited(account& a, store::member_added const& ev,
+                     std::optional<store::invitation_queued>& queue) {
   account* guest = find_account(ev.account);
-  if (guest && guest->online)
-    guest->online->push(proto::share(proto::encode_invite(a.name, ev.room)));
-  return outcome{code::ok, {}, json::object{{"room", ev.room}, {"user", ev.account}}, {}};
+  auto frame = proto::share(proto::encode_invite(a.name, ev.room));
+  bool online = false;
+  if (guest)
+    for (peer* p : connections(*guest)) online = p->push(frame) || online;
+  if (guest && !online) queue = store::invitation_queued{guest->name, a.name, ev.room};
+  return outcome{
+      code::ok,
+      {},
+      json::object{{"room", ev.room}, {"user", ev.account}, {"online", online}},
+      {}};
 }
 
 outcome hub::invite(account& a, proto::invite_req const& req) {
@@ -621,6 +705,7 @@ outcome hub::history(account& a, proto::history_req const& req) {
 }
 
 outcome hub::users(account& a, proto::users_req const& req) {
+  if (req.everyone) return everyone();
   room* r = req.room ? find_room(*req.room) : a.current;
   if (!r) return fail(code::not_found, no_room(*req.room));
   if (!is_member(a, *r)) return fail(code::forbidden, "you are not a member of " + r->name);
@@ -659,11 +744,19 @@ outcome hub::rooms(account& a) {
       auto it = accounts_.find(r->owner);
       owner = it == accounts_.end() ? json::value(r->owner) : json::value(it->second->name);
     }
+    const bool member = is_member(a, *r);
+    std::uint64_t last = 0;
+    if (member) {
+      auto it = a.read.find("#" + fold(proto::strip_hash(r->name)));
+      if (it != a.read.end()) last = it->second;
+    }
     list.emplace_back(
         json::object{{"room", r->name},
                      {"owner", std::move(owner)},
                      {"online", r->present.size() + (other == elsewhere.end() ? 0 : other->second)},
-                     {"member", is_member(a, *r)}});
+                     {"member", member},
+                     {"last_read", last},
+                     {"unread", member ? unread(a, *r) : 0}});
   }
   return outcome{code::ok, {}, json::object{{"rooms", std::move(list)}}, {}};
 }
@@ -702,6 +795,7 @@ void hub::remote(store::event const& e) {
     if (r.rm) {
       auto frame = proto::share(proto::encode_msg(m));
       for (account* other : r.rm->present) other->online->push(frame);
+      push_watchers(*r.rm, frame, nullptr);
     } else if (r.message->queued && r.acc) {
       flush_queue(*r.acc);  // signed in here: pushed now, taken off the queue
     }
@@ -725,12 +819,261 @@ void hub::remote_moved(std::string const& user, std::string const& from, std::st
   if (account* a = find_account(user); a && a->online) return;
   auto tell = [&](std::string const& name, char const* what) {
     room* r = name.empty() ? nullptr : find_room(name);
-    if (!r || r == general_ || r->present.empty()) return;
+    if (!r || r == general_ || (r->present.empty() && r->watchers.empty())) return;
     auto ev = proto::share(proto::encode_event(what, r->name, user));
     for (account* other : r->present) other->online->push(ev);
+    push_watchers(*r, ev, nullptr);
   };
   tell(from, "leave");
   tell(to, "join");
+}
+
+// ---------------------------------------------------------------------------------------------
+// watching, unread and presence
+
+void hub::add_watch(peer& p, watch_set& w, room& r) {
+  if (w.rooms.count(&r)) return;
+  w.rooms.emplace(&r, r.watchers.size());
+  r.watchers.push_back(room::watcher{&p, w.acc});
+}
+
+void hub::drop_watch(peer& p, watch_set& w, room& r) {
+  auto it = w.rooms.find(&r);
+  if (it == w.rooms.end()) return;
+  // Swap-remove keeps unwatching O(1) in a room many connections watch.
+  const std::size_t slot = it->second;
+  w.rooms.erase(it);
+  room::watcher moved = r.watchers.back();
+  r.watchers[slot] = moved;
+  r.watchers.pop_back();
+  if (moved.p != &p) watches_.at(moved.p).rooms.at(&r) = slot;
+}
+
+void hub::drop_watches(peer& p) {
+  auto it = watches_.find(&p);
+  if (it == watches_.end()) return;
+  watch_set& w = it->second;
+  while (!w.rooms.empty()) drop_watch(p, w, *w.rooms.begin()->first);
+  watches_.erase(it);
+}
+
+void hub::watch_new_member(account& a, room& r) {
+  for (peer* p : connections(a)) {
+    auto it = watches_.find(p);
+    if (it != watches_.end() && it->second.all) add_watch(*p, it->second, r);
+  }
+}
+
+void hub::unwatch_room(account& a, room& r) {
+  for (peer* p : connections(a)) {
+    auto it = watches_.find(p);
+    if (it != watches_.end()) drop_watch(*p, it->second, r);
+  }
+}
+
+std::uint64_t hub::push_watchers(room const& r, shared_frame const& frame, peer const* skip) {
+  std::uint64_t n = 0;
+  for (auto const& w : r.watchers) {
+    if (w.p == skip) continue;
+    if (w.acc->online == w.p && w.acc->current == &r) continue;  // in the room: has it already
+    if (w.p->push(frame)) ++n;
+  }
+  return n;
+}
+
+void hub::general_changed() {
+  if (general_->watchers.empty() || count_pending_) return;
+  if (!arm_count_) return flush_counts();
+  count_pending_ = true;
+  // At most one count a second (issue 15: joins and leaves in a big main chat cost O(n^2)
+  // pushes otherwise): the first change after a quiet second waits for nothing.
+  const auto now = steady::now();
+  const auto next = count_sent_ + std::chrono::seconds(1);
+  arm_count_(next > now ? next - now : steady::duration::zero());
+}
+
+void hub::flush_counts() {
+  count_pending_ = false;
+  const std::uint64_t online = general_->present.size();
+  if (online == count_last_ || general_->watchers.empty()) return;
+  count_last_ = online;
+  count_sent_ = steady::now();
+  auto frame = proto::share(proto::encode_online(general_->name, online));
+  for (auto const& w : general_->watchers) w.p->push(frame);
+}
+
+outcome hub::watch(peer& p, account& a, proto::watch_req const& req) {
+  // Check every room first: a request that fails watches nothing.
+  std::vector<room*> named;
+  named.reserve(req.rooms.size());
+  for (auto const& bare : req.rooms) {
+    room* r = find_room(bare);
+    if (!r) return fail(code::not_found, no_room(bare));
+    if (!req.unwatch && !is_member(a, *r))
+      return fail(code::forbidden, "you are not a member of " + r->name);
+    named.push_back(r);
+  }
+  auto it = watches_.find(&p);
+  if (req.unwatch) {
+    if (it != watches_.end()) {
+      if (req.all) it->second.all = false;
+      auto& rooms = it->second.rooms;
+      if (req.all) {
+        while (!rooms.empty()) drop_watch(p, it->second, *rooms.begin()->first);
+      } else {
+        for (room* r : named) drop_watch(p, it->second, *r);
+      }
+      if (!it->second.all && rooms.empty()) {
+        watches_.erase(it);
+        it = watches_.end();
+      }
+    }
+  } else {
+    if (it == watches_.end()) it = watches_.emplace(&p, watch_set{&a, false, {}}).first;
+    watch_set& w = it->second;
+    if (req.all) {
+      w.all = true;
+      for (auto& [key, r] : rooms_)
+        if (is_member(a, *r)) add_watch(p, w, *r);
+    }
+    for (room* r : named) add_watch(p, w, *r);
+  }
+  std::vector<std::string const*> names;
+  if (it != watches_.end())
+    for (auto const& [r, slot] : it->second.rooms) names.push_back(&r->name);
+  std::sort(names.begin(), names.end(),
+            [](auto x, auto y) { return fold(*x) < fold(*y); });
+  json::array list;
+  list.reserve(names.size());
+  for (auto const* n : names) list.emplace_back(*n);
+  json::object fields{{"rooms", std::move(list)}};
+  if (it != watches_.end() && it->second.all) fields.emplace("all", true);
+  return outcome{code::ok, {}, std::move(fields), {}};
+}
+
+hub::checked<store::read_marked> hub::check_read(account& a, proto::read_req const& req) {
+  store::read_marked ev{a.name, {}, {}, req.id};
+  if (req.room) {
+    room* r = find_room(*req.room);
+    if (!r) return fail(code::not_found, no_room(*req.room));
+    if (!is_member(a, *r)) return fail(code::forbidden, "you are not a member of " + r->name);
+    ev.room = r->name;
+  } else {
+    account* other = find_account(*req.with);
+    if (!other) return fail(code::not_found, "no such account " + *req.with);
+    ev.with = other->name;
+  }
+  return ev;
+}
+
+std::uint64_t hub::last_read(account const& a, store::read_marked const& ev) const {
+  const std::string key =
+      ev.room.empty() ? fold(ev.with) : "#" + fold(proto::strip_hash(ev.room));
+  auto it = a.read.find(key);
+  return it == a.read.end() ? 0 : it->second;
+}
+
+outcome hub::marked(peer const* by, account& a, store::read_marked const& ev,
+                    std::uint64_t before) {
+  const std::uint64_t now = last_read(a, ev);
+  const bool is_room = !ev.room.empty();
+  std::string_view name = is_room ? std::string_view(ev.room) : std::string_view(ev.with);
+  if (now > before) {
+    auto frame = proto::share(proto::encode_read(is_room, name, now));
+    for (peer* p : connections(a))
+      if (p != by) p->push(frame);
+  }
+  return outcome{code::ok,
+                 {},
+                 json::object{{is_room ? "room" : "with", name}, {"last_read", now}},
+                 {}};
+}
+
+std::uint64_t hub::unread(account const& a, room const& r) const {
+  std::uint64_t since = 0;
+  if (&r == general_) {
+    since = a.general_since;
+  } else if (auto s = r.since.find(fold(a.name)); s != r.since.end()) {
+    since = s->second;
+  }
+  if (auto it = a.read.find("#" + fold(proto::strip_hash(r.name))); it != a.read.end())
+    since = std::max(since, it->second);
+  auto first = std::upper_bound(
+      r.history.begin(), r.history.end(), since,
+      [](std::uint64_t id, proto::chat_message const& m) { return id < m.id; });
+  // `from` is always the name as registered: an exact comparison finds one's own messages.
+  return static_cast<std::uint64_t>(std::count_if(
+      first, r.history.end(), [&](proto::chat_message const& m) { return m.from != a.name; }));
+}
+
+outcome hub::conversations(account& a) {
+  const std::string me = fold(a.name);
+  struct entry {
+    proto::chat_message const* last;
+    std::string const* with;
+    std::uint64_t unread;
+  };
+  std::vector<entry> list;
+  for (auto const& [key, messages] : conversations_) {
+    if ((key.first != me && key.second != me) || messages.empty()) continue;
+    std::string const& other_key = key.first == me ? key.second : key.first;
+    auto other = accounts_.find(other_key);
+    if (other == accounts_.end()) continue;
+    std::uint64_t upto = 0;
+    if (auto it = a.read.find(other_key); it != a.read.end()) upto = it->second;
+    auto first = std::upper_bound(
+        messages.begin(), messages.end(), upto,
+        [](std::uint64_t id, proto::chat_message const& m) { return id < m.id; });
+    auto unread = std::count_if(first, messages.end(),
+                                [&](proto::chat_message const& m) { return m.from != a.name; });
+    list.push_back(entry{&messages.back(), &other->second->name,
+                         static_cast<std::uint64_t>(unread)});
+  }
+  std::sort(list.begin(), list.end(),
+            [](entry const& x, entry const& y) { return x.last->id > y.last->id; });
+  json::array out;
+  out.reserve(list.size());
+  for (auto const& e : list)
+    out.emplace_back(json::object{
+        {"with", *e.with}, {"last", proto::msg_object(*e.last)}, {"unread", e.unread}});
+  return outcome{code::ok, {}, json::object{{"conversations", std::move(out)}}, {}};
+}
+
+outcome hub::everyone() {
+  std::vector<account const*> online;
+  online.reserve(online_);
+  for (auto const& [key, a] : accounts_)
+    if (a->online) online.push_back(a.get());
+  std::sort(online.begin(), online.end(),
+            [](account const* x, account const* y) { return fold(x->name) < fold(y->name); });
+  json::array list;
+  list.reserve(online.size());
+  for (account const* u : online)
+    list.emplace_back(json::object{{"account_name", u->name}, {"status", u->status}});
+  return outcome{code::ok, {}, json::object{{"room", "*"}, {"users", std::move(list)}}, {}};
+}
+
+outcome hub::set_status(peer& p, account& a, std::string const& status) {
+  if (proto::utf8_length(status) > proto::max_status_chars)
+    return fail(code::bad_request, "\"user.status\" is longer than " +
+                                       std::to_string(proto::max_status_chars) + " characters");
+  if (status == a.status) return outcome{};
+  a.status = status;
+  // The rooms where the account's connections are, and everyone in or watching them.
+  std::vector<room const*> where;
+  if (a.current) where.push_back(a.current);
+  auto frame = proto::share(proto::encode_status(a.name, status));
+  std::unordered_set<peer const*> sent;  // a connection in one of them and watching another
+  auto send = [&](peer* to) {
+    if (to == &p || (where.size() > 1 && !sent.insert(to).second)) return;
+    to->push(frame);
+  };
+  for (room const* r : where) {
+    for (account* other : r->present) send(other->online);
+    for (auto const& w : r->watchers)
+      if (!(w.acc->online == w.p && w.acc->current == r)) send(w.p);
+  }
+  return outcome{};
 }
 
 std::size_t hub::prune(std::int64_t unix_now) {

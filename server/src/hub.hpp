@@ -29,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -87,6 +88,12 @@ struct resume_token {
   std::int64_t expires = 0;
 };
 
+/// An invitation kept for an account that was offline when invited (pushed at sign-in).
+struct pending_invitation {
+  std::string from;  ///< the inviter's name as registered
+  std::string room;  ///< "#Name" as created
+};
+
 struct account {
   std::string name;  ///< as registered
   std::string password_hash;
@@ -97,6 +104,12 @@ struct account {
   /// Live resume tokens, oldest first; at most hub::max_resume_tokens.
   std::vector<resume_token> resume_tokens;
   std::string status = "online";
+  // Unread counts and invitations (contract: "Watching, unread and presence"); persistent.
+  std::uint64_t general_since = 0;  ///< the last message id when registered (#general's "since")
+  /// Read markers: "#den" (folded bare room name after '#') or "bob" (folded account: the
+  /// private conversation) -> the id read up to. Never decreases.
+  std::map<std::string, std::uint64_t> read;
+  std::vector<pending_invitation> invitations;  ///< for the next sign-in, oldest first
   double tokens = 0;
   steady::time_point refilled{};
   // Failed sign-ins (wrong password or token), for the throttle: live, not persisted.
@@ -127,6 +140,15 @@ struct room {
   mutable std::uint64_t recent_upto = 0;  ///< id of the newest message in recent_frames
   std::uint64_t posted = 0;               ///< messages ever posted here
   std::vector<account*> present;          ///< signed-in accounts whose current room this is
+  /// Member key -> the last message id when it became a member (its unread count starts
+  /// after it). Persistent; #general uses account::general_since instead.
+  std::unordered_map<std::string, std::uint64_t> since;
+  /// Live: connections watching this room (`watch`), in no order.
+  struct watcher {
+    peer* p = nullptr;
+    account* acc = nullptr;
+  };
+  std::vector<watcher> watchers;
 };
 
 /// What apply() did: `status` ok, or the code that refused the event (409 name taken, 404
@@ -269,9 +291,49 @@ class hub {
   /// The live part of an applied invitation: the guest's push and the reply.
   outcome invited(account& a, store::member_added const& ev);
   outcome invite(account& a, proto::invite_req const& req);
+  /// The live part of an applied invitation, and whether it was pushed: if the guest is offline
+  /// (or its push is refused) `queue` is set: commit it, then reply (with `"online":false`).
+  outcome invited(account& a, store::member_added const& ev,
+                  std::optional<store::invitation_queued>& queue);
   outcome history(account& a, proto::history_req const& req);
   outcome users(account& a, proto::users_req const& req);
   outcome rooms(account& a);
+
+  // --- watching, unread and presence (contract: "Watching, unread and presence") ----------
+
+  /// The live connections of `a` (today at most one: its `online`).
+  std::span<peer* const> connections(account const& a) const {
+    return a.online ? std::span<peer* const>(&a.online, 1) : std::span<peer* const>();
+  }
+  /// `watch`/`unwatch` for connection `p` of `a`: 200 with `"rooms"` (what `p` now watches,
+  /// sorted); 404 for an unknown room, 403 for a room `a` is not a member of (nothing is
+  /// changed by a request that fails). `"all"` also watches every room `a` joins later.
+  outcome watch(peer& p, account& a, proto::watch_req const& req);
+  /// `a` is no longer a member of `r`: none of its connections watches it any more.
+  void unwatch_room(account& a, room& r);
+  /// Validates a `read` (404 unknown room or account, 403 not a member) and builds its event.
+  checked<store::read_marked> check_read(account& a, proto::read_req const& req);
+  /// The live part of an applied read marker: 200 with the marker, and if it moved (it was
+  /// `before`) the `read` push to `a`'s connections other than `by`.
+  outcome marked(peer const* by, account& a, store::read_marked const& ev, std::uint64_t before);
+  /// The read marker of `a` for the room or conversation `ev` names (0 before any `read`).
+  std::uint64_t last_read(account const& a, store::read_marked const& ev) const;
+  /// `conversations`: 200 with `a`'s private conversations, newest last message first.
+  outcome conversations(account& a);
+  /// `users` with `"room":"*"`: every signed-in account once, by name.
+  outcome everyone();
+  /// `presence` with a status after sign-in from connection `p`: 400 over 64 characters; a
+  /// change is pushed (`event` `status`) to every other connection in or watching a room where
+  /// one of `a`'s connections is.
+  outcome set_status(peer& p, account& a, std::string const& status);
+  /// How #general's coalesced online counts are timed: `arm(delay)` must call flush_counts()
+  /// after `delay` (the server's timer). Without it counts are pushed at once.
+  void set_count_timer(std::function<void(steady::duration)> arm) { arm_count_ = std::move(arm); }
+  /// Pushes #general's online count to its watchers if it changed since the last push.
+  void flush_counts();
+  /// Messages in `r` that `a` has not read: ids above its marker posted by others after it
+  /// became a member, among those kept in the history.
+  std::uint64_t unread(account const& a, room const& r) const;
 
   /// Drops messages older than the TTL (no-op without one) and resume tokens expired at
   /// `unix_now`. Returns how many messages were dropped.
@@ -316,6 +378,25 @@ class hub {
   apply_result apply_one(store::token_issued const& e);
   apply_result apply_one(store::tokens_revoked const& e);
   apply_result apply_one(store::password_rehashed const& e);
+  apply_result apply_one(store::read_marked const& e);
+  apply_result apply_one(store::invitation_queued const& e);
+  apply_result apply_one(store::invitations_delivered const& e);
+  /// A connection's watches: the rooms (with its slot in room::watchers) and `"all"`.
+  struct watch_set {
+    account* acc = nullptr;
+    bool all = false;
+    std::unordered_map<room*, std::size_t> rooms;
+  };
+  void add_watch(peer& p, watch_set& w, room& r);
+  void drop_watch(peer& p, watch_set& w, room& r);
+  /// `a` became a member of `r`: its connections that watch "all" watch `r` too.
+  void watch_new_member(account& a, room& r);
+  void drop_watches(peer& p);
+  /// Pushes `frame` to the watchers of `r` that are not in it, except `skip`; returns how many
+  /// took it.
+  std::uint64_t push_watchers(room const& r, shared_frame const& frame, peer const* skip);
+  /// #general's population changed: schedule a coalesced count for its watchers.
+  void general_changed();
   std::optional<double> retry_after(account& a, steady::time_point now) const;
   /// Pushes `a`'s queued messages not pushed yet to its live connection (it is signed in
   /// here) and commits their queue_delivered. Stops at a push that is refused.
@@ -334,6 +415,11 @@ class hub {
   std::size_t online_ = 0;
   store::event_log* log_ = nullptr;
   cluster::presence* presence_ = nullptr;
+  std::unordered_map<peer const*, watch_set> watches_;  ///< live: by connection
+  std::function<void(steady::duration)> arm_count_;
+  bool count_pending_ = false;
+  steady::time_point count_sent_{};
+  std::uint64_t count_last_ = 0;  ///< the last count pushed
 };
 
 conversation_key make_conversation_key(std::string_view a, std::string_view b);

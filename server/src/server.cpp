@@ -194,6 +194,7 @@ struct server::impl {
   asio::steady_timer all_closed{ioc};
   asio::steady_timer autosave_timer{ioc};
   asio::steady_timer prune_timer{ioc};
+  asio::steady_timer count_timer{ioc};  ///< #general's coalesced online count (hub::flush_counts)
   std::filesystem::path snapshot_file;
   std::optional<store::journal> journal;
   asio::steady_timer sync_timer{ioc};
@@ -363,6 +364,12 @@ int server::run() {
   asio::co_spawn(s.ioc, s.autosave_loop(), log_exception("autosave"));
   asio::co_spawn(s.ioc, s.sync_loop(), log_exception("journal sync"));
   asio::co_spawn(s.ioc, s.prune_loop(), log_exception("pruning"));
+  s.chat.set_count_timer([&s](steady::duration delay) {
+    s.count_timer.expires_after(delay);
+    s.count_timer.async_wait([&s](boost::system::error_code ec) {
+      if (!ec) s.chat.flush_counts();
+    });
+  });
   if (!s.cfg.port_file.empty()) {
     try {
       write_port_file(s.cfg.port_file, port);
@@ -490,6 +497,7 @@ awaitable<void> server::impl::wait_for_signal() {
   }
   autosave_timer.cancel();
   prune_timer.cancel();
+  count_timer.cancel();
   sync_timer.cancel();
   co_await save("shutdown");
   if (presence) presence->stop();  // this node's users go offline everywhere now

@@ -512,7 +512,13 @@ awaitable<bool> session::handle(json::object const& frame) {
 
   account& me = *account_;
   if (auto* p = std::get_if<proto::presence_req>(&req.body)) {
-    if (p->status) me.status = *p->status;
+    if (p->status) {
+      auto changed = ctx_.chat.set_status(*this, me, *p->status);
+      if (changed.status != code::ok) {
+        deliver(std::move(changed), tag);
+        co_return true;
+      }
+    }
     reply(code::ok, tag, {}, json::object{{"account_name", me.name}, {"room", me.current->name}});
   } else if (std::holds_alternative<proto::authenticate_req>(req.body) ||
              std::holds_alternative<proto::register_req>(req.body)) {
@@ -533,6 +539,12 @@ awaitable<bool> session::handle(json::object const& frame) {
     deliver(ctx_.chat.users(me, *u), tag);
   } else if (std::holds_alternative<proto::rooms_req>(req.body)) {
     deliver(ctx_.chat.rooms(me), tag);
+  } else if (auto* w = std::get_if<proto::watch_req>(&req.body)) {
+    deliver(ctx_.chat.watch(*this, me, *w), tag);
+  } else if (auto* rd = std::get_if<proto::read_req>(&req.body)) {
+    co_await mark_read(*rd, tag);
+  } else if (std::holds_alternative<proto::conversations_req>(req.body)) {
+    deliver(ctx_.chat.conversations(me), tag);
   }
   co_return true;
 }
@@ -804,6 +816,7 @@ awaitable<void> session::sign_in(account& a, code status, json::value const& tag
   };
   if (a.queued.empty()) {
     attach({});
+    co_await deliver_invitations(a);
     co_return;
   }
   // Queued private messages leave the queue by an event; they follow the reply. If that
@@ -814,6 +827,39 @@ awaitable<void> session::sign_in(account& a, code status, json::value const& tag
   };
   store::event ev = store::queue_delivered{a.name, a.queued.back().id};
   co_await commit(std::move(ev), std::move(handed));
+  co_await deliver_invitations(a);
+}
+
+awaitable<void> session::deliver_invitations(account& a) {
+  // After the sign-in reply, its history and queued messages: each invitation made while the
+  // account was offline, once (taken off by an event; if that cannot be stored they stay).
+  if (account_ != &a || a.invitations.empty()) co_return;
+  const auto pending = a.invitations;
+  auto handed = [&](apply_result const* r) {
+    if (!r || !r->ok() || account_ != &a || closing() || goodbye_) return;
+    for (auto const& i : pending) enqueue(proto::share(proto::encode_invite(i.from, i.room)));
+  };
+  store::event ev = store::invitations_delivered{a.name, pending.size()};
+  co_await commit(std::move(ev), std::move(handed));
+}
+
+awaitable<void> session::mark_read(proto::read_req const& req, json::value const& tag) {
+  auto& chat = ctx_.chat;
+  auto checked = chat.check_read(*account_, req);
+  if (auto* refused = std::get_if<outcome>(&checked)) {
+    deliver(std::move(*refused), tag);
+    co_return;
+  }
+  const auto ev = std::get<store::read_marked>(std::move(checked));
+  const std::uint64_t before = chat.last_read(*account_, ev);
+  auto applied = [&](apply_result const* r) {
+    if (!r) return storage_unavailable(tag);
+    if (!r->ok()) return reply(r->status, tag, r->error);
+    if (!account_) return reply(code::unauthorized, tag, "signed out");
+    deliver(chat.marked(this, *account_, ev, before), tag);
+  };
+  store::event marked = ev;
+  co_await commit(std::move(marked), std::move(applied));
 }
 
 template <class Then>
@@ -929,13 +975,26 @@ awaitable<void> session::invite(proto::invite_req const& req, json::value const&
     co_return;
   }
   const auto ev = std::get<store::member_added>(std::move(checked));
+  std::optional<store::invitation_queued> queue;
+  std::optional<outcome> held;
   auto applied = [&](apply_result const* r) {
     if (!r) return storage_unavailable(tag);
     if (!r->ok()) return reply(r->status, tag, r->error);
-    deliver(chat.invited(me, ev), tag);
+    outcome o = chat.invited(me, ev, queue);
+    if (queue)
+      held = std::move(o);  // replied once the invitation is kept for the next sign-in
+    else
+      deliver(std::move(o), tag);
   };
   store::event added = ev;
   co_await commit(std::move(added), std::move(applied));
+  if (!queue) co_return;
+  auto kept = [&](apply_result const* r) {
+    if (!r) return storage_unavailable(tag);
+    deliver(std::move(*held), tag);
+  };
+  store::event follow = *queue;
+  co_await commit(std::move(follow), std::move(kept));
 }
 
 awaitable<void> session::create(proto::create_req const& req, json::value const& tag) {

@@ -229,6 +229,10 @@ class session : public peer, public std::enable_shared_from_this<session> {
   boost::asio::awaitable<void> join(proto::join_req const& req, boost::json::value const& tag);
   boost::asio::awaitable<void> post(proto::msg_req const& req, boost::json::value const& tag);
   boost::asio::awaitable<void> invite(proto::invite_req const& req, boost::json::value const& tag);
+  /// `read`: check -> read_marked -> reply (with the marker) and the other connections' push.
+  boost::asio::awaitable<void> mark_read(proto::read_req const& req, boost::json::value const& tag);
+  /// After a sign-in: pushes the invitations kept while `a` was offline, once.
+  boost::asio::awaitable<void> deliver_invitations(account& a);
   /// Commits `e` through the hub and completes once `then(result)` has run (nullptr: the
   /// change could not be stored). `then` is a function object taking apply_result const*.
   template <class Then>

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <initializer_list>
 #include <set>
+#include <span>
 #include <stdexcept>
 #include <string_view>
 #include <sys/stat.h>
@@ -145,13 +146,17 @@ std::uint64_t as_id(json::value const& v, at const& where) {
 
 /// Checks that `o` has exactly the fields `names` (an unknown field means a writer that knew
 /// more than we do: refusing beats silently dropping it at the next save).
-void exact_fields(json::object const& o, std::initializer_list<std::string_view> names,
+void exact_fields(json::object const& o, std::span<std::string_view const> names,
                   at const& where) {
   for (auto name : names)
     if (!o.contains(name)) fail(where, "missing field " + json_quote(name));
   for (auto const& kv : o)
     if (std::find(names.begin(), names.end(), kv.key()) == names.end())
       fail(where, "unknown field " + json_quote(kv.key()));
+}
+void exact_fields(json::object const& o, std::initializer_list<std::string_view> names,
+                  at const& where) {
+  exact_fields(o, std::span<std::string_view const>(names.begin(), names.size()), where);
 }
 
 std::string account_name(json::value const& v, at const& where) {
@@ -174,6 +179,10 @@ struct loaded_account {
   std::uint64_t general_seen = 0;
   messages queued;
   std::vector<resume_token> tokens;
+  // Format 3.
+  std::uint64_t general_since = 0;
+  std::vector<std::pair<std::string, std::uint64_t>> read;
+  std::vector<pending_invitation> invitations;
 };
 
 struct loaded_room {
@@ -183,6 +192,7 @@ struct loaded_room {
   std::vector<std::string> members;
   std::uint64_t posted = 0;
   messages history;
+  std::vector<std::pair<std::string, std::uint64_t>> since;  ///< format 3
 };
 
 struct loaded_conversation {
@@ -203,16 +213,18 @@ class validator {
  public:
   explicit validator(loaded_state& out) : out_(out) {}
 
+  std::int64_t format = format_version;
+
   void document(json::value const& v) {
     at const root;
     auto const& o = as_object(v, root);
     // The version first: a future format may differ in everything else.
     if (!o.contains("format")) fail(root, "missing field \"format\" (not a jimd snapshot?)");
-    const std::int64_t format = as_int(o.at("format"), root["format"]);
-    if (format != format_version && format != 1)
+    format = as_int(o.at("format"), root["format"]);
+    if (format < 1 || format > format_version)
       fail(root["format"], "unsupported format " + json::serialize(o.at("format")) +
-                               " (this jimd reads formats 1 and " +
-                               std::to_string(format_version) + ")");
+                               " (this jimd reads formats 1 to " + std::to_string(format_version) +
+                               ")");
     if (format == 1) {
       // Migration: format 1 had no journal; its state covers no journal record.
       exact_fields(o, {"format", "saved_at", "last_id", "accounts", "rooms", "conversations"},
@@ -244,15 +256,37 @@ class validator {
     out_.conversations.reserve(conversations.size());
     for (std::size_t i = 0; i < conversations.size(); ++i)
       conversation(conversations[i], conversations_at[i]);
+
+    // Read markers name rooms and accounts: checked once both are known.
+    for (std::size_t i = 0; i < out_.accounts.size(); ++i) {
+      at const account_at = accounts_at[i];  // a named parent: `at` points to its parent
+      at const marks_at = account_at["read"];
+      for (auto const& [key, id] : out_.accounts[i].read) {
+        const bool known = !key.empty() && key.front() == '#' ? room_keys_.count(key.substr(1)) != 0
+                                                              : account_keys_.count(key) != 0;
+        if (!known) fail(marks_at[key], "no such room or account");
+      }
+      at const inv_at = account_at["invitations"];
+      for (std::size_t j = 0; j < out_.accounts[i].invitations.size(); ++j)
+        if (!room_keys_.count(fold(proto::strip_hash(out_.accounts[i].invitations[j].room))))
+          fail(inv_at[j]["room"], "no such room");
+    }
+    if (format < 3) {
+      // Migration: unread counts start at the upgrade (nothing older counts as unread).
+      for (auto& a : out_.accounts) a.general_since = out_.last_id;
+      for (auto& r : out_.rooms)
+        for (auto const& m : r.members) r.since.emplace_back(m, out_.last_id);
+    }
   }
 
  private:
   void account(json::value const& v, at const& where) {
     auto const& o = as_object(v, where);
-    if (o.contains("tokens"))
-      exact_fields(o, {"name", "password_hash", "general_seen", "queued", "tokens"}, where);
-    else
-      exact_fields(o, {"name", "password_hash", "general_seen", "queued"}, where);
+    // `tokens` is optional in every format (see snapshot.hpp).
+    std::vector<std::string_view> fields{"name", "password_hash", "general_seen", "queued"};
+    if (format >= 3) fields.insert(fields.end(), {"general_since", "read", "invitations"});
+    if (o.contains("tokens")) fields.push_back("tokens");
+    exact_fields(o, fields, where);
     loaded_account a;
     a.name = account_name(o.at("name"), where["name"]);
     const std::string key = fold(a.name);
@@ -266,6 +300,28 @@ class validator {
         fail(mw["to"], "a message queued for " + a.name + " is addressed to " + m.to);
     });
     if (o.contains("tokens")) a.tokens = tokens(o.at("tokens"), where["tokens"]);
+    if (format >= 3) {
+      a.general_since = as_count(o.at("general_since"), where["general_since"]);
+      at const read_at = where["read"];
+      for (auto const& kv : as_object(o.at("read"), read_at)) {
+        std::string mark(kv.key());
+        if (mark != fold(mark)) fail(read_at[mark], "key is not in lower case");
+        a.read.emplace_back(mark, as_count(kv.value(), read_at[kv.key()]));
+      }
+      at const inv_at = where["invitations"];
+      auto const& invitations = as_array(o.at("invitations"), inv_at);
+      for (std::size_t i = 0; i < invitations.size(); ++i) {
+        auto const& io = as_object(invitations[i], inv_at[i]);
+        exact_fields(io, {"from", "room"}, inv_at[i]);
+        pending_invitation inv;
+        inv.from = account_name(io.at("from"), inv_at[i]["from"]);
+        inv.room = std::string(as_string(io.at("room"), inv_at[i]["room"]));
+        if (inv.room.size() < 2 || inv.room.front() != '#' ||
+            !proto::valid_room_name(proto::strip_hash(inv.room)))
+          fail(inv_at[i]["room"], "invalid room name " + json_quote(inv.room));
+        a.invitations.push_back(std::move(inv));
+      }
+    }
     out_.accounts.push_back(std::move(a));
   }
 
@@ -296,7 +352,11 @@ class validator {
 
   void room(json::value const& v, at const& where) {
     auto const& o = as_object(v, where);
-    exact_fields(o, {"name", "owner", "password_hash", "members", "posted", "history"}, where);
+    if (format >= 3)
+      exact_fields(o, {"name", "owner", "password_hash", "members", "posted", "history", "since"},
+                   where);
+    else
+      exact_fields(o, {"name", "owner", "password_hash", "members", "posted", "history"}, where);
     loaded_room r;
     r.name = std::string(as_string(o.at("name"), where["name"]));
     if (r.name.size() < 2 || r.name.front() != '#' ||
@@ -338,6 +398,17 @@ class validator {
       fail(where["posted"], "counts fewer messages (" + std::to_string(r.posted) +
                                 ") than the history holds (" + std::to_string(r.history.size()) +
                                 ")");
+    if (format >= 3) {
+      // Every member's start of its unread count, and only members'.
+      at const since_at = where["since"];
+      auto const& since = as_object(o.at("since"), since_at);
+      for (auto const& kv : since) {
+        std::string member(kv.key());
+        if (!seen.count(member)) fail(since_at[kv.key()], "not a member");
+        r.since.emplace_back(std::move(member), as_count(kv.value(), since_at[kv.key()]));
+      }
+      if (since.size() != seen.size()) fail(since_at, "a member is missing");
+    }
     out_.rooms.push_back(std::move(r));
   }
 
@@ -422,6 +493,9 @@ void restore(loaded_state&& s, hub& h, std::int64_t unix_now) {
     account& a = h.restore_account(std::move(la.name));
     a.password_hash = std::move(la.password_hash);
     a.general_seen = la.general_seen;
+    a.general_since = la.general_since;
+    a.read.insert(la.read.begin(), la.read.end());
+    a.invitations = std::move(la.invitations);
     if (ttl) drop_expired(la.queued, oldest);
     // Undelivered mail is never cut by history-limit.
     a.queued.assign(std::make_move_iterator(la.queued.begin()),
@@ -435,6 +509,7 @@ void restore(loaded_state&& s, hub& h, std::int64_t unix_now) {
     r.password_hash = std::move(lr.password_hash);
     r.members.insert(std::make_move_iterator(lr.members.begin()),
                      std::make_move_iterator(lr.members.end()));
+    r.since.insert(lr.since.begin(), lr.since.end());
     r.posted = lr.posted;  // counts expired and trimmed messages too: `missed` stays right
     if (ttl) drop_expired(lr.history, oldest);
     keep_last(lr.history, lim.history_limit);
@@ -545,6 +620,18 @@ json::value capture(hub const& h, std::uint64_t journal_seq) {
       }
       o.emplace("tokens", std::move(tokens));
     }
+    o.emplace("general_since", a.general_since);
+    json::object marks(sp);
+    for (auto const& [key, id] : a.read) marks.emplace(key, id);  // a std::map: sorted
+    o.emplace("read", std::move(marks));
+    json::array invitations(sp);
+    for (auto const& i : a.invitations) {
+      json::object io(2, sp);
+      io.emplace("from", i.from);
+      io.emplace("room", i.room);
+      invitations.emplace_back(std::move(io));
+    }
+    o.emplace("invitations", std::move(invitations));
     accounts.emplace_back(std::move(o));
   }
   root.emplace("accounts", std::move(accounts));
@@ -574,6 +661,13 @@ json::value capture(hub const& h, std::uint64_t journal_seq) {
     o.emplace("members", std::move(ma));
     o.emplace("posted", r.posted);
     o.emplace("history", messages_json(r.history, sp));
+    json::object since(sp);
+    since.reserve(members.size());
+    for (auto const* m : members) {
+      auto it = r.since.find(*m);
+      since.emplace(*m, it == r.since.end() ? 0 : it->second);
+    }
+    o.emplace("since", std::move(since));
     rooms.emplace_back(std::move(o));
   }
   root.emplace("rooms", std::move(rooms));

@@ -1,18 +1,20 @@
 #pragma once
 /// \file
-/// Persistence of the hub's state as a versioned JSON document (`"format": 2`) in --data-dir:
+/// Persistence of the hub's state as a versioned JSON document (`"format": 3`) in --data-dir:
 /// the compaction of the journal. The server captures and writes it on the snapshot thread,
 /// from a replica hub that applies the journal's events (the I/O thread only asks for it).
 ///
-/// The document (format 2), every field required, no other field allowed:
+/// The document (format 3), every field required, no other field allowed:
 /// ```
-/// {"format": 2, "saved_at": UNIX, "journal_seq": P, "last_id": N,
+/// {"format": 3, "saved_at": UNIX, "journal_seq": P, "last_id": N,
 ///  "accounts": [{"name": "Alice", "password_hash": "pbkdf2-sha256$...", "general_seen": N,
-///                "queued": [MSG...],
+///                "queued": [MSG...], "general_since": N, "read": {"#den": N, "bob": N},
+///                "invitations": [{"from": "Carol", "room": "#Den"}],
 ///                "tokens": [{"hash": "<43 base64url>", "issued": UNIX, "expires": UNIX}]}],
 ///  "rooms": [{"name": "#general", "owner": null, "password_hash": "", "members": [],
-///             "posted": N, "history": [MSG...]},
-///            {"name": "#Den", "owner": "alice", "password_hash": "...", "members": [...], ...}],
+///             "posted": N, "history": [MSG...], "since": {}},
+///            {"name": "#Den", "owner": "alice", "password_hash": "...", "members": [...], ...,
+///             "since": {"alice": N, ...}}],
 ///  "conversations": [{"between": ["alice", "bob"], "messages": [MSG...]}]}
 /// MSG = {"id": N, "time": UNIX, "from": "Alice", "to": "#Den" | "bob", "message": "text"}
 /// ```
@@ -25,6 +27,11 @@
 /// `journal_seq`: the state is that after applying the journal's records up to P; start-up
 /// replays the records after P. Format 1 (no `journal_seq`, written before the journal
 /// existed) is read as P = 0.
+/// Format 3 added read markers (`read`: "#room" or account key -> id read up to), the start of
+/// each membership's unread count (`general_since`, a room's `since`: the last message id when
+/// the account became a member) and invitations kept for offline accounts. Formats 1 and 2 are
+/// migrated with every membership starting at `last_id` (unread counts start at the upgrade),
+/// no markers and no invitations.
 
 #include <boost/json/value.hpp>
 
@@ -39,8 +46,8 @@ class hub;
 
 namespace snapshot {
 
-/// The version written by capture(); load() also reads format 1.
-inline constexpr std::int64_t format_version = 2;
+/// The version written by capture(); load() also reads formats 1 and 2.
+inline constexpr std::int64_t format_version = 3;
 
 /// Test hook read by write(): with this environment variable set to `1` the process exits
 /// with status 3 after the temp file is completely written and synced, before the rename; set

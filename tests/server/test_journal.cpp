@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
+#include <initializer_list>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -40,6 +41,19 @@ std::vector<store::event> sample_events() {
           message_queued{{2, 1700000001, "Alice", "bob", "psst"}},
           queue_delivered{"bob", 2},
           general_seen{"bob", 7}};
+}
+
+/// sample_events() followed by read markers and invitations (issue 15).
+std::vector<store::event> marker_events() {
+  using namespace store;
+  auto evs = sample_events();
+  for (event e : std::initializer_list<event>{
+           read_marked{"bob", "#Den", "", 1}, read_marked{"bob", "", "Alice", 2},
+           read_marked{"bob", "#Den", "", 0},  // backwards: changes nothing
+           invitation_queued{"bob", "Alice", "#Den"}, invitation_queued{"bob", "Alice", "#den"},
+           invitations_delivered{"bob", 1}})
+    evs.push_back(std::move(e));
+  return evs;
 }
 
 /// Writes `events` as records seq 1.. into one segment file; returns the record offsets.
@@ -316,4 +330,39 @@ TEST_CASE("Applying the same events gives the same state; apply validates again"
   // A message to a room that does not exist is an integrity error.
   CHECK(a.apply(store::message_posted{{0, 1, "Alice", "#Nowhere", "x"}, false}).status ==
         jim::proto::code::internal_error);
+}
+
+TEST_CASE("Read markers and kept invitations survive encode and decode and apply alike",
+          "[journal]") {
+  std::uint64_t seq = 1;
+  for (auto const& e : marker_events()) {
+    const std::string payload = store::encode(e, seq);
+    auto d = store::decode(payload);
+    CHECK(d.e.index() == e.index());
+    CHECK(store::encode(d.e, seq) == payload);
+    ++seq;
+  }
+  CHECK_THROWS_WITH(store::decode("{\"seq\":1,\"ev\":\"read\",\"account\":\"a\",\"id\":1}"),
+                    Catch::Contains("missing field"));
+  CHECK_THROWS_WITH(store::decode("{\"seq\":1,\"ev\":\"read\",\"account\":\"a\",\"room\":"
+                                  "\"#r\",\"with\":\"b\",\"id\":1}"),
+                    Catch::Contains("unknown field"));
+
+  hub a{hub_limits{}}, b{hub_limits{}};
+  for (auto const& e : marker_events()) {
+    auto ra = a.apply(e), rb = b.apply(e);
+    CHECK(ra.status == rb.status);
+    CHECK(ra.ok());
+  }
+  auto const& marks = a.find_account("bob")->read;
+  CHECK(marks.at("#den") == 1);  // never backwards
+  CHECK(marks.at("alice") == 2);
+  CHECK(marks == b.find_account("bob")->read);
+  CHECK(a.find_account("bob")->invitations.empty());  // one kept per room, then handed over
+  // A membership's unread count starts at the last id applied when it began.
+  CHECK(a.find_room("den")->since.at("bob") == 0);
+  CHECK(a.find_account("bob")->general_since == 0);
+  CHECK(a.apply(store::read_marked{"Alice", "#nowhere", "", 1}).status ==
+        jim::proto::code::not_found);
+  CHECK(a.apply(store::read_marked{"Alice", "", "ghost", 1}).status == jim::proto::code::not_found);
 }

@@ -341,8 +341,28 @@ TEST_CASE("Broken snapshots are refused with an error naming the file, which is 
       {"invalid UTF-8", "{\"format\": 1, \"saved_at\": \"\xff\"}", "not valid JSON"},
       {"no format", edit([](json::value& d) { d.as_object().erase("format"); }),
        "missing field \"format\""},
-      {"format 3", edit([](json::value& d) { d.as_object()["format"] = 3; }),
-       "unsupported format 3"},
+      {"format 4", edit([](json::value& d) { d.as_object()["format"] = 4; }),
+       "unsupported format 4"},
+      {"read marker of an unknown room", edit([](json::value& d) {
+         d.at("accounts").as_array()[0].as_object()["read"] = json::object{{"#nowhere", 1}};
+       }),
+       "accounts[0].read.#nowhere: no such room or account"},
+      {"read marker not folded", edit([](json::value& d) {
+         d.at("accounts").as_array()[0].as_object()["read"] = json::object{{"Bob", 1}};
+       }),
+       "key is not in lower case"},
+      {"member without since",
+       edit([](json::value& d) { first_room_with_history(d)["since"] = json::object(); }),
+       "a member is missing"},
+      {"since of a non-member", edit([](json::value& d) {
+         first_room_with_history(d)["since"].as_object()["dave"] = 1;
+       }),
+       "not a member"},
+      {"invitation to an unknown room", edit([](json::value& d) {
+         d.at("accounts").as_array()[0].as_object()["invitations"] =
+             json::array{json::object{{"from", "bob"}, {"room", "#nowhere"}}};
+       }),
+       "no such room"},
       {"format 2 without journal_seq",
        edit([](json::value& d) { d.as_object().erase("journal_seq"); }),
        "missing field \"journal_seq\""},
@@ -532,9 +552,19 @@ TEST_CASE("A format-1 snapshot (before the journal) loads as covering no journal
   const auto file = snapshot::file_in(dir.path());
   sample s;
   json::value doc = snapshot::capture(s.h, 42);
-  CHECK(doc.as_object().at("format") == 2);
+  CHECK(doc.as_object().at("format") == 3);
   CHECK(doc.as_object().at("journal_seq") == 42);
-  // Format 1 is format 2 without journal_seq.
+  // Format 1 is format 2 without journal_seq; format 2 is format 3 without read markers,
+  // membership starts and kept invitations.
+  auto downgrade = [](json::value& d) {
+    for (auto& a : d.at("accounts").as_array()) {
+      a.as_object().erase("general_since");
+      a.as_object().erase("read");
+      a.as_object().erase("invitations");
+    }
+    for (auto& r : d.at("rooms").as_array()) r.as_object().erase("since");
+  };
+  downgrade(doc);
   doc.as_object()["format"] = 1;
   doc.as_object().erase("journal_seq");
   snapshot::write(file, doc);
@@ -544,10 +574,18 @@ TEST_CASE("A format-1 snapshot (before the journal) loads as covering no journal
   CHECK(covered == 0);
   CHECK(loaded.accounts().size() == s.h.accounts().size());
   CHECK(loaded.last_id() == s.h.last_id());
-  // Saved again it is format 2, with the same state.
+  // Saved again it is format 3, with the same state; every membership's unread count starts
+  // at the migration.
   json::value again = snapshot::capture(loaded, 0);
+  CHECK(again.at("format") == 3);
+  for (auto const& a : again.at("accounts").as_array())
+    CHECK(a.at("general_since") == s.h.last_id());
+  for (auto const& r : again.at("rooms").as_array())
+    for (auto const& kv : r.at("since").as_object()) CHECK(kv.value() == s.h.last_id());
+  downgrade(again);
   again.as_object().erase("saved_at");
   json::value before = snapshot::capture(s.h, 0);
+  downgrade(before);
   before.as_object().erase("saved_at");
   CHECK(again == before);
 }

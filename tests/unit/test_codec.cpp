@@ -607,3 +607,59 @@ TEST_CASE("A password containing U+0000 is malformed, for accounts and rooms", "
   decode_fails(R"({"action":"join","room":"den","password":"pw\u0000\u0000"})");
   CHECK(body_of<join_req>(R"({"action":"join","room":"den","password":"pw"})").password == "pw");
 }
+
+// --- issue 15: watching, read markers, conversations, presence ------------------------------
+
+TEST_CASE("users with room * asks for everyone signed in", "[codec][watch]") {
+  auto u = body_of<users_req>(R"({"action":"users","room":"*"})");
+  CHECK(u.everyone);
+  CHECK_FALSE(u.room);
+  CHECK_FALSE(body_of<users_req>(R"({"action":"users","room":"dev"})").everyone);
+  decode_fails(R"({"action":"users","room":"**"})");
+}
+
+TEST_CASE("watch and unwatch take a list of rooms or all", "[codec][watch]") {
+  auto w = body_of<watch_req>(R"({"action":"watch","rooms":["#dev","Lair"]})");
+  CHECK_FALSE(w.all);
+  CHECK_FALSE(w.unwatch);
+  CHECK(w.rooms == std::vector<std::string>{"dev", "Lair"});
+  w = body_of<watch_req>(R"({"action":"unwatch","rooms":"all"})");
+  CHECK(w.all);
+  CHECK(w.unwatch);
+  CHECK(w.rooms.empty());
+  CHECK(body_of<watch_req>(R"({"action":"watch","rooms":[]})").rooms.empty());
+  decode_fails(R"({"action":"watch"})");
+  decode_fails(R"({"action":"watch","rooms":"every"})");
+  decode_fails(R"({"action":"watch","rooms":{"a":1}})");
+  decode_fails(R"({"action":"watch","rooms":[1]})");
+  auto e = decode_fails(R"({"action":"unwatch","rooms":["ok","d#v"]})");
+  CHECK(e.message.find("rooms[1]") != std::string::npos);
+}
+
+TEST_CASE("read takes a room or an account and an id of at least 1", "[codec][watch]") {
+  auto r = body_of<read_req>(R"({"action":"read","room":"#dev","id":7})");
+  CHECK(r.room == "dev");
+  CHECK_FALSE(r.with);
+  CHECK(r.id == 7);
+  r = body_of<read_req>(R"({"action":"read","with":"Bob","id":1})");
+  CHECK(r.with == "Bob");
+  CHECK(r.id == 1);
+  decode_fails(R"({"action":"read","room":"dev"})");
+  decode_fails(R"({"action":"read","id":3})");
+  decode_fails(R"({"action":"read","room":"dev","with":"bob","id":3})");
+  decode_fails(R"({"action":"read","room":"dev","id":0})");
+  decode_fails(R"({"action":"read","room":"dev","id":-1})");
+  decode_fails(R"({"action":"read","room":"dev","id":2.5})");
+  decode_fails(R"({"action":"read","room":"dev","id":"2"})");
+  decode_fails(R"({"action":"read","with":"no body","id":2})");
+  body_of<conversations_req>(R"({"action":"conversations"})");
+}
+
+TEST_CASE("The status, online and read pushes have their documented shapes", "[codec][encode]") {
+  CHECK(encode_status("alice", "away") ==
+        "{\"action\":\"event\",\"event\":\"status\",\"user\":\"alice\",\"status\":\"away\"}\n");
+  CHECK(encode_online("#general", 12) ==
+        "{\"action\":\"event\",\"event\":\"online\",\"room\":\"#general\",\"online\":12}\n");
+  CHECK(encode_read(true, "#Den", 5) == "{\"action\":\"read\",\"room\":\"#Den\",\"id\":5}\n");
+  CHECK(encode_read(false, "bob", 9) == "{\"action\":\"read\",\"with\":\"bob\",\"id\":9}\n");
+}

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 namespace jim::proto {
 
@@ -62,6 +63,7 @@ struct history_req {
 };
 struct users_req {
   std::optional<std::string> room;  ///< bare name
+  bool everyone = false;            ///< `"room":"*"`: every signed-in account
 };
 struct rooms_req {};
 struct quit_req {};
@@ -69,10 +71,25 @@ struct quit_req {};
 struct logout_req {
   bool all = false;
 };
+/// `{"action":"watch"|"unwatch","rooms":["#a","b"]|"all"}`.
+struct watch_req {
+  bool all = false;                ///< `"rooms":"all"`
+  std::vector<std::string> rooms;  ///< bare names (empty with `all`)
+  bool unwatch = false;            ///< the action was `unwatch`
+};
+/// `{"action":"read","room":"r"|"with":"bob","id":N}`: exactly one of room and with; N >= 1.
+struct read_req {
+  std::optional<std::string> room;  ///< bare name
+  std::optional<std::string> with;  ///< account: the private conversation
+  std::uint64_t id = 0;
+};
+/// `{"action":"conversations"}`.
+struct conversations_req {};
 
 using request_body =
     std::variant<presence_req, authenticate_req, register_req, msg_req, create_req, join_req,
-                 exit_req, invite_req, history_req, users_req, rooms_req, quit_req, logout_req>;
+                 exit_req, invite_req, history_req, users_req, rooms_req, quit_req, logout_req,
+                 watch_req, read_req, conversations_req>;
 
 /// A decoded request. `tag` is null when the client sent none.
 struct request {
@@ -119,6 +136,14 @@ std::string encode_msg(chat_message const& m, bool history = false);
 boost::json::object msg_object(chat_message const& m);
 std::string encode_event(std::string_view event, std::string_view room, std::string_view user);
 std::string encode_invite(std::string_view from, std::string_view room);
+/// `{"action":"event","event":"status","user":..,"status":..}`: an account changed its status.
+std::string encode_status(std::string_view user, std::string_view status);
+/// `{"action":"event","event":"online","room":..,"online":K}`: how many connections are in a
+/// room now (the coalesced join/leave count sent to the watchers of #general).
+std::string encode_online(std::string_view room, std::uint64_t online);
+/// `{"action":"read","room":"#r"|"with":"bob","id":N}`: a read marker moved (pushed to the
+/// account's other connections). `is_room` picks the key.
+std::string encode_read(bool is_room, std::string_view name, std::uint64_t id);
 std::string encode_probe();
 std::string encode_notice(std::string_view text);
 

@@ -51,6 +51,9 @@ inline constexpr std::size_t max_password = 1024;
 /// Longest `user.token` accepted (jimd's tokens are 43 characters).
 inline constexpr std::size_t max_token = 256;
 inline constexpr std::size_t max_status = 128;
+/// Characters of a status set by `presence` after sign-in (contract: "Watching, unread and
+/// presence").
+inline constexpr std::size_t max_status_chars = 64;
 inline constexpr int history_default_limit = 50;
 inline constexpr int history_max_limit = 500;
 inline constexpr std::string_view general_room = "#general";

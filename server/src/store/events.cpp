@@ -129,6 +129,23 @@ std::string encode(event const& e, std::uint64_t seq) {
           o.emplace("account", ev.account);
           o.emplace("was", ev.was);
           o.emplace("hash", ev.hash);
+        } else if constexpr (std::is_same_v<T, read_marked>) {
+          o.emplace("ev", "read");
+          o.emplace("account", ev.account);
+          if (!ev.room.empty())
+            o.emplace("room", ev.room);
+          else
+            o.emplace("with", ev.with);
+          o.emplace("id", ev.id);
+        } else if constexpr (std::is_same_v<T, invitation_queued>) {
+          o.emplace("ev", "invitation");
+          o.emplace("account", ev.account);
+          o.emplace("from", ev.from);
+          o.emplace("room", ev.room);
+        } else if constexpr (std::is_same_v<T, invitations_delivered>) {
+          o.emplace("ev", "invitations");
+          o.emplace("account", ev.account);
+          o.emplace("count", ev.count);
         } else {
           static_assert(std::is_same_v<T, general_seen>);
           o.emplace("ev", "seen");
@@ -184,6 +201,25 @@ decoded decode(std::string_view payload) {
   } else if (kind == "rehash") {
     r.exact({"seq", "ev", "account", "was", "hash"});
     d.e = password_rehashed{r.str("account"), r.str("was"), r.str("hash")};
+  } else if (kind == "read") {
+    read_marked m;
+    if (o.contains("room")) {
+      r.exact({"seq", "ev", "account", "room", "id"});
+      m.room = r.str("room");
+      if (m.room.empty()) fail("empty \"room\"");
+    } else {
+      r.exact({"seq", "ev", "account", "with", "id"});
+      m.with = r.str("with");
+    }
+    m.account = r.str("account");
+    m.id = r.count("id");
+    d.e = std::move(m);
+  } else if (kind == "invitation") {
+    r.exact({"seq", "ev", "account", "from", "room"});
+    d.e = invitation_queued{r.str("account"), r.str("from"), r.str("room")};
+  } else if (kind == "invitations") {
+    r.exact({"seq", "ev", "account", "count"});
+    d.e = invitations_delivered{r.str("account"), r.count("count")};
   } else {
     fail("unknown event \"" + kind + "\"");
   }

@@ -20,6 +20,9 @@
 /// {"seq":9,"ev":"token","account":"bob","hash":"<43 base64url>","issued":1700000000,"expires":1702592000}
 /// {"seq":10,"ev":"revoke","account":"bob","hash":"<43 base64url>"|"","all":false}
 /// {"seq":11,"ev":"rehash","account":"bob","was":"pbkdf2-sha256-prehash$1000$...","hash":"...$600000$..."}
+/// {"seq":12,"ev":"read","account":"bob","room":"#Den","id":7}   (or "with":"Alice")
+/// {"seq":13,"ev":"invitation","account":"bob","from":"Alice","room":"#Den"}
+/// {"seq":14,"ev":"invitations","account":"bob","count":1}
 /// ```
 /// Every field is required; unknown fields and kinds are refused (a writer that knew more).
 
@@ -102,10 +105,34 @@ struct password_rehashed {
   std::string was;
   std::string hash;
 };
+/// `account` has read up to message `id` in `room` ("#Name") or, when `room` is empty, in the
+/// private conversation `with` (an account name). A marker never moves backwards: applying a
+/// smaller id changes nothing.
+struct read_marked {
+  std::string account;
+  std::string room;  ///< "#Name", or empty for a private conversation
+  std::string with;  ///< the other account, when `room` is empty
+  std::uint64_t id = 0;
+};
+
+/// An invitation of `account` (offline when invited) to `room` ("#Name") by `from`, kept until
+/// it is pushed at the next sign-in. One per room: a second one to the same room is dropped.
+struct invitation_queued {
+  std::string account;
+  std::string from;
+  std::string room;
+};
+
+/// The first `count` pending invitations of `account` were pushed to a sign-in.
+struct invitations_delivered {
+  std::string account;
+  std::uint64_t count = 0;
+};
 
 using event = std::variant<account_registered, room_created, member_added, message_posted,
                            message_queued, queue_delivered, general_seen, signed_in, token_issued,
-                           tokens_revoked, password_rehashed>;
+                           tokens_revoked, password_rehashed, read_marked, invitation_queued,
+                           invitations_delivered>;
 
 /// The payload of the journal record for `e` at position `seq` (compact JSON, no newline).
 std::string encode(event const& e, std::uint64_t seq);
