@@ -904,7 +904,7 @@ void session::post_pipelined(account& me, store::message_posted const& ev,
   ++posts_in_flight_;
   store::event posted = ev;
   ctx_.chat.commit(std::move(posted),
-                   [self = shared_from_this(), me = &me, ev, tag](apply_result const* r) {
+                   [self = shared_from_this(), me = &me, tag](apply_result const* r) {
                      session& s = *self;
                      --s.posts_in_flight_;
                      cancel(s.drained_);
@@ -913,8 +913,10 @@ void session::post_pipelined(account& me, store::message_posted const& ev,
                        s.storage_unavailable(tag);
                        return;
                      }
+                     if (!r->message) return s.reply(r->status, tag, r->error);
                      std::optional<store::message_queued> unused;
-                     s.deliver(s.ctx_.chat.posted(me, ev, unused), tag);
+                     // with the id apply() assigned (the proposer writes 0)
+                     s.deliver(s.ctx_.chat.posted(me, *r->message, unused), tag);
                    });
 }
 

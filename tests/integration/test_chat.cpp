@@ -466,7 +466,7 @@ TEST_CASE("Replies carry response and time, with alert text on success or error 
   check_shape(c.request(R"({"action":"quit"})"));
 }
 
-TEST_CASE("time in a request is optional and accepted as a number; unknown fields are ignored",
+TEST_CASE("time in a request is optional and accepted as a number, unknown fields are ignored",
           "[integration][chat]") {
   jimd_process d;
   client alice = sign_up(d.port(), "alice");

@@ -696,7 +696,7 @@ TEST_CASE("A half-typed line of wide characters is redrawn in place", "[integrat
   CHECK(t.wait_exit() == 0);
 }
 
-TEST_CASE("Multi-line messages show as indented rows; bidi overrides are neutralised",
+TEST_CASE("Multi-line messages show as indented rows, bidi overrides are neutralised",
           "[integration][client][unicode]") {
   jimd_process d;
   auto bob = sign_up(d.port(), "bob");

@@ -270,7 +270,7 @@ TEST_CASE("A failing disk gives 503 with nothing stored or pushed, reads work, a
   CHECK(again.stop(SIGINT) == 0);
 }
 
-TEST_CASE("A damaged journal is refused untouched; a torn tail is dropped",
+TEST_CASE("A damaged journal is refused untouched, a torn tail is dropped",
           "[integration][durability]") {
   temp_dir dir;
   {

@@ -106,7 +106,7 @@ const std::string forged =
 
 }  // namespace
 
-TEST_CASE("User text reaches the console and the log files escaped; log files are 0640",
+TEST_CASE("User text reaches the console and the log files escaped, log files are 0640",
           "[integration][operator]") {
   jimd_process d({"--log-level", "info"});
   auto alice = sign_up(d.port(), "alice");

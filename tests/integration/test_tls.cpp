@@ -195,7 +195,7 @@ TEST_CASE("A TLS handshake that stalls is closed after 10 s and counts toward ma
   CHECK(code_of(c->request(R"({"action":"rooms"})")) == 401);
 }
 
-TEST_CASE("SIGHUP reloads the certificate for new connections; a bad file keeps the old one",
+TEST_CASE("SIGHUP reloads the certificate for new connections, a bad file keeps the old one",
           "[tls]") {
   test_ca ca;
   const auto first = ca.server_cert("first", 1001);

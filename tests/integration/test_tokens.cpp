@@ -124,7 +124,7 @@ TEST_CASE("A password sign-in hands out a token that later signs in without the 
   CHECK(code_of(try_token(d.port(), "bob", t1)) == 402);
 }
 
-TEST_CASE("A wrong token gets 402 and the connection is closed; malformed ones get 400",
+TEST_CASE("A wrong token gets 402 and the connection is closed, malformed ones get 400",
           "[integration][tokens]") {
   jimd_process d;
   const std::string t = register_for_token(d.port(), "alice");
@@ -168,7 +168,7 @@ TEST_CASE("A token expires --token-ttl seconds after it was issued", "[integrati
   CHECK(code_of(try_token(d.port(), "alice", password_for_token(d.port(), "alice"))) == 200);
 }
 
-TEST_CASE("logout revokes the connection's token; logout all revokes every token",
+TEST_CASE("logout revokes the connection's token, logout all revokes every token",
           "[integration][tokens]") {
   jimd_process d;
   const std::string t1 = register_for_token(d.port(), "alice");
@@ -223,7 +223,7 @@ TEST_CASE("The 17th token evicts the oldest", "[integration][tokens]") {
   CHECK(code_of(try_token(d.port(), "alice", tokens[2])) == 200);
 }
 
-TEST_CASE("Tokens survive a restart and a crash; only their digests are stored",
+TEST_CASE("Tokens survive a restart and a crash, only their digests are stored",
           "[integration][tokens]") {
   temp_dir dir;
   std::string kept, revoked, crash_kept;
@@ -263,7 +263,7 @@ TEST_CASE("Tokens survive a restart and a crash; only their digests are stored",
   CHECK(digest_seen);  // what is stored instead
 }
 
-TEST_CASE("The 4th wrong password within a minute gets 429 without hashing; a token still works",
+TEST_CASE("The 4th wrong password within a minute gets 429 without hashing, a token still works",
           "[integration][tokens]") {
   // The hashing counter: at --log-level debug the daemon logs one line "checking the password
   // of NAME" per PBKDF2 check; the console output is read once the daemon has stopped.

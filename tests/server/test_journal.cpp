@@ -124,7 +124,7 @@ TEST_CASE("Replay reads every record in order and skips what the snapshot covers
   CHECK(after.seqs == std::vector<std::uint64_t>{5, 6, 7, 8, 9});
 }
 
-TEST_CASE("A torn last record at every byte offset is dropped; the rest loads", "[journal]") {
+TEST_CASE("A torn last record at every byte offset is dropped, the rest loads", "[journal]") {
   scratch_dir dir;
   const auto evs = sample_events();
   const auto offsets = write_segment(dir.path(), evs);
@@ -254,7 +254,7 @@ TEST_CASE("The journal writer groups appends, completes in order and replays", "
   }
 }
 
-TEST_CASE("A write failure fails the batch and what is behind it; the journal recovers",
+TEST_CASE("A write failure fails the batch and what is behind it, the journal recovers",
           "[journal]") {
   scratch_dir dir;
   const auto hook = dir.path() / "fail-now";
@@ -304,7 +304,7 @@ TEST_CASE("A write failure fails the batch and what is behind it; the journal re
   CHECK(seen_values == std::vector<std::uint64_t>{1, 2, 20});
 }
 
-TEST_CASE("Applying the same events gives the same state; apply validates again", "[journal]") {
+TEST_CASE("Applying the same events gives the same state, apply validates again", "[journal]") {
   hub a{hub_limits{}}, b{hub_limits{}};
   const auto evs = sample_events();
   for (auto const& e : evs) {

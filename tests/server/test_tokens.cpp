@@ -40,7 +40,7 @@ std::vector<std::string> digests_of(account const& a) {
 
 }  // namespace
 
-TEST_CASE("Token digests are base64url SHA-256; weaker password hashes need a rehash", "[kdf]") {
+TEST_CASE("Token digests are base64url SHA-256, weaker password hashes need a rehash", "[kdf]") {
   // SHA-256("") = e3b0c442...b855, in unpadded base64url.
   CHECK(token_digest("") == "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU");
   CHECK(token_digest("abc").size() == 43);
@@ -172,7 +172,7 @@ TEST_CASE("The failed sign-in throttle: 3 per minute, checks under way count", "
   CHECK(*wait == Approx(40).margin(0.01));  // the failure at +20 s leaves at +80 s
 }
 
-TEST_CASE("Tokens go through a snapshot; expired ones are dropped at load", "[snapshot][tokens]") {
+TEST_CASE("Tokens go through a snapshot, expired ones are dropped at load", "[snapshot][tokens]") {
   scratch_dir dir;
   const auto file = snapshot::file_in(dir.path());
   hub h{hub_limits{}};
@@ -204,7 +204,7 @@ TEST_CASE("Tokens go through a snapshot; expired ones are dropped at load", "[sn
   CHECK_THAT(*err, Catch::Contains("accounts[0].tokens[1].hash"));
 }
 
-TEST_CASE("--token-ttl and the --kdf-iterations default", "[options][tokens]") {
+TEST_CASE("Options: --token-ttl and the --kdf-iterations default", "[options][tokens]") {
   auto parse = [](std::vector<char const*> args) {
     args.insert(args.begin(), "jimd");
     return parse_options(static_cast<int>(args.size()), args.data());
