@@ -70,7 +70,7 @@ void append_escaped(std::string_view text, Out& out) {
   auto flush = [&](std::size_t upto) { put(text.substr(plain, upto - plain)); };
   for (std::size_t i = 0; i < text.size();) {
     const auto b = static_cast<unsigned char>(text[i]);
-    if (b >= 0x20 && b < 0x7f) {
+    if (b >= 0x20 && b < 0x7f && b != '\\') {
       ++i;
       continue;
     }
@@ -81,7 +81,9 @@ void append_escaped(std::string_view text, Out& out) {
       continue;
     }
     flush(i);
-    if (b == '\n') {
+    if (b == '\\') {  // doubled: a typed "\n" must not read like an escaped newline
+      put("\\\\");
+    } else if (b == '\n') {
       put("\\n");
     } else if (b == '\r') {
       put("\\r");

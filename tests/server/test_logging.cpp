@@ -17,7 +17,11 @@ using namespace std::string_literals;
 TEST_CASE("Text for people: ordinary text is left exactly as it is", "[logging]") {
   CHECK(escape_for_people("alice (23:56): Hello, World!") == "alice (23:56): Hello, World!");
   CHECK(escape_for_people("") == "");
-  CHECK(escape_for_people("Grüße, 你好, emoji 😀, C:\\dir") == "Grüße, 你好, emoji 😀, C:\\dir");
+  CHECK(escape_for_people("Grüße, 你好, emoji 😀") == "Grüße, 你好, emoji 😀");
+  // A backslash is doubled, so typed text cannot pass for an escaped control.
+  CHECK(escape_for_people("C:\\dir") == "C:\\\\dir");
+  CHECK(escape_for_people("a\\nb") == "a\\\\nb");
+  CHECK(escape_for_people("a\nb") == "a\\nb");
   // Bidi text itself (Hebrew, Arabic letters) is fine; only the controls are escaped.
   CHECK(escape_for_people("שלום مرحبا") == "שלום مرحبا");
 }
