@@ -1040,16 +1040,18 @@ outcome hub::conversations(account& a) {
 }
 
 outcome hub::everyone() {
-  std::vector<account const*> online;
-  online.reserve(online_);
+  // By folded name: this node's signed-in accounts, then (cluster mode) other nodes' users
+  // that are not also signed in here.
+  std::map<std::string, std::pair<std::string const*, std::string const*>> online;
   for (auto const& [key, a] : accounts_)
-    if (a->online) online.push_back(a.get());
-  std::sort(online.begin(), online.end(),
-            [](account const* x, account const* y) { return fold(x->name) < fold(y->name); });
+    if (a->online) online.emplace(key, std::pair{&a->name, &a->status});
+  std::vector<cluster::remote_user> remote;
+  if (presence_) remote = presence_->users();
+  for (auto const& u : remote) online.emplace(fold(u.name), std::pair{&u.name, &u.status});
   json::array list;
   list.reserve(online.size());
-  for (account const* u : online)
-    list.emplace_back(json::object{{"account_name", u->name}, {"status", u->status}});
+  for (auto const& [key, u] : online)
+    list.emplace_back(json::object{{"account_name", *u.first}, {"status", *u.second}});
   return outcome{code::ok, {}, json::object{{"room", "*"}, {"users", std::move(list)}}, {}};
 }
 

@@ -114,6 +114,18 @@ TEST_CASE("Three nodes on three NATS servers chat as one jimd", "[cluster][nodes
         5s);
     CHECK(user_names(r).size() == 3);
   }
+  // The same server-wide (issue 15's "users *"), each account once, with its status.
+  for (auto* who : {&alice, &bob, &carol}) {
+    auto r = poll(
+        *who, R"({"action":"users","room":"*"})",
+        [](auto const& x) {
+          return has_user(x, "alice") && has_user(x, "bob") && has_user(x, "carol");
+        },
+        5s);
+    CHECK(user_names(r).size() == 3);
+    for (auto const& u : r.at("users").as_array())
+      CHECK(u.as_object().at("status").as_string() == "online");
+  }
   auto rooms = carol.request(R"({"action":"rooms"})");
   CHECK(room_entry(rooms, "#general").at("online").to_number<std::int64_t>() == 3);
 
