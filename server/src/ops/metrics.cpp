@@ -152,6 +152,10 @@ std::string metrics::render(scrape_state const& st) const {
     w.sample("jimd_connections_accepted_total",
              "transport=\"" + std::string(transport_names[i]) + "\"", connections_accepted[i].get());
 
+  w.scalar("jimd_connections_pending", "gauge",
+           "Connections counted toward --max-clients that are not sessions yet: HTTP requests "
+           "not upgraded to a WebSocket, TLS handshakes.",
+           st.pending);
   w.scalar("jimd_signed_in_accounts", "gauge", "Accounts signed in now.", st.signed_in);
   w.scalar("jimd_messages_posted_total", "counter", "Chat messages accepted and stored.",
            messages_posted.get());

@@ -121,6 +121,9 @@ transport transport_of(std::string_view peer_name) noexcept;
 struct scrape_state {
   std::size_t signed_in = 0;  ///< accounts signed in now (hub::online_count)
   bool accepting = true;      ///< false once shutdown began
+  /// Connections counted toward --max-clients that are not sessions yet: HTTP requests not
+  /// (yet) upgraded to a WebSocket and TLS handshakes (server_context::handshaking).
+  std::size_t pending = 0;
 };
 
 /// Error codes counted one by one (400..599); others go to the last slot.

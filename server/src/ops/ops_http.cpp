@@ -48,7 +48,9 @@ std::optional<http::response<http::string_body>> respond(
     }
   } else {
     res.set(http::field::content_type, content_type);
-    res.body() = stats.render({.signed_in = ctx.chat.online_count(), .accepting = !ctx.stopping});
+    res.body() = stats.render({.signed_in = ctx.chat.online_count(),
+                              .accepting = !ctx.stopping,
+                              .pending = ctx.handshaking});
   }
   res.prepare_payload();
   if (req.method() == http::verb::head) {
