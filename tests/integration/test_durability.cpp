@@ -212,15 +212,8 @@ TEST_CASE("A failing disk gives 503 with nothing stored or pushed, reads work, a
           "[integration][durability]") {
   temp_dir dir;
   const fs::path hook = dir.path() / "disk-full";
-  ::setenv(fail_hook_env, hook.c_str(), 1);
   std::optional<jimd_process> d;
-  try {
-    d.emplace(args_for("always"), dir.path());
-  } catch (...) {
-    ::unsetenv(fail_hook_env);
-    throw;
-  }
-  ::unsetenv(fail_hook_env);
+  d.emplace(args_for("always"), dir.path(), jimd_process::environment{{fail_hook_env, hook.string()}});
   auto alice = sign_up(d->port(), "alice");
   drain(alice, 20);
   auto bob = sign_up(d->port(), "bob");
@@ -406,15 +399,8 @@ TEST_CASE("Pipelined room messages that cannot be stored are all refused, in ord
           "[integration][durability]") {
   temp_dir dir;
   const fs::path hook = dir.path() / "disk-full";
-  ::setenv(fail_hook_env, hook.c_str(), 1);
   std::optional<jimd_process> d;
-  try {
-    d.emplace(args_for("always"), dir.path());
-  } catch (...) {
-    ::unsetenv(fail_hook_env);
-    throw;
-  }
-  ::unsetenv(fail_hook_env);
+  d.emplace(args_for("always"), dir.path(), jimd_process::environment{{fail_hook_env, hook.string()}});
   auto alice = sign_up(d->port(), "alice");
   drain(alice, 20);
   auto r = say(alice, "before");

@@ -39,13 +39,6 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-/// A port that was free a moment ago (the HTTP port cannot be ephemeral: 0 disables it).
-std::uint16_t free_port() {
-  asio::io_context io;
-  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
-}
-
 /// One request to 127.0.0.1:port, every read bounded by 5 s.
 http::response<http::string_body> get(std::uint16_t port, std::string const& target,
                                       http::verb verb = http::verb::get) {
@@ -250,16 +243,10 @@ struct metrics_fixture {
 
   metrics_fixture() {
     // The journal's failure hook (store/journal.hpp): its writes fail while `hook` exists.
-    ::setenv("JIMD_TEST_JOURNAL_FAIL_IF", hook.c_str(), 1);
-    try {
-      d.emplace(std::vector<std::string>{"--http-port", std::to_string(http_port),
-                                         "--rate-limit", "0"},
-                dir.path() / "data");
-    } catch (...) {
-      ::unsetenv("JIMD_TEST_JOURNAL_FAIL_IF");
-      throw;
-    }
-    ::unsetenv("JIMD_TEST_JOURNAL_FAIL_IF");
+    d.emplace(std::vector<std::string>{"--http-port", std::to_string(http_port),
+                                       "--rate-limit", "0"},
+              dir.path() / "data",
+              jimd_process::environment{{"JIMD_TEST_JOURNAL_FAIL_IF", hook.string()}});
   }
 
   exposition scrape() {
@@ -552,19 +539,16 @@ TEST_CASE("systemd notify: READY=1 once accepting, WATCHDOG=1 at half the interv
     const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
   };
-  ::setenv("NOTIFY_SOCKET", sock_path.c_str(), 1);
-  ::setenv("WATCHDOG_USEC", "200000", 1);  // 200 ms: a ping every 100 ms
   std::optional<jimd_process> d;
   try {
-    d.emplace(std::vector<std::string>{}, dir.path() / "data");
+    d.emplace(std::vector<std::string>{}, dir.path() / "data",
+              jimd_process::environment{{"NOTIFY_SOCKET", sock_path.string()},
+                                        // 200 ms: a ping every 100 ms
+                                        {"WATCHDOG_USEC", "200000"}});
   } catch (...) {
-    ::unsetenv("NOTIFY_SOCKET");
-    ::unsetenv("WATCHDOG_USEC");
     ::close(fd);
     throw;
   }
-  ::unsetenv("NOTIFY_SOCKET");
-  ::unsetenv("WATCHDOG_USEC");
   const std::string ready = next();
   CHECK(ready.rfind("READY=1\nSTATUS=accepting connections on port " + std::to_string(d->port()), 0) == 0);
   int pings = 0;

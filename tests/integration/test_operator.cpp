@@ -48,11 +48,6 @@ class busy_port {
   std::uint16_t port_ = 0;
 };
 
-/// A port that was free a moment ago (for a listener the test does not hold itself).
-std::uint16_t free_port() {
-  return busy_port().port();
-}
-
 /// What jimd printed when it refused to start with `args` (its constructor throws then).
 std::string start_failure(std::vector<std::string> args) {
   try {

@@ -296,15 +296,8 @@ TEST_CASE("A snapshot write interrupted before the rename leaves the previous sn
   for (auto [mode, name] : {std::pair{"1", "bob"}, std::pair{"partial", "carol"}}) {
     INFO("hook mode " << mode);
     {
-      ::setenv(crash_hook_env, mode, 1);
       std::optional<jimd_process> d;
-      try {
-        d.emplace(daemon_args, dir.path());
-      } catch (...) {
-        ::unsetenv(crash_hook_env);
-        throw;
-      }
-      ::unsetenv(crash_hook_env);
+      d.emplace(daemon_args, dir.path(), jimd_process::environment{{crash_hook_env, mode}});
       auto c = sign_up(d->port(), name, "pw-bob");
       CHECK(code_of(say(c, std::string("kept by the journal: ") + name)) == 200);
       c.close();

@@ -33,12 +33,6 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-std::uint16_t free_port() {
-  asio::io_context io;
-  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
-}
-
 /// A blocking TCP connection for raw HTTP: 5 s timeouts on every read and write.
 class raw_conn {
  public:

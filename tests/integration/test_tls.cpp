@@ -20,13 +20,6 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-/// A port that was free a moment ago (the HTTP port cannot be ephemeral: 0 disables it).
-std::uint16_t free_port() {
-  asio::io_context io;
-  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
-}
-
 std::vector<std::string> tls_args(test_ca::issued const& cert, std::uint16_t http_port) {
   return {"--tls-cert", cert.cert.string(), "--tls-key", cert.key.string(), "--http-port",
           std::to_string(http_port)};

@@ -21,13 +21,6 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-/// A port that was free a moment ago (the daemon's HTTP port cannot be ephemeral: 0 disables it).
-std::uint16_t free_port() {
-  asio::io_context io;
-  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
-}
-
 /// Every blocking read on the socket gives up after 5 s, so no test can hang.
 void bound_reads(tcp::socket& s) {
   timeval tv{5, 0};

@@ -19,6 +19,8 @@
 #include <thread>
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace jim::test {
 
 namespace fs = std::filesystem;
@@ -42,6 +44,23 @@ temp_dir::~temp_dir() {
   fs::remove_all(path_, ec);
 }
 
+std::uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw std::runtime_error("socket failed");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(fd);
+    throw std::runtime_error("cannot find a free port");
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
 fs::path program(std::string const& name) {
   return fs::path(JIM_BIN_DIR) / name;
 }
@@ -61,7 +80,7 @@ exit_result run_jimd_to_exit(fs::path const& data_dir) {
   return r;
 }
 
-jimd_process::jimd_process(std::vector<std::string> args, fs::path data_dir) {
+jimd_process::jimd_process(std::vector<std::string> args, fs::path data_dir, environment env) {
   if (data_dir.empty()) {
     own_dir_.emplace();
     data_dir = own_dir_->path();
@@ -99,6 +118,18 @@ jimd_process::jimd_process(std::vector<std::string> args, fs::path data_dir) {
     argv_s.push_back(v);
   }
   for (auto& f : flags) argv_s.push_back(f);
+  // The child's environment, built before fork (only async-signal-safe calls after it).
+  std::vector<std::string> env_s;
+  for (char** e = environ; *e; ++e) {
+    const std::string_view entry(*e);
+    const auto name = entry.substr(0, entry.find('='));
+    if (std::none_of(env.begin(), env.end(), [&](auto const& kv) { return kv.first == name; }))
+      env_s.emplace_back(entry);
+  }
+  for (auto const& [name, value] : env) env_s.push_back(name + "=" + value);
+  std::vector<char*> envp;
+  for (auto& s : env_s) envp.push_back(s.data());
+  envp.push_back(nullptr);
 
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
@@ -112,7 +143,7 @@ jimd_process::jimd_process(std::vector<std::string> args, fs::path data_dir) {
     std::vector<char*> argv;
     for (auto& s : argv_s) argv.push_back(s.data());
     argv.push_back(nullptr);
-    execv(argv[0], argv.data());
+    execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }
   close(pipefd[1]);

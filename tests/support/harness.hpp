@@ -31,6 +31,12 @@ class temp_dir {
   std::filesystem::path path_;
 };
 
+/// A port on 127.0.0.1 nobody listens on right now (bound to 0, then released), for a
+/// listener that cannot be ephemeral (jimd's HTTP port: 0 disables it; nats-server). Another
+/// process could take it before the server binds it: unlikely on a test machine, and the
+/// start then fails loudly.
+std::uint16_t free_port();
+
 /// Path of a built program (jimd, jim, ...), from the JIM_BIN_DIR compile definition.
 std::filesystem::path program(std::string const& name);
 
@@ -52,7 +58,12 @@ class jimd_process {
   /// --http-port 0 --kdf-iterations 1000 --log-level warn (a later option in `args` wins only
   /// where Boost.Program_options allows: pass the ones you need to change through `args`
   /// and they replace the defaults of the same name).
-  explicit jimd_process(std::vector<std::string> args = {}, std::filesystem::path data_dir = {});
+  ///
+  /// `env`: environment variables (name, value) set for the daemon only, on top of this
+  /// process's own (test hooks such as JIMD_TEST_JOURNAL_FAIL_IF, NOTIFY_SOCKET).
+  using environment = std::vector<std::pair<std::string, std::string>>;
+  explicit jimd_process(std::vector<std::string> args = {}, std::filesystem::path data_dir = {},
+                        environment env = {});
   ~jimd_process();
   jimd_process(jimd_process const&) = delete;
   jimd_process& operator=(jimd_process const&) = delete;
