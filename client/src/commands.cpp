@@ -359,13 +359,7 @@ std::string to_whom(json::object const& f) {
 }  // namespace
 
 std::vector<out_line> chat_state::give_up(std::string_view why) {
-  std::vector<out_line> lines;
-  for (auto const& r : pending_)
-    if (str(r.frame, "action") == "msg")
-      lines.push_back({tone::error, "! perhaps not sent" + to_whom(r.frame) + ": " + quoted(r.frame) + " (" +
-                                        std::string(why) + " before the server answered)"});
-  failures_ += static_cast<int>(lines.size());
-  pending_.clear();
+  auto lines = lose_in_flight(why);
   auto rest = drop_queued(why);
   lines.insert(lines.end(), rest.begin(), rest.end());
   return lines;
