@@ -60,10 +60,9 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 fi
 
 cd "$here"
-if [ ! -d node_modules/playwright-core ] ||
-   ! node -e 'const want=require("./package.json").dependencies["playwright-core"];
-              process.exit(require("./node_modules/playwright-core/package.json").version===want?0:1)' 2>/dev/null; then
-  echo "browser test: installing playwright-core (npm ci)"
+if ! node -e 'const deps=require("./package.json").dependencies;
+              for (const n in deps) if (require("./node_modules/"+n+"/package.json").version!==deps[n]) process.exit(1)' 2>/dev/null; then
+  echo "browser test: installing playwright-core and axe-core (npm ci)"
   timeout 300 npm ci --no-audit --no-fund --loglevel=error
 fi
 
