@@ -30,8 +30,14 @@
     signingIn: false,
     room: L.GENERAL,          // current room as the server writes it
     wantRoom: null,           // room to go back to after a reconnect
-    target: null,             // account of the private conversation, null = the room
-    views: new Map(),         // room key -> view
+    viewKey: L.roomView(L.GENERAL),   // the view on screen: 'room:#den' or 'dm:bob'
+    views: new Map(),         // view key -> view
+    unread: new Map(),        // view key -> {unread, lastRead, newest} (see logic.js)
+    convs: new Map(),         // 'dm:bob' -> {with, lastId}: the private conversations
+    presence: new Map(),      // account (lower case) -> {name, status}: everyone signed in
+    roomInfo: new Map(),      // room key -> its entry of the last `rooms` reply
+    roomUsers: [],            // last `users` reply of the current room
+    myStatus: 'online',
     rooms: [],                // last `rooms` reply
     noReconnect: false,       // the account was taken over by another connection
     expectClose: false,       // the server closes after this reply (402, quit): reconnect at once
@@ -196,7 +202,7 @@
       var signIn = (entry.action === 'authenticate' || entry.action === 'register') &&
         (f.response === 200 || f.response === 201);
       if (signIn || (entry.action === 'join' && f.response === 200)) {
-        var v = view(typeof f.room === 'string' ? f.room : L.GENERAL);
+        var v = roomViewOf(typeof f.room === 'string' ? f.room : L.GENERAL);
         state.histWin = { key: v.key, after: v.list.lastChild };
       }
       entry.resolve(f);
@@ -211,6 +217,7 @@
       case 'msg': addMessage(f); break;
       case 'event': onEvent(f); break;
       case 'invite': onInvite(f); break;
+      case 'read': onReadPush(f); break;
       case 'notice': onNotice(f); break;
       case 'probe':
         // Any frame answers a probe. Before sign-in `rooms` (401) leaves the sign-in state alone.
@@ -323,6 +330,7 @@
 
   async function signedIn(reply, name, password, resumed) {
     var back = resumed ? state.wantRoom : null;
+    var backView = resumed && state.viewKey.indexOf('dm:') === 0 ? state.viewKey : null;
     var token = typeof reply.token === 'string' && reply.token ? reply.token
       : (state.creds && state.creds.token) || null;
     // With a token the password is not kept, not even in memory; without one (a server that
@@ -362,15 +370,43 @@
         if (state.creds.token) L.saveSession(window.localStorage, p.account_name, state.creds.token);
         setParts($('me'), [u(p.account_name)]);
       }
+      // Every room the account is a member of, now and later, arrives on this connection too.
+      await request('watch', { rooms: 'all' });
+      if (resumed && L.isAway(state.myStatus)) await setMyStatus(state.myStatus);
       if (back && L.roomKey(back) !== L.roomKey(L.GENERAL)) {
         await joinRoom(back, undefined, true);
       }
+      if (backView) showView(backView);
       if (resumed) systemLine('Reconnected.');
     } catch (e) {
       showError('composer', e);
     }
     refreshRooms();
     refreshUsers();
+    refreshConversations();
+    refreshPresence();
+    offerNotifications();
+  }
+
+  // ---------------------------------------------------------------- desktop notifications
+  // Asked for once (per browser: the answer is kept by the browser, and "Not now" in
+  // localStorage), from a button the user presses, as browsers want it.
+  var NOTIFY_ASKED_KEY = 'jimd.notifications-asked';
+
+  function offerNotifications() {
+    var N = window.Notification;
+    var asked = false;
+    try { asked = window.localStorage.getItem(NOTIFY_ASKED_KEY) === '1'; } catch (e) { asked = false; }
+    $('notify-ask').hidden = !(typeof N === 'function' && N.permission === 'default' && !asked);
+  }
+
+  function answerNotifications(yes) {
+    try { window.localStorage.setItem(NOTIFY_ASKED_KEY, '1'); } catch (e) { /* asked again next time */ }
+    $('notify-ask').hidden = true;
+    if (yes && typeof window.Notification === 'function') {
+      Promise.resolve(window.Notification.requestPermission()).catch(function () {});
+    }
+    $('text').focus();
   }
 
   function forgetCredentials() {
@@ -396,11 +432,16 @@
     state.me = null;
     state.wantRoom = null;
     state.room = L.GENERAL;
+    state.rooms = [];
+    state.roomInfo.clear();
+    state.roomUsers = [];
     resetViews();
-    setTarget(null);
+    showMyStatus('online');
     hideSecret();
     $('rooms').textContent = '';
+    $('directory').textContent = '';
     $('users').textContent = '';
+    document.title = L.pageTitle(0, '');
     state.users.clear();
     // Nothing the signed-out account did is anybody's business now.
     ERROR_SLOTS.forEach(clearError);
@@ -414,58 +455,196 @@
     }
   }
 
-  // ---------------------------------------------------------------- views (one per room)
+  // ---------------------------------------------------------------- views (rooms and conversations)
+  // One view per room ('room:#den') and per private conversation ('dm:bob'), each with its own
+  // message list. A room view can be shown only while the connection is in that room (a room
+  // message goes to the current room); a conversation view is shown in any room. The others
+  // keep receiving: the connection watches every member room, so their messages arrive too and
+  // count as unread until their view is on screen at its newest line.
 
-  function view(roomName) {
-    var key = L.roomKey(roomName);
+  function view(key, name) {
     var v = state.views.get(key);
     if (!v) {
+      var dm = key.indexOf('dm:') === 0;
       var list = document.createElement('ol');
-      list.className = 'messages';
-      list.dataset.room = L.roomName(roomName);
+      list.className = 'messages' + (dm ? ' dm' : '');
+      list.dataset.view = key;
       list.hidden = true;
       $('log').appendChild(list);
-      v = { key: key, name: L.roomName(roomName), list: list, ids: [], byId: new Map(), oldest: null, done: false };
+      v = { key: key, dm: dm, name: name || key.slice(key.indexOf(':') + 1), list: list, ids: [],
+        byId: new Map(), mine: new Set(), oldest: null, done: false, loaded: false,
+        dividerAfter: null, divider: null };
+      list.dataset.room = dm ? '' : v.name;
       state.views.set(key, v);
+    } else if (name && (v.name.toLowerCase() === name.toLowerCase())) {
+      v.name = name;    // as the server writes it
     }
     return v;
   }
 
-  function currentView() { return view(state.room); }
+  function roomViewOf(room) { return view(L.roomView(room), L.roomName(room)); }
+  function dmViewOf(account) { return view(L.dmView(account), account); }
+  function currentView() { return state.views.get(state.viewKey) || roomViewOf(state.room); }
+  function roomKeyView() { return L.roomView(state.room); }
 
   function resetViews() {
     state.views.forEach(function (v) { v.list.remove(); });
     state.views.clear();
+    state.unread.clear();
+    state.convs.clear();
+    state.presence.clear();
+    state.viewKey = L.roomView(L.GENERAL);
+    renderNav();
   }
 
   function isGeneral(room) { return L.roomKey(room) === L.roomKey(L.GENERAL); }
 
+  /** The connection is now in `room` (sign-in, join, create, exit): show its view. */
   function enterRoom(room) {
     var changed = L.roomKey(room) !== L.roomKey(state.room);
     state.room = room;
     state.wantRoom = room;
-    var v = view(room);
-    v.name = room;
-    v.list.dataset.room = room;
-    state.views.forEach(function (o) { o.list.hidden = o !== v; });
-    setParts($('room-title'), [u(room)]);
-    setParts($('users-room'), [u(room)]);
-    setParts($('invite-room'), [u(room)]);
-    $('exit').hidden = isGeneral(room);
-    $('invite-form').hidden = isGeneral(room);
-    updateOlderButton();
-    updateTarget();
-    markCurrentRoom();
+    roomViewOf(room).name = room;
     if (changed) {
-      document.title = L.isolate(room) + ' · jimd chat';
       // Errors about entering, leaving or using the previous room are moot in this one.
       clearErrors('room');
       $('invite-info').textContent = '';
       state.users.clear();
       $('users').textContent = '';
     }
-    scrollToBottom(true);
+    showView(L.roomView(room));
   }
+
+  /** Shows view `key` (a room view only for the current room): heading, lists, divider, read. */
+  function showView(key) {
+    var prev = state.viewKey;
+    var v = state.views.get(key) || view(key);
+    if (prev !== key) {
+      var old = state.views.get(prev);
+      if (old) clearDivider(old);
+      var e = state.unread.get(key);
+      // Opened with unread messages: a "new messages" divider above the first of them.
+      if (e && e.unread > 0) v.dividerAfter = v.dm ? null : e.lastRead;
+      v.dividerCount = e ? e.unread : 0;
+    }
+    state.viewKey = key;
+    state.views.forEach(function (o) { o.list.hidden = o !== v; });
+    setParts($('room-title'), v.dm ? ['@', u(v.name)] : [u(v.name)]);
+    $('room-title').dataset.view = key;
+    $('exit').hidden = v.dm || isGeneral(v.name);
+    $('invite-open').hidden = v.dm || isGeneral(v.name) || !isOwner(v.name);
+    setParts($('invite-room'), [u(v.name)]);
+    updateOlderButton();
+    updateTarget();
+    renderNav();
+    renderHeaderCount();
+    if (prev !== key) {
+      if (v.dm) {
+        $('users').textContent = '';
+        renderPeople();
+      }
+      if (!v.loaded) loadRecent(v);
+      placeDivider(v);
+    }
+    scrollToBottom(true);
+    maybeRead();
+  }
+
+  /** Opens a view chosen by the user: a room is joined first (it becomes the current room). */
+  async function selectView(key) {
+    var v = state.views.get(key);
+    if (key.indexOf('room:') === 0) {
+      var room = v ? v.name : key.slice(5);
+      if (L.roomKey(room) === L.roomKey(state.room)) { showView(key); return; }
+      if (isGeneral(room)) await exitRoom();
+      else await joinRoom(room);
+      return;
+    }
+    showView(key);
+  }
+
+  function openConversation(account) {
+    var v = dmViewOf(account);
+    showView(v.key);
+    return v;
+  }
+
+  // -------- unread bookkeeping (numbers in logic.js)
+
+  function entryOf(key) {
+    var e = state.unread.get(key);
+    if (!e) { e = L.unreadEntry(0, 0); state.unread.set(key, e); }
+    return e;
+  }
+
+  /** Whether the view is on screen at its newest line, in a visible, focused-enough page. */
+  function seenNow(v) {
+    return state.signedIn && v.key === state.viewKey && document.visibilityState === 'visible' &&
+      !$('chat-view').hidden && atBottom();
+  }
+
+  /** Sends `read` for the current view when it is seen up to a message not yet marked read. */
+  function maybeRead() {
+    var v = state.views.get(state.viewKey);
+    if (!v || !seenNow(v) || !v.ids.length) return;
+    var e = entryOf(v.key);
+    var newest = v.ids[v.ids.length - 1];
+    var r = L.afterRead(e, newest);
+    if (r.entry === e && e.unread === 0) return;
+    state.unread.set(v.key, Object.assign(r.entry, { unread: 0 }));
+    renderNav();
+    if (newest > e.lastRead) sendRead(v, newest);
+  }
+
+  function sendRead(v, id) {
+    var fields = v.dm ? { with: v.name, id: id } : { room: v.name.replace(/^#/, ''), id: id };
+    request('read', fields).catch(function () { /* the next view or poll tries again */ });
+  }
+
+  /** A `read` push: another connection of this account read up to `id`. */
+  function onReadPush(f) {
+    if (typeof f.id !== 'number') return;
+    var key = typeof f.room === 'string' ? L.roomView(f.room) : typeof f.with === 'string' ? L.dmView(f.with) : null;
+    if (!key) return;
+    var r = L.afterRead(entryOf(key), f.id);
+    state.unread.set(key, r.entry);
+    renderNav();
+    if (!r.exact) soon(key.indexOf('dm:') === 0 ? 'convs' : 'rooms', key.indexOf('dm:') === 0 ? refreshConversations : refreshRooms);
+  }
+
+  function isOwner(room) {
+    var info = state.roomInfo.get(L.roomKey(room));
+    return !!(info && typeof info.owner === 'string' && L.sameName(info.owner, state.me));
+  }
+
+  // -------- the "new messages" divider
+
+  function clearDivider(v) {
+    if (v.divider) v.divider.remove();
+    v.divider = null;
+    v.dividerAfter = null;
+    v.dividerCount = 0;
+  }
+
+  function placeDivider(v) {
+    if (v.dividerAfter === null && v.dm && v.dividerCount > 0 && v.loaded) {
+      v.dividerAfter = L.lastReadFromCount(v.ids, v.dividerCount, function (id) { return v.mine.has(id); });
+    }
+    if (v.dividerAfter === null) return;
+    var i = L.dividerIndex(v.ids, v.dividerAfter, function (id) { return v.mine.has(id); });
+    if (i < 0) { if (v.divider) v.divider.remove(); return; }
+    if (!v.divider) {
+      v.divider = document.createElement('li');
+      v.divider.className = 'divider';
+      v.divider.setAttribute('role', 'separator');
+      v.divider.setAttribute('aria-label', 'New messages');
+      v.divider.appendChild(span('divider-text', 'New messages'));
+    }
+    var at = v.byId.get(v.ids[i]);
+    if (at && at.previousSibling !== v.divider) v.list.insertBefore(v.divider, at);
+  }
+
+  // ---------------------------------------------------------------- scrolling, small DOM helpers
 
   function atBottom() {
     var w = $('log-wrap');
@@ -533,39 +712,36 @@
     return b;
   }
 
+  // ---------------------------------------------------------------- messages
+
   /**
-   * Shows a msg frame (push, history item or our own sent message) in the view it belongs
-   * to, in id order, once.
+   * Shows a msg frame (push, history item or our own sent message) in the view it belongs to
+   * (its room, or the conversation with the other side), in id order, once; counts it as
+   * unread there unless it is seen at once; notifies and highlights when it is for us.
    */
   function addMessage(m, extra) {
     extra = extra || {};
     if (typeof m.message !== 'string') return;
     var d = L.describeMessage(m, state.me);
-    var v = d.room ? view(m.to) : currentView();
+    var v = d.view ? (d.private ? dmViewOf(d.peer) : roomViewOf(m.to)) : roomViewOf(state.room);
     var idx = -1;
     if (typeof m.id === 'number') {
       idx = L.insertionIndex(v.ids, m.id);
       if (idx < 0) return;  // already shown (history pushed again after a reconnect)
     }
+    var mention = !d.mine && !d.private && L.mentions(m.message, state.me);
     var li = document.createElement('li');
-    li.className = 'msg' + (d.private ? ' private' : '') + (d.mine ? ' mine' : '') + (m.history ? ' old' : '');
+    li.className = 'msg' + (d.private ? ' private' : '') + (d.mine ? ' mine' : '') +
+      (m.history ? ' old' : '') + (mention ? ' mention' : '');
     if (typeof m.id === 'number') li.dataset.id = String(m.id);
     li.appendChild(timeEl(m.time));
     var head = document.createElement('span');
     head.className = 'head';
-    if (d.private) {
-      head.appendChild(span('badge', 'private'));
-      head.appendChild(document.createTextNode(' '));
-      var from = document.createElement('span');
-      from.className = 'from';
-      from.appendChild(parts(d.mine ? ['you → ', u(d.peer)] : [u(m.from), ' → you']));
-      head.appendChild(from);
-    } else {
-      head.appendChild(bdi(String(m.from), 'from'));
-    }
+    head.appendChild(bdi(String(m.from), 'from'));
     head.appendChild(document.createTextNode(': '));
     li.appendChild(head);
     li.appendChild(bdi(m.message, 'body'));
+    if (mention) li.appendChild(span('visually-hidden', ' (mentions you)'));
     if (extra.note) {
       var note = document.createElement('span');
       note.className = 'note';
@@ -573,13 +749,9 @@
       note.appendChild(parts(extra.note));
       li.appendChild(note);
     }
-    if (d.private && d.peer) {
-      var peer = d.peer;
-      li.appendChild(smallButton('Reply', function () { setTarget(peer); $('text').focus(); },
-        'Reply privately to ' + peer));
-    }
     var atEnd = idx < 0 || idx === v.ids.length;
-    var follow = v.key === L.roomKey(state.room) && (atBottom() || d.mine);
+    var shownNow = v.key === state.viewKey;
+    var follow = shownNow && (atBottom() || d.mine);
     var win = state.histWin;
     if (atEnd && m.history === true && win && win.key === v.key) {
       // Recent history pushed after a sign-in or join: above the lines that reply led to.
@@ -596,20 +768,56 @@
     }
     if (typeof m.id === 'number') {
       v.byId.set(m.id, li);
-      if (!d.private && (v.oldest === null || m.id < v.oldest)) v.oldest = m.id;
+      if (d.mine) v.mine.add(m.id);
+      if (v.oldest === null || m.id < v.oldest) v.oldest = m.id;
+      if (d.private) noteConversation(d.peer, m);
+      var e = entryOf(v.key);
+      if (m.history || extra.history) {
+        e.newest = Math.max(e.newest, m.id);
+      } else {
+        var r = L.afterMessage(e, m.id, d.mine, false);
+        state.unread.set(v.key, r.entry);
+        if (!d.mine) notify(m, d, v, mention);
+      }
     }
+    if (v.dividerAfter !== null || v.dividerCount) placeDivider(v);
     if (atEnd && follow) scrollToBottom(true);
+    renderNav();
+    if (shownNow) maybeRead();
     // Somebody not in the people list spoke in this room (#general has no join events).
-    if (!d.private && !m.history && v.key === L.roomKey(state.room) && typeof m.from === 'string' &&
+    if (!d.private && !m.history && v.key === roomKeyView() && typeof m.from === 'string' &&
         !d.mine && !state.users.has(m.from.toLowerCase())) soon('users', refreshUsers);
   }
 
+  /** A private message to or from `peer`: the conversation moves to the top of the list. */
+  function noteConversation(peer, m) {
+    var k = L.dmView(peer);
+    var c = state.convs.get(k);
+    if (!c) { c = { with: peer, lastId: 0 }; state.convs.set(k, c); }
+    if (typeof m.id === 'number' && m.id > c.lastId) c.lastId = m.id;
+  }
+
+  /** A desktop notification for a private message or a mention, while the tab is hidden. */
+  function notify(m, d, v, mention) {
+    if (!(d.private || mention) || document.visibilityState !== 'hidden') return;
+    if (typeof window.Notification !== 'function' || window.Notification.permission !== 'granted') return;
+    try {
+      var title = d.private ? m.from + ' (private message)' : m.from + ' in ' + v.name;
+      var n = new window.Notification(L.isolate(title), { body: m.message.slice(0, 200), tag: v.key });
+      n.onclick = function () {
+        window.focus();
+        selectView(v.key).catch(function (e) { showError('composer', e); });
+        n.close();
+      };
+    } catch (e) { /* notifications not available here (e.g. some phones need a service worker) */ }
+  }
+
   /**
-   * A line from the client or server (not a chat message), in the current view. `text` is a
-   * string of our own words or a parts() list with the user text in u().
+   * A line from the client or server (not a chat message), in the current view (or `v`).
+   * `text` is a string of our own words or a parts() list with the user text in u().
    */
-  function systemLine(text, kind, extraNode) {
-    var v = currentView();
+  function systemLine(text, kind, extraNode, v) {
+    v = v || currentView();
     var li = document.createElement('li');
     li.className = 'sys' + (kind ? ' ' + kind : '');
     li.appendChild(timeEl());
@@ -623,7 +831,7 @@
     }
     var follow = atBottom();
     v.list.appendChild(li);
-    if (follow) scrollToBottom(true);
+    if (follow && v.key === state.viewKey) scrollToBottom(true);
     return li;
   }
 
@@ -632,22 +840,21 @@
       setStatus(f.user, typeof f.status === 'string' ? f.status : '');
       return;
     }
+    if (f.event === 'online' && typeof f.room === 'string' && typeof f.online === 'number') {
+      var info = state.roomInfo.get(L.roomKey(f.room));
+      if (info) info.online = f.online;
+      renderHeaderCount();
+      renderDirectory();
+      if (L.roomKey(f.room) === L.roomKey(state.room)) soon('users', refreshUsers);
+      return;
+    }
     if (typeof f.user !== 'string' || typeof f.room !== 'string') return;
     if (f.event !== 'join' && f.event !== 'leave') return;
     var verb = f.event === 'join' ? 'joined' : 'left';
-    var v = view(f.room);
-    var li = document.createElement('li');
-    li.className = 'sys event';
-    li.appendChild(timeEl());
-    var body = document.createElement('span');
-    body.className = 'body';
-    body.appendChild(parts([u(f.user), ' ' + verb + ' ', u(f.room)]));
-    li.appendChild(body);
-    var follow = atBottom();
-    v.list.appendChild(li);
-    if (follow && v.key === L.roomKey(state.room)) scrollToBottom(true);
+    var v = roomViewOf(f.room);
+    systemLine([u(f.user), ' ' + verb + ' ', u(f.room)], 'event', null, v);
     // Who is here and the room counts changed. Coalesced: a burst of events costs one request.
-    if (v.key === L.roomKey(state.room)) soon('users', refreshUsers);
+    if (L.roomKey(f.room) === L.roomKey(state.room)) soon('users', refreshUsers);
     soon('rooms', refreshRooms);
   }
 
@@ -671,11 +878,13 @@
 
   function onNotice(f) {
     var text = typeof f.text === 'string' ? f.text : 'notice from the server';
-    systemLine(['Server: ', u(text)], 'notice');
     if (/signed in from another/i.test(text)) {
       // Another window took over this account: do not fight it for the connection.
       state.noReconnect = true;
+      systemLine('You signed in from another window or device, so this one has stopped.', 'notice');
+      return;
     }
+    systemLine(['Server: ', u(text)], 'notice');
   }
 
   // ---------------------------------------------------------------- history
@@ -687,13 +896,18 @@
     b.textContent = v.done ? 'No older messages' : 'Load older messages';
   }
 
+  function historyFields(v) {
+    return v.dm ? { with: v.name } : { room: v.name };
+  }
+
   async function loadOlder() {
     var v = currentView();
     if (v.done) return;
     var b = $('older');
     b.disabled = true;
     b.textContent = 'Loading…';
-    var fields = { room: v.name, limit: HISTORY_PAGE };
+    var fields = historyFields(v);
+    fields.limit = HISTORY_PAGE;
     if (v.oldest !== null) fields.before = v.oldest;
     var w = $('log-wrap');
     try {
@@ -701,11 +915,11 @@
       var msgs = Array.isArray(r.messages) ? r.messages : [];
       var fromBottom = w.scrollHeight - w.scrollTop;
       $('log').setAttribute('aria-busy', 'true');
-      for (var i = msgs.length - 1; i >= 0; i--) addMessage(msgs[i]);
+      for (var i = msgs.length - 1; i >= 0; i--) addMessage(msgs[i], { history: true });
       $('log').removeAttribute('aria-busy');
       w.scrollTop = w.scrollHeight - fromBottom;  // keep what was on screen in place
       if (msgs.length < HISTORY_PAGE) v.done = true;
-      if (!msgs.length) systemLine(['No older messages in ', u(v.name), '.']);
+      if (!msgs.length) systemLine(['No older messages in ', v.dm ? 'this conversation' : u(v.name), '.']);
     } catch (e) {
       showError('composer', e);
     } finally {
@@ -713,18 +927,34 @@
     }
   }
 
-  /** Fills a view with the room's latest messages (after exit, which pushes no history). */
-  async function loadRecent(room) {
-    var v = view(room);
+  /**
+   * Fills a view with its latest messages (a conversation opened for the first time, a room
+   * after exit, which pushes no history): at least all its unread ones, up to 500.
+   */
+  async function loadRecent(v) {
+    if (v.loading) return;
+    v.loading = true;
+    var e = state.unread.get(v.key);
+    var limit = Math.min(500, Math.max(HISTORY_PAGE, (e ? e.unread : 0) + 10));
+    var fields = historyFields(v);
+    fields.limit = limit;
     try {
-      var r = expect(await request('history', { room: v.name, limit: HISTORY_PAGE }), [200]);
+      var r = expect(await request('history', fields), [200]);
       var msgs = Array.isArray(r.messages) ? r.messages : [];
-      msgs.forEach(function (m) { addMessage(m); });
-      if (msgs.length < HISTORY_PAGE) v.done = true;   // the latest page holds everything there is
-      updateOlderButton();
-      scrollToBottom(true);
-    } catch (e) {
-      showError('composer', e);
+      var follow = v.key !== state.viewKey || atBottom();
+      msgs.forEach(function (m) { addMessage(m, { history: true }); });
+      if (msgs.length < limit) v.done = true;   // the latest page holds everything there is
+      v.loaded = true;
+      placeDivider(v);
+      if (v.key === state.viewKey) {
+        updateOlderButton();
+        if (follow) scrollToBottom(true);
+        maybeRead();
+      }
+    } catch (err) {
+      if (v.key === state.viewKey) showError('composer', err);
+    } finally {
+      v.loading = false;
     }
   }
 
@@ -740,9 +970,11 @@
       throw e;
     }
     expect(r, [200]);
-    setTarget(null);
     enterRoom(r.room);
+    roomViewOf(r.room).loaded = true;   // the join reply is followed by the room's recent history
     if (!quiet) systemLine(['You are now in ', u(r.room), '.']);
+    var e2 = state.unread.get(L.roomView(r.room));
+    if (e2 && e2.unread > 20) loadRecent(roomViewOf(r.room));   // more unread than the join pushes
     refreshUsers();
     refreshRooms();
     return r;
@@ -750,9 +982,10 @@
 
   async function createRoom(room) {
     var r = expect(await request('create', { room: L.roomName(room).slice(1) }), [201]);
-    setTarget(null);
     enterRoom(r.room);
-    view(r.room).done = true;   // a new room has no history
+    var v = roomViewOf(r.room);
+    v.done = true;   // a new room has no history
+    v.loaded = true;
     updateOlderButton();
     systemLine(['You created ', u(r.room), ' and are now in it.']);
     showSecret(r.room, r.password);
@@ -763,20 +996,23 @@
 
   async function exitRoom() {
     var r = expect(await request('exit'), [200]);
-    setTarget(null);
     hideSecret();
+    var v = roomViewOf(r.room);
+    var first = !v.loaded;
     enterRoom(r.room);
     systemLine(['You are back in ', u(r.room), '.']);
     refreshUsers();
     refreshRooms();
-    await loadRecent(r.room);
+    if (!first) await loadRecent(v);
   }
 
   async function inviteUser(user) {
     var r = expect(await request('invite', { room: state.room.replace(/^#/, ''), user: user }), [200]);
     var who = r.user || user;
     var where = r.room || state.room;
-    systemLine([u(who), ' is invited to ', u(where), ' (a member now: no password needed).']);
+    systemLine([u(who), ' is invited to ', u(where), r.online === false
+      ? ' (a member now; they will see the invitation when they next sign in).'
+      : ' (a member now: no password needed).'], null, null, roomViewOf(where));
     return r;
   }
 
@@ -785,12 +1021,144 @@
     try {
       var r = expect(await request('rooms'), [200]);
       state.rooms = Array.isArray(r.rooms) ? r.rooms : [];
-      renderRooms();
+      state.roomInfo.clear();
+      state.rooms.forEach(function (info) {
+        if (typeof info.room !== 'string') return;
+        state.roomInfo.set(L.roomKey(info.room), info);
+        if (!info.member) return;
+        var key = L.roomView(info.room);
+        roomViewOf(info.room);
+        if (typeof info.unread === 'number') {
+          var old = state.unread.get(key);
+          var e = L.unreadEntry(info.unread, info.last_read);
+          if (old) e.newest = Math.max(old.newest, e.newest);
+          state.unread.set(key, e);
+          // The view shown since sign-in learns only now that it had unread messages.
+          var v = state.views.get(key);
+          if (key === state.viewKey && e.unread > 0 && v.dividerAfter === null && !v.readOnce) {
+            v.dividerAfter = e.lastRead;
+            placeDivider(v);
+          }
+          if (v) v.readOnce = true;
+        }
+      });
+      renderNav();
+      renderDirectory();
+      renderHeaderCount();
+      $('invite-open').hidden = currentView().dm || isGeneral(state.room) || !isOwner(state.room);
+      maybeRead();
     } catch (e) { /* shown on the next user action */ }
   }
 
-  function renderRooms() {
-    var ul = $('rooms');
+  async function refreshConversations() {
+    if (!state.signedIn) return;
+    try {
+      var r = expect(await request('conversations'), [200]);
+      (Array.isArray(r.conversations) ? r.conversations : []).forEach(function (c) {
+        if (typeof c.with !== 'string') return;
+        var key = L.dmView(c.with);
+        dmViewOf(c.with);
+        var conv = state.convs.get(key) || { with: c.with, lastId: 0 };
+        conv.with = c.with;
+        if (c.last && typeof c.last.id === 'number') conv.lastId = Math.max(conv.lastId, c.last.id);
+        state.convs.set(key, conv);
+        if (typeof c.unread === 'number') {
+          var old = state.unread.get(key);
+          var e = L.unreadEntry(c.unread, old ? old.lastRead : 0);
+          e.newest = Math.max(old ? old.newest : 0, conv.lastId);
+          if (c.unread === 0) e.lastRead = Math.max(e.lastRead, conv.lastId);
+          state.unread.set(key, e);
+        }
+      });
+      renderNav();
+      maybeRead();
+    } catch (e) { /* an older server without conversations: the list fills as messages come */ }
+  }
+
+  /** Everyone signed in on the server with their status (`users` with room "*"). */
+  async function refreshPresence() {
+    if (!state.signedIn) return;
+    try {
+      var r = expect(await request('users', { room: '*' }), [200]);
+      state.presence.clear();
+      (Array.isArray(r.users) ? r.users : []).forEach(function (p) {
+        if (typeof p.account_name === 'string') state.presence.set(p.account_name.toLowerCase(), { name: p.account_name, status: p.status });
+      });
+      renderNav();
+      if (currentView().dm) renderPeople();
+      renderDatalist();
+    } catch (e) { /* an older server: no presence dots */ }
+  }
+
+  /** Rooms (members only) and conversations in the sidebar, with unread badges. */
+  function renderNav() {
+    var roomsUl = $('rooms');
+    var dmsUl = $('dms');
+    if (!roomsUl) return;
+    roomsUl.textContent = '';
+    dmsUl.textContent = '';
+    var rooms = state.rooms.filter(function (i) { return typeof i.room === 'string' && i.member; })
+      .map(function (i) { return i.room; });
+    if (state.signedIn && !rooms.some(function (r) { return L.roomKey(r) === L.roomKey(state.room); })) rooms.push(state.room);
+    if (!rooms.some(isGeneral)) rooms.unshift(L.GENERAL);
+    rooms.sort(function (a, b) {
+      if (isGeneral(a) !== isGeneral(b)) return isGeneral(a) ? -1 : 1;
+      return a.toLowerCase() < b.toLowerCase() ? -1 : 1;
+    });
+    rooms.forEach(function (room) { roomsUl.appendChild(navItem(L.roomView(room), room, false)); });
+    var convs = Array.from(state.convs.values());
+    state.views.forEach(function (v) {
+      if (v.dm && !state.convs.has(v.key)) convs.push({ with: v.name, lastId: 0 });
+    });
+    convs.sort(function (a, b) { return b.lastId - a.lastId; });
+    convs.forEach(function (c) { dmsUl.appendChild(navItem(L.dmView(c.with), c.with, true)); });
+    $('dms-empty').hidden = convs.length > 0;
+    var total = L.totalUnread(state.unread.values());
+    document.title = L.pageTitle(total, state.signedIn ? L.isolate(currentView().dm ? '@' + currentView().name : currentView().name) : '');
+    var tb = $('side-toggle-badge');
+    tb.hidden = total === 0;
+    tb.textContent = total ? L.badgeText(total) : '';
+  }
+
+  function navItem(key, name, dm) {
+    var e = state.unread.get(key);
+    var n = e ? e.unread : 0;
+    var li = document.createElement('li');
+    var b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'nav-item' + (n ? ' unread' : '');
+    b.dataset.view = key;
+    if (!dm) b.dataset.room = name;
+    if (key === state.viewKey) b.setAttribute('aria-current', 'page');
+    if (dm) {
+      var p = state.presence.get(name.toLowerCase());
+      var st = p ? (L.isAway(p.status) ? 'away' : 'online') : 'offline';
+      var dot = span('dot ' + st, '');
+      dot.setAttribute('aria-hidden', 'true');
+      b.appendChild(dot);
+      b.appendChild(bdi(name, 'nav-name'));
+      b.appendChild(span('visually-hidden', ', ' + (p ? L.statusWords(p.status) : 'offline')));
+    } else {
+      b.appendChild(bdi(name, 'nav-name room-name'));
+    }
+    if (n) {
+      var badge = span('badge', L.badgeText(n));
+      badge.setAttribute('aria-hidden', 'true');
+      b.appendChild(badge);
+      b.appendChild(span('visually-hidden', ', ' + n + ' unread'));
+    }
+    b.addEventListener('click', function () {
+      clearError('composer');
+      selectView(key).then(function () { closePanelsOnPhone(); $('text').focus(); })
+        .catch(function (err) { showError('composer', err); });
+    });
+    li.appendChild(b);
+    return li;
+  }
+
+  /** Every room with its counts, in the Rooms dialog: a member room opens, others ask for the password. */
+  function renderDirectory() {
+    var ul = $('directory');
     ul.textContent = '';
     state.rooms.forEach(function (info) {
       if (typeof info.room !== 'string') return;
@@ -802,30 +1170,35 @@
       b.appendChild(bdi(info.room, 'room-name'));
       var meta = [(info.online || 0) + ' online'];
       if (typeof info.owner === 'string') meta.push(' · owner ', u(info.owner));
-      if (!info.member) meta.push(' · password');
+      meta.push(info.member ? ' · member' : ' · password');
       var m = span('room-meta', '');
       m.appendChild(parts(meta));
       b.appendChild(m);
+      if (L.roomKey(info.room) === L.roomKey(state.room)) b.setAttribute('aria-current', 'true');
       b.addEventListener('click', function () { onRoomClick(info); });
       li.appendChild(b);
       ul.appendChild(li);
     });
-    markCurrentRoom();
   }
 
-  function markCurrentRoom() {
-    var key = L.roomKey(state.room);
-    Array.prototype.forEach.call($('rooms').querySelectorAll('button[data-room]'), function (b) {
-      if (L.roomKey(b.dataset.room) === key) b.setAttribute('aria-current', 'true');
-      else b.removeAttribute('aria-current');
-    });
+  function renderHeaderCount() {
+    var v = currentView();
+    var el = $('room-online');
+    if (v.dm) {
+      var p = state.presence.get(v.name.toLowerCase());
+      el.textContent = p ? L.statusWords(p.status) : 'offline';
+      return;
+    }
+    var info = state.roomInfo.get(L.roomKey(v.name));
+    el.textContent = info ? (info.online || 0) + ' online' : '';
   }
 
   function onRoomClick(info) {
     clearError('join');
     clearError('composer');
     if (L.roomKey(info.room) === L.roomKey(state.room)) {
-      closeSideOnPhone();
+      closeDialog('join-dialog', $('text'));
+      showView(L.roomView(info.room));
       $('text').focus();
       return;
     }
@@ -837,7 +1210,7 @@
       return;
     }
     var go = isGeneral(info.room) ? exitRoom() : joinRoom(info.room);
-    go.then(function () { closeSideOnPhone(); $('text').focus(); })
+    go.then(function () { closeDialog('join-dialog', $('text')); closePanelsOnPhone(); $('text').focus(); })
       .catch(function (e) { showError('join', e); });
   }
 
@@ -845,29 +1218,49 @@
     if (!state.signedIn) return;
     try {
       var r = expect(await request('users'), [200]);
-      renderUsers(Array.isArray(r.users) ? r.users : []);
+      state.roomUsers = Array.isArray(r.users) ? r.users : [];
+      state.users.clear();
+      state.roomUsers.forEach(function (w) { if (typeof w.account_name === 'string') state.users.add(w.account_name.toLowerCase()); });
+      renderPeople();
     } catch (e) { /* e.g. we left the room meanwhile */ }
   }
 
-  function renderUsers(users) {
+  /** The people of the current view: the room's (live), or the two sides of a conversation. */
+  function renderPeople() {
+    var v = currentView();
+    var list;
+    if (v.dm) {
+      setParts($('users-label'), ['Conversation with']);
+      setParts($('users-room'), [u(v.name)]);
+      list = [v.name].concat(L.sameName(v.name, state.me) ? [] : [state.me]).map(function (name) {
+        var p = state.presence.get(String(name).toLowerCase());
+        return { account_name: p ? p.name : name, status: p ? p.status : null };
+      });
+    } else {
+      setParts($('users-label'), ['In']);
+      setParts($('users-room'), [u(v.name)]);
+      list = state.roomUsers || [];
+    }
     var ul = $('users');
     ul.textContent = '';
-    state.users.clear();
-    users.forEach(function (who) {
+    list.forEach(function (who) {
       if (typeof who.account_name !== 'string') return;
       var li = document.createElement('li');
       li.dataset.user = who.account_name.toLowerCase();
-      state.users.add(li.dataset.user);
+      var st = who.status === null ? 'offline' : L.isAway(who.status) ? 'away' : 'online';
+      var dot = span('dot ' + st, '');
+      dot.setAttribute('aria-hidden', 'true');
+      li.appendChild(dot);
       var mine = L.sameName(who.account_name, state.me);
       var nameEl = span('user-name', '');
       nameEl.appendChild(parts(mine ? [u(who.account_name), ' (you)'] : [u(who.account_name)]));
       li.appendChild(nameEl);
-      li.appendChild(bdi(typeof who.status === 'string' ? who.status : '', 'user-status'));
-      if (!mine) {
+      li.appendChild(bdi(who.status === null ? 'offline' : L.statusWords(who.status), 'user-status'));
+      if (!mine && !v.dm) {
         var name = who.account_name;
         li.appendChild(smallButton('Message', function () {
-          setTarget(name);
-          closeSideOnPhone();
+          openConversation(name);
+          closePanelsOnPhone();
           $('text').focus();
         }, 'Send a private message to ' + name));
       }
@@ -875,23 +1268,57 @@
     });
   }
 
-  /** A `status` event: the new status of `user` in the people list, at once. */
+  /** A `status` event: the new status of `user`, at once, in every list that shows it. */
   function setStatus(user, status) {
-    var li = $('users').querySelector('li[data-user="' + CSS.escape(user.toLowerCase()) + '"]');
-    var el = li && li.querySelector('.user-status');
-    if (el) el.textContent = status;
+    var k = user.toLowerCase();
+    var p = state.presence.get(k);
+    state.presence.set(k, { name: p ? p.name : user, status: status });
+    (state.roomUsers || []).forEach(function (w) { if (L.sameName(w.account_name, user)) w.status = status; });
+    if (L.sameName(user, state.me)) showMyStatus(status);
+    renderPeople();
+    renderNav();
+    renderHeaderCount();
   }
 
-  /** Whether the rooms and people lists can be seen now. */
+  function showMyStatus(status) {
+    state.myStatus = status || 'online';
+    $('my-status').textContent = L.statusWords(state.myStatus);
+    var away = L.isAway(state.myStatus);
+    $('away-toggle').setAttribute('aria-pressed', away ? 'true' : 'false');
+    $('away-toggle').textContent = away ? 'Set yourself back' : 'Set yourself away';
+  }
+
+  async function setMyStatus(status) {
+    expect(await request('presence', { user: { status: status } }), [200]);
+    showMyStatus(status);
+    var p = state.presence.get(String(state.me).toLowerCase());
+    state.presence.set(String(state.me).toLowerCase(), { name: p ? p.name : state.me, status: status });
+    (state.roomUsers || []).forEach(function (w) { if (L.sameName(w.account_name, state.me)) w.status = status; });
+    renderPeople();
+  }
+
+  function renderDatalist() {
+    var dl = $('dm-people');
+    dl.textContent = '';
+    state.presence.forEach(function (p) {
+      if (L.sameName(p.name, state.me)) return;
+      var o = document.createElement('option');
+      o.value = p.name;
+      dl.appendChild(o);
+    });
+  }
+
+  /** Whether the lists can be seen now. */
   function listsVisible() {
     return document.visibilityState !== 'hidden' &&
-      (!isPhone() || document.body.classList.contains('side-open'));
+      (!isPhone() || document.body.classList.contains('side-open') || document.body.classList.contains('people-open'));
   }
 
   function refreshNow() {
     if (!state.signedIn) return;
     refreshRooms();
     refreshUsers();
+    refreshPresence();
   }
 
   function startRefresh() {
@@ -941,21 +1368,11 @@
 
   // ---------------------------------------------------------------- composer
 
-  function setTarget(account) {
-    var changed = (account || null) !== state.target;
-    state.target = account || null;
-    updateTarget();
-    // A refused private message (no such account) is about the conversation just left.
-    if (changed) clearErrors('action', ['composer']);
-  }
-
   function updateTarget() {
-    var t = state.target;
-    setParts($('target-label'), t ? ['Private message to ', u(t)] : ['To ', u(state.room)]);
-    $('target-clear').hidden = !t;
-    setParts($('target-clear'), ['Back to ', u(state.room)]);
-    $('composer').classList.toggle('private', !!t);
-    $('text').placeholder = t ? 'Private message to ' + L.isolate(t) : 'Message ' + L.isolate(state.room);
+    var v = currentView();
+    setParts($('target-label'), v.dm ? ['Private conversation with ', u(v.name)] : ['To ', u(v.name)]);
+    $('composer').classList.toggle('private', v.dm);
+    $('text').placeholder = v.dm ? 'Message ' + L.isolate(v.name) + ' privately' : 'Message ' + L.isolate(v.name);
   }
 
   async function sendMessage(text, to) {
@@ -963,6 +1380,17 @@
     var note = '';
     if (r.response === 202) note = ['(', u(to), ' is offline: delivered when they sign in)'];
     addMessage({ id: r.id, time: r.time, from: state.me, to: to, message: text }, { note: note });
+  }
+
+  function updateCount() {
+    var c = L.parseCommand($('text').value);
+    var text = c.kind === 'say' || c.kind === 'msg' ? c.text : '';
+    var s = L.lengthState(text);
+    var el = $('composer-count');
+    el.textContent = s.level === 'near' ? s.words : '';
+    el.dataset.level = s.level;
+    if (s.level === 'over') showError('composer', s.words, 'action');
+    else if ($('composer-error').textContent && /^Too long to send/.test($('composer-error').textContent)) clearError('composer');
   }
 
   async function onComposerSubmit(ev) {
@@ -975,18 +1403,26 @@
       if (text.trim()) showError('composer', c.error, 'action');
       return;
     }
+    if (c.kind === 'say' || c.kind === 'msg') {
+      var s = L.lengthState(c.text);
+      if (s.level === 'over') { showError('composer', s.words, 'action'); return; }
+    }
     box.value = '';
     autosize();
+    updateCount();
     try {
+      var v = currentView();
       switch (c.kind) {
-        case 'say': await sendMessage(c.text, state.target || state.room); break;
-        case 'msg': await sendMessage(c.text, c.to); break;
+        case 'say': await sendMessage(c.text, v.dm ? v.name : state.room); break;
+        case 'msg': openConversation(c.to); await sendMessage(c.text, c.to); break;
+        case 'query': openConversation(c.user); break;
+        case 'status': await setMyStatus(c.status); break;
         case 'join': await joinRoom(c.room, c.password); break;
         case 'create': await createRoom(c.room); break;
         case 'exit': await exitRoom(); break;
         case 'invite': await inviteUser(c.user); break;
-        case 'rooms': await refreshRooms(); openSide(); break;
-        case 'users': await refreshUsers(); openSide(); break;
+        case 'rooms': await refreshRooms(); openDialog('join-dialog'); break;
+        case 'users': await refreshUsers(); openPeople(); break;
         case 'history': await loadOlder(); break;
         case 'help': L.HELP.forEach(function (h) { systemLine(h, 'help'); }); break;
         default: break;
@@ -1017,7 +1453,7 @@
   //   signin      a refused sign-in: on the next attempt, on editing the form, on signing in
   //   action      anything else: on the next attempt or on editing that form
   // Signing out clears them all. The texts are plain words, never protocol internals.
-  var ERROR_SLOTS = ['signin', 'composer', 'join', 'create', 'invite'];
+  var ERROR_SLOTS = ['signin', 'composer', 'join', 'create', 'invite', 'dm'];
   var errorTimers = {};
 
   /** An Error whose message is fit to show to people, with its cause (see above). */
@@ -1081,31 +1517,83 @@
     if (input) input.focus();
   }
 
-  // ---------------------------------------------------------------- side panel on phones
+  // ---------------------------------------------------------------- panels on phones, dialogs
 
   function isPhone() { return window.matchMedia('(max-width: 760px)').matches; }
 
-  function openSide() {
+  function openPanel(which) {
     if (!isPhone()) return;
-    var was = document.body.classList.contains('side-open');
-    document.body.classList.add('side-open');
-    $('side-toggle').setAttribute('aria-expanded', 'true');
+    var cls = which + '-open';
+    var was = document.body.classList.contains(cls);
+    closePanelsOnPhone();
+    document.body.classList.add(cls);
+    $(which + '-toggle').setAttribute('aria-expanded', 'true');
     if (!was) refreshNow();   // not polled while folded away
   }
+  function openSide() { openPanel('side'); }
+  function openPeople() { openPanel('people'); }
 
-  function closeSideOnPhone() {
-    document.body.classList.remove('side-open');
+  function closePanelsOnPhone() {
+    document.body.classList.remove('side-open', 'people-open');
     $('side-toggle').setAttribute('aria-expanded', 'false');
+    $('people-toggle').setAttribute('aria-expanded', 'false');
   }
 
-  function toggleSide() {
-    if (document.body.classList.contains('side-open')) {
-      closeSideOnPhone();
-      $('side-toggle').focus();
+  function togglePanel(which) {
+    if (document.body.classList.contains(which + '-open')) {
+      closePanelsOnPhone();
+      $(which + '-toggle').focus();
     } else {
-      openSide();
-      var first = $('side').querySelector('button, input');
+      openPanel(which);
+      var first = $(which).querySelector('.nav-item, li button, button:not(.side-close)');
       if (first) first.focus();
+    }
+  }
+
+  var dialogOpener = {};
+
+  /** Opens a modal dialog (Escape closes it; the focus goes back to where it was). */
+  function openDialog(id) {
+    var d = $(id);
+    if (d.open) return;
+    dialogOpener[id] = document.activeElement;
+    if (id === 'join-dialog') refreshRooms();
+    if (id === 'dm-dialog') refreshPresence();
+    d.showModal();
+    var first = d.querySelector('input');
+    if (first) first.focus();
+  }
+
+  /** Closes a dialog; the focus then goes to `focusTo` (default: where it was before). */
+  function closeDialog(id, focusTo) {
+    var d = $(id);
+    if (focusTo) dialogOpener[id] = focusTo;
+    if (d.open) d.close();
+  }
+
+  function onDialogClosed(id) {
+    var back = dialogOpener[id];
+    dialogOpener[id] = null;
+    if (back && document.contains(back) && back.offsetParent !== null) {
+      back.focus();
+      if (back === $('secret-value')) back.select();
+    }
+    else if (!$('chat-view').hidden) $('text').focus();
+  }
+
+  /** Alt+↑/↓: the previous/next room or conversation of the sidebar; with Shift, the next unread one. */
+  function moveView(step, unreadOnly) {
+    var items = Array.prototype.slice.call(document.querySelectorAll('#side .nav-item'));
+    if (!items.length) return;
+    var at = items.findIndex(function (b) { return b.dataset.view === state.viewKey; });
+    for (var i = 1; i <= items.length; i++) {
+      var b = items[(at + step * i + items.length * i) % items.length];
+      if (!unreadOnly || b.classList.contains('unread')) {
+        var key = b.dataset.view;
+        selectView(key).then(function () { $('text').focus(); })
+          .catch(function (e) { showError('composer', e); });
+        return;
+      }
     }
   }
 
@@ -1130,17 +1618,27 @@
       if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
         ev.preventDefault();
         $('composer').requestSubmit();
-      } else if (ev.key === 'Escape' && state.target) {
-        setTarget(null);
+      } else if (ev.key === 'Escape' && currentView().dm) {
+        // Escape leaves a private conversation for the room the connection is in.
+        showView(roomKeyView());
       }
     });
-    $('text').addEventListener('input', autosize);
-    $('target-clear').addEventListener('click', function () { setTarget(null); $('text').focus(); });
+    $('text').addEventListener('input', function () { autosize(); updateCount(); });
     $('older').addEventListener('click', loadOlder);
+    $('log-wrap').addEventListener('scroll', function () { if (atBottom()) maybeRead(); }, { passive: true });
     $('exit').addEventListener('click', function () {
       clearError('composer');
       exitRoom().then(function () { $('text').focus(); })
         .catch(function (e) { showError('composer', e); });
+    });
+    $('open-join').addEventListener('click', function () { openDialog('join-dialog'); });
+    $('open-dm').addEventListener('click', function () { openDialog('dm-dialog'); });
+    $('invite-open').addEventListener('click', function () { openDialog('invite-dialog'); });
+    ['join-dialog', 'invite-dialog', 'dm-dialog'].forEach(function (id) {
+      $(id).addEventListener('close', function () { onDialogClosed(id); });
+      Array.prototype.forEach.call($(id).querySelectorAll('[data-close]'), function (b) {
+        b.addEventListener('click', function () { closeDialog(id); });
+      });
     });
     $('join-form').addEventListener('submit', formHandler('join', async function () {
       var room = $('join-room').value.trim();
@@ -1150,7 +1648,8 @@
       await joinRoom(room, pw || undefined);
       $('join-room').value = '';
       $('join-password').value = '';
-      closeSideOnPhone();
+      closeDialog('join-dialog', $('text'));
+      closePanelsOnPhone();
       $('text').focus();
     }));
     $('create-form').addEventListener('submit', formHandler('create', async function () {
@@ -1159,7 +1658,8 @@
       if (problem) { $('create-room').focus(); throw failure(problem); }
       await createRoom(room);
       $('create-room').value = '';
-      closeSideOnPhone();
+      closeDialog('join-dialog', $('secret-value'));   // the focus on the password to copy
+      closePanelsOnPhone();
     }));
     $('invite-form').addEventListener('submit', formHandler('invite', async function () {
       var user = $('invite-user').value.trim();
@@ -1170,10 +1670,21 @@
       setParts($('invite-info'), [u(r.user || user), ' is invited.']);
       $('invite-user').value = '';
     }));
-    $('rooms-refresh').addEventListener('click', refreshRooms);
+    $('dm-form').addEventListener('submit', formHandler('dm', async function () {
+      var user = $('dm-user').value.trim();
+      var problem = L.accountNameProblem(user);
+      if (problem) { $('dm-user').focus(); throw failure(problem); }
+      var p = state.presence.get(user.toLowerCase());
+      openConversation(p ? p.name : user);
+      $('dm-user').value = '';
+      closeDialog('dm-dialog', $('text'));
+      closePanelsOnPhone();
+      $('text').focus();
+    }));
     $('users-refresh').addEventListener('click', refreshUsers);
     [['signin', ['name', 'password', 'password2']], ['composer', ['text']],
-      ['join', ['join-room', 'join-password']], ['create', ['create-room']], ['invite', ['invite-user']]]
+      ['join', ['join-room', 'join-password']], ['create', ['create-room']], ['invite', ['invite-user']],
+      ['dm', ['dm-user']]]
       .forEach(function (slot) {
         slot[1].forEach(function (id) {
           $(id).addEventListener('input', function () { clearOnEdit(slot[0]); });
@@ -1181,17 +1692,33 @@
       });
     document.addEventListener('visibilitychange', function () {
       if (listsVisible()) refreshNow();
+      maybeRead();
     });
+    window.addEventListener('focus', maybeRead);
     $('secret-copy').addEventListener('click', copySecret);
     $('secret-close').addEventListener('click', function () { hideSecret(); $('text').focus(); });
     $('signout').addEventListener('click', signOut);
     $('reconnect-now').addEventListener('click', reconnectNow);
-    $('side-toggle').addEventListener('click', toggleSide);
-    $('side-close').addEventListener('click', function () { closeSideOnPhone(); $('side-toggle').focus(); });
+    $('away-toggle').addEventListener('click', function () {
+      clearError('composer');
+      setMyStatus(L.isAway(state.myStatus) ? 'online' : 'away')
+        .catch(function (e) { showError('composer', e); });
+    });
+    $('notify-yes').addEventListener('click', function () { answerNotifications(true); });
+    $('notify-no').addEventListener('click', function () { answerNotifications(false); });
+    $('side-toggle').addEventListener('click', function () { togglePanel('side'); });
+    $('people-toggle').addEventListener('click', function () { togglePanel('people'); });
+    $('side-close').addEventListener('click', function () { closePanelsOnPhone(); $('side-toggle').focus(); });
+    $('people-close').addEventListener('click', function () { closePanelsOnPhone(); $('people-toggle').focus(); });
     document.addEventListener('keydown', function (ev) {
-      if (ev.key === 'Escape' && document.body.classList.contains('side-open')) {
-        closeSideOnPhone();
-        $('side-toggle').focus();
+      if (ev.key === 'Escape' && /(side|people)-open/.test(document.body.className) && !document.querySelector('dialog[open]')) {
+        var which = document.body.classList.contains('side-open') ? 'side' : 'people';
+        closePanelsOnPhone();
+        $(which + '-toggle').focus();
+      } else if (ev.altKey && (ev.key === 'ArrowUp' || ev.key === 'ArrowDown') && state.signedIn &&
+                 !document.querySelector('dialog[open]')) {
+        ev.preventDefault();
+        moveView(ev.key === 'ArrowUp' ? -1 : 1, ev.shiftKey);
       }
     });
     window.addEventListener('online', function () { if (!state.ws && !state.noReconnect) reconnectNow(); });
@@ -1213,6 +1740,8 @@
     get connected() { return !!state.ws && state.ws.readyState === WebSocket.OPEN; },
     get signedIn() { return state.signedIn; },
     get room() { return state.room; },
+    get view() { return state.viewKey; },
+    get unread() { return L.totalUnread(state.unread.values()); },
     get me() { return state.me; },
     get attempt() { return state.attempt; }
   };

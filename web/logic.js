@@ -212,6 +212,8 @@
     '/exit — back to #general',
     '/invite USER — let USER into the current room (owner only)',
     '/msg USER TEXT — private message',
+    '/query USER — open the private conversation with USER',
+    '/away [TEXT] — tell others you are away (TEXT: your status), /back — online again',
     '/rooms, /users — refresh the lists',
     '/history — load older messages',
     '//text — send a message that starts with "/"'
@@ -257,6 +259,17 @@
         if (accountNameProblem(mm[1])) return { kind: 'error', error: accountNameProblem(mm[1]) };
         return { kind: 'msg', to: mm[1], text: mm[2] };
       }
+      case 'query':
+      case 'q':
+        if (words.length !== 1) return { kind: 'error', error: 'Usage: /query USER' };
+        if (accountNameProblem(words[0])) return { kind: 'error', error: accountNameProblem(words[0]) };
+        return { kind: 'query', user: words[0] };
+      case 'away': {
+        var st = rest.trim() || 'away';
+        if (st.length > 64) return { kind: 'error', error: 'A status has at most 64 characters.' };
+        return { kind: 'status', status: st };
+      }
+      case 'back': return { kind: 'status', status: 'online' };
       case 'rooms': return { kind: 'rooms' };
       case 'users':
       case 'who': return { kind: 'users' };
@@ -333,9 +346,154 @@
     var to = typeof m.to === 'string' ? m.to : '';
     var isRoom = to.charAt(0) === '#' || to === '';
     var mine = sameName(m.from, me);
-    if (isRoom) return { room: to ? roomKey(to) : null, private: false, mine: mine, peer: null };
-    return { room: null, private: true, mine: mine, peer: mine ? to : m.from };
+    if (isRoom) {
+      var rk = to ? roomKey(to) : null;
+      return { room: rk, private: false, mine: mine, peer: null, view: rk ? roomView(rk) : null };
+    }
+    var peer = mine ? to : m.from;
+    return { room: null, private: true, mine: mine, peer: peer, view: dmView(peer) };
   }
+
+  // ---------------------------------------------------------------- views, unread, mentions
+
+  /** Key of a room's view ('room:#den') and of a private conversation's ('dm:bob'). */
+  function roomView(room) { return 'room:' + roomKey(room); }
+  function dmView(account) { return 'dm:' + String(account).toLowerCase(); }
+
+  /** The server's default `max-message` (bytes of UTF-8), see the protocol contract. */
+  var MAX_MESSAGE_BYTES = 4096;
+
+  /**
+   * Bytes of `text` in UTF-8, as the server counts a message (a lone surrogate, which the
+   * browser sends as U+FFFD, counts 3).
+   */
+  function utf8Bytes(text) {
+    var s = String(text);
+    var n = 0;
+    for (var i = 0; i < s.length; i++) {
+      var c = s.charCodeAt(i);
+      if (c < 0x80) n += 1;
+      else if (c < 0x800) n += 2;
+      else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length &&
+               s.charCodeAt(i + 1) >= 0xdc00 && s.charCodeAt(i + 1) <= 0xdfff) { n += 4; i++; }
+      else n += 3;
+    }
+    return n;
+  }
+
+  /**
+   * What the message box says about the length of `text` (limit `max` bytes, default 4096):
+   * {bytes, left, level, words}: level 'ok' (nothing shown), 'near' (at least 90 % used: a
+   * counter) or 'over' (the server would refuse it: say so and do not send).
+   */
+  function lengthState(text, max) {
+    max = max || MAX_MESSAGE_BYTES;
+    var bytes = utf8Bytes(text);
+    var left = max - bytes;
+    if (left < 0) {
+      return { bytes: bytes, left: left, level: 'over',
+        words: 'Too long to send: shorten it by ' + (-left) + ' bytes (the limit is ' + max +
+          ' bytes; letters outside A–Z take 2 to 4 bytes each).' };
+    }
+    if (bytes >= Math.floor(max * 0.9)) {
+      return { bytes: bytes, left: left, level: 'near', words: left + ' bytes left of ' + max + '.' };
+    }
+    return { bytes: bytes, left: left, level: 'ok', words: '' };
+  }
+
+  /** Whether `text` mentions the account `me` (the name as a whole word, "@" optional, any case). */
+  function mentions(text, me) {
+    if (typeof text !== 'string' || !isAccountName(me)) return false;
+    var name = me.replace(/[.\-]/g, '\\$&');
+    return new RegExp('(^|[^A-Za-z0-9_.-])@?' + name + '(?![A-Za-z0-9_-]|\\.[A-Za-z0-9_-])', 'i').test(text);
+  }
+
+  /**
+   * Unread bookkeeping of one view: {unread, lastRead, newest}. unread is the server's count
+   * (`rooms`, `conversations`) kept up to date by the pushes; lastRead the read marker; newest
+   * the highest message id known in the view.
+   */
+  function unreadEntry(unread, lastRead) {
+    return { unread: Math.max(0, unread | 0), lastRead: Math.max(0, lastRead | 0), newest: Math.max(0, lastRead | 0) };
+  }
+
+  /**
+   * The entry after a live message `id` arrived: `mine` (own messages never count and mean
+   * everything before them was read: the server does the same), `seen` (the view is on screen
+   * at its newest line, so it is read at once). Returns a new entry; `read` is the id to send
+   * a `read` for (0: none).
+   */
+  function afterMessage(e, id, mine, seen) {
+    var n = { unread: e.unread, lastRead: e.lastRead, newest: Math.max(e.newest, id) };
+    if (id <= e.lastRead) return { entry: n, read: 0 };
+    if (mine) return { entry: n, read: 0 };
+    if (seen) { n.unread = 0; n.lastRead = id; return { entry: n, read: id }; }
+    n.unread = e.unread + 1;
+    return { entry: n, read: 0 };
+  }
+
+  /**
+   * The entry after a read marker moved to `id` (our own `read`, or a `read` push from another
+   * connection of the account). Returns {entry, exact}: exact is false when messages after
+   * `id` may still be unread and only the server can say how many (ask `rooms` again).
+   */
+  function afterRead(e, id) {
+    if (id <= e.lastRead) return { entry: e, exact: true };
+    var n = { unread: e.unread, lastRead: id, newest: Math.max(e.newest, id) };
+    if (id >= e.newest) { n.unread = 0; return { entry: n, exact: true }; }
+    return { entry: n, exact: false };
+  }
+
+  /** Total unread over entries (an iterable of entries, or of [key, entry] pairs). */
+  function totalUnread(entries) {
+    var t = 0;
+    for (var x of entries) { var e = Array.isArray(x) ? x[1] : x; if (e) t += e.unread || 0; }
+    return t;
+  }
+
+  /** The tab title: "(3) #den · jimd" when 3 messages are unread, "#den · jimd" when none. */
+  function pageTitle(total, where) {
+    var base = where ? where + ' · jimd' : 'jimd';
+    return total > 0 ? '(' + total + ') ' + base : base;
+  }
+
+  /** Short text of a badge: "1" … "99", then "99+". */
+  function badgeText(n) { return n > 99 ? '99+' : String(n); }
+
+  /**
+   * Where the "new messages" divider goes in a view whose message ids are `ids` (ascending) and
+   * whose authors are `mine(id)`: before the first message above `lastRead` not written by us;
+   * -1 when there is none.
+   */
+  function dividerIndex(ids, lastRead, mine) {
+    for (var i = 0; i < ids.length; i++) {
+      if (ids[i] > lastRead && (!mine || !mine(ids[i]))) return i;
+    }
+    return -1;
+  }
+
+  /**
+   * For a view whose read marker is unknown (a private conversation) but whose unread count `n`
+   * is: the id after which the divider goes (the n-th newest message not ours starts the unread
+   * ones), 0 when all the loaded messages are unread.
+   */
+  function lastReadFromCount(ids, n, mine) {
+    var seen = 0;
+    for (var i = ids.length - 1; i >= 0; i--) {
+      if (mine && mine(ids[i])) continue;
+      if (++seen === n) return i > 0 ? ids[i - 1] : 0;
+    }
+    return 0;
+  }
+
+  /** Status text for people: '' for "online", else the status ("away", free text). */
+  function statusWords(status) {
+    if (typeof status !== 'string' || !status || status === 'online') return 'online';
+    return status;
+  }
+
+  /** Whether a status means "not at the keyboard" (anything but "online"). */
+  function isAway(status) { return typeof status === 'string' && status !== '' && status !== 'online'; }
 
   // The resume token of the account signed in on this page, kept in localStorage (one per
   // origin, so one per server) so that a reload signs in without the password. The password
@@ -398,7 +556,23 @@
     parseCommand: parseCommand,
     Pending: Pending,
     insertionIndex: insertionIndex,
-    describeMessage: describeMessage
+    describeMessage: describeMessage,
+    roomView: roomView,
+    dmView: dmView,
+    MAX_MESSAGE_BYTES: MAX_MESSAGE_BYTES,
+    utf8Bytes: utf8Bytes,
+    lengthState: lengthState,
+    mentions: mentions,
+    unreadEntry: unreadEntry,
+    afterMessage: afterMessage,
+    afterRead: afterRead,
+    totalUnread: totalUnread,
+    pageTitle: pageTitle,
+    badgeText: badgeText,
+    dividerIndex: dividerIndex,
+    lastReadFromCount: lastReadFromCount,
+    statusWords: statusWords,
+    isAway: isAway
   };
   if (typeof module === 'object' && module.exports) module.exports = api;
   else root.JimLogic = api;
