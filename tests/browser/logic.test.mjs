@@ -180,15 +180,123 @@ test('messages are placed by id, duplicates are dropped', () => {
   assert.equal(L.insertionIndex([3, 7, 9], 7), -1);
 });
 
-test('room messages go to their room, private ones are marked with the other side', () => {
+test('room messages go to their room view, private ones to the conversation with the other side', () => {
   assert.deepEqual(L.describeMessage({ from: 'bob', to: '#Den', message: 'x' }, 'alice'),
-    { room: '#den', private: false, mine: false, peer: null });
+    { room: '#den', private: false, mine: false, peer: null, view: 'room:#den' });
   assert.deepEqual(L.describeMessage({ from: 'Alice', to: '#general', message: 'x' }, 'alice'),
-    { room: '#general', private: false, mine: true, peer: null });
+    { room: '#general', private: false, mine: true, peer: null, view: 'room:#general' });
   assert.deepEqual(L.describeMessage({ from: 'bob', to: 'alice', message: 'x' }, 'alice'),
-    { room: null, private: true, mine: false, peer: 'bob' });
-  assert.deepEqual(L.describeMessage({ from: 'alice', to: 'bob', message: 'x' }, 'alice'),
-    { room: null, private: true, mine: true, peer: 'bob' });
+    { room: null, private: true, mine: false, peer: 'bob', view: 'dm:bob' });
+  assert.deepEqual(L.describeMessage({ from: 'alice', to: 'Bob', message: 'x' }, 'alice'),
+    { room: null, private: true, mine: true, peer: 'Bob', view: 'dm:bob' });
+  assert.equal(L.roomView('Den'), 'room:#den');
+  assert.equal(L.dmView('Bob'), 'dm:bob');
+});
+
+test('message length is counted in UTF-8 bytes, as the server counts it', () => {
+  assert.equal(L.utf8Bytes(''), 0);
+  assert.equal(L.utf8Bytes('hello'), 5);
+  assert.equal(L.utf8Bytes('привет'), 12);          // Cyrillic: 2 bytes a letter
+  assert.equal(L.utf8Bytes('很好'), 6);              // CJK: 3
+  assert.equal(L.utf8Bytes('😀'), 4);               // outside the BMP: a surrogate pair, 4
+  assert.equal(L.utf8Bytes('\ud800x'), 4);          // a lone surrogate goes as U+FFFD: 3
+  for (const t of ['mixed ñ 😀 привет 很好', 'a'.repeat(100), '\u202e']) {
+    assert.equal(L.utf8Bytes(t), Buffer.byteLength(t, 'utf8'));
+  }
+  assert.equal(L.MAX_MESSAGE_BYTES, 4096);
+});
+
+test('a long Cyrillic text is warned about before the server would refuse it', () => {
+  assert.equal(L.lengthState('hi').level, 'ok');
+  assert.equal(L.lengthState('hi').words, '');
+  // 2048 Cyrillic letters are 4096 bytes: exactly the limit, still allowed but near it.
+  const atLimit = L.lengthState('я'.repeat(2048));
+  assert.equal(atLimit.bytes, 4096);
+  assert.equal(atLimit.level, 'near');
+  assert.match(atLimit.words, /^0 bytes left/);
+  // 2049 letters are only 2049 characters (a "maxlength" of 4096 would let them through) but 4098 bytes.
+  const over = L.lengthState('я'.repeat(2049));
+  assert.equal(over.level, 'over');
+  assert.equal(over.left, -2);
+  assert.match(over.words, /^Too long to send: shorten it by 2 bytes/);
+  assert.equal(L.lengthState('a'.repeat(3686)).level, 'near');
+  assert.equal(L.lengthState('a'.repeat(3685)).level, 'ok');
+  assert.equal(L.lengthState('abc', 2).level, 'over');
+});
+
+test('mentions: the account name as a whole word, with or without @, any case', () => {
+  assert.ok(L.mentions('hi alice!', 'alice'));
+  assert.ok(L.mentions('@Alice look', 'alice'));
+  assert.ok(L.mentions('alice', 'alice'));
+  assert.ok(L.mentions('ask alice.', 'alice'));
+  assert.ok(!L.mentions('malice', 'alice'));
+  assert.ok(!L.mentions('alice_2 is here', 'alice'));
+  assert.ok(!L.mentions('alice.b', 'alice'));
+  assert.ok(L.mentions('ping a.b now', 'a.b'));
+  assert.ok(!L.mentions('axb', 'a.b'));             // "." is not a wildcard
+  assert.ok(!L.mentions('hello', ''));
+  assert.ok(!L.mentions(null, 'alice'));
+});
+
+test('unread bookkeeping: live messages, own messages, seen views and read markers', () => {
+  let e = L.unreadEntry(2, 10);
+  assert.deepEqual(e, { unread: 2, lastRead: 10, newest: 10 });
+  let r = L.afterMessage(e, 11, false, false);
+  assert.deepEqual(r, { entry: { unread: 3, lastRead: 10, newest: 11 }, read: 0 });
+  e = r.entry;
+  r = L.afterMessage(e, 12, true, false);             // our own message never counts
+  assert.equal(r.entry.unread, 3);
+  assert.equal(r.read, 0);
+  r = L.afterMessage(e, 9, false, false);             // at or below the marker: already read
+  assert.equal(r.entry.unread, 3);
+  r = L.afterMessage(e, 13, false, true);             // on screen: read at once
+  assert.deepEqual(r, { entry: { unread: 0, lastRead: 13, newest: 13 }, read: 13 });
+  // A read push from another connection up to the newest message clears the badge exactly.
+  e = { unread: 3, lastRead: 10, newest: 13 };
+  assert.deepEqual(L.afterRead(e, 13), { entry: { unread: 0, lastRead: 13, newest: 13 }, exact: true });
+  // Up to an older one: only the server knows how many are left.
+  const partly = L.afterRead(e, 11);
+  assert.equal(partly.exact, false);
+  assert.equal(partly.entry.lastRead, 11);
+  // Markers never move backwards.
+  assert.equal(L.afterRead(e, 5).entry, e);
+  assert.equal(L.totalUnread([{ unread: 2 }, { unread: 0 }, { unread: 5 }]), 7);
+  assert.equal(L.totalUnread(new Map([['room:#a', { unread: 1 }], ['dm:b', { unread: 2 }]])), 3);
+  assert.equal(L.totalUnread(new Map([['room:#a', { unread: 1 }]]).values()), 1);
+});
+
+test('tab title and badges', () => {
+  assert.equal(L.pageTitle(0, '#den'), '#den · jimd');
+  assert.equal(L.pageTitle(3, '#den'), '(3) #den · jimd');
+  assert.equal(L.pageTitle(3, ''), '(3) jimd');
+  assert.equal(L.badgeText(7), '7');
+  assert.equal(L.badgeText(100), '99+');
+});
+
+test('the "new messages" divider goes before the first unread message of others', () => {
+  const mine = (id) => id === 5;
+  assert.equal(L.dividerIndex([1, 3, 5, 7], 3, mine), 3);   // 5 is ours: the divider is before 7
+  assert.equal(L.dividerIndex([1, 3, 5, 7], 3), 2);
+  assert.equal(L.dividerIndex([1, 3], 3), -1);
+  assert.equal(L.dividerIndex([4, 6], 0), 0);
+  // A conversation knows its unread count, not its marker: the 2 newest of others are unread.
+  assert.equal(L.lastReadFromCount([1, 2, 3, 4], 2, (id) => id === 4), 1);
+  assert.equal(L.lastReadFromCount([1, 2, 3, 4], 2), 2);
+  assert.equal(L.lastReadFromCount([1, 2], 5), 0);
+});
+
+test('statuses in words; /away, /back and /query', () => {
+  assert.equal(L.statusWords('online'), 'online');
+  assert.equal(L.statusWords(undefined), 'online');
+  assert.equal(L.statusWords('in a meeting'), 'in a meeting');
+  assert.ok(L.isAway('away'));
+  assert.ok(!L.isAway('online'));
+  assert.deepEqual(L.parseCommand('/away'), { kind: 'status', status: 'away' });
+  assert.deepEqual(L.parseCommand('/away lunch'), { kind: 'status', status: 'lunch' });
+  assert.deepEqual(L.parseCommand('/back'), { kind: 'status', status: 'online' });
+  assert.equal(L.parseCommand('/away ' + 'x'.repeat(65)).kind, 'error');
+  assert.deepEqual(L.parseCommand('/query bob'), { kind: 'query', user: 'bob' });
+  assert.equal(L.parseCommand('/query').kind, 'error');
 });
 
 test('the resume token is kept per origin as {name, token}, never with a password', () => {
