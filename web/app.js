@@ -998,12 +998,11 @@
     var r = expect(await request('exit'), [200]);
     hideSecret();
     var v = roomViewOf(r.room);
-    var first = !v.loaded;
     enterRoom(r.room);
     systemLine(['You are back in ', u(r.room), '.']);
     refreshUsers();
     refreshRooms();
-    if (!first) await loadRecent(v);
+    await loadRecent(v);   // exit pushes no history
   }
 
   async function inviteUser(user) {
@@ -1387,10 +1386,8 @@
     var text = c.kind === 'say' || c.kind === 'msg' ? c.text : '';
     var s = L.lengthState(text);
     var el = $('composer-count');
-    el.textContent = s.level === 'near' ? s.words : '';
+    if (el.textContent !== s.words) el.textContent = s.words;
     el.dataset.level = s.level;
-    if (s.level === 'over') showError('composer', s.words, 'action');
-    else if ($('composer-error').textContent && /^Too long to send/.test($('composer-error').textContent)) clearError('composer');
   }
 
   async function onComposerSubmit(ev) {
@@ -1557,6 +1554,11 @@
     var d = $(id);
     if (d.open) return;
     dialogOpener[id] = document.activeElement;
+    if (/(side|people)-open/.test(document.body.className)) {
+      // On a phone the panel the dialog was opened from folds away: the focus comes back to its button.
+      dialogOpener[id] = $(document.body.classList.contains('side-open') ? 'side-toggle' : 'people-toggle');
+      closePanelsOnPhone();
+    }
     if (id === 'join-dialog') refreshRooms();
     if (id === 'dm-dialog') refreshPresence();
     d.showModal();

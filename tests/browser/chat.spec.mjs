@@ -18,6 +18,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TOTAL_MS = Number(process.env.JIM_E2E_TIMEOUT || 240) * 1000;
@@ -235,6 +236,17 @@ async function fontsUsed(page, selector, index) {
   }
 }
 
+const AXE_SOURCE = fs.readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+/** axe-core's violations on the page as it is now: [{id, impact, targets}] (axe from npm, run in the page). */
+async function axeRun(page) {
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(AXE_SOURCE);
+  return page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, targets: v.nodes.slice(0, 4).map((n) => n.target.join(' ')) }));
+  });
+}
+
 async function signIn(page, name, password) {
   await page.locator('#name').fill(name);
   await page.locator('#password').fill(password);
@@ -338,9 +350,24 @@ async function main() {
       args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
         '--disable-sync', '--no-first-run'],
     });
-    const newPage = async (label, viewport) => {
+    const newPage = async (label, viewport, { notifications = false } = {}) => {
       const ctx = await browser.newContext({ viewport, deviceScaleFactor: 1 });
       ctx.setDefaultTimeout(STEP_MS);
+      if (notifications) {
+        // Permission granted as a user would; every notification the page shows is recorded.
+        await ctx.grantPermissions(['notifications'], { origin: daemon.url('') });
+        await ctx.addInitScript(() => {
+          window.__notes = [];
+          const Real = window.Notification;
+          const Recording = function (title, opts) {
+            window.__notes.push({ title, body: opts && opts.body, tag: opts && opts.tag });
+            return new Real(title, opts);
+          };
+          Recording.requestPermission = (...a) => Real.requestPermission(...a);
+          Object.defineProperty(Recording, 'permission', { get: () => Real.permission });
+          window.Notification = Recording;
+        });
+      }
       const page = await ctx.newPage();
       page.on('pageerror', (e) => pageErrors.push(`${label}: ${e.message}`));
       page.on('request', (req) => {
@@ -351,7 +378,7 @@ async function main() {
       await page.waitForFunction(() => window.jimClient && window.jimClient.connected, null, { timeout: STEP_MS });
       return page;
     };
-    const alice = await newPage('alice', { width: 1200, height: 760 });
+    const alice = await newPage('alice', { width: 1200, height: 760 }, { notifications: true });
     const bob = await newPage('bob', { width: 1000, height: 720 });
 
     await step('alice signs up in the browser (password typed twice)', async () => {
@@ -413,6 +440,8 @@ async function main() {
 
     let roomPassword = '';
     await step('alice creates #den; its password is shown once, ready to copy', async () => {
+      await alice.locator('#open-join').click();
+      await alice.locator('#join-dialog').waitFor({ state: 'visible', timeout: STEP_MS });
       await alice.locator('#create-room').fill('den');
       await alice.locator('#create-room').press('Enter');
       await roomIs(alice, '#den');
@@ -421,9 +450,12 @@ async function main() {
       assert(/^[A-Za-z0-9_-]{16,}$/.test(roomPassword), `room password looks wrong: ${roomPassword}`);
       await alice.locator('#secret-copy').click();
       await alice.locator('#secret-status', { hasText: /copied|copy it/i }).waitFor({ timeout: STEP_MS });
+      assert(await alice.locator('#join-dialog').isHidden(), 'the rooms dialog is still open');
+      await alice.locator('#rooms [data-view="room:#den"][aria-current="page"]').waitFor({ timeout: STEP_MS });
     });
 
     await step('bob joins #den with the shown password (asked for it first)', async () => {
+      await bob.locator('#open-join').click();
       await bob.locator('#join-room').fill('den');
       await bob.locator('#join-room').press('Enter');
       await bob.locator('#join-error', { hasText: /password/i }).waitFor({ timeout: STEP_MS });
@@ -450,22 +482,76 @@ async function main() {
       assert(!carol.frames.some((f) => f.action === 'msg' && f.to === '#den'), 'carol got a #den message');
     });
 
-    await step('private messages are marked and can be answered', async () => {
+    await step('a private message opens its own conversation, never inside a room; badges and the title count it', async () => {
       await say(bob, '/msg alice psst, just for you');
-      const pm = shown(alice).locator('li.msg.private', { hasText: 'psst, just for you' });
-      await pm.waitFor({ timeout: STEP_MS });
-      await pm.getByRole('button', { name: /reply privately to bob/i }).click();
-      await alice.locator('#target-label', { hasText: 'Private message to bob' }).waitFor({ timeout: STEP_MS });
-      const focused = await alice.evaluate(() => document.activeElement && document.activeElement.id);
-      assert(focused === 'text', `after Reply the focus is on ${focused}`);
+      await bob.waitForFunction(() => window.jimClient.view === 'dm:alice', null, { timeout: STEP_MS });
+      await seeMessage(bob, 'psst, just for you');
+      const item = alice.locator('#dms button[data-view="dm:bob"]');
+      await item.locator('.badge', { hasText: '1' }).waitFor({ timeout: STEP_MS });
+      assert(await item.evaluate((b) => b.classList.contains('unread') && getComputedStyle(b).fontWeight >= 700), 'bob is not bold in the sidebar');
+      assert(/^\(1\) /.test(await alice.title()), `title: ${await alice.title()}`);
+      assert(await alice.locator('.messages[data-view="room:#den"] li', { hasText: 'psst' }).count() === 0, 'the private message is in #den');
+      assert(await alice.evaluate(() => window.jimClient.view) === 'room:#den', 'alice left #den by herself');
+      await item.click();
+      await roomIs(alice, '@bob');
+      await seeMessage(alice, 'psst, just for you');
+      await check('a "new messages" divider comes right before the unread message', async () => {
+        const texts = await lines(alice);
+        const d = texts.indexOf('New messages');
+        assert(d >= 0 && texts[d + 1].includes('psst'), `lines: ${JSON.stringify(texts)}`);
+      });
+      await alice.waitForFunction(() => !/^\(/.test(document.title), null, { timeout: STEP_MS });
+      await item.locator('.badge').waitFor({ state: 'detached', timeout: STEP_MS });
+      assert(await item.getAttribute('aria-current') === 'page', 'the open conversation is not highlighted');
       await say(alice, 'got it, bob');
       await shown(bob).locator('li.msg.private', { hasText: 'got it, bob' }).waitFor({ timeout: STEP_MS });
-      await alice.locator('#target-clear').click();
-      await alice.locator('#target-label', { hasText: 'To #den' }).waitFor({ timeout: STEP_MS });
+      // Escape goes back to the room.
+      await alice.locator('#text').press('Escape');
+      await roomIs(alice, '#den');
+      assert(await shown(alice).locator('li', { hasText: 'got it, bob' }).count() === 0, 'the private reply is in #den');
+      await bob.locator('#rooms button[data-view="room:#den"]').click();
+      await roomIs(bob, '#den');
       // From the terminal too, wherever alice is.
       const r = await carol.request({ action: 'msg', to: 'alice', message: 'carol here, from a terminal' });
       assert(r.response === 200 && r.delivered === 1, `carol's private msg: ${JSON.stringify(r)}`);
-      await shown(alice).locator('li.msg.private', { hasText: 'carol here, from a terminal' }).waitFor({ timeout: STEP_MS });
+      await alice.locator('#dms button[data-view="dm:carol"] .badge', { hasText: '1' }).waitFor({ timeout: STEP_MS });
+      // The newest conversation is at the top.
+      const order = await alice.locator('#dms .nav-name').allTextContents();
+      assert(order[0] === 'carol' && order[1] === 'bob', `conversations: ${JSON.stringify(order)}`);
+    });
+
+    await check('the message box counts bytes as the server does and warns before a long Cyrillic text is refused', async () => {
+      await alice.locator('#text').fill('я'.repeat(1900));
+      await alice.locator('#composer-count', { hasText: /bytes left/ }).waitFor({ timeout: STEP_MS });
+      await alice.locator('#text').fill('я'.repeat(2049));     // 2049 characters, 4098 bytes
+      await alice.locator('#composer-count', { hasText: /^Too long to send: shorten it by 2 bytes/ }).waitFor({ timeout: STEP_MS });
+      const before = carol.frames.length;
+      await alice.locator('#text').press('Enter');
+      await alice.locator('#composer-error', { hasText: /^Too long to send/ }).waitFor({ timeout: STEP_MS });
+      await sleep(300);
+      assert((await alice.locator('#text').inputValue()).length === 2049, 'the long text was taken out of the box');
+      assert(!carol.frames.slice(before).some((f) => f.action === 'msg' && f.from === 'alice'), 'the long text was sent');
+      await alice.locator('#text').fill('я'.repeat(2048));     // exactly the limit: accepted
+      await becomesEmpty(alice, '#composer-error', 3000);
+      await alice.locator('#composer-count', { hasText: /^0 bytes left/ }).waitFor({ timeout: STEP_MS });
+      await alice.locator('#text').fill('');
+    });
+
+    await check('people of the room with their status, visible at 1280x800 without scrolling; away and back', async () => {
+      await alice.setViewportSize({ width: 1280, height: 800 });
+      const row = alice.locator('#users li[data-user="bob"]');
+      await row.waitFor({ timeout: STEP_MS });
+      for (const sel of ['#users li[data-user="bob"]', '#users li[data-user="alice"]']) {
+        const box = await alice.locator(sel).boundingBox();
+        assert(box && box.y >= 0 && box.y + box.height <= 800 && box.x + box.width <= 1280, `${sel} is not on screen: ${JSON.stringify(box)}`);
+      }
+      assert((await row.locator('.user-status').textContent()) === 'online', 'bob is not shown online');
+      await bob.locator('#away-toggle').click();
+      await row.locator('.user-status', { hasText: 'away' }).waitFor({ timeout: 5000 });
+      assert(await bob.locator('#away-toggle').getAttribute('aria-pressed') === 'true', 'the away button is not pressed');
+      await bob.locator('#away-toggle').click();
+      await row.locator('.user-status', { hasText: 'online' }).waitFor({ timeout: 5000 });
+      await alice.setViewportSize({ width: 1200, height: 760 });
     });
 
     await check('emoji and CJK are drawn with fonts that have them (no boxes)', async () => {
@@ -491,22 +577,24 @@ async function main() {
       assert(fs.statSync(shot).size > 10000, 'screenshot is suspiciously small');
     });
 
-    await check('user text is isolated: an override in a message does not reverse what follows it', async () => {
+    await check('user text is isolated: an override in a message does not reverse what is around it', async () => {
       const r = await carol.request({ action: 'msg', to: 'alice', message: '\u202Eevil override' });
       assert(r.response === 200, `carol's msg: ${JSON.stringify(r)}`);
+      await alice.locator('#dms button[data-view="dm:carol"]').click();
+      await roomIs(alice, '@carol');
       const li = shown(alice).locator('li.msg.private', { hasText: 'evil override' });
       await li.waitFor({ timeout: STEP_MS });
       const geo = await li.evaluate((el) => {
         const body = el.querySelector('.body').getBoundingClientRect();
-        const button = el.querySelector('button').getBoundingClientRect();
-        return { bodyRight: body.right, buttonLeft: button.left };
+        const from = el.querySelector('.from').getBoundingClientRect();
+        return { bodyLeft: body.left, fromRight: from.right };
       });
-      assert(geo.buttonLeft >= geo.bodyRight - 1, `the Reply button is drawn before the message text: ${JSON.stringify(geo)}`);
+      assert(geo.fromRight <= geo.bodyLeft + 1, `the author is drawn after the message text: ${JSON.stringify(geo)}`);
       // Every kind of user text sits in its own isolate.
       const loose = await alice.evaluate(() => {
         const isolated = (el) => /isolate|plaintext/.test(getComputedStyle(el).unicodeBidi);
-        const want = ['#me', '#room-title', '#users-room', '#target-label', '.messages li.msg .from',
-          '.messages li.msg .body', '#users .user-name', '#users .user-status', '#rooms .room-name'];
+        const want = ['#me', '#room-title', '#target-label', '.messages li.msg .from',
+          '.messages li.msg .body', '#users .user-name', '#users .user-status', '#rooms .room-name', '#dms .nav-name'];
         const bad = [];
         for (const sel of want) {
           const els = Array.from(document.querySelectorAll(sel));
@@ -518,7 +606,7 @@ async function main() {
           }
         }
         // Our own lines that name somebody or a room: the name is in an isolate.
-        for (const el of document.querySelectorAll('.messages li.sys .body, #rooms .room-meta')) {
+        for (const el of document.querySelectorAll('.messages li.sys .body, #directory .room-meta')) {
           const names = el.textContent.match(/\b(alice|bob|carol|dave)\b|#den\b/g) || [];
           for (const n of names) {
             if (!Array.from(el.querySelectorAll('bdi')).some((b) => isolated(b) && b.textContent === n)) {
@@ -529,6 +617,8 @@ async function main() {
         return bad;
       });
       assert(loose.length === 0, `user text not isolated: ${loose.slice(0, 8).join('; ')}`);
+      await alice.locator('#rooms button[data-view="room:#den"]').click();
+      await roomIs(alice, '#den');
     });
 
     let dave = null;
@@ -583,6 +673,7 @@ async function main() {
 
     await step('dave tries #den with a wrong password', async () => {
       await dave.locator('#side-toggle').click();
+      await dave.locator('#open-join').click();
       await dave.locator('#join-room').fill('den');
       await dave.locator('#join-password').fill('not-the-password');
       await dave.locator('#join-password').press('Enter');
@@ -621,14 +712,14 @@ async function main() {
       // #den and back.
       await dave.locator('#side-toggle').click();
       await dave.locator('#rooms').waitFor({ state: 'visible', timeout: STEP_MS });
-      const roomsText = (page) => page.evaluate(() => document.getElementById('rooms').textContent);
+      const roomsText = (page) => page.evaluate(() => document.getElementById('directory').textContent);
       const usersText = (page) => page.evaluate(() => document.getElementById('users').textContent);
       await dave.waitForFunction(() => /carol/.test(document.getElementById('users').textContent), null, { timeout: 8000 });
       const t0 = Date.now();
       const j = await carol.request({ action: 'join', room: 'den', password: roomPassword });
       assert(j.response === 200, `carol joins #den: ${JSON.stringify(j)}`);
       await alice.locator('#users li', { hasText: 'carol' }).waitFor({ timeout: 3000 });    // a join event
-      await waitUntil(async () => /#den3 online/.test(await roomsText(dave)), 8000, 'dave\'s room list: #den 3 online');
+      await waitUntil(async () => /#den3 online/.test(await roomsText(dave)), 8000, 'dave\'s list of rooms: #den 3 online');
       await waitUntil(async () => !/carol/.test(await usersText(dave)), 8000, 'carol gone from dave\'s people in #general');
       const joined = Date.now() - t0;
       const x = await carol.request({ action: 'exit' });
@@ -639,6 +730,123 @@ async function main() {
       console.log(`  (counts followed carol's join in ${joined} ms)`);
       await dave.keyboard.press('Escape');
       await dave.waitForFunction(() => !document.body.classList.contains('side-open'), null, { timeout: STEP_MS });
+    });
+
+    await step('rooms being watched get unread badges and a bold name; opening one shows a divider and clears them', async () => {
+      // alice is in #den; carol (TCP, in #general) talks in #general, once naming alice. (alice
+      // has not seen carol's 30 "count" messages either.)
+      const badgeOf = async (loc) => Number((await loc.locator('.badge').count()) ? await loc.locator('.badge').textContent() : 0);
+      const general = alice.locator('#rooms button[data-view="room:#general"]');
+      const before = await badgeOf(general);
+      assert(before === 30, `#general's badge before: ${before}`);
+      for (const text of ['first unseen in general', 'second one, alice: look here']) {
+        const r = await carol.request({ action: 'msg', message: text });
+        assert(r.response === 200, `carol: ${JSON.stringify(r)}`);
+      }
+      await waitUntil(async () => (await badgeOf(general)) === before + 2, STEP_MS, `#general's badge: ${before + 2}`);
+      assert(await general.evaluate((b) => b.classList.contains('unread')), '#general is not bold');
+      const total = await alice.evaluate(() => window.jimClient.unread);
+      assert(total >= 32 && (await alice.title()).startsWith(`(${total}) `), `title: ${await alice.title()}, ${total} unread`);
+      assert(/32 unread/.test(await general.textContent()), 'the badge has no words for screen readers');
+      await general.click();
+      await roomIs(alice, '#general');
+      await seeMessage(alice, 'second one, alice: look here');
+      const texts = await lines(alice);
+      const d = texts.indexOf('New messages');
+      assert(d >= 0 && texts[d + 1].includes('count 1'), `lines: ${JSON.stringify(texts)}`);
+      assert(texts.slice(0, d).some((t) => t.includes('carol from the terminal')), 'what alice had read is not above the divider');
+      await general.locator('.badge').waitFor({ state: 'detached', timeout: STEP_MS });
+      await check('a mention of your name is highlighted, other messages are not', async () => {
+        assert(await shown(alice).locator('li.msg.mention', { hasText: 'alice: look here' }).count() === 1, 'mention not highlighted');
+        assert(await shown(alice).locator('li.msg.mention', { hasText: 'first unseen' }).count() === 0, 'a plain message is highlighted');
+      });
+      await alice.locator('#rooms button[data-view="room:#den"]').click();
+      await roomIs(alice, '#den');
+    });
+
+    await step('desktop notifications for private messages and mentions while the tab is hidden (permission granted)', async () => {
+      assert(await alice.locator('#notify-ask').isHidden(), 'alice (permission granted) is asked again');
+      assert(await bob.locator('#notify-ask').isVisible(), 'bob is not offered notifications');
+      await bob.locator('#notify-no').click();
+      assert(await bob.locator('#notify-ask').isHidden(), 'the offer stays after "Not now"');
+      assert(await bob.evaluate(() => window.localStorage.getItem('jimd.notifications-asked')) === '1', 'the answer is not kept');
+      const hide = (hidden) => alice.evaluate((h) => {
+        if (h) Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+        else delete document.visibilityState;
+        document.dispatchEvent(new Event('visibilitychange'));
+      }, hidden);
+      await alice.evaluate(() => { window.__notes.length = 0; });
+      await hide(true);
+      try {
+        await carol.request({ action: 'msg', to: 'alice', message: 'are you there?' });
+        await carol.request({ action: 'msg', message: 'plain chatter in general' });
+        await carol.request({ action: 'msg', message: '@alice meeting now' });
+        await say(bob, 'bob talks in the den meanwhile');
+        const notes = await waitUntil(async () => {
+          const n = await alice.evaluate(() => window.__notes);
+          return n.length >= 2 ? n : null;
+        }, STEP_MS, 'two notifications');
+        await sleep(300);
+        const all = await alice.evaluate(() => window.__notes);
+        assert(all.length === 2, `notifications: ${JSON.stringify(all)}`);
+        assert(notes[0].tag === 'dm:carol' && notes[0].body === 'are you there?' && /carol/.test(notes[0].title), `first: ${JSON.stringify(notes[0])}`);
+        assert(notes[1].tag === 'room:#general' && notes[1].body === '@alice meeting now', `second: ${JSON.stringify(notes[1])}`);
+        // The room on screen counts as unread while the tab is hidden ...
+        await alice.locator('#rooms button[data-view="room:#den"] .badge', { hasText: '1' }).waitFor({ timeout: STEP_MS });
+      } finally {
+        await hide(false);
+      }
+      // ... and is read once it can be seen again.
+      await alice.locator('#rooms button[data-view="room:#den"] .badge').waitFor({ state: 'detached', timeout: STEP_MS });
+    });
+
+    await check('keyboard only: skip link, Alt+arrows between views, a dialog that gives the focus back', async () => {
+      await alice.evaluate(() => { document.activeElement.blur(); window.scrollTo(0, 0); });
+      await alice.keyboard.press('Tab');
+      assert(await alice.evaluate(() => document.activeElement.className) === 'skip-link', 'the first Tab is not the skip link');
+      await alice.keyboard.press('Enter');
+      await alice.waitForFunction(() => document.activeElement.id === 'text', null, { timeout: 3000 });
+      const order = await alice.evaluate(() => Array.from(document.querySelectorAll('#side .nav-item')).map((b) => b.dataset.view));
+      const at = order.indexOf('room:#den');
+      await alice.keyboard.press('Alt+ArrowDown');
+      await alice.waitForFunction((v) => window.jimClient.view === v, order[at + 1], { timeout: STEP_MS });
+      await alice.keyboard.press('Alt+ArrowUp');
+      await alice.waitForFunction(() => window.jimClient.view === 'room:#den', null, { timeout: STEP_MS });
+      assert(await alice.evaluate(() => document.activeElement.id) === 'text', 'the focus left the message box');
+      await alice.locator('#open-join').focus();
+      await alice.keyboard.press('Enter');
+      await alice.waitForFunction(() => document.activeElement.id === 'join-room', null, { timeout: 3000 });
+      await alice.keyboard.press('Escape');
+      await alice.waitForFunction(() => document.activeElement.id === 'open-join' && !document.getElementById('join-dialog').open, null, { timeout: 3000 });
+    });
+
+    await check('accessibility audit (axe-core): no serious or critical violations', async () => {
+      const states = [
+        ['alice, desktop, a room', alice, async () => {}],
+        ['alice, desktop, a conversation', alice, async () => {
+          await alice.locator('#dms button[data-view="dm:bob"]').click();
+          await roomIs(alice, '@bob');
+        }],
+        ['alice, dark colours', alice, async () => { await alice.emulateMedia({ colorScheme: 'dark' }); }],
+        ['alice, the rooms dialog', alice, async () => {
+          await alice.emulateMedia({ colorScheme: 'light' });
+          await alice.locator('#rooms button[data-view="room:#den"]').click();
+          await roomIs(alice, '#den');
+          await alice.locator('#open-join').click();
+        }],
+        ['dave, phone, rooms panel open', dave, async () => { await dave.locator('#side-toggle').click(); }],
+      ];
+      const bad = [];
+      for (const [label, page, prepare] of states) {
+        await prepare();
+        const found = await axeRun(page);
+        const serious = found.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+        console.log(`  axe ${label}: ${found.length} violations${found.length ? ` (${found.map((v) => `${v.id}/${v.impact}`).join(', ')})` : ''}`);
+        for (const v of serious) bad.push(`${label}: ${v.id} (${v.impact}) ${JSON.stringify(v.targets)}`);
+      }
+      await alice.keyboard.press('Escape');
+      await dave.keyboard.press('Escape');
+      assert(bad.length === 0, `serious violations:\n  ${bad.join('\n  ')}`);
     });
 
     await step('after a daemon restart the pages reconnect and sign in again by themselves', async () => {
@@ -690,6 +898,17 @@ async function main() {
       await say(alice, 'back after a reload');
       await carol.waitFor((f) => f.action === 'msg' && f.from === 'alice' && f.message === 'back after a reload',
         STEP_MS, 'alice\'s message after the reload');
+      await check('after the reload the conversations are listed and one opens with its history', async () => {
+        const item = alice.locator('#dms button[data-view="dm:bob"]');
+        await item.waitFor({ timeout: STEP_MS });
+        assert(await alice.locator('#rooms button[data-view="room:#general"] .badge').count() === 0, '#general still has a badge after it was read');
+        await item.click();
+        await roomIs(alice, '@bob');
+        await seeMessage(alice, 'psst, just for you');
+        await seeMessage(alice, 'got it, bob');
+        await alice.locator('#rooms button[data-view="room:#general"]').click();
+        await roomIs(alice, '#general');
+      });
       await check('a token that no longer works brings back the sign-in form, in plain words', async () => {
         await alice.evaluate(() => window.localStorage.setItem('jimd.session',
           JSON.stringify({ name: 'alice', token: 'not-a-valid-token' })));
