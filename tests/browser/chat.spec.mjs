@@ -1,7 +1,9 @@
 // End-to-end test of the web client in a real browser (Debian's headless Chromium, driven by
 // playwright-core): jimd serves the page and the WebSocket; two browser pages sign up, chat in
 // #general, create and join a room, send private messages, page back through history, follow
-// an invitation and survive a daemon restart, while a raw TCP client sees the #general talk.
+// an invitation and survive a daemon restart, while a raw TCP client sees the #general talk;
+// unread badges, conversation views, notifications, the people list, the byte counter, keyboard
+// use and an axe-core accessibility audit are checked on the way.
 //
 //   JIMD=build-test/bin/jimd node tests/browser/chat.spec.mjs      (tests/browser/run.sh does it all)
 //
