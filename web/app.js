@@ -782,7 +782,7 @@
     }
     if (v.dividerAfter !== null || v.dividerCount) placeDivider(v);
     if (atEnd && follow) scrollToBottom(true);
-    renderNav();
+    renderNavSoon();
     if (shownNow) maybeRead();
     // Somebody not in the people list spoke in this room (#general has no join events).
     if (!d.private && !m.history && v.key === roomKeyView() && typeof m.from === 'string' &&
@@ -1089,8 +1089,35 @@
     } catch (e) { /* an older server: no presence dots */ }
   }
 
+  /**
+   * Runs `fn`, which rebuilds the content of `container`: a button in it that had the focus
+   * (found again by its `attr` data attribute) has it again afterwards, so that a message
+   * arriving while somebody moves through a list with the keyboard does not throw them out.
+   */
+  function keepFocus(container, attr, fn) {
+    var a = document.activeElement;
+    var key = a && container.contains(a) && a.dataset ? a.dataset[attr] : null;
+    fn();
+    if (key) {
+      var again = container.querySelector('button[data-' + attr + '="' + CSS.escape(key) + '"]');
+      if (again) again.focus();
+    }
+  }
+
+  var navQueued = false;
+  /** renderNav() once, after the current task's messages (a history page is one re-render). */
+  function renderNavSoon() {
+    if (navQueued) return;
+    navQueued = true;
+    queueMicrotask(function () { navQueued = false; renderNav(); });
+  }
+
   /** Rooms (members only) and conversations in the sidebar, with unread badges. */
   function renderNav() {
+    keepFocus($('side'), 'view', renderNavNow);
+  }
+
+  function renderNavNow() {
     var roomsUl = $('rooms');
     var dmsUl = $('dms');
     if (!roomsUl) return;
@@ -1157,6 +1184,10 @@
 
   /** Every room with its counts, in the Rooms dialog: a member room opens, others ask for the password. */
   function renderDirectory() {
+    keepFocus($('directory'), 'room', renderDirectoryNow);
+  }
+
+  function renderDirectoryNow() {
     var ul = $('directory');
     ul.textContent = '';
     state.rooms.forEach(function (info) {
@@ -1226,6 +1257,10 @@
 
   /** The people of the current view: the room's (live), or the two sides of a conversation. */
   function renderPeople() {
+    keepFocus($('users'), 'user', renderPeopleNow);
+  }
+
+  function renderPeopleNow() {
     var v = currentView();
     var list;
     if (v.dm) {
@@ -1257,11 +1292,13 @@
       li.appendChild(bdi(who.status === null ? 'offline' : L.statusWords(who.status), 'user-status'));
       if (!mine && !v.dm) {
         var name = who.account_name;
-        li.appendChild(smallButton('Message', function () {
+        var mb = smallButton('Message', function () {
           openConversation(name);
           closePanelsOnPhone();
           $('text').focus();
-        }, 'Send a private message to ' + name));
+        }, 'Send a private message to ' + name);
+        mb.dataset.user = li.dataset.user;
+        li.appendChild(mb);
       }
       ul.appendChild(li);
     });

@@ -822,6 +822,11 @@ async function main() {
       await alice.keyboard.press('Alt+ArrowUp');
       await alice.waitForFunction(() => window.jimClient.view === 'room:#den', null, { timeout: STEP_MS });
       assert(await alice.evaluate(() => document.activeElement.id) === 'text', 'the focus left the message box');
+      // A message that redraws the sidebar leaves the focus where it was.
+      await alice.locator('#rooms button[data-view="room:#general"]').focus();
+      await carol.request({ action: 'msg', message: 'redraw the badges' });
+      await alice.locator('#rooms button[data-view="room:#general"] .badge').waitFor({ timeout: STEP_MS });
+      assert(await alice.evaluate(() => document.activeElement.dataset.view) === 'room:#general', 'a new message took the focus away');
       await alice.locator('#open-join').focus();
       await alice.keyboard.press('Enter');
       await alice.waitForFunction(() => document.activeElement.id === 'join-room', null, { timeout: 3000 });
