@@ -970,8 +970,8 @@
       throw e;
     }
     expect(r, [200]);
-    enterRoom(r.room);
     roomViewOf(r.room).loaded = true;   // the join reply is followed by the room's recent history
+    enterRoom(r.room);
     if (!quiet) systemLine(['You are now in ', u(r.room), '.']);
     var e2 = state.unread.get(L.roomView(r.room));
     if (e2 && e2.unread > 20) loadRecent(roomViewOf(r.room));   // more unread than the join pushes
@@ -982,10 +982,10 @@
 
   async function createRoom(room) {
     var r = expect(await request('create', { room: L.roomName(room).slice(1) }), [201]);
-    enterRoom(r.room);
     var v = roomViewOf(r.room);
     v.done = true;   // a new room has no history
     v.loaded = true;
+    enterRoom(r.room);
     updateOlderButton();
     systemLine(['You created ', u(r.room), ' and are now in it.']);
     showSecret(r.room, r.password);
