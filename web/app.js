@@ -6,10 +6,11 @@
   var $ = function (id) { return document.getElementById(id); };
 
   // Rooms and people are refreshed after every change this page makes (sign-in, join, exit,
-  // create) and on every event push about the current room, within EVENT_REFRESH_MS. The server
-  // pushes nothing when someone enters or leaves #general, or a room this page is not in, so a
-  // short poll covers those while the lists can be seen (the page is visible and, on a phone,
-  // the side panel is open; opening it refreshes them at once).
+  // create) and on every event push about a watched room, within EVENT_REFRESH_MS. Unread counts
+  // follow the pushes of the watched rooms. The server pushes no join/leave events for #general
+  // (only a coalesced `online` count) nor for rooms this account is not a member of, so a short
+  // poll covers those while the lists can be seen (the page is visible and, on a phone, a panel
+  // is open; opening it refreshes them at once).
   var REFRESH_MS = 5000;
   var EVENT_REFRESH_MS = 200;
   var HISTORY_PAGE = 50;

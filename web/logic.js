@@ -339,8 +339,9 @@
 
   /**
    * How a msg frame (push, history item or own sent message) is shown to `me`:
-   * {room, private, mine, peer} — room is the view key it belongs to (null for private
-   * messages, shown in whatever room is open), peer the other side of a private message.
+   * {room, private, mine, peer, view} — room is the room key (null for private messages),
+   * peer the other side of a private message, view the key of the view it is shown in
+   * ('room:#den', or 'dm:bob' for a private message: never inside a room).
    */
   function describeMessage(m, me) {
     var to = typeof m.to === 'string' ? m.to : '';
