@@ -1038,6 +1038,8 @@
           if (key === state.viewKey && e.unread > 0 && v.dividerAfter === null && !v.readOnce) {
             v.dividerAfter = e.lastRead;
             placeDivider(v);
+            // More unread than the sign-in pushed: fetch them all, so the divider has its place.
+            if (e.unread >= v.ids.length) loadRecent(v);
           }
           if (v) v.readOnce = true;
         }

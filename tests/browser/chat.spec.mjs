@@ -672,6 +672,12 @@ async function main() {
       assert(await dave.locator('[role="log"][aria-live]').count() === 1, 'no aria-live message log');
       await dave.keyboard.press('Escape');
       await dave.waitForFunction(() => !document.body.classList.contains('side-open'), null, { timeout: STEP_MS });
+      await check('the panels slide, but not with prefers-reduced-motion', async () => {
+        const slide = () => dave.evaluate(() => getComputedStyle(document.getElementById('side')).transitionDuration);
+        assert(await slide() !== '0s', `no transition: ${await slide()}`);
+        await dave.emulateMedia({ reducedMotion: 'reduce' });
+        assert(await slide() === '0s', `transition with reduced motion: ${await slide()}`);
+      });
     });
 
     await step('dave tries #den with a wrong password', async () => {
