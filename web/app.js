@@ -39,6 +39,7 @@
     roomInfo: new Map(),      // room key -> its entry of the last `rooms` reply
     roomUsers: [],            // last `users` reply of the current room
     myStatus: 'online',
+    countsKnown: false,       // the first `rooms` reply since the sign-in has come
     rooms: [],                // last `rooms` reply
     noReconnect: false,       // the account was taken over by another connection
     expectClose: false,       // the server closes after this reply (402, quit): reconnect at once
@@ -339,6 +340,7 @@
     state.creds = token ? { name: name, token: token } : { name: name, password: password };
     if (token) L.saveSession(window.localStorage, name, token);
     state.signedIn = true;
+    state.countsKnown = false;
     state.noReconnect = false;
     state.attempt = 0;
     if (!L.sameName(state.me, name)) resetViews();
@@ -587,7 +589,8 @@
   /** Sends `read` for the current view when it is seen up to a message not yet marked read. */
   function maybeRead() {
     var v = state.views.get(state.viewKey);
-    if (!v || !seenNow(v) || !v.ids.length) return;
+    // Not before the first `rooms` reply of this sign-in: the divider needs the unread count first.
+    if (!v || !state.countsKnown || !seenNow(v) || !v.ids.length) return;
     var e = entryOf(v.key);
     var newest = v.ids[v.ids.length - 1];
     var r = L.afterRead(e, newest);
@@ -1044,6 +1047,7 @@
           if (v) v.readOnce = true;
         }
       });
+      state.countsKnown = true;
       renderNav();
       renderDirectory();
       renderHeaderCount();

@@ -984,11 +984,23 @@ async function main() {
         const text = await bob.locator('#signin-error').textContent();
         assert(text === 'Wrong password.', `sign-in error: ${JSON.stringify(text)}`);
       });
+      // While bob is away: one message in #general and a private one, both unread at his return.
+      assert((await carol.request({ action: 'msg', message: 'posted while bob was out' })).response === 200, 'carol in #general');
+      assert((await carol.request({ action: 'msg', to: 'bob', message: 'for bob, later' })).response === 202, 'carol to offline bob');
       await bob.waitForFunction(() => window.jimClient.connected, null, { timeout: STEP_MS });
       await bob.locator('#password').fill('bob-pw');
       await bob.locator('#password').press('Enter');
       await roomIs(bob, '#general');
       await seeMessage(bob, 'dave is back too');
+      await check('at sign-in what came meanwhile is unread: a divider in the room, a badge on the conversation', async () => {
+        await seeMessage(bob, 'posted while bob was out');
+        await waitUntil(async () => (await lines(bob)).includes('New messages'), STEP_MS, 'the divider');
+        const texts = await lines(bob);
+        const d = texts.indexOf('New messages');
+        assert(texts[d + 1].includes('posted while bob was out'), `lines: ${JSON.stringify(texts.slice(-5))}`);
+        await bob.locator('#dms button[data-view="dm:carol"] .badge', { hasText: '1' }).waitFor({ timeout: STEP_MS });
+        await bob.locator('#rooms button[data-view="room:#general"] .badge').waitFor({ state: 'detached', timeout: STEP_MS });
+      });
       await check('no error from before signing out is left over', async () => {
         const left = await bob.evaluate(() => Array.from(document.querySelectorAll('.error'))
           .map((el) => `${el.id}: ${el.textContent}`).filter((t) => !/: $/.test(t)));
