@@ -28,6 +28,8 @@ Scenarios:
            P bytes, at a fixed total --rate or as fast as a per-sender --window allows.
   connect  C connections sign in (one-shot register) and stay idle (jimd only).
   storm    steady fan-out at --rate while N users sign in at once (jimd only).
+  resume   reconnect storm: -C clients sign in by resume token, --concurrency at a time, over
+           --accounts accounts signed up beforehand; --proto redis: connect + PING instead.
   probe    one connection asks `rooms` in a loop and times each reply (jimd only): how long
            the I/O thread stalls (e.g. while a snapshot is taken).
 
@@ -53,6 +55,10 @@ Connect:
   -C N  connections (default 10000)   --settle S  idle seconds before reading RSS (default 1)
 Storm:
   -N N  users signing in at once (200) --before S  chat before the storm (3) --after S (1)
+Resume:
+      --accounts N        accounts (and tokens) made before the storm (default 1000)
+      --hold              keep every signed-in connection open (needs --accounts >= -C)
+      --max-time S        give up after S seconds
 Probe:
       --duration S        seconds of probing (default 10)
       --interval-ms MS    pause between a reply and the next request (default 1)
@@ -155,7 +161,7 @@ int main(int argc, char** argv) {
   options o;
   o.scenario = argv[1];
   if (o.scenario != "fanout" && o.scenario != "connect" && o.scenario != "storm" &&
-      o.scenario != "probe")
+      o.scenario != "probe" && o.scenario != "resume")
     die("unknown scenario '" + o.scenario + "'");
   bool rate_given = false;
   for (int i = 2; i < argc; ++i) {
@@ -166,6 +172,10 @@ int main(int argc, char** argv) {
     }
     if (k == "--tls") {
       o.tls = true;
+      continue;
+    }
+    if (k == "--hold") {
+      o.hold = true;
       continue;
     }
     if (i + 1 >= argc) die("option " + std::string(k) + " needs a value");
@@ -219,6 +229,8 @@ int main(int argc, char** argv) {
       o.before = real(k, v, 0.5, 300);
     else if (k == "--after")
       o.after = real(k, v, 0, 300);
+    else if (k == "--accounts")
+      o.accounts = static_cast<std::uint32_t>(integer(k, v, 1, 1'000'000));
     else if (k == "--concurrency")
       o.concurrency = static_cast<std::uint32_t>(integer(k, v, 1, 100000));
     else if (k == "--duration")
@@ -244,6 +256,7 @@ int main(int argc, char** argv) {
   const std::size_t needed =
       o.scenario == "probe"     ? 1
       : o.scenario == "connect" ? o.connections
+      : o.scenario == "resume"  ? (o.hold ? o.connections : o.concurrency)
           : o.receivers + o.senders + (o.scenario == "storm" ? o.storm_users : 0);
   const rlim_t limit = raise_fd_limit();
   if (needed + 16 > limit)
@@ -265,6 +278,8 @@ int main(int argc, char** argv) {
       res = run_connect(o, base);
     else if (o.scenario == "probe")
       res = run_probe(o, base);
+    else if (o.scenario == "resume")
+      res = run_resume(o, base);
     else
       res = run_storm(o, base);
   } catch (std::exception const& e) {

@@ -11,7 +11,7 @@
 namespace jim::bench {
 
 struct options {
-  std::string scenario;  ///< fanout, connect, storm, probe
+  std::string scenario;  ///< fanout, connect, storm, resume, probe
   proto protocol = proto::jim;
   bool tls = false;  ///< --tls
   std::string address = "127.0.0.1";
@@ -39,6 +39,9 @@ struct options {
   double before = 3;  ///< seconds of steady chat before the storm
   double after = 1;   ///< seconds of chat after the storm ends
   std::string channel = "general";
+  // resume (-C clients, --concurrency at once)
+  std::uint32_t accounts = 1000;  ///< accounts signed up (and their tokens kept) beforehand
+  bool hold = false;              ///< keep each signed-in connection open until the end
   // probe
   double duration = 10;     ///< seconds of probing
   double interval_ms = 1;   ///< pause between a reply and the next request
@@ -47,6 +50,11 @@ struct options {
 result run_fanout(options const& o, engine_config base);
 result run_connect(options const& o, engine_config base);
 result run_storm(options const& o, engine_config base);
+/// The reconnect storm: -C clients sign in by resume token (account i % --accounts, tokens from
+/// password sign-ups made beforehand), --concurrency at a time; each closes after its 200 unless
+/// --hold. With --proto redis: connect, PING, +PONG, the same way. Reports sign-ins/s and the
+/// server's CPU per sign-in (from /proc/--server-pid).
+result run_resume(options const& o, engine_config base);
 /// One signed-in connection sends `{"action":"rooms"}`, waits for the reply, pauses
 /// --interval-ms, again, for --duration s: the reply latency shows any stall of the I/O thread.
 result run_probe(options const& o, engine_config base);
