@@ -7,7 +7,8 @@
 #      files, conffile, maintainer scripts, dpkg --root, systemd-analyze, lintian);
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build and the whole suite again;
 #   2b. a ThreadSanitizer build of the cluster tests only (the NATS client runs its own threads);
-#   3. the web client end to end in headless chromium (skipped with a message if it cannot be installed);
+#   3. the web client end to end in headless chromium, over http and once over https/wss with a
+#      throwaway CA (tests/browser/run.sh; skipped with a message if chromium cannot be installed);
 #   4. the libFuzzer target for a bounded time (when clang is available).
 # Set JIM_SKIP_SANITIZE=1, JIM_SKIP_BROWSER=1 or JIM_SKIP_FUZZ=1 to skip a stage locally.
 set -euo pipefail

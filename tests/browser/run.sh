@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end browser test of the web client: installs what it needs (Debian's chromium and fonts with
 # apt-get, playwright-core with npm; both idempotent), runs the web client's logic tests in
-# node, then drives two Chromium pages and a raw TCP client against a jimd it starts itself.
+# node, then drives two Chromium pages and a raw TCP client against a jimd it starts itself, and
+# once more over https/wss with a throwaway CA (tls.spec.mjs).
 #
 #   JIMD=build-test/bin/jimd tests/browser/run.sh      (JIMD defaults to the newest build*/bin/jimd)
 #
@@ -50,6 +51,11 @@ if [ "${#fonts[@]}" -gt 0 ]; then
   apt_install "${fonts[@]}" || echo "browser test: could not install ${fonts[*]}"
 fi
 
+if ! command -v certutil >/dev/null 2>&1; then
+  echo "browser test: installing libnss3-tools (apt-get; certutil, to trust the https test's CA)"
+  apt_install libnss3-tools || echo "browser test: could not install libnss3-tools"
+fi
+
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   echo "browser test: installing nodejs and npm (apt-get)"
   apt_install nodejs npm || true
@@ -72,4 +78,10 @@ timeout 60 node --test logic.test.mjs
 echo "browser test: end to end in $("$chromium" --version 2>/dev/null | head -1 || echo chromium)"
 export CHROMIUM="$chromium"
 cd "$root"
-exec timeout 300 node "$here/chat.spec.mjs"
+status=0
+timeout 300 node "$here/chat.spec.mjs" || status=$?
+# The same web client once more over https and wss (issue 14): a throwaway CA trusted through an
+# NSS database, hence certutil (libnss3-tools; without it the spec pins the server key instead).
+echo "browser test: over https and wss (tls.spec.mjs)"
+timeout 180 node "$here/tls.spec.mjs" || status=$?
+exit "$status"

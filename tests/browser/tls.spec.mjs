@@ -1,0 +1,370 @@
+// The web client over https and wss (issue 14), in a real browser: a throwaway CA and a server
+// certificate for 127.0.0.1 made here with the openssl CLI, jimd started with --tls-cert and
+// --tls-key, and Chromium made to trust that CA for real: the CA goes into an NSS database in a
+// HOME of its own (certutil, Debian's libnss3-tools), so Chromium verifies the chain and the name
+// as it would for any site. Only when certutil is missing does it fall back to pinning the
+// server key's SPKI hash (--ignore-certificate-errors-spki-list: errors are ignored for that
+// one key only), and it says so. A browser without the CA must refuse the page (the trust is
+// real, not "ignore every error"). Then a sign-up, chat with a raw TLS client on the JIM port,
+// and a reload that signs in again with the saved token, all on https://127.0.0.1:PORT/ and
+// wss://127.0.0.1:PORT/chat.
+//
+//   JIMD=build-test/bin/jimd node tests/browser/tls.spec.mjs     (tests/browser/run.sh runs it)
+//
+// Env: JIMD (default: the newest build*/bin/jimd), CHROMIUM (default /usr/bin/chromium),
+// JIM_E2E_TIMEOUT (seconds, default 120), JIM_TLS_TRUST=spki (use the SPKI fallback even when
+// certutil is there, to check that path). Prints one line per step, then "N passed, N failed".
+import { chromium } from 'playwright-core';
+import { execFileSync, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import https from 'node:https';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const TOTAL_MS = Number(process.env.JIM_E2E_TIMEOUT || 120) * 1000;
+const STEP_MS = 20000;
+const started = Date.now();
+
+function findJimd() {
+  if (process.env.JIMD) return path.resolve(process.env.JIMD);
+  const found = fs.readdirSync(ROOT)
+    .filter((d) => d.startsWith('build'))
+    .map((d) => path.join(ROOT, d, 'bin', 'jimd'))
+    .filter((f) => fs.existsSync(f))
+    .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
+  if (!found.length) throw new Error('no jimd binary: build it or set JIMD=/path/to/jimd');
+  return found[0];
+}
+
+function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+function assert(cond, msg) { if (!cond) throw new Error(msg); }
+
+async function waitUntil(fn, ms, what) {
+  const end = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) { last = e; }
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    await sleep(50);
+  }
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** GET over https (verified against `ca`) or http; resolves {status, body}. */
+function get(url, ca) {
+  const mod = url.startsWith('https:') ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = mod.get(url, { timeout: 3000, ca }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+// ------------------------------------------------------------------ certificates
+
+/** A CA and a leaf for 127.0.0.1 / localhost, signed by it, in `dir` (openssl CLI). */
+function makeCertificates(dir) {
+  const run = (args) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  run(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2',
+    '-subj', '/CN=jimd browser test CA', '-addext', 'basicConstraints=critical,CA:TRUE',
+    '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  fs.writeFileSync(path.join(dir, 'leaf.ext'),
+    'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' +
+    'keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n');
+  run(['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
+  run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial',
+    '-days', '2', '-extfile', 'leaf.ext', '-out', 'server.pem']);
+  const ca = fs.readFileSync(path.join(dir, 'ca.pem'));
+  const leaf = new crypto.X509Certificate(fs.readFileSync(path.join(dir, 'server.pem')));
+  const spki = crypto.createHash('sha256')
+    .update(leaf.publicKey.export({ type: 'spki', format: 'der' })).digest('base64');
+  return { ca, cert: path.join(dir, 'server.pem'), key: path.join(dir, 'server.key'), spki };
+}
+
+/** An NSS database trusting `caFile` under `home`/.pki/nssdb; false when certutil is missing. */
+function trustInNss(home, caFile) {
+  const db = path.join(home, '.pki', 'nssdb');
+  fs.mkdirSync(db, { recursive: true });
+  try {
+    execFileSync('certutil', ['-N', '-d', `sql:${db}`, '--empty-password'], { stdio: 'ignore' });
+    execFileSync('certutil', ['-A', '-d', `sql:${db}`, '-n', 'jimd-browser-test-ca', '-t', 'C,,', '-i', caFile],
+      { stdio: 'ignore' });
+    return true;
+  } catch (e) {
+    if (e.code === 'ENOENT') return false;
+    throw e;
+  }
+}
+
+// ------------------------------------------------------------------ the daemon
+
+class Daemon {
+  constructor(bin, dir, httpPort, certs) {
+    Object.assign(this, { bin, dir, httpPort, certs, proc: null, output: '' });
+  }
+
+  async start() {
+    const portFile = path.join(this.dir, 'port');
+    fs.rmSync(portFile, { force: true });
+    const args = ['-a', '127.0.0.1', '-p', '0', '--port-file', portFile,
+      '--http-port', String(this.httpPort), '--http-address', '127.0.0.1',
+      '--tls-cert', this.certs.cert, '--tls-key', this.certs.key,
+      '--kdf-iterations', '1000', '--rate-limit', '0', '--throttle-loopback', 'no',
+      '--data-dir', path.join(this.dir, 'data'), '--log-dir', path.join(this.dir, 'logs')];
+    const proc = spawn(this.bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = proc;
+    const keep = (d) => { this.output = (this.output + d.toString()).slice(-20000); };
+    proc.stdout.on('data', keep);
+    proc.stderr.on('data', keep);
+    proc.exited = new Promise((r) => proc.once('exit', (code, sig) => r({ code, sig })));
+    this.tcpPort = await waitUntil(() => {
+      if (proc.exitCode !== null) throw new Error(`jimd exited with ${proc.exitCode}:\n${this.output}`);
+      const t = fs.existsSync(portFile) ? fs.readFileSync(portFile, 'utf8').trim() : '';
+      return /^\d+$/.test(t) ? Number(t) : 0;
+    }, 15000, 'the port file');
+    await waitUntil(async () => (await get(this.url('/'), this.certs.ca)).status === 200, 15000,
+      `https on port ${this.httpPort}`);
+  }
+
+  url(p) { return `https://127.0.0.1:${this.httpPort}${p}`; }
+
+  /** SIGTERM, SIGKILL after 10 s; only ever the PID we started. */
+  async stop() {
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return null;
+    proc.kill('SIGTERM');
+    const done = await Promise.race([proc.exited, sleep(10000).then(() => null)]);
+    if (!done) {
+      proc.kill('SIGKILL');
+      await Promise.race([proc.exited, sleep(3000)]);
+      throw new Error('jimd did not exit within 10 s of SIGTERM');
+    }
+    return done;
+  }
+}
+
+/** A raw JIM client over TLS (verified against the test CA) on the JIM port. */
+class TlsLineClient {
+  constructor(port, ca) {
+    this.frames = [];
+    this.buf = '';
+    this.sock = tls.connect({ port, host: '127.0.0.1', ca });
+    this.sock.setEncoding('utf8');
+    this.sock.on('data', (d) => {
+      this.buf += d;
+      let i;
+      while ((i = this.buf.indexOf('\n')) >= 0) {
+        const line = this.buf.slice(0, i).trim();
+        this.buf = this.buf.slice(i + 1);
+        if (line) this.frames.push(JSON.parse(line));
+      }
+    });
+    this.sock.on('error', () => {});
+    this.ready = new Promise((resolve, reject) => {
+      this.sock.once('secureConnect', resolve);
+      this.sock.once('error', reject);
+    });
+  }
+
+  async request(obj, ms = STEP_MS) {
+    const tag = `t${Math.random().toString(36).slice(2, 10)}`;
+    this.sock.write(`${JSON.stringify({ ...obj, tag })}\n`);
+    return this.waitFor((f) => f.tag === tag && typeof f.response === 'number', ms, `reply to ${obj.action}`);
+  }
+
+  waitFor(pred, ms, what) { return waitUntil(() => this.frames.find(pred), ms, `TLS frame: ${what}`); }
+
+  close() { this.sock.destroy(); }
+}
+
+// ------------------------------------------------------------------ the run
+
+const results = [];
+let failed = false;
+
+async function step(name, fn) {
+  if (failed) {
+    results.push({ name, ok: false });
+    console.log(`not run - ${name}`);
+    return;
+  }
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push({ name, ok: true });
+    console.log(`ok - ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    failed = true;
+    results.push({ name, ok: false });
+    console.log(`FAILED - ${name} (${Date.now() - t0} ms)\n  ${String(e && e.stack || e).split('\n').join('\n  ')}`);
+  }
+}
+
+const launchArgs = ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--no-first-run'];
+
+async function main() {
+  const bin = findJimd();
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'jimd-browser-tls-'));
+  const certs = makeCertificates(tmp);
+  const home = path.join(tmp, 'home');
+  const nss = process.env.JIM_TLS_TRUST !== 'spki' && trustInNss(home, path.join(tmp, 'ca.pem'));
+  const daemon = new Daemon(bin, tmp, await freePort(), certs);
+  let browser = null;
+  let carol = null;
+  const pageErrors = [];
+  const insecure = [];
+  const sockets = [];
+  console.log(`jimd: ${bin}`);
+  console.log(nss ? 'trust: the test CA in an NSS database (certutil); chain and name verified by Chromium'
+    : `trust: ${process.env.JIM_TLS_TRUST === 'spki' ? 'JIM_TLS_TRUST=spki' : 'certutil is missing (apt-get install libnss3-tools)'}: pinning the server key's SPKI instead`);
+
+  const watchdog = setTimeout(() => {
+    console.log(`FAILED - the whole test took more than ${TOTAL_MS / 1000} s`);
+    if (daemon.proc && daemon.proc.exitCode === null) daemon.proc.kill('SIGKILL');
+    process.exit(1);
+  }, TOTAL_MS);
+
+  try {
+    await step('jimd serves the web client over https (and still over http on the same port)', async () => {
+      await daemon.start();
+      const index = await get(daemon.url('/'), certs.ca);
+      assert(index.body.includes('id="chat-view"'), '/ over https is not the web client');
+      const plain = await get(`http://127.0.0.1:${daemon.httpPort}/`);
+      assert(plain.status === 200, `plain http on the TLS port: HTTP ${plain.status}`);
+    });
+
+    await step('carol signs up over TLS on the JIM port', async () => {
+      carol = new TlsLineClient(daemon.tcpPort, certs.ca);
+      await carol.ready;
+      const r = await carol.request({ action: 'register', user: { account_name: 'carol', password: 'carol-pw' } });
+      assert(r.response === 201, `register carol: ${JSON.stringify(r)}`);
+    });
+
+    if (nss) {
+      await step('a browser that does not trust the test CA refuses the page', async () => {
+        const bare = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+          headless: true, timeout: 60000, args: launchArgs, env: { ...process.env, HOME: path.join(tmp, 'empty-home') } });
+        try {
+          const page = await (await bare.newContext()).newPage();
+          let error = null;
+          await page.goto(daemon.url('/'), { timeout: STEP_MS }).catch((e) => { error = e; });
+          assert(error && /ERR_CERT/.test(error.message), `the untrusted page loaded: ${error && error.message}`);
+        } finally {
+          await bare.close().catch(() => {});
+        }
+      });
+    }
+
+    browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+      headless: true,
+      timeout: 60000,
+      env: { ...process.env, HOME: home },
+      // (The SPKI list is honoured with a --user-data-dir, which Playwright always gives.)
+      args: nss ? launchArgs : [...launchArgs, `--ignore-certificate-errors-spki-list=${certs.spki}`],
+    });
+    const ctx = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+    ctx.setDefaultTimeout(STEP_MS);
+    const alice = await ctx.newPage();
+    alice.on('pageerror', (e) => pageErrors.push(e.message));
+    alice.on('request', (req) => { if (!/^(https:|wss:|data:)/.test(req.url())) insecure.push(req.url()); });
+    alice.on('websocket', (ws) => sockets.push(ws.url()));
+
+    await step('the page loads over https and its socket is wss://', async () => {
+      const res = await alice.goto(daemon.url('/'), { waitUntil: 'load' });
+      assert(res && res.status() === 200, `GET /: ${res && res.status()}`);
+      const sec = await res.securityDetails();
+      assert(sec && /TLS 1\.[23]/.test(sec.protocol), `security details: ${JSON.stringify(sec)}`);
+      assert(sec.issuer === 'jimd browser test CA' || !nss, `issuer: ${sec.issuer}`);
+      await alice.waitForFunction(() => window.jimClient && window.jimClient.connected, null, { timeout: STEP_MS });
+      assert(sockets.length >= 1 && sockets.every((u) => u.startsWith(`wss://127.0.0.1:${daemon.httpPort}/`)),
+        `sockets: ${JSON.stringify(sockets)}`);
+    });
+
+    await step('alice signs up in the browser and chats with carol', async () => {
+      await alice.locator('#name').fill('alice');
+      await alice.locator('#password').fill('alice-pw');
+      await alice.locator('#signin-submit').click();
+      await alice.locator('#password2').waitFor({ state: 'visible' });
+      await alice.locator('#password2').fill('alice-pw');
+      await alice.locator('#password2').press('Enter');
+      await alice.locator('#chat-view').waitFor({ state: 'visible' });
+      await alice.locator('#text').fill('hello over wss');
+      await alice.locator('#text').press('Enter');
+      await carol.waitFor((f) => f.action === 'msg' && f.from === 'alice' && f.message === 'hello over wss',
+        STEP_MS, 'alice\'s message');
+      const r = await carol.request({ action: 'msg', message: 'carol over TLS' });
+      assert(r.response === 200, `carol's msg: ${JSON.stringify(r)}`);
+      await alice.locator('.messages:not([hidden]) li', { hasText: 'carol over TLS' }).first().waitFor();
+    });
+
+    await step('a reload over https signs in again with the saved token', async () => {
+      const saved = await alice.evaluate(() => window.localStorage.getItem('jimd.session'));
+      assert(saved && JSON.parse(saved).token, `no token saved: ${saved}`);
+      await alice.reload({ waitUntil: 'load' });
+      await alice.waitForFunction(() => window.jimClient.signedIn, null, { timeout: STEP_MS });
+      assert(await alice.locator('#signin-view').isHidden(), 'the sign-in form is shown after the reload');
+      await alice.locator('#text').fill('back after an https reload');
+      await alice.locator('#text').press('Enter');
+      await carol.waitFor((f) => f.action === 'msg' && f.from === 'alice' && f.message === 'back after an https reload',
+        STEP_MS, 'alice\'s message after the reload');
+    });
+
+    await step('no page errors, nothing fetched without TLS', async () => {
+      assert(pageErrors.length === 0, `page errors: ${pageErrors.join('; ')}`);
+      assert(insecure.length === 0, `requests without TLS: ${insecure.join(', ')}`);
+    });
+  } catch (e) {
+    failed = true;
+    results.push({ name: 'setup', ok: false });
+    console.log(`FAILED - setup: ${e && e.stack || e}`);
+  } finally {
+    if (carol) carol.close();
+    if (browser) await Promise.race([browser.close().catch(() => {}), sleep(10000)]);
+    try {
+      await daemon.stop();
+    } catch (e) {
+      console.log(`FAILED - ${e.message}`);
+      results.push({ name: 'jimd stops', ok: false });
+    }
+    if (failed && daemon.output) console.log(`--- jimd output (tail) ---\n${daemon.output.slice(-4000)}`);
+    clearTimeout(watchdog);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+
+  const passed = results.filter((r) => r.ok).length;
+  console.log(`browser test over https: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  console.log(`${passed} passed, ${results.length - passed} failed`);
+  process.exit(results.length - passed ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.log(`FAILED - ${e && e.stack || e}`);
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+});
