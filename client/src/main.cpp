@@ -22,6 +22,7 @@
 #include <boost/program_options.hpp>
 
 #include <charconv>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -87,6 +88,10 @@ class timer_slot {
 /// Backoff And Jitter", 2015).
 constexpr auto backoff_first = std::chrono::milliseconds(500);
 constexpr auto backoff_max = std::chrono::milliseconds(30000);
+/// How many times jim tries again at start when the server answers "busy" (429/503 with
+/// `retry_after`: too many connections from this address, hashing queue full), before it
+/// gives up; each wait is the server's `retry_after` or the back-off, whichever is longer.
+constexpr int busy_retries_at_start = 8;
 
 /// One run of the client: sign-in, then the conversation until quit, end of input, a signal
 /// or the server closing; on a terminal, a lost connection is opened again by itself.
@@ -150,7 +155,8 @@ class app {
     // A --json pipe without -u is raw from the first frame: the script signs in itself.
     const bool raw = opt_.json && opt_.user.empty();
     if (!raw) {
-      const auto s = co_await sign_in(true);
+      auto s = co_await sign_in(true);
+      s = co_await retry_while_busy(s);
       if (s != signin::ok) {
         if (s == signin::lost) disconnected();
         if (ending_ == ending::none) ending_ = ending::refused;
@@ -210,11 +216,14 @@ class app {
     state_.hide_seen_history();
     std::mt19937 random(std::random_device{}());
     auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(backoff_first);
+    std::chrono::milliseconds busy_wait{};  ///< the server said how long to wait
     for (int attempt = 1;; ++attempt) {
       std::uniform_int_distribution<long> pick(delay.count() / 2, delay.count());
-      const auto wait_for = std::chrono::milliseconds(pick(random));
+      const auto wait_for = std::max(std::chrono::milliseconds(pick(random)), busy_wait);
+      busy_wait = {};
       con_.set_prompt("(reconnecting) " + room + "> ");
       co_await wait(wait_for);
+      busy_after_ = 0;
       std::string failed;
       if (co_await open()) {
         const auto s = co_await sign_in(false);
@@ -229,6 +238,11 @@ class app {
         failed = connect_error_;
       }
       delay = std::min(delay * 2, std::chrono::duration_cast<std::chrono::milliseconds>(backoff_max));
+      if (busy_after_ > 0) {
+        busy_wait = busy_delay(random);
+        con_.show({tone::info, "* server busy, retrying in " + seconds_text(busy_wait) + " s"});
+        continue;
+      }
       char next[32];
       std::snprintf(next, sizeof next, "%.1f", static_cast<double>(delay.count()) / 2000.0);
       con_.show({tone::info, "* reconnect attempt " + std::to_string(attempt) + " failed (" + failed +
@@ -273,6 +287,7 @@ class app {
   /// the server refuses it: then on a new connection) with the password. `first`: at start,
   /// when the name and the password may be asked for; later (a reconnect) nobody is asked.
   awaitable<signin> sign_in(bool first) {
+    busy_after_ = 0;
     if (first) {
       std::string name = opt_.user;
       while (!jim::proto::valid_account_name(name)) {
@@ -285,6 +300,7 @@ class app {
         while (!name.empty() && name.back() == ' ') name.pop_back();
         while (!name.empty() && name.front() == ' ') name.erase(0, 1);
       }
+      opt_.user = name;  // a retry after "server busy" does not ask again
       state_ = jim::client::chat_state(name, settings());
       // --json is a thin pipe: no tokens there.
       if (!opt_.json) tokens_ = jim::client::token_store(jim::client::state_dir(), opt_.host, opt_.port, name);
@@ -303,7 +319,7 @@ class app {
         auto const* e = r->if_contains("error");
         con_.show({tone::error, "! " + (e && e->is_string() ? jim::client::printable(e->get_string())
                                                           : "the server refused to sign in now")});
-        co_return signin::lost;
+        co_return not_now(*r);
       }
       // Refused (402: expired or revoked; 404: no such account any more): forgotten, and
       // the password is needed, on a new connection (the server closes after a 402).
@@ -335,7 +351,7 @@ class app {
     request({{"action", "presence"}, {"user", {{"account_name", name}}}});
     auto r = co_await reply();
     if (!r) co_return signin::lost;
-    if (status_of(*r) != 100) co_return transient(status_of(*r)) ? signin::lost : signin::refused;
+    if (status_of(*r) != 100) co_return transient(status_of(*r)) ? not_now(*r) : signin::refused;
     auto const* auth = r->if_contains("auth");
     const bool login = auth && auth->is_string() && auth->get_string() == "login";
     if (!login && con_.interactive() && !opt_.password)
@@ -348,7 +364,11 @@ class app {
       if (!(r = co_await reply())) co_return signin::lost;
       if (login) {
         // 402: shown, and the server closes.
-        if (status_of(*r) != 200) co_return transient(status_of(*r)) ? signin::lost : signin::refused;
+        if (status_of(*r) != 200) {
+          if (!transient(status_of(*r))) co_return signin::refused;
+          retry_password_ = *pw;  // "busy": the same password on the next try, not asked again
+          co_return not_now(*r);
+        }
         keep_token(*r);
         if (quiet) con_.show(state_.signed_in_line(*r, true));
         co_return signin::ok;
@@ -367,6 +387,53 @@ class app {
     }
   }
 
+  /// A sign-in refused for now (429/503): `lost`, and its `retry_after` (seconds, if any) kept
+  /// in busy_after_ for the wait before the next attempt.
+  signin not_now(json::object const& r) {
+    auto const* a = r.if_contains("retry_after");
+    busy_after_ = a && a->is_number() ? std::max(a->to_number<double>(), 0.001) : 0;
+    return signin::lost;
+  }
+
+  /// The wait after a "busy" answer: its retry_after plus up to a quarter more (so that the
+  /// clients told the same figure do not all come back at once), at least 0.1 s.
+  std::chrono::milliseconds busy_delay(std::mt19937& random) const {
+    std::uniform_real_distribution<double> spread(1.0, 1.25);
+    return std::chrono::milliseconds(std::max<long>(100, std::lround(busy_after_ * 1000 * spread(random))));
+  }
+
+  static std::string seconds_text(std::chrono::milliseconds d) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.1f", static_cast<double>(d.count()) / 1000.0);
+    return text;
+  }
+
+  /// At start: while the server answers "busy" with a `retry_after` (§9.7, §9.8), says so,
+  /// waits that long (or the back-off, if longer) and tries again on a new connection, at most
+  /// busy_retries_at_start times. Returns the last attempt's outcome.
+  awaitable<signin> retry_while_busy(signin s) {
+    std::mt19937 random(std::random_device{}());
+    auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(backoff_first);
+    for (int retry = 1; s == signin::lost && busy_after_ > 0 && retry <= busy_retries_at_start; ++retry) {
+      std::uniform_int_distribution<long> pick(delay.count() / 2, delay.count());
+      const auto wait_for = std::max(busy_delay(random), std::chrono::milliseconds(pick(random)));
+      delay = std::min(delay * 2, std::chrono::duration_cast<std::chrono::milliseconds>(backoff_max));
+      con_.show({tone::info, "* server busy, retrying in " + seconds_text(wait_for) + " s"});
+      co_await wait(wait_for);
+      // A connection that cannot be opened now is one more busy round (the server may be
+      // restarting); the last one is told.
+      while (!co_await open()) {
+        if (++retry > busy_retries_at_start) {
+          con_.show({tone::error, "jim: cannot connect to " + where() + ": " + connect_error_});
+          co_return signin::lost;
+        }
+        co_await wait(std::chrono::milliseconds(pick(random)));
+      }
+      s = co_await sign_in(true);
+    }
+    co_return s;
+  }
+
   /// Saves the token a sign-in reply carries (for this run's reconnects and the next runs).
   void keep_token(json::object const& r) {
     auto const* t = r.if_contains("token");
@@ -378,6 +445,11 @@ class app {
 
   awaitable<std::optional<std::string>> password(std::string prompt) {
     if (opt_.password) co_return *opt_.password;
+    if (retry_password_) {
+      auto pw = std::move(retry_password_);
+      retry_password_.reset();
+      co_return pw;
+    }
     co_return co_await con_.ask(std::move(prompt), true);
   }
 
@@ -544,6 +616,8 @@ class app {
   jim::client::chat_state state_;
   jim::client::token_store tokens_{{}, {}, {}, {}};
   std::optional<std::string> token_;  ///< this session's resume token, if the server gave one
+  double busy_after_ = 0;  ///< the last sign-in attempt was answered "busy, retry after" (s); 0: not
+  std::optional<std::string> retry_password_;  ///< the password typed before a "busy" answer
   ending ending_ = ending::none;
   bool signed_in_ = false;
   bool online_ = false;  ///< signed in on the current connection

@@ -1208,3 +1208,101 @@ TEST_CASE("The input history is kept between runs, without passwords", "[integra
     CHECK(t.wait_exit() == 0);
   }
 }
+
+// ---- a busy server (429/503 with retry_after) at connect time (issue 14) --------------------
+
+namespace {
+
+/// A listening socket on 127.0.0.1:`port` that stands in for a busy server.
+int listen_on(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(port);
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 || ::listen(fd, 8) != 0)
+    throw std::runtime_error("cannot listen on port " + std::to_string(port));
+  return fd;
+}
+
+/// Accepts one connection on `listener` (within 15 s), reads its first line, answers with
+/// `frame` as a refusing jimd does (one frame, then the close) and closes the listener.
+/// Returns the line the client sent.
+std::string refuse_once(int listener, std::string const& frame) {
+  const auto deadline = steady::now() + 15s;
+  pollfd p{listener, POLLIN, 0};
+  if (poll(&p, 1, ms_until(deadline)) != 1) {
+    ::close(listener);
+    throw std::runtime_error("nobody connected to the busy stand-in");
+  }
+  const int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+  ::close(listener);
+  std::string got;
+  char buf[1024];
+  while (got.find('\n') == std::string::npos) {
+    pollfd q{c, POLLIN, 0};
+    if (poll(&q, 1, ms_until(deadline)) != 1) break;
+    const ssize_t n = ::read(c, buf, sizeof buf);
+    if (n <= 0) break;
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  const std::string line = frame + "\n";
+  (void)!::write(c, line.data(), line.size());
+  ::shutdown(c, SHUT_WR);
+  // Until the client closes (it has read the frame), so that nothing is cut by a reset.
+  for (;;) {
+    pollfd q{c, POLLIN, 0};
+    if (poll(&q, 1, std::min(ms_until(deadline), 5000)) != 1) break;
+    if (::read(c, buf, sizeof buf) <= 0) break;
+  }
+  ::close(c);
+  return got;
+}
+
+}  // namespace
+
+TEST_CASE("At start jim waits out a busy server's retry_after, then signs in and sends",
+          "[integration][client][busy]") {
+  const std::uint16_t port = free_port();
+  const int busy = listen_on(port);
+  auto j = jim_child(jim_child::io::pipes, {"-a", "127.0.0.1", "-p", std::to_string(port), "-u", "hana"},
+                     {{"JIM_PASSWORD", "pw"}, {"NO_COLOR", std::nullopt}});
+  j.type("sent after the wait\n");
+  j.close_input();
+  const auto first = refuse_once(busy, R"j({"response":429,"time":1767225600,"error":"too many new connections from your address (new-conns-per-ip 32 per 10 minutes)","retry_after":1})j");
+  CHECK(first.find("\"presence\"") != std::string::npos);
+  REQUIRE(j.wait_for("server busy, retrying in 1."));
+  // The server is free again (here: started now, on the port jim retries).
+  jimd_process d({"--port", std::to_string(port)});
+  CHECK(j.wait_exit(30s) == 0);
+  INFO(j.all());
+  auto bob = sign_up(d.port(), "bob");
+  auto h = bob.request(R"({"action":"history","room":"#general","limit":5})");
+  CHECK(json::serialize(h).find("sent after the wait") != std::string::npos);
+}
+
+TEST_CASE("A reconnect that meets a busy server waits its retry_after, then resumes",
+          "[integration][client][busy][reconnect]") {
+  temp_dir data;
+  std::optional<jimd_process> d;
+  d.emplace(std::vector<std::string>{}, data.path());
+  const auto port = d->port();
+  auto t = terminal(*d, {"-u", "hana"}, "pw");
+  REQUIRE(t.wait_for("#general> "));
+  const auto m = t.mark();
+  CHECK(d->stop(SIGINT) == 0);
+  d.reset();
+  const int busy = listen_on(port);
+  REQUIRE(t.wait_for("; reconnecting (Ctrl-D or /quit to leave)", m));
+  const auto line = refuse_once(busy, R"({"response":503,"time":1767225600,"error":"server busy: the password could not be checked in time; try again later","retry_after":2})");
+  CHECK(line.find("\"token\"") != std::string::npos);  // it resumes by token
+  REQUIRE(t.wait_for("* server busy, retrying in 2.", m));
+  d.emplace(std::vector<std::string>{"--port", std::to_string(port)}, data.path());
+  INFO(t.all().substr(m));
+  REQUIRE(t.wait_for("* reconnected as hana", m, 40s));
+  CHECK(t.all().find("Password:", m) == std::string::npos);
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
