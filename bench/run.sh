@@ -247,11 +247,29 @@ for round in $(seq "$ROUNDS"); do
   bench "$round" connect always connect -p "$JIMD_PORT" --server-pid "$JIMD_PID" -C "$C" --concurrency 200
   stop_jimd
 
-  # Sign-in storm at the default KDF cost while 1 sender chats at 200 msg/s into SR receivers.
+  # Sign-in storm at the default KDF cost while 1 sender chats at 200 msg/s into SR receivers
+  # (their own sign-ups 8 at a time: more would wait past --hash-queue-wait and get 503).
   start_jimd
   bench "$round" storm always storm -p "$JIMD_PORT" --server-pid "$JIMD_PID" -R "$SR" -S 1 --rate 200 -N "$N" \
-    --before 3 --after 1 --max-time 90 --setup-timeout 180
+    --concurrency 8 --before 3 --after 1 --max-time 90 --setup-timeout 300
   stop_jimd
+
+  # Reconnect storm (issue 14): C clients sign in again by resume token, 500 at a time, each
+  # closing after its 200; the tokens come from password sign-ups made beforehand. On a daemon
+  # with C/10 accounts and on one with C (flat in the number of accounts?), once with every
+  # connection kept open; then Redis taking the same clients' connections and PINGs.
+  start_jimd --kdf-iterations $KDF_LOW
+  bench "$round" resume-1k jim resume -p "$JIMD_PORT" --server-pid "$JIMD_PID" -C "$C" --accounts $((C / 10)) --concurrency 500
+  stop_jimd
+  start_jimd --kdf-iterations $KDF_LOW
+  bench "$round" resume-10k jim resume -p "$JIMD_PORT" --server-pid "$JIMD_PID" -C "$C" --accounts "$C" --concurrency 500
+  stop_jimd
+  start_jimd --kdf-iterations $KDF_LOW
+  bench "$round" resume-10k-hold jim resume -p "$JIMD_PORT" --server-pid "$JIMD_PID" -C "$C" --accounts "$C" --concurrency 500 --hold
+  stop_jimd
+  start_redis
+  bench "$round" resume redis resume --proto redis -p "$REDIS_PORT" --server-pid "$REDIS_PID" -C "$C" --concurrency 500
+  stop_redis
 done
 
 # Snapshots and start-up (once, not per round: the 1M state takes a while to build).

@@ -244,6 +244,25 @@ if pick("storm", "always"):
     row("", "p99 during / before (median of rounds)", num(sr, "{:.2f}×"), "≤ 2×", None if sr is None else sr <= 2)
     row("", "storm duration (s) / sign-ins/s", f"{num(med('storm', 'always', 'storm_s'), '{:.1f}')} / "
         f"{num(med('storm', 'always', 'storm_signins_per_s'), '{:.1f}')}", "", None)
+for label, what in (("resume-1k", "1k accounts"), ("resume-10k", "10k accounts"), ("resume-10k-hold", "10k accounts, all kept open")):
+    if not pick(label, "jim"):
+        continue
+    sps = med(label, "jim", "signins_per_s")
+    row(f"reconnect storm: {num(med(label, 'jim', 'clients'))} clients resume by token, {what} "
+        f"({num(med(label, 'jim', 'concurrency'))} at once)", "sign-ins/s / server CPU µs per sign-in",
+        f"{si(sps)} / {num(med(label, 'jim', 'server_cpu_us_per_signin'), '{:.1f}')}", "≥ 20,000/s",
+        None if sps is None else sps >= 20000)
+if pick("resume-1k", "jim") and pick("resume-10k", "jim"):
+    a, b = med("resume-1k", "jim", "server_cpu_us_per_signin"), med("resume-10k", "jim", "server_cpu_us_per_signin")
+    row("", "CPU per sign-in, 10k ÷ 1k accounts", num(None if not a or b is None else b / a, "{:.2f}×"),
+        "flat (≈ 1×)", None if not a or b is None else b / a <= 1.2)
+if pick("resume", "redis"):
+    row("Redis: the same clients connect and PING", "connections/s / server CPU µs per connection",
+        f"{si(med('resume', 'redis', 'signins_per_s'))} / {num(med('resume', 'redis', 'server_cpu_us_per_signin'), '{:.1f}')}", "", None)
+    if pick("resume-10k", "jim"):
+        row("", "jimd ÷ Redis: rate / CPU per connection",
+            f"{ratio_text('resume-10k', 'jim', 'redis', 'signins_per_s', peer_label='resume')[0]} / "
+            f"{ratio_text('resume-10k', 'jim', 'redis', 'server_cpu_us_per_signin', peer_label='resume')[0]}", "", None)
 if rows:
     w("## Connections and sign-ins (issues 6 and 14)")
     w("")
@@ -263,6 +282,8 @@ w("build-bench/bin/jim-bench fanout -p PORT -R 1000 -S 10 -M 2500 -P 64 --rate 5
 w("build-bench/bin/jim-bench probe -p PORT --server-pid PID --duration 12")
 w("build-bench/bin/jim-bench connect -p PORT --server-pid PID -C 10000")
 w("build-bench/bin/jim-bench storm -p PORT --server-pid PID -R 100 -S 1 --rate 200 -N 200")
+w("build-bench/bin/jim-bench resume -p PORT --server-pid PID -C 10000 --accounts 10000 --concurrency 500")
+w("build-bench/bin/jim-bench resume --proto redis -p PORT --server-pid PID -C 10000 --concurrency 500")
 w("```")
 w("")
 w("## Every run")
@@ -280,6 +301,9 @@ for r in runs:
         b = run.get("latency_before_ms") or {}
         other = (f"p99 before {num(b.get('p99'), '{:.1f}')} ms, during {num(lat.get('p99'), '{:.1f}')} ms, "
                  f"storm {num(run.get('storm_s'), '{:.1f}')} s")
+    elif run.get("scenario") == "resume":
+        other = (f"{si(run.get('signins_per_s'))} sign-ins/s, {num(run.get('server_cpu_us_per_signin'), '{:.1f}')} µs CPU each, "
+                 f"{num(run.get('failed'))} failed")
     elif run.get("scenario") == "probe":
         other = f"{run.get('requests')} probes, {run.get('over_10ms')} over 10 ms"
     elif "startup_s" in run:
