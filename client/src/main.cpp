@@ -382,6 +382,10 @@ class app {
         keep_token(*r);
         co_return signin::ok;
       }
+      if (transient(status_of(*r))) {  // "busy": the next try starts again from this password
+        retry_password_ = *pw;
+        co_return not_now(*r);
+      }
       // 400: they differ, and the server expects the first password again.
       if (status_of(*r) != 400 || opt_.password) co_return signin::refused;
     }
