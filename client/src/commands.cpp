@@ -88,9 +88,41 @@ input parse_input(std::string_view line) {
     if (n == 2) f["password"] = args[1];
     return request(std::move(f));
   }
-  if (cmd == "exit" || cmd == "leave") {
-    if (n != 0) return usage("/exit   (back to #general)");
+  if (cmd == "exit" || cmd == "leave" || cmd == "part") {
+    if (n != 0) return usage("/exit   (back to #general; also /leave and /part)");
     return request({{"action", "exit"}});
+  }
+  if (cmd == "switch") {
+    if (n != 1) return usage("/switch ROOM   (a room you are a member of)");
+    return request({{"action", "switch"}, {"room", args[0]}});
+  }
+  if (cmd == "query") {
+    if (n > 1) return usage("/query [NAME]   (without NAME: close the open query)");
+    json::object f{{"action", "query"}};
+    if (n == 1) f["with"] = args[0];
+    return request(std::move(f));
+  }
+  if (cmd == "conversations") {
+    if (n != 0) return usage("/conversations");
+    return request({{"action", "conversations"}});
+  }
+  if (cmd == "who") {
+    if (n != 0) return usage("/who   (everyone signed in; /names: who is in this room)");
+    return request({{"action", "users"}, {"room", "*"}});
+  }
+  if (cmd == "away" || cmd == "back") {
+    const std::string_view text = trim(rest);
+    if (cmd == "back" && !text.empty()) return usage("/back");
+    // The server takes a status of at most 64 characters (code points).
+    const auto chars = std::count_if(text.begin(), text.end(), [](char c) { return (c & 0xC0) != 0x80; });
+    if (chars > 64) return usage("/away [TEXT]   (TEXT: at most 64 characters)");
+    const std::string status = cmd == "back" ? "online" : text.empty() ? "away" : std::string(text);
+    return request({{"action", "presence"}, {"user", {{"status", status}}}});
+  }
+  if (cmd == "me") {
+    const std::string_view text = trim(rest);
+    if (text.empty()) return usage("/me ACTION");
+    return request({{"action", "me"}, {"message", text}});
   }
   if (cmd == "msg" || cmd == "private") {
     std::string_view text = rest;
@@ -137,8 +169,8 @@ input parse_input(std::string_view line) {
     }
     return request(std::move(f));
   }
-  if (cmd == "users") {
-    if (n != 0) return usage("/users");
+  if (cmd == "users" || cmd == "names") {
+    if (n != 0) return usage("/names   (also /users)");
     return request({{"action", "users"}});
   }
   if (cmd == "rooms") {
@@ -171,8 +203,10 @@ std::string for_history(std::string_view line) {
 }
 
 namespace {
-constexpr std::string_view command_names[] = {"/create", "/exit",  "/help",  "/history", "/invite", "/join",
-                                              "/leave",  "/logout", "/msg",   "/private", "/quit",  "/rooms",  "/users"};
+constexpr std::string_view command_names[] = {
+    "/away",  "/back",  "/conversations", "/create", "/exit",  "/help",  "/history", "/invite",
+    "/join",  "/leave", "/logout",        "/me",     "/msg",   "/names", "/part",    "/private",
+    "/query", "/quit",  "/rooms",         "/switch", "/users", "/who"};
 }  // namespace
 
 std::vector<std::string> completions(std::string_view before, std::string_view word,
@@ -206,7 +240,8 @@ std::vector<std::string> completions(std::string_view before, std::string_view w
     else if (cmd == "msg" || cmd == "private") word.starts_with('#') ? offer_rooms(true) : offer_names();
     else if (cmd == "invite" && arg == 0) offer_names();
     else if (cmd == "invite" && arg == 1) offer_rooms(word.starts_with('#'));
-    else if (cmd == "join" && arg == 0) offer_rooms(word.starts_with('#'));
+    else if ((cmd == "join" || cmd == "switch") && arg == 0) offer_rooms(word.starts_with('#'));
+    else if (cmd == "query" && arg == 0) offer_names();
     else if (cmd == "history" && arg == 0) word.starts_with('#') ? offer_rooms(true) : offer_names();
   }
   std::sort(out.begin(), out.end());
@@ -233,16 +268,25 @@ std::size_t count_frames(std::string_view line) {
 }
 
 std::string_view help_text() {
-  return "Type a line to send it to the current room. Commands:\n"
+  return "Type a line to send it to the current room (or, in a /query, to that person).\n"
+         "The prompt shows where else something was said: [#den 3] [@bob 1]. Commands:\n"
          "  /create NAME           create a room, become its owner and enter it\n"
-         "  /join NAME [PASSWORD]  enter a room (its members need no password)\n"
-         "  /exit                  go back to #general\n"
+         "  /join NAME [PASSWORD]  enter a room (its members need no password) and see\n"
+         "                         its new messages under a \"new messages\" divider\n"
+         "  /switch ROOM           the same, for a room you are a member of\n"
+         "  /exit                  go back to #general (also /leave and /part)\n"
+         "  /query NAME            talk privately with NAME: its history, then what you\n"
+         "                         type goes to NAME; /query alone closes it\n"
          "  /msg USER TEXT         send a private message (also /private)\n"
+         "  /me ACTION             send \"* yourname ACTION\"\n"
+         "  /conversations         your private conversations, with unread counts\n"
          "  /invite USER [ROOM]    make USER a member of your room\n"
          "  /history [#ROOM|NAME] [N]  the last N messages (50) of this room, of #ROOM,\n"
          "                         or of your private conversation with NAME\n"
-         "  /users                 who is in this room\n"
-         "  /rooms                 list the rooms\n"
+         "  /names                 who is in this room (also /users)\n"
+         "  /who                   everyone signed in on the server, with their status\n"
+         "  /away [TEXT]           set your status to away (or to TEXT); /back: online\n"
+         "  /rooms                 list the rooms, with your unread counts\n"
          "  /help                  this list\n"
          "  /quit                  leave (Ctrl-D and Ctrl-C too)\n"
          "  /logout [all]          sign out: revoke and delete the saved token (all: every\n"
@@ -292,30 +336,147 @@ out_line render_message(json::object const& msg, std::string_view me, std::strin
   const auto to = printable(str(msg, "to"));
   const bool direct = !to.empty() && to.front() != '#';
   std::string text = history ? "[history] " : "";
+  const bool mine = !me.empty() && same_name(from, me);
+  std::string who = from;
   if (direct) {
-    text += "[private] ";
-    text += !me.empty() && same_name(from, me) ? from + " -> " + to : from;
-  } else {
-    if (!to.empty() && !same_name(to, current_room)) text += "[" + to + "] ";
-    text += from;
+    // In the query with the other party (current_room is then a name) it goes without saying.
+    const auto other = mine ? to : from;
+    const bool in_query = !current_room.empty() && !current_room.starts_with('#') && same_name(other, current_room);
+    if (!in_query) {
+      text += "[private] ";
+      if (mine) who += " -> " + to;
+    }
+  } else if (!to.empty() && !same_name(to, current_room)) {
+    text += "[" + to + "] ";
   }
-  text += " (" + clock_time(integer(msg, "time", now), now) + "): ";
-  text += message_text(str(msg, "message"), display_width(text));
-  return {history ? tone::history : direct ? tone::direct : tone::chat, std::move(text)};
+  const auto when = clock_time(integer(msg, "time", now), now);
+  const auto kind = history ? tone::history : direct ? tone::direct : tone::chat;
+  // `/me waves` is sent as "* alice waves" and shown as such: `* alice waves (12:00)`.
+  const std::string_view body = str(msg, "message");
+  const std::string action_prefix = "* " + std::string(str(msg, "from")) + " ";
+  if (body.size() > action_prefix.size() && body.starts_with(action_prefix) &&
+      body.find('\n') == std::string_view::npos) {
+    text += "* " + who + " " + printable(body.substr(action_prefix.size())) + " (" + when + ")";
+    return {kind, std::move(text)};
+  }
+  text += who + " (" + when + "): ";
+  text += message_text(body, display_width(text));
+  return {kind, std::move(text)};
 }
 
 void chat_state::sent(json::object const& frame, bool quiet) { pending_.push_back(outgoing{frame, quiet}); }
 
-void chat_state::submit(json::object frame, bool quiet) {
+std::vector<out_line> chat_state::submit(json::object frame, bool quiet) {
+  const std::string action(str(frame, "action"));
+  if (action == "me") {
+    frame = json::object{{"action", "msg"}, {"message", "* " + me_ + " " + std::string(str(frame, "message"))}};
+  } else if (action == "switch") {
+    outbox_.push_back(
+        outgoing{{{"action", "join"}, {"room", frame.at("room")}}, quiet, 0, {}, purpose::switch_room, {}, true});
+    return {};
+  } else if (action == "query") {
+    const auto with = str(frame, "with");
+    if (with.empty()) {
+      if (query_.empty()) return {{tone::info, "* no query is open (/query NAME opens one)"}};
+      const std::string left = query_;
+      query_.clear();
+      std::vector<out_line> lines{{tone::info, "* closed the query with " + printable(left) + "; back in " + room_}};
+      if (settings_.activity) enter_view(room_, left);
+      return lines;
+    }
+    // Opened when the conversation's history is there (an unknown name is refused: 404).
+    outbox_.push_back(outgoing{{{"action", "history"}, {"with", with}, {"limit", 1}}, quiet, 0, {}, purpose::query_open,
+                               std::string(with), true});
+    return {};
+  }
+  if (str(frame, "action") == "msg" && !frame.contains("to") && !query_.empty()) frame["to"] = query_;
   if (str(frame, "action") == "msg" && str(frame, "message").size() > settings_.max_message) {
     for (auto& piece : split_text(str(frame, "message"), settings_.max_message)) {
       json::object part = frame;
       part["message"] = piece;
-      outbox_.push_back(outgoing{std::move(part), quiet});
+      outbox_.push_back(outgoing{std::move(part), quiet, 0, {}, purpose::none, {}, true});
     }
+    return {};
+  }
+  outbox_.push_back(outgoing{std::move(frame), quiet, 0, {}, purpose::none, {}, true});
+  return {};
+}
+
+std::string activity_line(std::vector<activity_entry> const& entries, std::size_t max_entries) {
+  std::string out;
+  std::size_t shown = 0;
+  for (auto const& e : entries) {
+    if (e.count <= 0) continue;
+    if (shown == max_entries) {
+      const auto rest = std::count_if(entries.begin(), entries.end(), [](auto const& x) { return x.count > 0; }) -
+                        static_cast<std::ptrdiff_t>(shown);
+      out += " [+" + std::to_string(rest) + "]";
+      break;
+    }
+    if (!out.empty()) out += ' ';
+    out += "[" + e.label + " " + std::to_string(e.count) + "]";
+    ++shown;
+  }
+  return out;
+}
+
+std::string chat_state::prompt() const {
+  auto act = activity_line(activity_);
+  if (!act.empty()) act += ' ';
+  return act + (query_.empty() ? room_ : "@" + query_) + "> ";
+}
+
+std::string chat_state::label_of(std::string const& view) {
+  return view.starts_with('#') ? view : "@" + view;
+}
+
+void chat_state::count_activity(std::string const& label, std::int64_t add) {
+  auto it = std::find_if(activity_.begin(), activity_.end(), [&](auto const& e) { return same_name(e.label, label); });
+  if (it == activity_.end()) {
+    if (activity_.size() >= 1000) return;
+    activity_.push_back({label, 0});
+    it = std::prev(activity_.end());
+  }
+  it->count += add;
+}
+
+void chat_state::set_activity(std::string const& label, std::int64_t count) {
+  auto it = std::find_if(activity_.begin(), activity_.end(), [&](auto const& e) { return same_name(e.label, label); });
+  if (count <= 0) {
+    if (it != activity_.end()) activity_.erase(it);
     return;
   }
-  outbox_.push_back(outgoing{std::move(frame), quiet});
+  if (it == activity_.end())
+    count_activity(label, count);
+  else
+    it->count = count;
+}
+
+void chat_state::queue_internal(json::object frame, purpose why, std::string target) {
+  outbox_.push_back(outgoing{std::move(frame), true, 0, {}, why, std::move(target)});
+}
+
+void chat_state::mark_read(std::string const& view, std::int64_t id) {
+  if (view.empty() || id <= 0) return;
+  auto& known = marked_[proto::fold(view)];
+  if (id <= known) return;
+  known = id;
+  json::object f{{"action", "read"}, {"id", id}};
+  if (view.starts_with('#'))
+    f["room"] = view;
+  else
+    f["with"] = view;
+  queue_internal(std::move(f), purpose::none);
+}
+
+void chat_state::enter_view(std::string target, std::string const& left) {
+  // The view left: read up to the last message shown there.
+  if (!left.empty() && !same_name(left, target))
+    if (auto it = seen_.find(proto::fold(left)); it != seen_.end()) mark_read(left, it->second);
+  set_activity(label_of(target), 0);
+  entering_ = std::move(target);
+  entering_phase_ = entering::want_counts;
+  queue_internal({{"action", entering_.starts_with('#') ? "rooms" : "conversations"}}, purpose::counts);
 }
 
 bool chat_state::msg_in_flight() const {
@@ -400,6 +561,11 @@ void chat_state::learn_message(json::object const& msg) {
   learn_name(str(msg, "from"));
   const auto to = str(msg, "to");
   to.starts_with('#') ? learn_room(to) : learn_name(to);
+}
+
+std::string chat_state::registered_room(std::string_view room) const {
+  auto it = rooms_.find(proto::fold(room));
+  return it == rooms_.end() ? std::string(room) : it->second;
 }
 
 std::string chat_state::registered(std::string_view name) const {
@@ -512,7 +678,7 @@ chat_state::reaction chat_state::on_msg_reply(outgoing req, json::object const& 
   if (settings_.show_own) {
     json::object m{{"from", me_}, {"to", to.empty() ? std::string_view(room_) : std::string_view(whom)},
                    {"message", str(f, "message")}, {"time", integer(frame, "time", now)}};
-    r.lines.push_back(render_message(m, me_, room_, false, now));
+    r.lines.push_back(render_message(m, me_, view(), false, now));
     // A private message to oneself also comes back as a push: it is on the screen already.
     if (direct && same_name(to, me_)) {
       own_ids_.push_back(integer(frame, "id", -1));
@@ -522,6 +688,94 @@ chat_state::reaction chat_state::on_msg_reply(outgoing req, json::object const& 
   if (status == 202)
     r.lines.push_back({tone::info, "* " + printable(whom) + " is offline: the message waits for their next sign-in"});
   return r;
+}
+
+void chat_state::take_counts(json::object const& frame, std::string_view action) {
+  const bool rooms = action == "rooms";
+  auto const* list = frame.if_contains(rooms ? "rooms" : "conversations");
+  if (!list || !list->is_array()) return;
+  if (settings_.activity && (!rooms || std::any_of(list->get_array().begin(), list->get_array().end(), [](auto const& v) {
+                               return v.is_object() && v.get_object().contains("unread");
+                             }))) {
+    // The reply is the whole truth for its kind: what it does not list has nothing unread.
+    std::erase_if(activity_, [rooms](activity_entry const& e) { return e.label.starts_with('#') == rooms; });
+    for (auto& [key, count] : unread_)
+      if (key.starts_with('#') == rooms) count = 0;
+  }
+  for (auto const& v : list->get_array()) {
+    if (!v.is_object()) continue;
+    auto const& o = v.get_object();
+    auto const* u = o.if_contains("unread");
+    if (!u || !u->is_number()) continue;  // a server without unread counts
+    if (rooms)
+      if (auto const* m = o.if_contains("member"); m && m->is_bool() && !m->get_bool()) continue;
+    const std::string name(str(o, rooms ? "room" : "with"));
+    if (name.empty() || (!rooms && same_name(name, me_))) continue;
+    const auto key = proto::fold(name);
+    const auto unread = integer(o, "unread");
+    unread_[key] = unread;
+    if (rooms) marked_[key] = std::max(marked_[key], integer(o, "last_read"));
+    if (!settings_.activity) continue;
+    // What is viewed, or about to be, is not activity.
+    const bool viewed = same_name(name, view()) || (entering_phase_ != entering::none && same_name(name, entering_));
+    set_activity(rooms ? name : "@" + name, viewed ? 0 : unread);
+  }
+  if (settings_.activity && entering_phase_ == entering::want_counts && rooms == entering_.starts_with('#')) {
+    const auto unread = unread_[proto::fold(entering_)];
+    const auto limit = std::min<std::int64_t>(unread, settings_.max_unread_shown) + settings_.context_shown;
+    json::object f{{"action", "history"}, {"limit", std::max<std::int64_t>(limit, 1)}};
+    f[rooms ? "room" : "with"] = entering_;
+    queue_internal(std::move(f), purpose::view_history, entering_);
+    entering_phase_ = entering::want_history;
+  }
+}
+
+void chat_state::show_view(json::array const& messages, std::string const& target, std::int64_t now,
+                           std::vector<out_line>& lines) {
+  const auto key = proto::fold(target);
+  const auto unread = unread_[key];
+  // The divider goes before the unread-th last message from someone else (the server counts
+  // only theirs), or nowhere when nothing is unread.
+  std::size_t divider = messages.size();
+  if (unread > 0) {
+    std::int64_t counted = 0;
+    for (std::size_t i = messages.size(); i-- > 0;) {
+      if (!messages[i].is_object()) continue;
+      if (same_name(str(messages[i].get_object(), "from"), me_)) continue;
+      divider = i;
+      if (++counted == std::min<std::int64_t>(unread, settings_.max_unread_shown)) break;
+    }
+  }
+  const std::size_t context_from =
+      divider > static_cast<std::size_t>(settings_.context_shown) ? divider - static_cast<std::size_t>(settings_.context_shown) : 0;
+  std::int64_t newest = 0;
+  std::vector<out_line> fresh;
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    if (!messages[i].is_object()) continue;
+    auto const& m = messages[i].get_object();
+    learn_message(m);
+    newest = std::max(newest, integer(m, "id"));
+    // After a reconnect, what was on the screen before is not shown again.
+    if (seen_before(m) && hide_seen_history_) continue;
+    if (i < context_from) continue;
+    if (i < divider)
+      lines.push_back(render_message(m, me_, view(), true, now));
+    else
+      fresh.push_back(render_message(m, me_, view(), false, now));
+  }
+  if (!fresh.empty()) {
+    std::string text = "--- new messages";
+    if (unread > settings_.max_unread_shown)
+      text += ": " + std::to_string(unread) + ", the last " + std::to_string(settings_.max_unread_shown) +
+              " below (/history " + (target.starts_with('#') ? target : printable(target)) + " N for more)";
+    lines.push_back({tone::event, text + " ---"});
+    lines.insert(lines.end(), fresh.begin(), fresh.end());
+  } else if (messages.empty() && !target.starts_with('#')) {
+    lines.push_back({tone::info, "* no messages with " + printable(target) + " yet"});
+  }
+  unread_[key] = 0;
+  set_activity(label_of(target), 0);
+  mark_read(target, newest);
 }
 
 chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_t now, clock::time_point mono) {
@@ -543,34 +797,113 @@ chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_
 
   if (status >= 400) {
     if (!req.quiet) ++failures_;
+    if (req.why == purpose::counts || req.why == purpose::view_history) {
+      // A server without unread counts: the view is entered without them.
+      if (entering_phase_ != entering::none && (req.why == purpose::view_history || same_name(action, entering_.starts_with('#') ? "rooms" : "conversations")))
+        entering_phase_ = entering::none;
+      return r;
+    }
     std::string text = printable(str(frame, "error"));
     if (text.empty()) text = action.empty() ? "the server refused a request" : "/" + action + " failed";
+    if (req.why == purpose::switch_room && status == 403)
+      text = "you are not a member of " + printable(str(req.frame, "room")) + " (/join ROOM PASSWORD)";
     say(tone::error, "! " + text);
     return r;
   }
   if (status == 100) return r;  // sign-in prompts: the sign-in dialogue handles them
+
+  if (action == "rooms" || action == "conversations") take_counts(frame, action);
+  if (req.why == purpose::counts) {
+    if (tell_activity_ > 0 && --tell_activity_ == 0 && !activity_line(activity_).empty())
+      r.lines.push_back({tone::info, "* new messages in " + activity_line(activity_, 1000) +
+                                         " (/switch ROOM, /query NAME)"});
+    return r;
+  }
+  if (req.why == purpose::view_history) {
+    if (entering_phase_ == entering::want_history && same_name(entering_, req.target)) {
+      entering_phase_ = entering::none;
+      if (auto const* messages = frame.if_contains("messages"); messages && messages->is_array())
+        show_view(messages->get_array(), req.target, now, r.lines);
+    }
+    return r;
+  }
+  if (req.why == purpose::query_open) {
+    const std::string left = view();
+    const auto with = str(frame, "with");
+    query_ = registered(with.empty() ? std::string_view(req.target) : with);
+    learn_name(query_);
+    say(tone::info, "* talking privately with " + printable(query_) + " (/query alone or /switch ROOM leaves)");
+    if (settings_.activity) enter_view(query_, left);
+    else if (auto const* messages = frame.if_contains("messages"); messages && messages->is_array())
+      for (auto const& m : messages->get_array())
+        if (m.is_object()) r.lines.push_back(render_message(m.get_object(), me_, view(), true, now));
+    return r;
+  }
 
   if (action == "authenticate" || action == "register") {
     if (auto name = str(frame, "account_name"); !name.empty()) me_ = name;  // as registered
     learn_name(me_);
     if (!room.empty()) room_ = room;
     if (!req.quiet) r.lines.push_back(signed_in_line(frame, false));
+    if (settings_.activity) {
+      // Every room one is a member of, now and later; then what is unread where.
+      queue_internal({{"action", "watch"}, {"rooms", "all"}}, purpose::none);
+      enter_view(view(), {});
+      queue_internal({{"action", query_.empty() ? "conversations" : "rooms"}}, purpose::counts);
+      tell_activity_ = 2;
+    }
   } else if (action == "presence") {
     if (auto name = str(frame, "account_name"); !name.empty()) me_ = name;
     learn_name(me_);
     if (!room.empty()) room_ = room;
-  } else if (action == "create") {
+    if (auto const* u = req.frame.if_contains("user"); u && u->is_object())
+      if (auto status_text = str(u->get_object(), "status"); !status_text.empty()) {
+        if (status_text == "online")
+          say(tone::info, "* you are back (online)");
+        else
+          say(tone::info, "* you are marked " + (status_text == "away" ? std::string("away") : "away: " + printable(status_text)) +
+                              " (/back when you are back)");
+      }
+  } else if (action == "create" || action == "join" || action == "exit" || action == "leave") {
+    const std::string left = view();
     room_ = room;
-    say(tone::info, "* created " + room + "; you own it and are in it. Its password: " +
-                        printable(str(frame, "password")));
-    say(tone::info, "  (others enter with /join " + std::string(proto::strip_hash(room)) + " " +
-                        printable(str(frame, "password")) + ", or /invite them)");
-  } else if (action == "join") {
-    room_ = room;
-    say(tone::info, "* you are in " + room);
-  } else if (action == "exit" || action == "leave") {
-    room_ = room;
-    say(tone::info, "* back in " + room);
+    if (action == "create") {
+      say(tone::info, "* created " + room + "; you own it and are in it. Its password: " +
+                          printable(str(frame, "password")));
+      say(tone::info, "  (others enter with /join " + std::string(proto::strip_hash(room)) + " " +
+                          printable(str(frame, "password")) + ", or /invite them)");
+    } else {
+      say(tone::info, action == "join" ? "* you are in " + room : "* back in " + room);
+    }
+    // A room the user goes to closes the query; a reconnect's re-join keeps it.
+    if (req.typed) query_.clear();
+    if (settings_.activity && query_.empty()) enter_view(room_, left);
+  } else if (action == "read") {
+    const auto whose = !str(frame, "with").empty() ? std::string(str(frame, "with")) : std::string(str(frame, "room"));
+    if (!whose.empty()) {
+      auto& known = marked_[proto::fold(whose)];
+      known = std::max(known, integer(frame, "last_read"));
+    }
+  } else if (action == "conversations") {
+    auto const* list = frame.if_contains("conversations");
+    if (!list || !list->is_array() || list->get_array().empty()) {
+      say(tone::info, "* no private conversations yet (/query NAME starts one)");
+    } else {
+      say(tone::info, "* private conversations (/query NAME opens one):");
+      for (auto const& v : list->get_array()) {
+        if (!v.is_object()) continue;
+        auto const& o = v.get_object();
+        const auto with = printable(str(o, "with"));
+        std::string text = "  " + with;
+        if (const auto unread = integer(o, "unread"); unread > 0) text += " (" + std::to_string(unread) + " unread)";
+        if (auto const* last = o.if_contains("last"); last && last->is_object()) {
+          auto shown = render_message(last->get_object(), me_, with, false, now).text;
+          if (const auto nl = shown.find('\n'); nl != std::string::npos) shown = shown.substr(0, nl) + " ...";
+          text += ": " + shown;
+        }
+        say(tone::info, std::move(text));
+      }
+    }
   } else if (action == "invite") {
     learn_name(str(frame, "user"));
     say(tone::info, "* invited " + printable(str(frame, "user")) + " to " + room);
@@ -585,11 +918,12 @@ chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_
         if (!m.is_object()) continue;
         learn_message(m.get_object());
         seen_before(m.get_object());
-        if (!req.quiet) r.lines.push_back(render_message(m.get_object(), me_, room_, true, now));
+        if (!req.quiet) r.lines.push_back(render_message(m.get_object(), me_, view(), true, now));
       }
     }
   } else if (action == "users") {
-    std::string text = "* in " + room + ":";
+    const bool everyone = str(req.frame, "room") == "*";
+    std::string text = everyone ? std::string("* signed in:") : "* in " + room + ":";
     if (auto const* users = frame.if_contains("users"); users && users->is_array()) {
       bool first = true;
       for (auto const& u : users->get_array()) {
@@ -621,6 +955,7 @@ chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_
           auto const* m = o.if_contains("member");
           if (m && m->is_bool() && m->get_bool() && !same_name(owner, me_)) text += ", member";
         }
+        if (const auto unread = integer(o, "unread"); unread > 0) text += ", " + std::to_string(unread) + " unread";
         text += ")";
         say(tone::info, std::move(text));
       }
@@ -645,14 +980,48 @@ chat_state::reaction chat_state::on_push(json::object const& frame, std::int64_t
     }
     auto const* h = frame.if_contains("history");
     const bool history = h && h->is_bool() && h->get_bool();
+    if (settings_.activity) {
+      // A view's past comes from its history request (with the divider): pushed history
+      // (at sign-in, on join) is not shown.
+      if (history) return r;
+      const auto to = str(frame, "to");
+      const bool direct = !to.empty() && !to.starts_with('#');
+      const bool mine = same_name(str(frame, "from"), me_);
+      const std::string other(direct ? (mine ? to : str(frame, "from")) : to);
+      const bool viewed = direct ? !query_.empty() && same_name(other, query_) : query_.empty() && same_name(to, room_);
+      if (!viewed) {
+        // Written by oneself on another device: nothing new for anyone.
+        if (!mine) count_activity(direct ? "@" + registered(other) : registered_room(to), 1);
+        return r;
+      }
+    }
     if (seen_before(frame) && history && hide_seen_history_) return r;
-    r.lines.push_back(render_message(frame, me_, room_, history, now));
+    r.lines.push_back(render_message(frame, me_, view(), history, now));
+  } else if (action == "read") {
+    const auto with = str(frame, "with");
+    const std::string whose(with.empty() ? str(frame, "room") : with);
+    if (!whose.empty()) {
+      // Read on another device: its activity is cleared here too.
+      auto& known = marked_[proto::fold(whose)];
+      known = std::max(known, integer(frame, "id"));
+      set_activity(with.empty() ? whose : "@" + whose, 0);
+    }
   } else if (action == "event") {
     learn_name(str(frame, "user"));
     learn_room(str(frame, "room"));
     const auto event = str(frame, "event");
     const auto who = printable(str(frame, "user"));
     const auto where = printable(str(frame, "room"));
+    if (event == "status") {
+      const auto status_text = printable(str(frame, "status"));
+      r.lines.push_back({tone::event, "* " + who + (status_text == "online" ? std::string(" is back")
+                                                    : status_text == "away" ? std::string(" is away")
+                                                                            : " is away: " + status_text)});
+      return r;
+    }
+    if (event == "online") return r;  // #general's count for watchers: nothing to print
+    // The comings and goings of watched rooms other than the one viewed are not worth a line.
+    if (settings_.activity && !where.empty() && (!query_.empty() || !same_name(where, room_))) return r;
     if (event == "join") r.lines.push_back({tone::event, "* " + who + " joined " + where});
     else if (event == "leave") r.lines.push_back({tone::event, "* " + who + " left " + where});
     else r.lines.push_back({tone::event, "* " + who + ": " + printable(event) + " " + where});

@@ -3,6 +3,7 @@
 /// The sans-io heart of `jim`: what a typed line becomes on the wire, and what a received
 /// frame becomes on the screen. No sockets, no terminal: everything here is unit-tested.
 
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 
 #include <chrono>
@@ -91,7 +92,30 @@ struct chat_settings {
   std::size_t max_message = 4096;
   /// How many times one message refused with 429 is sent again before it counts as not sent.
   int max_retries = 10;
+  /// The irssi-like view of a terminal: after each sign-in jim watches every room it is a
+  /// member of; lines of rooms other than the one viewed and private messages outside an open
+  /// `/query` are counted into the activity line instead of being printed; entering a room or
+  /// a query shows its unread messages under a "new messages" divider and marks them read.
+  /// Off (a script): every push is printed as it comes.
+  bool activity = false;
+  /// Activity view: how many unread messages entering a room or query shows at most (the
+  /// rest stay reachable with `/history`), and how many read ones before them for context.
+  int max_unread_shown = 50;
+  int context_shown = 5;
 };
+
+/// One entry of the activity line: a room (`#den`) or a private conversation (`@bob`) with
+/// messages not yet seen.
+struct activity_entry {
+  std::string label;  ///< `#den` or `@bob`, as the server writes the name
+  std::int64_t count = 0;
+  friend bool operator==(activity_entry const&, activity_entry const&) = default;
+};
+
+/// The activity line for `entries` (in order): `[#den 3] [@bob 1]`; at most `max_entries`
+/// shown, the rest as `[+N]`. Empty when there are none. (The figure of irssi's "Act:" list,
+/// shortened: one bracket per window with its count.)
+std::string activity_line(std::vector<activity_entry> const& entries, std::size_t max_entries = 6);
 
 /// The client's side of one connection: the requests queued and those waiting for their
 /// replies (replies come in request order), the current room, the signed-in name, the names
@@ -118,7 +142,11 @@ public:
 
   /// Queues a request typed by the user; a `msg` longer than `max_message` bytes becomes
   /// several. `quiet`: its reply shows nothing (only names and rooms are learnt from it).
-  void submit(boost::json::object frame, bool quiet = false);
+  /// Local actions from parse_input() are resolved here: `me` becomes a `msg` "* NAME text";
+  /// `query` (with `with`: open a conversation view; without: close it) and `switch` (a
+  /// `join` without password). A `msg` without `to` typed while a query is open goes to the
+  /// other party. Returns lines to show at once (e.g. "no query open").
+  std::vector<out_line> submit(boost::json::object frame, bool quiet = false);
 
   /// The queued requests that may be written now, in order; they count as sent.
   std::vector<boost::json::object> take_sendable(clock::time_point now);
@@ -164,6 +192,14 @@ public:
 
   /// The room the user is in, as the server writes it (`#general` after sign-in).
   std::string const& room() const noexcept { return room_; }
+  /// The other party of the open `/query` (as registered), empty when none is open.
+  std::string const& query() const noexcept { return query_; }
+  /// What is viewed: the open query's name, else the room.
+  std::string const& view() const noexcept { return query_.empty() ? room_ : query_; }
+  /// The activity entries, oldest activity first (activity mode only).
+  std::vector<activity_entry> const& activity() const noexcept { return activity_; }
+  /// The prompt: `[#den 3] [@bob 1] #general> ` (a query shows as `@bob> `).
+  std::string prompt() const;
   std::string const& me() const noexcept { return me_; }
   /// Requests still waiting for their reply.
   std::size_t in_flight() const noexcept { return pending_.size(); }
@@ -179,13 +215,29 @@ public:
   std::string const& last_notice() const noexcept { return notice_; }
 
 private:
+  /// Why jim sent a request on its own (activity mode), which decides what its reply does.
+  enum class purpose {
+    none,          ///< typed, or sent by the app
+    counts,        ///< `rooms` / `conversations`: unread counts for the activity line
+    view_history,  ///< the history of the view being entered (`target` names it)
+    switch_room,   ///< `/switch`: a `join` without password to a room one is a member of
+    query_open,    ///< `/query NAME`: the conversation's history (its `with`)
+  };
+
   /// A request queued or waiting for its reply.
   struct outgoing {
     boost::json::object frame;
     bool quiet = false;
     int refusals = 0;                 ///< 429s met by this message so far
     clock::time_point not_before{};  ///< a refused message waits until then
+    purpose why = purpose::none;
+    std::string target = {};  ///< view_history: the room (`#r`) or person it belongs to
+    bool typed = false;  ///< came through submit() (the user), not sent()
   };
+
+  /// Where entering a view stands: its unread count comes with the next `rooms` or
+  /// `conversations` reply, then its history is asked for and shown.
+  enum class entering { none, want_counts, want_history };
 
   reaction on_reply(boost::json::object const& frame, std::int64_t now, clock::time_point mono);
   reaction on_msg_reply(outgoing req, boost::json::object const& frame, std::int64_t now, clock::time_point mono);
@@ -199,7 +251,25 @@ private:
   bool seen_before(boost::json::object const& msg);
   /// `name` as registered when it has been met, else as given.
   std::string registered(std::string_view name) const;
+  /// `room` as created when it has been met, else as given.
+  std::string registered_room(std::string_view room) const;
   bool msg_in_flight() const;
+  /// Activity mode: the view becomes `target` (a `#room` or a name): asks for its unread count,
+  /// then its history; the view left is marked read up to the last message shown there.
+  void enter_view(std::string target, std::string const& left);
+  /// Submits `read` for `view` (room or name) if a message above its known marker was shown.
+  void mark_read(std::string const& view, std::int64_t id);
+  void queue_internal(boost::json::object frame, purpose why, std::string target = {});
+  /// The lines of a view's history reply: context, divider, the unread ones.
+  void show_view(boost::json::array const& messages, std::string const& target, std::int64_t now,
+                 std::vector<out_line>& lines);
+  /// A `rooms` or `conversations` reply: the unread counts and read markers it carries.
+  void take_counts(boost::json::object const& frame, std::string_view action);
+  /// Activity counts: `key` is `#room` or `@name` folded.
+  void count_activity(std::string const& label, std::int64_t add);
+  void set_activity(std::string const& label, std::int64_t count);
+  /// The activity-line label of a view (`#den` for a room, `@bob` for a person).
+  static std::string label_of(std::string const& view);
 
   std::string me_;
   chat_settings settings_;
@@ -213,6 +283,13 @@ private:
   bool hide_seen_history_ = false;
   std::deque<std::int64_t> own_ids_;  ///< shown on their reply: their push to oneself is not shown again
   int failures_ = 0;
+  std::string query_;  ///< the open query's other party, empty when none
+  std::vector<activity_entry> activity_;
+  std::map<std::string, std::int64_t> marked_;  ///< folded view -> read marker as known
+  std::map<std::string, std::int64_t> unread_;  ///< folded view -> unread per the last counts reply
+  std::string entering_;  ///< the view being entered (activity mode)
+  entering entering_phase_ = entering::none;
+  int tell_activity_ = 0;  ///< counts replies still to come before the activity is told (after a sign-in)
 };
 
 /// Renders a `msg` (push or history element) as a line: `alice (12:00): text`, marked

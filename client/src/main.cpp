@@ -175,7 +175,7 @@ class app {
         });
         con_.show({tone::info, "* /help lists the commands; Tab completes commands, names and rooms"});
       }
-      con_.set_prompt(state_.room() + "> ");
+      con_.set_prompt(state_.prompt());
     }
     co_await (online() || from_user());
   }
@@ -221,7 +221,7 @@ class app {
       std::uniform_int_distribution<long> pick(delay.count() / 2, delay.count());
       const auto wait_for = std::max(std::chrono::milliseconds(pick(random)), busy_wait);
       busy_wait = {};
-      con_.set_prompt("(reconnecting) " + room + "> ");
+      con_.set_prompt("(reconnecting) " + state_.prompt());
       co_await wait(wait_for);
       busy_after_ = 0;
       std::string failed;
@@ -251,13 +251,14 @@ class app {
     // Back where the user was. A member needs no password; a refusal (banned, the room is
     // gone) is shown and the user stays in #general.
     if (jim::proto::fold(room) != jim::proto::fold(state_.room())) request({{"action", "join"}, {"room", room}});
-    con_.set_prompt(state_.room() + "> ");
+    con_.set_prompt(state_.prompt());
     co_return true;
   }
 
   jim::client::chat_settings settings() const {
     jim::client::chat_settings s;
     s.show_own = !opt_.json && con_.interactive();
+    s.activity = s.show_own;  // a person at a terminal gets the irssi-like view; a script every line
     s.max_message = opt_.max_message;
     return s;
   }
@@ -509,7 +510,7 @@ class app {
         }
         // A message shows once the server has accepted it (chat_state), not as typed.
         if (action == "msg") con_.erase_entered();
-        state_.submit(std::move(r->frame));
+        con_.show(state_.submit(std::move(r->frame)));
         if (!online_ && !std::exchange(told_offline, true))
           con_.show({tone::info, "* not connected: what you type is sent once jim has reconnected"});
         if (online_) told_offline = false;
@@ -608,7 +609,7 @@ class app {
     auto reaction = state_.received(frame, jim::proto::unix_now());
     con_.show(reaction.lines);
     if (reaction.answer) conn_->send(*reaction.answer);
-    if (signed_in_ && online_) con_.set_prompt(state_.room() + "> ");
+    if (signed_in_ && online_) con_.set_prompt(state_.prompt());
     if (frame.contains("response")) kick();  // a reply may let the outbox go on
   }
 

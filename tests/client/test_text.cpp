@@ -120,7 +120,10 @@ TEST_CASE("Tab completes commands, names and rooms", "[client][commands]") {
   using v = std::vector<std::string>;
   CHECK(completions("", "/j", names, rooms) == v{"/join"});
   CHECK(completions("", "/h", names, rooms) == v{"/help", "/history"});
-  CHECK(completions("", "/", names, rooms).size() == 13);
+  CHECK(completions("", "/", names, rooms).size() == 22);
+  CHECK(completions("", "/s", names, rooms) == v{"/switch"});
+  CHECK(completions("/query ", "B", names, rooms) == v{"bob"});
+  CHECK(completions("/switch ", "#d", names, rooms) == v{"#design", "#dev"});
   CHECK(completions("/msg ", "b", names, rooms) == v{"bob"});
   CHECK(completions("/MSG ", "al", names, rooms) == v{"Alice", "alex"});
   CHECK(completions("/msg bob ", "a", names, rooms) == v{"Alice", "alex"});
