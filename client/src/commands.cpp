@@ -368,6 +368,10 @@ void chat_state::sent(json::object const& frame, bool quiet) { pending_.push_bac
 
 std::vector<out_line> chat_state::submit(json::object frame, bool quiet) {
   const std::string action(str(frame, "action"));
+  // The user acts, so has read what the view shows: one `read` per action at most, not one
+  // per message shown (each moves a persistent marker on the server).
+  if (settings_.activity && !quiet && entering_phase_ == entering::none)
+    if (auto it = seen_.find(proto::fold(view())); it != seen_.end()) mark_read(view(), it->second);
   if (action == "me") {
     frame = json::object{{"action", "msg"}, {"message", "* " + me_ + " " + std::string(str(frame, "message"))}};
   } else if (action == "switch") {

@@ -145,7 +145,9 @@ public:
   /// Local actions from parse_input() are resolved here: `me` becomes a `msg` "* NAME text";
   /// `query` (with `with`: open a conversation view; without: close it) and `switch` (a
   /// `join` without password). A `msg` without `to` typed while a query is open goes to the
-  /// other party. Returns lines to show at once (e.g. "no query open").
+  /// other party. In activity mode a request that is not quiet first marks the view read up to
+  /// the last message shown (the user acted, so has read it). Returns lines to show at once
+  /// (e.g. "no query open").
   std::vector<out_line> submit(boost::json::object frame, bool quiet = false);
 
   /// The queued requests that may be written now, in order; they count as sent.

@@ -1259,6 +1259,23 @@ std::string refuse_once(int listener, std::string const& frame) {
   }
   ::close(c);
   return got;
+
+// ---- the irssi-like view on a terminal (issue 15) -------------------------------------------
+
+namespace {
+
+/// The unread count of `room` in a `rooms` reply (-1 when it is not listed).
+std::int64_t unread_of(json::object const& rooms_reply, std::string_view room) {
+  for (auto const& v : rooms_reply.at("rooms").as_array())
+    if (v.as_object().at("room").as_string() == room) return v.as_object().at("unread").as_int64();
+  return -1;
+}
+
+/// The next push to `c` that is a `msg` with text `text` (others skipped, bounded).
+json::object next_msg(client& c, std::string_view text) {
+  for (int i = 0; i < 50; ++i)
+    if (auto p = c.push(); p.at("action") == "msg" && p.at("message").as_string() == text) return p;
+  return {};
 }
 
 }  // namespace
@@ -1303,6 +1320,179 @@ TEST_CASE("A reconnect that meets a busy server waits its retry_after, then resu
   INFO(t.all().substr(m));
   REQUIRE(t.wait_for("* reconnected as hana", m, 40s));
   CHECK(t.all().find("Password:", m) == std::string::npos);
+
+TEST_CASE("Other rooms' lines are counted in the activity line; /switch shows them under a divider",
+          "[integration][client][activity]") {
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  sign_up(d.port(), "hana").request(R"({"action":"quit"})");
+  CHECK(code_of(bob.request(R"({"action":"create","room":"den"})")) == 201);
+  CHECK(code_of(bob.request(R"({"action":"invite","user":"hana","room":"den"})")) == 200);
+  auto t = terminal(d, {"-u", "hana"}, "pw");
+  // The sign-in's lists are answered once /names is: jim watches everything by then.
+  REQUIRE(t.wait_for("#general> "));
+  t.type("/names\r");
+  REQUIRE(t.wait_for("* in #general:"));
+  auto m = t.mark();
+  CHECK(code_of(bob.request(R"({"action":"msg","message":"den one"})")) == 200);
+  CHECK(code_of(bob.request(R"({"action":"msg","message":"den two"})")) == 200);
+  REQUIRE(t.wait_for("[#den 2] #general> ", m));
+  CHECK(code_of(bob.request(R"({"action":"msg","to":"hana","message":"psst"})")) == 200);
+  REQUIRE(t.wait_for("[#den 2] [@bob 1] #general> ", m));
+  CHECK(t.all().find("den one", m) == std::string::npos);
+  CHECK(t.all().find("psst", m) == std::string::npos);
+
+  t.type("/switch den\r");
+  REQUIRE(t.wait_for("* you are in #den", m));
+  REQUIRE(t.wait_for("--- new messages ---", m));
+  const auto divider = t.all().find("--- new messages ---", m);
+  REQUIRE(t.wait_for("bob (", divider));
+  REQUIRE(t.wait_for("): den two", divider));
+  CHECK(t.all().find("): den one", divider) != std::string::npos);
+  REQUIRE(t.wait_for("[@bob 1] #den> ", divider));
+  // A line typed goes to #den; /me is an action; /exit (or /part) is back to #general with
+  // what was said there meanwhile.
+  auto carol = sign_up(d.port(), "carol");
+  CHECK(code_of(carol.request(R"({"action":"msg","message":"general news"})")) == 200);
+  REQUIRE(t.wait_for("[#general 1]", divider));
+  t.type("/me waves\r");
+  CHECK(next_msg(bob, "* hana waves").at("to") == "#den");
+  REQUIRE(t.wait_for("* hana waves (", divider));
+  m = t.mark();
+  t.type("/part\r");
+  REQUIRE(t.wait_for("* back in #general", m));
+  REQUIRE(t.wait_for("--- new messages ---", m));
+  REQUIRE(t.wait_for("carol (", t.all().find("--- new messages ---", m)));
+  REQUIRE(t.wait_for("): general news", m));
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+  // Marked read on the server: nothing is unread for hana in #den or #general.
+  auto again = sign_in(d.port(), "hana");
+  const auto rooms = again.request(R"({"action":"rooms"})");
+  CHECK(unread_of(rooms, "#den") == 0);
+  CHECK(unread_of(rooms, "#general") == 0);
+}
+
+TEST_CASE("/query opens a private conversation with its history; typed lines go there",
+          "[integration][client][activity]") {
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  sign_up(d.port(), "hana").request(R"({"action":"quit"})");
+  CHECK(code_of(bob.request(R"({"action":"msg","to":"hana","message":"while you were out"})")) == 202);
+  CHECK(code_of(bob.request(R"({"action":"msg","to":"hana","message":"call me"})")) == 202);
+  auto t = terminal(d, {"-u", "hana"}, "pw");
+  REQUIRE(t.wait_for("* new messages in [@bob 2]"));
+  REQUIRE(t.wait_for("[@bob 2] #general> "));
+  CHECK(t.all().find("call me") == std::string::npos);
+  auto m = t.mark();
+  t.type("/query bob\r");
+  REQUIRE(t.wait_for("* talking privately with bob", m));
+  REQUIRE(t.wait_for("--- new messages ---", m));
+  const auto divider = t.all().find("--- new messages ---", m);
+  REQUIRE(t.wait_for("): call me", divider));
+  CHECK(t.all().find("): while you were out", divider) != std::string::npos);
+  REQUIRE(t.wait_for("@bob> ", divider));
+  t.type("hello bob\r");
+  CHECK(next_msg(bob, "hello bob").at("from") == "hana");
+  REQUIRE(t.wait_for("hana (", divider));
+  // bob's answer shows in the view; a line in #general is counted.
+  CHECK(code_of(bob.request(R"({"action":"msg","to":"hana","message":"hi hana"})")) == 200);
+  REQUIRE(t.wait_for("bob (", t.all().find("hello bob", divider)));
+  REQUIRE(t.wait_for("): hi hana", divider));
+  CHECK(code_of(bob.request(R"({"action":"msg","message":"in general"})")) == 200);
+  REQUIRE(t.wait_for("[#general 1] @bob> ", divider));
+  m = t.mark();
+  t.type("/conversations\r");
+  REQUIRE(t.wait_for("* private conversations", m));
+  REQUIRE(t.wait_for("  bob: ", m));
+  t.type("/query\r");
+  REQUIRE(t.wait_for("* closed the query with bob; back in #general", m));
+  REQUIRE(t.wait_for("): in general", m));
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
+
+TEST_CASE("/who lists everyone signed in with their status; /away and /back change it",
+          "[integration][client][activity]") {
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  auto carol = sign_up(d.port(), "carol");
+  CHECK(code_of(carol.request(R"({"action":"create","room":"attic"})")) == 201);
+  auto t = terminal(d, {"-u", "hana"}, "pw");
+  REQUIRE(t.wait_for("#general> "));
+  auto m = t.mark();
+  t.type("/who\r");
+  REQUIRE(t.wait_for("* signed in: ", m));
+  auto line = lines_with(t.all().substr(m), "* signed in: ");
+  REQUIRE(line.size() == 1);
+  CHECK(line[0].find("bob") != std::string::npos);
+  CHECK(line[0].find("carol") != std::string::npos);  // in another room, still listed
+  CHECK(line[0].find("hana") != std::string::npos);
+  t.type("/names\r");
+  REQUIRE(t.wait_for("* in #general: ", m));
+  CHECK(lines_with(t.all().substr(m), "* in #general: ")[0].find("carol") == std::string::npos);
+
+  t.type("/away at lunch\r");
+  REQUIRE(t.wait_for("* you are marked away: at lunch", m));
+  json::object status;
+  for (int i = 0; i < 20; ++i)
+    if ((status = bob.push()).at("action") == "event" && status.at("event") == "status") break;
+  CHECK(status.at("user") == "hana");
+  CHECK(status.at("status") == "at lunch");
+  t.type("/who\r");
+  REQUIRE(t.wait_for("hana (at lunch)", m));
+  bob.request(R"({"action":"presence","user":{"status":"away"}})");
+  REQUIRE(t.wait_for("* bob is away", m));
+  t.type("/back\r");
+  REQUIRE(t.wait_for("* you are back (online)", m));
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
+
+TEST_CASE("After a server restart jim watches again and shows the activity it missed",
+          "[integration][client][activity][reconnect]") {
+  temp_dir data;
+  std::optional<jimd_process> d;
+  d.emplace(std::vector<std::string>{}, data.path());
+  const auto port = std::to_string(d->port());
+  sign_up(d->port(), "hana").request(R"({"action":"quit"})");
+  {
+    auto bob = sign_up(d->port(), "bob");
+    CHECK(code_of(bob.request(R"({"action":"create","room":"den"})")) == 201);
+    CHECK(code_of(bob.request(R"({"action":"invite","user":"hana","room":"den"})")) == 200);
+    bob.request(R"({"action":"quit"})");
+  }
+  auto t = terminal(*d, {"-u", "hana"}, "pw");
+  REQUIRE(t.wait_for("#general> "));
+  auto m = t.mark();
+  CHECK(d->stop(SIGINT) == 0);
+  d.reset();
+  REQUIRE(t.wait_for("; reconnecting (Ctrl-D or /quit to leave)", m));
+  {
+    // While jim is away: a line in #den, one in #general, a private message.
+    jimd_process aside({}, data.path());
+    auto b = sign_in(aside.port(), "bob");
+    CHECK(code_of(b.request(R"({"action":"msg","message":"general while away"})")) == 200);
+    CHECK(code_of(b.request(R"({"action":"msg","to":"hana","message":"dm while away"})")) == 202);
+    b.request(R"({"action":"join","room":"den"})");
+    CHECK(code_of(b.request(R"({"action":"msg","message":"den while away"})")) == 200);
+    b.request(R"({"action":"quit"})");
+    CHECK(aside.stop(SIGINT) == 0);
+  }
+  d.emplace(std::vector<std::string>{"--port", port}, data.path());
+  REQUIRE(t.wait_for("* reconnected as hana", m, 40s));
+  REQUIRE(t.wait_for("* new messages in [#den 1] [@bob 1]", m));
+  REQUIRE(t.wait_for("): general while away", m));
+  REQUIRE(t.wait_for("[#den 1] [@bob 1] #general> ", m));
+  CHECK(t.all().find("den while away", m) == std::string::npos);
+  // Watching again: a new line in #den counts.
+  auto b = sign_in(d->port(), "bob");
+  b.request(R"({"action":"join","room":"den"})");
+  CHECK(code_of(b.request(R"({"action":"msg","message":"den after"})")) == 200);
+  REQUIRE(t.wait_for("[#den 2] [@bob 1] #general> ", m));
+  t.type("/switch den\r");
+  REQUIRE(t.wait_for("): den after", m));
+  CHECK(t.all().find("): den while away", m) != std::string::npos);
   t.type("/quit\r");
   CHECK(t.wait_exit() == 0);
 }
