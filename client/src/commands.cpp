@@ -389,7 +389,9 @@ std::vector<out_line> chat_state::submit(json::object frame, bool quiet) {
       return lines;
     }
     // Opened when the conversation's history is there (an unknown name is refused: 404).
-    outbox_.push_back(outgoing{{{"action", "history"}, {"with", with}, {"limit", 1}}, quiet, 0, {}, purpose::query_open,
+    // (The activity view then asks for the unread ones; a script is shown the last 50.)
+    const int limit = settings_.activity ? 1 : 50;
+    outbox_.push_back(outgoing{{{"action", "history"}, {"with", with}, {"limit", limit}}, quiet, 0, {}, purpose::query_open,
                                std::string(with), true});
     return {};
   }
