@@ -267,7 +267,8 @@ private:
                  std::vector<out_line>& lines);
   /// A `rooms` or `conversations` reply: the unread counts and read markers it carries.
   void take_counts(boost::json::object const& frame, std::string_view action);
-  /// Activity counts: `key` is `#room` or `@name` folded.
+  /// Activity counts by label (`#den`, `@bob`; matched ignoring case): add to one (a new one
+  /// goes last; at most 1000 entries), or set one (0 removes it).
   void count_activity(std::string const& label, std::int64_t add);
   void set_activity(std::string const& label, std::int64_t count);
   /// The activity-line label of a view (`#den` for a room, `@bob` for a person).
@@ -286,7 +287,7 @@ private:
   std::deque<std::int64_t> own_ids_;  ///< shown on their reply: their push to oneself is not shown again
   int failures_ = 0;
   std::string query_;  ///< the open query's other party, empty when none
-  std::vector<activity_entry> activity_;
+  std::vector<activity_entry> activity_;  ///< in order of first activity, bounded (count_activity())
   std::map<std::string, std::int64_t> marked_;  ///< folded view -> read marker as known
   std::map<std::string, std::int64_t> unread_;  ///< folded view -> unread per the last counts reply
   std::string entering_;  ///< the view being entered (activity mode)
@@ -296,7 +297,9 @@ private:
 
 /// Renders a `msg` (push or history element) as a line: `alice (12:00): text`, marked
 /// `[private]` for a private message and `[history]` for an old one; `[#room]` is added when
-/// the message belongs to a room other than `current_room`.
+/// the message belongs to a room other than `current_room`. `current_room` may be a name (the
+/// open query): the conversation with that name then goes without `[private]`. A text
+/// "* FROM action" (one line, sent by `/me`) reads `* alice action (12:00)`.
 out_line render_message(boost::json::object const& msg, std::string_view me, std::string_view current_room,
                         bool history, std::int64_t now);
 
