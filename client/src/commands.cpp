@@ -482,6 +482,7 @@ void chat_state::enter_view(std::string target, std::string const& left) {
   set_activity(label_of(target), 0);
   entering_ = std::move(target);
   entering_phase_ = entering::want_counts;
+  shown_entering_.clear();
   queue_internal({{"action", entering_.starts_with('#') ? "rooms" : "conversations"}}, purpose::counts);
 }
 
@@ -685,6 +686,8 @@ chat_state::reaction chat_state::on_msg_reply(outgoing req, json::object const& 
     json::object m{{"from", me_}, {"to", to.empty() ? std::string_view(room_) : std::string_view(whom)},
                    {"message", str(f, "message")}, {"time", integer(frame, "time", now)}};
     r.lines.push_back(render_message(m, me_, view(), false, now));
+    if (settings_.activity && entering_phase_ != entering::none && shown_entering_.size() < 10000)
+      shown_entering_.insert(integer(frame, "id", -1));
     // A private message to oneself also comes back as a push: it is on the screen already.
     if (direct && same_name(to, me_)) {
       own_ids_.push_back(integer(frame, "id", -1));
@@ -761,8 +764,10 @@ void chat_state::show_view(json::array const& messages, std::string const& targe
     auto const& m = messages[i].get_object();
     learn_message(m);
     newest = std::max(newest, integer(m, "id"));
-    // After a reconnect, what was on the screen before is not shown again.
+    // After a reconnect, what was on the screen before is not shown again; nor what was
+    // shown live while the history was on its way.
     if (seen_before(m) && hide_seen_history_) continue;
+    if (shown_entering_.contains(integer(m, "id", -1))) continue;
     if (i < context_from) continue;
     if (i < divider)
       lines.push_back(render_message(m, me_, view(), true, now));
@@ -780,6 +785,7 @@ void chat_state::show_view(json::array const& messages, std::string const& targe
     lines.push_back({tone::info, "* no messages with " + printable(target) + " yet"});
   }
   unread_[key] = 0;
+  shown_entering_.clear();
   set_activity(label_of(target), 0);
   mark_read(target, newest);
 }
@@ -1002,6 +1008,8 @@ chat_state::reaction chat_state::on_push(json::object const& frame, std::int64_t
       }
     }
     if (seen_before(frame) && history && hide_seen_history_) return r;
+    if (settings_.activity && entering_phase_ != entering::none && shown_entering_.size() < 10000)
+      shown_entering_.insert(integer(frame, "id", -1));
     r.lines.push_back(render_message(frame, me_, view(), history, now));
   } else if (action == "read") {
     const auto with = str(frame, "with");

@@ -11,6 +11,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -292,6 +293,9 @@ private:
   std::map<std::string, std::int64_t> unread_;  ///< folded view -> unread per the last counts reply
   std::string entering_;  ///< the view being entered (activity mode)
   entering entering_phase_ = entering::none;
+  /// Ids of the view being entered shown live (pushed, or one's own) before its history came:
+  /// the history does not show them again. Bounded by what arrives in one round trip.
+  std::set<std::int64_t> shown_entering_;
   int tell_activity_ = 0;  ///< counts replies still to come before the activity is told (after a sign-in)
 };
 
