@@ -1259,23 +1259,6 @@ std::string refuse_once(int listener, std::string const& frame) {
   }
   ::close(c);
   return got;
-
-// ---- the irssi-like view on a terminal (issue 15) -------------------------------------------
-
-namespace {
-
-/// The unread count of `room` in a `rooms` reply (-1 when it is not listed).
-std::int64_t unread_of(json::object const& rooms_reply, std::string_view room) {
-  for (auto const& v : rooms_reply.at("rooms").as_array())
-    if (v.as_object().at("room").as_string() == room) return v.as_object().at("unread").as_int64();
-  return -1;
-}
-
-/// The next push to `c` that is a `msg` with text `text` (others skipped, bounded).
-json::object next_msg(client& c, std::string_view text) {
-  for (int i = 0; i < 50; ++i)
-    if (auto p = c.push(); p.at("action") == "msg" && p.at("message").as_string() == text) return p;
-  return {};
 }
 
 }  // namespace
@@ -1320,6 +1303,29 @@ TEST_CASE("A reconnect that meets a busy server waits its retry_after, then resu
   INFO(t.all().substr(m));
   REQUIRE(t.wait_for("* reconnected as hana", m, 40s));
   CHECK(t.all().find("Password:", m) == std::string::npos);
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
+
+// ---- the irssi-like view on a terminal (issue 15) -------------------------------------------
+
+namespace {
+
+/// The unread count of `room` in a `rooms` reply (-1 when it is not listed).
+std::int64_t unread_of(json::object const& rooms_reply, std::string_view room) {
+  for (auto const& v : rooms_reply.at("rooms").as_array())
+    if (v.as_object().at("room").as_string() == room) return v.as_object().at("unread").as_int64();
+  return -1;
+}
+
+/// The next push to `c` that is a `msg` with text `text` (others skipped, bounded).
+json::object next_msg(client& c, std::string_view text) {
+  for (int i = 0; i < 50; ++i)
+    if (auto p = c.push(); p.at("action") == "msg" && p.at("message").as_string() == text) return p;
+  return {};
+}
+
+}  // namespace
 
 TEST_CASE("Other rooms' lines are counted in the activity line; /switch shows them under a divider",
           "[integration][client][activity]") {
