@@ -11,6 +11,9 @@
 /// u32 LE  CRC32C of the payload
 /// payload (store::encode(): compact JSON with "seq" and "ev")
 /// ```
+/// A segment grows `prealloc_chunk` bytes at a time: zeros are written and synced ahead of the
+/// records (so a batch's fdatasync flushes data, not a size change). Zeros after the last
+/// record are the unused part of a segment; replay() stops there without a warning.
 /// Appends run on the journal's own writer thread, syncs on its sync threads, in groups: the
 /// events appended in one event-loop round form a batch; up to `max_batches_in_flight` batches
 /// are written or being synced at once, and the events appended meanwhile wait and form the
