@@ -401,6 +401,7 @@ void journal::finished(batch_ptr const& b) {
         x->done = true;
         if (x == b) break;
       }
+    completing_ = true;  // a rotate() from a completion waits until its batch went on
     while (!flight_.empty() && flight_.front()->done) {
       const batch_ptr x = std::move(flight_.front());
       flight_.pop_front();
@@ -417,6 +418,7 @@ void journal::finished(batch_ptr const& b) {
         on_written_(std::move(stored));
       }
     }
+    completing_ = false;
   }
   ops::stats.storage_failing.set(failing_ ? 1 : 0);
   if (flight_.empty() && !rotations_.empty()) start_rotations();
@@ -536,7 +538,7 @@ void journal::write_batch(batch& b) {
 
 void journal::rotate(std::function<void(std::optional<std::uint64_t>)> then) {
   rotations_.push_back(std::move(then));
-  if (flight_.empty()) start_rotations();
+  if (flight_.empty() && !completing_) start_rotations();
 }
 
 void journal::start_rotations() {

@@ -198,6 +198,7 @@ class journal final : public event_log {
   std::vector<pending> pending_;  ///< appended, not yet handed to the writer
   std::deque<batch_ptr> flight_;  ///< handed out, not yet completed, in log order
   bool submit_posted_ = false;
+  bool completing_ = false;  ///< finished() is running completions
   bool failing_ = false;  ///< in a storage-failure episode (logged once)
   std::uint64_t epoch_ = 0;
   std::uint64_t next_seq_ = 1;
