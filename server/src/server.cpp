@@ -566,12 +566,8 @@ bool server::impl::open_store() {
   const auto t0 = clock::now();
   const auto now = proto::unix_now();
   std::uint64_t covered = 0;
-  if (auto err = snapshot::load(snapshot_file, chat, now, &covered)) {
-    JIM_LOG(critical, "{}", *err);
-    return false;
-  }
   replica = std::make_unique<hub>(chat.limits());
-  if (auto err = snapshot::load(snapshot_file, *replica, now)) {
+  if (auto err = snapshot::load(snapshot_file, chat, now, &covered, replica.get())) {
     JIM_LOG(critical, "{}", *err);
     return false;
   }
@@ -597,6 +593,8 @@ bool server::impl::open_store() {
           "records in {:.1f} ms", covered, ms(t1 - t0).count(), report.applied,
           ms(t2 - t1).count());
   const auto mode = store::parse_fsync_mode(cfg.fsync).value_or(store::fsync_mode::always);
+  // On the I/O thread, after each batch's completions: the replica applies the same events, in
+  // log order, on the snapshot thread.
   auto to_replica = [this](std::vector<store::event>&& stored) {
     asio::post(snapshot_pool, [this, events = std::move(stored)] {
       for (auto const& e : events) replica->apply(e);
@@ -614,15 +612,12 @@ bool server::impl::open_store() {
 
 bool server::impl::open_cluster(unsigned short port) {
   const auto now = proto::unix_now();
-  if (auto err = snapshot::load(snapshot_file, chat, now, &stream_start)) {
-    JIM_LOG(critical, "{}", *err);
-    return false;
-  }
   replica = std::make_unique<hub>(chat.limits());
-  if (auto err = snapshot::load(snapshot_file, *replica, now, &replica_seq)) {
+  if (auto err = snapshot::load(snapshot_file, chat, now, &stream_start, replica.get())) {
     JIM_LOG(critical, "{}", *err);
     return false;
   }
+  replica_seq = stream_start;
   cluster::nats_settings ns;
   ns.urls = cfg.nats;
   ns.node = node_name_of(cfg, port);

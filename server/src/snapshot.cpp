@@ -731,7 +731,7 @@ std::size_t write(fs::path const& file, json::value const& doc) {
 }
 
 std::optional<std::string> load(fs::path const& file, hub& h, std::int64_t unix_now,
-                                std::uint64_t* journal_seq) {
+                                std::uint64_t* journal_seq, hub* replica) {
   if (journal_seq) *journal_seq = 0;
   auto error = [&](std::string const& problem) {
     return "cannot load snapshot " + file.string() + ": " + problem +
@@ -789,6 +789,7 @@ std::optional<std::string> load(fs::path const& file, hub& h, std::int64_t unix_
     return error(e.what());
   }
   if (journal_seq) *journal_seq = state.journal_seq;
+  if (replica) restore(loaded_state(state), *replica, unix_now);  // a copy: parsed once
   restore(std::move(state), h, unix_now);
   return std::nullopt;
 }

@@ -82,8 +82,10 @@ std::size_t write(std::filesystem::path const& file, boost::json::value const& d
 /// Returns an error naming the file and the problem when it cannot be read or validated;
 /// the whole document is validated before anything is put into `h`. `journal_seq` (if given)
 /// receives the journal position the snapshot covers (0 for format 1 or no file).
+/// `replica` (if given, also freshly constructed) receives the same state from the same parse:
+/// start-up reads and validates the file once for the hub and its snapshot replica.
 std::optional<std::string> load(std::filesystem::path const& file, hub& h, std::int64_t unix_now,
-                                std::uint64_t* journal_seq = nullptr);
+                                std::uint64_t* journal_seq = nullptr, hub* replica = nullptr);
 
 }  // namespace snapshot
 }  // namespace jim::server

@@ -275,10 +275,13 @@ TEST_CASE("A damaged journal is refused untouched, a torn tail is dropped",
   auto files = journal_files(dir.path());
   REQUIRE(files.size() == 1);
   const std::string good = read_bytes(files[0]);
-  REQUIRE(good.size() > 200);
+  // The records, then the segment's preallocated zeros.
+  std::size_t used = good.size();
+  while (used > 0 && good[used - 1] == 0) --used;
+  REQUIRE(used > 200);
   {
     std::string bad = good;
-    bad[good.size() / 2] = static_cast<char>(bad[good.size() / 2] ^ 0x01);
+    bad[used / 2] = static_cast<char>(bad[used / 2] ^ 0x01);
     write_bytes(files[0], bad);
     auto r = run_jimd_to_exit(dir.path());
     INFO(r.output);
@@ -289,7 +292,7 @@ TEST_CASE("A damaged journal is refused untouched, a torn tail is dropped",
     CHECK(journal_files(dir.path()).size() == 1);
   }
   // Torn: the last few bytes missing (the last record was never acknowledged).
-  write_bytes(files[0], good.substr(0, good.size() - 3));
+  write_bytes(files[0], good.substr(0, used - 3) + std::string(good.size() - used + 3, '\0'));
   jimd_process d(args_for("always"), dir.path());
   auto alice = sign_in(d.port(), "alice");
   drain(alice, 20);

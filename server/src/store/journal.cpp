@@ -65,8 +65,24 @@ bool read_file(fs::path const& p, std::string& out, std::string& error) {
   return true;
 }
 
-bool all_zero(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return c == 0; });
+/// Bytes up to the last non-zero byte: the rest is the zero-filled, preallocated tail.
+std::size_t used_size(std::string const& data) {
+  std::size_t n = data.size();
+  while (n > 0 && data[n - 1] == 0) --n;
+  return n;
+}
+
+/// Whether a whole, checksummed record starts anywhere in [from, used): what decides between a
+/// torn tail (nothing readable follows the bad bytes) and damage in the middle.
+bool whole_record_after(std::string const& data, std::size_t from, std::size_t used) {
+  for (std::size_t p = from; p + record_header <= used; ++p) {
+    char const* h = data.data() + p;
+    const std::uint32_t len = get_u32(h);
+    if (len == 0 || len > max_record || p + record_header + len > data.size()) continue;
+    if (get_u32(h + 4) != crc32c(h, 4)) continue;
+    if (get_u32(h + 8) == crc32c(h + record_header, len)) return true;
+  }
+  return false;
 }
 
 void sync_dir(fs::path const& dir) {
@@ -177,8 +193,8 @@ replay_report replay(fs::path const& dir, std::uint64_t after, replay_fn const& 
     };
     auto torn = [&](std::size_t off, std::string const& what) {
       rep.torn = "journal " + seg.path.string() + ": dropped a torn last record at offset " +
-                 std::to_string(off) + " (" + what + ", " + std::to_string(data.size() - off) +
-                 " bytes; it was never acknowledged)";
+                 std::to_string(off) + " (" + what + ", " +
+                 std::to_string(used_size(data) - off) + " bytes; it was never acknowledged)";
     };
     if (expect && seg.first_seq != *expect) {
       damage(0, "the segment starts at seq " + std::to_string(seg.first_seq) + " where " +
@@ -193,40 +209,47 @@ replay_report replay(fs::path const& dir, std::uint64_t after, replay_fn const& 
     }
     std::uint64_t next = seg.first_seq;
     std::size_t off = 0;
+    // Where a record cannot be read: zeros to the end are the unused, preallocated part of the
+    // segment (the end); in the last segment, bytes that no whole record follows are a torn
+    // tail (a write cut short); anything else is damage.
+    enum class stop { at_end, is_torn, is_damage };
+    auto classify = [&](std::size_t at) {
+      const std::size_t used = used_size(data);
+      if (at >= used) return stop::at_end;
+      if (last && !whole_record_after(data, at + 1, used)) return stop::is_torn;
+      return stop::is_damage;
+    };
+    auto unreadable = [&](std::size_t at, std::string const& what) {
+      switch (classify(at)) {
+        case stop::at_end:
+          return true;
+        case stop::is_torn:
+          torn(at, what);
+          return true;
+        case stop::is_damage:
+          damage(at, what);
+          return false;
+      }
+      return false;
+    };
     while (off < data.size()) {
       const std::string_view rest(data.data() + off, data.size() - off);
       if (rest.size() < record_header) {
-        if (last) {
-          torn(off, "incomplete header");
-          break;
-        }
-        damage(off, "incomplete record header");
+        if (unreadable(off, "incomplete record header")) break;
         return rep;
       }
       const std::uint32_t len = get_u32(rest.data());
       if (get_u32(rest.data() + 4) != crc32c(rest.data(), 4) || len == 0 || len > max_record) {
-        if (last && all_zero(rest)) {
-          torn(off, "zeros");
-          break;
-        }
-        damage(off, "bad record length");
+        if (unreadable(off, "bad record length")) break;
         return rep;
       }
       if (rest.size() < record_header + len) {
-        if (last) {
-          torn(off, "incomplete record");
-          break;
-        }
-        damage(off, "record extends past the end of the file");
+        if (unreadable(off, "record extends past the end of the file")) break;
         return rep;
       }
       const std::string_view payload = rest.substr(record_header, len);
       if (get_u32(rest.data() + 8) != crc32c(payload.data(), payload.size())) {
-        if (last && rest.size() == record_header + len) {
-          torn(off, "checksum mismatch in the last record");
-          break;
-        }
-        damage(off, "checksum mismatch");
+        if (unreadable(off, "checksum mismatch")) break;
         return rep;
       }
       decoded d;
@@ -283,32 +306,62 @@ journal::journal(asio::io_context& ioc, fs::path dir, fsync_mode mode, replay_re
 }
 
 journal::~journal() {
+  disk_.stop();
+  syncers_.stop();
+  disk_.join();
+  syncers_.join();
   if (fd_ >= 0) ::close(fd_);
 }
 
+journal::sync_fds::~sync_fds() {
+  for (int fd : fds) ::close(fd);
+}
+
 void journal::open_segment(std::uint64_t first_seq, std::uint64_t keep_bytes, bool existing) {
-  file_ = segment_path(dir_, first_seq);
+  const fs::path file = segment_path(dir_, first_seq);
   // 0600: the journal holds password hashes.
-  const int fd = ::open(file_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (existing ? 0 : O_TRUNC),
+  const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (existing ? 0 : O_TRUNC),
                         0600);
   if (fd < 0)
-    throw std::system_error(errno, std::generic_category(), "cannot open " + file_.string());
-  if (existing && ::ftruncate(fd, static_cast<off_t>(keep_bytes)) != 0) {
+    throw std::system_error(errno, std::generic_category(), "cannot open " + file.string());
+  // An existing segment continues after its last whole record; what follows is zeros (replay
+  // checked it, and cut a torn tail off): its preallocated part, kept.
+  struct stat st {};
+  if (existing && ::fstat(fd, &st) != 0) {
     const int e = errno;
     ::close(fd);
-    throw std::system_error(e, std::generic_category(), "cannot truncate " + file_.string());
+    throw std::system_error(e, std::generic_category(), "cannot stat " + file.string());
+  }
+  // One descriptor per sync thread: each sees a writeback error of the file once (errseq), so
+  // a concurrent sync cannot take the error that concerns another's batch.
+  auto fds = std::make_shared<sync_fds>();
+  if (mode_ == fsync_mode::always) {
+    for (std::size_t i = 0; i < max_batches_in_flight; ++i) {
+      const int sfd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+      if (sfd < 0) {
+        const int e = errno;
+        ::close(fd);
+        throw std::system_error(e, std::generic_category(), "cannot open " + file.string());
+      }
+      fds->fds.push_back(sfd);
+    }
   }
   if (fd_ >= 0) ::close(fd_);
   fd_ = fd;
+  sync_fds_ = std::move(fds);
+  file_ = file;
   seg_first_ = first_seq;
+  seg_start_size_ = keep_bytes;
   size_ = keep_bytes;
+  allocated_ = existing ? std::max<std::uint64_t>(static_cast<std::uint64_t>(st.st_size), keep_bytes)
+                        : 0;
   ops::stats.journal_bytes.set(static_cast<std::int64_t>(keep_bytes));
   if (!existing) sync_dir(dir_);
 }
 
 void journal::append(event e, done_fn done) {
-  batch_.push_back(pending{next_seq_++, std::move(e), std::move(done)});
-  if (in_flight_ || submit_posted_) return;
+  pending_.push_back(pending{next_seq_++, std::move(e), std::move(done)});
+  if (submit_posted_ || flight_.size() >= limit() || !rotations_.empty()) return;
   // Written after the handlers ready now: the round's events go in one batch.
   submit_posted_ = true;
   asio::post(ioc_, [this] { submit(); });
@@ -316,59 +369,151 @@ void journal::append(event e, done_fn done) {
 
 void journal::submit() {
   submit_posted_ = false;
-  if (in_flight_ || batch_.empty()) return;
-  in_flight_ = true;
-  auto b = std::make_shared<batch>(std::move(batch_));
-  batch_.clear();
+  if (pending_.empty() || flight_.size() >= limit() || !rotations_.empty()) return;
+  auto b = std::make_shared<batch>();
+  b->items = std::move(pending_);
+  pending_.clear();
+  b->epoch = epoch_;
+  b->slot = static_cast<std::size_t>(submitted_++ % max_batches_in_flight);
+  flight_.push_back(b);
   asio::post(disk_, [this, b] {
-    std::string error = write_batch(*b);
-    asio::post(ioc_, [this, b, error = std::move(error)] { complete(b, error); });
+    write_batch(*b);
+    if (!b->error.empty() || mode_ != fsync_mode::always) {
+      asio::post(ioc_, [this, b] { finished(b); });
+      return;
+    }
+    asio::post(syncers_, [this, b, fds = sync_fds_, file = file_.string()] {
+      if (::fdatasync(fds->fds[b->slot]) != 0) b->error = errno_text("cannot sync " + file);
+      asio::post(ioc_, [this, b] { finished(b); });
+    });
   });
 }
 
-void journal::complete(std::shared_ptr<batch> const& b, std::string const& error) {
-  in_flight_ = false;
-  if (error.empty()) {
-    if (std::exchange(failing_, false)) JIM_LOG(warn, "journal writable again: storage recovered");
-    for (auto& p : *b) p.done(&p.e);
+void journal::finished(batch_ptr const& b) {
+  if (b->epoch != epoch_) return;  // it was failed already
+  if (!b->error.empty()) {
+    fail_all(b->error);
   } else {
-    if (!std::exchange(failing_, true))
-      JIM_LOG(err, "storage unavailable: {} (changes are refused with 503 until it works again)",
-              error);
-    ops::stats.storage_failures.add();
-    // Everything behind the failed batch fails too: ids and seqs stay consecutive.
-    batch later = std::move(batch_);
-    batch_.clear();
-    next_seq_ = b->front().seq;
-    for (auto& p : *b) p.done(nullptr);
-    for (auto& p : later) p.done(nullptr);
+    // A sync that returned covers every batch written before it was called. (A batch that
+    // completed already, covered by a later one, is no longer in flight_: nothing to mark.)
+    if (std::find(flight_.begin(), flight_.end(), b) != flight_.end())
+      for (auto const& x : flight_) {
+        x->done = true;
+        if (x == b) break;
+      }
+    completing_ = true;  // a rotate() from a completion waits until its batch went on
+    while (!flight_.empty() && flight_.front()->done) {
+      const batch_ptr x = std::move(flight_.front());
+      flight_.pop_front();
+      durable_segment_ = x->segment;
+      durable_end_ = x->end;
+      ops::stats.journal_write.observe(std::chrono::steady_clock::now() - x->started);
+      if (std::exchange(failing_, false))
+        JIM_LOG(warn, "journal writable again: storage recovered");
+      for (auto& p : x->items) p.done(&p.e);
+      if (on_written_) {
+        std::vector<event> stored;
+        stored.reserve(x->items.size());
+        for (auto& p : x->items) stored.push_back(std::move(p.e));
+        on_written_(std::move(stored));
+      }
+    }
+    completing_ = false;
   }
   ops::stats.storage_failing.set(failing_ ? 1 : 0);
-  if (!batch_.empty()) submit();
+  if (flight_.empty() && !rotations_.empty()) start_rotations();
+  if (!pending_.empty()) submit();
+}
+
+void journal::fail_all(std::string const& error) {
+  if (!std::exchange(failing_, true))
+    JIM_LOG(err, "storage unavailable: {} (changes are refused with 503 until it works again)",
+            error);
+  ops::stats.storage_failures.add();
+  ++epoch_;
+  // Everything not yet completed fails, in log order: ids and seqs stay consecutive.
+  std::deque<batch_ptr> failed = std::move(flight_);
+  flight_.clear();
+  std::vector<pending> later = std::move(pending_);
+  pending_.clear();
+  if (!failed.empty())
+    next_seq_ = failed.front()->items.front().seq;
+  else if (!later.empty())
+    next_seq_ = later.front().seq;
+  // The writer cuts the file back to the last completed batch before anything else.
+  asio::post(disk_, [this, good = next_seq_ - 1, seg = durable_segment_, end = durable_end_] {
+    rewind(good, seg, end);
+  });
+  for (auto const& x : failed)
+    for (auto& p : x->items) p.done(nullptr);
+  for (auto& p : later) p.done(nullptr);
+}
+
+void journal::rewind(std::uint64_t last_good_seq, std::uint64_t segment, std::uint64_t end) {
+  // Nothing completed in this segment yet: back to what it held when it was opened.
+  if (segment != seg_first_) end = seg_start_size_;
+  size_ = end;
+  last_seq_ = last_good_seq;
+  if (auto err = cut_back(); !err.empty()) JIM_LOG(err, "{} (retried before the next write)", err);
+}
+
+void journal::preallocate(std::uint64_t need) {
+  if (need <= allocated_) return;
+  // Zeros written (not fallocate(): unwritten extents are converted, a metadata change, at the
+  // first write into them) and synced once per chunk.
+  static const std::string zeros(1u << 20, '\0');
+  const std::uint64_t target = (need + prealloc_chunk - 1) / prealloc_chunk * prealloc_chunk;
+  std::uint64_t at = std::max(allocated_, size_);
+  while (at < target) {
+    const ssize_t n = ::pwrite(fd_, zeros.data(), std::min<std::uint64_t>(zeros.size(), target - at),
+                               static_cast<off_t>(at));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    at += static_cast<std::uint64_t>(n);
+  }
+  if (at == target && ::fdatasync(fd_) == 0) {
+    allocated_ = target;
+    return;
+  }
+  // No room (or no sync) for zeros: write as the file grows; nothing stays beyond the data.
+  if (::ftruncate(fd_, static_cast<off_t>(size_)) == 0) allocated_ = size_;
 }
 
 std::string journal::cut_back() {
-  if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+  // Synced too: a refused batch must not come back after a power cut. (The preallocated tail
+  // goes with it; it comes back with the next write.)
+  if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0 || ::fdatasync(fd_) != 0) {
     need_cut_ = true;
     return errno_text("cannot cut " + file_.string() + " back");
   }
+  allocated_ = size_;
   need_cut_ = false;
+  ops::stats.journal_bytes.set(static_cast<std::int64_t>(size_));
   return {};
 }
 
-std::string journal::write_batch(batch& b) {
-  ops::scoped_timer timed(ops::stats.journal_write);
-  if (b.front().seq != last_seq_ + 1)  // a batch failed before this one: never write a gap
-    return "seq " + std::to_string(b.front().seq) + " does not follow " + std::to_string(last_seq_);
+void journal::write_batch(batch& b) {
+  b.started = std::chrono::steady_clock::now();
+  b.segment = seg_first_;
+  if (b.items.front().seq != last_seq_ + 1) {  // a batch failed before this one: never a gap
+    b.error = "seq " + std::to_string(b.items.front().seq) + " does not follow " +
+              std::to_string(last_seq_);
+    return;
+  }
   buffer_.clear();
-  for (auto const& p : b) frame_record(buffer_, encode(p.e, p.seq));
+  for (auto const& p : b.items) frame_record(buffer_, encode(p.e, p.seq));
   if (need_cut_) {
-    if (auto err = cut_back(); !err.empty()) return err;
+    if (auto err = cut_back(); !err.empty()) {
+      b.error = err;
+      return;
+    }
   }
   if (!fail_hook_.empty() && ::access(fail_hook_.c_str(), F_OK) == 0) {
     errno = ENOSPC;
-    return errno_text("cannot write " + file_.string() + " (test hook)");
+    b.error = errno_text("cannot write " + file_.string() + " (test hook)");
+    return;
   }
+  preallocate(size_ + buffer_.size());
   std::size_t done = 0;
   while (done < buffer_.size()) {
     const ssize_t n = ::pwrite(fd_, buffer_.data() + done, buffer_.size() - done,
@@ -376,49 +521,55 @@ std::string journal::write_batch(batch& b) {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       if (n == 0) errno = ENOSPC;
-      std::string err = errno_text("cannot write " + file_.string());
+      b.error = errno_text("cannot write " + file_.string());
       cut_back();
-      return err;
+      return;
     }
     done += static_cast<std::size_t>(n);
   }
-  if (mode_ == fsync_mode::always && ::fdatasync(fd_) != 0) {
-    std::string err = errno_text("cannot sync " + file_.string());
-    cut_back();
-    return err;
-  }
-  unsynced_ = mode_ != fsync_mode::always;
+  unsynced_ = true;  // `always`: the sync threads sync it; rotate() and stop() sync anyway
   size_ += buffer_.size();
+  b.end = size_;
   ops::stats.journal_bytes.set(static_cast<std::int64_t>(size_));
-  ops::stats.journal_records.add(b.size());
-  last_seq_ = b.back().seq;
+  ops::stats.journal_records.add(b.items.size());
+  last_seq_ = b.items.back().seq;
   if (buffer_.capacity() > (4u << 20)) buffer_ = std::string();
-  if (on_written_) {
-    std::vector<event> copy;
-    copy.reserve(b.size());
-    for (auto const& p : b) copy.push_back(p.e);
-    on_written_(std::move(copy));
-  }
-  return {};
 }
 
 void journal::rotate(std::function<void(std::optional<std::uint64_t>)> then) {
-  asio::post(disk_, [this, then = std::move(then)] {
-    if (size_ == 0) return then(last_seq_);  // the current segment is empty: it is the next one
-    if (need_cut_ && !cut_back().empty()) return then(std::nullopt);
-    if (::fdatasync(fd_) != 0) {
-      JIM_LOG(err, "{}", errno_text("cannot sync " + file_.string()));
-      return then(std::nullopt);
+  rotations_.push_back(std::move(then));
+  if (flight_.empty() && !completing_) start_rotations();
+}
+
+void journal::start_rotations() {
+  // Every batch handed out has completed (and went to on_written): the segment is whole.
+  asio::post(disk_, [this, waiting = std::move(rotations_)] {
+    for (auto const& then : waiting) {
+      if (size_ == 0) {  // the current segment is empty: it is the next one
+        then(last_seq_);
+        continue;
+      }
+      if (need_cut_ && !cut_back().empty()) {
+        then(std::nullopt);
+        continue;
+      }
+      if (::fdatasync(fd_) != 0) {
+        JIM_LOG(err, "{}", errno_text("cannot sync " + file_.string()));
+        then(std::nullopt);
+        continue;
+      }
+      unsynced_ = false;
+      try {
+        open_segment(last_seq_ + 1, 0, false);
+      } catch (std::exception const& e) {
+        JIM_LOG(err, "cannot start a new journal segment: {}", e.what());
+        then(std::nullopt);
+        continue;
+      }
+      then(last_seq_);
     }
-    unsynced_ = false;
-    try {
-      open_segment(last_seq_ + 1, 0, false);
-    } catch (std::exception const& e) {
-      JIM_LOG(err, "cannot start a new journal segment: {}", e.what());
-      return then(std::nullopt);
-    }
-    then(last_seq_);
   });
+  rotations_.clear();
 }
 
 void journal::sync_tick() {
@@ -433,9 +584,10 @@ void journal::sync_tick() {
 
 void journal::stop() {
   // The I/O thread has stopped: what it still held (sign-outs at shutdown) is written now.
-  if (!batch_.empty()) {
-    auto b = std::make_shared<batch>(std::move(batch_));
-    batch_.clear();
+  if (!pending_.empty()) {
+    auto b = std::make_shared<batch>();
+    b->items = std::move(pending_);
+    pending_.clear();
     asio::post(disk_, [this, b] { write_batch(*b); });
   }
   asio::post(disk_, [this] {
@@ -443,6 +595,7 @@ void journal::stop() {
     unsynced_ = false;
   });
   disk_.join();
+  syncers_.join();
 }
 
 }  // namespace jim::server::store
