@@ -587,7 +587,16 @@ TEST_CASE("A node whose only NATS server is gone answers changes 503, serves rea
   CHECK(id_of(after) > id_of(before));
   CHECK(id_of(live_push(bob)) == id_of(after));
   auto h2 = bob.request(R"({"action":"history","room":"general","limit":100})");
-  CHECK(ids_of(h2) == std::vector<std::uint64_t>{id_of(before), id_of(after)});
+  // Nothing of what was refused while the server was down; "after" possibly twice: an
+  // attempt answered 503 while the restarted server recovered its stream may have been
+  // stored after all (docs/CLUSTER.md, "The reply waits for the stream").
+  const auto ids2 = ids_of(h2);
+  CHECK(ids2.front() == id_of(before));
+  CHECK(ids2.back() == id_of(after));
+  for (auto const& m : h2.at("messages").as_array()) {
+    const auto text = str(m.as_object(), "message");
+    CHECK((text == "before" || text == "after"));
+  }
   CHECK(code_of(alice.request(R"({"action":"create","room":"lair"})")) == 201);
   // A node started now rebuilds the same state from the stream.
   auto b = node(nats, "b");
