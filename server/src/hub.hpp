@@ -180,6 +180,8 @@ class hub {
   /// online for private messages), told of local sign-ins, sign-outs and room changes.
   /// nullptr (the default): a single node.
   void set_presence(cluster::presence* p) { presence_ = p; }
+  /// True on a cluster node (set_presence was given one).
+  bool clustered() const { return presence_ != nullptr; }
 
   /// The only code that changes persistent state. Deterministic; validates again (an account
   /// or room name taken by an earlier event is 409, an unknown account or room 404, a message

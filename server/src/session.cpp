@@ -926,8 +926,10 @@ void session::post_pipelined(account& me, store::message_posted const& ev,
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 awaitable<void> session::post(proto::msg_req const& req, json::value const& tag) {
   auto& chat = ctx_.chat;
-  // Bounded pipeline; nothing may suspend between check_post (the next id) and commit.
-  co_await drain_posts(max_posts_in_flight);
+  // Bounded pipeline; nothing may suspend between check_post (the next id) and commit. On a
+  // cluster node one at a time: a publish retried after a NATS failover can be stored after a
+  // later one, which would reorder this connection's messages and replies (docs/CLUSTER.md).
+  co_await drain_posts(chat.clustered() ? 1 : max_posts_in_flight);
   if (!account_) co_return;
   account& me = *account_;
   auto checked = chat.check_post(me, req, steady::now());

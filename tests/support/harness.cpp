@@ -1,6 +1,9 @@
 #include "harness.hpp"
 
+#include "nats_harness.hpp"
+
 #include <arpa/inet.h>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -111,6 +114,17 @@ jimd_process::jimd_process(std::vector<std::string> args, fs::path data_dir, env
     } else {
       flags.push_back(a);
     }
+  }
+  // JIM_TEST_NATS=1: every daemon of the run is a cluster node (the conformance suite against
+  // cluster mode, docs/CLUSTER.md): its own stream, named after its data dir (so a restart on
+  // the same dir finds its stream again), on one JetStream server shared by this process.
+  if (char const* v = std::getenv("JIM_TEST_NATS");
+      v && *v && std::string_view(v) != "0" && !opts.count("--nats")) {
+    std::string stream = "T";
+    for (char ch : data_dir_.filename().string())
+      stream += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+    opts["--nats"] = shared_nats_server().url(0);
+    opts["--nats-stream"] = stream;
   }
   std::vector<std::string> argv_s{program("jimd").string()};
   for (auto& [k, v] : opts) {

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sstream>
 #include <stdexcept>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <thread>
@@ -60,6 +61,11 @@ fs::path nats_server_program() {
   return {};
 }
 
+nats_cluster& shared_nats_server() {
+  static nats_cluster shared(1);
+  return shared;
+}
+
 nats_cluster::nats_cluster(int n) {
   if (nats_server_program().empty()) throw std::runtime_error("nats-server is not installed");
   servers_.resize(static_cast<std::size_t>(n));
@@ -107,6 +113,7 @@ void nats_cluster::start(server& s) {
   const int pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives a test process that crashed
     const int out = ::open(s.log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (out >= 0) {
       ::dup2(out, 1);

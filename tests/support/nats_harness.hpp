@@ -18,6 +18,11 @@ namespace jim::test {
 /// The nats-server program, or an empty path when it is not installed (tests then skip).
 std::filesystem::path nats_server_program();
 
+class nats_cluster;
+/// One JetStream server (nats_cluster(1)) for the whole test process, started at the first
+/// call and ended at exit: what jimd_process puts its daemons on under JIM_TEST_NATS=1.
+nats_cluster& shared_nats_server();
+
 class nats_cluster {
  public:
   /// Starts `n` servers (1: a single JetStream server without clustering) and returns once

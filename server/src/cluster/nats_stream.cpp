@@ -236,6 +236,12 @@ std::uint64_t nats_stream::open() {
       connected_ = true;
       JIM_LOG(info, "NATS stream {}: last sequence {}, {} replicas", settings_.stream, last,
               replicas);
+      if (replicas < settings_.replicas)
+        JIM_LOG(warn,
+                "the stream {} has {} replicas, fewer than --nats-replicas {}: another node "
+                "created it: give every node the same --nats-replicas (an existing stream's "
+                "replicas are changed with the nats CLI's `stream edit`)",
+                settings_.stream, replicas, settings_.replicas);
       return last;
     }
     // The JetStream cluster may still be electing its leaders: try again until the deadline.
@@ -285,10 +291,33 @@ void nats_stream::publish(std::string const& msg_id, std::string const& payload,
   p->done = std::move(done);
   p->deadline = std::chrono::steady_clock::now() + settings_.publish_deadline;
   pending_[msg_id] = p;
-  if (connected_ && core_->js)
+  if (connected_ && core_->js) {
     send(p);
-  else
+  } else if (unreachable()) {
+    // Cut off from NATS for a while: refuse now (posted: never inside the caller's call).
+    asio::post(ioc_, [c = core_, p] {
+      {
+        std::lock_guard lock(c->mu);
+        if (c->closed) return;
+      }
+      c->owner->fail(p, "NATS is unreachable");
+    });
+  } else {
     retry_later(p, "not connected to NATS");
+  }
+}
+
+bool nats_stream::unreachable() const {
+  return !connected_ &&
+         std::chrono::steady_clock::now() - down_since_ >= settings_.unreachable_after;
+}
+
+void nats_stream::fail(std::shared_ptr<pending_publish> const& p, std::string const& error) {
+  auto it = pending_.find(p->msg_id);
+  if (it == pending_.end() || it->second != p) return;  // settled meanwhile
+  pending_.erase(it);
+  JIM_LOG(warn, "publish of {} failed: {}", p->msg_id, error);
+  p->done(std::nullopt, error);
 }
 
 void nats_stream::send(std::shared_ptr<pending_publish> const& p) {
@@ -310,10 +339,8 @@ void nats_stream::send(std::shared_ptr<pending_publish> const& p) {
 }
 
 void nats_stream::retry_later(std::shared_ptr<pending_publish> const& p, std::string error) {
-  if (std::chrono::steady_clock::now() + settings_.retry_pause >= p->deadline) {
-    if (pending_.erase(p->msg_id) == 0) return;
-    JIM_LOG(warn, "publish of {} failed: {}", p->msg_id, error);
-    p->done(std::nullopt, error);
+  if (std::chrono::steady_clock::now() + settings_.retry_pause >= p->deadline || unreachable()) {
+    fail(p, unreachable() ? "NATS is unreachable" : error);
     return;
   }
   auto timer = std::make_shared<asio::steady_timer>(ioc_, settings_.retry_pause);
@@ -350,6 +377,7 @@ void nats_stream::acked(std::string const& msg_id, std::optional<std::uint64_t> 
 void nats_stream::link(bool up) {
   if (up == connected_) return;
   connected_ = up;
+  if (!up) down_since_ = std::chrono::steady_clock::now();
   if (up)
     JIM_LOG(info, "reconnected to NATS");
   else

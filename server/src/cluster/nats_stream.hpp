@@ -43,6 +43,11 @@ struct nats_settings {
   /// the stream leader's re-election (~2-5 s, longer on a loaded machine).
   std::chrono::milliseconds publish_deadline{10000};
   std::chrono::milliseconds retry_pause{250};
+  /// How long the node may be without any NATS server before changes fail at once (503)
+  /// instead of waiting for it: longer than a reconnect to another server of the list
+  /// (~250 ms), so a failover never fails a change, and short enough that a node cut off
+  /// from NATS answers 503 within ~2 s rather than after the whole `publish_deadline`.
+  std::chrono::milliseconds unreachable_after{2000};
   /// How long open() keeps trying to reach NATS and the stream.
   std::chrono::milliseconds open_timeout{20000};
 };
@@ -82,8 +87,10 @@ class nats_stream {
   /// Publishes `payload` with header Nats-Msg-Id `msg_id`. Never blocks. `done` runs once:
   /// with the sequence once the stream acknowledged it (stored on a quorum of its replicas),
   /// or with nullopt when `publish_deadline` passed without (retried meanwhile, also across
-  /// a reconnect). A failed publish may still have been stored (a lost acknowledgement): the
-  /// consumer then delivers it like any other entry.
+  /// a reconnect), or as soon as the node has been without NATS for `unreachable_after`
+  /// (also for a publish already waiting). A failed publish may still have been stored (a lost
+  /// acknowledgement): the consumer then delivers it like any other entry. `done` never runs
+  /// inside publish() (it is posted).
   void publish(std::string const& msg_id, std::string const& payload, ack_fn done);
 
   /// A message id no other process uses: `<node>.<instance>.<n>`, n counting from 1.
@@ -114,6 +121,9 @@ class nats_stream {
   struct pending_publish;
   void send(std::shared_ptr<pending_publish> const& p);
   void retry_later(std::shared_ptr<pending_publish> const& p, std::string error);
+  /// True once the node has been without NATS for `unreachable_after`.
+  bool unreachable() const;
+  void fail(std::shared_ptr<pending_publish> const& p, std::string const& error);
 
   boost::asio::io_context& ioc_;
   nats_settings settings_;
@@ -121,6 +131,7 @@ class nats_stream {
   std::string instance_;
   std::uint64_t counter_ = 0;
   bool connected_ = false;
+  std::chrono::steady_clock::time_point down_since_{};  ///< when connected_ became false
   link_fn on_link_;
   entry_fn on_entry_;
   std::uint64_t delivered_ = 0;  ///< the last seq handed to on_entry_
