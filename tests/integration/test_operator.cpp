@@ -293,7 +293,7 @@ TEST_CASE("TLS files that do not load: one plain line naming the file, its optio
     CHECK(out.rfind("jimd: ", 0) == 0);
     CHECK(out.find(says) != std::string::npos);
     CHECK(std::count(out.begin(), out.end(), '\n') == 1);
-    for (std::string const& internal : {"routines", "error:", "OpenSSL", "SSL_CTX"}) {
+    for (char const* internal : {"routines", "error:", "OpenSSL", "SSL_CTX"}) {
       CHECK(start.find(internal) == std::string::npos);
       CHECK(out.find(internal) == std::string::npos);
     }
