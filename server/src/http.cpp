@@ -195,17 +195,16 @@ std::optional<asio::ip::address> remote_address(tcp::socket const& s) {
 }
 
 /// The answer to a request Beast could not parse (`ec` from http::async_read), or nullopt when
-/// there is nobody to answer (the peer closed or went silent). `head`: the bytes of the request
-/// still buffered (a header that hit the limit is there whole up to it).
+/// there is nobody to answer (the peer closed or went silent). `target`: the request's target as
+/// far as the parser got (empty: its request line was not complete; the parser consumes the
+/// request line and each whole field as it reads them, so the buffer cannot tell).
 std::optional<http::response<http::string_body>> parse_error_response(
-    boost::system::error_code ec, std::string_view head) {
+    boost::system::error_code ec, std::string_view target) {
   if (ec.category() != http::make_error_code(http::error::bad_method).category() ||
       ec == http::error::end_of_stream || ec == http::error::partial_message)
     return std::nullopt;  // closed, timed out, cancelled: nothing to answer, or nobody
   if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
-    const auto eol = head.find("\r\n");
-    const std::size_t line = eol == std::string_view::npos ? head.size() : eol;
-    return line > max_target
+    return target.empty() || target.size() > max_target
                ? text_response(http::status::uri_too_long, 11, false,
                                "URI too long: at most " + std::to_string(max_target) +
                                    " bytes\n")
@@ -275,8 +274,7 @@ awaitable<void> serve(server_context& ctx, Stream& stream, beast::flat_buffer& b
     auto [ec, n] = co_await http::async_read(stream, buffer, parser, nothrow);
     ctx.http_idle.erase(&lowest.socket());
     if (ec) {
-      auto res = parse_error_response(
-          ec, {static_cast<char const*>(buffer.data().data()), buffer.size()});
+      auto res = parse_error_response(ec, parser.get().target());
       if (!res) co_return;  // closed or timed out: nobody to answer
       JIM_LOG(debug, "HTTP request from {} refused: {} ({})", peer, res->result_int(),
               ec.message());

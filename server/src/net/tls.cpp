@@ -131,13 +131,21 @@ std::shared_ptr<ssl::context> make_server_context(std::string const& cert_file,
   // Never ask for a passphrase (OpenSSL's default would read one from the terminal).
   SSL_CTX_set_default_passwd_cb(h, [](char*, int, int, void*) { return 0; });
   if (SSL_CTX_use_PrivateKey_file(h, key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    // OpenSSL 3 checks the key against the certificate loaded already.
+    const unsigned long err = ERR_peek_error();
+    const bool mismatch =
+        ERR_GET_LIB(err) == ERR_LIB_X509 && ERR_GET_REASON(err) == X509_R_KEY_VALUES_MISMATCH;
     const auto reason = first_reason(pem_missing);
+    if (mismatch)
+      fail("the private key in " + key_file + " (--tls-key) is not the key of the certificate in " +
+           cert_file + " (--tls-cert): they do not belong together");
     if (file_mentions(key_file, "ENCRYPTED"))
       fail(key_file + " (--tls-key) is protected by a passphrase, which jimd cannot ask for: "
                       "store the key without one (openssl pkey -in KEY -out PLAIN), readable "
                       "only by jimd");
-    fail(pem_missing ? key_file + " (--tls-key) holds no PEM private key (a block starting with "
-                                  "-----BEGIN PRIVATE KEY-----)"
+    fail(pem_missing || !file_mentions(key_file, "PRIVATE KEY-----")
+             ? key_file + " (--tls-key) holds no PEM private key (a block starting with "
+                          "-----BEGIN PRIVATE KEY-----)"
                      : "cannot use the private key in " + key_file + " (--tls-key): " + reason);
   }
   if (SSL_CTX_check_private_key(h) != 1) {
