@@ -22,6 +22,8 @@
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 
+#include <array>
+#include <optional>
 #include <utility>
 
 namespace jim::server {
@@ -39,6 +41,18 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr auto request_timeout = std::chrono::seconds(30);
 constexpr auto refusal_timeout = std::chrono::seconds(5);
 constexpr std::size_t ws_read_chunk = 4096;
+/// Requests served on one keep-alive connection; the response to the last one says
+/// `Connection: close` (nginx's keepalive_requests default, 1000).
+constexpr int max_requests = 1000;
+/// Bytes of a request's header (request line included): more gets 431, or 414 when the
+/// request line is what does not fit. A target longer than max_target gets 414 too.
+constexpr std::size_t max_header = 8192;
+constexpr std::size_t max_target = 4096;
+constexpr std::size_t max_body = 4096;  ///< more gets 413 (a GET has none)
+/// After the last response the peer's unread bytes are read and dropped for at most this long
+/// and this many bytes, so the close sends no reset (nginx's lingering close).
+constexpr auto linger_timeout = std::chrono::seconds(2);
+constexpr std::size_t linger_bytes = 64 * 1024;
 
 using tls_stream = beast::ssl_stream<beast::tcp_stream>;
 
@@ -180,6 +194,58 @@ std::optional<asio::ip::address> remote_address(tcp::socket const& s) {
   return ep.address();
 }
 
+/// The answer to a request Beast could not parse (`ec` from http::async_read), or nullopt when
+/// there is nobody to answer (the peer closed or went silent). `target`: the request's target as
+/// far as the parser got (empty: its request line was not complete; the parser consumes the
+/// request line and each whole field as it reads them, so the buffer cannot tell).
+std::optional<http::response<http::string_body>> parse_error_response(
+    boost::system::error_code ec, std::string_view target) {
+  if (ec.category() != http::make_error_code(http::error::bad_method).category() ||
+      ec == http::error::end_of_stream || ec == http::error::partial_message)
+    return std::nullopt;  // closed, timed out, cancelled: nothing to answer, or nobody
+  if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
+    return target.empty() || target.size() > max_target
+               ? text_response(http::status::uri_too_long, 11, false,
+                               "URI too long: at most " + std::to_string(max_target) +
+                                   " bytes\n")
+               : text_response(http::status::request_header_fields_too_large, 11, false,
+                               "request header too large: at most " +
+                                   std::to_string(max_header) + " bytes\n");
+  }
+  if (ec == http::error::body_limit)
+    return text_response(http::status::payload_too_large, 11, false,
+                         "request body too large: at most " + std::to_string(max_body) +
+                             " bytes\n");
+  return text_response(http::status::bad_request, 11, false,
+                       "bad request: " + ec.message() + "\n");
+}
+
+/// Ends the connection after its last response without a reset: FIN first (TLS: close_notify
+/// before it), then what the peer still sends is read and dropped until it closes, for at
+/// most linger_timeout and linger_bytes. Closing with unread bytes would send an RST, and a
+/// reset can destroy the response before the peer has read it (RFC 9112 §9.6; nginx's
+/// lingering_close). Shutdown closes a connection lingering here.
+template <class Stream>
+awaitable<void> close_gracefully(server_context& ctx, Stream& stream) {
+  auto& lowest = beast::get_lowest_layer(stream);
+  if constexpr (!std::is_same_v<Stream, beast::tcp_stream>) {
+    lowest.expires_after(net::shutdown_timeout);  // close_notify, bounded
+    co_await stream.async_shutdown(nothrow);
+  }
+  boost::system::error_code ec;
+  lowest.socket().shutdown(tcp::socket::shutdown_send, ec);
+  if (ec) co_return;
+  lowest.expires_after(linger_timeout);
+  ctx.http_idle.insert(&lowest.socket());
+  std::array<char, 4096> sink;
+  for (std::size_t dropped = 0; dropped < linger_bytes;) {
+    auto [rec, n] = co_await lowest.async_read_some(asio::buffer(sink), nothrow);
+    if (rec) break;
+    dropped += n;
+  }
+  ctx.http_idle.erase(&lowest.socket());
+}
+
 web_asset const* find_asset(std::string_view target) {
   target = target.substr(0, target.find_first_of("?#"));
   if (target == "/") target = "/index.html";
@@ -198,19 +264,34 @@ awaitable<void> serve(server_context& ctx, Stream& stream, beast::flat_buffer& b
                       counted_connection& counted) {
   constexpr bool tls = !std::is_same_v<Stream, beast::tcp_stream>;
   auto& lowest = beast::get_lowest_layer(stream);
-  for (int requests = 0; requests < 1000; ++requests) {
+  for (int requests = 0; requests < max_requests; ++requests) {
     http::request_parser<http::string_body> parser;
-    parser.header_limit(8192);
-    parser.body_limit(4096);
+    parser.header_limit(max_header);
+    parser.body_limit(max_body);
     if (ctx.stopping) break;
     lowest.expires_after(request_timeout);
     ctx.http_idle.insert(&lowest.socket());  // shutdown closes connections waiting here
     auto [ec, n] = co_await http::async_read(stream, buffer, parser, nothrow);
     ctx.http_idle.erase(&lowest.socket());
-    if (ec) co_return;  // closed, timed out or malformed: nothing worth answering
+    if (ec) {
+      auto res = parse_error_response(ec, parser.get().target());
+      if (!res) co_return;  // closed or timed out: nobody to answer
+      JIM_LOG(debug, "HTTP request from {} refused: {} ({})", peer, res->result_int(),
+              ec.message());
+      lowest.expires_after(refusal_timeout);
+      co_await http::async_write(stream, *res, nothrow);
+      break;
+    }
     auto& req = parser.get();
-    const bool keep = req.keep_alive();
+    // The last request this connection may make, or shutdown begun: the answer says close.
+    const bool keep = req.keep_alive() && requests + 1 < max_requests && !ctx.stopping;
     const unsigned version = req.version();
+    if (req.target().size() > max_target) {
+      auto res = text_response(http::status::uri_too_long, version, false,
+                               "URI too long: at most " + std::to_string(max_target) + " bytes\n");
+      co_await http::async_write(stream, res, nothrow);
+      break;
+    }
 
     if (tls_refused) {
       JIM_LOG(info, "plaintext HTTP request from {} refused (--tls-required)", peer);
@@ -260,6 +341,7 @@ awaitable<void> serve(server_context& ctx, Stream& stream, beast::flat_buffer& b
     }
 
     if (auto ops_res = ops::respond(ctx, remote_address(lowest.socket()), req)) {  // /metrics, /healthz
+      ops_res->keep_alive(keep);
       co_await http::async_write(stream, *ops_res, nothrow);
     } else if (req.method() != http::verb::get && req.method() != http::verb::head) {
       auto res =
@@ -282,13 +364,7 @@ awaitable<void> serve(server_context& ctx, Stream& stream, beast::flat_buffer& b
     }
     if (!keep) break;
   }
-  if constexpr (tls) {
-    lowest.expires_after(net::shutdown_timeout);  // close_notify, bounded
-    co_await stream.async_shutdown(nothrow);
-  } else {
-    boost::system::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-  }
+  co_await close_gracefully(ctx, stream);
 }
 
 /// An HTTP connection when TLS is configured: TLS or plaintext by its first bytes.

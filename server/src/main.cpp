@@ -15,7 +15,7 @@ int check_config(jim::server::config const& cfg) {
     try {
       net::tls_manager tls(cfg.tls_cert, cfg.tls_key, cfg.tls_required);
     } catch (std::exception const& e) {
-      std::cerr << "jimd: --tls-cert/--tls-key: " << escape_for_people(plain_error(e)) << "\n";
+      std::cerr << "jimd: " << escape_for_people(plain_error(e)) << "\n";  // names the option
       return 2;
     }
   }

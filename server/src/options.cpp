@@ -6,9 +6,15 @@
 
 #include <algorithm>
 #include <arpa/inet.h>
+#include <cctype>
+#include <cerrno>
 #include <cmath>
-#include <fstream>
+#include <cstring>
+#include <fcntl.h>
+#include <map>
+#include <set>
 #include <sstream>
+#include <unistd.h>
 
 namespace jim::server {
 
@@ -58,6 +64,99 @@ std::string checked_address(po::variables_map const& vm, char const* name) {
   throw po::error("--" + std::string(a) + " (" + va + ") " + relation + " --" + b + " (" + vb +
                   ")");
 }
+
+/// The text of the config file `path`; nullopt and `why` (strerror) when it cannot be read.
+std::optional<std::string> read_config_file(std::string const& path, std::string& why) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    why = std::strerror(errno);
+    return std::nullopt;
+  }
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      why = std::strerror(errno);  // EISDIR for a directory
+      ::close(fd);
+      return std::nullopt;
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return text;
+}
+
+/// Where each option of a config file is set (Boost.Program_options' parse_config_file
+/// reports no line numbers), read the way its parser reads lines: `#` starts a comment,
+/// blanks around names and values are dropped, `[section]` prefixes "section." to the names
+/// below it. What that parser would refuse without saying where (a line that is not
+/// `name = value`, an unknown option, an option set twice) is refused here with FILE:LINE.
+class config_locations {
+ public:
+  config_locations(std::string file, std::string const& text, po::options_description const& known)
+      : file_(std::move(file)) {
+    std::istringstream in(text);
+    std::string raw, prefix;
+    for (int line = 1; std::getline(in, raw); ++line) {
+      std::string_view s = raw;
+      s = s.substr(0, s.find('#'));
+      s = trim(s);
+      if (s.empty()) continue;
+      if (s.front() == '[' && s.back() == ']') {
+        prefix = std::string(s.substr(1, s.size() - 2));
+        if (!prefix.empty() && prefix.back() != '.') prefix += '.';
+        continue;
+      }
+      const auto eq = s.find('=');
+      if (eq == std::string_view::npos)
+        throw po::error(at(line) + "'" + std::string(s) + "' is not 'name = value'");
+      const std::string name = prefix + std::string(trim(s.substr(0, eq)));
+      if (!known.find_nothrow(name, false))
+        throw po::error(at(line) + "unknown option '" + name + "'");
+      if (auto [it, fresh] = line_of_.emplace(name, line); !fresh)
+        throw po::error(at(line) + "'" + name + "' is set a second time (first on line " +
+                        std::to_string(it->second) + ")");
+    }
+  }
+
+  /// "FILE:LINE: " for the option named first in `message` (as '--name' or 'name') that the
+  /// file sets, or "" if none (an option from the command line is not the file's).
+  std::string locate(std::string_view message, std::set<std::string> const& from_command_line) const {
+    std::size_t best = std::string_view::npos;
+    int best_line = 0;
+    for (auto const& [name, line] : line_of_) {
+      if (from_command_line.count(name)) continue;
+      for (std::string const& form : {"--" + name, "'" + name + "'"}) {
+        for (auto at_ = message.find(form); at_ != std::string_view::npos;
+             at_ = message.find(form, at_ + 1)) {
+          const auto end = at_ + form.size();
+          const bool whole = end == message.size() ||
+                             !(std::isalnum(static_cast<unsigned char>(message[end])) ||
+                               message[end] == '-' || message[end] == '_');
+          if (whole && at_ < best) {
+            best = at_;
+            best_line = line;
+          }
+        }
+      }
+    }
+    return best == std::string_view::npos ? std::string() : at(best_line);
+  }
+
+ private:
+  static std::string_view trim(std::string_view s) {
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+    return s;
+  }
+  std::string at(int line) const { return file_ + ":" + std::to_string(line) + ": "; }
+
+  std::string file_;
+  std::map<std::string, int> line_of_;
+};
 
 /// Bytes a pushed message needs around its text (action, names, time, id).
 constexpr std::size_t envelope_bytes = 512;
@@ -194,9 +293,13 @@ parse_outcome parse_options(int argc, char const* const* argv) {
   po::options_description all;
   all.add(generic).add(daemon);
 
+  std::optional<config_locations> file_lines;  // for errors about options the file sets
+  std::set<std::string> from_command_line;
   try {
     po::variables_map vm;
-    po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
+    const auto command_line = po::command_line_parser(argc, argv).options(all).run();
+    for (auto const& o : command_line.options) from_command_line.insert(o.string_key);
+    po::store(command_line, vm);
     if (vm.count("help")) {
       std::ostringstream os;
       os << "Usage: jimd [-a ADDR] [-p PORT] [-c CONFIG] [options]\n\n" << all;
@@ -205,8 +308,12 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     if (vm.count("version")) return print_and_exit{std::string(version_string) + "\n", 0};
     if (vm.count("config")) {
       const auto path = vm["config"].as<std::string>();
-      std::ifstream in(path);
-      if (!in) return print_and_exit{"jimd: cannot read config file '" + path + "'\n", 2};
+      std::string why;
+      const auto text = read_config_file(path, why);
+      if (!text)
+        return print_and_exit{"jimd: cannot read the config file " + path + ": " + why + "\n", 2};
+      file_lines.emplace(path, *text, daemon);
+      std::istringstream in(*text);
       po::store(po::parse_config_file(in, daemon),
                 vm);  // the command line was stored first: it wins
     }
@@ -311,7 +418,8 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     c.check_config = vm.count("check-config") != 0;
     settle_dependencies(vm, c);
   } catch (std::exception const& e) {
-    return print_and_exit{std::string("jimd: ") + e.what() + " (see jimd --help)\n", 2};
+    const std::string where = file_lines ? file_lines->locate(e.what(), from_command_line) : "";
+    return print_and_exit{"jimd: " + where + e.what() + " (see jimd --help)\n", 2};
   }
   return run_daemon{c};
 }

@@ -571,6 +571,7 @@ bool server::impl::open_store() {
     JIM_LOG(critical, "{}", *err);
     return false;
   }
+  ops::stats.snapshot_loaded(snapshot_file);
   const auto t1 = clock::now();
   auto apply = [this](std::uint64_t, store::event const& e) -> std::optional<std::string> {
     auto r = chat.apply(e);
@@ -618,6 +619,7 @@ bool server::impl::open_cluster(unsigned short port) {
     return false;
   }
   replica_seq = stream_start;
+  ops::stats.snapshot_loaded(snapshot_file);
   cluster::nats_settings ns;
   ns.urls = cfg.nats;
   ns.node = node_name_of(cfg, port);

@@ -4,7 +4,8 @@
 # the conffile, the maintainer scripts, an unpack into a throwaway root (dpkg --root), the
 # unit (systemd-analyze verify, and the `systemd-analyze security` score, recorded in
 # $2/security.txt), and lintian (every tag it reports must be overridden with a reason in
-# packaging/lintian-overrides).
+# packaging/lintian-overrides); then the real install -> upgrade -> remove -> purge cycle
+# (check-lifecycle.sh, skipped without root).
 # Usage: check-package.sh BUILD_DIR [REPORT_DIR (default: BUILD_DIR/package-check)]
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
@@ -127,6 +128,9 @@ if command -v lintian >/dev/null; then
 else
   echo "lintian not installed (scripts/install-deps.sh lintian): not run"
 fi
+
+# --- install, upgrade, remove, purge for real (in a copy-on-write overlay of this system) ---------
+"$src/tests/install/check-lifecycle.sh" "$deb" || bad "the install/upgrade/remove/purge cycle failed"
 
 [ "$fail" = 0 ] && echo "package OK: $(basename "$deb")"
 exit "$fail"

@@ -5,10 +5,12 @@
 #include "chat_helpers.hpp"
 #include "files.hpp"
 #include "harness.hpp"
+#include "tls_support.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
+#include <cstdio>
 #include <filesystem>
 #include <netinet/in.h>
 #include <regex>
@@ -16,6 +18,7 @@
 #include <string>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
 
@@ -98,6 +101,20 @@ void check_harmless(std::string const& text) {
 
 const std::string forged =
     "2026-01-01 00:00:00.000 info hub register_account account root registered";
+
+/// `jimd --check-config ARGS`: its exit status and everything it printed (bounded: 20 s).
+std::pair<int, std::string> check_config(std::string const& args) {
+  const std::string cmd =
+      "timeout 20 '" + program("jimd").string() + "' --check-config " + args + " 2>&1 </dev/null";
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p);
+  char buf[4096];
+  std::size_t got;
+  while ((got = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, got);
+  const int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
 
 }  // namespace
 
@@ -237,4 +254,73 @@ TEST_CASE("jimd starts with one option of a dependent pair set, and refuses two 
     CHECK(out.find("--max-message (2048)") != std::string::npos);
     CHECK(out.find("--max-frame (1024)") != std::string::npos);
   }
+}
+
+TEST_CASE("TLS files that do not load: one plain line naming the file, its option and why",
+          "[integration][operator]") {
+  test_ca ca;
+  const auto good = ca.server_cert("good", 1);
+  const auto other = ca.server_cert("other", 2);
+  const fs::path dir = ca.dir();
+  write_bytes(dir / "not-pem.pem", "hello\n");
+  run_shell("openssl pkey -in '" + good.key.string() + "' -aes256 -passout pass:secret -out '" +
+            (dir / "locked.key").string() + "' 2>/dev/null");
+  struct bad_case {
+    fs::path cert, key;
+    std::string says;
+  };
+  const std::string missing = (dir / "missing.pem").string();
+  for (auto const& [cert, key, says] : std::vector<bad_case>{
+           {missing, good.key,
+            "cannot read the certificate file " + missing + " (--tls-cert): No such file or directory"},
+           {good.cert, dir,
+            "cannot read the private key file " + dir.string() + " (--tls-key): Is a directory"},
+           {dir / "not-pem.pem", good.key,
+            (dir / "not-pem.pem").string() + " (--tls-cert) holds no PEM certificate"},
+           {good.cert, dir / "not-pem.pem",
+            (dir / "not-pem.pem").string() + " (--tls-key) holds no PEM private key"},
+           {good.cert, dir / "locked.key",
+            (dir / "locked.key").string() + " (--tls-key) is protected by a passphrase"},
+           {good.cert, other.key,
+            "the private key in " + other.key.string() +
+                " (--tls-key) is not the key of the certificate in " + good.cert.string() +
+                " (--tls-cert)"}}) {
+    CAPTURE(cert, key);
+    const std::string start = start_failure({"--tls-cert", cert.string(), "--tls-key", key.string()});
+    CHECK(start.find(says) != std::string::npos);
+    auto [code, out] = check_config("--tls-cert '" + cert.string() + "' --tls-key '" + key.string() + "'");
+    CHECK(code == 2);
+    CHECK(out.rfind("jimd: ", 0) == 0);
+    CHECK(out.find(says) != std::string::npos);
+    CHECK(std::count(out.begin(), out.end(), '\n') == 1);
+    for (char const* internal : {"routines", "error:", "OpenSSL", "SSL_CTX"}) {
+      CHECK(start.find(internal) == std::string::npos);
+      CHECK(out.find(internal) == std::string::npos);
+    }
+  }
+  auto [code, out] = check_config("--tls-cert '" + good.cert.string() + "' --tls-key '" +
+                                  good.key.string() + "'");
+  CHECK(code == 0);
+  CHECK(out == "OK\n");
+}
+
+TEST_CASE("A config file error at start and under --check-config: FILE:LINE: and the option",
+          "[integration][operator]") {
+  temp_dir dir;
+  const fs::path conf = dir.path() / "jimd.conf";
+  write_bytes(conf, "# jimd\nmax-clients = 10\n\nfsync = sometimes\n");
+  const std::string start = start_failure({"-c", conf.string()});
+  CHECK(start.find(conf.string() + ":4: ") != std::string::npos);
+  CHECK(start.find("--fsync") != std::string::npos);
+  auto [code, out] = check_config("-c '" + conf.string() + "'");
+  CHECK(code == 2);
+  CHECK(out.rfind("jimd: " + conf.string() + ":4: ", 0) == 0);
+  write_bytes(conf, "max-clients = 10\nmax-clinets = 11\n");
+  std::tie(code, out) = check_config("-c '" + conf.string() + "'");
+  CHECK(code == 2);
+  CHECK(out.rfind("jimd: " + conf.string() + ":2: unknown option 'max-clinets'", 0) == 0);
+  std::tie(code, out) = check_config("-c '" + (dir.path() / "none.conf").string() + "'");
+  CHECK(code == 2);
+  CHECK(out == "jimd: cannot read the config file " + (dir.path() / "none.conf").string() +
+                   ": No such file or directory\n");
 }

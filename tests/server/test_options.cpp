@@ -205,3 +205,53 @@ TEST_CASE("An address that is not an IP address is refused naming the option", "
   CHECK(parsed_ok({"-a", "::1"}).address == "::1");
   CHECK(parsed_ok({"-a", "127.0.0.1"}).address == "127.0.0.1");
 }
+
+TEST_CASE("A config file error names the file and the line", "[options]") {
+  struct bad_case {
+    std::string text;
+    int line;
+    std::string named;
+  };
+  for (auto const& [text, line, named] : std::vector<bad_case>{
+           {"port = 9000\nno-such-option = 1\n", 2, "unknown option 'no-such-option'"},
+           {"# a comment\n\nport = abc\n", 3, "port"},
+           {"max-clients = 5\nfsync = sometimes   # a comment\n", 2, "--fsync"},
+           {"max-clients = 5\n  max-clients = 6\n", 2, "first on line 1"},
+           {"port = 1\njust words\n", 2, "'just words' is not 'name = value'"},
+           {"[tls]\ncert = x.pem\n", 2, "unknown option 'tls.cert'"},
+           {"port = 1\nhistory-on-join = 50\nhistory-limit = 10\n", 2, "--history-limit (10)"},
+           {"max-clients = -3\n", 1, "--max-clients"},
+           {"metrics-allow = 10.0.0.0/33\n", 1, "--metrics-allow"},
+           {"syslog = perhaps\n", 1, "syslog"}}) {
+    CAPTURE(text);
+    config_file f(text);
+    auto r = parse({"-c", f.path.c_str()});
+    REQUIRE(std::holds_alternative<print_and_exit>(r));
+    auto const& out = std::get<print_and_exit>(r);
+    CHECK(out.exit_code == 2);
+    CHECK(out.text.find(f.path + ":" + std::to_string(line) + ": ") != std::string::npos);
+    CHECK(out.text.find(named) != std::string::npos);
+    CHECK(out.text.find('\n') == out.text.size() - 1);
+  }
+}
+
+TEST_CASE("A config file error is not blamed on the file when the command line gave the value",
+          "[options]") {
+  config_file f("port = 9000\nmax-clients = 5\n");
+  auto r = parse({"-c", f.path.c_str(), "--max-clients", "abc"});
+  REQUIRE(std::holds_alternative<print_and_exit>(r));
+  auto const& out = std::get<print_and_exit>(r).text;
+  CHECK(out.find("max-clients") != std::string::npos);
+  CHECK(out.find(f.path) == std::string::npos);
+}
+
+TEST_CASE("A config file that cannot be read: its name and the reason", "[options]") {
+  auto r = parse({"-c", "/nonexistent/jimd.conf"});
+  REQUIRE(std::holds_alternative<print_and_exit>(r));
+  CHECK(std::get<print_and_exit>(r).text ==
+        "jimd: cannot read the config file /nonexistent/jimd.conf: No such file or directory\n");
+  r = parse({"-c", "/tmp"});
+  REQUIRE(std::holds_alternative<print_and_exit>(r));
+  CHECK(std::get<print_and_exit>(r).text ==
+        "jimd: cannot read the config file /tmp: Is a directory\n");
+}

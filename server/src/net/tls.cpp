@@ -10,10 +10,15 @@
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
 #include <stdexcept>
+#include <unistd.h>
 
 namespace jim::server::net {
 
@@ -46,6 +51,41 @@ std::string openssl_reason() {
   return why.empty() ? "unknown OpenSSL error" : why;
 }
 
+/// Why `path` cannot be read ("No such file or directory", "Is a directory", "the file is
+/// empty"), or "" when it can.
+std::string unreadable(std::string const& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::strerror(errno);
+  char c;
+  const ssize_t n = ::read(fd, &c, 1);
+  const int err = errno;
+  ::close(fd);
+  if (n < 0) return std::strerror(err);
+  return n == 0 ? "the file is empty" : "";
+}
+
+/// Whether the first MiB of `path` contains `needle`.
+bool file_mentions(std::string const& path, std::string_view needle) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  std::string text(1 << 20, '\0');
+  const ssize_t n = ::read(fd, text.data(), text.size());
+  ::close(fd);
+  return n > 0 && std::string_view(text.data(), static_cast<std::size_t>(n)).find(needle) !=
+                      std::string_view::npos;
+}
+
+/// The first reason in OpenSSL's error queue in its own words ("ee key too small"), the queue
+/// emptied; `pem_missing` is set when it is PEM's "no start line" (no PEM block of the kind).
+std::string first_reason(bool& pem_missing) {
+  const unsigned long e = ERR_peek_error();
+  pem_missing = e != 0 && ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
+  char const* reason = e ? ERR_reason_error_string(e) : nullptr;
+  std::string out = reason ? reason : "unknown OpenSSL error";
+  ERR_clear_error();
+  return out;
+}
+
 std::string bio_text(BIO* bio) {
   char* data = nullptr;
   const long n = BIO_get_mem_data(bio, &data);
@@ -75,13 +115,44 @@ std::shared_ptr<ssl::context> make_server_context(std::string const& cert_file,
   // Idle connections give their read and write buffers back (most chat connections are idle).
   SSL_CTX_set_mode(h, SSL_MODE_RELEASE_BUFFERS);
 
-  if (SSL_CTX_use_certificate_chain_file(h, cert_file.c_str()) != 1)
-    fail("cannot load the certificate chain from " + cert_file + ": " + openssl_reason());
-  if (SSL_CTX_use_PrivateKey_file(h, key_file.c_str(), SSL_FILETYPE_PEM) != 1)
-    fail("cannot load the private key from " + key_file + ": " + openssl_reason());
-  if (SSL_CTX_check_private_key(h) != 1)
-    fail("the private key in " + key_file + " does not match the certificate in " + cert_file +
-         ": " + openssl_reason());
+  // Plain words for what an operator gets wrong (a path, a file of the wrong kind, a key that
+  // needs a passphrase, the key of another certificate); OpenSSL's own reason otherwise.
+  if (auto why = unreadable(cert_file); !why.empty())
+    fail("cannot read the certificate file " + cert_file + " (--tls-cert): " + why);
+  if (auto why = unreadable(key_file); !why.empty())
+    fail("cannot read the private key file " + key_file + " (--tls-key): " + why);
+  bool pem_missing = false;
+  if (SSL_CTX_use_certificate_chain_file(h, cert_file.c_str()) != 1) {
+    const auto reason = first_reason(pem_missing);
+    fail(pem_missing ? cert_file + " (--tls-cert) holds no PEM certificate (a block starting "
+                                   "with -----BEGIN CERTIFICATE-----)"
+                     : "cannot use the certificate in " + cert_file + " (--tls-cert): " + reason);
+  }
+  // Never ask for a passphrase (OpenSSL's default would read one from the terminal).
+  SSL_CTX_set_default_passwd_cb(h, [](char*, int, int, void*) { return 0; });
+  if (SSL_CTX_use_PrivateKey_file(h, key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    // OpenSSL 3 checks the key against the certificate loaded already.
+    const unsigned long err = ERR_peek_error();
+    const bool mismatch =
+        ERR_GET_LIB(err) == ERR_LIB_X509 && ERR_GET_REASON(err) == X509_R_KEY_VALUES_MISMATCH;
+    const auto reason = first_reason(pem_missing);
+    if (mismatch)
+      fail("the private key in " + key_file + " (--tls-key) is not the key of the certificate in " +
+           cert_file + " (--tls-cert): they do not belong together");
+    if (file_mentions(key_file, "ENCRYPTED"))
+      fail(key_file + " (--tls-key) is protected by a passphrase, which jimd cannot ask for: "
+                      "store the key without one (openssl pkey -in KEY -out PLAIN), readable "
+                      "only by jimd");
+    fail(pem_missing || !file_mentions(key_file, "PRIVATE KEY-----")
+             ? key_file + " (--tls-key) holds no PEM private key (a block starting with "
+                          "-----BEGIN PRIVATE KEY-----)"
+                     : "cannot use the private key in " + key_file + " (--tls-key): " + reason);
+  }
+  if (SSL_CTX_check_private_key(h) != 1) {
+    ERR_clear_error();
+    fail("the private key in " + key_file + " (--tls-key) is not the key of the certificate in " +
+         cert_file + " (--tls-cert): they do not belong together");
+  }
   return ctx;
 }
 

@@ -19,8 +19,10 @@ inline constexpr std::chrono::seconds handshake_timeout{10};
 inline constexpr std::chrono::seconds shutdown_timeout{2};
 
 /// Builds a server context from `cert_file` (PEM: the certificate, then its chain) and
-/// `key_file` (PEM private key matching it). Throws std::runtime_error naming the file and
-/// OpenSSL's reason when either does not load or they do not match.
+/// `key_file` (PEM private key matching it, without a passphrase). Throws std::runtime_error
+/// with one line in plain words naming the file and its option (--tls-cert, --tls-key) when
+/// either cannot be read (the errno text), holds no PEM block of its kind, has a passphrase,
+/// or they do not belong together; OpenSSL's reason for anything else.
 std::shared_ptr<boost::asio::ssl::context> make_server_context(std::string const& cert_file,
                                                                std::string const& key_file);
 

@@ -70,6 +70,12 @@ void metrics::snapshot_saved(std::size_t bytes, double ms) noexcept {
   snapshot_seconds.store(ms / 1000, std::memory_order_relaxed);
 }
 
+void metrics::snapshot_loaded(std::filesystem::path const& file) noexcept {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(file, ec);
+  snapshot_bytes.set(ec ? 0 : static_cast<std::int64_t>(size));
+}
+
 namespace {
 
 constexpr std::array<std::string_view, transport_count> transport_names{"tcp", "tls", "websocket",
@@ -208,12 +214,14 @@ std::string metrics::render(scrape_state const& st) const {
   w.scalar("jimd_snapshots_total", "counter", "Snapshots saved.", snapshots.get());
   w.scalar("jimd_snapshot_failures_total", "counter", "Snapshots that could not be saved.",
            snapshot_failures.get());
-  w.family("jimd_snapshot_bytes", "gauge", "Size of the last snapshot saved.");
+  w.family("jimd_snapshot_bytes", "gauge",
+           "Size of the last snapshot saved (since start: of the snapshot loaded, 0 if none).");
   w.sample_signed("jimd_snapshot_bytes", {}, snapshot_bytes.get());
   w.family("jimd_snapshot_duration_seconds", "gauge",
-           "Capture and write time of the last snapshot saved (snapshot thread).");
-  w.sample("jimd_snapshot_duration_seconds", {},
-           number(snapshot_seconds.load(std::memory_order_relaxed)));
+           "Capture and write time of the last snapshot saved (snapshot thread); no sample "
+           "until this process has saved one.");
+  if (const double s = snapshot_seconds.load(std::memory_order_relaxed); s >= 0)
+    w.sample("jimd_snapshot_duration_seconds", {}, number(s));
 
   w.scalar("jimd_event_loop_rounds_total", "counter",
            "Event-loop rounds: each runs the handlers that are ready, then writes what they queued.",

@@ -24,6 +24,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -146,8 +147,9 @@ struct metrics {
   histogram round_cpu;         ///< I/O thread CPU time per event-loop round (1 in 16 sampled)
   counter snapshots;           ///< snapshots saved
   counter snapshot_failures;   ///< snapshots that could not be saved
-  gauge snapshot_bytes;        ///< size of the last snapshot saved
-  std::atomic<double> snapshot_seconds{0};  ///< capture + write time of the last snapshot
+  gauge snapshot_bytes;        ///< size of the last snapshot saved (or loaded at start)
+  /// Capture + write time of the last snapshot this process saved; negative: none yet.
+  std::atomic<double> snapshot_seconds{-1};
   gauge storage_failing;       ///< 1 while the journal refuses changes (503)
   counter storage_failures;    ///< journal batches that could not be stored
   // Hashing pool and I/O thread.
@@ -174,6 +176,10 @@ struct metrics {
   void round_done() noexcept;
   /// A snapshot of `bytes` was saved in `ms` milliseconds (capture + write).
   void snapshot_saved(std::size_t bytes, double ms) noexcept;
+  /// At start, once `file` (the snapshot just loaded; missing: none yet) is loaded: its size
+  /// is the last snapshot's size until this process saves one (a restart must not read 0).
+  /// The duration of the last save is not known then: its sample is left out until a save.
+  void snapshot_loaded(std::filesystem::path const& file) noexcept;
 
   /// The exposition: `# HELP`/`# TYPE` lines, then the samples of each metric, '\n' after
   /// each line. I/O thread (for `st`); reads every other value with relaxed loads.
