@@ -143,7 +143,7 @@ request_body decode_body(std::string_view action, fields const& f, limits const&
       r.account_name = opt_account(*user, "account_name");
       r.status = user->opt_string("status");
       if (r.status && r.status->size() > max_status)
-        fail("\"user.status\" is longer than 128 bytes");
+        fail("\"user.status\" is longer than " + std::to_string(max_status) + " bytes");
     }
     return r;
   }

@@ -952,7 +952,9 @@ outcome hub::watch(peer& p, account& a, proto::watch_req const& req) {
 }
 
 hub::checked<store::read_marked> hub::check_read(account& a, proto::read_req const& req) {
-  store::read_marked ev{a.name, {}, {}, req.id};
+  // Ids above the newest message were never assigned: a marker there would hide every later
+  // message for good (markers never move back), so it stops at the newest id.
+  store::read_marked ev{a.name, {}, {}, std::min(req.id, last_id_)};
   if (req.room) {
     room* r = find_room(*req.room);
     if (!r) return fail(code::not_found, no_room(*req.room));
@@ -1056,6 +1058,7 @@ outcome hub::everyone() {
 }
 
 outcome hub::set_status(peer& p, account& a, std::string const& status) {
+  if (status.empty()) return fail(code::bad_request, "\"user.status\" must not be empty");
   if (proto::utf8_length(status) > proto::max_status_chars)
     return fail(code::bad_request, "\"user.status\" is longer than " +
                                        std::to_string(proto::max_status_chars) + " characters");

@@ -330,6 +330,27 @@ TEST_CASE("read refuses what the contract refuses", "[integration][watch][read]"
   CHECK(no_push_pending(bob));
 }
 
+TEST_CASE("A read marker past the newest message stops at it, so later messages count as unread",
+          "[integration][watch][read]") {
+  jimd_process d(quiet_args());
+  client alice = sign_up(d.port(), "alice");
+  client bob = sign_up(d.port(), "bob");
+  auto ids = post_many(alice, 2, "general");
+  // A future id (typo, buggy client) and ids past int64 (saturated by the decoder).
+  for (json::value far : {json::value(ids[1] + 1000), json::value(std::uint64_t{1} << 63),
+                          json::parse("1e30")}) {
+    INFO(json::serialize(far));
+    auto r = read_room(bob, "general", far);
+    CHECK(code_of(r) == 200);
+    CHECK(num(r, "last_read") == ids[1]);
+  }
+  auto more = post_many(alice, 1, "general");
+  auto g = entry(bob, "#general");
+  CHECK(num(g, "last_read") == ids[1]);
+  CHECK(num(g, "unread") == 1);
+  CHECK(num(read_with(bob, "alice", std::uint64_t{1} << 62), "last_read") == more[0]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // conversations
 // ---------------------------------------------------------------------------------------------
@@ -430,6 +451,14 @@ TEST_CASE("A status change reaches every connection in or watching the changer's
   CHECK(str(bob.push(), "status") == cyrillic);
   auto everyone = dave.request(R"({"action":"users","room":"*"})").at("users").as_array();
   CHECK(str(everyone[0].as_object(), "status") == cyrillic);
+  // Characters, not bytes: 64 four-byte characters are fine, 65 are not; empty is malformed.
+  std::string emoji;
+  for (int i = 0; i < 64; ++i) emoji += "\xF0\x9F\x98\x80";
+  CHECK(code_of(set_status(alice, emoji)) == 200);
+  CHECK(str(bob.push(), "status") == emoji);
+  CHECK(code_of(set_status(alice, emoji + "\xF0\x9F\x98\x80")) == 400);
+  CHECK(code_of(set_status(alice, "")) == 400);
+  CHECK(no_push_pending(bob));
 }
 
 // ---------------------------------------------------------------------------------------------

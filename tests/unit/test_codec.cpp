@@ -87,8 +87,9 @@ TEST_CASE("presence decodes with and without a user", "[codec]") {
   CHECK(name_only.account_name == "Bob.9");
   CHECK_FALSE(name_only.status);
 
-  body_of<presence_req>(R"({"action":"presence","user":{"status":")" + std::string(128, 's') +
+  body_of<presence_req>(R"({"action":"presence","user":{"status":")" + std::string(256, 's') +
                         "\"}}");
+  decode_fails(R"({"action":"presence","user":{"status":")" + std::string(257, 's') + "\"}}");
 }
 
 TEST_CASE("presence rejects ill-typed and invalid fields", "[codec]") {

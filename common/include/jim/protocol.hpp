@@ -50,7 +50,9 @@ inline constexpr std::size_t max_tag = 64;
 inline constexpr std::size_t max_password = 1024;
 /// Longest `user.token` accepted (jimd's tokens are 43 characters).
 inline constexpr std::size_t max_token = 256;
-inline constexpr std::size_t max_status = 128;
+/// Bytes of `user.status` the codec accepts: room for `max_status_chars` characters of up to
+/// 4 UTF-8 bytes each, so the character limit (checked where a status is set) decides.
+inline constexpr std::size_t max_status = 4 * 64;
 /// Characters of a status set by `presence` after sign-in (contract: "Watching, unread and
 /// presence").
 inline constexpr std::size_t max_status_chars = 64;
