@@ -89,7 +89,6 @@ TEST_CASE("presence decodes with and without a user", "[codec]") {
 
   body_of<presence_req>(R"({"action":"presence","user":{"status":")" + std::string(256, 's') +
                         "\"}}");
-  decode_fails(R"({"action":"presence","user":{"status":")" + std::string(257, 's') + "\"}}");
 }
 
 TEST_CASE("presence rejects ill-typed and invalid fields", "[codec]") {
@@ -98,7 +97,8 @@ TEST_CASE("presence rejects ill-typed and invalid fields", "[codec]") {
   decode_fails(R"({"action":"presence","user":{"account_name":"al ice"}})");
   decode_fails(R"({"action":"presence","user":{"account_name":""}})");
   decode_fails(R"({"action":"presence","user":{"account_name":"alice","status":1}})");
-  decode_fails(R"({"action":"presence","user":{"status":")" + std::string(129, 's') + "\"}}");
+  decode_fails(R"({"action":"presence","user":{"status":")" + std::string(max_status + 1, 's') +
+               "\"}}");
 }
 
 TEST_CASE("authenticate needs a non-empty password and accepts an optional name", "[codec]") {
