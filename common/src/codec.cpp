@@ -240,6 +240,9 @@ request_body decode_body(std::string_view action, fields const& f, limits const&
     return r;
   }
   if (action == "conversations") return conversations_req{};
+  if (action == "get_contacts") return get_contacts_req{};
+  if (action == "add_contact" || action == "del_contact")
+    return contact_req{account(f, "user_id", f.string("user_id")), action == "del_contact"};
   if (action == "rooms") return rooms_req{};
   if (action == "quit") return quit_req{};
   if (action == "logout") return logout_req{f.opt_boolean("all").value_or(false)};
@@ -323,6 +326,10 @@ std::string encode_event(std::string_view event, std::string_view room, std::str
 
 std::string encode_invite(std::string_view from, std::string_view room) {
   return to_line(json::object{{"action", "invite"}, {"from", from}, {"room", room}});
+}
+
+std::string encode_contact(std::string_view user_id) {
+  return to_line(json::object{{"action", "contact_list"}, {"user_id", user_id}});
 }
 
 std::string encode_status(std::string_view user, std::string_view status) {

@@ -21,6 +21,7 @@
 
 #include <boost/json/object.hpp>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -29,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <ranges>
 #include <span>
 #include <string>
 #include <string_view>
@@ -68,6 +70,9 @@ struct hub_limits {
   double rate_limit = 10;  ///< tokens per second; 0: unlimited
   double rate_burst = 20;
   std::size_t max_queued = 10000;  ///< private messages waiting for one offline account
+  /// Connections (devices) of one account at once; a sign-in beyond it takes over the oldest
+  /// (--max-sessions; 1: every sign-in takes over the live connection).
+  std::size_t max_sessions = 8;
 };
 
 /// The reply to encode (code, text, extra fields) and the pushes that follow it.
@@ -79,6 +84,20 @@ struct outcome {
 };
 
 struct room;
+struct account;
+
+/// One live connection of a signed-in account (contract: "Devices"): its own current room.
+/// Owned by its account (account::devices); gone at sign-out.
+struct device {
+  peer* p = nullptr;
+  account* acc = nullptr;
+  room* current = nullptr;
+  std::size_t slot = 0;  ///< index in current->present
+  /// Cluster: the signed_in event of this connection has been applied (with --max-sessions 1,
+  /// a signed_in of another node applied after it takes the connection over; one applied
+  /// before does not).
+  bool in_log = false;
+};
 
 /// A resume token as stored: the digest of the token (kdf.hpp token_digest), never the token,
 /// and when it was issued and expires (unix seconds).
@@ -110,6 +129,8 @@ struct account {
   /// private conversation) -> the id read up to. Never decreases.
   std::map<std::string, std::uint64_t> read;
   std::vector<pending_invitation> invitations;  ///< for the next sign-in, oldest first
+  /// The contact list (`add_contact`): names as registered, in the order added; persistent.
+  std::vector<std::string> contacts;
   double tokens = 0;
   steady::time_point refilled{};
   // Failed sign-ins (wrong password or token), for the throttle: live, not persisted.
@@ -117,15 +138,12 @@ struct account {
   std::uint8_t failed_next = 0;                   ///< the oldest slot of failed_at
   std::uint32_t checking = 0;  ///< password checks under way (hashing), counted as failures
   // Live state, reset at sign-out.
-  peer* online = nullptr;
-  room* current = nullptr;
-  std::size_t slot = 0;  ///< index in current->present
-  /// Cluster: the signed_in event of the live connection has been applied (a signed_in of
-  /// another node applied after it takes the connection over; one applied before does not).
-  bool in_log = false;
-  /// The highest queued message id pushed to the live connection whose queue_delivered is
+  /// The live connections (devices), oldest sign-in first; at most hub_limits::max_sessions.
+  std::vector<std::unique_ptr<device>> devices;
+  /// The highest queued message id pushed to the live connections whose queue_delivered is
   /// still being stored (so that it is not pushed twice).
   std::uint64_t flushed = 0;
+  bool online() const { return !devices.empty(); }
 };
 
 struct room {
@@ -139,14 +157,14 @@ struct room {
   mutable std::deque<shared_frame> recent_frames;
   mutable std::uint64_t recent_upto = 0;  ///< id of the newest message in recent_frames
   std::uint64_t posted = 0;               ///< messages ever posted here
-  std::vector<account*> present;          ///< signed-in accounts whose current room this is
+  std::vector<device*> present;           ///< connections whose current room this is
   /// Member key -> the last message id when it became a member (its unread count starts
   /// after it). Persistent; #general uses account::general_since instead.
   std::unordered_map<std::string, std::uint64_t> since;
   /// Live: connections watching this room (`watch`), in no order.
   struct watcher {
     peer* p = nullptr;
-    account* acc = nullptr;
+    device* dev = nullptr;
   };
   std::vector<watcher> watchers;
 };
@@ -240,19 +258,30 @@ class hub {
   struct sign_in_result {
     outcome reply;             ///< 200/201 with room and missed, then history and queued pushes
     peer* replaced = nullptr;  ///< the connection that was taken over, if any
+    device* dev = nullptr;     ///< the new connection's device (owned by the account)
   };
-  /// Attaches `p` to `a` in #general. A live connection of `a` is detached and told why.
+  /// Attaches `p` to `a` in #general as a new device. With --max-sessions devices already
+  /// live, the oldest is detached and told why (take_over).
   /// Synchronous: queued private messages are delivered (queue_delivered applied at once).
   sign_in_result sign_in(peer& p, account& a, proto::code status);
   /// The live part of a sign-in: `delivered` (the messages a queue_delivered took off the
   /// queue, oldest first) follow the history pushes.
   sign_in_result attach(peer& p, account& a, proto::code status,
                         std::vector<proto::chat_message> const& delivered);
-  /// Takes `a`'s live connection away (signs it out, tells it why); returns it, or nullptr.
+  /// Takes `a`'s oldest live connection away (signs it out, tells it why with a `notice`);
+  /// returns it, or nullptr when `a` has none.
   peer* take_over(account& a);
-  /// Detaches `p` from `a`; a no-op if `p` is no longer `a`'s connection. Commits the
-  /// general_seen event for `missed` (without waiting for it).
+  /// Whether a new sign-in of `a` must first take over its oldest connection (it has
+  /// --max-sessions connections already).
+  bool at_session_limit(account const& a) const {
+    return a.devices.size() >= std::max<std::size_t>(1, lim_.max_sessions);
+  }
+  /// Detaches `p` from `a`; a no-op if `p` is no longer one of `a`'s connections. Commits the
+  /// general_seen event (each connection's signed_in is ended by one; `missed` counts from the
+  /// last), without waiting for it.
   void sign_out(peer& p, account& a);
+  /// The device of `a` that connection `p` is, or nullptr.
+  device* find_device(account const& a, peer const& p) const;
 
   /// A refusal to send as it is, or the event to commit.
   template <class Event>
@@ -262,32 +291,39 @@ class hub {
   /// builds its event: id 0 (apply() assigns it), the time now, queued if the recipient is
   /// not connected to this node (in cluster mode the node it is signed in on, if any, pushes
   /// it when it applies the event and takes it off the queue).
-  checked<store::message_posted> check_post(account& from, proto::msg_req const& req,
+  checked<store::message_posted> check_post(device& from, proto::msg_req const& req,
                                             steady::time_point now);
   /// The live part of an applied message (`ev` as apply() returned it, with its id): pushes
-  /// and the reply. If a private push is refused (the recipient's connection is ending)
+  /// and the reply. `from` (the sending connection, if on this node) gets no push; the
+  /// sender's other connections get a private message, and a room message if they are in or
+  /// watching the room. If a private push is refused (the recipient's connection is ending)
   /// `queue` is set: commit it, then reply 202. A message queued for an account signed in on
   /// another node is answered 200 (`delivered` 0: that node pushes it).
-  outcome posted(account* from, store::message_posted const& ev,
+  outcome posted(device* from, store::message_posted const& ev,
                  std::optional<store::message_queued>& queue);
   /// A checked message could not be stored: its token is refunded.
   void abandon_post(account& from);
+  /// Synchronous (check + apply + live part) from `from`'s newest connection (401 without).
   outcome post(account& from, proto::msg_req const& req, steady::time_point now);
 
   /// 409 if the room exists or is #general, else nullopt.
   std::optional<outcome> check_create(std::string_view bare_name);
-  /// The live part of an applied room_created: the owner (if still signed in) moves in.
-  outcome created(account* owner, room& r, std::string const& password);
+  /// The live part of an applied room_created: the creating connection (if still signed in)
+  /// moves in.
+  outcome created(device* owner, room& r, std::string const& password);
   outcome create_room(account& owner, std::string_view bare_name, std::string password_hash,
                       std::string const& password);
 
-  /// Moves `a` into `r` (a member); the reply carries the room's recent history.
-  outcome enter_room(account& a, room& r);
-  /// Joins a room; `password_ok` says whether the caller verified a password for it.
+  /// Moves connection `d` into `r` (a member); the reply carries the room's recent history.
+  outcome enter_room(device& d, room& r);
+  /// Joins a room from `a`'s newest connection (synchronous); `password_ok` says whether the
+  /// caller verified a password for it.
   outcome join(account& a, std::string_view bare_name, bool password_ok);
-  outcome leave(account& a);
-  /// Validates an invitation (owner only) and builds its member_added event.
-  checked<store::member_added> check_invite(account& a, proto::invite_req const& req);
+  /// Moves connection `d` back to #general.
+  outcome leave(device& d);
+  /// Validates an invitation (owner only; the room defaults to `d`'s current room) and builds
+  /// its member_added event.
+  checked<store::member_added> check_invite(device& d, proto::invite_req const& req);
   /// The live part of an applied invitation: the guest's push and the reply.
   outcome invited(account& a, store::member_added const& ev);
   outcome invite(account& a, proto::invite_req const& req);
@@ -295,15 +331,18 @@ class hub {
   /// (or its push is refused) `queue` is set: commit it, then reply (with `"online":false`).
   outcome invited(account& a, store::member_added const& ev,
                   std::optional<store::invitation_queued>& queue);
-  outcome history(account& a, proto::history_req const& req);
-  outcome users(account& a, proto::users_req const& req);
+  /// `history` from connection `d` (the room defaults to its current room).
+  outcome history(device& d, proto::history_req const& req);
+  /// `users` from connection `d` (the room defaults to its current room): each account in
+  /// the room once, however many of its connections are there.
+  outcome users(device& d, proto::users_req const& req);
   outcome rooms(account& a);
 
   // --- watching, unread and presence (contract: "Watching, unread and presence") ----------
 
-  /// The live connections of `a` (today at most one: its `online`).
-  std::span<peer* const> connections(account const& a) const {
-    return a.online ? std::span<peer* const>(&a.online, 1) : std::span<peer* const>();
+  /// The live connections of `a`, oldest sign-in first (a view over account::devices).
+  static auto connections(account const& a) {
+    return a.devices | std::views::transform([](auto const& d) { return d->p; });
   }
   /// `watch`/`unwatch` for connection `p` of `a`: 200 with `"rooms"` (what `p` now watches,
   /// sorted); 404 for an unknown room, 403 for a room `a` is not a member of (nothing is
@@ -335,6 +374,17 @@ class hub {
   /// became a member, among those kept in the history.
   std::uint64_t unread(account const& a, room const& r) const;
 
+  // --- contacts (the JIM course's contact list; contacts.cpp) -------------------------------
+
+  /// `get_contacts`: 202 with `"quantity":N`, then N `contact_list` pushes in the order added.
+  outcome contacts(account& a) const;
+  /// Validates `add_contact`/`del_contact` (404 unknown account; adding oneself 400; removing
+  /// one that is not a contact 404) and builds its event (contact_added / contact_removed).
+  /// Adding a contact already listed needs no event: the outcome is its 200 then.
+  checked<store::event> check_contact(account& a, proto::contact_req const& req);
+  /// The reply to an applied contact_added / contact_removed: 200 with `"user_id"`.
+  outcome contact_changed(store::event const& ev) const;
+
   /// Drops messages older than the TTL (no-op without one) and resume tokens expired at
   /// `unix_now`. Returns how many messages were dropped.
   std::size_t prune(std::int64_t unix_now);
@@ -364,8 +414,10 @@ class hub {
   std::size_t online_count() const { return online_; }
 
  private:
-  void enter(account& a, room& r);
-  void exit_current(account& a);
+  void enter(device& d, room& r);
+  void exit_current(device& d);
+  /// `a`'s newest connection, or nullptr (the synchronous wrappers act from it).
+  static device* newest(account& a) { return a.devices.empty() ? nullptr : a.devices.back().get(); }
   void append(std::deque<proto::chat_message>& h, proto::chat_message const& m) const;
   apply_result apply_one(store::account_registered const& e);
   apply_result apply_one(store::room_created const& e);
@@ -381,9 +433,11 @@ class hub {
   apply_result apply_one(store::read_marked const& e);
   apply_result apply_one(store::invitation_queued const& e);
   apply_result apply_one(store::invitations_delivered const& e);
+  apply_result apply_one(store::contact_added const& e);    // contacts.cpp
+  apply_result apply_one(store::contact_removed const& e);  // contacts.cpp
   /// A connection's watches: the rooms (with its slot in room::watchers) and `"all"`.
   struct watch_set {
-    account* acc = nullptr;
+    device* dev = nullptr;
     bool all = false;
     std::unordered_map<room*, std::size_t> rooms;
   };

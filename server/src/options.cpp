@@ -187,6 +187,9 @@ parse_outcome parse_options(int argc, char const* const* argv) {
      "connections open at once from one address (IPv6: one /64), both ports")
     ("new-conns-per-ip", po::value<long long>()->default_value(32),
      "new connections per 10 minutes from one address (IPv6: one /64), both ports")
+    ("max-sessions", po::value<long long>()->default_value(8),
+     "connections (devices) of one account at once; one more sign-in closes the oldest "
+     "(1: a sign-in takes over the live connection)")
     ("hash-queue-wait", po::value<double>()->default_value(10),
      "seconds a sign-in may wait for a hashing thread before it gets 503 and retry_after");
   // clang-format on
@@ -297,6 +300,7 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     }
     c.max_conns_per_ip = checked<std::size_t>(vm, "max-conns-per-ip", 1, 1'000'000);
     c.new_conns_per_ip = checked<std::size_t>(vm, "new-conns-per-ip", 1, 1'000'000'000);
+    c.max_sessions = checked<std::size_t>(vm, "max-sessions", 1, 1000);
     c.hash_queue_wait = std::chrono::milliseconds(
         std::llround(1000 * checked_double(vm, "hash-queue-wait", 0.001, 3600)));
     if (c.tls_cert.empty() != c.tls_key.empty())

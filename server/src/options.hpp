@@ -69,6 +69,9 @@ struct config {
   bool throttle_loopback = true;
   std::size_t max_conns_per_ip = 16;
   std::size_t new_conns_per_ip = 32;
+  /// --max-sessions: connections (devices) of one account at once; one more sign-in takes over
+  /// the oldest (1: every sign-in takes over the live connection).
+  std::size_t max_sessions = 8;
   /// A password check that has not started hashing after this long gets 503 + retry_after.
   std::chrono::milliseconds hash_queue_wait{10000};
 };

@@ -31,6 +31,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cerrno>
 #include <csignal>
@@ -117,7 +118,8 @@ constexpr std::size_t max_hash_jobs_queued = 1024;
 
 hub_limits hub_limits_of(config const& c) {
   return hub_limits{c.history_on_join, c.history_limit, c.message_ttl,
-                    c.rate_limit,      c.rate_burst,    10000};
+                    c.rate_limit,      c.rate_burst,    10000,
+                    c.max_sessions};
 }
 
 /// Logs an exception that ended a co-spawned coroutine instead of losing it.
@@ -652,7 +654,15 @@ bool server::impl::open_cluster(unsigned short port) {
   presence = std::make_unique<cluster::presence>(ioc, *nats, [this] {
     std::vector<cluster::remote_user> users;
     for (auto const& [key, r] : chat.all_rooms())
-      for (account const* a : r->present) users.push_back({a->name, a->status, r->name});
+      for (device const* d : r->present) {
+        // An account once per room, however many of its connections are there.
+        account const* a = d->acc;
+        if (a->devices.size() > 1 &&
+            std::any_of(r->present.begin(), r->present.begin() + static_cast<std::ptrdiff_t>(d->slot),
+                        [a](device const* o) { return o->acc == a; }))
+          continue;
+        users.push_back({a->name, a->status, r->name});
+      }
     return users;
   });
   presence->on_moved([this](std::string const& user, std::string const& from,

@@ -231,6 +231,9 @@ class session : public peer, public std::enable_shared_from_this<session> {
   boost::asio::awaitable<void> invite(proto::invite_req const& req, boost::json::value const& tag);
   /// `read`: check -> read_marked -> reply (with the marker) and the other connections' push.
   boost::asio::awaitable<void> mark_read(proto::read_req const& req, boost::json::value const& tag);
+  /// `add_contact` / `del_contact`: check -> contact_added / contact_removed -> 200.
+  boost::asio::awaitable<void> change_contact(proto::contact_req const& req,
+                                              boost::json::value const& tag);
   /// After a sign-in: pushes the invitations kept while `a` was offline, once.
   boost::asio::awaitable<void> deliver_invitations(account& a);
   /// Commits `e` through the hub and completes once `then(result)` has run (nullptr: the
@@ -297,6 +300,9 @@ class session : public peer, public std::enable_shared_from_this<session> {
   std::optional<std::string> pending_status_;
   std::string first_password_;
   account* account_ = nullptr;
+  /// This connection as one of the account's devices (its current room); set and cleared with
+  /// account_.
+  device* device_ = nullptr;
   /// Digest of the resume token this connection signed in with or was given (what `logout`
   /// revokes); empty when it has none.
   std::string token_digest_;

@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string_view>
 #include <sys/stat.h>
+#include <unordered_set>
 #include <system_error>
 #include <unistd.h>
 #include <utility>
@@ -183,6 +184,7 @@ struct loaded_account {
   std::uint64_t general_since = 0;
   std::vector<std::pair<std::string, std::uint64_t>> read;
   std::vector<pending_invitation> invitations;
+  std::vector<std::string> contacts;  ///< format 4
 };
 
 struct loaded_room {
@@ -270,6 +272,10 @@ class validator {
       for (std::size_t j = 0; j < out_.accounts[i].invitations.size(); ++j)
         if (!room_keys_.count(fold(proto::strip_hash(out_.accounts[i].invitations[j].room))))
           fail(inv_at[j]["room"], "no such room");
+      at const contacts_at = account_at["contacts"];
+      for (std::size_t j = 0; j < out_.accounts[i].contacts.size(); ++j)
+        if (!account_keys_.count(fold(out_.accounts[i].contacts[j])))
+          fail(contacts_at[j], "no such account");
     }
     if (format < 3) {
       // Migration: unread counts start at the upgrade (nothing older counts as unread).
@@ -285,6 +291,7 @@ class validator {
     // `tokens` is optional in every format (see snapshot.hpp).
     std::vector<std::string_view> fields{"name", "password_hash", "general_seen", "queued"};
     if (format >= 3) fields.insert(fields.end(), {"general_since", "read", "invitations"});
+    if (format >= 4) fields.push_back("contacts");
     if (o.contains("tokens")) fields.push_back("tokens");
     exact_fields(o, fields, where);
     loaded_account a;
@@ -320,6 +327,19 @@ class validator {
             !proto::valid_room_name(proto::strip_hash(inv.room)))
           fail(inv_at[i]["room"], "invalid room name " + json_quote(inv.room));
         a.invitations.push_back(std::move(inv));
+      }
+    }
+    if (format >= 4) {
+      // Names as registered, in the order added; each once, never the account itself.
+      at const contacts_at = where["contacts"];
+      auto const& contacts = as_array(o.at("contacts"), contacts_at);
+      std::unordered_set<std::string> listed;
+      for (std::size_t i = 0; i < contacts.size(); ++i) {
+        std::string c = account_name(contacts[i], contacts_at[i]);
+        if (fold(c) == key) fail(contacts_at[i], "an account is not its own contact");
+        if (!listed.insert(fold(c)).second)
+          fail(contacts_at[i], "duplicate contact " + json_quote(c));
+        a.contacts.push_back(std::move(c));
       }
     }
     out_.accounts.push_back(std::move(a));
@@ -496,6 +516,7 @@ void restore(loaded_state&& s, hub& h, std::int64_t unix_now) {
     a.general_since = la.general_since;
     a.read.insert(la.read.begin(), la.read.end());
     a.invitations = std::move(la.invitations);
+    a.contacts = std::move(la.contacts);
     if (ttl) drop_expired(la.queued, oldest);
     // Undelivered mail is never cut by history-limit.
     a.queued.assign(std::make_move_iterator(la.queued.begin()),
@@ -606,7 +627,7 @@ json::value capture(hub const& h, std::uint64_t journal_seq) {
     // Someone online has seen #general up to now: if this autosave is the last snapshot before
     // a crash, `missed` then counts from here and not from their previous sign-out. (At a clean
     // shutdown every session has signed out before the capture, so both are the same.)
-    o.emplace("general_seen", a.online || a.connections > 0 ? general_posted : a.general_seen);
+    o.emplace("general_seen", a.online() || a.connections > 0 ? general_posted : a.general_seen);
     o.emplace("queued", messages_json(a.queued, sp));
     if (!a.resume_tokens.empty()) {
       json::array tokens(sp);
@@ -632,6 +653,9 @@ json::value capture(hub const& h, std::uint64_t journal_seq) {
       invitations.emplace_back(std::move(io));
     }
     o.emplace("invitations", std::move(invitations));
+    json::array contacts(sp);
+    for (auto const& c : a.contacts) contacts.emplace_back(json::string(c, sp));
+    o.emplace("contacts", std::move(contacts));
     accounts.emplace_back(std::move(o));
   }
   root.emplace("accounts", std::move(accounts));

@@ -257,7 +257,7 @@ TEST_CASE("A corrupt snapshot stops jimd with an error naming the file, which is
   const fs::path file = snapshot_in(dir.path());
   const std::string good = read_bytes(file);
   json::value wrong_format = json::parse(good);
-  wrong_format.as_object()["format"] = 4;
+  wrong_format.as_object()["format"] = 5;  // a future one
   json::value wrong_type = json::parse(good);
   wrong_type.as_object()["last_id"] = "many";
 

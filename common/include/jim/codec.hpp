@@ -85,11 +85,18 @@ struct read_req {
 };
 /// `{"action":"conversations"}`.
 struct conversations_req {};
+/// `{"action":"get_contacts"}` (the JIM course's contact list).
+struct get_contacts_req {};
+/// `{"action":"add_contact"|"del_contact","user_id":"bob"}`.
+struct contact_req {
+  std::string user_id;  ///< an account name (as written: looked up case-insensitively)
+  bool remove = false;  ///< the action was `del_contact`
+};
 
 using request_body =
     std::variant<presence_req, authenticate_req, register_req, msg_req, create_req, join_req,
                  exit_req, invite_req, history_req, users_req, rooms_req, quit_req, logout_req,
-                 watch_req, read_req, conversations_req>;
+                 watch_req, read_req, conversations_req, get_contacts_req, contact_req>;
 
 /// A decoded request. `tag` is null when the client sent none.
 struct request {
@@ -136,6 +143,8 @@ std::string encode_msg(chat_message const& m, bool history = false);
 boost::json::object msg_object(chat_message const& m);
 std::string encode_event(std::string_view event, std::string_view room, std::string_view user);
 std::string encode_invite(std::string_view from, std::string_view room);
+/// `{"action":"contact_list","user_id":..}`: one entry of a `get_contacts` answer.
+std::string encode_contact(std::string_view user_id);
 /// `{"action":"event","event":"status","user":..,"status":..}`: an account changed its status.
 std::string encode_status(std::string_view user, std::string_view status);
 /// `{"action":"event","event":"online","room":..,"online":K}`: how many connections are in a

@@ -146,6 +146,14 @@ std::string encode(event const& e, std::uint64_t seq) {
           o.emplace("ev", "invitations");
           o.emplace("account", ev.account);
           o.emplace("count", ev.count);
+        } else if constexpr (std::is_same_v<T, contact_added>) {
+          o.emplace("ev", "contact");
+          o.emplace("account", ev.account);
+          o.emplace("contact", ev.contact);
+        } else if constexpr (std::is_same_v<T, contact_removed>) {
+          o.emplace("ev", "uncontact");
+          o.emplace("account", ev.account);
+          o.emplace("contact", ev.contact);
         } else {
           static_assert(std::is_same_v<T, general_seen>);
           o.emplace("ev", "seen");
@@ -220,6 +228,12 @@ decoded decode(std::string_view payload) {
   } else if (kind == "invitations") {
     r.exact({"seq", "ev", "account", "count"});
     d.e = invitations_delivered{r.str("account"), r.count("count")};
+  } else if (kind == "contact") {
+    r.exact({"seq", "ev", "account", "contact"});
+    d.e = contact_added{r.str("account"), r.str("contact")};
+  } else if (kind == "uncontact") {
+    r.exact({"seq", "ev", "account", "contact"});
+    d.e = contact_removed{r.str("account"), r.str("contact")};
   } else {
     fail("unknown event \"" + kind + "\"");
   }

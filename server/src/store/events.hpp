@@ -23,6 +23,8 @@
 /// {"seq":12,"ev":"read","account":"bob","room":"#Den","id":7}   (or "with":"Alice")
 /// {"seq":13,"ev":"invitation","account":"bob","from":"Alice","room":"#Den"}
 /// {"seq":14,"ev":"invitations","account":"bob","count":1}
+/// {"seq":15,"ev":"contact","account":"bob","contact":"Alice"}
+/// {"seq":16,"ev":"uncontact","account":"bob","contact":"Alice"}
 /// ```
 /// Every field is required; unknown fields and kinds are refused (a writer that knew more).
 
@@ -129,10 +131,25 @@ struct invitations_delivered {
   std::uint64_t count = 0;
 };
 
+/// `account` added `contact` (an account name) to its contact list (the JIM course's
+/// `add_contact`). Refused: either account unknown (404), the account itself (400); a contact
+/// already in the list stays where it is.
+struct contact_added {
+  std::string account;
+  std::string contact;
+};
+
+/// `account` removed `contact` from its contact list (`del_contact`). Refused (404) when it is
+/// not in the list.
+struct contact_removed {
+  std::string account;
+  std::string contact;
+};
+
 using event = std::variant<account_registered, room_created, member_added, message_posted,
                            message_queued, queue_delivered, general_seen, signed_in, token_issued,
                            tokens_revoked, password_rehashed, read_marked, invitation_queued,
-                           invitations_delivered>;
+                           invitations_delivered, contact_added, contact_removed>;
 
 /// The payload of the journal record for `e` at position `seq` (compact JSON, no newline).
 std::string encode(event const& e, std::uint64_t seq);
