@@ -32,6 +32,13 @@
 /// the account became a member) and invitations kept for offline accounts. Formats 1 and 2 are
 /// migrated with every membership starting at `last_id` (unread counts start at the upgrade),
 /// no markers and no invitations.
+/// Format 4 (issue 16: edits, schedules, moderation) added to MSG an optional `"edited": UNIX`
+/// and, for a deleted message, `"deleted": true` in place of `"message"`; to each account
+/// `"muted_until": UNIX` (0: never), `"reports": [{"by": key, "time": UNIX}]`, `"banned": null |
+/// "reason"` and `"notices": ["text"...]` (for the next sign-in); to each room `"banned":
+/// [keys]`; to the document `"last_scheduled": S` (the schedule-id counter) and `"scheduled":
+/// [{"scheduled": S, "account": "Alice", "to": "#Den" | "bob", "message": "t", "at": UNIX,
+/// "origin": "node" | ""}]` (by id). Formats 1 to 3 are migrated with none of them.
 
 #include <boost/json/value.hpp>
 
@@ -46,8 +53,8 @@ class hub;
 
 namespace snapshot {
 
-/// The version written by capture(); load() also reads formats 1 and 2.
-inline constexpr std::int64_t format_version = 3;
+/// The version written by capture(); load() also reads formats 1 to 3.
+inline constexpr std::int64_t format_version = 4;
 
 /// Test hook read by write(): with this environment variable set to `1` the process exits
 /// with status 3 after the temp file is completely written and synced, before the rename; set
