@@ -572,6 +572,7 @@ awaitable<void> session::moderate(proto::request_body const& body, json::value c
   auto& chat = ctx_.chat;
   account& me = *account_;
   if (auto* m = std::get_if<proto::msg_req>(&body)) {  // with "at": scheduled
+    co_await drain_posts();  // replies in request order (handle() let it overtake them)
     co_await change(chat.check_schedule(me, *m, proto::unix_now()), tag,
                     [](apply_result const& r, store::message_scheduled const& ev) {
                       JIM_LOG(info, "{} scheduled message {} to {} at {}", ev.account,
