@@ -75,7 +75,7 @@ struct hub_limits {
   std::uint64_t report_threshold = 3;              ///< --report-threshold
   std::chrono::seconds report_window{24 * 3600};   ///< --report-window
   std::chrono::seconds mute_duration{4 * 3600};    ///< --mute-duration
-  std::vector<std::string> admins;                 ///< --admin, folded names
+  std::vector<std::string> admins{};               ///< --admin, folded names
 };
 
 /// The reply to encode (code, text, extra fields) and the pushes that follow it.

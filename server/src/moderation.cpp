@@ -4,7 +4,6 @@
 // right meanwhile) and changes the state; the live parts push and move connections.
 
 #include "hub.hpp"
-
 #include "logging.hpp"
 
 #include <algorithm>
@@ -32,8 +31,9 @@ apply_result refuse(code c, std::string text) {
 }
 
 proto::chat_message* find_in(std::deque<proto::chat_message>& h, std::uint64_t id) {
-  auto it = std::lower_bound(h.begin(), h.end(), id,
-                             [](proto::chat_message const& m, std::uint64_t x) { return m.id < x; });
+  auto it =
+      std::lower_bound(h.begin(), h.end(), id,
+                       [](proto::chat_message const& m, std::uint64_t x) { return m.id < x; });
   return it != h.end() && it->id == id ? &*it : nullptr;
 }
 
@@ -180,7 +180,8 @@ apply_result hub::apply_one(store::user_reported const& e) {
   // The event's time, not a clock: every replica forgets the same reports.
   std::erase_if(list, [&e](report_entry const& x) { return x.time <= e.time - e.window; });
   const std::string key = fold(by->name);
-  auto it = std::find_if(list.begin(), list.end(), [&](report_entry const& x) { return x.by == key; });
+  auto it =
+      std::find_if(list.begin(), list.end(), [&](report_entry const& x) { return x.by == key; });
   if (it != list.end())
     it->time = e.time;  // a second report by the same account counts once
   else
@@ -198,7 +199,7 @@ apply_result hub::apply_one(store::user_reported const& e) {
 // room owners: kick, ban, unban
 
 hub::checked<store::room_moderated> hub::check_room_moderation(account& a,
-                                                              proto::moderate_req const& req) {
+                                                               proto::moderate_req const& req) {
   room* r = find_room(*req.room);
   if (!r) return fail(code::not_found, "no such room #" + *req.room);
   if (r->owner.empty() || r->owner != fold(a.name))
@@ -249,8 +250,10 @@ outcome hub::room_moderated(store::room_moderated const& ev) {
     }
   }
   JIM_LOG(info, "{} {} {} in {}", ev.by,
-          ev.action == "kick" ? "kicked" : ev.action == "ban" ? "banned" : "unbanned", ev.account,
-          ev.room);
+          ev.action == "kick"  ? "kicked"
+          : ev.action == "ban" ? "banned"
+                               : "unbanned",
+          ev.account, ev.room);
   return outcome{code::ok, {}, json::object{{"room", ev.room}, {"user", ev.account}}, {}};
 }
 
@@ -258,7 +261,7 @@ outcome hub::room_moderated(store::room_moderated const& ev) {
 // server admins: ban, unban
 
 hub::checked<store::account_banned> hub::check_account_ban(account& a,
-                                                          proto::moderate_req const& req) {
+                                                           proto::moderate_req const& req) {
   if (!is_admin(a)) return fail(code::forbidden, "only a server admin can ban an account");
   account* target = find_account(req.user);
   if (!target) return fail(code::not_found, "no such account " + req.user);

@@ -60,9 +60,8 @@ hub::checked<store::message_scheduled> hub::check_schedule(account& a, proto::ms
     if (!u) return fail(code::not_found, "no such account " + req.to->name);
     to = u->name;
   }
-  const auto pending = std::count_if(schedules_.begin(), schedules_.end(), [&](auto const& kv) {
-    return kv.second.account == a.name;
-  });
+  const auto pending = std::count_if(schedules_.begin(), schedules_.end(),
+                                     [&](auto const& kv) { return kv.second.account == a.name; });
   if (static_cast<std::size_t>(pending) >= lim_.max_scheduled)
     return fail(code::forbidden, "too many scheduled messages (at most " +
                                      std::to_string(lim_.max_scheduled) + " pending)");
@@ -77,13 +76,13 @@ outcome hub::scheduled_list(account& a) {
   json::array list;
   list.reserve(mine.size());
   for (auto const* s : mine)
-    list.emplace_back(json::object{
-        {"scheduled", s->id}, {"at", s->at}, {"to", s->to}, {"message", s->message}});
+    list.emplace_back(
+        json::object{{"scheduled", s->id}, {"at", s->at}, {"to", s->to}, {"message", s->message}});
   return outcome{code::ok, {}, json::object{{"scheduled", std::move(list)}}, {}};
 }
 
 hub::checked<store::schedule_cancelled> hub::check_cancel(account& a,
-                                                         proto::cancel_req const& req) {
+                                                          proto::cancel_req const& req) {
   auto it = schedules_.find(req.scheduled);
   if (it == schedules_.end() || it->second.account != a.name)
     return fail(code::not_found, "no scheduled message " + std::to_string(req.scheduled));
@@ -159,8 +158,8 @@ apply_result hub::apply_one(store::schedule_due const& e) {
     if (author->notices.size() > max_notices) author->notices.erase(author->notices.begin());
     return r;
   }
-  store::message_posted posted{proto::chat_message{0, e.time, author->name, s.to, s.message, 0, false},
-                               e.queued};
+  store::message_posted posted{
+      proto::chat_message{0, e.time, author->name, s.to, s.message, 0, false}, e.queued};
   apply_result p = apply_one(posted);
   p.scheduled = s.id;
   return p;

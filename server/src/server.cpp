@@ -117,8 +117,13 @@ net::throttle_limits throttle_limits_of(config const& c) {
 constexpr std::size_t max_hash_jobs_queued = 1024;
 
 hub_limits hub_limits_of(config const& c) {
-  hub_limits l{c.history_on_join, c.history_limit, c.message_ttl,
-               c.rate_limit,      c.rate_burst,    10000};
+  hub_limits l;
+  l.history_on_join = c.history_on_join;
+  l.history_limit = c.history_limit;
+  l.message_ttl = c.message_ttl;
+  l.rate_limit = c.rate_limit;
+  l.rate_burst = c.rate_burst;
+  l.max_queued = 10000;
   l.schedule_max = c.schedule_max;
   l.report_threshold = c.report_threshold;
   l.report_window = c.report_window;

@@ -466,7 +466,8 @@ class validator {
       auto const& banned = as_array(o.at("banned"), banned_at);
       for (std::size_t i = 0; i < banned.size(); ++i) {
         std::string banned_key = account_name(banned[i], banned_at[i]);
-        if (banned_key != fold(banned_key)) fail(banned_at[i], "account key is not in lower case");
+        if (banned_key != fold(banned_key))
+          fail(banned_at[i], "account key is not in lower case");
         r.banned.push_back(std::move(banned_key));  // checked against the accounts after them all
       }
     }

@@ -68,8 +68,7 @@ TEST_CASE("edit and delete of a room message are pushed to the room and shown by
   CHECK_FALSE(h.contains("message"));
 }
 
-TEST_CASE("edit and delete refusals: not the author, unknown id, deleted, too long",
-          "[edits]") {
+TEST_CASE("edit and delete refusals: not the author, unknown id, deleted, too long", "[edits]") {
   jimd_process d({"--rate-limit", "0", "--history-on-join", "0", "--max-message", "16"});
   auto alice = sign_up(d.port(), "alice");
   auto bob = sign_up(d.port(), "bob");
@@ -93,8 +92,8 @@ TEST_CASE("a room owner deletes any message of the room; an admin any message", 
   auto bob = sign_up(d.port(), "bob");
   auto root = sign_up(d.port(), "root");
   create_room(alice, "den");
-  REQUIRE(code_of(ask(alice, json::object{{"action", "invite"}, {"room", "den"}, {"user", "bob"}})) ==
-          200);
+  REQUIRE(code_of(ask(
+              alice, json::object{{"action", "invite"}, {"room", "den"}, {"user", "bob"}})) == 200);
   bob.push();  // the invitation
   REQUIRE(code_of(join(bob, "den")) == 200);
   alice.push();  // bob joined
@@ -112,8 +111,7 @@ TEST_CASE("a room owner deletes any message of the room; an admin any message", 
   REQUIRE(code_of(del(root, pid)) == 200);
   CHECK(str(alice.push(), "event") == "delete");  // both parties
   CHECK(str(bob.push(), "event") == "delete");
-  auto h = in_history(
-      ask(alice, json::object{{"action", "history"}, {"with", "bob"}}), pid);
+  auto h = in_history(ask(alice, json::object{{"action", "history"}, {"with", "bob"}}), pid);
   CHECK(h.at("deleted") == true);
 }
 

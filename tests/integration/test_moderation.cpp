@@ -62,8 +62,7 @@ TEST_CASE("reports from three distinct accounts mute; refusals", "[moderation]")
   CHECK(code_of(say(alice, "others are not")) == 200);
 }
 
-TEST_CASE("a room owner kicks: moved to #general with a notice, still a member",
-          "[moderation]") {
+TEST_CASE("a room owner kicks: moved to #general with a notice, still a member", "[moderation]") {
   jimd_process d(args());
   auto carol = sign_up(d.port(), "carol");
   auto bob = sign_up(d.port(), "bob");

@@ -122,8 +122,9 @@ TEST_CASE("pending schedules survive a restart and post afterwards", "[schedule]
   auto alice = sign_in(d.port(), "alice");
   auto list = alice.request(R"({"action":"scheduled"})");
   if (!list.at("scheduled").as_array().empty())  // still pending (the usual case)
-    CHECK(list.at("scheduled").as_array()[0].as_object().at("scheduled").to_number<std::uint64_t>() ==
-          s);
+    CHECK(
+        list.at("scheduled").as_array()[0].as_object().at("scheduled").to_number<std::uint64_t>() ==
+        s);
   auto h = bob.request(R"({"action":"history"})");
   bool seen = false;
   for (auto const& m : h.at("messages").as_array())
@@ -131,8 +132,7 @@ TEST_CASE("pending schedules survive a restart and post afterwards", "[schedule]
   if (!seen) CHECK(str(next_msg(bob), "message") == "after restart");
 }
 
-TEST_CASE("a schedule that fell due while the daemon was down is posted at start",
-          "[schedule]") {
+TEST_CASE("a schedule that fell due while the daemon was down is posted at start", "[schedule]") {
   temp_dir dir;
   std::int64_t at = 0;
   {
@@ -144,7 +144,8 @@ TEST_CASE("a schedule that fell due while the daemon was down is posted at start
     d.stop(9);  // crashed: the schedule is in the journal only
   }
   // The daemon is down while the time passes (waiting for the clock, not for an event).
-  std::this_thread::sleep_until(std::chrono::system_clock::time_point(std::chrono::seconds(at + 1)));
+  std::this_thread::sleep_until(
+      std::chrono::system_clock::time_point(std::chrono::seconds(at + 1)));
   jimd_process d(quiet_args(), dir.path());
   auto bob = sign_in(d.port(), "bob");
   auto h = bob.request(R"({"action":"history"})");
@@ -167,8 +168,8 @@ TEST_CASE("a schedule the author may no longer post is dropped with a notice at 
   const auto at = now_s() + 2;
   REQUIRE(code_of(schedule(alice, "to den", at, "#den")) == 202);
   REQUIRE(code_of(schedule(alice, "to general", at, "#general")) == 202);
-  REQUIRE(code_of(ask(carol, json::object{{"action", "ban"}, {"room", "den"}, {"user", "alice"}})) ==
-          200);
+  REQUIRE(code_of(ask(carol,
+                      json::object{{"action", "ban"}, {"room", "den"}, {"user", "alice"}})) == 200);
   quit(alice);
   REQUIRE(code_of(ask(carol, json::object{{"action", "exit"}})) == 200);
   // Both fall due at once, #den's first: once #general's is seen the other was dropped.

@@ -8,6 +8,7 @@
 #include "store/events.hpp"
 
 #include <boost/json.hpp>
+
 #include <catch2/catch.hpp>
 
 #include <initializer_list>
@@ -27,9 +28,9 @@ std::vector<store::event> base_events() {
           account_registered{"dave", "h4"},
           room_created{"#Den", "Alice", "room-hash"},
           member_added{"#Den", "bob"},
-          message_posted{{0, 1700000000, "bob", "#Den", "helo"}, false},       // id 1
-          message_posted{{0, 1700000001, "Alice", "bob", "psst"}, true},       // id 2
-          message_posted{{0, 1700000002, "bob", "#Den", "spam"}, false}};      // id 3
+          message_posted{{0, 1700000000, "bob", "#Den", "helo"}, false},   // id 1
+          message_posted{{0, 1700000001, "Alice", "bob", "psst"}, true},   // id 2
+          message_posted{{0, 1700000002, "bob", "#Den", "spam"}, false}};  // id 3
 }
 
 std::vector<store::event> issue16_events() {
@@ -39,15 +40,14 @@ std::vector<store::event> issue16_events() {
            message_edited{1, "bob", "hello", 1700000100},
            message_deleted{3, "Alice", false},  // the room's owner
            message_edited{2, "Alice", "psst!", 1700000101},
-           message_scheduled{"Alice", "#Den", "later", 1700001000, ""},   // S 1
+           message_scheduled{"Alice", "#Den", "later", 1700001000, ""},      // S 1
            message_scheduled{"bob", "Alice", "reminder", 1700002000, "n1"},  // S 2
            schedule_cancelled{2, "bob"},
            user_reported{"bob", "Alice", "spam", 1700000200, 3, 86400, 14400},
            user_reported{"bob", "carol", "", 1700000300, 3, 86400, 14400},
            user_reported{"bob", "dave", "", 1700000400, 3, 86400, 14400},  // the third: muted
            room_moderated{"#Den", "bob", "Alice", "ban"},
-           account_banned{"dave", "Alice", "spam", true},
-           schedule_due{1, 1700001000, false},
+           account_banned{"dave", "Alice", "spam", true}, schedule_due{1, 1700001000, false},
            notices_delivered{"Alice", 0}})
     evs.push_back(std::move(e));
   return evs;
@@ -64,8 +64,10 @@ TEST_CASE("Edit, schedule and moderation events survive encode and decode", "[jo
     CHECK(store::encode(d.e, seq) == payload);
     ++seq;
   }
-  CHECK_THROWS_WITH(store::decode(R"({"seq":1,"ev":"roomban","room":"#r","account":"a","by":"b","action":"dance"})"),
-                    Catch::Contains("unknown room moderation"));
+  CHECK_THROWS_WITH(
+      store::decode(
+          R"({"seq":1,"ev":"roomban","room":"#r","account":"a","by":"b","action":"dance"})"),
+      Catch::Contains("unknown room moderation"));
   CHECK_THROWS_WITH(store::decode(R"({"seq":1,"ev":"edit","id":1,"by":"a"})"),
                     Catch::Contains("missing field"));
 }
@@ -100,7 +102,8 @@ TEST_CASE("Applying edit, schedule and moderation events is deterministic", "[jo
   CHECK(a.apply(store::message_deleted{2, "carol", false}).status == code::forbidden);
   CHECK(a.apply(store::message_deleted{2, "carol", true}).ok());  // an admin's
   CHECK(a.apply(store::message_edited{3, "bob", "undelete", 1}).status == code::not_found);
-  CHECK(a.apply(store::schedule_due{1, 1700001000, false}).status == code::conflict);  // a duplicate
+  CHECK(a.apply(store::schedule_due{1, 1700001000, false}).status ==
+        code::conflict);  // a duplicate
   CHECK(a.apply(store::schedule_cancelled{9, "Alice"}).status == code::not_found);
   CHECK(a.apply(store::member_added{"#Den", "bob"}).status == code::forbidden);  // banned
   CHECK(a.apply(store::room_moderated{"#Den", "carol", "bob", "kick"}).status == code::forbidden);
