@@ -165,6 +165,8 @@ apply_result hub::apply_one(store::member_added const& e) {
   if (!r.rm) return refuse(code::not_found, no_room(proto::strip_hash(e.room)));
   r.acc = find_account(e.account);
   if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
+  if (r.rm->banned.count(fold(r.acc->name)))
+    return refuse(code::forbidden, r.acc->name + " is banned from " + r.rm->name);
   if (r.rm != general_ && r.rm->members.insert(fold(r.acc->name)).second) {
     r.rm->since[fold(r.acc->name)] = last_id_;
     watch_new_member(*r.acc, *r.rm);
@@ -531,6 +533,11 @@ hub::checked<store::message_posted> hub::check_post(device& dev, proto::msg_req 
     if (!to_user->online() && to_user->queued.size() >= lim_.max_queued)
       return fail(code::unavailable, to_user->name + "'s offline queue is full");
   }
+  if (from.muted_until > proto::unix_now()) {
+    outcome o = fail(code::forbidden, "you are muted (reported by other users)");
+    o.fields.emplace("until", from.muted_until);
+    return o;
+  }
   if (auto wait = retry_after(from, now)) {
     outcome o = fail(code::rate_limited, "too many messages, slow down");
     o.fields.emplace("retry_after", std::max(*wait, 0.001));
@@ -653,6 +660,8 @@ outcome hub::enter_room(device& d, room& r) {
 outcome hub::join(account& a, std::string_view bare_name, bool password_ok) {
   room* r = find_room(bare_name);
   if (!r) return fail(code::not_found, no_room(bare_name));
+  if (r->banned.count(fold(a.name)))
+    return fail(code::forbidden, "you are banned from " + r->name);
   if (!is_member(a, *r)) {
     if (!password_ok) return fail(code::forbidden, "wrong password for " + r->name);
     apply(store::member_added{r->name, a.name});
@@ -680,6 +689,8 @@ hub::checked<store::member_added> hub::check_invite(device& d, proto::invite_req
     return fail(code::forbidden, "only the owner of " + r->name + " can invite to it");
   account* guest = find_account(req.user);
   if (!guest) return fail(code::not_found, "no such account " + req.user);
+  if (r->banned.count(fold(guest->name)))
+    return fail(code::forbidden, guest->name + " is banned from " + r->name + " (unban first)");
   return store::member_added{r->name, guest->name};
 }
 
@@ -840,6 +851,25 @@ void hub::remote(store::event const& e) {
     // Refused alike on every node (a name an earlier entry took): nothing to do. Anything else
     // is a divergence the operator must hear about.
     if (r.status == code::internal_error) JIM_LOG(err, "applying a stream entry: {}", r.error);
+    return;
+  }
+  if (std::holds_alternative<store::schedule_due>(e)) return due_posted(r);
+  if (r.changed) {
+    // Edited or deleted on another node: told to this node's readers and the actor's
+    // connections here.
+    std::string const* by = nullptr;
+    if (auto* ed = std::get_if<store::message_edited>(&e)) by = &ed->by;
+    if (auto* del = std::get_if<store::message_deleted>(&e)) by = &del->by;
+    changed(nullptr, by ? find_account(*by) : nullptr, r,
+            std::holds_alternative<store::message_deleted>(e));
+    return;
+  }
+  if (auto* rm = std::get_if<store::room_moderated>(&e)) {
+    room_moderated(*rm);
+    return;
+  }
+  if (auto* ban = std::get_if<store::account_banned>(&e)) {
+    account_banned(*ban);
     return;
   }
   if (r.message) {

@@ -73,6 +73,14 @@ struct hub_limits {
   /// Connections (devices) of one account at once; a sign-in beyond it takes over the oldest
   /// (--max-sessions; 1: every sign-in takes over the live connection).
   std::size_t max_sessions = 8;
+  // Edits, schedules, moderation: read by the checks of the proposing node only (an event
+  // carries what apply() needs).
+  std::chrono::seconds schedule_max{7 * 24 * 3600};  ///< --schedule-max
+  std::size_t max_scheduled = 100;  ///< pending scheduled messages per account
+  std::uint64_t report_threshold = 3;              ///< --report-threshold
+  std::chrono::seconds report_window{24 * 3600};   ///< --report-window
+  std::chrono::seconds mute_duration{4 * 3600};    ///< --mute-duration
+  std::vector<std::string> admins{};               ///< --admin, folded names
 };
 
 /// The reply to encode (code, text, extra fields) and the pushes that follow it.
@@ -113,6 +121,22 @@ struct pending_invitation {
   std::string room;  ///< "#Name" as created
 };
 
+/// A report against an account (moderation), by a reporter's folded name at unix `time`.
+struct report_entry {
+  std::string by;
+  std::int64_t time = 0;
+};
+
+/// A message scheduled to be posted at `at` (unix seconds); persistent.
+struct scheduled_message {
+  std::uint64_t id = 0;   ///< the schedule id S
+  std::string account;    ///< the author, as registered
+  std::string to;         ///< "#Room" as created, or an account as registered
+  std::string message;
+  std::int64_t at = 0;
+  std::string origin;     ///< the node that accepted it (empty: a single node)
+};
+
 struct account {
   std::string name;  ///< as registered
   std::string password_hash;
@@ -131,6 +155,11 @@ struct account {
   std::vector<pending_invitation> invitations;  ///< for the next sign-in, oldest first
   /// The contact list (`add_contact`): names as registered, in the order added; persistent.
   std::vector<std::string> contacts;
+  // Moderation and schedules (contract: "Edits, schedules, moderation, contacts"); persistent.
+  std::int64_t muted_until = 0;        ///< unix seconds; a `msg` before it is 403
+  std::vector<report_entry> reports;   ///< one per reporter, within the window
+  std::optional<std::string> banned;   ///< server-wide ban: its reason
+  std::vector<std::string> notices;    ///< texts for the next sign-in (dropped schedules)
   double tokens = 0;
   steady::time_point refilled{};
   // Failed sign-ins (wrong password or token), for the throttle: live, not persisted.
@@ -167,6 +196,7 @@ struct room {
     device* dev = nullptr;
   };
   std::vector<watcher> watchers;
+  std::unordered_set<std::string> banned;  ///< folded account keys banned by the owner
 };
 
 /// What apply() did: `status` ok, or the code that refused the event (409 name taken, 404
@@ -180,6 +210,12 @@ struct apply_result {
   std::vector<proto::chat_message> delivered;  ///< queue_delivered: the messages taken off
   /// message_posted: the message as stored, with the id apply() assigned.
   std::optional<store::message_posted> message;
+  /// message_edited / message_deleted: the message as it is now (and where: `rm`, or the
+  /// private conversation between `message_from` and `message_to`).
+  std::optional<proto::chat_message> changed;
+  std::uint64_t scheduled = 0;  ///< message_scheduled: the schedule id assigned
+  std::string notice;           ///< schedule_due dropped: the notice queued for `acc`
+  std::int64_t muted_until = 0; ///< user_reported: the mute it imposed (0: none)
   bool ok() const { return status == proto::code::ok; }
 };
 
@@ -384,6 +420,67 @@ class hub {
   checked<store::event> check_contact(account& a, proto::contact_req const& req);
   /// The reply to an applied contact_added / contact_removed: 200 with `"user_id"`.
   outcome contact_changed(store::event const& ev) const;
+  // --- edits, schedules, moderation (contract: "Edits, schedules, moderation, contacts") ---
+  // In moderation.cpp and schedule.cpp.
+
+  /// `edit`: 404 unknown (or deleted) id, 403 not the author; else the event.
+  checked<store::message_edited> check_edit(account& a, proto::edit_req const& req);
+  /// `delete`: 404 unknown (or deleted) id, 403 unless the author, the room's owner or an admin.
+  checked<store::message_deleted> check_delete(account& a, proto::delete_req const& req);
+  /// The live part of an applied edit or delete (`r.changed`): the `event` push to everyone
+  /// online who may read the message and to `actor`'s connections, except `by` (the acting
+  /// connection, nullptr for another node's). Returns the 200.
+  outcome changed(peer const* by, account* actor, apply_result const& r, bool deleted);
+  /// Whether `a` is a server admin (--admin).
+  bool is_admin(account const& a) const;
+  /// `report`: 404 unknown, 400 yourself; else the event (with this node's thresholds).
+  checked<store::user_reported> check_report(account& a, proto::report_req const& req);
+  /// `kick`/`ban`/`unban` with a room: 404 unknown room or account, 403 not its owner, 400
+  /// yourself.
+  checked<store::room_moderated> check_room_moderation(account& a, proto::moderate_req const& req);
+  /// The live part of an applied room_moderated: kick and ban move the account's connections
+  /// in the room to #general, each with a notice; ban also ends their watches of it.
+  outcome room_moderated(store::room_moderated const& ev);
+  /// `ban`/`unban` without a room: 403 not an admin, 404 unknown, 400 yourself.
+  checked<store::account_banned> check_account_ban(account& a, proto::moderate_req const& req);
+  /// The live part of an applied account_banned: a banned account's connections get a
+  /// notice and are closed (signed out first).
+  outcome account_banned(store::account_banned const& ev);
+
+  /// `msg` with `at`: 400 unless in the future and at most --schedule-max ahead; the target
+  /// resolved now (default the current room; a room must exist (404) and have `a` as a
+  /// member (403)); 403 beyond max_scheduled pending.
+  checked<store::message_scheduled> check_schedule(account& a, proto::msg_req const& req,
+                                                   std::int64_t now);
+  /// `scheduled`: 200 with the pending scheduled messages of `a`, by time.
+  outcome scheduled_list(account& a);
+  /// `cancel`: 404 when S is not a pending schedule of `a`, else the event.
+  checked<store::schedule_cancelled> check_cancel(account& a, proto::cancel_req const& req);
+  /// The pending scheduled messages, by id.
+  std::map<std::uint64_t, scheduled_message> const& schedules() const { return schedules_; }
+  std::uint64_t last_schedule() const { return last_schedule_; }
+  /// The earliest time a scheduled message should be looked at (unix seconds), if any.
+  std::optional<std::int64_t> next_due() const;
+  /// Proposes (commits) a schedule_due for every pending schedule due at `now` that this node
+  /// posts (cluster: the origin node, or any node once a minute overdue) and that is not being
+  /// stored already; its live part follows when applied.
+  void post_due(std::int64_t now);
+  /// This node's name for schedules (cluster mode); empty: a single node, which posts all.
+  void set_node(std::string node) { node_ = std::move(node); }
+  /// Called (on the I/O thread) whenever the pending schedules changed: re-arm the timer.
+  void set_schedule_hook(std::function<void()> hook) { schedule_hook_ = std::move(hook); }
+  /// The live part of an applied schedule_due: the message's pushes (as for a message sent
+  /// at that time, the author's connections included), or the notice to the author if it is
+  /// connected here (then taken off by notices_delivered).
+  void due_posted(apply_result const& r);
+  /// Pushes `a`'s pending notices to `p` and commits their notices_delivered.
+  std::vector<shared_frame> take_notices(account& a);
+  // Restoring from a snapshot.
+  void restore_schedule(scheduled_message s) {
+    auto id = s.id;
+    schedules_[id] = std::move(s);
+  }
+  void restore_last_schedule(std::uint64_t s) { last_schedule_ = std::max(last_schedule_, s); }
 
   /// Drops messages older than the TTL (no-op without one) and resume tokens expired at
   /// `unix_now`. Returns how many messages were dropped.
@@ -435,6 +532,20 @@ class hub {
   apply_result apply_one(store::invitations_delivered const& e);
   apply_result apply_one(store::contact_added const& e);    // contacts.cpp
   apply_result apply_one(store::contact_removed const& e);  // contacts.cpp
+  apply_result apply_one(store::message_edited const& e);
+  apply_result apply_one(store::message_deleted const& e);
+  apply_result apply_one(store::message_scheduled const& e);
+  apply_result apply_one(store::schedule_cancelled const& e);
+  apply_result apply_one(store::schedule_due const& e);
+  apply_result apply_one(store::notices_delivered const& e);
+  apply_result apply_one(store::user_reported const& e);
+  apply_result apply_one(store::room_moderated const& e);
+  apply_result apply_one(store::account_banned const& e);
+  /// A message kept in a room's history or a private conversation, by id (binary search in
+  /// each: O(rooms + conversations) lookups, for the rare edit and delete); nullptr if none.
+  /// `in` receives its room (nullptr for a private one).
+  proto::chat_message* locate(std::uint64_t id, room** in);
+  void schedules_changed();
   /// A connection's watches: the rooms (with its slot in room::watchers) and `"all"`.
   struct watch_set {
     device* dev = nullptr;
@@ -474,6 +585,12 @@ class hub {
   bool count_pending_ = false;
   steady::time_point count_sent_{};
   std::uint64_t count_last_ = 0;  ///< the last count pushed
+  std::map<std::uint64_t, scheduled_message> schedules_;  ///< pending, by schedule id
+  std::uint64_t last_schedule_ = 0;                       ///< the last schedule id applied
+  std::string node_;
+  std::function<void()> schedule_hook_;
+  std::unordered_set<std::uint64_t> due_in_flight_;  ///< live: schedule_due being stored
+  std::int64_t due_retry_ = 0;  ///< live: after a schedule_due could not be stored
 };
 
 conversation_key make_conversation_key(std::string_view a, std::string_view b);

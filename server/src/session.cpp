@@ -526,7 +526,7 @@ awaitable<bool> session::handle(json::object const& frame) {
   } else if (std::holds_alternative<proto::authenticate_req>(req.body) ||
              std::holds_alternative<proto::register_req>(req.body)) {
     reply(code::bad_request, tag, "already signed in as " + me.name);
-  } else if (auto* m = std::get_if<proto::msg_req>(&req.body)) {
+  } else if (auto* m = std::get_if<proto::msg_req>(&req.body); m && !m->at) {
     co_await post(*m, tag);
   } else if (auto* c = std::get_if<proto::create_req>(&req.body)) {
     co_await create(*c, tag);
@@ -552,8 +552,84 @@ awaitable<bool> session::handle(json::object const& frame) {
     deliver(ctx_.chat.contacts(me), tag);
   } else if (auto* ct = std::get_if<proto::contact_req>(&req.body)) {
     co_await change_contact(*ct, tag);
+  } else {
+    co_await moderate(req.body, tag);
   }
   co_return true;
+}
+
+template <class Event, class Live>
+awaitable<void> session::change(std::variant<outcome, Event> checked, json::value const& tag,
+                                Live live) {
+  if (auto* refused = std::get_if<outcome>(&checked)) {
+    deliver(std::move(*refused), tag);
+    co_return;
+  }
+  const Event ev = std::get<Event>(std::move(checked));
+  auto applied = [&](apply_result const* r) {
+    if (!r) return storage_unavailable(tag);
+    if (!r->ok()) return reply(r->status, tag, r->error);
+    deliver(live(*r, ev), tag);
+  };
+  store::event e = ev;
+  co_await commit(std::move(e), std::move(applied));
+}
+
+awaitable<void> session::moderate(proto::request_body const& body, json::value const& tag) {
+  auto& chat = ctx_.chat;
+  account& me = *account_;
+  if (auto* m = std::get_if<proto::msg_req>(&body)) {  // with "at": scheduled
+    co_await drain_posts();  // replies in request order (handle() let it overtake them)
+    co_await change(chat.check_schedule(me, *m, proto::unix_now()), tag,
+                    [](apply_result const& r, store::message_scheduled const& ev) {
+                      JIM_LOG(info, "{} scheduled message {} to {} at {}", ev.account,
+                              r.scheduled, ev.to, ev.at);
+                      return outcome{code::accepted,
+                                     {},
+                                     json::object{{"scheduled", r.scheduled}, {"at", ev.at},
+                                                  {"to", ev.to}},
+                                     {}};
+                    });
+  } else if (std::holds_alternative<proto::scheduled_req>(body)) {
+    deliver(chat.scheduled_list(me), tag);
+  } else if (auto* c = std::get_if<proto::cancel_req>(&body)) {
+    co_await change(chat.check_cancel(me, *c), tag,
+                    [](apply_result const& r, store::schedule_cancelled const& ev) {
+                      JIM_LOG(info, "{} cancelled scheduled message {}", ev.account, ev.scheduled);
+                      return outcome{code::ok, {}, json::object{{"scheduled", r.scheduled}}, {}};
+                    });
+  } else if (auto* e = std::get_if<proto::edit_req>(&body)) {
+    co_await change(chat.check_edit(me, *e), tag,
+                    [this](apply_result const& r, store::message_edited const&) {
+                      return ctx_.chat.changed(this, account_, r, false);
+                    });
+  } else if (auto* d = std::get_if<proto::delete_req>(&body)) {
+    co_await change(chat.check_delete(me, *d), tag,
+                    [this](apply_result const& r, store::message_deleted const& ev) {
+                      if (ev.admin) JIM_LOG(warn, "admin {} deleted message {}", ev.by, ev.id);
+                      return ctx_.chat.changed(this, account_, r, true);
+                    });
+  } else if (auto* rp = std::get_if<proto::report_req>(&body)) {
+    co_await change(chat.check_report(me, *rp), tag,
+                    [](apply_result const& r, store::user_reported const& ev) {
+                      JIM_LOG(info, "{} reported {}: {}", ev.by, ev.account, ev.reason);
+                      if (r.muted_until)
+                        JIM_LOG(warn, "{} muted until {} ({} reports within {} s)", ev.account,
+                                r.muted_until, ev.threshold, ev.window);
+                      return outcome{code::ok, {}, json::object{{"user", ev.account}}, {}};
+                    });
+  } else if (auto* mod = std::get_if<proto::moderate_req>(&body)) {
+    if (mod->room)
+      co_await change(chat.check_room_moderation(me, *mod), tag,
+                      [this](apply_result const&, store::room_moderated const& ev) {
+                        return ctx_.chat.room_moderated(ev);
+                      });
+    else
+      co_await change(chat.check_account_ban(me, *mod), tag,
+                      [this](apply_result const&, store::account_banned const& ev) {
+                        return ctx_.chat.account_banned(ev);
+                      });
+  }
 }
 
 awaitable<bool> session::handle_sign_in(proto::request& req) {
@@ -785,6 +861,11 @@ awaitable<void> session::sign_in(account& a, code status, json::value const& tag
                                  bool issue_token) {
   auth_ = auth::none;
   pending_name_.clear();
+  if (a.banned) {
+    JIM_LOG(info, "connection {}: sign-in to banned account {} refused", id_, a.name);
+    reply(code::forbidden, tag, "this account is banned: " + *a.banned);
+    co_return;
+  }
   if (!a.online()) a.status = "online";  // per account: kept while another device is live
   while (ctx_.chat.at_session_limit(a)) {
     // Takeover of the oldest device (--max-sessions): it gets its notice and is closed before
@@ -842,6 +923,8 @@ awaitable<void> session::sign_in(account& a, code status, json::value const& tag
 awaitable<void> session::deliver_invitations(account& a) {
   // After the sign-in reply, its history and queued messages: each invitation made while the
   // account was offline, once (taken off by an event; if that cannot be stored they stay).
+  if (account_ == &a && !a.notices.empty())  // dropped scheduled messages, told once
+    for (auto& f : ctx_.chat.take_notices(a)) enqueue(std::move(f));
   if (account_ != &a || a.invitations.empty()) co_return;
   const auto pending = a.invitations;
   auto handed = [&](apply_result const* r) {
@@ -1061,6 +1144,8 @@ awaitable<void> session::join(proto::join_req const& req, json::value const& tag
   auto& chat = ctx_.chat;
   room* r = chat.find_room(req.room);
   if (!r) co_return reply(code::not_found, tag, "no such room #" + req.room);
+  if (r->banned.count(proto::fold(account_->name)))
+    co_return reply(code::forbidden, tag, "you are banned from " + r->name);
   if (chat.is_member(*account_, *r)) co_return deliver(chat.enter_room(*device_, *r), tag);
   if (!req.password) co_return reply(code::forbidden, tag, r->name + " needs a password");
   std::string stored = r->password_hash;

@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_set>
+#include <variant>
 #include <vector>
 
 namespace jim::server {
@@ -236,6 +237,16 @@ class session : public peer, public std::enable_shared_from_this<session> {
                                               boost::json::value const& tag);
   /// After a sign-in: pushes the invitations kept while `a` was offline, once.
   boost::asio::awaitable<void> deliver_invitations(account& a);
+  /// Edits, schedules, moderation (contract: "Edits, schedules, moderation, contacts"): a
+  /// checked request's event is committed and `live(result, event)` (an outcome) answers it;
+  /// a refusal is answered as it is. apply()'s refusal (the state changed meanwhile) is
+  /// answered with its code.
+  template <class Event, class Live>
+  boost::asio::awaitable<void> change(std::variant<outcome, Event> checked,
+                                      boost::json::value const& tag, Live live);
+  /// Handles the requests of that section (and `msg` with `at`).
+  boost::asio::awaitable<void> moderate(proto::request_body const& body,
+                                        boost::json::value const& tag);
   /// Commits `e` through the hub and completes once `then(result)` has run (nullptr: the
   /// change could not be stored). `then` is a function object taking apply_result const*.
   template <class Then>

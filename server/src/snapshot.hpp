@@ -32,8 +32,16 @@
 /// the account became a member) and invitations kept for offline accounts. Formats 1 and 2 are
 /// migrated with every membership starting at `last_id` (unread counts start at the upgrade),
 /// no markers and no invitations.
-/// Format 4 added each account's contact list (`contacts`: names as registered, in the order
-/// added); formats 1 to 3 are migrated with empty lists.
+/// Format 5 (issue 16) added each account's contact list (`contacts`: names as registered, in
+/// the order added); for edits, schedules and moderation, to MSG an optional `"edited": UNIX`
+/// and, for a deleted message, `"deleted": true` in place of `"message"`; to each account
+/// `"muted_until": UNIX` (0: never), `"reports": [{"by": key, "time": UNIX}]`, `"banned": null |
+/// "reason"` and `"notices": ["text"...]` (for the next sign-in); to each room `"banned":
+/// [keys]`; to the document `"last_scheduled": S` (the schedule-id counter) and `"scheduled":
+/// [{"scheduled": S, "account": "Alice", "to": "#Den" | "bob", "message": "t", "at": UNIX,
+/// "origin": "node" | ""}]` (by id). Formats 1 to 3 are migrated with none of them. Format 4
+/// was never released: two development branches each wrote one (the contacts alone, or the
+/// moderation fields alone, told apart by `last_scheduled`), and both are read.
 
 #include <boost/json/value.hpp>
 
@@ -48,8 +56,8 @@ class hub;
 
 namespace snapshot {
 
-/// The version written by capture(); load() also reads formats 1 to 3.
-inline constexpr std::int64_t format_version = 4;
+/// The version written by capture(); load() also reads formats 1 to 4.
+inline constexpr std::int64_t format_version = 5;
 
 /// Test hook read by write(): with this environment variable set to `1` the process exits
 /// with status 3 after the temp file is completely written and synced, before the rename; set
