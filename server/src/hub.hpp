@@ -450,7 +450,7 @@ class hub {
   /// `msg` with `at`: 400 unless in the future and at most --schedule-max ahead; the target
   /// resolved now (default the current room; a room must exist (404) and have `a` as a
   /// member (403)); 403 beyond max_scheduled pending.
-  checked<store::message_scheduled> check_schedule(account& a, proto::msg_req const& req,
+  checked<store::message_scheduled> check_schedule(device& d, proto::msg_req const& req,
                                                    std::int64_t now);
   /// `scheduled`: 200 with the pending scheduled messages of `a`, by time.
   outcome scheduled_list(account& a);

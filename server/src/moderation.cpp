@@ -138,8 +138,7 @@ outcome hub::changed(peer const* by, account* actor, apply_result const& r, bool
     if (p && p != by && sent.insert(p).second) p->push(frame);
   };
   if (r.rm) {
-    for (account* other : r.rm->present)
-      for (peer* p : connections(*other)) send(p);
+    for (device* other : r.rm->present) send(other->p);
     for (auto const& w : r.rm->watchers) send(w.p);
   } else {
     for (auto const* name : {&m.from, &m.to})
@@ -239,14 +238,18 @@ outcome hub::room_moderated(store::room_moderated const& ev) {
   account* a = find_account(ev.account);
   if (r && a && ev.action != "unban") {
     if (ev.action == "ban") unwatch_room(*a, *r);
-    if (a->online && a->current == r) {
-      exit_current(*a);
-      enter(*a, *general_);
-      const std::string text = "you were " + std::string(ev.action == "ban" ? "banned" : "kicked") +
-                               " from " + r->name + " by " + ev.by + "; you are in " +
-                               general_->name;
-      auto notice = proto::share(proto::encode_notice(text));
-      for (peer* p : connections(*a)) p->push(notice);
+    // Each of the account's connections in the room moves to #general with a notice; its
+    // other connections stay where they are (contract: "Devices").
+    const std::string text = "you were " + std::string(ev.action == "ban" ? "banned" : "kicked") +
+                             " from " + r->name + " by " + ev.by + "; you are in " +
+                             general_->name;
+    shared_frame notice;
+    for (auto const& d : a->devices) {
+      if (d->current != r) continue;
+      exit_current(*d);
+      enter(*d, *general_);
+      if (!notice) notice = proto::share(proto::encode_notice(text));
+      d->p->push(notice);
     }
   }
   JIM_LOG(info, "{} {} {} in {}", ev.by,

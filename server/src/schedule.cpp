@@ -41,8 +41,9 @@ constexpr std::size_t max_notices = 100;
 // ---------------------------------------------------------------------------------------------
 // checks
 
-hub::checked<store::message_scheduled> hub::check_schedule(account& a, proto::msg_req const& req,
+hub::checked<store::message_scheduled> hub::check_schedule(device& d, proto::msg_req const& req,
                                                            std::int64_t now) {
+  account& a = *d.acc;
   const std::int64_t at = *req.at;
   if (at <= now) return fail(code::bad_request, "\"at\" must be in the future");
   if (at - now > lim_.schedule_max.count())
@@ -51,7 +52,7 @@ hub::checked<store::message_scheduled> hub::check_schedule(account& a, proto::ms
                                        " seconds ahead (--schedule-max)");
   std::string to;
   if (!req.to || req.to->is_room) {
-    room* r = req.to ? find_room(req.to->name) : a.current;
+    room* r = req.to ? find_room(req.to->name) : d.current;
     if (!r) return fail(code::not_found, "no such room #" + req.to->name);
     if (!is_member(a, *r)) return fail(code::forbidden, "you are not a member of " + r->name);
     to = r->name;
@@ -204,7 +205,7 @@ void hub::post_due(std::int64_t now) {
     bool queued = false;
     if (s->to.empty() || s->to.front() != '#') {
       account* to = find_account(s->to);
-      queued = to && fold(to->name) != fold(s->account) && !to->online;
+      queued = to && fold(to->name) != fold(s->account) && !to->online();
     }
     due_in_flight_.insert(id);
     commit(store::schedule_due{id, now, queued}, [this, id](apply_result const* r) {
@@ -243,17 +244,12 @@ void hub::due_posted(apply_result const& r) {
   if (!r.message) return;
   auto const& m = r.message->m;
   JIM_LOG(info, "scheduled message {} posted as {} by {} to {}", r.scheduled, m.id, m.from, m.to);
-  account* author = find_account(m.from);
   std::optional<store::message_queued> queue;
-  // No sending connection: in a room everyone present gets it, the author's connections too.
+  // No sending connection: in a room everyone present gets it, the author's connections too;
+  // a private one also reaches every connection of the author (posted() does that for the
+  // sender's devices other than the sending one, and here there is none).
   posted(nullptr, *r.message, queue);
   if (queue) commit(std::move(*queue), {});
-  if (author && (m.to.empty() || m.to.front() != '#')) {
-    // A private one also reaches the author's connections (the conversation reads the same
-    // on every device).
-    auto frame = proto::share(proto::encode_msg(m));
-    for (peer* p : connections(*author)) p->push(frame);
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -580,7 +580,7 @@ awaitable<void> session::moderate(proto::request_body const& body, json::value c
   account& me = *account_;
   if (auto* m = std::get_if<proto::msg_req>(&body)) {  // with "at": scheduled
     co_await drain_posts();  // replies in request order (handle() let it overtake them)
-    co_await change(chat.check_schedule(me, *m, proto::unix_now()), tag,
+    co_await change(chat.check_schedule(*device_, *m, proto::unix_now()), tag,
                     [](apply_result const& r, store::message_scheduled const& ev) {
                       JIM_LOG(info, "{} scheduled message {} to {} at {}", ev.account,
                               r.scheduled, ev.to, ev.at);
