@@ -157,3 +157,28 @@ TEST_CASE("mutes, room bans and account bans survive a restart", "[moderation]")
   client eve(d.port());
   CHECK(code_of(ask(eve, authenticate_req("eve"))) == 403);
 }
+
+TEST_CASE("a kick or ban moves only the devices in the room; an admin ban closes every device",
+          "[moderation][devices]") {
+  jimd_process d(args({"--admin", "root"}));
+  auto carol = sign_up(d.port(), "carol");
+  auto laptop = sign_up(d.port(), "bob");
+  auto phone = sign_in(d.port(), "bob");  // a second device of bob, staying in #general
+  auto pw = create_room(carol, "den");
+  REQUIRE(code_of(join(laptop, "den", pw)) == 200);
+  carol.push();  // bob's join
+  const char* action = GENERATE("kick", "ban");
+  REQUIRE(code_of(moderate(carol, action, "den", "bob")) == 200);
+  CHECK(str(laptop.push(), "action") == "notice");
+  CHECK(room_of(laptop) == "#general");
+  CHECK(no_push_pending(phone));  // not in the room: nothing to move, no notice
+  CHECK(room_of(phone) == "#general");
+  CHECK(str(carol.push(), "event") == "leave");
+
+  auto root = sign_up(d.port(), "root");
+  REQUIRE(code_of(ask(root, json::object{{"action", "ban"}, {"user", "bob"}})) == 200);
+  for (client* c : {&laptop, &phone}) {
+    CHECK(str(c->push(), "action") == "notice");
+    CHECK(c->closed_within(5s));
+  }
+}

@@ -44,7 +44,7 @@ struct msg_req {
   std::optional<target> to;
   /// `"at"`: unix seconds to post it at (a scheduled message; contract: "Edits, schedules,
   /// moderation, contacts"). Whether it is in the future is the hub's check.
-  std::optional<std::int64_t> at;
+  std::optional<std::int64_t> at{};  // a default initializer: aggregate inits without it
 };
 struct create_req {
   std::string room;  ///< bare name
