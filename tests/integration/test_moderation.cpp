@@ -91,7 +91,9 @@ TEST_CASE("a room ban removes the membership and forbids join and invite until u
   auto pw = create_room(carol, "den");
   REQUIRE(code_of(join(bob, "den", pw)) == 200);
   carol.push();
-  REQUIRE(code_of(ask(bob, json::object{{"action", "watch"}, {"rooms", "all"}})) == 200);
+  // #den only: a watcher of #general also gets its `online` counts, which bob's move changes.
+  REQUIRE(code_of(ask(bob, json::object{{"action", "watch"}, {"rooms", json::array{"den"}}})) ==
+          200);
   REQUIRE(code_of(moderate(carol, "ban", "den", "bob")) == 200);
   CHECK(str(bob.push(), "action") == "notice");
   CHECK(room_of(bob) == "#general");

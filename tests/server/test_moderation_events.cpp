@@ -123,7 +123,7 @@ TEST_CASE("A scheduled message the author may no longer post becomes a pending n
   CHECK(h.find_account("bob")->notices.empty());
 }
 
-TEST_CASE("The snapshot keeps edits, deletions, schedules, mutes and bans (format 4)",
+TEST_CASE("The snapshot keeps edits, deletions, schedules, mutes and bans (format 5)",
           "[snapshot]") {
   jim::test::temp_dir dir;
   hub h{hub_limits{}};
@@ -133,7 +133,7 @@ TEST_CASE("The snapshot keeps edits, deletions, schedules, mutes and bans (forma
   REQUIRE(h.apply(store::schedule_due{4, 2, false}).ok());  // bob is banned from #Den: a notice
   const auto file = snapshot::file_in(dir.path());
   json::value doc = snapshot::capture(h, 7);
-  CHECK(doc.at("format") == 4);
+  CHECK(doc.at("format") == 5);
   snapshot::write(file, doc);
   hub loaded{hub_limits{}};
   REQUIRE_FALSE(snapshot::load(file, loaded, 1700000500));
@@ -145,4 +145,60 @@ TEST_CASE("The snapshot keeps edits, deletions, schedules, mutes and bans (forma
   CHECK(loaded.schedules().begin()->second.origin == "n2");
   CHECK(loaded.find_account("bob")->notices.size() == 1);
   CHECK(loaded.find_room("den")->history[1].deleted);
+}
+
+// Format 4 was never released: the branch of the contacts and that of the moderation each
+// wrote one. Both load (told apart by last_scheduled), as does format 5 with both parts.
+TEST_CASE("A format-4 snapshot of either issue-16 branch loads", "[snapshot]") {
+  jim::test::temp_dir dir;
+  hub h{hub_limits{}};
+  for (auto const& e : issue16_events()) REQUIRE(h.apply(e).ok());
+  REQUIRE(h.apply(store::contact_added{"bob", "carol"}).ok());
+  REQUIRE(h.apply(store::message_scheduled{"carol", "bob", "pending", 1900000000, "n2"}).ok());
+  const auto file = snapshot::file_in(dir.path());
+  json::value doc = snapshot::capture(h, 7);
+  doc.as_object()["format"] = 4;
+  SECTION("the moderation branch's (no contacts)") {
+    for (auto& a : doc.at("accounts").as_array()) a.as_object().erase("contacts");
+    snapshot::write(file, doc);
+    hub loaded{hub_limits{}};
+    REQUIRE_FALSE(snapshot::load(file, loaded, 1700000500));
+    CHECK(loaded.schedules().size() == 1);
+    CHECK(loaded.find_account("bob")->contacts.empty());
+    CHECK(loaded.find_room("den")->history[1].deleted);
+  }
+  SECTION("the contacts branch's (no moderation fields)") {
+    doc.as_object().erase("last_scheduled");
+    doc.as_object().erase("scheduled");
+    for (auto& a : doc.at("accounts").as_array())
+      for (auto k : {"muted_until", "reports", "banned", "notices"}) a.as_object().erase(k);
+    auto plain = [](json::value& list) {  // no edits, no deletions
+      for (auto& m : list.as_array()) {
+        auto& mo = m.as_object();
+        mo.erase("edited");
+        if (mo.erase("deleted")) mo["message"] = "x";
+      }
+    };
+    for (auto& a : doc.at("accounts").as_array()) plain(a.at("queued"));
+    for (auto& c : doc.at("conversations").as_array()) plain(c.at("messages"));
+    for (auto& r : doc.at("rooms").as_array()) {
+      r.as_object().erase("banned");
+      plain(r.at("history"));
+    }
+    snapshot::write(file, doc);
+    hub loaded{hub_limits{}};
+    auto err = snapshot::load(file, loaded, 1700000500);
+    INFO(err.value_or(""));
+    REQUIRE_FALSE(err);
+    CHECK(loaded.schedules().empty());
+    REQUIRE(loaded.find_account("bob")->contacts.size() == 1);
+    CHECK(loaded.find_account("bob")->contacts[0] == "carol");
+  }
+  SECTION("a mixture is refused") {
+    doc.as_object().erase("last_scheduled");
+    doc.as_object().erase("scheduled");
+    snapshot::write(file, doc);
+    hub loaded{hub_limits{}};
+    CHECK(snapshot::load(file, loaded, 1700000500));
+  }
 }
