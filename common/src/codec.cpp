@@ -136,6 +136,31 @@ json::value read_tag(json::object const& frame) {
   fail("\"tag\" must be an integer or a string of at most 64 characters");
 }
 
+/// A chat text (`msg`, `edit`): non-empty, at most max_message bytes (else 413).
+std::string text(fields const& f, limits const& lim) {
+  std::string t = f.string("message");
+  if (t.empty()) fail("\"message\" must not be empty");
+  if (t.size() > lim.max_message)
+    fail("\"message\" is longer than " + std::to_string(lim.max_message) + " bytes",
+         code::too_large);
+  return t;
+}
+
+/// A required integer field of at least 1 (message and schedule ids).
+std::uint64_t positive(fields const& f, std::string_view key) {
+  auto v = f.opt_integer(key);
+  if (!v) fail("missing field " + f.name(key));
+  if (*v < 1) fail(f.name(key) + " must be an integer of at least 1");
+  return static_cast<std::uint64_t>(*v);
+}
+
+std::string reason_of(fields const& f) {
+  std::string r = f.opt_string("reason").value_or("");
+  if (r.size() > max_reason)
+    fail("\"reason\" is longer than " + std::to_string(max_reason) + " bytes");
+  return r;
+}
+
 request_body decode_body(std::string_view action, fields const& f, limits const& lim) {
   if (action == "presence") {
     presence_req r;
@@ -165,11 +190,8 @@ request_body decode_body(std::string_view action, fields const& f, limits const&
   }
   if (action == "msg") {
     msg_req r;
-    r.message = f.string("message");
-    if (r.message.empty()) fail("\"message\" must not be empty");
-    if (r.message.size() > lim.max_message)
-      fail("\"message\" is longer than " + std::to_string(lim.max_message) + " bytes",
-           code::too_large);
+    r.message = text(f, lim);
+    r.at = f.opt_integer("at");
     if (auto to = f.opt_string("to")) {
       if (!to->empty() && to->front() == '#')
         r.to = target{room(f, "to", *to), true};
@@ -240,6 +262,30 @@ request_body decode_body(std::string_view action, fields const& f, limits const&
     return r;
   }
   if (action == "conversations") return conversations_req{};
+  if (action == "get_contacts") return get_contacts_req{};
+  if (action == "add_contact" || action == "del_contact")
+    return contact_req{account(f, "user_id", f.string("user_id")), action == "del_contact"};
+  if (action == "edit") {
+    edit_req r;
+    r.id = positive(f, "id");
+    r.message = text(f, lim);
+    return r;
+  }
+  if (action == "delete") return delete_req{positive(f, "id")};
+  if (action == "scheduled") return scheduled_req{};
+  if (action == "cancel") return cancel_req{positive(f, "scheduled")};
+  if (action == "report") return report_req{account(f, "user", f.string("user")), reason_of(f)};
+  if (action == "kick" || action == "ban" || action == "unban") {
+    moderate_req r;
+    r.what = action == "kick"  ? moderate_req::kind::kick
+             : action == "ban" ? moderate_req::kind::ban
+                               : moderate_req::kind::unban;
+    r.room = opt_room(f, "room");
+    if (!r.room && r.what == moderate_req::kind::kick) fail("missing field \"room\"");
+    r.user = account(f, "user", f.string("user"));
+    r.reason = reason_of(f);
+    return r;
+  }
   if (action == "rooms") return rooms_req{};
   if (action == "quit") return quit_req{};
   if (action == "logout") return logout_req{f.opt_boolean("all").value_or(false)};
@@ -291,8 +337,13 @@ std::string encode_reply(code c, json::value const& tag, std::string_view text, 
 }
 
 json::object msg_object(chat_message const& m) {
-  return json::object{{"action", "msg"}, {"id", m.id}, {"time", m.time},
-                      {"from", m.from},  {"to", m.to}, {"message", m.message}};
+  json::object o{{"action", "msg"}, {"id", m.id}, {"time", m.time}, {"from", m.from}, {"to", m.to}};
+  if (m.deleted)
+    o.emplace("deleted", true);
+  else
+    o.emplace("message", m.message);
+  if (m.edited != 0 && !m.deleted) o.emplace("edited", m.edited);
+  return o;
 }
 
 std::string encode_msg(chat_message const& m, bool history) {
@@ -309,8 +360,16 @@ std::string encode_msg(chat_message const& m, bool history) {
   out += json::serialize(json::string_view(m.from));
   out += R"(,"to":)";
   out += json::serialize(json::string_view(m.to));
-  out += R"(,"message":)";
-  out += json::serialize(json::string_view(m.message));
+  if (m.deleted) {
+    out += R"(,"deleted":true)";
+  } else {
+    out += R"(,"message":)";
+    out += json::serialize(json::string_view(m.message));
+  }
+  if (m.edited != 0 && !m.deleted) {
+    out += R"(,"edited":)";
+    out += std::to_string(m.edited);
+  }
   if (history) out += R"(,"history":true)";
   out += "}\n";
   return out;
@@ -325,6 +384,10 @@ std::string encode_invite(std::string_view from, std::string_view room) {
   return to_line(json::object{{"action", "invite"}, {"from", from}, {"room", room}});
 }
 
+std::string encode_contact(std::string_view user_id) {
+  return to_line(json::object{{"action", "contact_list"}, {"user_id", user_id}});
+}
+
 std::string encode_status(std::string_view user, std::string_view status) {
   return to_line(
       json::object{{"action", "event"}, {"event", "status"}, {"user", user}, {"status", status}});
@@ -337,6 +400,18 @@ std::string encode_online(std::string_view room, std::uint64_t online) {
 
 std::string encode_read(bool is_room, std::string_view name, std::uint64_t id) {
   return to_line(json::object{{"action", "read"}, {is_room ? "room" : "with", name}, {"id", id}});
+}
+
+std::string encode_edited(std::uint64_t id, std::string_view message, std::int64_t edited) {
+  return to_line(json::object{{"action", "event"},
+                              {"event", "edit"},
+                              {"id", id},
+                              {"message", message},
+                              {"edited", edited}});
+}
+
+std::string encode_deleted(std::uint64_t id) {
+  return to_line(json::object{{"action", "event"}, {"event", "delete"}, {"id", id}});
 }
 
 std::string encode_probe() {

@@ -165,6 +165,8 @@ apply_result hub::apply_one(store::member_added const& e) {
   if (!r.rm) return refuse(code::not_found, no_room(proto::strip_hash(e.room)));
   r.acc = find_account(e.account);
   if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
+  if (r.rm->banned.count(fold(r.acc->name)))
+    return refuse(code::forbidden, r.acc->name + " is banned from " + r.rm->name);
   if (r.rm != general_ && r.rm->members.insert(fold(r.acc->name)).second) {
     r.rm->since[fold(r.acc->name)] = last_id_;
     watch_new_member(*r.acc, *r.rm);
@@ -364,31 +366,31 @@ void hub::recover_connections() {
 // ---------------------------------------------------------------------------------------------
 // the live part
 
-void hub::enter(account& a, room& r) {
+void hub::enter(device& d, room& r) {
   touch_presence();
   if (&r != general_) {
-    auto ev = proto::share(proto::encode_event("join", r.name, a.name));
-    for (account* other : r.present) other->online->push(ev);
-    if (!r.watchers.empty()) push_watchers(r, ev, a.online);
+    auto ev = proto::share(proto::encode_event("join", r.name, d.acc->name));
+    for (device* other : r.present) other->p->push(ev);
+    if (!r.watchers.empty()) push_watchers(r, ev, d.p);
   }
-  a.current = &r;
-  a.slot = r.present.size();
-  r.present.push_back(&a);
+  d.current = &r;
+  d.slot = r.present.size();
+  r.present.push_back(&d);
   if (&r == general_) general_changed();
 }
 
-void hub::exit_current(account& a) {
-  room* r = std::exchange(a.current, nullptr);
+void hub::exit_current(device& d) {
+  room* r = std::exchange(d.current, nullptr);
   if (!r) return;
   // Swap-remove keeps leaving O(1) in a big room.
-  account* last = r->present.back();
-  r->present[a.slot] = last;
-  last->slot = a.slot;
+  device* last = r->present.back();
+  r->present[d.slot] = last;
+  last->slot = d.slot;
   r->present.pop_back();
   if (r != general_) {
-    auto ev = proto::share(proto::encode_event("leave", r->name, a.name));
-    for (account* other : r->present) other->online->push(ev);
-    if (!r->watchers.empty()) push_watchers(*r, ev, a.online);
+    auto ev = proto::share(proto::encode_event("leave", r->name, d.acc->name));
+    for (device* other : r->present) other->p->push(ev);
+    if (!r->watchers.empty()) push_watchers(*r, ev, d.p);
   } else {
     general_changed();
   }
@@ -409,9 +411,15 @@ std::vector<shared_frame> hub::recent(room const& r) const {
   return {r.recent_frames.begin(), r.recent_frames.end()};
 }
 
+device* hub::find_device(account const& a, peer const& p) const {
+  for (auto const& d : a.devices)
+    if (d->p == &p) return d.get();
+  return nullptr;
+}
+
 peer* hub::take_over(account& a) {
-  peer* old = a.online;
-  if (!old) return nullptr;
+  if (a.devices.empty()) return nullptr;
+  peer* old = a.devices.front()->p;
   sign_out(*old, a);
   old->replaced(proto::share(proto::encode_notice("signed in from another connection")));
   return old;
@@ -435,19 +443,31 @@ hub::sign_in_result hub::sign_in(peer& p, account& a, code status) {
 hub::sign_in_result hub::attach(peer& p, account& a, code status,
                                 std::vector<proto::chat_message> const& delivered) {
   sign_in_result res;
-  if (a.online != &p) res.replaced = take_over(a);
-  a.online = &p;
-  a.in_log = false;
-  a.flushed = 0;
-  ++online_;
-  enter(a, *general_);
+  if (find_device(a, p)) sign_out(p, a);  // cannot happen: a connection signs in once
+  while (at_session_limit(a)) res.replaced = take_over(a);
+  // `missed` counts from the end of the account's last connection: 0 while another is live
+  // (here, or on another node of a cluster).
+  const bool other_live = !a.devices.empty() || online_elsewhere(fold(a.name));
+  if (a.devices.empty()) {
+    a.flushed = 0;
+    ++online_;
+  }
+  a.devices.push_back(std::make_unique<device>());
+  device& d = *a.devices.back();
+  d.p = &p;
+  d.acc = &a;
+  res.dev = &d;
+  enter(d, *general_);
   if (log_) {
     // Compared, never dereferenced: `p` may be gone by the time the event is applied.
-    commit(store::signed_in{a.name}, [&a, conn = &p](apply_result const* r) {
-      if (r && a.online == conn) a.in_log = true;
+    commit(store::signed_in{a.name}, [this, &a, conn = &p](apply_result const* r) {
+      if (!r) return;
+      for (auto const& dev : a.devices)
+        if (dev->p == conn) dev->in_log = true;
     });
   }
-  const std::uint64_t missed = general_->posted - std::min(a.general_seen, general_->posted);
+  const std::uint64_t missed =
+      other_live ? 0 : general_->posted - std::min(a.general_seen, general_->posted);
   res.reply.status = status;
   res.reply.fields =
       json::object{{"room", general_->name}, {"missed", missed}, {"account_name", a.name}};
@@ -461,21 +481,26 @@ hub::sign_in_result hub::attach(peer& p, account& a, code status,
     a.flushed = a.queued.back().id;
     commit(store::queue_delivered{a.name, a.flushed}, {});
   }
-  JIM_LOG(info, "{} signed in ({} online)", a.name, online_);
+  JIM_LOG(info, "{} signed in ({} connections; {} accounts online)", a.name, a.devices.size(),
+          online_);
   return res;
 }
 
 void hub::sign_out(peer& p, account& a) {
-  if (a.online != &p) return;
+  auto it = std::find_if(a.devices.begin(), a.devices.end(),
+                         [&p](auto const& d) { return d->p == &p; });
+  if (it == a.devices.end()) return;
   drop_watches(p);
-  exit_current(a);
-  a.online = nullptr;
+  exit_current(**it);
+  a.devices.erase(it);
   // Set now too: a sign-in right after this one must not wait for the event to count `missed`.
+  // Every connection ends its signed_in with one; the last one's counts.
   a.general_seen = general_->posted;
   commit(store::general_seen{a.name, general_->posted}, {});
-  --online_;
+  if (a.devices.empty()) --online_;
   touch_presence();
-  JIM_LOG(info, "{} signed out ({} online)", a.name, online_);
+  JIM_LOG(info, "{} signed out ({} connections left; {} accounts online)", a.name,
+          a.devices.size(), online_);
 }
 
 std::optional<double> hub::retry_after(account& a, steady::time_point now) const {
@@ -492,20 +517,26 @@ void hub::append(std::deque<proto::chat_message>& h, proto::chat_message const& 
   while (h.size() > lim_.history_limit) h.pop_front();
 }
 
-hub::checked<store::message_posted> hub::check_post(account& from, proto::msg_req const& req,
+hub::checked<store::message_posted> hub::check_post(device& dev, proto::msg_req const& req,
                                                     steady::time_point now) {
+  account& from = *dev.acc;
   room* to_room = nullptr;
   account* to_user = nullptr;
   if (!req.to || req.to->is_room) {
-    to_room = req.to ? find_room(req.to->name) : from.current;
+    to_room = req.to ? find_room(req.to->name) : dev.current;
     if (!to_room) return fail(code::not_found, no_room(req.to->name));
-    if (to_room != from.current)
+    if (to_room != dev.current)
       return fail(code::forbidden, "you are not in " + to_room->name + " (join it first)");
   } else {
     to_user = find_account(req.to->name);
     if (!to_user) return fail(code::not_found, "no such account " + req.to->name);
-    if (!to_user->online && to_user->queued.size() >= lim_.max_queued)
+    if (!to_user->online() && to_user->queued.size() >= lim_.max_queued)
       return fail(code::unavailable, to_user->name + "'s offline queue is full");
+  }
+  if (from.muted_until > proto::unix_now()) {
+    outcome o = fail(code::forbidden, "you are muted (reported by other users)");
+    o.fields.emplace("until", from.muted_until);
+    return o;
   }
   if (auto wait = retry_after(from, now)) {
     outcome o = fail(code::rate_limited, "too many messages, slow down");
@@ -516,7 +547,7 @@ hub::checked<store::message_posted> hub::check_post(account& from, proto::msg_re
   store::message_posted ev{
       proto::chat_message{0, proto::unix_now(), from.name, to_room ? to_room->name : to_user->name,
                           req.message},
-      to_user && to_user != &from && !to_user->online};
+      to_user && to_user != &from && !to_user->online()};
   return ev;
 }
 
@@ -524,23 +555,23 @@ void hub::abandon_post(account& from) {
   if (lim_.rate_limit > 0) from.tokens = std::min(lim_.rate_burst, from.tokens + 1);
 }
 
-outcome hub::posted(account* from, store::message_posted const& ev,
+outcome hub::posted(device* from, store::message_posted const& ev,
                     std::optional<store::message_queued>& queue) {
   auto const& m = ev.m;
   std::uint64_t delivered = 0;
   code status = code::ok;
   auto frame = proto::share(proto::encode_msg(m));
   const bool to_self = !m.to.empty() && m.to.front() != '#' && fold(m.to) == fold(m.from);
+  peer const* sender = from ? from->p : nullptr;
   if (!m.to.empty() && m.to.front() == '#') {
     if (room* to_room = find_room(m.to)) {
-      for (account* other : to_room->present)
-        if (other != from && other->online->push(frame)) ++delivered;
-      if (!to_room->watchers.empty())
-        delivered += push_watchers(*to_room, frame, from ? from->online : nullptr);
+      for (device* other : to_room->present)
+        if (other != from && other->p->push(frame)) ++delivered;
+      if (!to_room->watchers.empty()) delivered += push_watchers(*to_room, frame, sender);
     }
   } else if (ev.queued) {
     account* to_user = find_account(m.to);
-    if (to_user && to_user->online) {
+    if (to_user && to_user->online()) {
       flush_queue(*to_user);  // signed in here while the message was being stored
       status = code::ok;
     } else {
@@ -550,14 +581,26 @@ outcome hub::posted(account* from, store::message_posted const& ev,
     ++delivered;  // the sender's own push, after its reply (own output never drops it)
   } else {
     account* to_user = find_account(m.to);
-    if (to_user && to_user->online && to_user->online->push(frame)) {
-      ++delivered;
+    std::uint64_t took = 0;
+    if (to_user)
+      for (auto const& d : to_user->devices)
+        if (d->p->push(frame)) ++took;
+    if (took > 0) {
+      delivered += took;
     } else {
       // Its connection is ending (or ended meanwhile) and will never write the push: queue the
       // message for the next sign-in instead of acknowledging a lost delivery.
       queue = store::message_queued{m};
       status = code::accepted;
     }
+  }
+  if (!m.to.empty() && m.to.front() != '#') {
+    // A private message also reaches the sender's other connections (contract: "Devices"), so
+    // the conversation reads the same on each of them (not counted in `delivered`, which
+    // counts the recipient's connections).
+    if (account* author = find_account(m.from))
+      for (auto const& d : author->devices)
+        if (d->p != sender) d->p->push(frame);
   }
   ops::stats.posted(delivered);
   echo(m, m.to.empty() || m.to.front() != '#');
@@ -567,12 +610,14 @@ outcome hub::posted(account* from, store::message_posted const& ev,
 }
 
 outcome hub::post(account& from, proto::msg_req const& req, steady::time_point now) {
-  auto c = check_post(from, req, now);
+  device* dev = newest(from);
+  if (!dev) return fail(code::unauthorized, from.name + " is not signed in");
+  auto c = check_post(*dev, req, now);
   if (auto* refused = std::get_if<outcome>(&c)) return std::move(*refused);
   auto r = apply(std::get<store::message_posted>(c));
   if (!r.message) return fail(r.status, r.error);
   std::optional<store::message_queued> queue;
-  outcome o = posted(&from, *r.message, queue);
+  outcome o = posted(dev, *r.message, queue);
   if (queue) apply(*queue);
   return o;
 }
@@ -585,12 +630,12 @@ std::optional<outcome> hub::check_create(std::string_view bare_name) {
   return std::nullopt;
 }
 
-outcome hub::created(account* owner, room& r, std::string const& password) {
-  if (owner && owner->online) {
+outcome hub::created(device* owner, room& r, std::string const& password) {
+  if (owner) {
     exit_current(*owner);
     enter(*owner, r);
   }
-  JIM_LOG(info, "{} created room {}", owner ? owner->name : r.owner, r.name);
+  JIM_LOG(info, "{} created room {}", owner ? owner->acc->name : r.owner, r.name);
   return outcome{code::created, {}, json::object{{"room", r.name}, {"password", password}}, {}};
 }
 
@@ -601,13 +646,13 @@ outcome hub::create_room(account& owner, std::string_view bare_name, std::string
   name += bare_name;
   auto r = apply(store::room_created{std::move(name), owner.name, std::move(password_hash)});
   if (!r.ok()) return fail(r.status, r.error);
-  return created(&owner, *r.rm, password);
+  return created(newest(owner), *r.rm, password);
 }
 
-outcome hub::enter_room(account& a, room& r) {
-  if (a.online && a.current != &r) {
-    exit_current(a);
-    enter(a, r);
+outcome hub::enter_room(device& d, room& r) {
+  if (d.current != &r) {
+    exit_current(d);
+    enter(d, r);
   }
   return outcome{code::ok, {}, json::object{{"room", r.name}}, recent(r)};
 }
@@ -615,23 +660,28 @@ outcome hub::enter_room(account& a, room& r) {
 outcome hub::join(account& a, std::string_view bare_name, bool password_ok) {
   room* r = find_room(bare_name);
   if (!r) return fail(code::not_found, no_room(bare_name));
+  if (r->banned.count(fold(a.name)))
+    return fail(code::forbidden, "you are banned from " + r->name);
   if (!is_member(a, *r)) {
     if (!password_ok) return fail(code::forbidden, "wrong password for " + r->name);
     apply(store::member_added{r->name, a.name});
   }
-  return enter_room(a, *r);
+  device* d = newest(a);
+  if (!d) return outcome{code::ok, {}, json::object{{"room", r->name}}, recent(*r)};
+  return enter_room(*d, *r);
 }
 
-outcome hub::leave(account& a) {
-  if (a.current != general_) {
-    exit_current(a);
-    enter(a, *general_);
+outcome hub::leave(device& d) {
+  if (d.current != general_) {
+    exit_current(d);
+    enter(d, *general_);
   }
   return outcome{code::ok, {}, json::object{{"room", general_->name}}, {}};
 }
 
-hub::checked<store::member_added> hub::check_invite(account& a, proto::invite_req const& req) {
-  room* r = req.room ? find_room(*req.room) : a.current;
+hub::checked<store::member_added> hub::check_invite(device& d, proto::invite_req const& req) {
+  account& a = *d.acc;
+  room* r = req.room ? find_room(*req.room) : d.current;
   if (!r) return fail(code::not_found, no_room(*req.room));
   if (r == general_)
     return fail(code::forbidden, "everyone is already a member of " + r->name);
@@ -639,6 +689,8 @@ hub::checked<store::member_added> hub::check_invite(account& a, proto::invite_re
     return fail(code::forbidden, "only the owner of " + r->name + " can invite to it");
   account* guest = find_account(req.user);
   if (!guest) return fail(code::not_found, "no such account " + req.user);
+  if (r->banned.count(fold(guest->name)))
+    return fail(code::forbidden, guest->name + " is banned from " + r->name + " (unban first)");
   return store::member_added{r->name, guest->name};
 }
 
@@ -665,7 +717,9 @@ outcome hub::invited(account& a, store::member_added const& ev,
 }
 
 outcome hub::invite(account& a, proto::invite_req const& req) {
-  auto c = check_invite(a, req);
+  device* d = newest(a);
+  if (!d) return fail(code::unauthorized, a.name + " is not signed in");
+  auto c = check_invite(*d, req);
   if (auto* refused = std::get_if<outcome>(&c)) return std::move(*refused);
   auto& ev = std::get<store::member_added>(c);
   auto r = apply(ev);
@@ -673,7 +727,8 @@ outcome hub::invite(account& a, proto::invite_req const& req) {
   return invited(a, ev);
 }
 
-outcome hub::history(account& a, proto::history_req const& req) {
+outcome hub::history(device& d, proto::history_req const& req) {
+  account& a = *d.acc;
   std::deque<proto::chat_message> const* h = nullptr;
   json::object fields;
   static const std::deque<proto::chat_message> empty;
@@ -684,7 +739,7 @@ outcome hub::history(account& a, proto::history_req const& req) {
     h = it == conversations_.end() ? &empty : &it->second;
     fields.emplace("with", other->name);
   } else {
-    room* r = req.room ? find_room(*req.room) : a.current;
+    room* r = req.room ? find_room(*req.room) : d.current;
     if (!r) return fail(code::not_found, no_room(*req.room));
     if (!is_member(a, *r)) return fail(code::forbidden, "you are not a member of " + r->name);
     h = &r->history;
@@ -704,19 +759,24 @@ outcome hub::history(account& a, proto::history_req const& req) {
   return outcome{code::ok, {}, std::move(fields), {}};
 }
 
-outcome hub::users(account& a, proto::users_req const& req) {
+outcome hub::users(device& d, proto::users_req const& req) {
+  account& a = *d.acc;
   if (req.everyone) return everyone();
-  room* r = req.room ? find_room(*req.room) : a.current;
+  room* r = req.room ? find_room(*req.room) : d.current;
   if (!r) return fail(code::not_found, no_room(*req.room));
   if (!is_member(a, *r)) return fail(code::forbidden, "you are not a member of " + r->name);
   json::array list;
   list.reserve(r->present.size());
-  for (account const* u : r->present)
-    list.emplace_back(json::object{{"account_name", u->name}, {"status", u->status}});
+  // An account once, however many of its connections are in the room (in the order its
+  // first one is found).
+  std::unordered_set<account const*> seen;
+  for (device const* u : r->present)
+    if (u->acc->devices.size() == 1 || seen.insert(u->acc).second)
+      list.emplace_back(json::object{{"account_name", u->acc->name}, {"status", u->acc->status}});
   if (presence_) {
     // Signed in on other nodes; an account listed here already (moving between nodes) once.
     std::unordered_set<std::string> listed;
-    for (account const* u : r->present) listed.insert(fold(u->name));
+    for (device const* u : r->present) listed.insert(fold(u->acc->name));
     for (auto const& u : presence_->users())
       if (u.room == r->name && listed.insert(fold(u.name)).second)
         list.emplace_back(json::object{{"account_name", u.name}, {"status", u.status}});
@@ -762,11 +822,14 @@ outcome hub::rooms(account& a) {
 }
 
 void hub::flush_queue(account& a) {
-  if (!a.online) return;
+  if (!a.online()) return;
   std::uint64_t upto = 0;
   for (auto const& m : a.queued) {
     if (m.id <= a.flushed) continue;
-    if (!a.online->push(proto::share(proto::encode_msg(m)))) break;  // stays queued
+    auto frame = proto::share(proto::encode_msg(m));
+    bool took = false;
+    for (auto const& d : a.devices) took = d->p->push(frame) || took;
+    if (!took) break;  // stays queued
     upto = m.id;
   }
   if (upto == 0) return;
@@ -790,38 +853,75 @@ void hub::remote(store::event const& e) {
     if (r.status == code::internal_error) JIM_LOG(err, "applying a stream entry: {}", r.error);
     return;
   }
+  if (std::holds_alternative<store::schedule_due>(e)) return due_posted(r);
+  if (r.changed) {
+    // Edited or deleted on another node: told to this node's readers and the actor's
+    // connections here.
+    std::string const* by = nullptr;
+    if (auto* ed = std::get_if<store::message_edited>(&e)) by = &ed->by;
+    if (auto* del = std::get_if<store::message_deleted>(&e)) by = &del->by;
+    changed(nullptr, by ? find_account(*by) : nullptr, r,
+            std::holds_alternative<store::message_deleted>(e));
+    return;
+  }
+  if (auto* rm = std::get_if<store::room_moderated>(&e)) {
+    room_moderated(*rm);
+    return;
+  }
+  if (auto* ban = std::get_if<store::account_banned>(&e)) {
+    account_banned(*ban);
+    return;
+  }
   if (r.message) {
     auto const& m = r.message->m;
     if (r.rm) {
       auto frame = proto::share(proto::encode_msg(m));
-      for (account* other : r.rm->present) other->online->push(frame);
+      for (device* other : r.rm->present) other->p->push(frame);
       push_watchers(*r.rm, frame, nullptr);
-    } else if (r.message->queued && r.acc) {
-      flush_queue(*r.acc);  // signed in here: pushed now, taken off the queue
+    } else {
+      // Private: the sender's connections here (another device of the author), and the
+      // recipient's: a queued message is pushed and taken off the queue, one that was not
+      // queued (the recipient also had connections on the proposing node) is pushed.
+      std::optional<shared_frame> frame;
+      auto push_all = [&](account const& a) {
+        if (a.devices.empty()) return;
+        if (!frame) frame = proto::share(proto::encode_msg(m));
+        for (auto const& d : a.devices) d->p->push(*frame);
+      };
+      account* author = find_account(m.from);
+      if (author && author != r.acc) push_all(*author);
+      if (r.acc && r.message->queued)
+        flush_queue(*r.acc);  // signed in here: pushed now, taken off the queue
+      else if (r.acc)
+        push_all(*r.acc);
     }
   } else if (std::holds_alternative<store::message_queued>(e)) {
     if (r.acc) flush_queue(*r.acc);
   } else if (std::holds_alternative<store::member_added>(e)) {
     // Only a room's owner invites; a member joining with the password does it on the node it
     // is connected to, which is not this one.
-    if (r.acc && r.acc->online && r.rm && r.rm != general_) {
+    if (r.acc && r.acc->online() && r.rm && r.rm != general_) {
       auto owner = accounts_.find(r.rm->owner);
-      r.acc->online->push(proto::share(proto::encode_invite(
-          owner == accounts_.end() ? r.rm->owner : owner->second->name, r.rm->name)));
+      auto frame = proto::share(proto::encode_invite(
+          owner == accounts_.end() ? r.rm->owner : owner->second->name, r.rm->name));
+      for (peer* p : connections(*r.acc)) p->push(frame);
     }
   } else if (std::holds_alternative<store::signed_in>(e)) {
-    // The same account signed in on another node after the connection here did: taken over.
-    if (r.acc && r.acc->online && r.acc->in_log) take_over(*r.acc);
+    // With --max-sessions 1: the same account signed in on another node after the connection
+    // here did: taken over. (With more, each node holds the limit for its own connections:
+    // docs/CLUSTER.md.)
+    if (r.acc && lim_.max_sessions <= 1)
+      while (!r.acc->devices.empty() && r.acc->devices.front()->in_log) take_over(*r.acc);
   }
 }
 
 void hub::remote_moved(std::string const& user, std::string const& from, std::string const& to) {
-  if (account* a = find_account(user); a && a->online) return;
+  if (account* a = find_account(user); a && a->online()) return;
   auto tell = [&](std::string const& name, char const* what) {
     room* r = name.empty() ? nullptr : find_room(name);
     if (!r || r == general_ || (r->present.empty() && r->watchers.empty())) return;
     auto ev = proto::share(proto::encode_event(what, r->name, user));
-    for (account* other : r->present) other->online->push(ev);
+    for (device* other : r->present) other->p->push(ev);
     push_watchers(*r, ev, nullptr);
   };
   tell(from, "leave");
@@ -834,7 +934,7 @@ void hub::remote_moved(std::string const& user, std::string const& from, std::st
 void hub::add_watch(peer& p, watch_set& w, room& r) {
   if (w.rooms.count(&r)) return;
   w.rooms.emplace(&r, r.watchers.size());
-  r.watchers.push_back(room::watcher{&p, w.acc});
+  r.watchers.push_back(room::watcher{&p, w.dev});
 }
 
 void hub::drop_watch(peer& p, watch_set& w, room& r) {
@@ -875,7 +975,7 @@ std::uint64_t hub::push_watchers(room const& r, shared_frame const& frame, peer 
   std::uint64_t n = 0;
   for (auto const& w : r.watchers) {
     if (w.p == skip) continue;
-    if (w.acc->online == w.p && w.acc->current == &r) continue;  // in the room: has it already
+    if (w.dev->current == &r) continue;  // in the room: has it already
     if (w.p->push(frame)) ++n;
   }
   return n;
@@ -929,7 +1029,11 @@ outcome hub::watch(peer& p, account& a, proto::watch_req const& req) {
       }
     }
   } else {
-    if (it == watches_.end()) it = watches_.emplace(&p, watch_set{&a, false, {}}).first;
+    if (it == watches_.end()) {
+      device* d = find_device(a, p);
+      if (!d) return fail(code::unauthorized, "signed out");
+      it = watches_.emplace(&p, watch_set{d, false, {}}).first;
+    }
     watch_set& w = it->second;
     if (req.all) {
       w.all = true;
@@ -1046,7 +1150,7 @@ outcome hub::everyone() {
   // that are not also signed in here.
   std::map<std::string, std::pair<std::string const*, std::string const*>> online;
   for (auto const& [key, a] : accounts_)
-    if (a->online) online.emplace(key, std::pair{&a->name, &a->status});
+    if (a->online()) online.emplace(key, std::pair{&a->name, &a->status});
   std::vector<cluster::remote_user> remote;
   if (presence_) remote = presence_->users();
   for (auto const& u : remote) online.emplace(fold(u.name), std::pair{&u.name, &u.status});
@@ -1066,7 +1170,9 @@ outcome hub::set_status(peer& p, account& a, std::string const& status) {
   a.status = status;
   // The rooms where the account's connections are, and everyone in or watching them.
   std::vector<room const*> where;
-  if (a.current) where.push_back(a.current);
+  for (auto const& d : a.devices)
+    if (d->current && std::find(where.begin(), where.end(), d->current) == where.end())
+      where.push_back(d->current);
   auto frame = proto::share(proto::encode_status(a.name, status));
   std::unordered_set<peer const*> sent;  // a connection in one of them and watching another
   auto send = [&](peer* to) {
@@ -1074,9 +1180,9 @@ outcome hub::set_status(peer& p, account& a, std::string const& status) {
     to->push(frame);
   };
   for (room const* r : where) {
-    for (account* other : r->present) send(other->online);
+    for (device* other : r->present) send(other->p);
     for (auto const& w : r->watchers)
-      if (!(w.acc->online == w.p && w.acc->current == r)) send(w.p);
+      if (w.dev->current != r) send(w.p);
   }
   return outcome{};
 }

@@ -21,6 +21,7 @@
 
 #include <boost/json/object.hpp>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -29,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <ranges>
 #include <span>
 #include <string>
 #include <string_view>
@@ -68,6 +70,17 @@ struct hub_limits {
   double rate_limit = 10;  ///< tokens per second; 0: unlimited
   double rate_burst = 20;
   std::size_t max_queued = 10000;  ///< private messages waiting for one offline account
+  /// Connections (devices) of one account at once; a sign-in beyond it takes over the oldest
+  /// (--max-sessions; 1: every sign-in takes over the live connection).
+  std::size_t max_sessions = 8;
+  // Edits, schedules, moderation: read by the checks of the proposing node only (an event
+  // carries what apply() needs).
+  std::chrono::seconds schedule_max{7 * 24 * 3600};  ///< --schedule-max
+  std::size_t max_scheduled = 100;  ///< pending scheduled messages per account
+  std::uint64_t report_threshold = 3;              ///< --report-threshold
+  std::chrono::seconds report_window{24 * 3600};   ///< --report-window
+  std::chrono::seconds mute_duration{4 * 3600};    ///< --mute-duration
+  std::vector<std::string> admins{};               ///< --admin, folded names
 };
 
 /// The reply to encode (code, text, extra fields) and the pushes that follow it.
@@ -79,6 +92,20 @@ struct outcome {
 };
 
 struct room;
+struct account;
+
+/// One live connection of a signed-in account (contract: "Devices"): its own current room.
+/// Owned by its account (account::devices); gone at sign-out.
+struct device {
+  peer* p = nullptr;
+  account* acc = nullptr;
+  room* current = nullptr;
+  std::size_t slot = 0;  ///< index in current->present
+  /// Cluster: the signed_in event of this connection has been applied (with --max-sessions 1,
+  /// a signed_in of another node applied after it takes the connection over; one applied
+  /// before does not).
+  bool in_log = false;
+};
 
 /// A resume token as stored: the digest of the token (kdf.hpp token_digest), never the token,
 /// and when it was issued and expires (unix seconds).
@@ -92,6 +119,22 @@ struct resume_token {
 struct pending_invitation {
   std::string from;  ///< the inviter's name as registered
   std::string room;  ///< "#Name" as created
+};
+
+/// A report against an account (moderation), by a reporter's folded name at unix `time`.
+struct report_entry {
+  std::string by;
+  std::int64_t time = 0;
+};
+
+/// A message scheduled to be posted at `at` (unix seconds); persistent.
+struct scheduled_message {
+  std::uint64_t id = 0;   ///< the schedule id S
+  std::string account;    ///< the author, as registered
+  std::string to;         ///< "#Room" as created, or an account as registered
+  std::string message;
+  std::int64_t at = 0;
+  std::string origin;     ///< the node that accepted it (empty: a single node)
 };
 
 struct account {
@@ -110,6 +153,13 @@ struct account {
   /// private conversation) -> the id read up to. Never decreases.
   std::map<std::string, std::uint64_t> read;
   std::vector<pending_invitation> invitations;  ///< for the next sign-in, oldest first
+  /// The contact list (`add_contact`): names as registered, in the order added; persistent.
+  std::vector<std::string> contacts;
+  // Moderation and schedules (contract: "Edits, schedules, moderation, contacts"); persistent.
+  std::int64_t muted_until = 0;        ///< unix seconds; a `msg` before it is 403
+  std::vector<report_entry> reports;   ///< one per reporter, within the window
+  std::optional<std::string> banned;   ///< server-wide ban: its reason
+  std::vector<std::string> notices;    ///< texts for the next sign-in (dropped schedules)
   double tokens = 0;
   steady::time_point refilled{};
   // Failed sign-ins (wrong password or token), for the throttle: live, not persisted.
@@ -117,15 +167,12 @@ struct account {
   std::uint8_t failed_next = 0;                   ///< the oldest slot of failed_at
   std::uint32_t checking = 0;  ///< password checks under way (hashing), counted as failures
   // Live state, reset at sign-out.
-  peer* online = nullptr;
-  room* current = nullptr;
-  std::size_t slot = 0;  ///< index in current->present
-  /// Cluster: the signed_in event of the live connection has been applied (a signed_in of
-  /// another node applied after it takes the connection over; one applied before does not).
-  bool in_log = false;
-  /// The highest queued message id pushed to the live connection whose queue_delivered is
+  /// The live connections (devices), oldest sign-in first; at most hub_limits::max_sessions.
+  std::vector<std::unique_ptr<device>> devices;
+  /// The highest queued message id pushed to the live connections whose queue_delivered is
   /// still being stored (so that it is not pushed twice).
   std::uint64_t flushed = 0;
+  bool online() const { return !devices.empty(); }
 };
 
 struct room {
@@ -139,16 +186,17 @@ struct room {
   mutable std::deque<shared_frame> recent_frames;
   mutable std::uint64_t recent_upto = 0;  ///< id of the newest message in recent_frames
   std::uint64_t posted = 0;               ///< messages ever posted here
-  std::vector<account*> present;          ///< signed-in accounts whose current room this is
+  std::vector<device*> present;           ///< connections whose current room this is
   /// Member key -> the last message id when it became a member (its unread count starts
   /// after it). Persistent; #general uses account::general_since instead.
   std::unordered_map<std::string, std::uint64_t> since;
   /// Live: connections watching this room (`watch`), in no order.
   struct watcher {
     peer* p = nullptr;
-    account* acc = nullptr;
+    device* dev = nullptr;
   };
   std::vector<watcher> watchers;
+  std::unordered_set<std::string> banned;  ///< folded account keys banned by the owner
 };
 
 /// What apply() did: `status` ok, or the code that refused the event (409 name taken, 404
@@ -162,6 +210,12 @@ struct apply_result {
   std::vector<proto::chat_message> delivered;  ///< queue_delivered: the messages taken off
   /// message_posted: the message as stored, with the id apply() assigned.
   std::optional<store::message_posted> message;
+  /// message_edited / message_deleted: the message as it is now (and where: `rm`, or the
+  /// private conversation between `message_from` and `message_to`).
+  std::optional<proto::chat_message> changed;
+  std::uint64_t scheduled = 0;  ///< message_scheduled: the schedule id assigned
+  std::string notice;           ///< schedule_due dropped: the notice queued for `acc`
+  std::int64_t muted_until = 0; ///< user_reported: the mute it imposed (0: none)
   bool ok() const { return status == proto::code::ok; }
 };
 
@@ -242,19 +296,30 @@ class hub {
   struct sign_in_result {
     outcome reply;             ///< 200/201 with room and missed, then history and queued pushes
     peer* replaced = nullptr;  ///< the connection that was taken over, if any
+    device* dev = nullptr;     ///< the new connection's device (owned by the account)
   };
-  /// Attaches `p` to `a` in #general. A live connection of `a` is detached and told why.
+  /// Attaches `p` to `a` in #general as a new device. With --max-sessions devices already
+  /// live, the oldest is detached and told why (take_over).
   /// Synchronous: queued private messages are delivered (queue_delivered applied at once).
   sign_in_result sign_in(peer& p, account& a, proto::code status);
   /// The live part of a sign-in: `delivered` (the messages a queue_delivered took off the
   /// queue, oldest first) follow the history pushes.
   sign_in_result attach(peer& p, account& a, proto::code status,
                         std::vector<proto::chat_message> const& delivered);
-  /// Takes `a`'s live connection away (signs it out, tells it why); returns it, or nullptr.
+  /// Takes `a`'s oldest live connection away (signs it out, tells it why with a `notice`);
+  /// returns it, or nullptr when `a` has none.
   peer* take_over(account& a);
-  /// Detaches `p` from `a`; a no-op if `p` is no longer `a`'s connection. Commits the
-  /// general_seen event for `missed` (without waiting for it).
+  /// Whether a new sign-in of `a` must first take over its oldest connection (it has
+  /// --max-sessions connections already).
+  bool at_session_limit(account const& a) const {
+    return a.devices.size() >= std::max<std::size_t>(1, lim_.max_sessions);
+  }
+  /// Detaches `p` from `a`; a no-op if `p` is no longer one of `a`'s connections. Commits the
+  /// general_seen event (each connection's signed_in is ended by one; `missed` counts from the
+  /// last), without waiting for it.
   void sign_out(peer& p, account& a);
+  /// The device of `a` that connection `p` is, or nullptr.
+  device* find_device(account const& a, peer const& p) const;
 
   /// A refusal to send as it is, or the event to commit.
   template <class Event>
@@ -264,32 +329,39 @@ class hub {
   /// builds its event: id 0 (apply() assigns it), the time now, queued if the recipient is
   /// not connected to this node (in cluster mode the node it is signed in on, if any, pushes
   /// it when it applies the event and takes it off the queue).
-  checked<store::message_posted> check_post(account& from, proto::msg_req const& req,
+  checked<store::message_posted> check_post(device& from, proto::msg_req const& req,
                                             steady::time_point now);
   /// The live part of an applied message (`ev` as apply() returned it, with its id): pushes
-  /// and the reply. If a private push is refused (the recipient's connection is ending)
+  /// and the reply. `from` (the sending connection, if on this node) gets no push; the
+  /// sender's other connections get a private message, and a room message if they are in or
+  /// watching the room. If a private push is refused (the recipient's connection is ending)
   /// `queue` is set: commit it, then reply 202. A message queued for an account signed in on
   /// another node is answered 200 (`delivered` 0: that node pushes it).
-  outcome posted(account* from, store::message_posted const& ev,
+  outcome posted(device* from, store::message_posted const& ev,
                  std::optional<store::message_queued>& queue);
   /// A checked message could not be stored: its token is refunded.
   void abandon_post(account& from);
+  /// Synchronous (check + apply + live part) from `from`'s newest connection (401 without).
   outcome post(account& from, proto::msg_req const& req, steady::time_point now);
 
   /// 409 if the room exists or is #general, else nullopt.
   std::optional<outcome> check_create(std::string_view bare_name);
-  /// The live part of an applied room_created: the owner (if still signed in) moves in.
-  outcome created(account* owner, room& r, std::string const& password);
+  /// The live part of an applied room_created: the creating connection (if still signed in)
+  /// moves in.
+  outcome created(device* owner, room& r, std::string const& password);
   outcome create_room(account& owner, std::string_view bare_name, std::string password_hash,
                       std::string const& password);
 
-  /// Moves `a` into `r` (a member); the reply carries the room's recent history.
-  outcome enter_room(account& a, room& r);
-  /// Joins a room; `password_ok` says whether the caller verified a password for it.
+  /// Moves connection `d` into `r` (a member); the reply carries the room's recent history.
+  outcome enter_room(device& d, room& r);
+  /// Joins a room from `a`'s newest connection (synchronous); `password_ok` says whether the
+  /// caller verified a password for it.
   outcome join(account& a, std::string_view bare_name, bool password_ok);
-  outcome leave(account& a);
-  /// Validates an invitation (owner only) and builds its member_added event.
-  checked<store::member_added> check_invite(account& a, proto::invite_req const& req);
+  /// Moves connection `d` back to #general.
+  outcome leave(device& d);
+  /// Validates an invitation (owner only; the room defaults to `d`'s current room) and builds
+  /// its member_added event.
+  checked<store::member_added> check_invite(device& d, proto::invite_req const& req);
   /// The live part of an applied invitation: the guest's push and the reply.
   outcome invited(account& a, store::member_added const& ev);
   outcome invite(account& a, proto::invite_req const& req);
@@ -297,15 +369,18 @@ class hub {
   /// (or its push is refused) `queue` is set: commit it, then reply (with `"online":false`).
   outcome invited(account& a, store::member_added const& ev,
                   std::optional<store::invitation_queued>& queue);
-  outcome history(account& a, proto::history_req const& req);
-  outcome users(account& a, proto::users_req const& req);
+  /// `history` from connection `d` (the room defaults to its current room).
+  outcome history(device& d, proto::history_req const& req);
+  /// `users` from connection `d` (the room defaults to its current room): each account in
+  /// the room once, however many of its connections are there.
+  outcome users(device& d, proto::users_req const& req);
   outcome rooms(account& a);
 
   // --- watching, unread and presence (contract: "Watching, unread and presence") ----------
 
-  /// The live connections of `a` (today at most one: its `online`).
-  std::span<peer* const> connections(account const& a) const {
-    return a.online ? std::span<peer* const>(&a.online, 1) : std::span<peer* const>();
+  /// The live connections of `a`, oldest sign-in first (a view over account::devices).
+  static auto connections(account const& a) {
+    return a.devices | std::views::transform([](auto const& d) { return d->p; });
   }
   /// `watch`/`unwatch` for connection `p` of `a`: 200 with `"rooms"` (what `p` now watches,
   /// sorted); 404 for an unknown room, 403 for a room `a` is not a member of (nothing is
@@ -337,6 +412,78 @@ class hub {
   /// became a member, among those kept in the history.
   std::uint64_t unread(account const& a, room const& r) const;
 
+  // --- contacts (the JIM course's contact list; contacts.cpp) -------------------------------
+
+  /// `get_contacts`: 202 with `"quantity":N`, then N `contact_list` pushes in the order added.
+  outcome contacts(account& a) const;
+  /// Validates `add_contact`/`del_contact` (404 unknown account; adding oneself 400; removing
+  /// one that is not a contact 404) and builds its event (contact_added / contact_removed).
+  /// Adding a contact already listed needs no event: the outcome is its 200 then.
+  checked<store::event> check_contact(account& a, proto::contact_req const& req);
+  /// The reply to an applied contact_added / contact_removed: 200 with `"user_id"`.
+  outcome contact_changed(store::event const& ev) const;
+  // --- edits, schedules, moderation (contract: "Edits, schedules, moderation, contacts") ---
+  // In moderation.cpp and schedule.cpp.
+
+  /// `edit`: 404 unknown (or deleted) id, 403 not the author; else the event.
+  checked<store::message_edited> check_edit(account& a, proto::edit_req const& req);
+  /// `delete`: 404 unknown (or deleted) id, 403 unless the author, the room's owner or an admin.
+  checked<store::message_deleted> check_delete(account& a, proto::delete_req const& req);
+  /// The live part of an applied edit or delete (`r.changed`): the `event` push to everyone
+  /// online who may read the message and to `actor`'s connections, except `by` (the acting
+  /// connection, nullptr for another node's). Returns the 200.
+  outcome changed(peer const* by, account* actor, apply_result const& r, bool deleted);
+  /// Whether `a` is a server admin (--admin).
+  bool is_admin(account const& a) const;
+  /// `report`: 404 unknown, 400 yourself; else the event (with this node's thresholds).
+  checked<store::user_reported> check_report(account& a, proto::report_req const& req);
+  /// `kick`/`ban`/`unban` with a room: 404 unknown room or account, 403 not its owner, 400
+  /// yourself.
+  checked<store::room_moderated> check_room_moderation(account& a, proto::moderate_req const& req);
+  /// The live part of an applied room_moderated: kick and ban move the account's connections
+  /// in the room to #general, each with a notice; ban also ends their watches of it.
+  outcome room_moderated(store::room_moderated const& ev);
+  /// `ban`/`unban` without a room: 403 not an admin, 404 unknown, 400 yourself.
+  checked<store::account_banned> check_account_ban(account& a, proto::moderate_req const& req);
+  /// The live part of an applied account_banned: a banned account's connections get a
+  /// notice and are closed (signed out first).
+  outcome account_banned(store::account_banned const& ev);
+
+  /// `msg` with `at`: 400 unless in the future and at most --schedule-max ahead; the target
+  /// resolved now (default the current room; a room must exist (404) and have `a` as a
+  /// member (403)); 403 beyond max_scheduled pending.
+  checked<store::message_scheduled> check_schedule(device& d, proto::msg_req const& req,
+                                                   std::int64_t now);
+  /// `scheduled`: 200 with the pending scheduled messages of `a`, by time.
+  outcome scheduled_list(account& a);
+  /// `cancel`: 404 when S is not a pending schedule of `a`, else the event.
+  checked<store::schedule_cancelled> check_cancel(account& a, proto::cancel_req const& req);
+  /// The pending scheduled messages, by id.
+  std::map<std::uint64_t, scheduled_message> const& schedules() const { return schedules_; }
+  std::uint64_t last_schedule() const { return last_schedule_; }
+  /// The earliest time a scheduled message should be looked at (unix seconds), if any.
+  std::optional<std::int64_t> next_due() const;
+  /// Proposes (commits) a schedule_due for every pending schedule due at `now` that this node
+  /// posts (cluster: the origin node, or any node once a minute overdue) and that is not being
+  /// stored already; its live part follows when applied.
+  void post_due(std::int64_t now);
+  /// This node's name for schedules (cluster mode); empty: a single node, which posts all.
+  void set_node(std::string node) { node_ = std::move(node); }
+  /// Called (on the I/O thread) whenever the pending schedules changed: re-arm the timer.
+  void set_schedule_hook(std::function<void()> hook) { schedule_hook_ = std::move(hook); }
+  /// The live part of an applied schedule_due: the message's pushes (as for a message sent
+  /// at that time, the author's connections included), or the notice to the author if it is
+  /// connected here (then taken off by notices_delivered).
+  void due_posted(apply_result const& r);
+  /// Pushes `a`'s pending notices to `p` and commits their notices_delivered.
+  std::vector<shared_frame> take_notices(account& a);
+  // Restoring from a snapshot.
+  void restore_schedule(scheduled_message s) {
+    auto id = s.id;
+    schedules_[id] = std::move(s);
+  }
+  void restore_last_schedule(std::uint64_t s) { last_schedule_ = std::max(last_schedule_, s); }
+
   /// Drops messages older than the TTL (no-op without one) and resume tokens expired at
   /// `unix_now`. Returns how many messages were dropped.
   std::size_t prune(std::int64_t unix_now);
@@ -366,8 +513,10 @@ class hub {
   std::size_t online_count() const { return online_; }
 
  private:
-  void enter(account& a, room& r);
-  void exit_current(account& a);
+  void enter(device& d, room& r);
+  void exit_current(device& d);
+  /// `a`'s newest connection, or nullptr (the synchronous wrappers act from it).
+  static device* newest(account& a) { return a.devices.empty() ? nullptr : a.devices.back().get(); }
   void append(std::deque<proto::chat_message>& h, proto::chat_message const& m) const;
   apply_result apply_one(store::account_registered const& e);
   apply_result apply_one(store::room_created const& e);
@@ -383,9 +532,25 @@ class hub {
   apply_result apply_one(store::read_marked const& e);
   apply_result apply_one(store::invitation_queued const& e);
   apply_result apply_one(store::invitations_delivered const& e);
+  apply_result apply_one(store::contact_added const& e);    // contacts.cpp
+  apply_result apply_one(store::contact_removed const& e);  // contacts.cpp
+  apply_result apply_one(store::message_edited const& e);
+  apply_result apply_one(store::message_deleted const& e);
+  apply_result apply_one(store::message_scheduled const& e);
+  apply_result apply_one(store::schedule_cancelled const& e);
+  apply_result apply_one(store::schedule_due const& e);
+  apply_result apply_one(store::notices_delivered const& e);
+  apply_result apply_one(store::user_reported const& e);
+  apply_result apply_one(store::room_moderated const& e);
+  apply_result apply_one(store::account_banned const& e);
+  /// A message kept in a room's history or a private conversation, by id (binary search in
+  /// each: O(rooms + conversations) lookups, for the rare edit and delete); nullptr if none.
+  /// `in` receives its room (nullptr for a private one).
+  proto::chat_message* locate(std::uint64_t id, room** in);
+  void schedules_changed();
   /// A connection's watches: the rooms (with its slot in room::watchers) and `"all"`.
   struct watch_set {
-    account* acc = nullptr;
+    device* dev = nullptr;
     bool all = false;
     std::unordered_map<room*, std::size_t> rooms;
   };
@@ -422,6 +587,12 @@ class hub {
   bool count_pending_ = false;
   steady::time_point count_sent_{};
   std::uint64_t count_last_ = 0;  ///< the last count pushed
+  std::map<std::uint64_t, scheduled_message> schedules_;  ///< pending, by schedule id
+  std::uint64_t last_schedule_ = 0;                       ///< the last schedule id applied
+  std::string node_;
+  std::function<void()> schedule_hook_;
+  std::unordered_set<std::uint64_t> due_in_flight_;  ///< live: schedule_due being stored
+  std::int64_t due_retry_ = 0;  ///< live: after a schedule_due could not be stored
 };
 
 conversation_key make_conversation_key(std::string_view a, std::string_view b);

@@ -1,5 +1,6 @@
 #include "options.hpp"
 
+#include "jim/protocol.hpp"
 #include "ops/metrics.hpp"
 
 #include <boost/program_options.hpp>
@@ -286,8 +287,21 @@ parse_outcome parse_options(int argc, char const* const* argv) {
      "connections open at once from one address (IPv6: one /64), both ports")
     ("new-conns-per-ip", po::value<long long>()->default_value(32),
      "new connections per 10 minutes from one address (IPv6: one /64), both ports")
+    ("max-sessions", po::value<long long>()->default_value(8),
+     "connections (devices) of one account at once; one more sign-in closes the oldest "
+     "(1: a sign-in takes over the live connection)")
     ("hash-queue-wait", po::value<double>()->default_value(10),
-     "seconds a sign-in may wait for a hashing thread before it gets 503 and retry_after");
+     "seconds a sign-in may wait for a hashing thread before it gets 503 and retry_after")
+    ("schedule-max", po::value<long long>()->default_value(c.schedule_max.count()),
+     "seconds ahead a message may be scheduled (msg with \"at\")")
+    ("admin", po::value<std::string>()->default_value(""),
+     "server admins: account names, comma-separated (ban/unban accounts, delete any message)")
+    ("report-threshold", po::value<long long>()->default_value(3),
+     "reports from this many distinct accounts within --report-window mute an account")
+    ("report-window", po::value<long long>()->default_value(c.report_window.count()),
+     "seconds within which reports count toward a mute")
+    ("mute-duration", po::value<long long>()->default_value(c.mute_duration.count()),
+     "seconds a reported account stays muted");
   // clang-format on
 
   po::options_description all;
@@ -404,8 +418,30 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     }
     c.max_conns_per_ip = checked<std::size_t>(vm, "max-conns-per-ip", 1, 1'000'000);
     c.new_conns_per_ip = checked<std::size_t>(vm, "new-conns-per-ip", 1, 1'000'000'000);
+    c.max_sessions = checked<std::size_t>(vm, "max-sessions", 1, 1000);
     c.hash_queue_wait = std::chrono::milliseconds(
         std::llround(1000 * checked_double(vm, "hash-queue-wait", 0.001, 3600)));
+    c.schedule_max =
+        std::chrono::seconds(checked<long long>(vm, "schedule-max", 1, 10LL * 365 * 86400));
+    {
+      const auto names = vm["admin"].as<std::string>();
+      std::size_t at = 0;
+      while (!names.empty() && at <= names.size()) {
+        auto comma = names.find(',', at);
+        if (comma == std::string::npos) comma = names.size();
+        auto name = names.substr(at, comma - at);
+        if (!proto::valid_account_name(name))
+          throw po::error("the argument ('" + names +
+                          "') for option '--admin' is invalid (account names, comma-separated)");
+        c.admins.push_back(std::move(name));
+        at = comma + 1;
+      }
+    }
+    c.report_threshold = checked<std::uint64_t>(vm, "report-threshold", 1, 1'000'000);
+    c.report_window =
+        std::chrono::seconds(checked<long long>(vm, "report-window", 1, 10LL * 365 * 86400));
+    c.mute_duration =
+        std::chrono::seconds(checked<long long>(vm, "mute-duration", 1, 10LL * 365 * 86400));
     if (c.tls_cert.empty() != c.tls_key.empty())
       throw po::error(c.tls_cert.empty() ? "--tls-key needs --tls-cert"
                                          : "--tls-cert needs --tls-key");

@@ -69,8 +69,19 @@ struct config {
   bool throttle_loopback = true;
   std::size_t max_conns_per_ip = 16;
   std::size_t new_conns_per_ip = 32;
+  /// --max-sessions: connections (devices) of one account at once; one more sign-in takes over
+  /// the oldest (1: every sign-in takes over the live connection).
+  std::size_t max_sessions = 8;
   /// A password check that has not started hashing after this long gets 503 + retry_after.
   std::chrono::milliseconds hash_queue_wait{10000};
+  // Edits, schedules, moderation (contract: "Edits, schedules, moderation, contacts").
+  std::chrono::seconds schedule_max{7 * 24 * 3600};  ///< --schedule-max: `at` at most this ahead
+  std::vector<std::string> admins;  ///< --admin NAME[,NAME...]: server admins (as given)
+  /// Reports from --report-threshold distinct accounts within --report-window mute an account
+  /// for --mute-duration (Yandex messenger task's figures: 3, 24 h, 4 h).
+  std::uint64_t report_threshold = 3;
+  std::chrono::seconds report_window{24 * 3600};
+  std::chrono::seconds mute_duration{4 * 3600};
 };
 
 /// What parsing the command line asks for.

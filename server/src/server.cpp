@@ -5,6 +5,7 @@
 #include "cluster/presence.hpp"
 #include "http.hpp"
 #include "hub.hpp"
+#include "schedule.hpp"
 #include "logging.hpp"
 #include "net/fd_limit.hpp"
 #include "net/refuse.hpp"
@@ -31,6 +32,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cerrno>
 #include <csignal>
@@ -116,8 +118,20 @@ net::throttle_limits throttle_limits_of(config const& c) {
 constexpr std::size_t max_hash_jobs_queued = 1024;
 
 hub_limits hub_limits_of(config const& c) {
-  return hub_limits{c.history_on_join, c.history_limit, c.message_ttl,
-                    c.rate_limit,      c.rate_burst,    10000};
+  hub_limits l;
+  l.history_on_join = c.history_on_join;
+  l.history_limit = c.history_limit;
+  l.message_ttl = c.message_ttl;
+  l.rate_limit = c.rate_limit;
+  l.rate_burst = c.rate_burst;
+  l.max_queued = 10000;
+  l.max_sessions = c.max_sessions;
+  l.schedule_max = c.schedule_max;
+  l.report_threshold = c.report_threshold;
+  l.report_window = c.report_window;
+  l.mute_duration = c.mute_duration;
+  for (auto const& a : c.admins) l.admins.push_back(proto::fold(a));
+  return l;
 }
 
 /// Logs an exception that ended a co-spawned coroutine instead of losing it.
@@ -190,6 +204,7 @@ struct server::impl {
   std::uint64_t replica_seq = 0;   ///< snapshot thread only: the last entry the replica applied
   bool interrupted = false;        ///< SIGINT/SIGTERM while catching up: exit 0, nothing to save
   server_context ctx;
+  scheduler schedules{ioc, chat};  ///< posts scheduled messages when due
   std::list<tcp::acceptor> acceptors;  ///< stable addresses: accept loops hold references
   asio::steady_timer all_closed{ioc};
   asio::steady_timer autosave_timer{ioc};
@@ -364,6 +379,7 @@ int server::run() {
   asio::co_spawn(s.ioc, s.autosave_loop(), log_exception("autosave"));
   asio::co_spawn(s.ioc, s.sync_loop(), log_exception("journal sync"));
   asio::co_spawn(s.ioc, s.prune_loop(), log_exception("pruning"));
+  s.schedules.start();  // one that fell due while the daemon was down is posted now
   s.chat.set_count_timer([&s](steady::duration delay) {
     s.count_timer.expires_after(delay);
     s.count_timer.async_wait([&s](boost::system::error_code ec) {
@@ -497,6 +513,7 @@ awaitable<void> server::impl::wait_for_signal() {
   }
   autosave_timer.cancel();
   prune_timer.cancel();
+  schedules.stop();
   count_timer.cancel();
   sync_timer.cancel();
   co_await save("shutdown");
@@ -623,6 +640,7 @@ bool server::impl::open_cluster(unsigned short port) {
   cluster::nats_settings ns;
   ns.urls = cfg.nats;
   ns.node = node_name_of(cfg, port);
+  chat.set_node(ns.node);  // scheduled messages accepted here are posted here
   ns.stream = cfg.nats_stream;
   ns.replicas = cfg.nats_replicas;
   nats = std::make_unique<cluster::nats_stream>(ioc, std::move(ns));
@@ -654,7 +672,15 @@ bool server::impl::open_cluster(unsigned short port) {
   presence = std::make_unique<cluster::presence>(ioc, *nats, [this] {
     std::vector<cluster::remote_user> users;
     for (auto const& [key, r] : chat.all_rooms())
-      for (account const* a : r->present) users.push_back({a->name, a->status, r->name});
+      for (device const* d : r->present) {
+        // An account once per room, however many of its connections are there.
+        account const* a = d->acc;
+        if (a->devices.size() > 1 &&
+            std::any_of(r->present.begin(), r->present.begin() + static_cast<std::ptrdiff_t>(d->slot),
+                        [a](device const* o) { return o->acc == a; }))
+          continue;
+        users.push_back({a->name, a->status, r->name});
+      }
     return users;
   });
   presence->on_moved([this](std::string const& user, std::string const& from,

@@ -73,6 +73,7 @@ awaitable<void> session::run() {
   arm_watchdog();
   co_await read_loop();
   co_await drain_posts();  // their replies and pushes need the account
+  device_ = nullptr;
   if (account_) ctx_.chat.sign_out(*this, *std::exchange(account_, nullptr));
   stop_reading();
   leave_active();  // a closing connection no longer counts toward --max-clients
@@ -310,6 +311,7 @@ void session::goodbye() {
 void session::sign_out_soon() {
   if (!account_) return;
   asio::post(watchdog_.get_executor(), [self = shared_from_this()] {
+    self->device_ = nullptr;
     if (self->account_) self->ctx_.chat.sign_out(*self, *std::exchange(self->account_, nullptr));
   });
 }
@@ -353,6 +355,7 @@ bool session::push(shared_frame const& frame) {
 void session::replaced(shared_frame const& notice) {
   JIM_LOG(info, "connection {}: {} signed in elsewhere", id_, account_ ? account_->name : "?");
   account_ = nullptr;  // the hub has already signed this connection out
+  device_ = nullptr;
   close_with(notice);
 }
 
@@ -519,24 +522,24 @@ awaitable<bool> session::handle(json::object const& frame) {
         co_return true;
       }
     }
-    reply(code::ok, tag, {}, json::object{{"account_name", me.name}, {"room", me.current->name}});
+    reply(code::ok, tag, {}, json::object{{"account_name", me.name}, {"room", device_->current->name}});
   } else if (std::holds_alternative<proto::authenticate_req>(req.body) ||
              std::holds_alternative<proto::register_req>(req.body)) {
     reply(code::bad_request, tag, "already signed in as " + me.name);
-  } else if (auto* m = std::get_if<proto::msg_req>(&req.body)) {
+  } else if (auto* m = std::get_if<proto::msg_req>(&req.body); m && !m->at) {
     co_await post(*m, tag);
   } else if (auto* c = std::get_if<proto::create_req>(&req.body)) {
     co_await create(*c, tag);
   } else if (auto* j = std::get_if<proto::join_req>(&req.body)) {
     co_await join(*j, tag);
   } else if (std::holds_alternative<proto::exit_req>(req.body)) {
-    deliver(ctx_.chat.leave(me), tag);
+    deliver(ctx_.chat.leave(*device_), tag);
   } else if (auto* i = std::get_if<proto::invite_req>(&req.body)) {
     co_await invite(*i, tag);
   } else if (auto* h = std::get_if<proto::history_req>(&req.body)) {
-    deliver(ctx_.chat.history(me, *h), tag);
+    deliver(ctx_.chat.history(*device_, *h), tag);
   } else if (auto* u = std::get_if<proto::users_req>(&req.body)) {
-    deliver(ctx_.chat.users(me, *u), tag);
+    deliver(ctx_.chat.users(*device_, *u), tag);
   } else if (std::holds_alternative<proto::rooms_req>(req.body)) {
     deliver(ctx_.chat.rooms(me), tag);
   } else if (auto* w = std::get_if<proto::watch_req>(&req.body)) {
@@ -545,8 +548,88 @@ awaitable<bool> session::handle(json::object const& frame) {
     co_await mark_read(*rd, tag);
   } else if (std::holds_alternative<proto::conversations_req>(req.body)) {
     deliver(ctx_.chat.conversations(me), tag);
+  } else if (std::holds_alternative<proto::get_contacts_req>(req.body)) {
+    deliver(ctx_.chat.contacts(me), tag);
+  } else if (auto* ct = std::get_if<proto::contact_req>(&req.body)) {
+    co_await change_contact(*ct, tag);
+  } else {
+    co_await moderate(req.body, tag);
   }
   co_return true;
+}
+
+template <class Event, class Live>
+awaitable<void> session::change(std::variant<outcome, Event> checked, json::value const& tag,
+                                Live live) {
+  if (auto* refused = std::get_if<outcome>(&checked)) {
+    deliver(std::move(*refused), tag);
+    co_return;
+  }
+  const Event ev = std::get<Event>(std::move(checked));
+  auto applied = [&](apply_result const* r) {
+    if (!r) return storage_unavailable(tag);
+    if (!r->ok()) return reply(r->status, tag, r->error);
+    deliver(live(*r, ev), tag);
+  };
+  store::event e = ev;
+  co_await commit(std::move(e), std::move(applied));
+}
+
+awaitable<void> session::moderate(proto::request_body const& body, json::value const& tag) {
+  auto& chat = ctx_.chat;
+  account& me = *account_;
+  if (auto* m = std::get_if<proto::msg_req>(&body)) {  // with "at": scheduled
+    co_await drain_posts();  // replies in request order (handle() let it overtake them)
+    co_await change(chat.check_schedule(*device_, *m, proto::unix_now()), tag,
+                    [](apply_result const& r, store::message_scheduled const& ev) {
+                      JIM_LOG(info, "{} scheduled message {} to {} at {}", ev.account,
+                              r.scheduled, ev.to, ev.at);
+                      return outcome{code::accepted,
+                                     {},
+                                     json::object{{"scheduled", r.scheduled}, {"at", ev.at},
+                                                  {"to", ev.to}},
+                                     {}};
+                    });
+  } else if (std::holds_alternative<proto::scheduled_req>(body)) {
+    deliver(chat.scheduled_list(me), tag);
+  } else if (auto* c = std::get_if<proto::cancel_req>(&body)) {
+    co_await change(chat.check_cancel(me, *c), tag,
+                    [](apply_result const& r, store::schedule_cancelled const& ev) {
+                      JIM_LOG(info, "{} cancelled scheduled message {}", ev.account, ev.scheduled);
+                      return outcome{code::ok, {}, json::object{{"scheduled", r.scheduled}}, {}};
+                    });
+  } else if (auto* e = std::get_if<proto::edit_req>(&body)) {
+    co_await change(chat.check_edit(me, *e), tag,
+                    [this](apply_result const& r, store::message_edited const&) {
+                      return ctx_.chat.changed(this, account_, r, false);
+                    });
+  } else if (auto* d = std::get_if<proto::delete_req>(&body)) {
+    co_await change(chat.check_delete(me, *d), tag,
+                    [this](apply_result const& r, store::message_deleted const& ev) {
+                      if (ev.admin) JIM_LOG(warn, "admin {} deleted message {}", ev.by, ev.id);
+                      return ctx_.chat.changed(this, account_, r, true);
+                    });
+  } else if (auto* rp = std::get_if<proto::report_req>(&body)) {
+    co_await change(chat.check_report(me, *rp), tag,
+                    [](apply_result const& r, store::user_reported const& ev) {
+                      JIM_LOG(info, "{} reported {}: {}", ev.by, ev.account, ev.reason);
+                      if (r.muted_until)
+                        JIM_LOG(warn, "{} muted until {} ({} reports within {} s)", ev.account,
+                                r.muted_until, ev.threshold, ev.window);
+                      return outcome{code::ok, {}, json::object{{"user", ev.account}}, {}};
+                    });
+  } else if (auto* mod = std::get_if<proto::moderate_req>(&body)) {
+    if (mod->room)
+      co_await change(chat.check_room_moderation(me, *mod), tag,
+                      [this](apply_result const&, store::room_moderated const& ev) {
+                        return ctx_.chat.room_moderated(ev);
+                      });
+    else
+      co_await change(chat.check_account_ban(me, *mod), tag,
+                      [this](apply_result const&, store::account_banned const& ev) {
+                        return ctx_.chat.account_banned(ev);
+                      });
+  }
 }
 
 awaitable<bool> session::handle_sign_in(proto::request& req) {
@@ -778,9 +861,15 @@ awaitable<void> session::sign_in(account& a, code status, json::value const& tag
                                  bool issue_token) {
   auth_ = auth::none;
   pending_name_.clear();
-  if (a.online != this) a.status = "online";
-  if (a.online && a.online != this) {
-    // Takeover: the old connection gets its notice and is closed before we answer.
+  if (a.banned) {
+    JIM_LOG(info, "connection {}: sign-in to banned account {} refused", id_, a.name);
+    reply(code::forbidden, tag, "this account is banned: " + *a.banned);
+    co_return;
+  }
+  if (!a.online()) a.status = "online";  // per account: kept while another device is live
+  while (ctx_.chat.at_session_limit(a)) {
+    // Takeover of the oldest device (--max-sessions): it gets its notice and is closed before
+    // we answer.
     auto old = static_cast<session*>(ctx_.chat.take_over(a))->shared_from_this();
     co_await old->wait_closed(std::chrono::seconds(2));
     old->drop("replaced by a new sign-in and not closed in time");  // no-op once closed
@@ -810,6 +899,7 @@ awaitable<void> session::sign_in(account& a, code status, json::value const& tag
   auto attach = [this, &a, status, &tag, &token](std::vector<proto::chat_message> const& delivered) {
     auto res = ctx_.chat.attach(*this, a, status, delivered);
     account_ = &a;
+    device_ = res.dev;
     if (!token.empty()) res.reply.fields.emplace("token", token);
     ops::stats.sign_ins.add();
     deliver(std::move(res.reply), tag);
@@ -833,6 +923,8 @@ awaitable<void> session::sign_in(account& a, code status, json::value const& tag
 awaitable<void> session::deliver_invitations(account& a) {
   // After the sign-in reply, its history and queued messages: each invitation made while the
   // account was offline, once (taken off by an event; if that cannot be stored they stay).
+  if (account_ == &a && !a.notices.empty())  // dropped scheduled messages, told once
+    for (auto& f : ctx_.chat.take_notices(a)) enqueue(std::move(f));
   if (account_ != &a || a.invitations.empty()) co_return;
   const auto pending = a.invitations;
   auto handed = [&](apply_result const* r) {
@@ -860,6 +952,20 @@ awaitable<void> session::mark_read(proto::read_req const& req, json::value const
   };
   store::event marked = ev;
   co_await commit(std::move(marked), std::move(applied));
+}
+
+awaitable<void> session::change_contact(proto::contact_req const& req, json::value const& tag) {
+  auto& chat = ctx_.chat;
+  auto checked = chat.check_contact(*account_, req);
+  if (auto* answered = std::get_if<outcome>(&checked)) co_return deliver(std::move(*answered), tag);
+  store::event ev = std::get<store::event>(std::move(checked));
+  auto applied = [&](apply_result const* r) {
+    if (!r) return storage_unavailable(tag);
+    if (!r->ok()) return reply(r->status, tag, r->error);  // changed meanwhile (another device)
+    deliver(chat.contact_changed(ev), tag);
+  };
+  store::event copy = ev;
+  co_await commit(std::move(copy), std::move(applied));
 }
 
 template <class Then>
@@ -916,7 +1022,8 @@ void session::post_pipelined(account& me, store::message_posted const& ev,
                      if (!r->message) return s.reply(r->status, tag, r->error);
                      std::optional<store::message_queued> unused;
                      // with the id apply() assigned (the proposer writes 0)
-                     s.deliver(s.ctx_.chat.posted(me, *r->message, unused), tag);
+                     // the sending connection as it is now (nullptr once signed out)
+                     s.deliver(s.ctx_.chat.posted(s.device_, *r->message, unused), tag);
                    });
 }
 
@@ -932,7 +1039,7 @@ awaitable<void> session::post(proto::msg_req const& req, json::value const& tag)
   co_await drain_posts(chat.clustered() ? 1 : max_posts_in_flight);
   if (!account_) co_return;
   account& me = *account_;
-  auto checked = chat.check_post(me, req, steady::now());
+  auto checked = chat.check_post(*device_, req, steady::now());
   if (auto* refused = std::get_if<outcome>(&checked)) {
     co_await drain_posts();  // after the replies of the messages before it
     deliver(std::move(*refused), tag);
@@ -952,7 +1059,7 @@ awaitable<void> session::post(proto::msg_req const& req, json::value const& tag)
       return;
     }
     if (!r->message) return reply(r->status, tag, r->error);
-    outcome o = chat.posted(&me, *r->message, queue);  // with the id apply() assigned
+    outcome o = chat.posted(device_, *r->message, queue);  // with the id apply() assigned
     if (queue)
       held = std::move(o);  // replied once the message is queued too
     else
@@ -973,7 +1080,7 @@ awaitable<void> session::post(proto::msg_req const& req, json::value const& tag)
 awaitable<void> session::invite(proto::invite_req const& req, json::value const& tag) {
   auto& chat = ctx_.chat;
   account& me = *account_;
-  auto checked = chat.check_invite(me, req);
+  auto checked = chat.check_invite(*device_, req);
   if (auto* refused = std::get_if<outcome>(&checked)) {
     deliver(std::move(*refused), tag);
     co_return;
@@ -1029,7 +1136,7 @@ awaitable<void> session::create(proto::create_req const& req, json::value const&
   auto applied = [&](apply_result const* r) {
     if (!r) return storage_unavailable(tag);
     if (!r->ok()) return reply(r->status, tag, r->error);  // created meanwhile: 409
-    deliver(chat.created(account_, *r->rm, password), tag);
+    deliver(chat.created(device_, *r->rm, password), tag);
   };
   store::event ev = store::room_created{std::move(name), account_->name, std::move(hash)};
   co_await commit(std::move(ev), std::move(applied));
@@ -1039,7 +1146,9 @@ awaitable<void> session::join(proto::join_req const& req, json::value const& tag
   auto& chat = ctx_.chat;
   room* r = chat.find_room(req.room);
   if (!r) co_return reply(code::not_found, tag, "no such room #" + req.room);
-  if (chat.is_member(*account_, *r)) co_return deliver(chat.enter_room(*account_, *r), tag);
+  if (r->banned.count(proto::fold(account_->name)))
+    co_return reply(code::forbidden, tag, "you are banned from " + r->name);
+  if (chat.is_member(*account_, *r)) co_return deliver(chat.enter_room(*device_, *r), tag);
   if (!req.password) co_return reply(code::forbidden, tag, r->name + " needs a password");
   std::string stored = r->password_hash;
   auto check = [pw = *req.password, stored] { return verify_password(pw, stored); };
@@ -1050,8 +1159,8 @@ awaitable<void> session::join(proto::join_req const& req, json::value const& tag
   auto applied = [&](apply_result const* res) {
     if (!res) return storage_unavailable(tag);
     if (!res->ok()) return reply(res->status, tag, res->error);
-    if (!account_) return reply(code::unauthorized, tag, "signed out");
-    deliver(chat.enter_room(*account_, *res->rm), tag);
+    if (!device_) return reply(code::unauthorized, tag, "signed out");
+    deliver(chat.enter_room(*device_, *res->rm), tag);
   };
   store::event ev = store::member_added{r->name, account_->name};
   co_await commit(std::move(ev), std::move(applied));

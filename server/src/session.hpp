@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_set>
+#include <variant>
 #include <vector>
 
 namespace jim::server {
@@ -231,8 +232,21 @@ class session : public peer, public std::enable_shared_from_this<session> {
   boost::asio::awaitable<void> invite(proto::invite_req const& req, boost::json::value const& tag);
   /// `read`: check -> read_marked -> reply (with the marker) and the other connections' push.
   boost::asio::awaitable<void> mark_read(proto::read_req const& req, boost::json::value const& tag);
+  /// `add_contact` / `del_contact`: check -> contact_added / contact_removed -> 200.
+  boost::asio::awaitable<void> change_contact(proto::contact_req const& req,
+                                              boost::json::value const& tag);
   /// After a sign-in: pushes the invitations kept while `a` was offline, once.
   boost::asio::awaitable<void> deliver_invitations(account& a);
+  /// Edits, schedules, moderation (contract: "Edits, schedules, moderation, contacts"): a
+  /// checked request's event is committed and `live(result, event)` (an outcome) answers it;
+  /// a refusal is answered as it is. apply()'s refusal (the state changed meanwhile) is
+  /// answered with its code.
+  template <class Event, class Live>
+  boost::asio::awaitable<void> change(std::variant<outcome, Event> checked,
+                                      boost::json::value const& tag, Live live);
+  /// Handles the requests of that section (and `msg` with `at`).
+  boost::asio::awaitable<void> moderate(proto::request_body const& body,
+                                        boost::json::value const& tag);
   /// Commits `e` through the hub and completes once `then(result)` has run (nullptr: the
   /// change could not be stored). `then` is a function object taking apply_result const*.
   template <class Then>
@@ -297,6 +311,9 @@ class session : public peer, public std::enable_shared_from_this<session> {
   std::optional<std::string> pending_status_;
   std::string first_password_;
   account* account_ = nullptr;
+  /// This connection as one of the account's devices (its current room); set and cleared with
+  /// account_.
+  device* device_ = nullptr;
   /// Digest of the resume token this connection signed in with or was given (what `logout`
   /// revokes); empty when it has none.
   std::string token_digest_;

@@ -11,11 +11,13 @@
 #include <cstring>
 #include <fcntl.h>
 #include <initializer_list>
+#include <optional>
 #include <set>
 #include <span>
 #include <stdexcept>
 #include <string_view>
 #include <sys/stat.h>
+#include <unordered_set>
 #include <system_error>
 #include <unistd.h>
 #include <utility>
@@ -43,7 +45,11 @@ json::object message_json(chat_message const& m, json::storage_ptr const& sp) {
   o.emplace("time", m.time);
   o.emplace("from", m.from);
   o.emplace("to", m.to);
-  o.emplace("message", m.message);
+  if (m.deleted)
+    o.emplace("deleted", true);  // format 5: no text any more
+  else
+    o.emplace("message", m.message);
+  if (m.edited != 0 && !m.deleted) o.emplace("edited", m.edited);
   return o;
 }
 
@@ -183,6 +189,12 @@ struct loaded_account {
   std::uint64_t general_since = 0;
   std::vector<std::pair<std::string, std::uint64_t>> read;
   std::vector<pending_invitation> invitations;
+  std::vector<std::string> contacts;  ///< format 5 (j16d's format 4)
+  // Format 5 (j16e's format 4).
+  std::int64_t muted_until = 0;
+  std::vector<report_entry> reports;
+  std::optional<std::string> banned;
+  std::vector<std::string> notices;
 };
 
 struct loaded_room {
@@ -193,6 +205,7 @@ struct loaded_room {
   std::uint64_t posted = 0;
   messages history;
   std::vector<std::pair<std::string, std::uint64_t>> since;  ///< format 3
+  std::vector<std::string> banned;                           ///< format 5
 };
 
 struct loaded_conversation {
@@ -207,6 +220,8 @@ struct loaded_state {
   std::vector<loaded_account> accounts;
   std::vector<loaded_room> rooms;
   std::vector<loaded_conversation> conversations;
+  std::uint64_t last_scheduled = 0;           ///< format 5
+  std::vector<scheduled_message> scheduled;  ///< format 5
 };
 
 class validator {
@@ -214,6 +229,10 @@ class validator {
   explicit validator(loaded_state& out) : out_(out) {}
 
   std::int64_t format = format_version;
+  /// Which parts of issue 16 the file holds: format 5 both; a format 4 (never released: written
+  /// by one of the two branches merged into format 5) either, told apart by `last_scheduled`.
+  bool has_contacts = true;
+  bool has_moderation = true;
 
   void document(json::value const& v) {
     at const root;
@@ -225,14 +244,22 @@ class validator {
       fail(root["format"], "unsupported format " + json::serialize(o.at("format")) +
                                " (this jimd reads formats 1 to " + std::to_string(format_version) +
                                ")");
+    has_contacts = format >= 5 || (format == 4 && !o.contains("last_scheduled"));
+    has_moderation = format >= 5 || (format == 4 && o.contains("last_scheduled"));
     if (format == 1) {
       // Migration: format 1 had no journal; its state covers no journal record.
       exact_fields(o, {"format", "saved_at", "last_id", "accounts", "rooms", "conversations"},
                    root);
-    } else {
+    } else if (!has_moderation) {
       exact_fields(o,
                    {"format", "saved_at", "journal_seq", "last_id", "accounts", "rooms",
                     "conversations"},
+                   root);
+      out_.journal_seq = as_count(o.at("journal_seq"), root["journal_seq"]);
+    } else {
+      exact_fields(o,
+                   {"format", "saved_at", "journal_seq", "last_id", "accounts", "rooms",
+                    "conversations", "last_scheduled", "scheduled"},
                    root);
       out_.journal_seq = as_count(o.at("journal_seq"), root["journal_seq"]);
     }
@@ -270,6 +297,19 @@ class validator {
       for (std::size_t j = 0; j < out_.accounts[i].invitations.size(); ++j)
         if (!room_keys_.count(fold(proto::strip_hash(out_.accounts[i].invitations[j].room))))
           fail(inv_at[j]["room"], "no such room");
+      at const contacts_at = account_at["contacts"];
+      for (std::size_t j = 0; j < out_.accounts[i].contacts.size(); ++j)
+        if (!account_keys_.count(fold(out_.accounts[i].contacts[j])))
+          fail(contacts_at[j], "no such account");
+    }
+    if (has_moderation) {
+      out_.last_scheduled = as_count(o.at("last_scheduled"), root["last_scheduled"]);
+      at const sched_at = root["scheduled"];
+      auto const& list = as_array(o.at("scheduled"), sched_at);
+      for (std::size_t i = 0; i < list.size(); ++i) scheduled(list[i], sched_at[i]);
+      for (std::size_t i = 0; i < out_.rooms.size(); ++i)
+        for (auto const& b : out_.rooms[i].banned)
+          if (!account_keys_.count(b)) fail(rooms_at[i]["banned"], "no such account " + b);
     }
     if (format < 3) {
       // Migration: unread counts start at the upgrade (nothing older counts as unread).
@@ -285,6 +325,8 @@ class validator {
     // `tokens` is optional in every format (see snapshot.hpp).
     std::vector<std::string_view> fields{"name", "password_hash", "general_seen", "queued"};
     if (format >= 3) fields.insert(fields.end(), {"general_since", "read", "invitations"});
+    if (has_contacts) fields.push_back("contacts");
+    if (has_moderation) fields.insert(fields.end(), {"muted_until", "reports", "banned", "notices"});
     if (o.contains("tokens")) fields.push_back("tokens");
     exact_fields(o, fields, where);
     loaded_account a;
@@ -322,6 +364,37 @@ class validator {
         a.invitations.push_back(std::move(inv));
       }
     }
+    if (has_contacts) {
+      // Names as registered, in the order added; each once, never the account itself.
+      at const contacts_at = where["contacts"];
+      auto const& contacts = as_array(o.at("contacts"), contacts_at);
+      std::unordered_set<std::string> listed;
+      for (std::size_t i = 0; i < contacts.size(); ++i) {
+        std::string c = account_name(contacts[i], contacts_at[i]);
+        if (fold(c) == key) fail(contacts_at[i], "an account is not its own contact");
+        if (!listed.insert(fold(c)).second)
+          fail(contacts_at[i], "duplicate contact " + json_quote(c));
+        a.contacts.push_back(std::move(c));
+      }
+    }
+    if (has_moderation) {
+      // Format 5 (issue 16): mute, reports, server-wide ban, pending notices.
+      a.muted_until = as_int(o.at("muted_until"), where["muted_until"]);
+      at const rep_at = where["reports"];
+      auto const& reports = as_array(o.at("reports"), rep_at);
+      for (std::size_t i = 0; i < reports.size(); ++i) {
+        auto const& ro = as_object(reports[i], rep_at[i]);
+        exact_fields(ro, {"by", "time"}, rep_at[i]);
+        a.reports.push_back(report_entry{fold(account_name(ro.at("by"), rep_at[i]["by"])),
+                                         as_int(ro.at("time"), rep_at[i]["time"])});
+      }
+      if (!o.at("banned").is_null())
+        a.banned = std::string(as_string(o.at("banned"), where["banned"]));
+      at const notices_at = where["notices"];
+      auto const& notices = as_array(o.at("notices"), notices_at);
+      for (std::size_t i = 0; i < notices.size(); ++i)
+        a.notices.emplace_back(as_string(notices[i], notices_at[i]));
+    }
     out_.accounts.push_back(std::move(a));
   }
 
@@ -352,7 +425,12 @@ class validator {
 
   void room(json::value const& v, at const& where) {
     auto const& o = as_object(v, where);
-    if (format >= 3)
+    if (has_moderation)
+      exact_fields(o,
+                   {"name", "owner", "password_hash", "members", "posted", "history", "since",
+                    "banned"},
+                   where);
+    else if (format >= 3)
       exact_fields(o, {"name", "owner", "password_hash", "members", "posted", "history", "since"},
                    where);
     else
@@ -409,6 +487,16 @@ class validator {
       }
       if (since.size() != seen.size()) fail(since_at, "a member is missing");
     }
+    if (has_moderation) {
+      at const banned_at = where["banned"];
+      auto const& banned = as_array(o.at("banned"), banned_at);
+      for (std::size_t i = 0; i < banned.size(); ++i) {
+        std::string banned_key = account_name(banned[i], banned_at[i]);
+        if (banned_key != fold(banned_key))
+          fail(banned_at[i], "account key is not in lower case");
+        r.banned.push_back(std::move(banned_key));  // checked against the accounts after them all
+      }
+    }
     out_.rooms.push_back(std::move(r));
   }
 
@@ -450,9 +538,62 @@ class validator {
     return out;
   }
 
+  /// A pending scheduled message (format 5).
+  void scheduled(json::value const& v, at const& where) {
+    auto const& o = as_object(v, where);
+    exact_fields(o, {"scheduled", "account", "to", "message", "at", "origin"}, where);
+    scheduled_message s;
+    s.id = as_id(o.at("scheduled"), where["scheduled"]);
+    if (s.id > out_.last_scheduled)
+      fail(where["scheduled"], "above last_scheduled " + std::to_string(out_.last_scheduled));
+    if (!out_.scheduled.empty() && s.id <= out_.scheduled.back().id)
+      fail(where["scheduled"], "out of order");
+    s.account = account_name(o.at("account"), where["account"]);
+    if (!account_keys_.count(fold(s.account))) fail(where["account"], "no such account");
+    s.to = std::string(as_string(o.at("to"), where["to"]));
+    const bool to_ok = !s.to.empty() && s.to.front() == '#'
+                           ? room_keys_.count(fold(s.to.substr(1))) != 0
+                           : account_keys_.count(fold(s.to)) != 0;
+    if (!to_ok) fail(where["to"], "no such room or account " + json_quote(s.to));
+    s.message = std::string(as_string(o.at("message"), where["message"]));
+    if (s.message.empty()) fail(where["message"], "empty message");
+    s.at = as_int(o.at("at"), where["at"]);
+    s.origin = std::string(as_string(o.at("origin"), where["origin"]));
+    out_.scheduled.push_back(std::move(s));
+  }
+
   chat_message message(json::value const& v, at const& where) {
     auto const& o = as_object(v, where);
+    if (has_moderation) {
+      // Format 5: optional "edited"; a deleted message has "deleted": true and no "message".
+      const bool deleted = o.contains("deleted");
+      std::vector<std::string_view> names{"id", "time", "from", "to"};
+      names.push_back(deleted ? "deleted" : "message");
+      if (o.contains("edited")) names.push_back("edited");
+      exact_fields(o, names, where);
+      chat_message m = message_head(o, where);
+      if (deleted) {
+        if (!o.at("deleted").is_bool() || !o.at("deleted").get_bool())
+          fail(where["deleted"], "expected true");
+        m.deleted = true;
+      } else {
+        m.message = std::string(as_string(o.at("message"), where["message"]));
+        if (m.message.empty()) fail(where["message"], "empty message");
+      }
+      if (o.contains("edited")) {
+        m.edited = as_int(o.at("edited"), where["edited"]);
+        if (m.edited <= 0) fail(where["edited"], "expected a positive time");
+      }
+      return m;
+    }
     exact_fields(o, {"id", "time", "from", "to", "message"}, where);
+    chat_message m = message_head(o, where);
+    m.message = std::string(as_string(o.at("message"), where["message"]));
+    if (m.message.empty()) fail(where["message"], "empty message");
+    return m;
+  }
+
+  chat_message message_head(json::object const& o, at const& where) {
     chat_message m;
     m.id = as_id(o.at("id"), where["id"]);
     m.time = as_int(o.at("time"), where["time"]);
@@ -462,8 +603,6 @@ class validator {
                                                         : proto::valid_account_name(to);
     if (!to_ok) fail(where["to"], "invalid recipient " + json_quote(to));
     m.to = std::string(to);
-    m.message = std::string(as_string(o.at("message"), where["message"]));
-    if (m.message.empty()) fail(where["message"], "empty message");
     return m;
   }
 
@@ -496,6 +635,11 @@ void restore(loaded_state&& s, hub& h, std::int64_t unix_now) {
     a.general_since = la.general_since;
     a.read.insert(la.read.begin(), la.read.end());
     a.invitations = std::move(la.invitations);
+    a.contacts = std::move(la.contacts);
+    a.muted_until = la.muted_until;
+    a.reports = std::move(la.reports);
+    a.banned = std::move(la.banned);
+    a.notices = std::move(la.notices);
     if (ttl) drop_expired(la.queued, oldest);
     // Undelivered mail is never cut by history-limit.
     a.queued.assign(std::make_move_iterator(la.queued.begin()),
@@ -510,6 +654,7 @@ void restore(loaded_state&& s, hub& h, std::int64_t unix_now) {
     r.members.insert(std::make_move_iterator(lr.members.begin()),
                      std::make_move_iterator(lr.members.end()));
     r.since.insert(lr.since.begin(), lr.since.end());
+    r.banned.insert(lr.banned.begin(), lr.banned.end());
     r.posted = lr.posted;  // counts expired and trimmed messages too: `missed` stays right
     if (ttl) drop_expired(lr.history, oldest);
     keep_last(lr.history, lim.history_limit);
@@ -523,6 +668,8 @@ void restore(loaded_state&& s, hub& h, std::int64_t unix_now) {
   // Ids are never reused: continue above the counter and above every id the file held,
   // including messages just dropped.
   h.restore_last_id(std::max(s.last_id, s.max_id));
+  h.restore_last_schedule(s.last_scheduled);
+  for (auto& sm : s.scheduled) h.restore_schedule(std::move(sm));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -606,7 +753,7 @@ json::value capture(hub const& h, std::uint64_t journal_seq) {
     // Someone online has seen #general up to now: if this autosave is the last snapshot before
     // a crash, `missed` then counts from here and not from their previous sign-out. (At a clean
     // shutdown every session has signed out before the capture, so both are the same.)
-    o.emplace("general_seen", a.online || a.connections > 0 ? general_posted : a.general_seen);
+    o.emplace("general_seen", a.online() || a.connections > 0 ? general_posted : a.general_seen);
     o.emplace("queued", messages_json(a.queued, sp));
     if (!a.resume_tokens.empty()) {
       json::array tokens(sp);
@@ -632,6 +779,25 @@ json::value capture(hub const& h, std::uint64_t journal_seq) {
       invitations.emplace_back(std::move(io));
     }
     o.emplace("invitations", std::move(invitations));
+    json::array contacts(sp);
+    for (auto const& c : a.contacts) contacts.emplace_back(json::string(c, sp));
+    o.emplace("contacts", std::move(contacts));
+    o.emplace("muted_until", a.muted_until);
+    json::array reports(sp);
+    for (auto const& rp : a.reports) {
+      json::object ro(2, sp);
+      ro.emplace("by", rp.by);
+      ro.emplace("time", rp.time);
+      reports.emplace_back(std::move(ro));
+    }
+    o.emplace("reports", std::move(reports));
+    if (a.banned)
+      o.emplace("banned", *a.banned);
+    else
+      o.emplace("banned", nullptr);
+    json::array notices(sp);
+    for (auto const& n : a.notices) notices.emplace_back(n);
+    o.emplace("notices", std::move(notices));
     accounts.emplace_back(std::move(o));
   }
   root.emplace("accounts", std::move(accounts));
@@ -668,6 +834,12 @@ json::value capture(hub const& h, std::uint64_t journal_seq) {
       since.emplace(*m, it == r.since.end() ? 0 : it->second);
     }
     o.emplace("since", std::move(since));
+    std::vector<std::string const*> banned;
+    for (auto const& b : r.banned) banned.push_back(&b);
+    std::sort(banned.begin(), banned.end(), [](auto x, auto y) { return *x < *y; });
+    json::array ba(sp);
+    for (auto const* b : banned) ba.emplace_back(*b);
+    o.emplace("banned", std::move(ba));
     rooms.emplace_back(std::move(o));
   }
   root.emplace("rooms", std::move(rooms));
@@ -684,6 +856,19 @@ json::value capture(hub const& h, std::uint64_t journal_seq) {
     conversations.emplace_back(std::move(o));
   }
   root.emplace("conversations", std::move(conversations));
+  root.emplace("last_scheduled", h.last_schedule());
+  json::array scheduled(sp);
+  for (auto const& [id, sm] : h.schedules()) {  // a std::map: by id
+    json::object so(6, sp);
+    so.emplace("scheduled", sm.id);
+    so.emplace("account", sm.account);
+    so.emplace("to", sm.to);
+    so.emplace("message", sm.message);
+    so.emplace("at", sm.at);
+    so.emplace("origin", sm.origin);
+    scheduled.emplace_back(std::move(so));
+  }
+  root.emplace("scheduled", std::move(scheduled));
   return json::value(std::move(root));
 }
 

@@ -1,15 +1,15 @@
 #pragma once
 /// \file
-/// Persistence of the hub's state as a versioned JSON document (`"format": 3`) in --data-dir:
+/// Persistence of the hub's state as a versioned JSON document (`"format": 4`) in --data-dir:
 /// the compaction of the journal. The server captures and writes it on the snapshot thread,
 /// from a replica hub that applies the journal's events (the I/O thread only asks for it).
 ///
-/// The document (format 3), every field required, no other field allowed:
+/// The document (format 4), every field required, no other field allowed:
 /// ```
-/// {"format": 3, "saved_at": UNIX, "journal_seq": P, "last_id": N,
+/// {"format": 4, "saved_at": UNIX, "journal_seq": P, "last_id": N,
 ///  "accounts": [{"name": "Alice", "password_hash": "pbkdf2-sha256$...", "general_seen": N,
 ///                "queued": [MSG...], "general_since": N, "read": {"#den": N, "bob": N},
-///                "invitations": [{"from": "Carol", "room": "#Den"}],
+///                "invitations": [{"from": "Carol", "room": "#Den"}], "contacts": ["Bob"],
 ///                "tokens": [{"hash": "<43 base64url>", "issued": UNIX, "expires": UNIX}]}],
 ///  "rooms": [{"name": "#general", "owner": null, "password_hash": "", "members": [],
 ///             "posted": N, "history": [MSG...], "since": {}},
@@ -32,6 +32,16 @@
 /// the account became a member) and invitations kept for offline accounts. Formats 1 and 2 are
 /// migrated with every membership starting at `last_id` (unread counts start at the upgrade),
 /// no markers and no invitations.
+/// Format 5 (issue 16) added each account's contact list (`contacts`: names as registered, in
+/// the order added); for edits, schedules and moderation, to MSG an optional `"edited": UNIX`
+/// and, for a deleted message, `"deleted": true` in place of `"message"`; to each account
+/// `"muted_until": UNIX` (0: never), `"reports": [{"by": key, "time": UNIX}]`, `"banned": null |
+/// "reason"` and `"notices": ["text"...]` (for the next sign-in); to each room `"banned":
+/// [keys]`; to the document `"last_scheduled": S` (the schedule-id counter) and `"scheduled":
+/// [{"scheduled": S, "account": "Alice", "to": "#Den" | "bob", "message": "t", "at": UNIX,
+/// "origin": "node" | ""}]` (by id). Formats 1 to 3 are migrated with none of them. Format 4
+/// was never released: two development branches each wrote one (the contacts alone, or the
+/// moderation fields alone, told apart by `last_scheduled`), and both are read.
 
 #include <boost/json/value.hpp>
 
@@ -46,8 +56,8 @@ class hub;
 
 namespace snapshot {
 
-/// The version written by capture(); load() also reads formats 1 and 2.
-inline constexpr std::int64_t format_version = 3;
+/// The version written by capture(); load() also reads formats 1 to 4.
+inline constexpr std::int64_t format_version = 5;
 
 /// Test hook read by write(): with this environment variable set to `1` the process exits
 /// with status 3 after the temp file is completely written and synced, before the rename; set

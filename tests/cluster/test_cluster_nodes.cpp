@@ -39,7 +39,10 @@ std::unique_ptr<jimd_process> node(nats_cluster const& nats, std::string const& 
       std::vector<std::string>{"--nats", urls_from(nats, first), "--node-name", name,
                                "--nats-stream", "T",
                                "--nats-replicas", std::to_string(nats.size()), "--rate-limit", "0",
-                               "--history-on-join", "0"},
+                               "--history-on-join", "0",
+                               // one connection per account: a sign-in on another node takes
+                               // over (docs/CLUSTER.md on --max-sessions above 1)
+                               "--max-sessions", "1"},
       std::move(dir));
 }
 

@@ -481,7 +481,7 @@ TEST_CASE("time in a request is optional and accepted as a number, unknown field
 }
 
 TEST_CASE("Pushes carry action and no response", "[integration][chat]") {
-  jimd_process d;
+  jimd_process d({"--max-sessions", "1"});  // the takeover below
   client alice = sign_up(d.port(), "alice");
   client bob = sign_up(d.port(), "bob");
   create_room(alice, "den");

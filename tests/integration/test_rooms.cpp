@@ -351,7 +351,7 @@ TEST_CASE(
     "Others in a room get join and leave events (join, exit, disconnect), the one entering gets "
     "none",
     "[integration][rooms]") {
-  jimd_process d;
+  jimd_process d({"--max-sessions", "1"});  // the takeover section
   client alice = sign_up(d.port(), "alice");
   auto pw = create_room(alice, "den");
   client bob = sign_up(d.port(), "bob");

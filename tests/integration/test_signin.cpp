@@ -165,7 +165,7 @@ TEST_CASE("A guided registration whose name was taken meanwhile gets 409 at the 
 
 TEST_CASE("Account names are unique and looked up case-insensitively, and shown as registered",
           "[integration][signin]") {
-  jimd_process d;
+  jimd_process d({"--max-sessions", "1"});  // the sign-in below takes over (one device)
   client alice = sign_up(d.port(), "Alice", "pw");
   client bob = sign_up(d.port(), "bob", "pw");
 
@@ -359,7 +359,7 @@ TEST_CASE(
     "Signing in elsewhere takes over: the old connection gets a notice and is closed before the "
     "new one's 200",
     "[integration][signin]") {
-  jimd_process d;
+  jimd_process d({"--max-sessions", "1"});
   client old = sign_up(d.port(), "alice", "pw");
   client bob = sign_up(d.port(), "bob", "pw");
   create_room(old, "den");  // the old connection is not in #general: the takeover still works
@@ -802,7 +802,8 @@ TEST_CASE("A takeover closes an old connection that does not read before the new
   // The old connection reads nothing while megabytes of pushes pile up for it: the server cannot
   // deliver the notice (the contract cannot ask that of a peer that never reads), and must still
   // close it, within a bounded wait, before answering the new sign-in.
-  jimd_process d({"--rate-limit", "0", "--max-outbound", "268435456", "--history-on-join", "0"});
+  jimd_process d({"--rate-limit", "0", "--max-outbound", "268435456", "--history-on-join", "0",
+                 "--max-sessions", "1"});
   client old = sign_up(d.port(), "alice");
   client bob = sign_up(d.port(), "bob");
   const std::string text(4000, 'x');

@@ -112,17 +112,39 @@ TEST_CASE_METHOD(fixture,
   CHECK(first.at("history") == true);
 }
 
-TEST_CASE_METHOD(fixture, "A second sign-in replaces the first connection", "[hub]") {
-  auto& alice = user("alice");
+TEST_CASE("With max_sessions 1 a second sign-in replaces the first connection", "[hub]") {
+  hub h{hub_limits{3, 5, std::chrono::seconds(0), 0, 20, 2, 1}};
+  auto& alice = *h.register_account("alice", "hash");
   fake_peer first, second;
   h.sign_in(first, alice, code::ok);
   auto res = h.sign_in(second, alice, code::ok);
   CHECK(res.replaced == &first);
   CHECK(first.notices.size() == 1);
-  CHECK(alice.online == &second);
+  REQUIRE(alice.devices.size() == 1);
+  CHECK(alice.devices[0]->p == &second);
   CHECK(h.online_count() == 1);
   h.sign_out(first, alice);  // the old connection ending later changes nothing
-  CHECK(alice.online == &second);
+  REQUIRE(alice.devices.size() == 1);
+  CHECK(alice.devices[0]->p == &second);
+}
+
+TEST_CASE("Devices: up to max_sessions connections, the oldest taken over beyond", "[hub]") {
+  hub h{hub_limits{3, 5, std::chrono::seconds(0), 0, 20, 2, 2}};
+  auto& alice = *h.register_account("alice", "hash");
+  fake_peer first, second, third;
+  CHECK(h.sign_in(first, alice, code::ok).replaced == nullptr);
+  CHECK(h.sign_in(second, alice, code::ok).replaced == nullptr);
+  CHECK(h.online_count() == 1);  // accounts
+  CHECK(h.general().present.size() == 2);  // connections
+  CHECK(h.sign_in(third, alice, code::ok).replaced == &first);
+  CHECK(first.notices.size() == 1);
+  REQUIRE(alice.devices.size() == 2);
+  CHECK(alice.devices[0]->p == &second);
+  CHECK(alice.devices[1]->p == &third);
+  h.sign_out(second, alice);
+  h.sign_out(third, alice);
+  CHECK(h.online_count() == 0);
+  CHECK(h.general().present.empty());
 }
 
 TEST_CASE_METHOD(fixture, "Rooms: owner, members, passwords, events", "[hub]") {
@@ -135,7 +157,7 @@ TEST_CASE_METHOD(fixture, "Rooms: owner, members, passwords, events", "[hub]") {
   h.sign_in(pc, carol, code::ok);
   CHECK(h.create_room(alice, "Dev", "hash", "pw").status == code::created);
   CHECK(h.create_room(bob, "dev", "hash", "pw").status == code::conflict);
-  CHECK(alice.current->name == "#Dev");
+  CHECK(alice.devices.back()->current->name == "#Dev");
 
   CHECK(h.join(bob, "dev", false).status == code::forbidden);
   CHECK(h.join(bob, "nope", true).status == code::not_found);
@@ -150,9 +172,9 @@ TEST_CASE_METHOD(fixture, "Rooms: owner, members, passwords, events", "[hub]") {
   CHECK(pc.frames.back().at("action") == "invite");
   CHECK(h.join(carol, "dev", false).status == code::ok);  // invited: a member
 
-  h.leave(bob);
+  h.leave(*bob.devices.back());
   CHECK(pa.frames.back().at("event") == "leave");
-  CHECK(bob.current == &h.general());
+  CHECK(bob.devices.back()->current == &h.general());
   CHECK(h.join(bob, "dev", false).status == code::ok);  // once joined: a member
 }
 
@@ -174,7 +196,7 @@ TEST_CASE_METHOD(fixture, "History pages back with before and limit", "[hub]") {
   jim::proto::history_req req;
   req.limit = 2;
   req.before = 4;
-  auto o = h.history(alice, req);
+  auto o = h.history(*alice.devices.back(), req);
   auto const& msgs = o.fields.at("messages").as_array();
   REQUIRE(msgs.size() == 2);
   CHECK(msgs[0].at("id") == 2);

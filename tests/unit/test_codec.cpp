@@ -664,3 +664,18 @@ TEST_CASE("The status, online and read pushes have their documented shapes", "[c
   CHECK(encode_read(true, "#Den", 5) == "{\"action\":\"read\",\"room\":\"#Den\",\"id\":5}\n");
   CHECK(encode_read(false, "bob", 9) == "{\"action\":\"read\",\"with\":\"bob\",\"id\":9}\n");
 }
+
+TEST_CASE("Contact requests decode; contact_list has its documented shape", "[codec][contacts]") {
+  body_of<get_contacts_req>(R"({"action":"get_contacts"})");
+  auto add = body_of<contact_req>(R"({"action":"add_contact","user_id":"Bob"})");
+  CHECK(add.user_id == "Bob");
+  CHECK_FALSE(add.remove);
+  auto del = body_of<contact_req>(R"({"action":"del_contact","user_id":"bob"})");
+  CHECK(del.user_id == "bob");
+  CHECK(del.remove);
+  decode_fails(R"({"action":"add_contact"})");
+  decode_fails(R"({"action":"add_contact","user_id":3})");
+  decode_fails(R"({"action":"add_contact","user_id":"no body"})");
+  decode_fails(R"({"action":"del_contact","user_id":""})");
+  CHECK(encode_contact("Bob") == "{\"action\":\"contact_list\",\"user_id\":\"Bob\"}\n");
+}

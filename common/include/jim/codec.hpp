@@ -42,6 +42,9 @@ struct register_req {
 struct msg_req {
   std::string message;
   std::optional<target> to;
+  /// `"at"`: unix seconds to post it at (a scheduled message; contract: "Edits, schedules,
+  /// moderation, contacts"). Whether it is in the future is the hub's check.
+  std::optional<std::int64_t> at{};  // a default initializer: aggregate inits without it
 };
 struct create_req {
   std::string room;  ///< bare name
@@ -85,11 +88,49 @@ struct read_req {
 };
 /// `{"action":"conversations"}`.
 struct conversations_req {};
+/// `{"action":"get_contacts"}` (the JIM course's contact list).
+struct get_contacts_req {};
+/// `{"action":"add_contact"|"del_contact","user_id":"bob"}`.
+struct contact_req {
+  std::string user_id;  ///< an account name (as written: looked up case-insensitively)
+  bool remove = false;  ///< the action was `del_contact`
+};
+/// `{"action":"edit","id":N,"message":"t"}`: N >= 1, the text as for `msg`.
+struct edit_req {
+  std::uint64_t id = 0;
+  std::string message;
+};
+/// `{"action":"delete","id":N}`.
+struct delete_req {
+  std::uint64_t id = 0;
+};
+/// `{"action":"scheduled"}`: the account's pending scheduled messages.
+struct scheduled_req {};
+/// `{"action":"cancel","scheduled":S}`.
+struct cancel_req {
+  std::uint64_t scheduled = 0;
+};
+/// `{"action":"report","user":"bob","reason":"..."}` (reason optional, at most max_reason
+/// bytes).
+struct report_req {
+  std::string user;
+  std::string reason;
+};
+/// `kick`/`ban`/`unban` with `room` (a room owner's) or, for ban/unban, without (a server
+/// admin's, with an optional `reason`).
+struct moderate_req {
+  enum class kind { kick, ban, unban };
+  kind what = kind::kick;
+  std::optional<std::string> room;  ///< bare name; absent: server-wide (ban/unban only)
+  std::string user;
+  std::string reason;
+};
 
 using request_body =
     std::variant<presence_req, authenticate_req, register_req, msg_req, create_req, join_req,
                  exit_req, invite_req, history_req, users_req, rooms_req, quit_req, logout_req,
-                 watch_req, read_req, conversations_req>;
+                 watch_req, read_req, conversations_req, get_contacts_req, contact_req, edit_req,
+                 delete_req, scheduled_req, cancel_req, report_req, moderate_req>;
 
 /// A decoded request. `tag` is null when the client sent none.
 struct request {
@@ -127,15 +168,20 @@ struct chat_message {
   std::int64_t time = 0;
   std::string from;  ///< account name as registered
   std::string to;    ///< `#room` or account name as registered
-  std::string message;
+  std::string message;  ///< empty once deleted
+  std::int64_t edited = 0;  ///< unix seconds of the last edit; 0: never edited
+  bool deleted = false;     ///< deleted: shown with `"deleted":true` and no `message`
 };
 
-/// The `msg` push; `history` adds `"history":true`.
+/// The `msg` push; `history` adds `"history":true`. An edited message carries `"edited":T`;
+/// a deleted one `"deleted":true` instead of `message`.
 std::string encode_msg(chat_message const& m, bool history = false);
 /// `msg` as an element of a `history` reply's `messages` array.
 boost::json::object msg_object(chat_message const& m);
 std::string encode_event(std::string_view event, std::string_view room, std::string_view user);
 std::string encode_invite(std::string_view from, std::string_view room);
+/// `{"action":"contact_list","user_id":..}`: one entry of a `get_contacts` answer.
+std::string encode_contact(std::string_view user_id);
 /// `{"action":"event","event":"status","user":..,"status":..}`: an account changed its status.
 std::string encode_status(std::string_view user, std::string_view status);
 /// `{"action":"event","event":"online","room":..,"online":K}`: how many connections are in a
@@ -144,6 +190,10 @@ std::string encode_online(std::string_view room, std::uint64_t online);
 /// `{"action":"read","room":"#r"|"with":"bob","id":N}`: a read marker moved (pushed to the
 /// account's other connections). `is_room` picks the key.
 std::string encode_read(bool is_room, std::string_view name, std::uint64_t id);
+/// `{"action":"event","event":"edit","id":N,"message":"t","edited":T}`.
+std::string encode_edited(std::uint64_t id, std::string_view message, std::int64_t edited);
+/// `{"action":"event","event":"delete","id":N}`.
+std::string encode_deleted(std::uint64_t id);
 std::string encode_probe();
 std::string encode_notice(std::string_view text);
 

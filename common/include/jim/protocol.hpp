@@ -56,6 +56,8 @@ inline constexpr std::size_t max_status = 4 * 64;
 /// Characters of a status set by `presence` after sign-in (contract: "Watching, unread and
 /// presence").
 inline constexpr std::size_t max_status_chars = 64;
+/// Bytes of a `report` or `ban` reason.
+inline constexpr std::size_t max_reason = 512;
 inline constexpr int history_default_limit = 50;
 inline constexpr int history_max_limit = 500;
 inline constexpr std::string_view general_room = "#general";

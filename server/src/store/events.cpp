@@ -146,6 +146,66 @@ std::string encode(event const& e, std::uint64_t seq) {
           o.emplace("ev", "invitations");
           o.emplace("account", ev.account);
           o.emplace("count", ev.count);
+        } else if constexpr (std::is_same_v<T, contact_added>) {
+          o.emplace("ev", "contact");
+          o.emplace("account", ev.account);
+          o.emplace("contact", ev.contact);
+        } else if constexpr (std::is_same_v<T, contact_removed>) {
+          o.emplace("ev", "uncontact");
+          o.emplace("account", ev.account);
+          o.emplace("contact", ev.contact);
+        } else if constexpr (std::is_same_v<T, message_edited>) {
+          o.emplace("ev", "edit");
+          o.emplace("id", ev.id);
+          o.emplace("by", ev.by);
+          o.emplace("message", ev.message);
+          o.emplace("time", ev.time);
+        } else if constexpr (std::is_same_v<T, message_deleted>) {
+          o.emplace("ev", "delete");
+          o.emplace("id", ev.id);
+          o.emplace("by", ev.by);
+          o.emplace("admin", ev.admin);
+        } else if constexpr (std::is_same_v<T, message_scheduled>) {
+          o.emplace("ev", "schedule");
+          o.emplace("account", ev.account);
+          o.emplace("to", ev.to);
+          o.emplace("message", ev.message);
+          o.emplace("at", ev.at);
+          o.emplace("origin", ev.origin);
+        } else if constexpr (std::is_same_v<T, schedule_cancelled>) {
+          o.emplace("ev", "unschedule");
+          o.emplace("scheduled", ev.scheduled);
+          o.emplace("account", ev.account);
+        } else if constexpr (std::is_same_v<T, schedule_due>) {
+          o.emplace("ev", "due");
+          o.emplace("scheduled", ev.scheduled);
+          o.emplace("time", ev.time);
+          o.emplace("queued", ev.queued);
+        } else if constexpr (std::is_same_v<T, notices_delivered>) {
+          o.emplace("ev", "notices");
+          o.emplace("account", ev.account);
+          o.emplace("count", ev.count);
+        } else if constexpr (std::is_same_v<T, user_reported>) {
+          o.emplace("ev", "report");
+          o.emplace("account", ev.account);
+          o.emplace("by", ev.by);
+          o.emplace("reason", ev.reason);
+          o.emplace("time", ev.time);
+          o.emplace("threshold", ev.threshold);
+          o.emplace("window", ev.window);
+          o.emplace("mute", ev.mute);
+        } else if constexpr (std::is_same_v<T, room_moderated>) {
+          o.emplace("ev", "roomban");
+          o.emplace("room", ev.room);
+          o.emplace("account", ev.account);
+          o.emplace("by", ev.by);
+          o.emplace("action", ev.action);
+        } else if constexpr (std::is_same_v<T, account_banned>) {
+          o.emplace("ev", "ban");
+          o.emplace("account", ev.account);
+          o.emplace("by", ev.by);
+          o.emplace("reason", ev.reason);
+          o.emplace("banned", ev.banned);
         } else {
           static_assert(std::is_same_v<T, general_seen>);
           o.emplace("ev", "seen");
@@ -220,6 +280,45 @@ decoded decode(std::string_view payload) {
   } else if (kind == "invitations") {
     r.exact({"seq", "ev", "account", "count"});
     d.e = invitations_delivered{r.str("account"), r.count("count")};
+  } else if (kind == "contact") {
+    r.exact({"seq", "ev", "account", "contact"});
+    d.e = contact_added{r.str("account"), r.str("contact")};
+  } else if (kind == "uncontact") {
+    r.exact({"seq", "ev", "account", "contact"});
+    d.e = contact_removed{r.str("account"), r.str("contact")};
+  } else if (kind == "edit") {
+    r.exact({"seq", "ev", "id", "by", "message", "time"});
+    d.e = message_edited{r.count("id"), r.str("by"), r.str("message"), r.integer("time")};
+  } else if (kind == "delete") {
+    r.exact({"seq", "ev", "id", "by", "admin"});
+    d.e = message_deleted{r.count("id"), r.str("by"), r.boolean("admin")};
+  } else if (kind == "schedule") {
+    r.exact({"seq", "ev", "account", "to", "message", "at", "origin"});
+    d.e = message_scheduled{r.str("account"), r.str("to"), r.str("message"), r.integer("at"),
+                            r.str("origin")};
+  } else if (kind == "unschedule") {
+    r.exact({"seq", "ev", "scheduled", "account"});
+    d.e = schedule_cancelled{r.count("scheduled"), r.str("account")};
+  } else if (kind == "due") {
+    r.exact({"seq", "ev", "scheduled", "time", "queued"});
+    d.e = schedule_due{r.count("scheduled"), r.integer("time"), r.boolean("queued")};
+  } else if (kind == "notices") {
+    r.exact({"seq", "ev", "account", "count"});
+    d.e = notices_delivered{r.str("account"), r.count("count")};
+  } else if (kind == "report") {
+    r.exact({"seq", "ev", "account", "by", "reason", "time", "threshold", "window", "mute"});
+    d.e = user_reported{r.str("account"), r.str("by"),        r.str("reason"),
+                        r.integer("time"), r.count("threshold"), r.integer("window"),
+                        r.integer("mute")};
+  } else if (kind == "roomban") {
+    r.exact({"seq", "ev", "room", "account", "by", "action"});
+    room_moderated m{r.str("room"), r.str("account"), r.str("by"), r.str("action")};
+    if (m.action != "kick" && m.action != "ban" && m.action != "unban")
+      fail("unknown room moderation \"" + m.action + "\"");
+    d.e = std::move(m);
+  } else if (kind == "ban") {
+    r.exact({"seq", "ev", "account", "by", "reason", "banned"});
+    d.e = account_banned{r.str("account"), r.str("by"), r.str("reason"), r.boolean("banned")};
   } else {
     fail("unknown event \"" + kind + "\"");
   }

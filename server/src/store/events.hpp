@@ -23,6 +23,17 @@
 /// {"seq":12,"ev":"read","account":"bob","room":"#Den","id":7}   (or "with":"Alice")
 /// {"seq":13,"ev":"invitation","account":"bob","from":"Alice","room":"#Den"}
 /// {"seq":14,"ev":"invitations","account":"bob","count":1}
+/// {"seq":15,"ev":"contact","account":"bob","contact":"Alice"}
+/// {"seq":16,"ev":"uncontact","account":"bob","contact":"Alice"}
+/// {"seq":17,"ev":"edit","id":7,"by":"Alice","message":"hi!","time":1700000100}
+/// {"seq":18,"ev":"delete","id":7,"by":"Alice","admin":false}
+/// {"seq":19,"ev":"schedule","account":"Alice","to":"#Den","message":"hi","at":1700003600,"origin":"n1"}
+/// {"seq":20,"ev":"unschedule","scheduled":3,"account":"Alice"}
+/// {"seq":21,"ev":"due","scheduled":3,"time":1700003600,"queued":false}
+/// {"seq":22,"ev":"notices","account":"Alice","count":1}
+/// {"seq":23,"ev":"report","account":"bob","by":"Alice","reason":"spam","time":T,"threshold":3,"window":86400,"mute":14400}
+/// {"seq":24,"ev":"roomban","room":"#Den","account":"bob","by":"Alice","action":"kick"|"ban"|"unban"}
+/// {"seq":25,"ev":"ban","account":"bob","by":"root","reason":"spam","banned":true}
 /// ```
 /// Every field is required; unknown fields and kinds are refused (a writer that knew more).
 
@@ -129,10 +140,101 @@ struct invitations_delivered {
   std::uint64_t count = 0;
 };
 
+/// `account` added `contact` (an account name) to its contact list (the JIM course's
+/// `add_contact`). Refused: either account unknown (404), the account itself (400); a contact
+/// already in the list stays where it is.
+struct contact_added {
+  std::string account;
+  std::string contact;
+};
+
+/// `account` removed `contact` from its contact list (`del_contact`). Refused (404) when it is
+/// not in the list.
+struct contact_removed {
+  std::string account;
+  std::string contact;
+};
+
+// --- edits, schedules, moderation (contract: "Edits, schedules, moderation, contacts") -----
+
+/// `by` (the author: apply checks it) replaced the text of message `id` at `time`.
+struct message_edited {
+  std::uint64_t id = 0;
+  std::string by;
+  std::string message;
+  std::int64_t time = 0;
+};
+/// `by` deleted message `id`: its author, the owner of its room, or (`admin`, decided by the
+/// proposer from its --admin) a server admin.
+struct message_deleted {
+  std::uint64_t id = 0;
+  std::string by;
+  bool admin = false;
+};
+/// `account` scheduled `message` to `to` ("#Room" or an account, resolved by the proposer) for
+/// unix time `at`. apply() gives it the next schedule id. `origin`: the node that accepted it
+/// (empty on a single node), the one that posts it in cluster mode.
+struct message_scheduled {
+  std::string account;
+  std::string to;
+  std::string message;
+  std::int64_t at = 0;
+  std::string origin;
+};
+/// `account` cancelled its scheduled message `scheduled` (404 when not pending or not its).
+struct schedule_cancelled {
+  std::uint64_t scheduled = 0;
+  std::string account;
+};
+/// Scheduled message `scheduled` fell due and is posted at `time` (a message_posted of its
+/// own, `queued` as for one), or dropped with a notice for its author when the author may no
+/// longer post there. Refused (409) when it is no longer pending: a duplicate changes nothing.
+struct schedule_due {
+  std::uint64_t scheduled = 0;
+  std::int64_t time = 0;
+  bool queued = false;
+};
+/// The first `count` pending notices of `account` were pushed to it.
+struct notices_delivered {
+  std::string account;
+  std::uint64_t count = 0;
+};
+/// `by` reported `account` at `time`. The proposer's --report-threshold, --report-window and
+/// --mute-duration (seconds) travel with it so that applying it reads no configuration:
+/// `threshold` distinct reporters within `window` mute `account` until `time + mute`.
+struct user_reported {
+  std::string account;
+  std::string by;
+  std::string reason;
+  std::int64_t time = 0;
+  std::uint64_t threshold = 3;
+  std::int64_t window = 86400;
+  std::int64_t mute = 14400;
+};
+/// The owner `by` of `room` kicked, banned or unbanned `account` (`action`: "kick", "ban",
+/// "unban"). A kick changes no persistent state; it is an event so that every cluster node
+/// moves the account's connections.
+struct room_moderated {
+  std::string room;
+  std::string account;
+  std::string by;
+  std::string action;
+};
+/// The server admin `by` banned (with `reason`) or unbanned `account` server-wide.
+struct account_banned {
+  std::string account;
+  std::string by;
+  std::string reason;
+  bool banned = false;
+};
+
 using event = std::variant<account_registered, room_created, member_added, message_posted,
                            message_queued, queue_delivered, general_seen, signed_in, token_issued,
                            tokens_revoked, password_rehashed, read_marked, invitation_queued,
-                           invitations_delivered>;
+                           invitations_delivered, contact_added, contact_removed,
+                           message_edited, message_deleted, message_scheduled, schedule_cancelled,
+                           schedule_due, notices_delivered, user_reported, room_moderated,
+                           account_banned>;
 
 /// The payload of the journal record for `e` at position `seq` (compact JSON, no newline).
 std::string encode(event const& e, std::uint64_t seq);
