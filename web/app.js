@@ -501,6 +501,8 @@
     state.convs.clear();
     state.presence.clear();
     state.viewKey = L.roomView(L.GENERAL);
+    closeMenu(false);
+    hideBanner();   // about the account that was signed in
     renderNav();
   }
 
