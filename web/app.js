@@ -529,6 +529,7 @@
     var prev = state.viewKey;
     var v = state.views.get(key) || view(key);
     if (prev !== key) {
+      closeMenu(false);
       var old = state.views.get(prev);
       if (old) clearDivider(old);
       var e = state.unread.get(key);
