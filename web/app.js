@@ -1299,7 +1299,7 @@
     var r = expect(await request('msg', { message: text, to: to, at: at }), [202]);
     var when = typeof r.at === 'number' ? r.at : at;
     systemLine(['Scheduled for ', L.formatTime(when), ' (', new Date(when * 1000).toLocaleDateString(), ') to ',
-      u(r.to || to), ': “', u(text), '”. Type /scheduled to see or cancel it.'], 'scheduled');
+      u(r.to || to), ': “', u(text), '”. Type /scheduled to see or cancel it.'], 'sched-note');
     if (!$('scheduled').hidden) await showScheduled();
   }
 
