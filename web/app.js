@@ -449,6 +449,10 @@
     // Nothing the signed-out account did is anybody's business now.
     ERROR_SLOTS.forEach(clearError);
     ['signin-info', 'invite-info'].forEach(function (id) { $(id).textContent = ''; });
+    closeMenu(false);
+    hideBanner();
+    $('scheduled').hidden = true;
+    $('scheduled-list').textContent = '';
     showSignIn();
     if (ws && ws.readyState === WebSocket.OPEN) {
       // Say goodbye (revoking the token: `logout`), then start a fresh connection for the
@@ -497,6 +501,8 @@
     state.convs.clear();
     state.presence.clear();
     state.viewKey = L.roomView(L.GENERAL);
+    closeMenu(false);
+    hideBanner();   // about the account that was signed in
     renderNav();
   }
 
@@ -523,6 +529,7 @@
     var prev = state.viewKey;
     var v = state.views.get(key) || view(key);
     if (prev !== key) {
+      closeMenu(false);
       var old = state.views.get(prev);
       if (old) clearDivider(old);
       var e = state.unread.get(key);
@@ -725,15 +732,22 @@
    */
   function addMessage(m, extra) {
     extra = extra || {};
-    if (typeof m.message !== 'string') return;
+    var deleted = m.deleted === true;
+    if (typeof m.message !== 'string' && !deleted) return;
     var d = L.describeMessage(m, state.me);
     var v = d.view ? (d.private ? dmViewOf(d.peer) : roomViewOf(m.to)) : roomViewOf(state.room);
     var idx = -1;
     if (typeof m.id === 'number') {
       idx = L.insertionIndex(v.ids, m.id);
-      if (idx < 0) return;  // already shown (history pushed again after a reconnect)
+      if (idx < 0) {
+        // Already shown (history pushed again after a reconnect): it may have been edited or
+        // deleted meanwhile.
+        if (deleted) applyDelete(m.id);
+        else if (typeof m.edited === 'number') applyEdit(m.id, m.message, m.edited);
+        return;
+      }
     }
-    var mention = !d.mine && !d.private && L.mentions(m.message, state.me);
+    var mention = !deleted && !d.mine && !d.private && L.mentions(m.message, state.me);
     var li = document.createElement('li');
     li.className = 'msg' + (d.private ? ' private' : '') + (d.mine ? ' mine' : '') +
       (m.history ? ' old' : '') + (mention ? ' mention' : '');
@@ -744,7 +758,10 @@
     head.appendChild(bdi(String(m.from), 'from'));
     head.appendChild(document.createTextNode(': '));
     li.appendChild(head);
-    li.appendChild(bdi(m.message, 'body'));
+    li.appendChild(bdi(deleted ? '' : m.message, 'body'));
+    msgData.set(li, { id: m.id, from: m.from, to: m.to, message: deleted ? '' : m.message, deleted: deleted, view: v.key });
+    if (deleted) showDeleted(li);
+    else if (typeof m.edited === 'number') showEdited(li, m.edited);
     if (mention) li.appendChild(span('visually-hidden', ' (mentions you)'));
     if (extra.note) {
       var note = document.createElement('span');
@@ -753,6 +770,7 @@
       note.appendChild(parts(extra.note));
       li.appendChild(note);
     }
+    if (typeof m.id === 'number' && !deleted) li.appendChild(menuButton(li));
     var atEnd = idx < 0 || idx === v.ids.length;
     var shownNow = v.key === state.viewKey;
     var follow = shownNow && (atBottom() || d.mine);
@@ -781,7 +799,7 @@
       } else {
         var r = L.afterMessage(e, m.id, d.mine, false);
         state.unread.set(v.key, r.entry);
-        if (!d.mine) notify(m, d, v, mention);
+        if (!d.mine && !deleted) notify(m, d, v, mention);
       }
     }
     if (v.dividerAfter !== null || v.dividerCount) placeDivider(v);
@@ -840,6 +858,14 @@
   }
 
   function onEvent(f) {
+    if (f.event === 'edit' && typeof f.id === 'number' && typeof f.message === 'string') {
+      applyEdit(f.id, f.message, typeof f.edited === 'number' ? f.edited : Date.now() / 1000);
+      return;
+    }
+    if (f.event === 'delete' && typeof f.id === 'number') {
+      applyDelete(f.id);
+      return;
+    }
     if (f.event === 'status' && typeof f.user === 'string') {
       setStatus(f.user, typeof f.status === 'string' ? f.status : '');
       return;
@@ -888,7 +914,431 @@
       systemLine('You signed in from another window or device, so this one has stopped.', 'notice');
       return;
     }
+    var mod = L.moderationNotice(text);
+    if (mod) {
+      onModerated(mod);
+      return;
+    }
     systemLine(['Server: ', u(text)], 'notice');
+  }
+
+  /** A kick, a room ban or an account ban of this account: a banner and a line, in plain words. */
+  function onModerated(mod) {
+    showBanner(mod.words);
+    if (mod.kind === 'account') {
+      systemLine(mod.words, 'notice alert');
+      return;
+    }
+    systemLine(mod.words, 'notice alert', null, roomViewOf(mod.room));
+    if (L.roomKey(mod.room) === L.roomKey(state.room)) {
+      var v = roomViewOf(mod.to);
+      enterRoom(mod.to);
+      if (!v.loaded) loadRecent(v);
+    }
+    systemLine(mod.words, 'notice alert');
+    refreshRooms();
+    refreshUsers();
+  }
+
+  function showBanner(text) {
+    $('banner-text').textContent = text;
+    $('banner').hidden = false;
+  }
+
+  function hideBanner() {
+    $('banner').hidden = true;
+    $('banner-text').textContent = '';
+  }
+
+  // ---------------------------------------------------------------- message menu, edit, delete
+  // Every message line with an id has a menu button (focusable, labelled); the menu (one,
+  // outside the live log) lists what this account may do with it: edit (own), delete (own, or
+  // as the owner of its room), message its author privately, copy its text. Arrow keys move in
+  // it, Escape or Tab closes it and the focus goes back to the button.
+
+  var msgData = new WeakMap();   // message <li> -> {id, from, to, message, deleted, view}
+  var menuState = null;          // {button, onClose} while the menu is open
+
+  function findLine(id) {
+    var found = null;
+    state.views.forEach(function (v) { if (!found && v.byId.has(id)) found = v.byId.get(id); });
+    return found;
+  }
+
+  function menuButton(li) {
+    var b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'small msg-menu-button';
+    b.textContent = '⋯';
+    b.setAttribute('aria-haspopup', 'menu');
+    b.setAttribute('aria-expanded', 'false');
+    var data = msgData.get(li);
+    b.setAttribute('aria-label', 'Actions for this message' + (data && data.from ? ' from ' + L.isolate(data.from) : ''));
+    b.addEventListener('click', function () {
+      if (menuState && menuState.button === b) { closeMenu(true); return; }
+      openMessageMenu(li, b);
+    });
+    return b;
+  }
+
+  function openMessageMenu(li, button) {
+    var data = msgData.get(li);
+    if (!data || data.deleted) return;
+    var v = state.views.get(data.view);
+    var mine = L.sameName(data.from, state.me);
+    var owner = null;
+    if (v && !v.dm) {
+      var info = state.roomInfo.get(L.roomKey(v.name));
+      owner = info && typeof info.owner === 'string' ? info.owner : null;
+    }
+    var items = [];
+    if (mine) items.push(['Edit', function () { startEdit(li); }]);
+    if (L.canDelete(data, state.me, owner)) items.push(['Delete', function () { confirmDelete(li); }]);
+    if (!mine && v && !v.dm && typeof data.from === 'string') {
+      var who = data.from;
+      items.push([['Message ', u(who), ' privately'], function () { openConversation(who); $('text').focus(); }]);
+    }
+    items.push(['Copy text', function () { copyText(data.message); }]);
+    openMenu(button, items, 'Message actions');
+  }
+
+  /**
+   * Opens the menu under `button` with `items` ([label parts, action]); the action runs after
+   * the menu closed (the focus then is on the button unless the action moves it).
+   */
+  function openMenu(button, items, label) {
+    closeMenu(false);
+    var menu = $('menu');
+    menu.textContent = '';
+    menu.setAttribute('aria-label', label);
+    items.forEach(function (it) {
+      var b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'menu-item';
+      b.setAttribute('role', 'menuitem');
+      b.tabIndex = -1;
+      b.appendChild(parts(it[0]));
+      b.addEventListener('click', function () {
+        closeMenu(true);
+        it[1]();
+      });
+      menu.appendChild(b);
+    });
+    menu.hidden = false;
+    var r = button.getBoundingClientRect();
+    var mw = menu.offsetWidth, mh = menu.offsetHeight;
+    var left = Math.max(4, Math.min(r.right - mw, window.innerWidth - mw - 4));
+    var top = r.bottom + 2 + mh > window.innerHeight ? Math.max(4, r.top - mh - 2) : r.bottom + 2;
+    menu.style.left = left + 'px';
+    menu.style.top = top + 'px';
+    button.setAttribute('aria-expanded', 'true');
+    button.setAttribute('aria-controls', 'menu');
+    menuState = { button: button };
+    var first = menu.querySelector('.menu-item');
+    if (first) first.focus();
+  }
+
+  /** Closes the menu; `refocus`: the focus goes back to its button. */
+  function closeMenu(refocus) {
+    if (!menuState) return;
+    var b = menuState.button;
+    menuState = null;
+    $('menu').hidden = true;
+    $('menu').textContent = '';
+    b.setAttribute('aria-expanded', 'false');
+    b.removeAttribute('aria-controls');
+    if (refocus && document.contains(b)) b.focus();
+  }
+
+  function onMenuKey(ev) {
+    var items = Array.prototype.slice.call($('menu').querySelectorAll('.menu-item'));
+    var at = items.indexOf(document.activeElement);
+    var go = -1;
+    if (ev.key === 'ArrowDown') go = (at + 1) % items.length;
+    else if (ev.key === 'ArrowUp') go = (at - 1 + items.length) % items.length;
+    else if (ev.key === 'Home') go = 0;
+    else if (ev.key === 'End') go = items.length - 1;
+    else if (ev.key === 'Escape') { ev.preventDefault(); ev.stopPropagation(); closeMenu(true); return; }
+    else if (ev.key === 'Tab') { closeMenu(true); return; }
+    if (go >= 0 && items.length) { ev.preventDefault(); items[go].focus(); }
+  }
+
+  async function copyText(text) {
+    var done = false;
+    try {
+      if (navigator.clipboard && window.isSecureContext) {
+        await navigator.clipboard.writeText(text);
+        done = true;
+      }
+    } catch (e) { /* fall back below */ }
+    if (!done) {
+      var t = document.createElement('textarea');
+      t.value = text;
+      t.setAttribute('aria-hidden', 'true');
+      t.style.position = 'fixed';
+      t.style.opacity = '0';
+      document.body.appendChild(t);
+      t.select();
+      try { done = document.execCommand('copy'); } catch (e) { done = false; }
+      t.remove();
+    }
+    if (!done) showError('composer', 'Could not copy: select the text and press Ctrl+C.', 'action');
+  }
+
+  /** The "(edited)" mark of a line, with the time of the edit as its tooltip. */
+  function showEdited(li, t) {
+    var mark = li.querySelector('.edited');
+    if (!mark) {
+      mark = span('edited', ' (edited)');
+      var body = li.querySelector(':scope > .body');
+      body.after(mark);
+    }
+    mark.title = L.editedTitle(t);
+  }
+
+  function showDeleted(li) {
+    li.classList.add('deleted');
+    var body = li.querySelector(':scope > .body');
+    body.textContent = '';
+    body.appendChild(span('deleted-text', 'message deleted'));
+    var mark = li.querySelector('.edited');
+    if (mark) mark.remove();
+  }
+
+  /** An edit (ours, or pushed): the new text in place, marked "(edited)". */
+  function applyEdit(id, message, t) {
+    var li = findLine(id);
+    var data = li && msgData.get(li);
+    if (!data || data.deleted) return;
+    data.message = message;
+    li.querySelector(':scope > .body').textContent = message;
+    showEdited(li, t);
+  }
+
+  /** A deletion (ours, or pushed): "message deleted" without the text, no menu. */
+  function applyDelete(id) {
+    var li = findLine(id);
+    var data = li && msgData.get(li);
+    if (!data || data.deleted) return;
+    if (li.querySelector('.edit-box')) endEdit(li, false);
+    var b = li.querySelector('.msg-menu-button');
+    var hadFocus = b && (document.activeElement === b || (menuState && menuState.button === b));
+    if (menuState && menuState.button === b) closeMenu(false);
+    data.deleted = true;
+    data.message = '';
+    showDeleted(li);
+    if (b) b.remove();
+    if (hadFocus) $('text').focus();
+  }
+
+  /** Edit in place: the text becomes a field; Enter saves, Shift+Enter a new line, Escape cancels. */
+  function startEdit(li) {
+    var data = msgData.get(li);
+    if (!data || data.deleted) return;
+    if (li.querySelector('.edit-box')) { li.querySelector('.edit-input').focus(); return; }
+    var body = li.querySelector(':scope > .body');
+    var box = document.createElement('div');
+    box.className = 'edit-box';
+    var input = document.createElement('textarea');
+    input.className = 'edit-input';
+    input.rows = 1;
+    input.value = data.message;
+    input.setAttribute('aria-label', 'Edit your message');
+    var hint = document.createElement('span');
+    hint.className = 'edit-hint small-print';
+    hint.id = 'edit-hint-' + data.id;
+    hint.textContent = 'Enter saves, Escape cancels.';
+    var count = document.createElement('span');
+    count.className = 'count';
+    count.id = 'edit-count-' + data.id;
+    var err = document.createElement('span');
+    err.className = 'error';
+    err.id = 'edit-error-' + data.id;
+    err.setAttribute('role', 'alert');
+    input.setAttribute('aria-describedby', hint.id + ' ' + count.id + ' ' + err.id);
+    box.appendChild(input);
+    box.appendChild(hint);
+    box.appendChild(count);
+    box.appendChild(err);
+    body.hidden = true;
+    var mark = li.querySelector('.edited');
+    if (mark) mark.hidden = true;
+    body.after(box);
+    var fit = function () {
+      input.style.height = 'auto';
+      input.style.height = Math.min(input.scrollHeight + 2, 160) + 'px';
+      var st = L.lengthState(input.value);
+      count.textContent = st.words;
+      count.dataset.level = st.level;
+      err.textContent = '';
+    };
+    input.addEventListener('input', fit);
+    input.addEventListener('keydown', function (ev) {
+      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+        ev.preventDefault();
+        saveEdit(li, input, err);
+      } else if (ev.key === 'Escape') {
+        ev.preventDefault();
+        ev.stopPropagation();
+        endEdit(li, true);
+      }
+    });
+    fit();
+    input.focus();
+    input.setSelectionRange(input.value.length, input.value.length);
+  }
+
+  /** Leaves edit mode; `refocus`: the focus goes to the line's menu button. */
+  function endEdit(li, refocus) {
+    var box = li.querySelector('.edit-box');
+    if (box) box.remove();
+    li.querySelector(':scope > .body').hidden = false;
+    var mark = li.querySelector('.edited');
+    if (mark) mark.hidden = false;
+    var b = li.querySelector('.msg-menu-button');
+    if (refocus) (b || $('text')).focus();
+  }
+
+  async function saveEdit(li, input, err) {
+    var data = msgData.get(li);
+    var text = input.value;
+    if (!data || data.deleted) return;
+    if (text === data.message) { endEdit(li, true); return; }
+    if (!text.trim()) { err.textContent = 'Type the new text, or delete the message from its menu.'; return; }
+    var st = L.lengthState(text);
+    if (st.level === 'over') { err.textContent = st.words; return; }
+    if (input.dataset.saving) return;
+    input.dataset.saving = '1';
+    try {
+      var r = expect(await request('edit', { id: data.id, message: text }), [200]);
+      endEdit(li, true);
+      applyEdit(data.id, text, typeof r.time === 'number' ? r.time : Date.now() / 1000);
+    } catch (e) {
+      err.textContent = e && e.plain ? e.message : 'Could not save the change. Try again.';
+    } finally {
+      delete input.dataset.saving;
+    }
+  }
+
+  async function confirmDelete(li) {
+    var data = msgData.get(li);
+    if (!data || data.deleted) return;
+    var mine = L.sameName(data.from, state.me);
+    var ok = await askConfirm('Delete this message?',
+      mine ? ['Everyone will see “message deleted” instead of your text.']
+        : ['Everyone will see “message deleted” instead of what ', u(data.from), ' wrote.'], 'Delete');
+    if (!ok) return;
+    clearError('composer');
+    try {
+      expect(await request('delete', { id: data.id }), [200]);
+      applyDelete(data.id);
+    } catch (e) {
+      showError('composer', e);
+    }
+  }
+
+  var confirmResolve = null;
+
+  /** A modal yes/no question (the confirm dialog): resolves true for `okLabel`, false otherwise. */
+  function askConfirm(title, text, okLabel) {
+    var d = $('confirm-dialog');
+    if (confirmResolve) confirmResolve(false);
+    $('confirm-title').textContent = title;
+    setParts($('confirm-text'), Array.isArray(text) ? text : [text]);
+    $('confirm-ok').textContent = okLabel;
+    d.returnValue = '';
+    return new Promise(function (resolve) {
+      confirmResolve = resolve;
+      dialogOpener['confirm-dialog'] = document.activeElement;
+      d.showModal();
+      $('confirm-cancel').focus();
+    });
+  }
+
+  // ---------------------------------------------------------------- moderation of members
+
+  /** The per-member menu of the people list: report; kick and ban for the room's owner. */
+  function openMemberMenu(name, button) {
+    var room = state.room;
+    var items = [];
+    if (isOwner(room) && !isGeneral(room)) {
+      items.push([['Remove ', u(name), ' from ', u(room)], function () { moderate('kick', name, room); }]);
+      items.push([['Ban ', u(name), ' from ', u(room)], function () { moderate('ban', name, room); }]);
+    }
+    items.push([['Report ', u(name), ' for abuse'], function () { moderate('report', name, room); }]);
+    openMenu(button, items, 'Actions for ' + name);
+  }
+
+  async function moderate(what, name, room) {
+    var q = what === 'kick'
+      ? ['Remove ' + name + ' from ' + room + '?', [u(name), ' goes back to ', u(L.GENERAL), ' and can join ', u(room), ' again.'], 'Remove']
+      : what === 'ban'
+        ? ['Ban ' + name + ' from ' + room + '?', [u(name), ' goes back to ', u(L.GENERAL), ', stops being a member and cannot join ', u(room), ' again (not even with the password) until the ban is lifted.'], 'Ban']
+        : ['Report ' + name + '?', ['Reports from several people mute an account for a few hours. Report ', u(name), ' only for spam or abuse.'], 'Report'];
+    if (!(await askConfirm(q[0], q[1], q[2]))) return;
+    clearError('people');
+    try {
+      if (what === 'report') {
+        expect(await request('report', { user: name }), [200]);
+        systemLine(['You reported ', u(name), '.']);
+        return;
+      }
+      var r = expect(await request(what, { room: room.replace(/^#/, ''), user: name }), [200]);
+      systemLine([u(r.user || name), what === 'kick' ? ' was removed from ' : ' is banned from ', u(r.room || room), '.'],
+        null, null, roomViewOf(r.room || room));
+      refreshUsers();
+      refreshRooms();
+    } catch (e) {
+      showError('people', e);
+    }
+  }
+
+  // ---------------------------------------------------------------- scheduled messages
+
+  async function scheduleMessage(text, to, at) {
+    var r = expect(await request('msg', { message: text, to: to, at: at }), [202]);
+    var when = typeof r.at === 'number' ? r.at : at;
+    systemLine(['Scheduled for ', L.formatTime(when), ' (', new Date(when * 1000).toLocaleDateString(), ') to ',
+      u(r.to || to), ': “', u(text), '”. Type /scheduled to see or cancel it.'], 'sched-note');
+    if (!$('scheduled').hidden) await showScheduled();
+  }
+
+  /** The pending scheduled messages of this account, each with Cancel. */
+  async function showScheduled() {
+    var r = expect(await request('scheduled'), [200]);
+    var list = Array.isArray(r.scheduled) ? r.scheduled : [];
+    var ul = $('scheduled-list');
+    ul.textContent = '';
+    list.forEach(function (s) {
+      if (typeof s.scheduled !== 'number') return;
+      var li = document.createElement('li');
+      li.dataset.scheduled = String(s.scheduled);
+      li.appendChild(timeEl(s.at));
+      var what = span('scheduled-what', '');
+      what.appendChild(parts([u(String(s.to)), ': ', u(String(s.message))]));
+      li.appendChild(what);
+      var id = s.scheduled;
+      li.appendChild(smallButton('Cancel', function () { cancelScheduled(id, li); },
+        'Cancel the message scheduled for ' + L.formatTime(s.at) + ' to ' + L.isolate(String(s.to))));
+      ul.appendChild(li);
+    });
+    $('scheduled-empty').hidden = list.length > 0;
+    $('scheduled').hidden = false;
+  }
+
+  async function cancelScheduled(id, li) {
+    clearError('scheduled');
+    try {
+      expect(await request('cancel', { scheduled: id }), [200]);
+    } catch (e) {
+      var gone = e.reply && e.reply.response === 404;
+      if (!gone) { showError('scheduled', e); return; }
+    }
+    var next = li.nextElementSibling || li.previousElementSibling;
+    li.remove();
+    $('scheduled-empty').hidden = $('scheduled-list').children.length > 0;
+    var f = next && next.querySelector('button');
+    (f || $('scheduled-close')).focus();
   }
 
   // ---------------------------------------------------------------- history
@@ -1306,6 +1756,19 @@
         }, 'Send a private message to ' + name);
         mb.dataset.user = li.dataset.user;
         li.appendChild(mb);
+        var more = document.createElement('button');
+        more.type = 'button';
+        more.className = 'small member-menu';
+        more.textContent = '⋯';
+        more.dataset.user = li.dataset.user + ':menu';
+        more.setAttribute('aria-haspopup', 'menu');
+        more.setAttribute('aria-expanded', 'false');
+        more.setAttribute('aria-label', 'More actions for ' + L.isolate(name));
+        more.addEventListener('click', function () {
+          if (menuState && menuState.button === more) { closeMenu(true); return; }
+          openMemberMenu(name, more);
+        });
+        li.appendChild(more);
       }
       ul.appendChild(li);
     });
@@ -1427,7 +1890,7 @@
 
   function updateCount() {
     var c = L.parseCommand($('text').value);
-    var text = c.kind === 'say' || c.kind === 'msg' ? c.text : '';
+    var text = c.kind === 'say' || c.kind === 'msg' || c.kind === 'at' ? c.text : '';
     var s = L.lengthState(text);
     var el = $('composer-count');
     if (el.textContent !== s.words) el.textContent = s.words;
@@ -1444,7 +1907,7 @@
       if (text.trim()) showError('composer', c.error, 'action');
       return;
     }
-    if (c.kind === 'say' || c.kind === 'msg') {
+    if (c.kind === 'say' || c.kind === 'msg' || c.kind === 'at') {
       var s = L.lengthState(c.text);
       if (s.level === 'over') { showError('composer', s.words, 'action'); return; }
     }
@@ -1456,6 +1919,8 @@
       switch (c.kind) {
         case 'say': await sendMessage(c.text, v.dm ? v.name : state.room); break;
         case 'msg': openConversation(c.to); await sendMessage(c.text, c.to); break;
+        case 'at': await scheduleMessage(c.text, v.dm ? v.name : state.room, c.at); break;
+        case 'scheduled': await showScheduled(); break;
         case 'query': openConversation(c.user); break;
         case 'status': await setMyStatus(c.status); break;
         case 'join': await joinRoom(c.room, c.password); break;
@@ -1494,7 +1959,7 @@
   //   signin      a refused sign-in: on the next attempt, on editing the form, on signing in
   //   action      anything else: on the next attempt or on editing that form
   // Signing out clears them all. The texts are plain words, never protocol internals.
-  var ERROR_SLOTS = ['signin', 'composer', 'join', 'create', 'invite', 'dm'];
+  var ERROR_SLOTS = ['signin', 'composer', 'join', 'create', 'invite', 'dm', 'people', 'scheduled'];
   var errorTimers = {};
 
   /** An Error whose message is fit to show to people, with its cause (see above). */
@@ -1680,7 +2145,7 @@
     $('open-join').addEventListener('click', function () { openDialog('join-dialog'); });
     $('open-dm').addEventListener('click', function () { openDialog('dm-dialog'); });
     $('invite-open').addEventListener('click', function () { openDialog('invite-dialog'); });
-    ['join-dialog', 'invite-dialog', 'dm-dialog'].forEach(function (id) {
+    ['join-dialog', 'invite-dialog', 'dm-dialog', 'confirm-dialog'].forEach(function (id) {
       $(id).addEventListener('close', function () { onDialogClosed(id); });
       Array.prototype.forEach.call($(id).querySelectorAll('[data-close]'), function (b) {
         b.addEventListener('click', function () { closeDialog(id); });
@@ -1728,6 +2193,24 @@
       $('text').focus();
     }));
     $('users-refresh').addEventListener('click', refreshUsers);
+    $('confirm-ok').addEventListener('click', function () { $('confirm-dialog').close('ok'); });
+    $('confirm-cancel').addEventListener('click', function () { $('confirm-dialog').close('cancel'); });
+    $('confirm-dialog').addEventListener('close', function () {
+      var r = confirmResolve;
+      confirmResolve = null;
+      if (r) r($('confirm-dialog').returnValue === 'ok');
+    });
+    $('menu').addEventListener('keydown', onMenuKey);
+    document.addEventListener('pointerdown', function (ev) {
+      if (menuState && !$('menu').contains(ev.target) && ev.target !== menuState.button) closeMenu(false);
+    });
+    $('banner-close').addEventListener('click', function () { hideBanner(); $('text').focus(); });
+    $('open-scheduled').addEventListener('click', function () {
+      clearError('scheduled');
+      showScheduled().then(function () { closePanelsOnPhone(); $('scheduled-close').focus(); })
+        .catch(function (e) { showError('composer', e); });
+    });
+    $('scheduled-close').addEventListener('click', function () { $('scheduled').hidden = true; $('text').focus(); });
     [['signin', ['name', 'password', 'password2']], ['composer', ['text']],
       ['join', ['join-room', 'join-password']], ['create', ['create-room']], ['invite', ['invite-user']],
       ['dm', ['dm-user']]]

@@ -116,7 +116,21 @@
     [/^(#[A-Za-z0-9_-]+) needs a password/i, function (m) { return m[1] + ' needs its password.'; }],
     [/^you are not in (#[A-Za-z0-9_-]+)/i, function (m) { return 'You are not in ' + m[1] + ': join it first.'; }],
     [/^you are not a member of (#[A-Za-z0-9_-]+)/i, function (m) { return 'You are not a member of ' + m[1] + '.'; }],
-    [/^only the owner of (#[A-Za-z0-9_-]+)/i, function (m) { return 'Only the owner of ' + m[1] + ' can invite people to it.'; }],
+    [/^only the owner of (#[A-Za-z0-9_-]+) can invite/i, function (m) { return 'Only the owner of ' + m[1] + ' can invite people to it.'; }],
+    [/^only the owner of (#[A-Za-z0-9_-]+)/i, function (m) { return 'Only the owner of ' + m[1] + ' can do that.'; }],
+    [/^only its author can edit/i, function () { return 'Only its author can edit a message.'; }],
+    [/^only its author, the room.s owner or an admin can delete/i, function () { return 'Only its author or the owner of the room can delete a message.'; }],
+    [/^no message \d+/i, function () { return 'That message is gone (deleted, or too old to change).'; }],
+    [/^you are banned from (#[A-Za-z0-9_-]+)/i, function (m) { return 'You are banned from ' + m[1] + '.'; }],
+    [/^([A-Za-z0-9_.-]+) is banned from (#[A-Za-z0-9_-]+)/i, function (m) { return m[1] + ' is banned from ' + m[2] + ': lift the ban first.'; }],
+    [/^this account is banned: ([\s\S]*)$/i, function (m) { return 'This account is banned (' + m[1].trim() + ').'; }],
+    [/^the owner cannot be banned/i, function () { return 'The owner of a room cannot be removed from it.'; }],
+    [/^you cannot do that to yourself/i, function () { return 'You cannot do that to yourself.'; }],
+    [/^you cannot report yourself/i, function () { return 'You cannot report yourself.'; }],
+    [/^too many scheduled messages/i, function () { return 'You have too many scheduled messages: cancel one first.'; }],
+    [/^no scheduled message \d+/i, function () { return 'That scheduled message is no longer pending.'; }],
+    [/must be in the future/i, function () { return 'That time has passed: choose a time in the future.'; }],
+    [/seconds ahead/i, function () { return 'That is too far ahead for the server.'; }],
     [/^room name (#?[A-Za-z0-9_-]+) is taken/i, function (m) { return 'There is already a room ' + roomName(m[1]) + '.'; }],
     [/^account name ([A-Za-z0-9_.-]+) is taken/i, function (m) { return 'The name ' + m[1] + ' is already taken.'; }],
     [/^#general is built in/i, function () { return '#general always exists: choose another name.'; }],
@@ -151,6 +165,10 @@
     var code = reply.response;
     var raw = typeof reply.error === 'string' ? reply.error.trim() : '';
     var text = '';
+    if (code === 403 && typeof reply.until === 'number' && isFinite(reply.until)) {
+      // A muted account (reported by others): say until when, in local time.
+      return 'You are muted until ' + formatTime(reply.until) + '.';
+    }
     for (var i = 0; i < KNOWN_ERRORS.length && !text; i++) {
       var m = KNOWN_ERRORS[i][0].exec(raw);
       if (m) text = KNOWN_ERRORS[i][1](m);
@@ -214,17 +232,52 @@
     '/msg USER TEXT — private message',
     '/query USER — open the private conversation with USER',
     '/away [TEXT] — tell others you are away (TEXT: your status), /back — online again',
+    '/at HH:MM TEXT or /at +10m TEXT — send TEXT later (to this room or conversation)',
+    '/scheduled — your scheduled messages (with Cancel)',
     '/rooms, /users — refresh the lists',
     '/history — load older messages',
     '//text — send a message that starts with "/"'
   ];
+
+  var UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86400 };
+
+  /**
+   * When `/at SPEC` means, for a clock at `nowMs` (milliseconds, default now): SPEC is a local
+   * time "HH:MM" (today, or tomorrow when that time has passed) or a delay "+10m", "+2h",
+   * "+1h30m", "+45s", "+1d" (a bare "+N" is minutes). Returns {at} (unix seconds) or {error}.
+   * (The server refuses a time more than --schedule-max ahead, 7 days by default.)
+   */
+  function parseAt(spec, nowMs) {
+    var now = typeof nowMs === 'number' ? nowMs : Date.now();
+    spec = String(spec || '').trim();
+    var m = /^(\d{1,2})[:.h](\d{2})$/.exec(spec);
+    if (m) {
+      var hh = Number(m[1]), mm = Number(m[2]);
+      if (hh > 23 || mm > 59) return { error: 'There is no time ' + spec + ': use HH:MM from 00:00 to 23:59.' };
+      var d = new Date(now);
+      d.setHours(hh, mm, 0, 0);
+      if (d.getTime() <= now) d.setDate(d.getDate() + 1);
+      return { at: Math.floor(d.getTime() / 1000) };
+    }
+    if (/^\+\d+$/.test(spec)) spec += 'm';
+    if (/^\+(\d+[smhd])+$/i.test(spec)) {
+      var secs = 0;
+      spec.slice(1).replace(/(\d+)([smhd])/gi, function (all, n, unit) {
+        secs += Number(n) * UNIT_SECONDS[unit.toLowerCase()];
+        return all;
+      });
+      if (secs < 1) return { error: 'Choose a time in the future.' };
+      return { at: Math.ceil(now / 1000) + secs };
+    }
+    return { error: 'Say when as HH:MM (e.g. 18:30) or as a delay (e.g. +10m, +2h).' };
+  }
 
   /**
    * What the composer text means. Plain text is a message to the current target; a leading
    * '/' is a command. Returns {kind, ...} with kind one of say, msg, join, create, exit,
    * invite, rooms, users, history, help, error.
    */
-  function parseCommand(input) {
+  function parseCommand(input, nowMs) {
     var text = String(input);
     if (!text.trim()) return { kind: 'error', error: 'Type a message first.' };
     if (text.charAt(0) !== '/') return { kind: 'say', text: text };
@@ -270,6 +323,14 @@
         return { kind: 'status', status: st };
       }
       case 'back': return { kind: 'status', status: 'online' };
+      case 'at': {
+        var am = /^(\S+)\s+([\s\S]+)$/.exec(rest.replace(/^\s+/, ''));
+        if (!am || !am[2].trim()) return { kind: 'error', error: 'Usage: /at HH:MM TEXT or /at +10m TEXT' };
+        var when = parseAt(am[1], nowMs);
+        if (when.error) return { kind: 'error', error: when.error };
+        return { kind: 'at', at: when.at, text: am[2] };
+      }
+      case 'scheduled': return { kind: 'scheduled' };
       case 'rooms': return { kind: 'rooms' };
       case 'users':
       case 'who': return { kind: 'users' };
@@ -353,6 +414,49 @@
     }
     var peer = mine ? to : m.from;
     return { room: null, private: true, mine: mine, peer: peer, view: dmView(peer) };
+  }
+
+  // ---------------------------------------------------------------- edits, deletions, moderation
+
+  /** The tooltip of an "(edited)" mark: "Edited at HH:MM" (local) of unix time `t`. */
+  function editedTitle(t) {
+    if (typeof t !== 'number' || !isFinite(t)) return 'Edited';
+    return 'Edited at ' + formatTime(t) + ' (' + new Date(t * 1000).toLocaleString() + ')';
+  }
+
+  /**
+   * Whether `me` may delete a message: its author always, the owner of its room (`owner`, the
+   * room's owner as the `rooms` list gives it, or null) for a room message. (A server admin may
+   * too, but the page does not know who is one.)
+   */
+  function canDelete(m, me, owner) {
+    if (!m || m.deleted) return false;
+    if (sameName(m.from, me)) return true;
+    var to = typeof m.to === 'string' ? m.to : '';
+    return to.charAt(0) === '#' && typeof owner === 'string' && sameName(owner, me);
+  }
+
+  /**
+   * A server notice about moderation, in plain words: {kind, room, by, words} for "you were
+   * kicked/banned from #r by X; you are in #general" (kind 'kick'/'ban') and "your account was
+   * banned: REASON" (kind 'account'); null for any other notice.
+   */
+  function moderationNotice(text) {
+    var m = /^you were (kicked|banned) from (#[A-Za-z0-9_-]+) by ([A-Za-z0-9_.-]+)(?:; you are in (#[A-Za-z0-9_-]+))?/i.exec(String(text));
+    if (m) {
+      var kick = m[1].toLowerCase() === 'kicked';
+      var back = m[4] || GENERAL;
+      return { kind: kick ? 'kick' : 'ban', room: m[2], by: m[3], to: back,
+        words: kick
+          ? m[3] + ' removed you from ' + m[2] + '. You are in ' + back + ' now; you can join ' + m[2] + ' again.'
+          : m[3] + ' banned you from ' + m[2] + '. You are in ' + back + ' now and cannot join ' + m[2] + ' again.' };
+    }
+    m = /^your account was banned(?::\s*([\s\S]*))?$/i.exec(String(text));
+    if (m) {
+      return { kind: 'account', room: null, by: null, to: null,
+        words: 'Your account was banned' + (m[1] && m[1].trim() ? ' (' + m[1].trim() + ')' : '') + '. You cannot sign in with it any more.' };
+    }
+    return null;
   }
 
   // ---------------------------------------------------------------- views, unread, mentions
@@ -558,6 +662,10 @@
     Pending: Pending,
     insertionIndex: insertionIndex,
     describeMessage: describeMessage,
+    parseAt: parseAt,
+    editedTitle: editedTitle,
+    canDelete: canDelete,
+    moderationNotice: moderationNotice,
     roomView: roomView,
     dmView: dmView,
     MAX_MESSAGE_BYTES: MAX_MESSAGE_BYTES,

@@ -485,6 +485,132 @@ async function main() {
       assert(!carol.frames.some((f) => f.action === 'msg' && f.to === '#den'), 'carol got a #den message');
     });
 
+    /** The line of message `id` in the view on screen of `page`. */
+    const lineOf = (page, id) => shown(page).locator(`li.msg[data-id="${id}"]`);
+    /** Opens the menu of message `id` with the keyboard; returns the labels of its items. */
+    const openMenuOf = async (page, id) => {
+      await lineOf(page, id).locator('.msg-menu-button').focus();
+      await page.keyboard.press('Enter');
+      await page.locator('#menu').waitFor({ state: 'visible', timeout: STEP_MS });
+      return page.locator('#menu [role="menuitem"]').allTextContents();
+    };
+    const lastIdOf = async (page, text) => {
+      const id = await shown(page).locator('li.msg', { hasText: text }).last().getAttribute('data-id');
+      assert(/^\d+$/.test(id || ''), `the line "${text}" has no message id: ${id}`);
+      return id;
+    };
+    let editedId = '';
+    let deletedId = '';
+
+    await step('alice edits her message in place from its menu (keyboard only); bob sees the new text, marked edited', async () => {
+      await say(alice, 'tpyo in the den');
+      await seeMessage(bob, 'tpyo in the den');
+      const id = await lastIdOf(alice, 'tpyo in the den');
+      editedId = id;
+      assert(await lastIdOf(bob, 'tpyo in the den') === id, 'bob\'s line has another id');
+      let items = await openMenuOf(alice, id);
+      assert(items[0] === 'Edit' && items.includes('Delete'), `alice's menu on her message: ${JSON.stringify(items)}`);
+      assert(await alice.evaluate(() => document.activeElement.getAttribute('role')) === 'menuitem', 'the focus is not in the menu');
+      assert(await lineOf(alice, id).locator('.msg-menu-button').getAttribute('aria-expanded') === 'true', 'aria-expanded not set');
+      await alice.keyboard.press('Escape');
+      await alice.locator('#menu').waitFor({ state: 'hidden', timeout: STEP_MS });
+      assert(await alice.evaluate(() => document.activeElement.classList.contains('msg-menu-button')), 'Escape did not give the focus back to the menu button');
+      // Edit, then Escape: nothing changes.
+      await openMenuOf(alice, id);
+      await alice.keyboard.press('Enter');
+      const input = lineOf(alice, id).locator('.edit-input');
+      await input.waitFor({ timeout: STEP_MS });
+      assert(await input.evaluate((el) => el === document.activeElement), 'the edit field has no focus');
+      assert(await input.inputValue() === 'tpyo in the den', `edit field holds ${await input.inputValue()}`);
+      await alice.keyboard.press('Escape');
+      await input.waitFor({ state: 'detached', timeout: STEP_MS });
+      assert(await lineOf(alice, id).locator('.body').textContent() === 'tpyo in the den', 'Escape changed the text');
+      // Edit for real; too long is refused with the byte count first.
+      await openMenuOf(alice, id);
+      await alice.keyboard.press('Enter');
+      await input.fill('é'.repeat(2049));
+      await lineOf(alice, id).locator('.count[data-level="over"]', { hasText: /shorten it by 2 bytes/ }).waitFor({ timeout: STEP_MS });
+      await input.press('Enter');
+      await lineOf(alice, id).locator('.edit-box .error', { hasText: /too long/i }).waitFor({ timeout: STEP_MS });
+      await input.fill('typo fixed in the den');
+      await input.press('Enter');
+      await input.waitFor({ state: 'detached', timeout: STEP_MS });
+      for (const p of [alice, bob]) {
+        await lineOf(p, id).locator('.body', { hasText: 'typo fixed in the den' }).waitFor({ timeout: STEP_MS });
+        const mark = lineOf(p, id).locator('.edited');
+        assert((await mark.textContent()).trim() === '(edited)', 'no "(edited)"');
+        assert(/^Edited at \d\d:\d\d/.test(await mark.getAttribute('title')), `title of (edited): ${await mark.getAttribute('title')}`);
+      }
+      assert(await shown(bob).locator('li.msg', { hasText: 'tpyo' }).count() === 0, 'bob still sees the old text');
+      // bob may not edit or delete alice's message (he does not own #den).
+      items = await openMenuOf(bob, id);
+      assert(!items.includes('Edit') && !items.includes('Delete'), `bob's menu on alice's message: ${JSON.stringify(items)}`);
+      assert(items.includes('Message alice privately'), `bob's menu: ${JSON.stringify(items)}`);
+      await bob.keyboard.press('Escape');
+      await bob.locator('#menu').waitFor({ state: 'hidden', timeout: STEP_MS });
+    });
+
+    await step('alice deletes her message (asked first); bob sees "message deleted" without the text; the owner deletes bob\'s', async () => {
+      await say(alice, 'to be taken back');
+      await seeMessage(bob, 'to be taken back');
+      const id = await lastIdOf(alice, 'to be taken back');
+      deletedId = id;
+      await openMenuOf(alice, id);
+      await alice.locator('#menu [role="menuitem"]', { hasText: 'Delete' }).click();
+      await alice.locator('#confirm-dialog').waitFor({ state: 'visible', timeout: STEP_MS });
+      await alice.locator('#confirm-cancel').click();   // asked first: Cancel keeps it
+      await alice.locator('#confirm-dialog').waitFor({ state: 'hidden', timeout: STEP_MS });
+      assert(await lineOf(alice, id).locator('.body').textContent() === 'to be taken back', 'Cancel deleted it');
+      await openMenuOf(alice, id);
+      await alice.locator('#menu [role="menuitem"]', { hasText: 'Delete' }).click();
+      await alice.locator('#confirm-ok').click();
+      for (const p of [alice, bob]) {
+        await lineOf(p, id).locator('.body', { hasText: 'message deleted' }).waitFor({ timeout: STEP_MS });
+        assert(await lineOf(p, id).locator('.msg-menu-button').count() === 0, 'a deleted message still has a menu');
+      }
+      assert(await shown(bob).locator('li', { hasText: 'to be taken back' }).count() === 0, 'bob still sees the deleted text');
+      // alice owns #den: she may delete bob's message too; bob's menu on his own has Edit and Delete.
+      await say(bob, 'bob says something rude');
+      await seeMessage(alice, 'bob says something rude');
+      const rude = await lastIdOf(bob, 'bob says something rude');
+      const own = await openMenuOf(bob, rude);
+      assert(own.includes('Edit') && own.includes('Delete'), `bob's menu on his own message: ${JSON.stringify(own)}`);
+      await bob.keyboard.press('Escape');
+      const items = await openMenuOf(alice, rude);
+      assert(!items.includes('Edit') && items.includes('Delete'), `the owner's menu on bob's message: ${JSON.stringify(items)}`);
+      await alice.locator('#menu [role="menuitem"]', { hasText: 'Delete' }).click();
+      await alice.locator('#confirm-ok').click();
+      await lineOf(bob, rude).locator('.body', { hasText: 'message deleted' }).waitFor({ timeout: STEP_MS });
+    });
+
+    await step('the owner removes bob from #den (member menu, confirmed); bob sees why in plain words and can come back', async () => {
+      const more = alice.locator('#users li[data-user="bob"] .member-menu');
+      await more.click();
+      const items = await alice.locator('#menu [role="menuitem"]').allTextContents();
+      assert(items.includes('Remove bob from #den') && items.includes('Ban bob from #den'), `alice's member menu: ${JSON.stringify(items)}`);
+      await alice.locator('#menu [role="menuitem"]', { hasText: 'Remove bob' }).click();
+      await alice.locator('#confirm-dialog', { hasText: /Remove bob from #den\?/ }).waitFor({ timeout: STEP_MS });
+      await alice.locator('#confirm-ok').click();
+      await roomIs(bob, '#general');
+      const banner = await bob.locator('#banner').textContent();
+      assert(banner.includes('alice removed you from #den. You are in #general now; you can join #den again.'), `bob's banner: ${banner}`);
+      assert(await bob.locator('#banner').getAttribute('role') === 'alert', 'the banner is not announced');
+      await seeMessage(bob, 'alice removed you from #den');
+      await seeMessage(alice, 'bob was removed from #den');
+      await bob.locator('#banner-close').click();
+      await bob.locator('#banner').waitFor({ state: 'hidden', timeout: STEP_MS });
+      // bob is still a member: back in #den without a password.
+      await bob.locator('#rooms button[data-view="room:#den"]').click();
+      await roomIs(bob, '#den');
+      await check('bob, not the owner, gets no Remove or Ban in his member menu', async () => {
+        await bob.locator('#users li[data-user="alice"] .member-menu').click();
+        const his = await bob.locator('#menu [role="menuitem"]').allTextContents();
+        assert(his.length === 1 && his[0] === 'Report alice for abuse', `bob's member menu: ${JSON.stringify(his)}`);
+        await bob.keyboard.press('Escape');
+        await bob.locator('#menu').waitFor({ state: 'hidden', timeout: STEP_MS });
+      });
+    });
+
     await step('a private message opens its own conversation, never inside a room; badges and the title count it', async () => {
       await say(bob, '/msg alice psst, just for you');
       await bob.waitForFunction(() => window.jimClient.view === 'dm:alice', null, { timeout: STEP_MS });
@@ -854,7 +980,29 @@ async function main() {
     await check('accessibility audit (axe-core): no serious or critical violations', async () => {
       const states = [
         ['alice, desktop, a room', alice, async () => {}],
+        ['alice, a message menu open', alice, async () => {
+          await shown(alice).locator('li.msg .msg-menu-button').last().click();
+          await alice.locator('#menu').waitFor({ state: 'visible', timeout: STEP_MS });
+        }],
+        ['alice, editing a message', alice, async () => {
+          await alice.keyboard.press('Escape');
+          await say(alice, 'a line to edit for the audit');
+          const line = shown(alice).locator('li.msg.mine', { hasText: 'a line to edit for the audit' }).last();
+          await line.locator('.msg-menu-button').click();
+          await alice.locator('#menu [role="menuitem"]', { hasText: 'Edit' }).click();
+          await line.locator('.edit-input').waitFor({ timeout: STEP_MS });
+        }],
+        ['alice, a member menu open', alice, async () => {
+          await alice.keyboard.press('Escape');
+          await alice.locator('#users .member-menu').first().click();
+          await alice.locator('#menu').waitFor({ state: 'visible', timeout: STEP_MS });
+        }],
+        ['alice, the confirm dialog', alice, async () => {
+          await alice.locator('#menu [role="menuitem"]').last().click();
+          await alice.locator('#confirm-dialog').waitFor({ state: 'visible', timeout: STEP_MS });
+        }],
         ['alice, desktop, a conversation', alice, async () => {
+          await alice.locator('#confirm-cancel').click();
           await alice.locator('#dms button[data-view="dm:bob"]').click();
           await roomIs(alice, '@bob');
         }],
@@ -903,7 +1051,7 @@ async function main() {
       });
       await say(alice, 'Back after the restart');
       await seeMessage(bob, 'Back after the restart');
-      const texts = await shown(bob).locator('li.msg .body').allTextContents();
+      const texts = await shown(bob).locator('li.msg:not(.deleted) .body').allTextContents();
       assert(new Set(texts).size === texts.length, `a message is shown twice after reconnecting: ${JSON.stringify(texts)}`);
       carol = new LineClient(daemon.tcpPort);
       await carol.ready;
@@ -940,6 +1088,17 @@ async function main() {
         await roomIs(alice, '@bob');
         await seeMessage(alice, 'psst, just for you');
         await seeMessage(alice, 'got it, bob');
+        await alice.locator('#rooms button[data-view="room:#general"]').click();
+        await roomIs(alice, '#general');
+      });
+      await check('after the reload #den\'s history shows the edited message as edited and the deleted one as deleted', async () => {
+        await alice.locator('#rooms button[data-view="room:#den"]').click();
+        await roomIs(alice, '#den');
+        await lineOf(alice, editedId).locator('.body', { hasText: 'typo fixed in the den' }).waitFor({ timeout: STEP_MS });
+        assert(await lineOf(alice, editedId).locator('.edited').count() === 1, 'no "(edited)" in the history');
+        await lineOf(alice, deletedId).locator('.body', { hasText: 'message deleted' }).waitFor({ timeout: STEP_MS });
+        assert(await shown(alice).locator('li', { hasText: 'to be taken back' }).count() === 0, 'the deleted text is back in the history');
+        assert(await shown(alice).locator('li.msg:not([data-id])').count() === 0, 'a message line without its id');
         await alice.locator('#rooms button[data-view="room:#general"]').click();
         await roomIs(alice, '#general');
       });
@@ -1020,6 +1179,48 @@ async function main() {
           .map((el) => `${el.id}: ${el.textContent}`).filter((t) => !/: $/.test(t)));
         assert(left.length === 0, `errors left: ${JSON.stringify(left)}`);
       });
+    });
+
+    await step('a muted account is told until when; scheduled messages are listed and cancelled', async () => {
+      const mallory = await newPage('mallory', { width: 900, height: 700 });
+      await signUp(mallory, 'mallory', 'mallory-pw');
+      await check('/at schedules a message, the Scheduled list shows it and Cancel removes it', async () => {
+        await say(mallory, '/at +2h remember the milk');
+        await seeMessage(mallory, 'remember the milk');
+        await mallory.locator('#open-scheduled').click();
+        await mallory.locator('#scheduled-list li', { hasText: 'remember the milk' }).waitFor({ timeout: STEP_MS });
+        await mallory.locator('#scheduled-list li button', { hasText: 'Cancel' }).click();
+        await mallory.locator('#scheduled-list li').waitFor({ state: 'detached', timeout: STEP_MS });
+        await mallory.locator('#scheduled-empty').waitFor({ state: 'visible', timeout: STEP_MS });
+        await say(mallory, '/at 99:99 never');
+        await mallory.locator('#composer-error', { hasText: /00:00 to 23:59/ }).waitFor({ timeout: STEP_MS });
+        await mallory.locator('#text').fill('');
+      });
+      const reporters = [carol];
+      for (const name of ['rep1', 'rep2']) {
+        const c = new LineClient(daemon.tcpPort);
+        await c.ready;
+        const r = await c.request({ action: 'register', user: { account_name: name, password: `${name}-pw` } });
+        assert(r.response === 201, `register ${name}: ${JSON.stringify(r)}`);
+        reporters.push(c);
+      }
+      const t0 = Date.now() / 1000;
+      for (const c of reporters) {
+        const r = await c.request({ action: 'report', user: 'mallory', reason: 'spam' });
+        assert(r.response === 200, `report: ${JSON.stringify(r)}`);
+      }
+      for (const c of reporters.slice(1)) c.close();
+      await say(mallory, 'buy now, cheap');
+      const err = mallory.locator('#composer-error', { hasText: /muted/ });
+      await err.waitFor({ timeout: STEP_MS });
+      const text = await err.textContent();
+      assert(/^You are muted until \d\d:\d\d\.$/.test(text), `mallory's error: ${JSON.stringify(text)}`);
+      // Muted for 4 h (the default --mute-duration) from the third report, in the page's local time.
+      const hhmm = await mallory.evaluate((ts) => ts.map((t) => { const d = new Date(t * 1000); return String(d.getHours()).padStart(2, '0') + ':' + String(d.getMinutes()).padStart(2, '0'); }),
+        [t0 + 4 * 3600 - 1, t0 + 4 * 3600 + 61]);
+      assert(hhmm.some((x) => text.includes(x)), `muted until the wrong time: ${text}, expected about ${hhmm.join(' or ')}`);
+      assert(await mallory.locator('#text').inputValue() === 'buy now, cheap', 'the refused text is lost');
+      await mallory.context().close();
     });
 
     await step('no script errors and no request leaves the daemon', async () => {

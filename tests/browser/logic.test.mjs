@@ -324,3 +324,72 @@ test('the resume token is kept per origin as {name, token}, never with a passwor
   assert.equal(L.saveSession(broken, 'a', 't'), false);
   L.clearSession(broken);
 });
+
+test('/at takes a local HH:MM (today, or tomorrow once passed) or a delay; bad times are explained', () => {
+  const now = new Date(2026, 0, 2, 18, 0, 20).getTime();
+  const at = (spec) => L.parseAt(spec, now);
+  assert.equal(at('18:30').at, new Date(2026, 0, 2, 18, 30, 0).getTime() / 1000);
+  assert.equal(at('9:05').at, new Date(2026, 0, 3, 9, 5, 0).getTime() / 1000, 'a passed time is tomorrow');
+  assert.equal(at('18:00').at, new Date(2026, 0, 3, 18, 0, 0).getTime() / 1000, 'this very minute is tomorrow');
+  assert.equal(at('+10m').at, Math.ceil(now / 1000) + 600);
+  assert.equal(at('+10').at, Math.ceil(now / 1000) + 600, 'a bare number is minutes');
+  assert.equal(at('+1h30m').at, Math.ceil(now / 1000) + 5400);
+  assert.equal(at('+45s').at, Math.ceil(now / 1000) + 45);
+  assert.equal(at('+2H').at, Math.ceil(now / 1000) + 7200);
+  assert.equal(at('+1d').at, Math.ceil(now / 1000) + 86400);
+  for (const bad of ['25:00', '12:60', 'soon', '+', '+0m', '+5x', '']) assert.ok(at(bad).error, bad);
+  assert.match(at('25:00').error, /00:00 to 23:59/);
+
+  assert.deepEqual(L.parseCommand('/at +10m stand-up in five', now),
+    { kind: 'at', at: Math.ceil(now / 1000) + 600, text: 'stand-up in five' });
+  assert.deepEqual(L.parseCommand('/at 18:30  two  spaces\nand a line', now),
+    { kind: 'at', at: new Date(2026, 0, 2, 18, 30).getTime() / 1000, text: 'two  spaces\nand a line' });
+  assert.equal(L.parseCommand('/at 18:30', now).kind, 'error');
+  assert.match(L.parseCommand('/at', now).error, /Usage: \/at/);
+  assert.match(L.parseCommand('/at tomorrow hello', now).error, /HH:MM/);
+  assert.deepEqual(L.parseCommand('/scheduled'), { kind: 'scheduled' });
+  assert.ok(L.HELP.some((h) => h.startsWith('/at ')) && L.HELP.some((h) => h.startsWith('/scheduled')));
+});
+
+test('who may delete: the author, the owner of the room (room messages only), never twice', () => {
+  const m = { id: 7, from: 'Bob', to: '#den', message: 'x' };
+  assert.equal(L.canDelete(m, 'bob', null), true, 'the author, any case');
+  assert.equal(L.canDelete(m, 'alice', 'Alice'), true, 'the owner of #den');
+  assert.equal(L.canDelete(m, 'carol', 'alice'), false);
+  assert.equal(L.canDelete(m, 'carol', null), false);
+  assert.equal(L.canDelete({ ...m, to: 'carol' }, 'alice', 'alice'), false, 'a private message has no owner');
+  assert.equal(L.canDelete({ ...m, deleted: true }, 'bob', null), false);
+  assert.match(L.editedTitle(new Date(2026, 0, 2, 9, 7).getTime() / 1000), /^Edited at 09:07 \(/);
+  assert.equal(L.editedTitle(undefined), 'Edited');
+});
+
+test('moderation notices and refusals in plain words', () => {
+  const kick = L.moderationNotice('you were kicked from #den by carol; you are in #general');
+  assert.deepEqual([kick.kind, kick.room, kick.by, kick.to], ['kick', '#den', 'carol', '#general']);
+  assert.equal(kick.words, 'carol removed you from #den. You are in #general now; you can join #den again.');
+  const ban = L.moderationNotice('you were banned from #den by carol; you are in #general');
+  assert.equal(ban.kind, 'ban');
+  assert.match(ban.words, /banned you from #den.*cannot join #den again/);
+  const acc = L.moderationNotice('your account was banned: spam');
+  assert.equal(acc.kind, 'account');
+  assert.equal(acc.words, 'Your account was banned (spam). You cannot sign in with it any more.');
+  assert.equal(L.moderationNotice('the server restarts at 3'), null);
+
+  const until = new Date(2026, 0, 2, 21, 5).getTime() / 1000;
+  assert.equal(L.describeError({ response: 403, error: 'you are muted (reported by other users)', until }, 'msg'),
+    'You are muted until 21:05.');
+  const words = (error, code = 403, action = null) => L.describeError({ response: code, error }, action);
+  assert.equal(words('only the owner of #den can do that'), 'Only the owner of #den can do that.');
+  assert.equal(words('only the owner of #den can invite to it'), 'Only the owner of #den can invite people to it.');
+  assert.equal(words('only its author can edit a message'), 'Only its author can edit a message.');
+  assert.equal(words("only its author, the room's owner or an admin can delete a message"),
+    'Only its author or the owner of the room can delete a message.');
+  assert.equal(words('no message 42', 404), 'That message is gone (deleted, or too old to change).');
+  assert.equal(words('you are banned from #den'), 'You are banned from #den.');
+  assert.equal(words('bob is banned from #den (unban first)'), 'bob is banned from #den: lift the ban first.');
+  assert.equal(words('this account is banned: spam links'), 'This account is banned (spam links).');
+  assert.equal(words('"at" must be in the future', 400), 'That time has passed: choose a time in the future.');
+  assert.equal(words('"at" is more than 604800 seconds ahead (--schedule-max)', 400), 'That is too far ahead for the server.');
+  assert.equal(words('too many scheduled messages (at most 100 pending)'), 'You have too many scheduled messages: cancel one first.');
+  assert.equal(words('no scheduled message 3', 404), 'That scheduled message is no longer pending.');
+});
