@@ -13,6 +13,7 @@
 // leaves the work tree clean; JIM_SCREENSHOT=docs/web-client.png refreshes the committed one).
 // Prints one line per step and closes with "N passed, N failed".
 import { chromium } from 'playwright-core';
+import { assert, freePort, sleep, waitUntil } from './support.mjs';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -40,31 +41,8 @@ function findJimd() {
   return found[0];
 }
 
-function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 
-async function waitUntil(fn, ms, what) {
-  const end = Date.now() + ms;
-  let last;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) { last = e; }
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
-    await sleep(50);
-  }
-}
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function httpGet(url) {
   return new Promise((resolve, reject) => {
@@ -78,7 +56,6 @@ function httpGet(url) {
   });
 }
 
-function assert(cond, msg) { if (!cond) throw new Error(msg); }
 
 // ------------------------------------------------------------------ the daemon
 
@@ -677,7 +654,8 @@ async function main() {
         const box = await alice.locator(sel).boundingBox();
         assert(box && box.y >= 0 && box.y + box.height <= 800 && box.x + box.width <= 1280, `${sel} is not on screen: ${JSON.stringify(box)}`);
       }
-      assert((await row.locator('.user-status').textContent()) === 'online', 'bob is not shown online');
+      // Awaited, not read once: bob's row may still be redrawn from his rejoin a moment ago.
+      await row.locator('.user-status', { hasText: /^online$/ }).waitFor({ timeout: 5000 });
       await bob.locator('#away-toggle').click();
       await row.locator('.user-status', { hasText: 'away' }).waitFor({ timeout: 5000 });
       assert(await bob.locator('#away-toggle').getAttribute('aria-pressed') === 'true', 'the away button is not pressed');

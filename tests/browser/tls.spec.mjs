@@ -15,12 +15,12 @@
 // JIM_E2E_TIMEOUT (seconds, default 120), JIM_TLS_TRUST=spki (use the SPKI fallback even when
 // certutil is there, to check that path). Prints one line per step, then "N passed, N failed".
 import { chromium } from 'playwright-core';
+import { assert, freePort, sleep, waitUntil } from './support.mjs';
 import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -42,32 +42,8 @@ function findJimd() {
   return found[0];
 }
 
-function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
-function assert(cond, msg) { if (!cond) throw new Error(msg); }
 
-async function waitUntil(fn, ms, what) {
-  const end = Date.now() + ms;
-  let last;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) { last = e; }
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
-    await sleep(50);
-  }
-}
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** GET over https (verified against `ca`) or http; resolves {status, body}. */
 function get(url, ca) {
