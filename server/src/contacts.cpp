@@ -14,17 +14,6 @@ using proto::fold;
 
 namespace {
 
-apply_result refuse(code c, std::string text) {
-  apply_result r;
-  r.status = c;
-  r.error = std::move(text);
-  return r;
-}
-
-outcome fail(code c, std::string text) {
-  return outcome{c, std::move(text), {}, {}};
-}
-
 /// Where `name` (any case) is in `list`, or its end.
 std::vector<std::string>::const_iterator find_contact(std::vector<std::string> const& list,
                                                       std::string_view name) {

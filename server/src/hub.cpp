@@ -35,18 +35,6 @@ void echo(proto::chat_message const& m, bool is_private) {
     log->info("{} {} ({:02}:{:02}): {}", m.to, m.from, tm.tm_hour, tm.tm_min, m.message);
 }
 
-outcome fail(code c, std::string text) {
-  return outcome{c, std::move(text), {}, {}};
-}
-
-/// What apply() returns for an event it refuses (nothing changed).
-apply_result refuse(code c, std::string text) {
-  apply_result r;
-  r.status = c;
-  r.error = std::move(text);
-  return r;
-}
-
 std::string no_room(std::string_view bare) {
   return "no such room #" + std::string(bare);
 }

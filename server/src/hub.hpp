@@ -219,6 +219,19 @@ struct apply_result {
   bool ok() const { return status == proto::code::ok; }
 };
 
+/// The `outcome` of a refused request: status `c` and its error text (no fields, no pushes).
+inline outcome fail(proto::code c, std::string text) {
+  return outcome{c, std::move(text), {}, {}};
+}
+
+/// What apply() returns for an event it refuses (nothing changed): status `c`, error `text`.
+inline apply_result refuse(proto::code c, std::string text) {
+  apply_result r;
+  r.status = c;
+  r.error = std::move(text);
+  return r;
+}
+
 /// Key of a private conversation: the two folded names, ordered.
 using conversation_key = std::pair<std::string, std::string>;
 

@@ -19,17 +19,6 @@ namespace {
 
 JIM_LOG_MODULE("moderation")
 
-outcome fail(code c, std::string text) {
-  return outcome{c, std::move(text), {}, {}};
-}
-
-apply_result refuse(code c, std::string text) {
-  apply_result r;
-  r.status = c;
-  r.error = std::move(text);
-  return r;
-}
-
 proto::chat_message* find_in(std::deque<proto::chat_message>& h, std::uint64_t id) {
   auto it =
       std::lower_bound(h.begin(), h.end(), id,

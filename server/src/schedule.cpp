@@ -19,17 +19,6 @@ namespace {
 
 JIM_LOG_MODULE("schedule")
 
-outcome fail(code c, std::string text) {
-  return outcome{c, std::move(text), {}, {}};
-}
-
-apply_result refuse(code c, std::string text) {
-  apply_result r;
-  r.status = c;
-  r.error = std::move(text);
-  return r;
-}
-
 /// A cluster node posts the schedules accepted on another node only once they are this late
 /// (that node is down): apply() ignores the second schedule_due of one schedule.
 constexpr std::int64_t takeover_after = 60;
