@@ -3,21 +3,15 @@
 #include <boost/json.hpp>
 
 #include <initializer_list>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 
 namespace jim::server::store {
 
 namespace json = boost::json;
 
 namespace {
-
-void put_message(json::object& o, proto::chat_message const& m) {
-  o.emplace("id", m.id);
-  o.emplace("time", m.time);
-  o.emplace("from", m.from);
-  o.emplace("to", m.to);
-  o.emplace("message", m.message);
-}
 
 [[noreturn]] void fail(std::string const& what) {
   throw bad_event(what);
@@ -61,22 +55,187 @@ class reader {
     if (!v.is_bool()) fail("field \"" + std::string(k) + "\" is not a boolean");
     return v.get_bool();
   }
-  /// `posted`: a message_posted, whose id apply() assigns (0 since issue 13); a queued
-  /// message has its id.
-  proto::chat_message message(bool posted = false) const {
-    proto::chat_message m;
-    m.id = count("id");
-    if (m.id == 0 && !posted) fail("message id 0");
-    m.time = integer("time");
-    m.from = str("from");
-    m.to = str("to");
-    m.message = str("message");
-    return m;
-  }
 
  private:
   json::object const& o_;
 };
+
+// --- One table of fields per kind --------------------------------------------------------
+// Each kind is its "ev" name and its fields in encoding order, a field being its JSON key and
+// the path of members to it (one member pointer, or two for the message inside an event). The
+// value's C++ type picks how it is read back: std::string a string, std::uint64_t a
+// non-negative integer, std::int64_t an integer, bool a boolean.
+
+template <class... Member>
+struct field {
+  std::string_view key;
+  std::tuple<Member...> path;
+};
+template <class... Member>
+constexpr field<Member...> at(std::string_view key, Member... path) {
+  return {key, {path...}};
+}
+
+template <class... Field>
+struct schema {
+  std::string_view kind;
+  std::tuple<Field...> fields;
+};
+template <class... Field>
+constexpr schema<Field...> make_schema(std::string_view name, Field... fields) {
+  return {name, {fields...}};
+}
+
+template <class T>
+struct tag {};
+
+using msg = proto::chat_message;
+constexpr auto schema_for(tag<account_registered>) {
+  using e = account_registered;
+  return make_schema("account", at("name", &e::name), at("hash", &e::password_hash));
+}
+constexpr auto schema_for(tag<room_created>) {
+  using e = room_created;
+  return make_schema("room", at("room", &e::room), at("owner", &e::owner),
+                     at("hash", &e::password_hash));
+}
+constexpr auto schema_for(tag<member_added>) {
+  using e = member_added;
+  return make_schema("member", at("room", &e::room), at("account", &e::account));
+}
+constexpr auto schema_for(tag<message_posted>) {
+  using e = message_posted;
+  return make_schema("msg", at("id", &e::m, &msg::id), at("time", &e::m, &msg::time),
+                     at("from", &e::m, &msg::from), at("to", &e::m, &msg::to),
+                     at("message", &e::m, &msg::message), at("queued", &e::queued));
+}
+constexpr auto schema_for(tag<message_queued>) {
+  using e = message_queued;
+  return make_schema("queue", at("id", &e::m, &msg::id), at("time", &e::m, &msg::time),
+                     at("from", &e::m, &msg::from), at("to", &e::m, &msg::to),
+                     at("message", &e::m, &msg::message));
+}
+constexpr auto schema_for(tag<queue_delivered>) {
+  using e = queue_delivered;
+  return make_schema("delivered", at("account", &e::account), at("upto", &e::upto));
+}
+constexpr auto schema_for(tag<general_seen>) {
+  using e = general_seen;
+  return make_schema("seen", at("account", &e::account), at("general", &e::general));
+}
+constexpr auto schema_for(tag<signed_in>) {
+  return make_schema("signin", at("account", &signed_in::account));
+}
+constexpr auto schema_for(tag<token_issued>) {
+  using e = token_issued;
+  return make_schema("token", at("account", &e::account), at("hash", &e::hash),
+                     at("issued", &e::issued), at("expires", &e::expires));
+}
+constexpr auto schema_for(tag<tokens_revoked>) {
+  using e = tokens_revoked;
+  return make_schema("revoke", at("account", &e::account), at("hash", &e::hash),
+                     at("all", &e::all));
+}
+constexpr auto schema_for(tag<password_rehashed>) {
+  using e = password_rehashed;
+  return make_schema("rehash", at("account", &e::account), at("was", &e::was),
+                     at("hash", &e::hash));
+}
+/// Either "room" or "with" is written (see encode_fields and decode_fields below).
+constexpr auto schema_for(tag<read_marked>) {
+  using e = read_marked;
+  return make_schema("read", at("account", &e::account), at("room", &e::room), at("with", &e::with),
+                     at("id", &e::id));
+}
+constexpr auto schema_for(tag<invitation_queued>) {
+  using e = invitation_queued;
+  return make_schema("invitation", at("account", &e::account), at("from", &e::from),
+                     at("room", &e::room));
+}
+constexpr auto schema_for(tag<invitations_delivered>) {
+  using e = invitations_delivered;
+  return make_schema("invitations", at("account", &e::account), at("count", &e::count));
+}
+constexpr auto schema_for(tag<contact_added>) {
+  using e = contact_added;
+  return make_schema("contact", at("account", &e::account), at("contact", &e::contact));
+}
+constexpr auto schema_for(tag<contact_removed>) {
+  using e = contact_removed;
+  return make_schema("uncontact", at("account", &e::account), at("contact", &e::contact));
+}
+constexpr auto schema_for(tag<message_edited>) {
+  using e = message_edited;
+  return make_schema("edit", at("id", &e::id), at("by", &e::by), at("message", &e::message),
+                     at("time", &e::time));
+}
+constexpr auto schema_for(tag<message_deleted>) {
+  using e = message_deleted;
+  return make_schema("delete", at("id", &e::id), at("by", &e::by), at("admin", &e::admin));
+}
+constexpr auto schema_for(tag<message_scheduled>) {
+  using e = message_scheduled;
+  return make_schema("schedule", at("account", &e::account), at("to", &e::to),
+                     at("message", &e::message), at("at", &e::at), at("origin", &e::origin));
+}
+constexpr auto schema_for(tag<schedule_cancelled>) {
+  using e = schedule_cancelled;
+  return make_schema("unschedule", at("scheduled", &e::scheduled), at("account", &e::account));
+}
+constexpr auto schema_for(tag<schedule_due>) {
+  using e = schedule_due;
+  return make_schema("due", at("scheduled", &e::scheduled), at("time", &e::time),
+                     at("queued", &e::queued));
+}
+constexpr auto schema_for(tag<notices_delivered>) {
+  using e = notices_delivered;
+  return make_schema("notices", at("account", &e::account), at("count", &e::count));
+}
+constexpr auto schema_for(tag<user_reported>) {
+  using e = user_reported;
+  return make_schema("report", at("account", &e::account), at("by", &e::by),
+                     at("reason", &e::reason), at("time", &e::time), at("threshold", &e::threshold),
+                     at("window", &e::window), at("mute", &e::mute));
+}
+constexpr auto schema_for(tag<room_moderated>) {
+  using e = room_moderated;
+  return make_schema("roomban", at("room", &e::room), at("account", &e::account), at("by", &e::by),
+                     at("action", &e::action));
+}
+constexpr auto schema_for(tag<account_banned>) {
+  using e = account_banned;
+  return make_schema("ban", at("account", &e::account), at("by", &e::by), at("reason", &e::reason),
+                     at("banned", &e::banned));
+}
+
+/// The member that `path` leads to inside `obj` (const when `obj` is).
+template <class Obj>
+Obj& follow(Obj& obj) {
+  return obj;
+}
+template <class Obj, class Member, class... Rest>
+auto& follow(Obj& obj, Member member, Rest... rest) {
+  return follow(obj.*member, rest...);
+}
+template <class Event, class... Member>
+auto& member_of(Event& ev, field<Member...> const& f) {
+  return std::apply(
+      [&](auto... path) -> auto& { return follow(ev, path...); }, f.path);
+}
+
+template <class Value>
+Value read_value(reader const& r, std::string_view key) {
+  if constexpr (std::is_same_v<Value, std::string>)
+    return r.str(key);
+  else if constexpr (std::is_same_v<Value, std::uint64_t>)
+    return r.count(key);
+  else if constexpr (std::is_same_v<Value, std::int64_t>)
+    return r.integer(key);
+  else {
+    static_assert(std::is_same_v<Value, bool>);
+    return r.boolean(key);
+  }
+}
 
 }  // namespace
 
@@ -86,136 +245,79 @@ std::string encode(event const& e, std::uint64_t seq) {
   std::visit(
       [&](auto const& ev) {
         using T = std::decay_t<decltype(ev)>;
-        if constexpr (std::is_same_v<T, account_registered>) {
-          o.emplace("ev", "account");
-          o.emplace("name", ev.name);
-          o.emplace("hash", ev.password_hash);
-        } else if constexpr (std::is_same_v<T, room_created>) {
-          o.emplace("ev", "room");
-          o.emplace("room", ev.room);
-          o.emplace("owner", ev.owner);
-          o.emplace("hash", ev.password_hash);
-        } else if constexpr (std::is_same_v<T, member_added>) {
-          o.emplace("ev", "member");
-          o.emplace("room", ev.room);
-          o.emplace("account", ev.account);
-        } else if constexpr (std::is_same_v<T, message_posted>) {
-          o.emplace("ev", "msg");
-          put_message(o, ev.m);
-          o.emplace("queued", ev.queued);
-        } else if constexpr (std::is_same_v<T, message_queued>) {
-          o.emplace("ev", "queue");
-          put_message(o, ev.m);
-        } else if constexpr (std::is_same_v<T, queue_delivered>) {
-          o.emplace("ev", "delivered");
-          o.emplace("account", ev.account);
-          o.emplace("upto", ev.upto);
-        } else if constexpr (std::is_same_v<T, signed_in>) {
-          o.emplace("ev", "signin");
-          o.emplace("account", ev.account);
-        } else if constexpr (std::is_same_v<T, token_issued>) {
-          o.emplace("ev", "token");
-          o.emplace("account", ev.account);
-          o.emplace("hash", ev.hash);
-          o.emplace("issued", ev.issued);
-          o.emplace("expires", ev.expires);
-        } else if constexpr (std::is_same_v<T, tokens_revoked>) {
-          o.emplace("ev", "revoke");
-          o.emplace("account", ev.account);
-          o.emplace("hash", ev.hash);
-          o.emplace("all", ev.all);
-        } else if constexpr (std::is_same_v<T, password_rehashed>) {
-          o.emplace("ev", "rehash");
-          o.emplace("account", ev.account);
-          o.emplace("was", ev.was);
-          o.emplace("hash", ev.hash);
-        } else if constexpr (std::is_same_v<T, read_marked>) {
-          o.emplace("ev", "read");
-          o.emplace("account", ev.account);
-          if (!ev.room.empty())
-            o.emplace("room", ev.room);
-          else
-            o.emplace("with", ev.with);
-          o.emplace("id", ev.id);
-        } else if constexpr (std::is_same_v<T, invitation_queued>) {
-          o.emplace("ev", "invitation");
-          o.emplace("account", ev.account);
-          o.emplace("from", ev.from);
-          o.emplace("room", ev.room);
-        } else if constexpr (std::is_same_v<T, invitations_delivered>) {
-          o.emplace("ev", "invitations");
-          o.emplace("account", ev.account);
-          o.emplace("count", ev.count);
-        } else if constexpr (std::is_same_v<T, contact_added>) {
-          o.emplace("ev", "contact");
-          o.emplace("account", ev.account);
-          o.emplace("contact", ev.contact);
-        } else if constexpr (std::is_same_v<T, contact_removed>) {
-          o.emplace("ev", "uncontact");
-          o.emplace("account", ev.account);
-          o.emplace("contact", ev.contact);
-        } else if constexpr (std::is_same_v<T, message_edited>) {
-          o.emplace("ev", "edit");
-          o.emplace("id", ev.id);
-          o.emplace("by", ev.by);
-          o.emplace("message", ev.message);
-          o.emplace("time", ev.time);
-        } else if constexpr (std::is_same_v<T, message_deleted>) {
-          o.emplace("ev", "delete");
-          o.emplace("id", ev.id);
-          o.emplace("by", ev.by);
-          o.emplace("admin", ev.admin);
-        } else if constexpr (std::is_same_v<T, message_scheduled>) {
-          o.emplace("ev", "schedule");
-          o.emplace("account", ev.account);
-          o.emplace("to", ev.to);
-          o.emplace("message", ev.message);
-          o.emplace("at", ev.at);
-          o.emplace("origin", ev.origin);
-        } else if constexpr (std::is_same_v<T, schedule_cancelled>) {
-          o.emplace("ev", "unschedule");
-          o.emplace("scheduled", ev.scheduled);
-          o.emplace("account", ev.account);
-        } else if constexpr (std::is_same_v<T, schedule_due>) {
-          o.emplace("ev", "due");
-          o.emplace("scheduled", ev.scheduled);
-          o.emplace("time", ev.time);
-          o.emplace("queued", ev.queued);
-        } else if constexpr (std::is_same_v<T, notices_delivered>) {
-          o.emplace("ev", "notices");
-          o.emplace("account", ev.account);
-          o.emplace("count", ev.count);
-        } else if constexpr (std::is_same_v<T, user_reported>) {
-          o.emplace("ev", "report");
-          o.emplace("account", ev.account);
-          o.emplace("by", ev.by);
-          o.emplace("reason", ev.reason);
-          o.emplace("time", ev.time);
-          o.emplace("threshold", ev.threshold);
-          o.emplace("window", ev.window);
-          o.emplace("mute", ev.mute);
-        } else if constexpr (std::is_same_v<T, room_moderated>) {
-          o.emplace("ev", "roomban");
-          o.emplace("room", ev.room);
-          o.emplace("account", ev.account);
-          o.emplace("by", ev.by);
-          o.emplace("action", ev.action);
-        } else if constexpr (std::is_same_v<T, account_banned>) {
-          o.emplace("ev", "ban");
-          o.emplace("account", ev.account);
-          o.emplace("by", ev.by);
-          o.emplace("reason", ev.reason);
-          o.emplace("banned", ev.banned);
-        } else {
-          static_assert(std::is_same_v<T, general_seen>);
-          o.emplace("ev", "seen");
-          o.emplace("account", ev.account);
-          o.emplace("general", ev.general);
-        }
+        constexpr auto s = schema_for(tag<T>{});
+        o.emplace("ev", s.kind);
+        std::apply(
+            [&](auto const&... f) {
+              auto put = [&](auto const& one) {
+                if constexpr (std::is_same_v<T, read_marked>) {
+                  // A room's marker has "room", a private conversation's "with".
+                  if (one.key == (ev.room.empty() ? "room" : "with")) return;
+                }
+                o.emplace(one.key, member_of(ev, one));
+              };
+              (put(f), ...);
+            },
+            s.fields);
       },
       e);
   return json::serialize(o);
 }
+
+namespace {
+
+template <class T>
+T decode_fields(json::object const& o, reader const& r) {
+  constexpr auto s = schema_for(tag<T>{});
+  T ev{};
+  std::apply(
+      [&](auto const&... f) {
+        if constexpr (std::is_same_v<T, read_marked>) {
+          // One of "room" (not empty) and "with".
+          const bool room = o.contains("room");
+          r.exact({"seq", "ev", "account", room ? "room" : "with", "id"});
+          auto get = [&](auto const& one) {
+            if (one.key == (room ? "with" : "room")) return;
+            auto& v = member_of(ev, one);
+            v = read_value<std::remove_cvref_t<decltype(v)>>(r, one.key);
+          };
+          (get(f), ...);
+          if (room && ev.room.empty()) fail("empty \"room\"");
+        } else {
+          r.exact({"seq", "ev", f.key...});
+          auto get = [&](auto const& one) {
+            auto& v = member_of(ev, one);
+            v = read_value<std::remove_cvref_t<decltype(v)>>(r, one.key);
+          };
+          (get(f), ...);
+        }
+      },
+      s.fields);
+  // Rules beyond the fields' types.
+  if constexpr (std::is_same_v<T, message_queued>) {
+    // A queued message has its id; a posted one is given its id by apply() (0 since issue 13).
+    if (ev.m.id == 0) fail("message id 0");
+  } else if constexpr (std::is_same_v<T, room_moderated>) {
+    if (ev.action != "kick" && ev.action != "ban" && ev.action != "unban")
+      fail("unknown room moderation \"" + ev.action + "\"");
+  }
+  return ev;
+}
+
+/// The event of kind `kind`, read by the decode_fields of the alternative whose schema has it.
+template <std::size_t... I>
+bool decode_kind(std::string_view kind, json::object const& o, reader const& r, event& out,
+                 std::index_sequence<I...>) {
+  auto one = [&]<std::size_t N>(std::integral_constant<std::size_t, N>) {
+    using T = std::variant_alternative_t<N, event>;
+    if (schema_for(tag<T>{}).kind != kind) return false;
+    out = decode_fields<T>(o, r);
+    return true;
+  };
+  return (one(std::integral_constant<std::size_t, I>{}) || ...);
+}
+
+}  // namespace
 
 decoded decode(std::string_view payload) {
   boost::system::error_code ec;
@@ -228,100 +330,8 @@ decoded decode(std::string_view payload) {
   decoded d;
   d.seq = r.count("seq");
   const std::string kind = r.str("ev");
-  if (kind == "account") {
-    r.exact({"seq", "ev", "name", "hash"});
-    d.e = account_registered{r.str("name"), r.str("hash")};
-  } else if (kind == "room") {
-    r.exact({"seq", "ev", "room", "owner", "hash"});
-    d.e = room_created{r.str("room"), r.str("owner"), r.str("hash")};
-  } else if (kind == "member") {
-    r.exact({"seq", "ev", "room", "account"});
-    d.e = member_added{r.str("room"), r.str("account")};
-  } else if (kind == "msg") {
-    r.exact({"seq", "ev", "id", "time", "from", "to", "message", "queued"});
-    d.e = message_posted{r.message(true), r.boolean("queued")};
-  } else if (kind == "queue") {
-    r.exact({"seq", "ev", "id", "time", "from", "to", "message"});
-    d.e = message_queued{r.message()};
-  } else if (kind == "delivered") {
-    r.exact({"seq", "ev", "account", "upto"});
-    d.e = queue_delivered{r.str("account"), r.count("upto")};
-  } else if (kind == "seen") {
-    r.exact({"seq", "ev", "account", "general"});
-    d.e = general_seen{r.str("account"), r.count("general")};
-  } else if (kind == "signin") {
-    r.exact({"seq", "ev", "account"});
-    d.e = signed_in{r.str("account")};
-  } else if (kind == "token") {
-    r.exact({"seq", "ev", "account", "hash", "issued", "expires"});
-    d.e = token_issued{r.str("account"), r.str("hash"), r.integer("issued"), r.integer("expires")};
-  } else if (kind == "revoke") {
-    r.exact({"seq", "ev", "account", "hash", "all"});
-    d.e = tokens_revoked{r.str("account"), r.str("hash"), r.boolean("all")};
-  } else if (kind == "rehash") {
-    r.exact({"seq", "ev", "account", "was", "hash"});
-    d.e = password_rehashed{r.str("account"), r.str("was"), r.str("hash")};
-  } else if (kind == "read") {
-    read_marked m;
-    if (o.contains("room")) {
-      r.exact({"seq", "ev", "account", "room", "id"});
-      m.room = r.str("room");
-      if (m.room.empty()) fail("empty \"room\"");
-    } else {
-      r.exact({"seq", "ev", "account", "with", "id"});
-      m.with = r.str("with");
-    }
-    m.account = r.str("account");
-    m.id = r.count("id");
-    d.e = std::move(m);
-  } else if (kind == "invitation") {
-    r.exact({"seq", "ev", "account", "from", "room"});
-    d.e = invitation_queued{r.str("account"), r.str("from"), r.str("room")};
-  } else if (kind == "invitations") {
-    r.exact({"seq", "ev", "account", "count"});
-    d.e = invitations_delivered{r.str("account"), r.count("count")};
-  } else if (kind == "contact") {
-    r.exact({"seq", "ev", "account", "contact"});
-    d.e = contact_added{r.str("account"), r.str("contact")};
-  } else if (kind == "uncontact") {
-    r.exact({"seq", "ev", "account", "contact"});
-    d.e = contact_removed{r.str("account"), r.str("contact")};
-  } else if (kind == "edit") {
-    r.exact({"seq", "ev", "id", "by", "message", "time"});
-    d.e = message_edited{r.count("id"), r.str("by"), r.str("message"), r.integer("time")};
-  } else if (kind == "delete") {
-    r.exact({"seq", "ev", "id", "by", "admin"});
-    d.e = message_deleted{r.count("id"), r.str("by"), r.boolean("admin")};
-  } else if (kind == "schedule") {
-    r.exact({"seq", "ev", "account", "to", "message", "at", "origin"});
-    d.e = message_scheduled{r.str("account"), r.str("to"), r.str("message"), r.integer("at"),
-                            r.str("origin")};
-  } else if (kind == "unschedule") {
-    r.exact({"seq", "ev", "scheduled", "account"});
-    d.e = schedule_cancelled{r.count("scheduled"), r.str("account")};
-  } else if (kind == "due") {
-    r.exact({"seq", "ev", "scheduled", "time", "queued"});
-    d.e = schedule_due{r.count("scheduled"), r.integer("time"), r.boolean("queued")};
-  } else if (kind == "notices") {
-    r.exact({"seq", "ev", "account", "count"});
-    d.e = notices_delivered{r.str("account"), r.count("count")};
-  } else if (kind == "report") {
-    r.exact({"seq", "ev", "account", "by", "reason", "time", "threshold", "window", "mute"});
-    d.e = user_reported{r.str("account"), r.str("by"),        r.str("reason"),
-                        r.integer("time"), r.count("threshold"), r.integer("window"),
-                        r.integer("mute")};
-  } else if (kind == "roomban") {
-    r.exact({"seq", "ev", "room", "account", "by", "action"});
-    room_moderated m{r.str("room"), r.str("account"), r.str("by"), r.str("action")};
-    if (m.action != "kick" && m.action != "ban" && m.action != "unban")
-      fail("unknown room moderation \"" + m.action + "\"");
-    d.e = std::move(m);
-  } else if (kind == "ban") {
-    r.exact({"seq", "ev", "account", "by", "reason", "banned"});
-    d.e = account_banned{r.str("account"), r.str("by"), r.str("reason"), r.boolean("banned")};
-  } else {
+  if (!decode_kind(kind, o, r, d.e, std::make_index_sequence<std::variant_size_v<event>>{}))
     fail("unknown event \"" + kind + "\"");
-  }
   return d;
 }
 
