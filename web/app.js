@@ -27,6 +27,8 @@
                               // only when the server gives no tokens: for re-sign-in after a drop
     restoring: false,         // signing in with the token saved by an earlier visit (a reload)
     me: null,                 // account name as registered
+    admin: false,             // the account is a server admin (jimd --admin; see probeAdmin)
+    banned: new Map(),        // room key -> Set of names this page banned there (unban suggestions)
     signedIn: false,
     signingIn: false,
     room: L.GENERAL,          // current room as the server writes it
@@ -340,6 +342,7 @@
     state.creds = token ? { name: name, token: token } : { name: name, password: password };
     if (token) L.saveSession(window.localStorage, name, token);
     state.signedIn = true;
+    state.admin = false;
     state.countsKnown = false;
     state.noReconnect = false;
     state.attempt = 0;
@@ -375,6 +378,7 @@
       }
       // Every room the account is a member of, now and later, arrives on this connection too.
       await request('watch', { rooms: 'all' });
+      await probeAdmin();
       if (resumed && L.isAway(state.myStatus)) await setMyStatus(state.myStatus);
       if (back && L.roomKey(back) !== L.roomKey(L.GENERAL)) {
         await joinRoom(back, undefined, true);
@@ -389,6 +393,21 @@
     refreshConversations();
     refreshPresence();
     offerNotifications();
+  }
+
+  /**
+   * Whether this account is a server admin (`jimd --admin`), who may delete any message
+   * (PROTOCOL.md §19.5). The sign-in reply does not say, so the page asks the one question
+   * whose answer does and that changes nothing: an account `unban` of itself, which is `400`
+   * ("yourself") for an admin and `403` for everyone else (the contract's order of checks).
+   */
+  async function probeAdmin() {
+    try {
+      var r = await request('unban', { user: state.me });
+      state.admin = !!r && r.response === 400;
+    } catch (e) {
+      state.admin = false;
+    }
   }
 
   // ---------------------------------------------------------------- desktop notifications
@@ -448,7 +467,9 @@
     state.users.clear();
     // Nothing the signed-out account did is anybody's business now.
     ERROR_SLOTS.forEach(clearError);
-    ['signin-info', 'invite-info'].forEach(function (id) { $(id).textContent = ''; });
+    ['signin-info', 'invite-info', 'unban-info'].forEach(function (id) { $(id).textContent = ''; });
+    state.admin = false;
+    state.banned.clear();
     closeMenu(false);
     hideBanner();
     $('scheduled').hidden = true;
@@ -518,6 +539,7 @@
       // Errors about entering, leaving or using the previous room are moot in this one.
       clearErrors('room');
       $('invite-info').textContent = '';
+      $('unban-info').textContent = '';
       state.users.clear();
       $('users').textContent = '';
     }
@@ -542,8 +564,9 @@
     setParts($('room-title'), v.dm ? ['@', u(v.name)] : [u(v.name)]);
     $('room-title').dataset.view = key;
     $('exit').hidden = v.dm || isGeneral(v.name);
-    $('invite-open').hidden = v.dm || isGeneral(v.name) || !isOwner(v.name);
+    showOwnerButtons();
     setParts($('invite-room'), [u(v.name)]);
+    setParts($('unban-room'), [u(v.name)]);
     updateOlderButton();
     updateTarget();
     renderNav();
@@ -621,6 +644,13 @@
     state.unread.set(key, r.entry);
     renderNav();
     if (!r.exact) soon(key.indexOf('dm:') === 0 ? 'convs' : 'rooms', key.indexOf('dm:') === 0 ? refreshConversations : refreshRooms);
+  }
+
+  /** Invite and Unban next to the room's name: for the owner of the room on screen only. */
+  function showOwnerButtons() {
+    var hide = currentView().dm || isGeneral(state.room) || !isOwner(state.room);
+    $('invite-open').hidden = hide;
+    $('unban-open').hidden = hide;
   }
 
   function isOwner(room) {
@@ -993,7 +1023,7 @@
     }
     var items = [];
     if (mine) items.push(['Edit', function () { startEdit(li); }]);
-    if (L.canDelete(data, state.me, owner)) items.push(['Delete', function () { confirmDelete(li); }]);
+    if (L.canDelete(data, state.me, owner, state.admin)) items.push(['Delete', function () { confirmDelete(li); }]);
     if (!mine && v && !v.dm && typeof data.from === 'string') {
       var who = data.from;
       items.push([['Message ', u(who), ' privately'], function () { openConversation(who); $('text').focus(); }]);
@@ -1284,8 +1314,18 @@
         return;
       }
       var r = expect(await request(what, { room: room.replace(/^#/, ''), user: name }), [200]);
-      systemLine([u(r.user || name), what === 'kick' ? ' was removed from ' : ' is banned from ', u(r.room || room), '.'],
-        null, null, roomViewOf(r.room || room));
+      var where = r.room || room;
+      var who = r.user || name;
+      var undo = null;
+      if (what === 'ban') {
+        noteBanned(where, who, true);
+        undo = smallButton(['Unban ', u(who)], function () {
+          unbanUser(who, where).then(function () { undo.disabled = true; })
+            .catch(function (e) { showError('composer', e); });
+        }, 'Unban ' + L.isolate(who) + ' from ' + L.isolate(where));
+      }
+      systemLine([u(who), what === 'kick' ? ' was removed from ' : ' is banned from ', u(where), '.'],
+        null, undo, roomViewOf(where));
       refreshUsers();
       refreshRooms();
     } catch (e) {
@@ -1469,6 +1509,37 @@
     return r;
   }
 
+  /** Keeps the names this page banned from `room` (suggestions in the Unban dialog). */
+  function noteBanned(room, name, banned) {
+    var key = L.roomKey(room);
+    var set = state.banned.get(key) || new Set();
+    if (banned) set.add(name); else set.forEach(function (n) { if (L.sameName(n, name)) set.delete(n); });
+    state.banned.set(key, set);
+  }
+
+  /** `unban` of `user` from `room` (default: the current room; owner only, PROTOCOL.md §19.4). */
+  async function unbanUser(user, room) {
+    var where = room || state.room;
+    var r = expect(await request('unban', { room: where.replace(/^#/, ''), user: user }), [200]);
+    var who = r.user || user;
+    where = r.room || where;
+    noteBanned(where, who, false);
+    systemLine([u(who), ' is no longer banned from ', u(where), ' (they join with the password or an invitation).'],
+      null, null, roomViewOf(where));
+    return r;
+  }
+
+  /** Fills the Unban dialog's suggestions with the names this page banned from the current room. */
+  function fillUnbanSuggestions() {
+    var list = $('unban-people');
+    list.textContent = '';
+    (state.banned.get(L.roomKey(state.room)) || new Set()).forEach(function (n) {
+      var o = document.createElement('option');
+      o.value = n;
+      list.appendChild(o);
+    });
+  }
+
   async function refreshRooms() {
     if (!state.signedIn) return;
     try {
@@ -1501,7 +1572,7 @@
       renderNav();
       renderDirectory();
       renderHeaderCount();
-      $('invite-open').hidden = currentView().dm || isGeneral(state.room) || !isOwner(state.room);
+      showOwnerButtons();
       maybeRead();
     } catch (e) { /* shown on the next user action */ }
   }
@@ -1927,6 +1998,7 @@
         case 'create': await createRoom(c.room); break;
         case 'exit': await exitRoom(); break;
         case 'invite': await inviteUser(c.user); break;
+        case 'unban': await unbanUser(c.user); break;
         case 'rooms': await refreshRooms(); openDialog('join-dialog'); break;
         case 'users': await refreshUsers(); openPeople(); break;
         case 'history': await loadOlder(); break;
@@ -1959,7 +2031,7 @@
   //   signin      a refused sign-in: on the next attempt, on editing the form, on signing in
   //   action      anything else: on the next attempt or on editing that form
   // Signing out clears them all. The texts are plain words, never protocol internals.
-  var ERROR_SLOTS = ['signin', 'composer', 'join', 'create', 'invite', 'dm', 'people', 'scheduled'];
+  var ERROR_SLOTS = ['signin', 'composer', 'join', 'create', 'invite', 'unban', 'dm', 'people', 'scheduled'];
   var errorTimers = {};
 
   /** An Error whose message is fit to show to people, with its cause (see above). */
@@ -2145,7 +2217,8 @@
     $('open-join').addEventListener('click', function () { openDialog('join-dialog'); });
     $('open-dm').addEventListener('click', function () { openDialog('dm-dialog'); });
     $('invite-open').addEventListener('click', function () { openDialog('invite-dialog'); });
-    ['join-dialog', 'invite-dialog', 'dm-dialog', 'confirm-dialog'].forEach(function (id) {
+    $('unban-open').addEventListener('click', function () { fillUnbanSuggestions(); openDialog('unban-dialog'); });
+    ['join-dialog', 'invite-dialog', 'unban-dialog', 'dm-dialog', 'confirm-dialog'].forEach(function (id) {
       $(id).addEventListener('close', function () { onDialogClosed(id); });
       Array.prototype.forEach.call($(id).querySelectorAll('[data-close]'), function (b) {
         b.addEventListener('click', function () { closeDialog(id); });
@@ -2181,6 +2254,16 @@
       setParts($('invite-info'), [u(r.user || user), ' is invited.']);
       $('invite-user').value = '';
     }));
+    $('unban-form').addEventListener('submit', formHandler('unban', async function () {
+      var user = $('unban-user').value.trim();
+      var problem = L.accountNameProblem(user);
+      if (problem) { $('unban-user').focus(); throw failure(problem); }
+      $('unban-info').textContent = '';
+      var r = await unbanUser(user);
+      setParts($('unban-info'), [u(r.user || user), ' may join again.']);
+      $('unban-user').value = '';
+      fillUnbanSuggestions();
+    }));
     $('dm-form').addEventListener('submit', formHandler('dm', async function () {
       var user = $('dm-user').value.trim();
       var problem = L.accountNameProblem(user);
@@ -2213,7 +2296,7 @@
     $('scheduled-close').addEventListener('click', function () { $('scheduled').hidden = true; $('text').focus(); });
     [['signin', ['name', 'password', 'password2']], ['composer', ['text']],
       ['join', ['join-room', 'join-password']], ['create', ['create-room']], ['invite', ['invite-user']],
-      ['dm', ['dm-user']]]
+      ['unban', ['unban-user']], ['dm', ['dm-user']]]
       .forEach(function (slot) {
         slot[1].forEach(function (id) {
           $(id).addEventListener('input', function () { clearOnEdit(slot[0]); });
@@ -2272,6 +2355,7 @@
     get view() { return state.viewKey; },
     get unread() { return L.totalUnread(state.unread.values()); },
     get me() { return state.me; },
+    get admin() { return state.admin; },
     get attempt() { return state.attempt; }
   };
 

@@ -119,9 +119,9 @@
     [/^only the owner of (#[A-Za-z0-9_-]+) can invite/i, function (m) { return 'Only the owner of ' + m[1] + ' can invite people to it.'; }],
     [/^only the owner of (#[A-Za-z0-9_-]+)/i, function (m) { return 'Only the owner of ' + m[1] + ' can do that.'; }],
     [/^only its author can edit/i, function () { return 'Only its author can edit a message.'; }],
-    [/^only its author, the room.s owner or an admin can delete/i, function () { return 'Only its author or the owner of the room can delete a message.'; }],
+    [/^only its author, the room.s owner or an admin can delete/i, function () { return 'Only its author, the owner of the room or a server admin can delete a message.'; }],
     [/^no message \d+/i, function () { return 'That message is gone (deleted, or too old to change).'; }],
-    [/^you are banned from (#[A-Za-z0-9_-]+)/i, function (m) { return 'You are banned from ' + m[1] + '.'; }],
+    [/^you are banned from (#[A-Za-z0-9_-]+)/i, function (m) { return 'You are banned from ' + m[1] + ', so you cannot join it (only its owner can lift the ban).'; }],
     [/^([A-Za-z0-9_.-]+) is banned from (#[A-Za-z0-9_-]+)/i, function (m) { return m[1] + ' is banned from ' + m[2] + ': lift the ban first.'; }],
     [/^this account is banned: ([\s\S]*)$/i, function (m) { return 'This account is banned (' + m[1].trim() + ').'; }],
     [/^the owner cannot be banned/i, function () { return 'The owner of a room cannot be removed from it.'; }],
@@ -229,6 +229,7 @@
     '/create ROOM — create a room (you get its password once)',
     '/exit — back to #general',
     '/invite USER — let USER into the current room (owner only)',
+    '/unban USER — lift the ban of USER from the current room (owner only)',
     '/msg USER TEXT — private message',
     '/query USER — open the private conversation with USER',
     '/away [TEXT] — tell others you are away (TEXT: your status), /back — online again',
@@ -275,7 +276,7 @@
   /**
    * What the composer text means. Plain text is a message to the current target; a leading
    * '/' is a command. Returns {kind, ...} with kind one of say, msg, join, create, exit,
-   * invite, rooms, users, history, help, error.
+   * invite, unban, rooms, users, history, help, error.
    */
   function parseCommand(input, nowMs) {
     var text = String(input);
@@ -304,6 +305,10 @@
         if (words.length !== 1) return { kind: 'error', error: 'Usage: /invite USER' };
         if (accountNameProblem(words[0])) return { kind: 'error', error: accountNameProblem(words[0]) };
         return { kind: 'invite', user: words[0] };
+      case 'unban':
+        if (words.length !== 1) return { kind: 'error', error: 'Usage: /unban USER' };
+        if (accountNameProblem(words[0])) return { kind: 'error', error: accountNameProblem(words[0]) };
+        return { kind: 'unban', user: words[0] };
       case 'msg':
       case 'm':
       case 'pm': {
@@ -426,12 +431,12 @@
 
   /**
    * Whether `me` may delete a message: its author always, the owner of its room (`owner`, the
-   * room's owner as the `rooms` list gives it, or null) for a room message. (A server admin may
-   * too, but the page does not know who is one.)
+   * room's owner as the `rooms` list gives it, or null) for a room message, and a server admin
+   * (`admin` true: `jimd --admin`, PROTOCOL.md §19.5) any message, private ones included.
    */
-  function canDelete(m, me, owner) {
+  function canDelete(m, me, owner, admin) {
     if (!m || m.deleted) return false;
-    if (sameName(m.from, me)) return true;
+    if (sameName(m.from, me) || admin === true) return true;
     var to = typeof m.to === 'string' ? m.to : '';
     return to.charAt(0) === '#' && typeof owner === 'string' && sameName(owner, me);
   }

@@ -13,101 +13,18 @@
 // leaves the work tree clean; JIM_SCREENSHOT=docs/web-client.png refreshes the committed one).
 // Prints one line per step and closes with "N passed, N failed".
 import { chromium } from 'playwright-core';
-import { assert, freePort, sleep, waitUntil } from './support.mjs';
-import { spawn } from 'node:child_process';
+import {
+  Daemon, ROOT, STEP_MS, assert, findJimd, freePort, httpGet, lastIdOf, lineOf, openMenuOf, roomIs, say,
+  seeMessage, shown, signIn, sleep, waitUntil,
+} from './support.mjs';
 import fs from 'node:fs';
-import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TOTAL_MS = Number(process.env.JIM_E2E_TIMEOUT || 280) * 1000;   // run.sh stops it at 300
-const STEP_MS = 20000;       // default wait for one thing to show up
 const started = Date.now();
-
-// ------------------------------------------------------------------ small helpers
-
-function findJimd() {
-  if (process.env.JIMD) return path.resolve(process.env.JIMD);
-  const found = fs.readdirSync(ROOT)
-    .filter((d) => d.startsWith('build'))
-    .map((d) => path.join(ROOT, d, 'bin', 'jimd'))
-    .filter((f) => fs.existsSync(f))
-    .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
-  if (!found.length) throw new Error('no jimd binary: build it or set JIMD=/path/to/jimd');
-  return found[0];
-}
-
-
-
-
-function httpGet(url) {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { timeout: 3000 }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
-
-
-// ------------------------------------------------------------------ the daemon
-
-class Daemon {
-  constructor(bin, dir, httpPort) {
-    this.bin = bin;
-    this.dir = dir;
-    this.httpPort = httpPort;
-    this.proc = null;
-    this.output = '';
-  }
-
-  async start() {
-    const portFile = path.join(this.dir, 'port');
-    fs.rmSync(portFile, { force: true });
-    const args = ['-a', '127.0.0.1', '-p', '0', '--port-file', portFile,
-      '--http-port', String(this.httpPort), '--http-address', '127.0.0.1',
-      '--kdf-iterations', '1000', '--rate-limit', '0', '--throttle-loopback', 'no',
-      // One connection per account: the steps below were written for sign-in takeover (issue 16's
-      // several devices per account are tested over sockets, not yet in the browser).
-      '--max-sessions', '1',
-      '--data-dir', path.join(this.dir, 'data'), '--log-dir', path.join(this.dir, 'logs')];
-    const proc = spawn(this.bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.proc = proc;
-    const keep = (d) => { this.output = (this.output + d.toString()).slice(-20000); };
-    proc.stdout.on('data', keep);
-    proc.stderr.on('data', keep);
-    proc.exited = new Promise((r) => proc.once('exit', (code, sig) => r({ code, sig })));
-    this.tcpPort = await waitUntil(() => {
-      if (proc.exitCode !== null) throw new Error(`jimd exited with ${proc.exitCode}:\n${this.output}`);
-      const t = fs.existsSync(portFile) ? fs.readFileSync(portFile, 'utf8').trim() : '';
-      return /^\d+$/.test(t) ? Number(t) : 0;
-    }, 15000, 'the port file');
-    await waitUntil(async () => (await httpGet(this.url('/'))).status === 200, 15000, `HTTP on port ${this.httpPort}`);
-  }
-
-  url(p) { return `http://127.0.0.1:${this.httpPort}${p}`; }
-
-  /** SIGTERM (jimd saves and exits), SIGKILL after 10 s. Only ever the PID we started. */
-  async stop() {
-    const proc = this.proc;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return null;
-    proc.kill('SIGTERM');
-    const done = await Promise.race([proc.exited, sleep(10000).then(() => null)]);
-    if (!done) {
-      proc.kill('SIGKILL');
-      await Promise.race([proc.exited, sleep(3000)]);
-      throw new Error('jimd did not exit within 10 s of SIGTERM');
-    }
-    return done;
-  }
-}
 
 // ------------------------------------------------------------------ a raw TCP client
 
@@ -149,21 +66,6 @@ class LineClient {
 }
 
 // ------------------------------------------------------------------ page helpers
-
-const shown = (page) => page.locator('.messages:not([hidden])');
-
-async function seeMessage(page, text, ms = STEP_MS) {
-  await shown(page).locator('li', { hasText: text }).first().waitFor({ state: 'visible', timeout: ms });
-}
-
-async function say(page, text) {
-  await page.locator('#text').fill(text);
-  await page.locator('#text').press('Enter');
-}
-
-async function roomIs(page, room) {
-  await page.waitForFunction((r) => document.getElementById('room-title').textContent === r, room, { timeout: STEP_MS });
-}
 
 async function signUp(page, name, password, { mismatchFirst = false } = {}) {
   await page.locator('#name').fill(name);
@@ -230,13 +132,6 @@ async function axeRun(page) {
   });
 }
 
-async function signIn(page, name, password) {
-  await page.locator('#name').fill(name);
-  await page.locator('#password').fill(password);
-  await page.locator('#password').press('Enter');
-  await page.locator('#chat-view').waitFor({ state: 'visible', timeout: STEP_MS });
-}
-
 // ------------------------------------------------------------------ the run
 
 const results = [];
@@ -284,7 +179,9 @@ async function step(name, fn) {
 async function main() {
   const bin = findJimd();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'jimd-browser-'));
-  const daemon = new Daemon(bin, tmp, await freePort());
+  // One connection per account: the steps below were written for sign-in takeover (several
+  // devices of one account are tested in devices.spec.mjs).
+  const daemon = new Daemon(bin, tmp, await freePort(), { args: ['--max-sessions', '1'] });
   const committedShot = path.join(ROOT, 'docs', 'web-client.png');
   const shot = process.env.JIM_SCREENSHOT ? path.resolve(process.env.JIM_SCREENSHOT)
     : fs.existsSync(committedShot) ? path.join(tmp, 'web-client.png') : committedShot;
@@ -465,20 +362,6 @@ async function main() {
       assert(!carol.frames.some((f) => f.action === 'msg' && f.to === '#den'), 'carol got a #den message');
     });
 
-    /** The line of message `id` in the view on screen of `page`. */
-    const lineOf = (page, id) => shown(page).locator(`li.msg[data-id="${id}"]`);
-    /** Opens the menu of message `id` with the keyboard; returns the labels of its items. */
-    const openMenuOf = async (page, id) => {
-      await lineOf(page, id).locator('.msg-menu-button').focus();
-      await page.keyboard.press('Enter');
-      await page.locator('#menu').waitFor({ state: 'visible', timeout: STEP_MS });
-      return page.locator('#menu [role="menuitem"]').allTextContents();
-    };
-    const lastIdOf = async (page, text) => {
-      const id = await shown(page).locator('li.msg', { hasText: text }).last().getAttribute('data-id');
-      assert(/^\d+$/.test(id || ''), `the line "${text}" has no message id: ${id}`);
-      return id;
-    };
     let editedId = '';
     let deletedId = '';
 

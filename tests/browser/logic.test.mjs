@@ -145,6 +145,9 @@ test('composer text: messages, // escapes and commands', () => {
   assert.equal(L.parseCommand('/msg bob').kind, 'error');
   assert.equal(L.parseCommand('/msg bad!name hi').kind, 'error');
   assert.deepEqual(L.parseCommand('/invite dave'), { kind: 'invite', user: 'dave' });
+  assert.deepEqual(L.parseCommand('/unban dave'), { kind: 'unban', user: 'dave' });
+  assert.equal(L.parseCommand('/unban').kind, 'error');
+  assert.equal(L.parseCommand('/unban a b').kind, 'error');
   assert.equal(L.parseCommand('/EXIT').kind, 'exit');
   assert.equal(L.parseCommand('/leave').kind, 'exit');
   assert.equal(L.parseCommand('/rooms').kind, 'rooms');
@@ -359,6 +362,10 @@ test('who may delete: the author, the owner of the room (room messages only), ne
   assert.equal(L.canDelete(m, 'carol', null), false);
   assert.equal(L.canDelete({ ...m, to: 'carol' }, 'alice', 'alice'), false, 'a private message has no owner');
   assert.equal(L.canDelete({ ...m, deleted: true }, 'bob', null), false);
+  assert.equal(L.canDelete(m, 'root', null, true), true, 'a server admin: any room message');
+  assert.equal(L.canDelete({ ...m, to: 'carol' }, 'root', null, true), true, 'a server admin: a private one too');
+  assert.equal(L.canDelete({ ...m, deleted: true }, 'root', null, true), false, 'not twice');
+  assert.equal(L.canDelete(m, 'carol', null, false), false);
   assert.match(L.editedTitle(new Date(2026, 0, 2, 9, 7).getTime() / 1000), /^Edited at 09:07 \(/);
   assert.equal(L.editedTitle(undefined), 'Edited');
 });
@@ -383,9 +390,9 @@ test('moderation notices and refusals in plain words', () => {
   assert.equal(words('only the owner of #den can invite to it'), 'Only the owner of #den can invite people to it.');
   assert.equal(words('only its author can edit a message'), 'Only its author can edit a message.');
   assert.equal(words("only its author, the room's owner or an admin can delete a message"),
-    'Only its author or the owner of the room can delete a message.');
+    'Only its author, the owner of the room or a server admin can delete a message.');
   assert.equal(words('no message 42', 404), 'That message is gone (deleted, or too old to change).');
-  assert.equal(words('you are banned from #den'), 'You are banned from #den.');
+  assert.equal(words('you are banned from #den'), 'You are banned from #den, so you cannot join it (only its owner can lift the ban).');
   assert.equal(words('bob is banned from #den (unban first)'), 'bob is banned from #den: lift the ban first.');
   assert.equal(words('this account is banned: spam links'), 'This account is banned (spam links).');
   assert.equal(words('"at" must be in the future', 400), 'That time has passed: choose a time in the future.');

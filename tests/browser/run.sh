@@ -2,7 +2,8 @@
 # End-to-end browser test of the web client: installs what it needs (Debian's chromium and fonts with
 # apt-get, playwright-core with npm; both idempotent), runs the web client's logic tests in
 # node, then drives two Chromium pages and a raw TCP client against a jimd it starts itself, and
-# once more over https/wss with a throwaway CA (tls.spec.mjs).
+# once more over https/wss with a throwaway CA (tls.spec.mjs), and with two devices of one
+# account and the moderation of rooms and accounts (devices.spec.mjs).
 #
 #   JIMD=build-test/bin/jimd tests/browser/run.sh      (JIMD defaults to the newest build*/bin/jimd)
 #
@@ -80,6 +81,10 @@ export CHROMIUM="$chromium"
 cd "$root"
 status=0
 timeout 300 node "$here/chat.spec.mjs" || status=$?
+# Several devices of one account, and moderation seen by the moderated (issue 16): a daemon of
+# its own with the default --max-sessions (chat.spec.mjs needs 1 for its takeover steps).
+echo "browser test: several devices, moderation (devices.spec.mjs)"
+timeout 220 node "$here/devices.spec.mjs" || status=$?
 # The same web client once more over https and wss (issue 14): a throwaway CA trusted through an
 # NSS database, hence certutil (libnss3-tools; without it the spec pins the server key instead).
 echo "browser test: over https and wss (tls.spec.mjs)"

@@ -1,5 +1,18 @@
-// Small helpers shared by the browser specs (chat.spec.mjs, tls.spec.mjs). No browser here.
+// Helpers shared by the browser specs (chat.spec.mjs, tls.spec.mjs, devices.spec.mjs): polling,
+// the jimd binary, starting and stopping the daemon, and a few page steps.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository's root directory. */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** Default wait for one thing to show up in a page (ms); the machine may be loaded. */
+export const STEP_MS = 20000;
 
 /** Resolves after `ms` milliseconds (for polling only, never as synchronisation). */
 export function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
@@ -34,4 +47,193 @@ export function freePort() {
       s.close(() => resolve(port));
     });
   });
+}
+
+/** The daemon to test: $JIMD, else the newest build*\/bin/jimd of the repository. */
+export function findJimd() {
+  if (process.env.JIMD) return path.resolve(process.env.JIMD);
+  const found = fs.readdirSync(ROOT)
+    .filter((d) => d.startsWith('build'))
+    .map((d) => path.join(ROOT, d, 'bin', 'jimd'))
+    .filter((f) => fs.existsSync(f))
+    .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
+  if (!found.length) throw new Error('no jimd binary: build it or set JIMD=/path/to/jimd');
+  return found[0];
+}
+
+/** GET over http, or https verified against `ca` (PEM); resolves {status, headers, body}. */
+export function httpGet(url, ca) {
+  const mod = url.startsWith('https:') ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = mod.get(url, { timeout: 3000, ca }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+/**
+ * A jimd on 127.0.0.1 with its data in `dir`: the JIM port is the kernel's choice (read from
+ * its --port-file into `tcpPort`), HTTP (and WebSocket) on `httpPort`. Options: `certs`
+ * ({cert, key, ca}: --tls-cert/--tls-key, and the page is https), `args` (more options, e.g.
+ * ['--max-sessions', '1'] or ['--admin', 'root']). Fast password hashing, no rate limits.
+ */
+export class Daemon {
+  constructor(bin, dir, httpPort, { certs = null, args = [] } = {}) {
+    Object.assign(this, { bin, dir, httpPort, certs, extra: args, proc: null, output: '', tcpPort: 0 });
+  }
+
+  async start() {
+    const portFile = path.join(this.dir, 'port');
+    fs.rmSync(portFile, { force: true });
+    const args = ['-a', '127.0.0.1', '-p', '0', '--port-file', portFile,
+      '--http-port', String(this.httpPort), '--http-address', '127.0.0.1',
+      ...(this.certs ? ['--tls-cert', this.certs.cert, '--tls-key', this.certs.key] : []),
+      '--kdf-iterations', '1000', '--rate-limit', '0', '--throttle-loopback', 'no',
+      ...this.extra,
+      '--data-dir', path.join(this.dir, 'data'), '--log-dir', path.join(this.dir, 'logs')];
+    const proc = spawn(this.bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = proc;
+    const keep = (d) => { this.output = (this.output + d.toString()).slice(-20000); };
+    proc.stdout.on('data', keep);
+    proc.stderr.on('data', keep);
+    proc.exited = new Promise((r) => proc.once('exit', (code, sig) => r({ code, sig })));
+    this.tcpPort = await waitUntil(() => {
+      if (proc.exitCode !== null) throw new Error(`jimd exited with ${proc.exitCode}:\n${this.output}`);
+      const t = fs.existsSync(portFile) ? fs.readFileSync(portFile, 'utf8').trim() : '';
+      return /^\d+$/.test(t) ? Number(t) : 0;
+    }, 15000, 'the port file');
+    await waitUntil(async () => (await httpGet(this.url('/'), this.certs && this.certs.ca)).status === 200, 15000,
+      `${this.certs ? 'https' : 'HTTP'} on port ${this.httpPort}`);
+  }
+
+  /** The address of `p` on the daemon's HTTP port (https with `certs`). */
+  url(p) { return `${this.certs ? 'https' : 'http'}://127.0.0.1:${this.httpPort}${p}`; }
+
+  /** SIGTERM (jimd saves and exits), SIGKILL after 10 s. Only ever the PID we started. */
+  async stop() {
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return null;
+    proc.kill('SIGTERM');
+    const done = await Promise.race([proc.exited, sleep(10000).then(() => null)]);
+    if (!done) {
+      proc.kill('SIGKILL');
+      await Promise.race([proc.exited, sleep(3000)]);
+      throw new Error('jimd did not exit within 10 s of SIGTERM');
+    }
+    return done;
+  }
+
+  /** SIGKILL, for a watchdog that gives up on the whole run. */
+  kill() { if (this.proc && this.proc.exitCode === null) this.proc.kill('SIGKILL'); }
+}
+
+// ------------------------------------------------------------------ steps of a run
+
+/**
+ * The steps of one spec: `step` stops the steps after it when it fails (they build on it),
+ * `check` does not (it only reads the pages). One line per step; `finish` prints the totals
+ * and exits 1 if anything failed.
+ */
+export class Run {
+  constructor() { this.results = []; this.failed = false; this.started = Date.now(); }
+
+  async #run(name, fn, fatal) {
+    if (this.failed) {
+      this.results.push({ name, ok: false, skipped: true });
+      console.log(`not run - ${name}`);
+      return;
+    }
+    const t0 = Date.now();
+    try {
+      await fn();
+      this.results.push({ name, ok: true });
+      console.log(`ok - ${name} (${Date.now() - t0} ms)`);
+    } catch (e) {
+      if (fatal) this.failed = true;
+      this.results.push({ name, ok: false });
+      console.log(`FAILED - ${name} (${Date.now() - t0} ms)\n  ${String(e && e.stack || e).split('\n').join('\n  ')}`);
+    }
+  }
+
+  step(name, fn) { return this.#run(name, fn, true); }
+
+  check(name, fn) { return this.#run(name, fn, false); }
+
+  /** Records a failure outside any step (setup, stopping the daemon). */
+  fail(name, e) {
+    this.failed = true;
+    this.results.push({ name, ok: false });
+    console.log(`FAILED - ${name}${e ? `: ${e && e.stack || e}` : ''}`);
+  }
+
+  finish(label) {
+    const passed = this.results.filter((r) => r.ok).length;
+    const notOk = this.results.length - passed;
+    console.log(`${label}: ${((Date.now() - this.started) / 1000).toFixed(1)} s`);
+    console.log(`${passed} passed, ${notOk} failed`);
+    process.exit(notOk ? 1 : 0);
+  }
+}
+
+// ------------------------------------------------------------------ page steps
+
+/** The message list of the view on screen. */
+export const shown = (page) => page.locator('.messages:not([hidden])');
+
+/** Waits until a line containing `text` is visible in the view on screen. */
+export async function seeMessage(page, text, ms = STEP_MS) {
+  await shown(page).locator('li', { hasText: text }).first().waitFor({ state: 'visible', timeout: ms });
+}
+
+/** Types `text` into the message box and presses Enter. */
+export async function say(page, text) {
+  await page.locator('#text').fill(text);
+  await page.locator('#text').press('Enter');
+}
+
+/** Waits until the heading names `room` (or '@name' for a conversation). */
+export async function roomIs(page, room) {
+  await page.waitForFunction((r) => document.getElementById('room-title').textContent === r, room, { timeout: STEP_MS });
+}
+
+/** Signs in with an existing account's name and password. */
+export async function signIn(page, name, password) {
+  await page.locator('#name').fill(name);
+  await page.locator('#password').fill(password);
+  await page.locator('#password').press('Enter');
+  await page.locator('#chat-view').waitFor({ state: 'visible', timeout: STEP_MS });
+}
+
+/** Creates an account from the sign-in form (the password typed twice); lands in #general. */
+export async function signUp(page, name, password) {
+  await page.locator('#name').fill(name);
+  await page.locator('#password').fill(password);
+  await page.locator('#signin-submit').click();
+  await page.locator('#password2').waitFor({ state: 'visible', timeout: STEP_MS });
+  await page.locator('#password2').fill(password);
+  await page.locator('#password2').press('Enter');
+  await page.locator('#chat-view').waitFor({ state: 'visible', timeout: STEP_MS });
+  await roomIs(page, '#general');
+}
+
+/** The line of message `id` in the view on screen of `page`. */
+export const lineOf = (page, id) => shown(page).locator(`li.msg[data-id="${id}"]`);
+
+/** The id of the last line with `text` in the view on screen. */
+export async function lastIdOf(page, text) {
+  const id = await shown(page).locator('li.msg', { hasText: text }).last().getAttribute('data-id');
+  assert(/^\d+$/.test(id || ''), `the line "${text}" has no message id: ${id}`);
+  return id;
+}
+
+/** Opens the menu of message `id` with the keyboard; returns the labels of its items. */
+export async function openMenuOf(page, id) {
+  await lineOf(page, id).locator('.msg-menu-button').focus();
+  await page.keyboard.press('Enter');
+  await page.locator('#menu').waitFor({ state: 'visible', timeout: STEP_MS });
+  return page.locator('#menu [role="menuitem"]').allTextContents();
 }

@@ -15,49 +15,16 @@
 // JIM_E2E_TIMEOUT (seconds, default 120), JIM_TLS_TRUST=spki (use the SPKI fallback even when
 // certutil is there, to check that path). Prints one line per step, then "N passed, N failed".
 import { chromium } from 'playwright-core';
-import { assert, freePort, sleep, waitUntil } from './support.mjs';
-import { execFileSync, spawn } from 'node:child_process';
+import { Daemon, STEP_MS, assert, findJimd, freePort, httpGet as get, sleep, waitUntil } from './support.mjs';
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import https from 'node:https';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { fileURLToPath } from 'node:url';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TOTAL_MS = Number(process.env.JIM_E2E_TIMEOUT || 120) * 1000;
-const STEP_MS = 20000;
 const started = Date.now();
-
-function findJimd() {
-  if (process.env.JIMD) return path.resolve(process.env.JIMD);
-  const found = fs.readdirSync(ROOT)
-    .filter((d) => d.startsWith('build'))
-    .map((d) => path.join(ROOT, d, 'bin', 'jimd'))
-    .filter((f) => fs.existsSync(f))
-    .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
-  if (!found.length) throw new Error('no jimd binary: build it or set JIMD=/path/to/jimd');
-  return found[0];
-}
-
-
-
-
-/** GET over https (verified against `ca`) or http; resolves {status, body}. */
-function get(url, ca) {
-  const mod = url.startsWith('https:') ? https : http;
-  return new Promise((resolve, reject) => {
-    const req = mod.get(url, { timeout: 3000, ca }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString('utf8') }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
 
 // ------------------------------------------------------------------ certificates
 
@@ -93,53 +60,6 @@ function trustInNss(home, caFile) {
   } catch (e) {
     if (e.code === 'ENOENT') return false;
     throw e;
-  }
-}
-
-// ------------------------------------------------------------------ the daemon
-
-class Daemon {
-  constructor(bin, dir, httpPort, certs) {
-    Object.assign(this, { bin, dir, httpPort, certs, proc: null, output: '' });
-  }
-
-  async start() {
-    const portFile = path.join(this.dir, 'port');
-    fs.rmSync(portFile, { force: true });
-    const args = ['-a', '127.0.0.1', '-p', '0', '--port-file', portFile,
-      '--http-port', String(this.httpPort), '--http-address', '127.0.0.1',
-      '--tls-cert', this.certs.cert, '--tls-key', this.certs.key,
-      '--kdf-iterations', '1000', '--rate-limit', '0', '--throttle-loopback', 'no',
-      '--data-dir', path.join(this.dir, 'data'), '--log-dir', path.join(this.dir, 'logs')];
-    const proc = spawn(this.bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.proc = proc;
-    const keep = (d) => { this.output = (this.output + d.toString()).slice(-20000); };
-    proc.stdout.on('data', keep);
-    proc.stderr.on('data', keep);
-    proc.exited = new Promise((r) => proc.once('exit', (code, sig) => r({ code, sig })));
-    this.tcpPort = await waitUntil(() => {
-      if (proc.exitCode !== null) throw new Error(`jimd exited with ${proc.exitCode}:\n${this.output}`);
-      const t = fs.existsSync(portFile) ? fs.readFileSync(portFile, 'utf8').trim() : '';
-      return /^\d+$/.test(t) ? Number(t) : 0;
-    }, 15000, 'the port file');
-    await waitUntil(async () => (await get(this.url('/'), this.certs.ca)).status === 200, 15000,
-      `https on port ${this.httpPort}`);
-  }
-
-  url(p) { return `https://127.0.0.1:${this.httpPort}${p}`; }
-
-  /** SIGTERM, SIGKILL after 10 s; only ever the PID we started. */
-  async stop() {
-    const proc = this.proc;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return null;
-    proc.kill('SIGTERM');
-    const done = await Promise.race([proc.exited, sleep(10000).then(() => null)]);
-    if (!done) {
-      proc.kill('SIGKILL');
-      await Promise.race([proc.exited, sleep(3000)]);
-      throw new Error('jimd did not exit within 10 s of SIGTERM');
-    }
-    return done;
   }
 }
 
@@ -209,7 +129,7 @@ async function main() {
   const certs = makeCertificates(tmp);
   const home = path.join(tmp, 'home');
   const nss = process.env.JIM_TLS_TRUST !== 'spki' && trustInNss(home, path.join(tmp, 'ca.pem'));
-  const daemon = new Daemon(bin, tmp, await freePort(), certs);
+  const daemon = new Daemon(bin, tmp, await freePort(), { certs });
   let browser = null;
   let carol = null;
   const pageErrors = [];
