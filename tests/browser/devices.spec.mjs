@@ -128,13 +128,15 @@ async function main() {
         await lineOf(p, dmId).locator('.edited').waitFor({ timeout: STEP_MS });
       }
       // The room message, deleted from the phone.
-      await phone.keyboard.press('Escape');   // back from the conversation to #general
+      await phone.locator('#text').press('Escape');   // back from the conversation to #general
       await phone.waitForFunction(() => window.jimClient.view === 'room:#general', null, { timeout: STEP_MS });
       await openMenuOf(phone, roomMsgId);
       await phone.locator('#menu [role="menuitem"]', { hasText: 'Delete' }).click();
       await phone.locator('#confirm-ok').click();
-      await laptop.keyboard.press('Escape');
-      await laptop.waitForFunction(() => window.jimClient.view === 'room:#general', null, { timeout: STEP_MS });
+      for (const p of [laptop, bob]) {
+        await p.locator('#text').press('Escape');
+        await p.waitForFunction(() => window.jimClient.view === 'room:#general', null, { timeout: STEP_MS });
+      }
       for (const p of [phone, laptop, bob]) {
         await lineOf(p, roomMsgId).locator('.body', { hasText: 'message deleted' }).waitFor({ timeout: STEP_MS });
         assert(await shown(p).locator('li', { hasText: 'hello from the laptop' }).count() === 0, 'the deleted text is still shown');
@@ -196,6 +198,9 @@ async function main() {
       assert(await banner.getAttribute('role') === 'alert', 'the banner is not announced');
       await seeMessage(bob, 'carol banned you from #den');
       await seeMessage(carol, 'bob is banned from #den');
+      // The line that reports the ban offers to lift it.
+      await shown(carol).locator('li', { hasText: 'bob is banned from #den' }).last()
+        .locator('button', { hasText: 'Unban bob' }).waitFor({ timeout: STEP_MS });
       await bob.locator('#rooms button[data-view="room:#den"]').waitFor({ state: 'detached', timeout: STEP_MS });
       // The banner is closed with the keyboard; the focus goes to the message box.
       await bob.locator('#banner-close').focus();
