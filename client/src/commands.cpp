@@ -2,6 +2,7 @@
 
 #include "text.hpp"
 
+#include "jim/codec.hpp"
 #include "jim/framing.hpp"
 #include "jim/protocol.hpp"
 
@@ -65,7 +66,76 @@ send_request request(json::object frame) { return send_request{std::move(frame)}
 
 }  // namespace
 
-input parse_input(std::string_view line) {
+std::optional<std::int64_t> parse_id(std::string_view word) {
+  if (word.starts_with('#')) word.remove_prefix(1);
+  if (word.empty() || word.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+  std::int64_t id = 0;
+  auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), id);
+  if (ec != std::errc{} || end != word.data() + word.size() || id < 1) return std::nullopt;
+  return id;
+}
+
+std::optional<std::int64_t> parse_at(std::string_view spec, std::int64_t now) {
+  constexpr std::int64_t max_ahead = std::int64_t{3660} * 86400;  // 10 years and then some
+  auto number = [](std::string_view& s) -> std::optional<std::int64_t> {
+    std::size_t digits = 0;
+    while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
+    if (digits == 0) return std::nullopt;
+    std::int64_t n = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + digits, n);
+    if (ec != std::errc{}) return std::nullopt;
+    s.remove_prefix(digits);
+    return n;
+  };
+  if (spec.starts_with('+')) {
+    spec.remove_prefix(1);
+    if (spec.empty()) return std::nullopt;
+    std::int64_t total = 0;
+    while (!spec.empty()) {
+      const auto n = number(spec);
+      if (!n || spec.empty()) return std::nullopt;  // a unit must follow each number
+      std::int64_t unit = 0;
+      switch (spec.front()) {
+        case 's': case 'S': unit = 1; break;
+        case 'm': case 'M': unit = 60; break;
+        case 'h': case 'H': unit = 3600; break;
+        case 'd': case 'D': unit = 86400; break;
+        default: return std::nullopt;
+      }
+      spec.remove_prefix(1);
+      if (*n > max_ahead / unit) return std::nullopt;
+      total += *n * unit;
+      if (total > max_ahead) return std::nullopt;
+    }
+    if (total <= 0) return std::nullopt;
+    return now + total;
+  }
+  // HH:MM: the next such local time (mktime() normalises a day past the month's end and
+  // finds the daylight-saving offset of the day it lands on).
+  const auto colon = spec.find(':');
+  if (colon == std::string_view::npos || colon == 0 || colon > 2 || spec.size() - colon - 1 != 2) return std::nullopt;
+  std::string_view h = spec.substr(0, colon), m = spec.substr(colon + 1);
+  const auto hour = number(h);
+  const auto minute = number(m);
+  if (!hour || !minute || !h.empty() || !m.empty() || *hour > 23 || *minute > 59) return std::nullopt;
+  const auto base = static_cast<std::time_t>(now);
+  for (int day = 0; day <= 2; ++day) {
+    std::tm t{};
+    localtime_r(&base, &t);
+    t.tm_mday += day;
+    t.tm_hour = static_cast<int>(*hour);
+    t.tm_min = static_cast<int>(*minute);
+    t.tm_sec = 0;
+    t.tm_isdst = -1;
+    const auto when = std::mktime(&t);
+    if (when != static_cast<std::time_t>(-1) && when > base) return static_cast<std::int64_t>(when);
+  }
+  return std::nullopt;
+}
+
+input parse_input(std::string_view line) { return parse_input(line, proto::unix_now()); }
+
+input parse_input(std::string_view line, std::int64_t now) {
   while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
   if (trim(line).empty()) return nothing{};
   if (line.front() != '/' || line.starts_with("//")) {
@@ -187,6 +257,71 @@ input parse_input(std::string_view line) {
     if (n != 0) return usage("/quit");
     return request({{"action", "quit"}});
   }
+  if (cmd == "edit") {
+    std::string_view text = rest;
+    const auto id = parse_id(next_word(text));
+    if (!id || text.empty()) return usage("/edit ID TEXT   (ID: the message's id, shown by /ids on)");
+    return request({{"action", "edit"}, {"id", *id}, {"message", text}});
+  }
+  if (cmd == "delete") {
+    const auto id = n == 1 ? parse_id(args[0]) : std::nullopt;
+    if (!id) return usage("/delete ID   (ID: the message's id, shown by /ids on)");
+    return request({{"action", "delete"}, {"id", *id}});
+  }
+  if (cmd == "ids") {
+    const auto state = n == 1 ? proto::fold(args[0]) : std::string();
+    if (state != "on" && state != "off") return usage("/ids on|off   (show message ids: [#42])");
+    return request({{"action", "ids"}, {"on", state == "on"}});
+  }
+  if (cmd == "at") {
+    std::string_view text = rest;
+    const auto when = parse_at(next_word(text), now);
+    if (!when || text.empty())
+      return usage("/at TIME TEXT   (TIME: HH:MM, the next such local time, or +N with s, m, h or d: +10m, +2h)");
+    return request({{"action", "msg"}, {"message", text}, {"at", *when}});
+  }
+  if (cmd == "scheduled") {
+    if (n != 0) return usage("/scheduled   (your messages waiting for their time)");
+    return request({{"action", "scheduled"}});
+  }
+  if (cmd == "cancel") {
+    const auto id = n == 1 ? parse_id(args[0]) : std::nullopt;
+    if (!id) return usage("/cancel ID   (ID: a scheduled message's number, shown by /scheduled)");
+    return request({{"action", "cancel"}, {"scheduled", *id}});
+  }
+  if (cmd == "report") {
+    std::string_view reason = rest;
+    const auto user = next_word(reason);
+    if (user.empty()) return usage("/report USER [REASON]");
+    json::object f{{"action", "report"}, {"user", user}};
+    if (!reason.empty()) f["reason"] = reason;
+    return request(std::move(f));
+  }
+  if (cmd == "kick" || cmd == "ban" || cmd == "unban") {
+    // `/ban USER *` is the server-wide ban of an admin (the `*` of `users` for the whole
+    // server); only it takes a reason.
+    std::string_view reason = rest;
+    const auto user = next_word(reason);
+    const auto room = next_word(reason);
+    const bool server = room == "*" && cmd != "kick";
+    if (user.empty() || (cmd == "kick" && room == "*") || (!reason.empty() && !(server && cmd == "ban"))) {
+      if (cmd == "kick") return usage("/kick USER [ROOM]   (ROOM: this room if not given)");
+      if (cmd == "ban") return usage("/ban USER [ROOM]   (ROOM: this room if not given; an admin: /ban USER * [REASON])");
+      return usage("/unban USER [ROOM]   (ROOM: this room if not given; an admin: /unban USER *)");
+    }
+    json::object f{{"action", cmd}, {"user", user}};
+    if (!room.empty()) f["room"] = room;
+    if (!reason.empty()) f["reason"] = reason;
+    return request(std::move(f));
+  }
+  if (cmd == "contacts") {
+    if (n != 0) return usage("/contacts");
+    return request({{"action", "get_contacts"}});
+  }
+  if (cmd == "add" || cmd == "del") {
+    if (n != 1) return usage(cmd == "add" ? "/add USER   (to your contacts)" : "/del USER   (from your contacts)");
+    return request({{"action", cmd == "add" ? "add_contact" : "del_contact"}, {"user_id", args[0]}});
+  }
   if (cmd == "help" || cmd == "?") return show_help{};
   return usage_hint{"! unknown command /" + cmd + "; /help lists the commands"};
 }
@@ -204,9 +339,11 @@ std::string for_history(std::string_view line) {
 
 namespace {
 constexpr std::string_view command_names[] = {
-    "/away",  "/back",  "/conversations", "/create", "/exit",  "/help",  "/history", "/invite",
-    "/join",  "/leave", "/logout",        "/me",     "/msg",   "/names", "/part",    "/private",
-    "/query", "/quit",  "/rooms",         "/switch", "/users", "/who"};
+    "/add",    "/at",     "/away",   "/back",     "/ban",    "/cancel", "/contacts", "/conversations",
+    "/create", "/del",    "/delete", "/edit",     "/exit",   "/help",   "/history",  "/ids",
+    "/invite", "/join",   "/kick",   "/leave",    "/logout", "/me",     "/msg",      "/names",
+    "/part",   "/private", "/query", "/quit",     "/report", "/rooms",  "/scheduled", "/switch",
+    "/unban",  "/users",  "/who"};
 }  // namespace
 
 std::vector<std::string> completions(std::string_view before, std::string_view word,
@@ -243,6 +380,13 @@ std::vector<std::string> completions(std::string_view before, std::string_view w
     else if ((cmd == "join" || cmd == "switch") && arg == 0) offer_rooms(word.starts_with('#'));
     else if (cmd == "query" && arg == 0) offer_names();
     else if (cmd == "history" && arg == 0) word.starts_with('#') ? offer_rooms(true) : offer_names();
+    else if ((cmd == "report" || cmd == "add" || cmd == "del") && arg == 0) offer_names();
+    else if ((cmd == "kick" || cmd == "ban" || cmd == "unban") && arg == 0) offer_names();
+    else if ((cmd == "kick" || cmd == "ban" || cmd == "unban") && arg == 1) offer_rooms(word.starts_with('#'));
+    else if (cmd == "ids" && arg == 0) {
+      offer("off");
+      offer("on");
+    }
   }
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
@@ -287,6 +431,18 @@ std::string_view help_text() {
          "  /who                   everyone signed in on the server, with their status\n"
          "  /away [TEXT]           set your status to away (or to TEXT); /back: online\n"
          "  /rooms                 list the rooms, with your unread counts\n"
+         "  /ids on|off            show message ids ([#42]) before messages, for:\n"
+         "  /edit ID TEXT          replace the text of your message ID\n"
+         "  /delete ID             delete message ID (yours, or any in a room you own)\n"
+         "  /at TIME TEXT          send TEXT here later: TIME is HH:MM (the next such\n"
+         "                         time) or +N with s, m, h or d (+10m, +2h, +1d)\n"
+         "  /scheduled             your messages waiting for their time\n"
+         "  /cancel ID             take back scheduled message ID\n"
+         "  /contacts              your contact list; /add USER, /del USER change it\n"
+         "  /report USER [REASON]  report a spammer (enough reports mute them)\n"
+         "  /kick USER [ROOM]      send USER out of your room (ROOM: this one) to #general\n"
+         "  /ban USER [ROOM]       the same, and USER may not come back; /unban USER [ROOM]\n"
+         "  /ban USER * [REASON]   an admin: ban the account from the server (/unban USER *)\n"
          "  /help                  this list\n"
          "  /quit                  leave (Ctrl-D and Ctrl-C too)\n"
          "  /logout [all]          sign out: revoke and delete the saved token (all: every\n"
@@ -331,11 +487,12 @@ std::string quoted(json::object const& frame) { return printable(str(frame, "mes
 }  // namespace
 
 out_line render_message(json::object const& msg, std::string_view me, std::string_view current_room,
-                        bool history, std::int64_t now) {
+                        bool history, std::int64_t now, bool show_id) {
   const auto from = printable(str(msg, "from"));
   const auto to = printable(str(msg, "to"));
   const bool direct = !to.empty() && to.front() != '#';
-  std::string text = history ? "[history] " : "";
+  std::string text = show_id && integer(msg, "id") > 0 ? "[#" + std::to_string(integer(msg, "id")) + "] " : "";
+  if (history) text += "[history] ";
   const bool mine = !me.empty() && same_name(from, me);
   std::string who = from;
   if (direct) {
@@ -351,20 +508,33 @@ out_line render_message(json::object const& msg, std::string_view me, std::strin
   }
   const auto when = clock_time(integer(msg, "time", now), now);
   const auto kind = history ? tone::history : direct ? tone::direct : tone::chat;
+  if (auto const* d = msg.if_contains("deleted"); d && d->is_bool() && d->get_bool())
+    return {kind, text + who + " (" + when + "): (deleted)"};
+  const std::string edited = msg.contains("edited") ? " (edited)" : "";
   // `/me waves` is sent as "* alice waves" and shown as such: `* alice waves (12:00)`.
   const std::string_view body = str(msg, "message");
   const std::string action_prefix = "* " + std::string(str(msg, "from")) + " ";
   if (body.size() > action_prefix.size() && body.starts_with(action_prefix) &&
       body.find('\n') == std::string_view::npos) {
-    text += "* " + who + " " + printable(body.substr(action_prefix.size())) + " (" + when + ")";
+    text += "* " + who + " " + printable(body.substr(action_prefix.size())) + " (" + when + ")" + edited;
     return {kind, std::move(text)};
   }
   text += who + " (" + when + "): ";
-  text += message_text(body, display_width(text));
+  text += message_text(body, display_width(text)) + edited;
   return {kind, std::move(text)};
 }
 
 void chat_state::sent(json::object const& frame, bool quiet) { pending_.push_back(outgoing{frame, quiet}); }
+
+out_line chat_state::render(json::object const& msg, bool history, std::int64_t now) const {
+  return render_message(msg, me_, view(), history, now, settings_.show_ids);
+}
+
+void chat_state::remember(std::int64_t id, std::string_view from, std::string_view to) {
+  if (id < 1 || from.empty() || to.empty()) return;
+  messages_.insert_or_assign(id, message_ref{std::string(from), std::string(to)});
+  while (messages_.size() > 4096) messages_.erase(messages_.begin());
+}
 
 std::vector<out_line> chat_state::submit(json::object frame, bool quiet) {
   const std::string action(str(frame, "action"));
@@ -378,6 +548,15 @@ std::vector<out_line> chat_state::submit(json::object frame, bool quiet) {
     outbox_.push_back(
         outgoing{{{"action", "join"}, {"room", frame.at("room")}}, quiet, 0, {}, purpose::switch_room, {}, true});
     return {};
+  } else if (action == "ids") {
+    auto const* on = frame.if_contains("on");
+    settings_.show_ids = on && on->is_bool() && on->get_bool();
+    return {{tone::info, settings_.show_ids ? "* message ids are shown: [#42] (/edit ID TEXT, /delete ID; /ids off hides them)"
+                                            : "* message ids are hidden (/ids on shows them)"}};
+  } else if (action == "kick" || action == "ban" || action == "unban") {
+    // This room unless one is named; `*`: the server-wide form (no room at all).
+    if (!frame.contains("room")) frame["room"] = room_;
+    else if (str(frame, "room") == "*") frame.erase("room");
   } else if (action == "query") {
     const auto with = str(frame, "with");
     if (with.empty()) {
@@ -568,6 +747,7 @@ void chat_state::learn_message(json::object const& msg) {
   learn_name(str(msg, "from"));
   const auto to = str(msg, "to");
   to.starts_with('#') ? learn_room(to) : learn_name(to);
+  remember(integer(msg, "id"), str(msg, "from"), to);
 }
 
 std::string chat_state::registered_room(std::string_view room) const {
@@ -622,6 +802,9 @@ bool chat_state::seen_before(json::object const& msg) {
 }
 
 chat_state::reaction chat_state::received(json::object const& frame, std::int64_t now, clock::time_point mono) {
+  // A notice followed by a reply was no goodbye (a kick, a dropped schedule): a connection
+  // lost later is not "closed by the server".
+  if (frame.contains("response")) notice_.clear();
   if (frame.contains("response")) return on_reply(frame, now, mono);
   if (frame.contains("action")) return on_push(frame, now);
   return {};
@@ -673,19 +856,32 @@ chat_state::reaction chat_state::on_msg_reply(outgoing req, json::object const& 
     if (why.empty()) why = "refused by the server";
     if (status == 429)
       why += "; gave up after " + std::to_string(req.refusals + 1) + (req.refusals == 0 ? " try" : " tries");
-    r.lines.push_back({tone::error, "! not sent" + (direct ? " to " + printable(whom) : std::string()) + ": " +
-                                        quoted(f) + " (" + why + ")"});
+    if (const auto until = integer(frame, "until"); until > 0) why += " until " + clock_time(until, now);
+    r.lines.push_back({tone::error, std::string(f.contains("at") ? "! not scheduled" : "! not sent") +
+                                        (direct ? " to " + printable(whom) : std::string()) + ": " + quoted(f) + " (" +
+                                        why + ")"});
+    return r;
+  }
+  if (f.contains("at")) {
+    // Scheduled (202): it is posted, and pushed to us like to anyone, at its time.
+    if (req.quiet) return r;
+    const auto sched = std::to_string(integer(frame, "scheduled"));
+    const std::string where = printable(!str(frame, "to").empty() ? str(frame, "to") : to.empty() ? std::string_view(room_) : whom);
+    r.lines.push_back({tone::info, "* scheduled message " + sched + " goes to " + where + " at " +
+                                       clock_time(integer(frame, "at", integer(f, "at")), now) + ": " + quoted(f) +
+                                       " (/cancel " + sched + " takes it back)"});
     return r;
   }
   if (auto id = integer(frame, "id", -1); id >= 0) {
+    remember(id, me_, to.empty() ? std::string_view(room_) : std::string_view(whom));
     json::object seen{{"from", me_}, {"to", to.empty() ? std::string_view(room_) : std::string_view(whom)}, {"id", id}};
     seen_before(seen);
   }
   if (req.quiet) return r;
   if (settings_.show_own) {
     json::object m{{"from", me_}, {"to", to.empty() ? std::string_view(room_) : std::string_view(whom)},
-                   {"message", str(f, "message")}, {"time", integer(frame, "time", now)}};
-    r.lines.push_back(render_message(m, me_, view(), false, now));
+                   {"message", str(f, "message")}, {"time", integer(frame, "time", now)}, {"id", integer(frame, "id")}};
+    r.lines.push_back(render(m, false, now));
     if (settings_.activity && entering_phase_ != entering::none && shown_entering_.size() < 10000)
       shown_entering_.insert(integer(frame, "id", -1));
     // A private message to oneself also comes back as a push: it is on the screen already.
@@ -770,9 +966,9 @@ void chat_state::show_view(json::array const& messages, std::string const& targe
     if (shown_entering_.contains(integer(m, "id", -1))) continue;
     if (i < context_from) continue;
     if (i < divider)
-      lines.push_back(render_message(m, me_, view(), true, now));
+      lines.push_back(render(m, true, now));
     else
-      fresh.push_back(render_message(m, me_, view(), false, now));
+      fresh.push_back(render(m, false, now));
   }
   if (!fresh.empty()) {
     std::string text = "--- new messages";
@@ -815,8 +1011,8 @@ chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_
         entering_phase_ = entering::none;
       return r;
     }
-    std::string text = printable(str(frame, "error"));
-    if (text.empty()) text = action.empty() ? "the server refused a request" : "/" + action + " failed";
+    if (req.why == purpose::where) return r;
+    std::string text = refusal(req.frame, frame, now);
     if (req.why == purpose::switch_room && status == 403)
       text = "you are not a member of " + printable(str(req.frame, "room")) + " (/join ROOM PASSWORD)";
     say(tone::error, "! " + text);
@@ -848,7 +1044,7 @@ chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_
     if (settings_.activity) enter_view(query_, left);
     else if (auto const* messages = frame.if_contains("messages"); messages && messages->is_array())
       for (auto const& m : messages->get_array())
-        if (m.is_object()) r.lines.push_back(render_message(m.get_object(), me_, view(), true, now));
+        if (m.is_object()) r.lines.push_back(render(m.get_object(), true, now));
     return r;
   }
 
@@ -863,6 +1059,14 @@ chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_
       enter_view(view(), {});
       queue_internal({{"action", query_.empty() ? "conversations" : "rooms"}}, purpose::counts);
       tell_activity_ = 2;
+    }
+  } else if (action == "presence" && req.why == purpose::where) {
+    // After a notice: a kick or ban moved this connection (contract: "Edits, schedules,
+    // moderation, contacts"); the notice said so, and the view follows.
+    if (!room.empty() && !same_name(room, room_)) {
+      const std::string left = view();
+      room_ = room;
+      if (settings_.activity && query_.empty()) enter_view(room_, left);
     }
   } else if (action == "presence") {
     if (auto name = str(frame, "account_name"); !name.empty()) me_ = name;
@@ -930,7 +1134,7 @@ chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_
         if (!m.is_object()) continue;
         learn_message(m.get_object());
         seen_before(m.get_object());
-        if (!req.quiet) r.lines.push_back(render_message(m.get_object(), me_, view(), true, now));
+        if (!req.quiet) r.lines.push_back(render(m.get_object(), true, now));
       }
     }
   } else if (action == "users") {
@@ -972,10 +1176,79 @@ chat_state::reaction chat_state::on_reply(json::object const& frame, std::int64_
         say(tone::info, std::move(text));
       }
     }
+  } else if (action == "edit") {
+    say(tone::info, "* edited message #" + std::to_string(integer(req.frame, "id")) + ": " + quoted(req.frame));
+  } else if (action == "delete") {
+    say(tone::info, "* deleted message #" + std::to_string(integer(req.frame, "id")));
+  } else if (action == "scheduled") {
+    auto const* list = frame.if_contains("scheduled");
+    if (!list || !list->is_array() || list->get_array().empty()) {
+      say(tone::info, "* no scheduled messages (/at TIME TEXT schedules one)");
+    } else {
+      say(tone::info, "* scheduled messages (/cancel ID takes one back):");
+      for (auto const& v : list->get_array()) {
+        if (!v.is_object()) continue;
+        auto const& o = v.get_object();
+        std::string text(str(o, "message"));
+        if (const auto nl = text.find('\n'); nl != std::string::npos) text = text.substr(0, nl) + " ...";
+        say(tone::info, "  " + std::to_string(integer(o, "scheduled")) + "  at " + clock_time(integer(o, "at"), now) +
+                            " to " + printable(str(o, "to")) + ": " + printable(text));
+      }
+    }
+  } else if (action == "cancel") {
+    say(tone::info, "* cancelled scheduled message " + std::to_string(integer(req.frame, "scheduled")));
+  } else if (action == "report") {
+    learn_name(str(frame, "user"));
+    say(tone::info, "* reported " + printable(str(frame, "user")) +
+                        " (when enough people report someone, the server mutes them for a while)");
+  } else if (action == "kick" || action == "ban" || action == "unban") {
+    const auto user = printable(str(frame, "user"));
+    learn_name(str(frame, "user"));
+    if (!req.frame.contains("room")) {
+      say(tone::info, action == "ban" ? "* banned the account " + user + " from the server (/unban " + user + " * lifts it)"
+                                      : "* the account " + user + " is no longer banned");
+    } else if (action == "kick") {
+      say(tone::info, "* kicked " + user + " out of " + room + " (still a member: may come back)");
+    } else if (action == "ban") {
+      say(tone::info, "* banned " + user + " from " + room + " (/unban " + user + " " + room + " lifts it)");
+    } else {
+      say(tone::info, "* " + user + " is no longer banned from " + room + " (joins with the password or an invitation)");
+    }
+  } else if (action == "get_contacts") {
+    const auto n = integer(frame, "quantity");
+    say(tone::info, n == 0 ? std::string("* no contacts yet (/add USER adds one)")
+                           : "* your contacts (" + std::to_string(n) + "):");
+  } else if (action == "add_contact") {
+    learn_name(str(frame, "user_id"));
+    say(tone::info, "* " + printable(str(frame, "user_id")) + " is in your contacts");
+  } else if (action == "del_contact") {
+    say(tone::info, "* " + printable(str(frame, "user_id")) + " is no longer in your contacts");
   } else if (action != "quit" && action != "logout") {
     if (auto alert = str(frame, "alert"); !alert.empty()) say(tone::info, "* " + printable(alert));
   }
   return r;
+}
+
+std::string chat_state::refusal(json::object const& request, json::object const& reply, std::int64_t now) const {
+  const auto action = str(request, "action");
+  const auto status = integer(reply, "response");
+  std::string text = printable(str(reply, "error"));
+  const auto id = std::to_string(integer(request, action == "cancel" ? "scheduled" : "id"));
+  // The server's words are clear for most; these say which message and what may be done.
+  if ((action == "edit" || action == "delete") && status == 404)
+    text = "no message #" + id + " to " + std::string(action) + " (it never was, is deleted, or is no longer kept)";
+  else if (action == "edit" && status == 403)
+    text = "message #" + id + " is not yours: only its author can edit it";
+  else if (action == "delete" && status == 403)
+    text = "message #" + id + " is not yours: only its author, the owner of its room or an admin can delete it";
+  else if (action == "cancel" && status == 404)
+    text = "you have no scheduled message " + id + " waiting (/scheduled lists them)";
+  else if ((action == "ban" || action == "unban") && !request.contains("room") && status == 403)
+    text = "only a server admin can " + std::string(action) + " an account (a room's owner: /" +
+           std::string(action) + " USER ROOM)";
+  if (text.empty()) text = action.empty() ? "the server refused a request" : "/" + std::string(action) + " failed";
+  if (const auto until = integer(reply, "until"); until > 0) text += " until " + clock_time(until, now);
+  return text;
 }
 
 chat_state::reaction chat_state::on_push(json::object const& frame, std::int64_t now) {
@@ -1010,7 +1283,7 @@ chat_state::reaction chat_state::on_push(json::object const& frame, std::int64_t
     if (seen_before(frame) && history && hide_seen_history_) return r;
     if (settings_.activity && entering_phase_ != entering::none && shown_entering_.size() < 10000)
       shown_entering_.insert(integer(frame, "id", -1));
-    r.lines.push_back(render_message(frame, me_, view(), history, now));
+    r.lines.push_back(render(frame, history, now));
   } else if (action == "read") {
     const auto with = str(frame, "with");
     const std::string whose(with.empty() ? str(frame, "room") : with);
@@ -1020,6 +1293,11 @@ chat_state::reaction chat_state::on_push(json::object const& frame, std::int64_t
       known = std::max(known, integer(frame, "id"));
       set_activity(with.empty() ? whose : "@" + whose, 0);
     }
+  } else if (action == "event" && (str(frame, "event") == "edit" || str(frame, "event") == "delete")) {
+    if (auto line = on_change(frame)) r.lines.push_back(std::move(*line));
+  } else if (action == "contact_list") {
+    learn_name(str(frame, "user_id"));
+    r.lines.push_back({tone::info, "  " + printable(str(frame, "user_id"))});
   } else if (action == "event") {
     learn_name(str(frame, "user"));
     learn_room(str(frame, "room"));
@@ -1053,8 +1331,40 @@ chat_state::reaction chat_state::on_push(json::object const& frame, std::int64_t
   } else if (action == "notice") {
     notice_ = printable(str(frame, "text"));
     r.lines.push_back({tone::error, "! server: " + notice_});
+    // A kick or ban out of a room comes as a notice, and moves the connection to #general
+    // (which no one is sent out of): where are we now?
+    if (!room_.empty() && !same_name(room_, "#general"))
+      queue_internal({{"action", "presence"}}, purpose::where);
   }
   return r;
+}
+
+std::optional<out_line> chat_state::on_change(json::object const& frame) const {
+  const auto id = integer(frame, "id");
+  const bool edit = str(frame, "event") == "edit";
+  std::string text = "* ";
+  auto const it = messages_.find(id);
+  if (it == messages_.end()) {
+    text += "message #" + std::to_string(id) + (edit ? " was edited" : " was deleted");
+  } else {
+    auto const& [from, to] = it->second;
+    const bool direct = !to.starts_with('#');
+    const bool mine = same_name(from, me_);
+    const std::string other = direct ? (mine ? to : from) : to;
+    const bool viewed = direct ? !query_.empty() && same_name(other, query_) : query_.empty() && same_name(to, room_);
+    // Another view's message: entering that view shows it as it is now.
+    if (settings_.activity && !viewed) return std::nullopt;
+    const std::string where = viewed ? "" : direct ? " (private, with " + printable(other) + ")" : " in " + printable(to);
+    if (edit)
+      text += printable(from) + " edited message #" + std::to_string(id) + where;
+    else
+      text += "message #" + std::to_string(id) + " by " + printable(from) + where + " was deleted";
+  }
+  if (edit) {
+    text += ": ";
+    text += message_text(str(frame, "message"), display_width(text));
+  }
+  return out_line{tone::event, std::move(text)};
 }
 
 }  // namespace jim::client

@@ -56,8 +56,27 @@ using input = std::variant<nothing, send_request, usage_hint, show_help>;
 
 /// Parses a line typed by the user. A line not starting with `/` is a message to the current
 /// room; `//text` sends the message `/text`; `/command args...` is a command (case-insensitive).
-/// `/quit` becomes the `quit` request.
+/// `/quit` becomes the `quit` request. `now` (unix seconds) is what `/at TIME` counts from;
+/// the one-argument form takes the clock's.
+///
+/// Local actions, resolved by chat_state::submit(): `me`, `query`, `switch`, `ids` (`/ids on|off`:
+/// `{"action":"ids","on":true}`). `/kick`, `/ban` and `/unban` without ROOM leave `room` out
+/// (submit() names the current room); with ROOM `*` (`/ban USER * [REASON]`) they carry
+/// `"room":"*"`, which submit() removes: the server-wide form of an admin (contract: "Edits,
+/// schedules, moderation, contacts").
+input parse_input(std::string_view line, std::int64_t now);
 input parse_input(std::string_view line);
+
+/// TIME of `/at TIME TEXT`, in unix seconds: `HH:MM` (or `H:MM`, 24-hour) is the next such local
+/// time after `now` (today while still ahead, else tomorrow); `+N` and a unit, `s`, `m`, `h` or
+/// `d` (`+90s`, `+10m`, `+2h`, `+1d`; several in a row add up: `+1h30m`), is that long after
+/// `now`. Nothing when `spec` is none of these, is not after `now`, or is more than 10 years
+/// ahead (the server's own bound, `--schedule-max`, is far smaller: it answers `400`).
+std::optional<std::int64_t> parse_at(std::string_view spec, std::int64_t now);
+
+/// A message or schedule id as typed: decimal digits, optionally after `#` (as `/ids on` shows
+/// ids: `[#42]`), at least 1. Nothing for anything else (signs, spaces, overflow).
+std::optional<std::int64_t> parse_id(std::string_view word);
 
 /// The line as it may be kept in the input history: `/join ROOM PASSWORD` loses its password
 /// (`/join ROOM`, which works again once one is a member); other lines are kept as typed.
@@ -103,6 +122,9 @@ struct chat_settings {
   /// rest stay reachable with `/history`), and how many read ones before them for context.
   int max_unread_shown = 50;
   int context_shown = 5;
+  /// Show each message's id before it (`[#42] alice (12:00): text`), so that it can be edited
+  /// or deleted; `/ids on|off` switches it.
+  bool show_ids = false;
 };
 
 /// One entry of the activity line: a room (`#den`) or a private conversation (`@bob`) with
@@ -225,6 +247,7 @@ private:
     view_history,  ///< the history of the view being entered (`target` names it)
     switch_room,   ///< `/switch`: a `join` without password to a room one is a member of
     query_open,    ///< `/query NAME`: the conversation's history (its `with`)
+    where,         ///< a `presence` after a `notice`: a kick or ban may have moved us to #general
   };
 
   /// A request queued or waiting for its reply.
@@ -274,6 +297,22 @@ private:
   void set_activity(std::string const& label, std::int64_t count);
   /// The activity-line label of a view (`#den` for a room, `@bob` for a person).
   static std::string label_of(std::string const& view);
+  /// render_message() for this state: its name, view and id setting.
+  out_line render(boost::json::object const& msg, bool history, std::int64_t now) const;
+  /// Remembers who wrote message `id` and where (`to`), for the edit and delete pushes, which
+  /// carry only the id. At most 4096 kept, the newest ids.
+  void remember(std::int64_t id, std::string_view from, std::string_view to);
+  /// An `edit` or `delete` event push as a line; nothing when the message is known to be in a
+  /// view other than the one shown (activity mode: entering that view shows it as it is now).
+  std::optional<out_line> on_change(boost::json::object const& frame) const;
+  /// The sentence for a refused request (`reply`: its 4xx/5xx) that is not a `msg`.
+  std::string refusal(boost::json::object const& request, boost::json::object const& reply, std::int64_t now) const;
+
+  /// Who wrote a remembered message, and where.
+  struct message_ref {
+    std::string from;
+    std::string to;
+  };
 
   std::string me_;
   chat_settings settings_;
@@ -297,14 +336,17 @@ private:
   /// the history does not show them again. Bounded by what arrives in one round trip.
   std::set<std::int64_t> shown_entering_;
   int tell_activity_ = 0;  ///< counts replies still to come before the activity is told (after a sign-in)
+  std::map<std::int64_t, message_ref> messages_;  ///< id -> author and place, bounded (remember())
 };
 
 /// Renders a `msg` (push or history element) as a line: `alice (12:00): text`, marked
 /// `[private]` for a private message and `[history]` for an old one; `[#room]` is added when
 /// the message belongs to a room other than `current_room`. `current_room` may be a name (the
 /// open query): the conversation with that name then goes without `[private]`. A text
-/// "* FROM action" (one line, sent by `/me`) reads `* alice action (12:00)`.
+/// "* FROM action" (one line, sent by `/me`) reads `* alice action (12:00)`. A message with
+/// `"edited":T` ends with ` (edited)`; one with `"deleted":true` shows `(deleted)` instead of
+/// its text. `show_id`: the line starts with the message's id, `[#42] `.
 out_line render_message(boost::json::object const& msg, std::string_view me, std::string_view current_room,
-                        bool history, std::int64_t now);
+                        bool history, std::int64_t now, bool show_id = false);
 
 }  // namespace jim::client

@@ -202,11 +202,13 @@ class app {
   }
 
   /// Whether a lost connection is opened again: on a terminal (unless --no-reconnect), when
-  /// signed in, and unless the server closed it because the account signed in elsewhere.
+  /// signed in, and unless the server closed it because the account signed in elsewhere or
+  /// was banned by an admin.
   bool may_reconnect() const {
     if (!opt_.reconnect || !con_.interactive() || opt_.json || !signed_in_) return false;
     auto const& notice = state_.last_notice();
-    return notice.find("another connection") == std::string::npos && notice.find("elsewhere") == std::string::npos;
+    return notice.find("another connection") == std::string::npos && notice.find("elsewhere") == std::string::npos &&
+           notice.find("account was banned") == std::string::npos;
   }
 
   /// Opens a connection and signs in again, waiting longer after each failure; re-enters the
@@ -610,7 +612,8 @@ class app {
     con_.show(reaction.lines);
     if (reaction.answer) conn_->send(*reaction.answer);
     if (signed_in_ && online_) con_.set_prompt(state_.prompt());
-    if (frame.contains("response")) kick();  // a reply may let the outbox go on
+    // A reply may let the outbox go on; a push may have queued a request (a notice: where are we?).
+    if (frame.contains("response") || !state_.outbox_empty()) kick();
   }
 
   options opt_;
