@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <ctime>
+#include <limits>
 
 using namespace jim::client;
 namespace json = boost::json;
@@ -346,4 +347,141 @@ TEST_CASE("After a reconnect, history already seen is not shown again", "[client
   CHECK(push(R"({"action":"msg","id":3,"time":1,"from":"bob","to":"#den","message":"den","history":true})").size() == 1);
   // Live pushes always show.
   CHECK(push(R"({"action":"msg","id":6,"time":1,"from":"bob","to":"#general","message":"late"})").size() == 1);
+}
+
+// ---- issue 16: edits, schedules, moderation, contacts ----------------------------------------
+
+TEST_CASE("Message ids are digits, optionally after #, at least 1", "[client][commands]") {
+  CHECK(parse_id("42") == 42);
+  CHECK(parse_id("#42") == 42);
+  CHECK(parse_id("9223372036854775807") == std::numeric_limits<std::int64_t>::max());
+  CHECK_FALSE(parse_id(""));
+  CHECK_FALSE(parse_id("#"));
+  CHECK_FALSE(parse_id("0"));
+  CHECK_FALSE(parse_id("-1"));
+  CHECK_FALSE(parse_id("+1"));
+  CHECK_FALSE(parse_id("4x"));
+  CHECK_FALSE(parse_id("##4"));
+  CHECK_FALSE(parse_id("9223372036854775808"));  // overflows
+}
+
+TEST_CASE("/at TIME: HH:MM is the next such local time, +N counts from now", "[client][commands]") {
+  utc tz;
+  CHECK(parse_at("18:30", noon) == noon + 6 * 3600 + 30 * 60);
+  CHECK(parse_at("9:05", noon) == noon + 86400 - 3 * 3600 + 5 * 60);  // passed today: tomorrow
+  CHECK(parse_at("12:00", noon) == noon + 86400);                     // now is not ahead
+  CHECK(parse_at("12:01", noon) == noon + 60);
+  CHECK(parse_at("00:00", noon) == noon + 12 * 3600);
+  CHECK(parse_at("23:59", noon) == noon + 11 * 3600 + 59 * 60);
+  CHECK(parse_at("+90s", noon) == noon + 90);
+  CHECK(parse_at("+10m", noon) == noon + 600);
+  CHECK(parse_at("+2h", noon) == noon + 7200);
+  CHECK(parse_at("+1d", noon) == noon + 86400);
+  CHECK(parse_at("+1h30m", noon) == noon + 5400);
+  CHECK(parse_at("+10M", noon) == noon + 600);
+  for (auto bad : {"", "+", "+10", "+m", "+10x", "+0s", "+-5m", "+5m-", "+ 5m", "10m", "24:00", "12:60", "1230",
+                   ":30", "123:00", "12:5", "12:345", "ab:cd", "12:3x", "+99999999999999999999s", "+4000d"}) {
+    INFO("TIME " << bad);
+    CHECK_FALSE(parse_at(bad, noon));
+  }
+}
+
+TEST_CASE("/at TIME: a local time honours the time zone", "[client][commands]") {
+  setenv("TZ", "XYZ-1", 1);  // POSIX form, no zone data needed: one hour east of UTC
+  tzset();
+  // noon UTC is 13:00 there: 18:30 there is 17:30 UTC; 12:30 there is tomorrow.
+  CHECK(parse_at("18:30", noon) == noon + 5 * 3600 + 30 * 60);
+  CHECK(parse_at("12:30", noon) == noon + 86400 - 30 * 60);
+  utc back;
+}
+
+TEST_CASE("The new commands become their requests", "[client][commands]") {
+  utc tz;
+  auto at = [](std::string_view line) {
+    auto in = parse_input(line, noon);
+    auto* r = std::get_if<send_request>(&in);
+    INFO("line: " << line);
+    REQUIRE(r);
+    return r->frame;
+  };
+  CHECK(request_of("/edit 42 hello,  world ") == obj(R"({"action":"edit","id":42,"message":"hello,  world"})"));
+  CHECK(request_of("/edit #42 fixed") == obj(R"({"action":"edit","id":42,"message":"fixed"})"));
+  CHECK(request_of("/delete 42") == obj(R"({"action":"delete","id":42})"));
+  CHECK(request_of("/DELETE #7") == obj(R"({"action":"delete","id":7})"));
+  CHECK(request_of("/ids on") == obj(R"({"action":"ids","on":true})"));
+  CHECK(request_of("/ids OFF") == obj(R"({"action":"ids","on":false})"));
+  CHECK(at("/at 18:30 stand-up in 5") == json::object{{"action", "msg"}, {"message", "stand-up in 5"}, {"at", noon + 6 * 3600 + 1800}});
+  CHECK(at("/at +90s tea") == json::object{{"action", "msg"}, {"message", "tea"}, {"at", noon + 90}});
+  CHECK(request_of("/scheduled") == obj(R"({"action":"scheduled"})"));
+  CHECK(request_of("/cancel 3") == obj(R"({"action":"cancel","scheduled":3})"));
+  CHECK(request_of("/report mallory") == obj(R"({"action":"report","user":"mallory"})"));
+  CHECK(request_of("/report mallory spam links ") == obj(R"({"action":"report","user":"mallory","reason":"spam links"})"));
+  CHECK(request_of("/kick bob") == obj(R"({"action":"kick","user":"bob"})"));
+  CHECK(request_of("/kick bob den") == obj(R"({"action":"kick","user":"bob","room":"den"})"));
+  CHECK(request_of("/ban bob #den") == obj(R"({"action":"ban","user":"bob","room":"#den"})"));
+  CHECK(request_of("/ban bob * spamming everywhere") ==
+        obj(R"({"action":"ban","user":"bob","room":"*","reason":"spamming everywhere"})"));
+  CHECK(request_of("/unban bob") == obj(R"({"action":"unban","user":"bob"})"));
+  CHECK(request_of("/unban bob *") == obj(R"({"action":"unban","user":"bob","room":"*"})"));
+  CHECK(request_of("/contacts") == obj(R"({"action":"get_contacts"})"));
+  CHECK(request_of("/add Bob") == obj(R"({"action":"add_contact","user_id":"Bob"})"));
+  CHECK(request_of("/del bob") == obj(R"({"action":"del_contact","user_id":"bob"})"));
+}
+
+TEST_CASE("The new commands with wrong arguments get their usage line", "[client][commands]") {
+  auto hint = [](std::string_view line) {
+    auto in = parse_input(line, noon);
+    INFO("line: " << line);
+    REQUIRE(std::holds_alternative<usage_hint>(in));
+    return std::get<usage_hint>(in).text;
+  };
+  CHECK(hint("/edit") == "! usage: /edit ID TEXT   (ID: the message's id, shown by /ids on)");
+  CHECK(hint("/edit 42") == hint("/edit"));
+  CHECK(hint("/edit x text") == hint("/edit"));
+  CHECK(hint("/edit 0 text") == hint("/edit"));
+  CHECK(hint("/delete") == "! usage: /delete ID   (ID: the message's id, shown by /ids on)");
+  CHECK(hint("/delete 4 5") == hint("/delete"));
+  CHECK(hint("/delete -4") == hint("/delete"));
+  CHECK(hint("/ids") == "! usage: /ids on|off   (show message ids: [#42])");
+  CHECK(hint("/ids yes") == hint("/ids"));
+  CHECK(hint("/at") ==
+        "! usage: /at TIME TEXT   (TIME: HH:MM, the next such local time, or +N with s, m, h or d: +10m, +2h)");
+  CHECK(hint("/at +10m") == hint("/at"));
+  CHECK(hint("/at 25:00 late") == hint("/at"));
+  CHECK(hint("/at soon text") == hint("/at"));
+  CHECK(hint("/scheduled all") == "! usage: /scheduled   (your messages waiting for their time)");
+  CHECK(hint("/cancel") == "! usage: /cancel ID   (ID: a scheduled message's number, shown by /scheduled)");
+  CHECK(hint("/cancel three") == hint("/cancel"));
+  CHECK(hint("/report") == "! usage: /report USER [REASON]");
+  CHECK(hint("/kick") == "! usage: /kick USER [ROOM]   (ROOM: this room if not given)");
+  CHECK(hint("/kick bob den now") == hint("/kick"));
+  CHECK(hint("/kick bob *") == hint("/kick"));  // no server-wide kick
+  CHECK(hint("/ban") == "! usage: /ban USER [ROOM]   (ROOM: this room if not given; an admin: /ban USER * [REASON])");
+  CHECK(hint("/ban bob den because") == hint("/ban"));  // a reason only for the server-wide ban
+  CHECK(hint("/unban") == "! usage: /unban USER [ROOM]   (ROOM: this room if not given; an admin: /unban USER *)");
+  CHECK(hint("/unban bob * sorry") == hint("/unban"));
+  CHECK(hint("/contacts bob") == "! usage: /contacts");
+  CHECK(hint("/add") == "! usage: /add USER   (to your contacts)");
+  CHECK(hint("/add bob carol") == hint("/add"));
+  CHECK(hint("/del") == "! usage: /del USER   (from your contacts)");
+}
+
+TEST_CASE("Tab completes the new commands and their names, rooms and on|off", "[client][commands]") {
+  const std::vector<std::string> names{"bob", "carol"};
+  const std::vector<std::string> rooms{"#den", "#general"};
+  CHECK(completions("", "/de", names, rooms) == std::vector<std::string>{"/del", "/delete"});
+  CHECK(completions("", "/sc", names, rooms) == std::vector<std::string>{"/scheduled"});
+  CHECK(completions("", "/co", names, rooms) == std::vector<std::string>{"/contacts", "/conversations"});
+  CHECK(completions("", "/u", names, rooms) == std::vector<std::string>{"/unban", "/users"});
+  CHECK(completions("/kick ", "b", names, rooms) == std::vector<std::string>{"bob"});
+  CHECK(completions("/ban bob ", "d", names, rooms) == std::vector<std::string>{"den"});
+  CHECK(completions("/report ", "c", names, rooms) == std::vector<std::string>{"carol"});
+  CHECK(completions("/add ", "", names, rooms) == names);
+  CHECK(completions("/ids ", "o", names, rooms) == std::vector<std::string>{"off", "on"});
+  for (auto c : {"/edit", "/delete", "/ids", "/at", "/scheduled", "/cancel", "/report", "/kick", "/ban", "/unban",
+                 "/contacts", "/add", "/del"}) {
+    INFO(c);
+    CHECK(completions("", c, names, rooms).front() == c);
+    CHECK(help_text().find(std::string(c) + " ") != std::string_view::npos);
+  }
 }

@@ -120,8 +120,8 @@ TEST_CASE("Tab completes commands, names and rooms", "[client][commands]") {
   using v = std::vector<std::string>;
   CHECK(completions("", "/j", names, rooms) == v{"/join"});
   CHECK(completions("", "/h", names, rooms) == v{"/help", "/history"});
-  CHECK(completions("", "/", names, rooms).size() == 22);
-  CHECK(completions("", "/s", names, rooms) == v{"/switch"});
+  CHECK(completions("", "/", names, rooms).size() == 35);
+  CHECK(completions("", "/s", names, rooms) == v{"/scheduled", "/switch"});
   CHECK(completions("/query ", "B", names, rooms) == v{"bob"});
   CHECK(completions("/switch ", "#d", names, rooms) == v{"#design", "#dev"});
   CHECK(completions("/msg ", "b", names, rooms) == v{"bob"});
