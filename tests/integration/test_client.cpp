@@ -1,6 +1,7 @@
 // The real `jim` binary against a real `jimd`: as a script over pipes, as a --json pipe, and as
 // a person at a terminal (a pseudo-terminal from forkpty). Every wait is bounded by a deadline;
 // nothing sleeps to synchronise.
+#include "chat_helpers.hpp"
 #include "harness.hpp"
 #include "tls_support.hpp"
 
@@ -1501,4 +1502,277 @@ TEST_CASE("After a server restart jim watches again and shows the activity it mi
   CHECK(t.all().find("): den while away", m) != std::string::npos);
   t.type("/quit\r");
   CHECK(t.wait_exit() == 0);
+}
+
+// ---- edits, schedules, moderation, contacts on a terminal (issue 16) ------------------------
+
+namespace {
+
+/// The decimal number right after the first `label` at or after `from` in `text`, or -1.
+std::int64_t number_after(std::string const& text, std::string_view label, std::size_t from = 0) {
+  auto at = text.find(label, from);
+  if (at == std::string::npos) return -1;
+  at += label.size();
+  std::int64_t n = 0;
+  std::size_t digits = 0;
+  for (; at < text.size() && text[at] >= '0' && text[at] <= '9' && digits < 18; ++at, ++digits) n = n * 10 + (text[at] - '0');
+  return digits == 0 ? -1 : n;
+}
+
+/// Waits until a terminal jim has signed in and its sign-in requests have all been answered
+/// (its `/names` answer comes after them): the rooms are watched, the view entered.
+void settle(jim_child& t) {
+  REQUIRE(t.wait_for("#general> "));
+  t.type("/names\r");
+  REQUIRE(t.wait_for("* in #general:"));
+}
+
+}  // namespace
+
+TEST_CASE("/ids shows ids; /edit and /delete reach another jim and a client; history shows them",
+          "[integration][client][edits]") {
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  auto hana = terminal(d, {"-u", "hana"}, "pw");
+  settle(hana);
+  auto ivan = terminal(d, {"-u", "ivan"}, "pw");
+  settle(ivan);
+  auto m = hana.mark();
+  hana.type("/ids on\r");
+  REQUIRE(hana.wait_for("* message ids are shown: [#42]", m));
+  hana.type("helo world\r");
+  const auto pushed = next_msg(bob, "helo world");
+  REQUIRE(pushed.contains("id"));
+  const auto id = std::to_string(pushed.at("id").as_int64());
+  REQUIRE(hana.wait_for("[#" + id + "] hana (", m));
+  REQUIRE(ivan.wait_for("): helo world"));
+  CHECK(ivan.all().find("[#" + id + "]") == std::string::npos);  // ivan did not ask for ids
+
+  auto mi = ivan.mark();
+  hana.type("/edit " + id + " hello world\r");
+  REQUIRE(hana.wait_for("* edited message #" + id + ": hello world", m));
+  REQUIRE(ivan.wait_for("* hana edited message #" + id + ": hello world", mi));
+  json::object edit;
+  for (int i = 0; i < 10 && str(edit, "event") != "edit"; ++i) edit = bob.push();
+  CHECK(edit.at("id").as_int64() == pushed.at("id").as_int64());
+  CHECK(str(edit, "message") == "hello world");
+  hana.type("/history 1\r");
+  REQUIRE(hana.wait_for("[#" + id + "] [history] hana (", m));
+  REQUIRE(hana.wait_for("): hello world (edited)", m));
+
+  // Not hers to edit or delete; an id that is not a number is a usage error.
+  CHECK(code_of(say(bob, "bob's own")) == 200);
+  REQUIRE(hana.wait_for("): bob's own", m));
+  const auto bobs = number_after(hana.all(), "[#", hana.all().find("): bob's own", m) - 60);
+  REQUIRE(bobs > 0);
+  hana.type("/edit " + std::to_string(bobs) + " mine now\r");
+  REQUIRE(hana.wait_for("! message #" + std::to_string(bobs) + " is not yours: only its author can edit it", m));
+  hana.type("/delete " + std::to_string(bobs) + "\r");
+  REQUIRE(hana.wait_for("! message #" + std::to_string(bobs) +
+                            " is not yours: only its author, the owner of its room or an admin can delete it",
+                        m));
+  hana.type("/edit last fixed\r");
+  REQUIRE(hana.wait_for("! usage: /edit ID TEXT", m));
+
+  mi = ivan.mark();
+  hana.type("/delete " + id + "\r");
+  REQUIRE(hana.wait_for("* deleted message #" + id, m));
+  REQUIRE(ivan.wait_for("* message #" + id + " by hana was deleted", mi));
+  json::object del;
+  for (int i = 0; i < 10 && str(del, "event") != "delete"; ++i) del = bob.push();
+  CHECK(del.at("id").as_int64() == pushed.at("id").as_int64());
+  ivan.type("/history 5\r");
+  REQUIRE(ivan.wait_for("): (deleted)", mi));
+  CHECK(ivan.all().find("hello world", ivan.all().find("): (deleted)", mi)) == std::string::npos);
+  hana.type("/delete " + id + "\r");
+  REQUIRE(hana.wait_for("! no message #" + id + " to delete (it never was, is deleted, or is no longer kept)", m));
+  hana.type("/quit\r");
+  ivan.type("/quit\r");
+  CHECK(hana.wait_exit() == 0);
+  CHECK(ivan.wait_exit() == 0);
+}
+
+TEST_CASE("/at +Ns posts at its time; /scheduled lists, /cancel takes one back", "[integration][client][schedule]") {
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  auto t = terminal(d, {"-u", "hana"}, "pw");
+  settle(t);
+  auto m = t.mark();
+  t.type("/at +2s ding\r");
+  REQUIRE(t.wait_for("* scheduled message ", m));
+  REQUIRE(t.wait_for(" takes it back)", m));
+  CHECK(t.all().find(" goes to #general at ", m) != std::string::npos);
+  // Posted at its time: bob gets it as an ordinary message, and so does hana's jim.
+  const auto posted = next_msg(bob, "ding");
+  CHECK(str(posted, "from") == "hana");
+  CHECK(str(posted, "to") == "#general");
+  REQUIRE(t.wait_for("): ding", m));
+
+  m = t.mark();
+  t.type("/at +1h later\r");
+  REQUIRE(t.wait_for(" takes it back)", m));
+  const auto later = number_after(t.all(), "* scheduled message ", m);
+  REQUIRE(later > 0);
+  const auto id = std::to_string(later);
+  t.type("/scheduled\r");
+  REQUIRE(t.wait_for("* scheduled messages (/cancel ID takes one back):", m));
+  REQUIRE(t.wait_for("  " + id + "  at ", m));
+  REQUIRE(t.wait_for(" to #general: later", m));
+  CHECK(t.all().find(": ding", t.all().find("* scheduled messages", m)) == std::string::npos);  // posted: gone
+  t.type("/cancel " + id + "\r");
+  REQUIRE(t.wait_for("* cancelled scheduled message " + id, m));
+  t.type("/scheduled\r");
+  REQUIRE(t.wait_for("* no scheduled messages (/at TIME TEXT schedules one)", m));
+  t.type("/cancel " + id + "\r");
+  REQUIRE(t.wait_for("! you have no scheduled message " + id + " waiting (/scheduled lists them)", m));
+  t.type("/at 24:00 never\r");
+  REQUIRE(t.wait_for("! usage: /at TIME TEXT", m));
+  auto r = bob.request(R"({"action":"scheduled"})");
+  CHECK(r.at("scheduled").as_array().empty());  // bob's list: his own, none
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
+
+TEST_CASE("/contacts, /add and /del keep the contact list", "[integration][client][contacts]") {
+  jimd_process d;
+  sign_up(d.port(), "Bob").request(R"({"action":"quit"})");
+  sign_up(d.port(), "carol").request(R"({"action":"quit"})");
+  auto t = terminal(d, {"-u", "hana"}, "pw");
+  settle(t);
+  auto m = t.mark();
+  t.type("/contacts\r");
+  REQUIRE(t.wait_for("* no contacts yet (/add USER adds one)", m));
+  t.type("/add bob\r");
+  REQUIRE(t.wait_for("* Bob is in your contacts", m));  // as registered
+  t.type("/add carol\r");
+  REQUIRE(t.wait_for("* carol is in your contacts", m));
+  t.type("/add hana\r");
+  REQUIRE(t.wait_for("! you cannot be your own contact", m));
+  t.type("/add nobody\r");
+  REQUIRE(t.wait_for("! no such account nobody", m));
+  t.type("/contacts\r");
+  REQUIRE(t.wait_for("* your contacts (2):", m));
+  REQUIRE(t.wait_for("  carol", m));
+  const auto list = t.all().find("* your contacts (2):", m);
+  CHECK(t.all().find("  Bob", list) < t.all().find("  carol", list));  // in the order added
+  m = t.mark();
+  t.type("/del bob\r");
+  REQUIRE(t.wait_for("* Bob is no longer in your contacts", m));
+  t.type("/del bob\r");
+  REQUIRE(t.wait_for("! ", m));
+  CHECK(t.all().find("contact", t.all().find("! ", m)) != std::string::npos);
+  // The server keeps it: another device of hana's sees carol only.
+  auto other = sign_in(d.port(), "hana");
+  auto r = other.request(R"({"action":"get_contacts"})");
+  CHECK(r.at("quantity").as_int64() == 1);
+  CHECK(str(other.push(), "user_id") == "carol");
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
+
+TEST_CASE("/kick and /ban by a room owner's jim, seen from the kicked user's jim", "[integration][client][moderation]") {
+  jimd_process d;
+  auto dave = sign_up(d.port(), "dave");  // stays in #general
+  auto carol = terminal(d, {"-u", "carol"}, "pw");
+  settle(carol);
+  auto bob = terminal(d, {"-u", "bob"}, "pw");
+  settle(bob);
+  auto mc = carol.mark();
+  carol.type("/create den\r");
+  REQUIRE(carol.wait_for("* created #den", mc));
+  REQUIRE(carol.wait_for("#den> ", mc));
+  const auto pw = word_after(carol.all().substr(mc), "Its password: ");
+  REQUIRE(!pw.empty());
+  auto mb = bob.mark();
+  bob.type("/join den " + pw + "\r");
+  REQUIRE(bob.wait_for("#den> ", mb));
+  REQUIRE(carol.wait_for("* bob joined #den", mc));
+  bob.type("/kick carol\r");
+  REQUIRE(bob.wait_for("! only the owner of #den can do that", mb));
+
+  // A kick: bob's jim says so and is back in #general, where what he types goes.
+  carol.type("/kick bob\r");
+  REQUIRE(carol.wait_for("* kicked bob out of #den (still a member: may come back)", mc));
+  REQUIRE(bob.wait_for("! server: you were kicked from #den by carol; you are in #general", mb));
+  REQUIRE(bob.wait_for("#general> ", bob.all().find("kicked from #den", mb)));
+  bob.type("back in general\r");
+  CHECK(str(next_msg(dave, "back in general"), "to") == "#general");
+  mb = bob.mark();
+  bob.type("/switch den\r");  // still a member: no password
+  REQUIRE(bob.wait_for("* you are in #den", mb));
+  REQUIRE(bob.wait_for("#den> ", mb));
+  REQUIRE(carol.wait_for("* bob joined #den", carol.all().find("* kicked bob", mc)));
+
+  // A ban: out again, and no way back in, even with the password, until the unban.
+  mb = bob.mark();
+  carol.type("/ban bob\r");
+  REQUIRE(carol.wait_for("* banned bob from #den (/unban bob #den lifts it)", mc));
+  REQUIRE(bob.wait_for("! server: you were banned from #den by carol; you are in #general", mb));
+  REQUIRE(bob.wait_for("#general> ", bob.all().find("banned from #den", mb)));
+  bob.type("/join den " + pw + "\r");
+  REQUIRE(bob.wait_for("! ", bob.all().find("#general> ", bob.all().find("banned from #den", mb))));
+  REQUIRE(bob.wait_for("! you are banned from #den", mb));
+  CHECK(bob.all().find("* you are in #den", mb) == std::string::npos);
+  carol.type("/unban bob den\r");
+  REQUIRE(carol.wait_for("* bob is no longer banned from #den", mc));
+  bob.type("/join den " + pw + "\r");
+  REQUIRE(bob.wait_for("* you are in #den", mb));
+  bob.type("/quit\r");
+  carol.type("/quit\r");
+  CHECK(bob.wait_exit() == 0);
+  CHECK(carol.wait_exit() == 0);
+}
+
+TEST_CASE("An admin's jim bans an account server-wide: the banned jim is told and ends", "[integration][client][moderation]") {
+  jimd_process d({"--admin", "root"});
+  sign_up(d.port(), "mallory").request(R"({"action":"quit"})");
+  auto root = terminal(d, {"-u", "root"}, "pw");
+  settle(root);
+  auto mallory = terminal(d, {"-u", "mallory"}, "pw");
+  settle(mallory);
+  auto m = mallory.mark();
+  mallory.type("/ban root *\r");
+  REQUIRE(mallory.wait_for("! only a server admin can ban an account (a room's owner: /ban USER ROOM)", m));
+  auto mr = root.mark();
+  root.type("/ban mallory * spamming\r");
+  REQUIRE(root.wait_for("* banned the account mallory from the server (/unban mallory * lifts it)", mr));
+  REQUIRE(mallory.wait_for("! server: your account was banned: spamming", m));
+  // Not fought back with a reconnect: jim ends.
+  CHECK(mallory.wait_exit() == 1);
+  CHECK(mallory.all().find("reconnecting", m) == std::string::npos);
+  client again(d.port());
+  CHECK(code_of(ask(again, authenticate_req("mallory"))) == 403);
+  root.type("/unban mallory *\r");
+  REQUIRE(root.wait_for("* the account mallory is no longer banned", mr));
+  sign_in(d.port(), "mallory");
+  root.type("/quit\r");
+  CHECK(root.wait_exit() == 0);
+}
+
+TEST_CASE("/report: three people's reports mute; the muted jim is told until when", "[integration][client][moderation]") {
+  jimd_process d;
+  auto carol = sign_up(d.port(), "carol");
+  auto dave = sign_up(d.port(), "dave");
+  auto hana = terminal(d, {"-u", "hana"}, "pw");
+  settle(hana);
+  auto mallory = terminal(d, {"-u", "mallory"}, "pw");
+  settle(mallory);
+  auto m = hana.mark();
+  hana.type("/report\r");
+  REQUIRE(hana.wait_for("! usage: /report USER [REASON]", m));
+  hana.type("/report hana\r");
+  REQUIRE(hana.wait_for("! you cannot report yourself", m));
+  hana.type("/report nobody\r");
+  REQUIRE(hana.wait_for("! no such account nobody", m));
+  hana.type("/report mallory spam links\r");
+  REQUIRE(hana.wait_for("* reported mallory (when enough people report someone, the server mutes them for a while)", m));
+  CHECK(code_of(ask(carol, json::object{{"action", "report"}, {"user", "mallory"}})) == 200);
+  CHECK(code_of(ask(dave, json::object{{"action", "report"}, {"user", "mallory"}})) == 200);
+  auto mm = mallory.mark();
+  mallory.type("buy now\r");
+  REQUIRE(mallory.wait_for("! not sent: buy now (you are muted (reported by other users) until ", mm));
+  hana.type("/quit\r");
+  mallory.type("/quit\r");
+  CHECK(hana.wait_exit() == 0);
+  CHECK(mallory.wait_exit() == 0);
 }
