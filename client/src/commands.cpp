@@ -554,9 +554,14 @@ std::vector<out_line> chat_state::submit(json::object frame, bool quiet) {
     return {{tone::info, settings_.show_ids ? "* message ids are shown: [#42] (/edit ID TEXT, /delete ID; /ids off hides them)"
                                             : "* message ids are hidden (/ids on shows them)"}};
   } else if (action == "kick" || action == "ban" || action == "unban") {
-    // This room unless one is named; `*`: the server-wide form (no room at all).
-    if (!frame.contains("room")) frame["room"] = room_;
-    else if (str(frame, "room") == "*") frame.erase("room");
+    // This room unless one is named (named when sent); `*`: the server-wide form (no room).
+    if (!frame.contains("room")) {
+      outgoing req{std::move(frame), quiet, 0, {}, purpose::none, {}, true};
+      req.here = true;
+      outbox_.push_back(std::move(req));
+      return {};
+    }
+    if (str(frame, "room") == "*") frame.erase("room");
   } else if (action == "query") {
     const auto with = str(frame, "with");
     if (with.empty()) {
@@ -670,6 +675,13 @@ bool chat_state::msg_in_flight() const {
                      [](outgoing const& r) { return str(r.frame, "action") == "msg"; });
 }
 
+bool chat_state::room_change_in_flight() const {
+  return std::any_of(pending_.begin(), pending_.end(), [](outgoing const& r) {
+    const auto a = str(r.frame, "action");
+    return a == "create" || a == "join" || a == "exit";
+  });
+}
+
 std::vector<json::object> chat_state::take_sendable(clock::time_point now) {
   std::vector<json::object> out;
   while (!outbox_.empty() && !msg_in_flight() && outbox_.front().not_before <= now) {
@@ -684,6 +696,11 @@ std::vector<json::object> chat_state::take_sendable(clock::time_point now) {
         outbox_.push_front(outgoing{std::move(part), front.quiet});
       }
       continue;
+    }
+    if (outbox_.front().here) {
+      if (room_change_in_flight()) break;
+      outbox_.front().frame["room"] = room_;
+      outbox_.front().here = false;
     }
     out.push_back(outbox_.front().frame);
     pending_.push_back(std::move(outbox_.front()));

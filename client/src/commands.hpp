@@ -259,6 +259,9 @@ private:
     purpose why = purpose::none;
     std::string target = {};  ///< view_history: the room (`#r`) or person it belongs to
     bool typed = false;  ///< came through submit() (the user), not sent()
+    /// `/kick`, `/ban`, `/unban` of the current room: the room is named when it is sent, once
+    /// the replies of the room changes typed before it are in.
+    bool here = false;
   };
 
   /// Where entering a view stands: its unread count comes with the next `rooms` or
@@ -280,6 +283,8 @@ private:
   /// `room` as created when it has been met, else as given.
   std::string registered_room(std::string_view room) const;
   bool msg_in_flight() const;
+  /// A `create`, `join` or `exit` waits for its reply: the current room may be about to change.
+  bool room_change_in_flight() const;
   /// Activity mode: the view becomes `target` (a `#room` or a name): asks for its unread count,
   /// then its history; the view left is marked read up to the last message shown there.
   void enter_view(std::string target, std::string const& left);

@@ -301,3 +301,16 @@ TEST_CASE("/contacts lists the contact_list pushes; /add and /del say what chang
         std::vector<std::string>{"! dave is not a contact"});
   CHECK(s.known_names() == std::vector<std::string>{"alice", "bob", "carol"});
 }
+
+TEST_CASE("/kick without ROOM names the room jim is in once the room changes typed before it are done",
+          "[client][edits]") {
+  auto s = signed_in();
+  CHECK(s.submit(typed("/join den pw")).empty());
+  CHECK(s.submit(typed("/kick bob")).empty());
+  CHECK(s.submit(typed("/ban carol *")).empty());
+  // The kick waits: until the join's reply, "this room" is not known.
+  CHECK(sends(s) == std::vector<std::string>{R"({"action":"join","room":"den","password":"pw"})"});
+  s.received(obj(R"({"response":200,"time":1,"room":"#den"})"), noon);
+  CHECK(sends(s) == std::vector<std::string>{R"({"action":"kick","user":"bob","room":"#den"})",
+                                             R"({"action":"ban","user":"carol"})"});
+}
