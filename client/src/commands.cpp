@@ -821,8 +821,10 @@ bool chat_state::seen_before(json::object const& msg) {
 chat_state::reaction chat_state::received(json::object const& frame, std::int64_t now, clock::time_point mono) {
   // A notice followed by a reply was no goodbye (a kick, a dropped schedule): a connection
   // lost later is not "closed by the server".
-  if (frame.contains("response")) notice_.clear();
-  if (frame.contains("response")) return on_reply(frame, now, mono);
+  if (frame.contains("response")) {
+    notice_.clear();
+    return on_reply(frame, now, mono);
+  }
   if (frame.contains("action")) return on_push(frame, now);
   return {};
 }

@@ -167,7 +167,10 @@ public:
   /// several. `quiet`: its reply shows nothing (only names and rooms are learnt from it).
   /// Local actions from parse_input() are resolved here: `me` becomes a `msg` "* NAME text";
   /// `query` (with `with`: open a conversation view; without: close it) and `switch` (a
-  /// `join` without password). A `msg` without `to` typed while a query is open goes to the
+  /// `join` without password), `ids` (switches chat_settings::show_ids, sends nothing); a
+  /// `kick`, `ban` or `unban` without `room` names the current room when it is sent (after
+  /// the replies of a `create`, `join` or `exit` before it), with `"room":"*"` none (the
+  /// server-wide form). A `msg` without `to` typed while a query is open goes to the
   /// other party. In activity mode a request that is not quiet first marks the view read up to
   /// the last message shown (the user acted, so has read it). Returns lines to show at once
   /// (e.g. "no query open").
@@ -236,7 +239,8 @@ public:
   std::size_t max_message() const noexcept { return settings_.max_message; }
   /// Replies that reported a failure (4xx/5xx) so far.
   int failures() const noexcept { return failures_; }
-  /// The text of the last `notice` push (why the server is closing), empty if none came.
+  /// The text of the last `notice` push when nothing but pushes came after it (why the server
+  /// is closing); empty if none came, or a reply followed it (a kick: the server went on).
   std::string const& last_notice() const noexcept { return notice_; }
 
 private:
