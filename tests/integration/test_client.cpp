@@ -1776,3 +1776,24 @@ TEST_CASE("/report: three people's reports mute; the muted jim is told until whe
   CHECK(hana.wait_exit() == 0);
   CHECK(mallory.wait_exit() == 0);
 }
+
+TEST_CASE("A scheduled message the author may no longer post is dropped, and jim says so",
+          "[integration][client][schedule]") {
+  jimd_process d;
+  auto carol = sign_up(d.port(), "carol");
+  const auto pw = create_room(carol, "den");
+  auto t = terminal(d, {"-u", "hana"}, "pw");
+  settle(t);
+  auto m = t.mark();
+  t.type("/join den " + pw + "\r");
+  REQUIRE(t.wait_for("#den> ", m));
+  t.type("/at +2s too late\r");
+  REQUIRE(t.wait_for(" goes to #den at ", m));
+  const auto id = number_after(t.all(), "* scheduled message ", m);
+  REQUIRE(id > 0);
+  CHECK(code_of(ask(carol, json::object{{"action", "ban"}, {"room", "den"}, {"user", "hana"}})) == 200);
+  REQUIRE(t.wait_for("! server: you were banned from #den by carol", m));
+  REQUIRE(t.wait_for("! server: your scheduled message " + std::to_string(id) + " to #den was not posted", m));
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
