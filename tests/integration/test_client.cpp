@@ -1563,7 +1563,7 @@ TEST_CASE("/ids shows ids; /edit and /delete reach another jim and a client; his
   // Not hers to edit or delete; an id that is not a number is a usage error.
   CHECK(code_of(say(bob, "bob's own")) == 200);
   REQUIRE(hana.wait_for("): bob's own", m));
-  const auto bobs = number_after(hana.all(), "[#", hana.all().find("): bob's own", m) - 60);
+  const auto bobs = number_after(hana.all(), "[#", hana.all().rfind("[#", hana.all().find("): bob's own", m)));
   REQUIRE(bobs > 0);
   hana.type("/edit " + std::to_string(bobs) + " mine now\r");
   REQUIRE(hana.wait_for("! message #" + std::to_string(bobs) + " is not yours: only its author can edit it", m));
