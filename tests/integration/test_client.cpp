@@ -679,17 +679,21 @@ TEST_CASE("A half-typed line of wide characters is redrawn in place", "[integrat
   // row of an 80-column terminal. Counted as one column each, they would seem to fit in one.
   std::string wide;
   for (int i = 0; i < 40; ++i) wide += "語";
+  // libedit breaks the row after 35 characters by itself.
+  std::string first_row;
+  for (int i = 0; i < 35; ++i) first_row += "語";
   t.type(wide);
-  REQUIRE(t.wait_for("語語語語語語語語語語"));
+  // The whole line is echoed (its first row, then the last 5 on the second) before bob's
+  // message comes: otherwise jim would be redrawing a line still being typed.
+  REQUIRE(t.wait_for(first_row));
+  REQUIRE(t.wait_for("語語語語語", t.all().find(first_row) + first_row.size()));
   const auto m = t.mark();
   bob.request(R"({"action":"msg","message":"from bob"})");
   REQUIRE(t.wait_for("): from bob", m));
   const auto shown = t.all().find("bob (", m);
   // Before printing, jim went up one row to the start of the prompt and cleared below.
   CHECK(t.all().substr(m, shown - m).find("\033[1A\r\033[J") != std::string::npos);
-  // The prompt and the line again (libedit breaks the row after 35 characters by itself).
-  std::string first_row;
-  for (int i = 0; i < 35; ++i) first_row += "語";
+  // The prompt and the line again.
   REQUIRE(t.wait_for("#general> " + first_row, shown));
   t.type("\r");
   CHECK(bob.push().at("message").as_string() == wide);
