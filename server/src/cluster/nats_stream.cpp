@@ -134,9 +134,19 @@ void on_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure)
   } else {
     error = "no acknowledgement";
   }
-  natsMsg_Destroy(msg);
+  // The message is destroyed on the I/O thread, never here: js_PublishMsgAsync (called on
+  // the I/O thread by send()) registers the message for its acknowledgement *before* it
+  // encodes it under the connection's lock, so the answer (or the library's own MaxWait
+  // timeout) can reach this callback while the I/O thread still reads the message. Freed
+  // here, that was a use-after-free (ThreadSanitizer: "data race ... natsHeaderValue_free"
+  // against natsMsgHeader_encodedLen in nats_stream::send, first seen after a reconnect;
+  // with halt_on_error the node died and its clients saw EOF). The last owner of `owned` is
+  // the posted handler (I/O thread, after send() returned), or this thread when the stream
+  // is closed (then no send() can be running: close() and send() share the I/O thread).
+  std::shared_ptr<natsMsg> owned(msg, natsMsg_Destroy);
   static_cast<core*>(closure)->post(
-      [id = std::move(id), seq, error = std::move(error)](nats_stream& s) mutable {
+      [owned, id = std::move(id), seq, error = std::move(error)](nats_stream& s) mutable {
+        owned.reset();
         s.acked(id, seq, std::move(error));
       });
 }
