@@ -99,6 +99,7 @@ nats_cluster::nats_cluster(int n) {
 nats_cluster::~nats_cluster() {
   for (auto& s : servers_) {
     if (s.pid <= 0) continue;
+    ::kill(s.pid, SIGCONT);  // in case a test paused it
     ::kill(s.pid, SIGTERM);
     if (!reap(s.pid, std::chrono::seconds(5))) {
       ::kill(s.pid, SIGKILL);
@@ -151,6 +152,16 @@ void nats_cluster::kill(int i) {
   ::kill(s.pid, SIGKILL);
   reap(s.pid, std::chrono::seconds(5));
   s.pid = -1;
+}
+
+void nats_cluster::pause(int i) {
+  auto const& s = servers_.at(static_cast<std::size_t>(i));
+  if (s.pid > 0) ::kill(s.pid, SIGSTOP);
+}
+
+void nats_cluster::resume(int i) {
+  auto const& s = servers_.at(static_cast<std::size_t>(i));
+  if (s.pid > 0) ::kill(s.pid, SIGCONT);
 }
 
 void nats_cluster::restart(int i) {
