@@ -11,6 +11,7 @@
 #include <boost/asio/post.hpp>
 #include <catch2/catch.hpp>
 
+#include <functional>
 #include <future>
 #include <map>
 #include <set>
@@ -29,8 +30,10 @@ using jim::test::nats_cluster;
 /// thread only; tests read it through call().
 class node {
  public:
-  node(std::string const& urls, std::string name, int replicas, std::string stream = "T")
-      : stream_(ioc_, settings(urls, std::move(name), replicas, std::move(stream))) {
+  /// `tweak` changes the settings before the stream is made (shorter deadlines).
+  node(std::string const& urls, std::string name, int replicas, std::string stream = "T",
+       std::function<void(nats_settings&)> const& tweak = {})
+      : stream_(ioc_, settings(urls, std::move(name), replicas, std::move(stream), tweak)) {
     last_at_open_ = stream_.open();
     thread_ = std::thread([this] { ioc_.run(); });
   }
@@ -86,7 +89,8 @@ class node {
 
  private:
   static nats_settings settings(std::string const& urls, std::string name, int replicas,
-                                std::string stream) {
+                                std::string stream,
+                                std::function<void(nats_settings&)> const& tweak) {
     nats_settings s;
     std::size_t at = 0;
     while (at <= urls.size()) {
@@ -98,6 +102,7 @@ class node {
     s.node = std::move(name);
     s.stream = std::move(stream);
     s.replicas = replicas;
+    if (tweak) tweak(s);
     return s;
   }
 
@@ -318,4 +323,51 @@ TEST_CASE("nats_stream: with its only NATS server gone a publish fails (after th
   REQUIRE_FALSE(after.empty());
   CHECK(after.back().msg_id == id);
   CHECK(after.back().seq == *got);
+}
+
+TEST_CASE("nats_stream: a copy stored after its attempt's deadline, when the publish was "
+          "already answered failed, is delivered as expired",
+          "[cluster][nats]") {
+  if (!have_nats()) return;
+  nats_cluster nats(1);
+  // Short deadlines: each attempt counts only if stored within 300 ms of its sending; the
+  // publish fails after 800 ms, answered no earlier than 200 ms after its last attempt's expiry.
+  node b(nats.url(0), "b", 1, "T", [](nats_settings& s) {
+    s.ack_wait = 300ms;
+    s.publish_deadline = 800ms;
+    s.retry_pause = 100ms;
+    s.expiry_margin = 200ms;
+  });
+  b.consume();
+  b.publish("before");
+  REQUIRE(eventually([&] { return b.seen_count() == 1; }));
+  CHECK_FALSE(b.seen().front().expired);
+
+  // The server stops reading (SIGSTOP: slow, not gone; the connection stays up, well inside
+  // the client's 2 x 2 s of unanswered pings). The publish and its retries wait in the socket.
+  nats.pause(0);
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string late = b.publish("late");
+  REQUIRE(eventually([&] { return b.ack_count() == 2; }, 5s));
+  const auto failed_after = std::chrono::steady_clock::now() - t0;
+  CHECK_FALSE(b.acks().back().second);  // answered failed ...
+  CHECK(failed_after >= 800ms);         // ... after the deadline, the last expiry + margin
+  // The server reads it now and stores the first copy (the retries are its duplicates): too
+  // late to count, so it is delivered as expired (every node skips it alike).
+  nats.resume(0);
+  REQUIRE(eventually([&] {
+    for (auto const& e : b.seen())
+      if (e.msg_id == late) return true;
+    return false;
+  }, 10s));
+  for (auto const& e : b.seen())
+    if (e.msg_id == late) CHECK(e.expired);
+  // The stream goes on: a new publish is stored in time.
+  const std::string after = b.publish("after");
+  REQUIRE(eventually([&] {
+    auto s = b.seen();
+    return !s.empty() && s.back().msg_id == after;
+  }, 10s));
+  CHECK_FALSE(b.seen().back().expired);
+  CHECK(b.acks().back().second);
 }

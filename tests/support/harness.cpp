@@ -2,11 +2,17 @@
 
 #include "nats_harness.hpp"
 
+// The listener base classes (CATCH_CONFIG_EXTERNAL_INTERFACES: this is not the main file).
+#define CATCH_CONFIG_EXTERNAL_INTERFACES
+#include <catch2/catch.hpp>
+
 #include <arpa/inet.h>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <fcntl.h>
 #include <fstream>
 #include <map>
@@ -35,7 +41,38 @@ int remaining_ms(clock::time_point deadline) {
       std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
   return left < 0 ? 0 : static_cast<int>(left);
 }
+
+/// Failed assertions of the whole run so far (CHECK as well as REQUIRE), counted by the
+/// listener below: a daemon whose test failed while it ran shows its output.
+std::size_t failed_assertions = 0;
+
+struct failure_counter : Catch::TestEventListenerBase {
+  using TestEventListenerBase::TestEventListenerBase;
+  bool assertionEnded(Catch::AssertionStats const& stats) override {
+    if (!stats.assertionResult.isOk()) ++failed_assertions;
+    return true;
+  }
+};
+
+/// "exit 3", "killed by SIGSEGV" ... for a waitpid status.
+std::string describe_status(int status) {
+  if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    char const* abbrev = sigabbrev_np(WTERMSIG(status));
+    return std::string("killed by SIG") + (abbrev ? abbrev : std::to_string(WTERMSIG(status)).c_str());
+  }
+  return "status " + std::to_string(status);
+}
+
+/// The last `max_bytes` of `text` (a log may be long; its end says why it ended).
+std::string tail_of(std::string text, std::size_t max_bytes = 64 * 1024) {
+  if (text.size() <= max_bytes) return text;
+  return "[... " + std::to_string(text.size() - max_bytes) + " bytes left out ...]\n" +
+         text.substr(text.size() - max_bytes);
+}
 }  // namespace
+
+CATCH_REGISTER_LISTENER(failure_counter)
 
 temp_dir::temp_dir() {
   std::string tmpl = (fs::temp_directory_path() / "jimd-test-XXXXXX").string();
@@ -180,10 +217,28 @@ jimd_process::jimd_process(std::vector<std::string> args, fs::path data_dir, env
     throw std::runtime_error("jimd did not start (exit " + std::to_string(code) + "): " + output());
   }
   port_ = static_cast<std::uint16_t>(std::stoi(text));
+  failures_at_start_ = failed_assertions;
+  exceptions_at_start_ = std::uncaught_exceptions();
 }
 
 jimd_process::~jimd_process() {
   if (pid_ > 0) stop(SIGTERM, 10s);
+  // A test that failed (an assertion, or an exception unwinding through here) while this
+  // daemon ran: its output (log lines, a sanitizer's report) may say why.
+  if (!reported_ && (failed_assertions > failures_at_start_ ||
+                     std::uncaught_exceptions() > exceptions_at_start_))
+    report("the test failed while it ran");
+}
+
+void jimd_process::report(std::string const& why) {
+  reported_ = true;
+  std::fprintf(stderr,
+               "==== jimd (pid %d, port %u, data dir %s): %s; its output (%s):\n%s\n==== end of "
+               "jimd pid %d's output\n",
+               pid_ > 0 ? pid_ : last_pid_, static_cast<unsigned>(port_), data_dir_.c_str(),
+               why.c_str(), log_file_.c_str(), tail_of(output()).c_str(),
+               pid_ > 0 ? pid_ : last_pid_);
+  std::fflush(stderr);
 }
 
 std::string jimd_process::output() const {
@@ -195,6 +250,17 @@ std::string jimd_process::output() const {
 
 int jimd_process::stop(int sig, std::chrono::milliseconds bound) {
   if (pid_ <= 0) return -1;
+  last_pid_ = pid_;
+  int early = 0;
+  if (waitpid(pid_, &early, WNOHANG) == pid_) {
+    // It ended by itself before the test stopped it (a crash, a sanitizer's halt_on_error, a
+    // fatal error): say so, with what it printed, so that the failure explains itself.
+    report("ended by itself (" + describe_status(early) + ") before the test stopped it");
+    pid_ = -1;
+    if (WIFEXITED(early)) return WEXITSTATUS(early);
+    if (WIFSIGNALED(early)) return 128 + WTERMSIG(early);
+    return -1;
+  }
   kill(pid_, sig);
   const auto deadline = clock::now() + bound;
   int status = 0;

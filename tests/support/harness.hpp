@@ -76,6 +76,10 @@ class jimd_process {
 
   /// Sends `sig` and waits (bounded) for the exit; returns the exit status
   /// (or 128+signal if it died by a signal, -1 on timeout, after which it is killed).
+  /// A daemon that had already ended by itself is not signalled: its status and output
+  /// (log, sanitizer report) are printed to stderr, and its status is returned. The
+  /// destructor also prints the output when a test assertion failed (or an exception went
+  /// through it) while the daemon ran.
   int stop(int sig = 2 /*SIGINT*/, std::chrono::milliseconds bound = 15s);
   /// Resident set size of the daemon in KiB (from /proc).
   long rss_kib() const;
@@ -85,7 +89,13 @@ class jimd_process {
   std::filesystem::path data_dir_;
   std::filesystem::path log_file_;
   int pid_ = -1;
+  int last_pid_ = -1;  ///< pid_ before stop() cleared it (for report())
   std::uint16_t port_ = 0;
+  std::size_t failures_at_start_ = 0;  ///< the run's failed assertions when it started
+  int exceptions_at_start_ = 0;        ///< std::uncaught_exceptions() when it started
+  bool reported_ = false;
+  /// Prints the daemon's output (its last 64 KiB) to stderr with `why`.
+  void report(std::string const& why);
 };
 
 /// A blocking client for one connection, reading newline-terminated frames.

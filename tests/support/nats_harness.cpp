@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <fcntl.h>
 #include <fstream>
+#include <iterator>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sstream>
@@ -99,6 +100,7 @@ nats_cluster::nats_cluster(int n) {
 nats_cluster::~nats_cluster() {
   for (auto& s : servers_) {
     if (s.pid <= 0) continue;
+    ::kill(s.pid, SIGCONT);  // in case a test paused it
     ::kill(s.pid, SIGTERM);
     if (!reap(s.pid, std::chrono::seconds(5))) {
       ::kill(s.pid, SIGKILL);
@@ -151,6 +153,39 @@ void nats_cluster::kill(int i) {
   ::kill(s.pid, SIGKILL);
   reap(s.pid, std::chrono::seconds(5));
   s.pid = -1;
+}
+
+namespace {
+/// True when every thread of `pid` is stopped (state T in /proc/PID/task/*/stat).
+bool all_threads_stopped(int pid) {
+  std::error_code ec;
+  bool any = false;
+  for (auto const& t : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream in(t.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto close = stat.rfind(')');  // the state follows "(comm) "
+    if (close == std::string::npos || close + 2 >= stat.size()) continue;
+    if (stat[close + 2] != 'T' && stat[close + 2] != 't') return false;
+    any = true;
+  }
+  return any;
+}
+}  // namespace
+
+void nats_cluster::pause(int i) {
+  auto const& s = servers_.at(static_cast<std::size_t>(i));
+  if (s.pid <= 0) return;
+  ::kill(s.pid, SIGSTOP);
+  // kill() returns before every thread has stopped: wait (bounded) until they have, so that
+  // nothing written after pause() returns is read before resume().
+  const auto deadline = clock::now() + std::chrono::seconds(5);
+  while (!all_threads_stopped(s.pid) && clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+}
+
+void nats_cluster::resume(int i) {
+  auto const& s = servers_.at(static_cast<std::size_t>(i));
+  if (s.pid > 0) ::kill(s.pid, SIGCONT);
 }
 
 void nats_cluster::restart(int i) {

@@ -43,6 +43,11 @@ class nats_cluster {
 
   /// SIGKILL, and wait for the exit (bounded).
   void kill(int i);
+  /// SIGSTOP / SIGCONT server i: it keeps its connections but reads nothing meanwhile (what
+  /// its clients write waits in the socket: a server that is slow, not gone). pause()
+  /// returns once every thread of the server is stopped (bounded: 5 s).
+  void pause(int i);
+  void resume(int i);
   /// Starts server i again with the same ports and store (after kill()).
   void restart(int i);
   /// What server i logged.

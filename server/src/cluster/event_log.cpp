@@ -50,13 +50,21 @@ void event_log::on_entry(stream_entry&& entry) {
   position_ = entry.seq;
   if (!seen_before(entry.msg_id)) {
     std::optional<store::event> e;
-    try {
-      e = store::decode(entry.payload).e;
-    } catch (std::exception const& ex) {
-      // Every node skips it alike (a writer that knew more, or damage): state stays the same
-      // everywhere, and the operator is told.
-      JIM_LOG(err, "stream entry {} ({}) is not an event this jimd knows, skipped: {}",
-              entry.seq, entry.msg_id, ex.what());
+    if (entry.expired) {
+      // Stored after its attempt's Jim-Expires: its proposer may have answered 503 already
+      // (the NATS client flushed it from its reconnect buffer later). Every node skips it
+      // alike; if it is ours and still waiting, it is answered as not stored.
+      JIM_LOG(warn, "stream entry {} ({}) was stored after its proposer's deadline, skipped",
+              entry.seq, entry.msg_id);
+    } else {
+      try {
+        e = store::decode(entry.payload).e;
+      } catch (std::exception const& ex) {
+        // Every node skips it alike (a writer that knew more, or damage): state stays the
+        // same everywhere, and the operator is told.
+        JIM_LOG(err, "stream entry {} ({}) is not an event this jimd knows, skipped: {}",
+                entry.seq, entry.msg_id, ex.what());
+      }
     }
     auto it = pending_.find(entry.msg_id);
     if (!e && it != pending_.end()) {

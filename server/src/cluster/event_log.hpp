@@ -14,7 +14,9 @@
 ///   pushes it to this node's connections.
 /// A publish that fails (NATS unreachable, no quorum, past the publish deadline) calls
 /// `done(nullptr)`: the client gets 503 and nothing was applied. A Nats-Msg-Id seen again
-/// (a retry past JetStream's duplicate window) is skipped on every node alike.
+/// (a retry past JetStream's duplicate window) is skipped on every node alike, and so is an
+/// entry stored after its attempt's deadline (stream_entry::expired: a copy that the NATS
+/// client flushed from its reconnect buffer after the change was answered 503).
 ///
 /// @par Thread Safety
 /// I/O thread only (nats_stream posts everything there).

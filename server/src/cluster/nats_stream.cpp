@@ -7,6 +7,8 @@
 
 #include <nats/nats.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <mutex>
 #include <random>
 #include <stdexcept>
@@ -20,6 +22,9 @@ namespace {
 JIM_LOG_MODULE("nats")
 
 constexpr char const* msg_id_header = "Nats-Msg-Id";
+/// Unix time in ms after which a copy of this attempt must no longer be stored (see
+/// stream_entry::expired).
+constexpr char const* expires_header = "Jim-Expires";
 constexpr std::int64_t duplicate_window_ns = 120'000'000'000;  // 2 minutes
 constexpr std::int64_t consumer_heartbeat_ns = 1'000'000'000;  // a lost consumer shows in ~2 s
 
@@ -90,6 +95,10 @@ struct nats_stream::pending_publish {
   std::string payload;
   ack_fn done;
   std::chrono::steady_clock::time_point deadline;
+  /// When no attempt sent so far can still be stored validly (the last attempt's
+  /// Jim-Expires plus `expiry_margin`): a failure is not answered before it.
+  std::chrono::steady_clock::time_point settled_after{};
+  bool failing = false;  ///< a failure is waiting for settled_after
 };
 
 namespace {
@@ -107,12 +116,20 @@ void on_reconnected(natsConnection*, void* closure) {
 void on_entry(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
   stream_entry e;
   jsMsgMetaData* meta = nullptr;
+  std::int64_t stored_ns = 0;  // when the stream stored it (ns since the epoch)
   if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
     e.seq = meta->Sequence.Stream;
+    stored_ns = meta->Timestamp;
     jsMsgMetaData_Destroy(meta);
   }
   char const* id = nullptr;
   if (natsMsgHeader_Get(msg, msg_id_header, &id) == NATS_OK && id) e.msg_id = id;
+  char const* expires = nullptr;
+  if (natsMsgHeader_Get(msg, expires_header, &expires) == NATS_OK && expires && stored_ns > 0) {
+    // Both figures are in the stored entry: every node decides the same.
+    const std::int64_t expires_ms = std::strtoll(expires, nullptr, 10);
+    e.expired = expires_ms > 0 && stored_ns / 1'000'000 > expires_ms;
+  }
   if (auto const* data = natsMsg_GetData(msg))
     e.payload.assign(data, static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
   natsMsg_Destroy(msg);
@@ -134,9 +151,19 @@ void on_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure)
   } else {
     error = "no acknowledgement";
   }
-  natsMsg_Destroy(msg);
+  // The message is destroyed on the I/O thread, never here: js_PublishMsgAsync (called on
+  // the I/O thread by send()) registers the message for its acknowledgement *before* it
+  // encodes it under the connection's lock, so the answer (or the library's own MaxWait
+  // timeout) can reach this callback while the I/O thread still reads the message. Freed
+  // here, that was a use-after-free (ThreadSanitizer: "data race ... natsHeaderValue_free"
+  // against natsMsgHeader_encodedLen in nats_stream::send, first seen after a reconnect;
+  // with halt_on_error the node died and its clients saw EOF). The last owner of `owned` is
+  // the posted handler (I/O thread, after send() returned), or this thread when the stream
+  // is closed (then no send() can be running: close() and send() share the I/O thread).
+  std::shared_ptr<natsMsg> owned(msg, natsMsg_Destroy);
   static_cast<core*>(closure)->post(
-      [id = std::move(id), seq, error = std::move(error)](nats_stream& s) mutable {
+      [owned, id = std::move(id), seq, error = std::move(error)](nats_stream& s) mutable {
+        owned.reset();
         s.acked(id, seq, std::move(error));
       });
 }
@@ -315,6 +342,22 @@ bool nats_stream::unreachable() const {
 void nats_stream::fail(std::shared_ptr<pending_publish> const& p, std::string const& error) {
   auto it = pending_.find(p->msg_id);
   if (it == pending_.end() || it->second != p) return;  // settled meanwhile
+  if (const auto now = std::chrono::steady_clock::now(); now < p->settled_after) {
+    // An attempt may still be stored validly (e.g. from the NATS client's reconnect buffer,
+    // flushed when a server is back): answer only once none can, or when its ack comes.
+    if (p->failing) return;
+    p->failing = true;
+    auto timer = std::make_shared<asio::steady_timer>(ioc_, p->settled_after);
+    timer->async_wait([timer, c = core_, p, error](boost::system::error_code) {
+      {
+        std::lock_guard lock(c->mu);
+        if (c->closed) return;
+      }
+      p->settled_after = {};
+      c->owner->fail(p, error);
+    });
+    return;
+  }
   pending_.erase(it);
   JIM_LOG(warn, "publish of {} failed: {}", p->msg_id, error);
   p->done(std::nullopt, error);
@@ -326,6 +369,18 @@ void nats_stream::send(std::shared_ptr<pending_publish> const& p) {
   natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, p->payload.data(),
                                 static_cast<int>(p->payload.size()));
   if (s == NATS_OK) s = natsMsgHeader_Set(msg, msg_id_header, p->msg_id.c_str());
+  if (s == NATS_OK) {
+    // This attempt is valid only if stored within ack_wait: a copy stored later (the NATS
+    // client's reconnect buffer flushed to a server that came back after this publish was
+    // answered 503) is skipped by every node (stream_entry::expired).
+    const auto expires = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch() +
+                             settings_.ack_wait)
+                             .count();
+    s = natsMsgHeader_Set(msg, expires_header, std::to_string(expires).c_str());
+    p->settled_after = std::max(p->settled_after, std::chrono::steady_clock::now() +
+                                                      settings_.ack_wait + settings_.expiry_margin);
+  }
   if (s == NATS_OK) {
     jsPubOptions po;
     jsPubOptions_Init(&po);
@@ -339,6 +394,7 @@ void nats_stream::send(std::shared_ptr<pending_publish> const& p) {
 }
 
 void nats_stream::retry_later(std::shared_ptr<pending_publish> const& p, std::string error) {
+  if (p->failing) return;  // answered as failed soon: no new attempt may be sent
   if (std::chrono::steady_clock::now() + settings_.retry_pause >= p->deadline || unreachable()) {
     fail(p, unreachable() ? "NATS is unreachable" : error);
     return;
@@ -351,7 +407,7 @@ void nats_stream::retry_later(std::shared_ptr<pending_publish> const& p, std::st
     }
     nats_stream& self = *c->owner;
     auto it = self.pending_.find(p->msg_id);
-    if (it == self.pending_.end() || it->second != p) return;  // settled meanwhile
+    if (it == self.pending_.end() || it->second != p || p->failing) return;  // settled
     if (self.connected_ && c->js)
       self.send(p);
     else

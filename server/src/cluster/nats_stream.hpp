@@ -48,6 +48,12 @@ struct nats_settings {
   /// (~250 ms), so a failover never fails a change, and short enough that a node cut off
   /// from NATS answers 503 within ~2 s rather than after the whole `publish_deadline`.
   std::chrono::milliseconds unreachable_after{2000};
+  /// Every attempt of a publish carries the header `Jim-Expires` (its send time plus
+  /// `ack_wait`, unix ms); a copy stored later is skipped by every node
+  /// (stream_entry::expired). A failure is answered only `expiry_margin` after the last
+  /// attempt's expiry, so that nothing answered "failed" is applied later. The margin
+  /// covers the difference between this node's clock and the stream leader's.
+  std::chrono::milliseconds expiry_margin{500};
   /// How long open() keeps trying to reach NATS and the stream.
   std::chrono::milliseconds open_timeout{20000};
 };
@@ -57,6 +63,10 @@ struct stream_entry {
   std::uint64_t seq = 0;  ///< stream sequence, from 1; strictly increasing per delivery
   std::string msg_id;     ///< its Nats-Msg-Id ("" if it had none)
   std::string payload;
+  /// Stored after its `Jim-Expires` (the stream's timestamp of the entry is later): its
+  /// proposer may have answered the change as failed, so every node must skip it. The
+  /// decision depends only on the entry: the same on every node and at every replay.
+  bool expired = false;
 };
 
 class nats_stream {
@@ -87,10 +97,11 @@ class nats_stream {
   /// Publishes `payload` with header Nats-Msg-Id `msg_id`. Never blocks. `done` runs once:
   /// with the sequence once the stream acknowledged it (stored on a quorum of its replicas),
   /// or with nullopt when `publish_deadline` passed without (retried meanwhile, also across
-  /// a reconnect), or as soon as the node has been without NATS for `unreachable_after`
-  /// (also for a publish already waiting). A failed publish may still have been stored (a lost
-  /// acknowledgement): the consumer then delivers it like any other entry. `done` never runs
-  /// inside publish() (it is posted).
+  /// a reconnect), or once the node has been without NATS for `unreachable_after`
+  /// (also for a publish already waiting); never before `expiry_margin` after the last
+  /// attempt's `Jim-Expires`. A failed publish may still have been stored (a lost
+  /// acknowledgement): the consumer then delivers it, as `expired` if it was stored too late
+  /// to count. `done` never runs inside publish() (it is posted).
   void publish(std::string const& msg_id, std::string const& payload, ack_fn done);
 
   /// A message id no other process uses: `<node>.<instance>.<n>`, n counting from 1.
