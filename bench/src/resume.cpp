@@ -193,8 +193,9 @@ result run_resume(options const& o, engine_config base) {
   if (accounts) {
     // Password sign-ups hash: few at a time, or the server's hashing queue answers 503. Those
     // refused for now (429/503 with retry_after) sign up again in the next pass, after the
-    // longest wait they were told plus up to a quarter more, at most max_passes passes.
-    constexpr int max_passes = 8;
+    // longest wait they were told plus up to a quarter more, at most max_passes passes (and
+    // within --setup-timeout).
+    constexpr int max_passes = 32;
     std::vector<std::uint32_t> todo(accounts);
     for (std::uint32_t a = 0; a < accounts; ++a) todo[a] = a;
     const std::int64_t deadline = setup0 + static_cast<std::int64_t>(o.setup_timeout * 1e9);

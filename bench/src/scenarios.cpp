@@ -130,7 +130,7 @@ class opener {
   std::vector<std::int64_t> ready_ns;
   int last_failure = 0;
   std::size_t retried = 0;  ///< sign-ins opened again after a 429/503 with retry_after
-  static constexpr int max_retries = 8;
+  static constexpr int max_retries = 32;
 
  private:
   struct due_retry {
