@@ -66,7 +66,9 @@ constexpr auto prune_period = std::chrono::seconds(30);
 /// Password hashing runs below the I/O thread (see hashing_nice) and, by default, leaves one
 /// core to it: a sign-in storm slows sign-ins, not chat. Measured on 2 cores (jim-bench storm):
 /// two hashing threads sign in 62 users/s at the default cost but raise chat p99 4x; one
-/// signs in 42/s with chat p99 1.5-3x.
+/// signs in 42/s with chat p99 1.5-3x. Two under SCHED_IDLE (which could use an idle core
+/// without hurting chat, in theory) were no better for chat than one at nice 5 (issue 14,
+/// bench/RESULTS.md), so cores - 1 stays.
 std::size_t cpu_threads(int configured) {
   if (configured > 0) return static_cast<std::size_t>(configured);
   return std::max(2u, std::thread::hardware_concurrency()) - 1;
@@ -84,11 +86,14 @@ std::size_t cpu_threads(int configured) {
 /// SCHED_IDLE left one unanswered after 30 s (its hash had started and starved) and gave 19 a
 /// 503; nice 10 signed in 1 (503 for 19); nice 5 signed in 2 (at 6.3 and 10.4 s; 503 for 18,
 /// all at 10.1 s or at once); nice 0 signed in 3 (at most 6.3 s). SCHED_IDLE measured again
-/// against nice 5 with jimd in a session (an autogroup) of its own, as under systemd (issue
-/// 14, bench/RESULTS.md "Reconnect and sign-in storms"): it did not lower chat p99 during a
-/// storm and signed in fewer users (the rest got 503), because a thread's policy and nice value
-/// only order the threads inside jimd's scheduling group, and the group's CPU on the hashing
-/// thread's core shrinks with that thread's weight (jimd(8), CPU PRIORITY).
+/// against nice 5 with jimd in a session (an autogroup) of its own, as under systemd
+/// (bench/RESULTS.md "Reconnect and sign-in storms", 24 sign-ups at once during chat, load
+/// 5-13): chat p99 storm/calm medians 1.95x (one SCHED_IDLE thread), 2.17x (two) and 2.37x
+/// (one at nice 5), each setting spread over 0.5-20x, so no measurable gain; but one
+/// SCHED_IDLE thread signed in 69 % of the users (the rest got 503) against 93 % at nice 5, and
+/// in a group shared with two busy processes 0-2 of 20 against 5-6. A thread's policy and nice
+/// value only order the threads inside jimd's scheduling group, and the group's weight on the
+/// hashing thread's CPU shrinks with that thread's weight (jimd(8), CPU PRIORITY).
 constexpr int hashing_nice_offset = 5;
 
 /// The nice value of the hashing threads for a process at nice `base`.
