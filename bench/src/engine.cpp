@@ -207,7 +207,8 @@ std::size_t engine::open(role kind, std::uint32_t index) {
 
 void engine::retry(std::size_t id) {
   connection& c = conns_.at(id);
-  if (c.st != state::failed) throw std::logic_error("engine: retry of a connection that did not fail");
+  if (c.st != state::failed)
+    throw std::logic_error("engine: retry of a connection that did not fail");
   --failed;
   const role kind = c.kind;
   const std::uint32_t index = c.index;

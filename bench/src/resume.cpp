@@ -233,9 +233,11 @@ result run_resume(options const& o, engine_config base) {
       todo = std::move(busy);
       if (!todo.empty() && in_time) {
         std::uniform_real_distribution<double> spread(1.0, 1.25);
-        const auto until = std::min(deadline, now_ns() + static_cast<std::int64_t>(wait_s * spread(random) * 1e9));
+        const auto until =
+            std::min(deadline, now_ns() + static_cast<std::int64_t>(wait_s * spread(random) * 1e9));
         in_time = until < deadline;
-        std::this_thread::sleep_for(std::chrono::nanoseconds(std::max<std::int64_t>(0, until - now_ns())));
+        std::this_thread::sleep_for(
+            std::chrono::nanoseconds(std::max<std::int64_t>(0, until - now_ns())));
       }
     }
     if (!in_time || setup_failed || errors) {

@@ -15,8 +15,8 @@
 #include <string_view>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <unordered_map>
 #include <unistd.h>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 

@@ -97,7 +97,9 @@ std::size_t cpu_threads(int configured) {
 constexpr int hashing_nice_offset = 5;
 
 /// The nice value of the hashing threads for a process at nice `base`.
-int hashing_nice_for(int base) { return std::min(base + hashing_nice_offset, 19); }
+int hashing_nice_for(int base) {
+  return std::min(base + hashing_nice_offset, 19);
+}
 
 /// Names every pool thread "jimd-hash" (`top -H`, `ps -L`) and moves it below the I/O thread
 /// (hashing_nice_offset), then checks that this took effect (sched_getscheduler, getpriority:
@@ -123,7 +125,8 @@ void lower_priority(asio::thread_pool& pool, std::size_t threads) {
       const int now = getpriority(PRIO_PROCESS, tid);
       if (set != 0 || sched_getscheduler(0) != SCHED_OTHER || now != nice) {
         if (refused->fetch_add(1) == 0)
-          JIM_LOG(warn, "cannot lower the priority of a hashing thread to nice {} (it runs at {}): {}",
+          JIM_LOG(warn,
+                  "cannot lower the priority of a hashing thread to nice {} (it runs at {}): {}",
                   nice, now, set != 0 ? std::strerror(err) : "not applied");
       }
       started->arrive_and_wait();  // one task per thread: none returns before all have started

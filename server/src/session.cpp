@@ -260,7 +260,8 @@ bool server_context::refusing() const {
 }
 
 std::string server_context::refusal() const {
-  if (stopping) return proto::encode_reply(proto::code::unavailable, nullptr, "server shutting down");
+  if (stopping)
+    return proto::encode_reply(proto::code::unavailable, nullptr, "server shutting down");
   return proto::encode_reply(proto::code::unavailable, nullptr, "server full (max-clients reached)",
                              {{"retry_after", static_cast<long>(net::busy_retry_after)}});
 }

@@ -1290,7 +1290,8 @@ TEST_CASE("At start jim waits out a real jimd's too-many-connections 503, then s
   jimd_process d({"--throttle-loopback", "yes", "--max-conns-per-ip", "1"});
   std::optional<client> holder(std::in_place, d.port());  // the address's one connection
   CHECK(code_of(holder->request(R"({"action":"rooms"})")) == 401);
-  auto j = jim_child(jim_child::io::pipes, {"-a", "127.0.0.1", "-p", std::to_string(d.port()), "-u", "hana"},
+  auto j = jim_child(jim_child::io::pipes,
+                     {"-a", "127.0.0.1", "-p", std::to_string(d.port()), "-u", "hana"},
                      {{"JIM_PASSWORD", "pw"}, {"NO_COLOR", std::nullopt}});
   j.type("sent after the wait\n");
   j.close_input();

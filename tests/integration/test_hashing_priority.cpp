@@ -9,8 +9,8 @@
 #include <fstream>
 #include <future>
 #include <memory>
-#include <stdexcept>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <sys/resource.h>
 #include <thread>
@@ -50,7 +50,8 @@ task_info read_task(std::filesystem::path const& stat_file) {
 
 std::vector<task_info> tasks_of(int pid) {
   std::vector<task_info> out;
-  for (auto const& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task"))
+  for (auto const& e :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task"))
     out.push_back(read_task(e.path() / "stat"));
   return out;
 }
@@ -66,11 +67,12 @@ std::vector<task_info> hashing_threads(int pid) {
 
 }  // namespace
 
-TEST_CASE("The hashing threads run named jimd-hash under SCHED_OTHER 5 nice steps below the I/O thread",
-          "[integration][signin][hashing]") {
+TEST_CASE(
+    "The hashing threads run named jimd-hash under SCHED_OTHER 5 nice steps below the I/O thread",
+    "[integration][signin][hashing]") {
   jimd_process d({"--hash-threads", "3"});
-  const auto main_thread = read_task("/proc/" + std::to_string(d.pid()) + "/task/" +
-                                     std::to_string(d.pid()) + "/stat");
+  const auto main_thread =
+      read_task("/proc/" + std::to_string(d.pid()) + "/task/" + std::to_string(d.pid()) + "/stat");
   const auto hashers = hashing_threads(d.pid());
   REQUIRE(hashers.size() == 3);
   for (auto const& t : hashers) {
@@ -80,7 +82,8 @@ TEST_CASE("The hashing threads run named jimd-hash under SCHED_OTHER 5 nice step
   CHECK(main_thread.policy == 0);
   // They still hash: a sign-up is answered.
   client c(d.port());
-  CHECK(code_of(c.request(R"({"action":"register","user":{"account_name":"alice","password":"pw1"}})")) == 201);
+  CHECK(code_of(c.request(
+            R"({"action":"register","user":{"account_name":"alice","password":"pw1"}})")) == 201);
 }
 
 TEST_CASE("A jimd started at nice 3 hashes at nice 8, still below its I/O thread",

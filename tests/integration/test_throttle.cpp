@@ -210,8 +210,9 @@ long soft_fd_limit_of(int pid) {
 
 }  // namespace
 
-TEST_CASE("The 17th simultaneous connection from one address gets 503 with retry_after and is closed",
-          "[integration][throttle]") {
+TEST_CASE(
+    "The 17th simultaneous connection from one address gets 503 with retry_after and is closed",
+    "[integration][throttle]") {
   jimd_process d({"--throttle-loopback", "yes"});
   std::vector<client> open;
   for (int i = 0; i < 16; ++i) {
