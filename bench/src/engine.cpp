@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <netinet/tcp.h>
 #include <random>
@@ -111,6 +112,18 @@ std::string bulk(std::string_view s) {
 
 }  // namespace
 
+double retry_after_of(std::string_view line) {
+  static constexpr std::string_view key = R"("retry_after":)";
+  const auto at = line.find(key);
+  if (at == std::string_view::npos) return 0;
+  // The line is not NUL-terminated: copy the number (at most 32 characters) before strtod.
+  const auto rest = line.substr(at + key.size(), 32);
+  const std::string number(rest.substr(0, rest.find_first_of(",}")));
+  char* end = nullptr;
+  const double v = std::strtod(number.c_str(), &end);
+  return end != number.c_str() && v > 0 ? v : 0;
+}
+
 std::int64_t now_ns() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -188,11 +201,29 @@ std::size_t engine::open(role kind, std::uint32_t index) {
   connection& c = conns_.emplace_back();
   c.kind = kind;
   c.index = index;
+  start(c, id);
+  return id;
+}
+
+void engine::retry(std::size_t id) {
+  connection& c = conns_.at(id);
+  if (c.st != state::failed)
+    throw std::logic_error("engine: retry of a connection that did not fail");
+  --failed;
+  const role kind = c.kind;
+  const std::uint32_t index = c.index;
+  c = connection{};  // its socket and TLS state were freed when it failed
+  c.kind = kind;
+  c.index = index;
+  start(c, id);
+}
+
+void engine::start(connection& c, std::size_t id) {
   c.st = state::connecting;
   c.fd = ::socket(cfg_.target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (c.fd < 0) {
     fail(c, -errno);
-    return id;
+    return;
   }
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT;
@@ -204,7 +235,6 @@ std::size_t engine::open(role kind, std::uint32_t index) {
     on_connected(c);
   else if (errno != EINPROGRESS)
     fail(c, -errno);
-  return id;
 }
 
 void engine::poll(int timeout_ms) {
@@ -400,6 +430,7 @@ void engine::jim_line(connection& c, char const* b, char const* e, std::int64_t 
   }
   static constexpr std::string_view response_key = R"({"response":)";
   if (starts_with(b, e, response_key)) {
+    c.retry_after = retry_after_of(std::string_view(b, len));
     reply(c, std::atoi(b + response_key.size()));
     return;
   }

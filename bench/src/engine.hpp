@@ -17,6 +17,7 @@
 #include <functional>
 #include <netinet/in.h>
 #include <string>
+#include <string_view>
 #include <sys/socket.h>
 #include <vector>
 
@@ -35,6 +36,9 @@ enum class state : std::uint8_t { connecting, signing_in, ready, failed, closed 
 
 /// Monotonic clock in nanoseconds (the clock of the payload timestamps).
 std::int64_t now_ns();
+
+/// The `"retry_after"` of a reply line (seconds), or 0 when it has none.
+double retry_after_of(std::string_view line);
 
 /// Payload layout: "JB" nonce(8 hex) sender(4 hex) seq(8 hex) send-time(16 hex), then '.'
 /// padding up to the payload size.
@@ -60,6 +64,7 @@ struct connection {
   state st = state::closed;
   std::uint32_t index = 0;  ///< receiver, sender or idle index within its role
   int last_code = 0;        ///< last reply code (sign-in failures are reported by code)
+  double retry_after = 0;   ///< the last reply's `"retry_after"` (seconds; 0: it had none)
   std::int64_t ready_ns = 0;
   std::string carry;  ///< an incomplete inbound frame
   std::string out;    ///< outbound bytes not yet accepted by the kernel
@@ -101,6 +106,10 @@ class engine {
 
   /// Starts a connection; it signs in (register / SUBSCRIBE) once connected.
   std::size_t open(role kind, std::uint32_t index);
+  /// Starts the failed connection `id` again, in the same slot (same role and index): a
+  /// sign-in the server refused for now (429/503 with `retry_after`). It no longer counts in
+  /// `failed`.
+  void retry(std::size_t id);
   /// Waits at most `timeout_ms` for events and handles them.
   void poll(int timeout_ms);
   void close_all();
@@ -120,6 +129,8 @@ class engine {
 
  private:
   void handle(connection& c, std::uint32_t events);
+  /// Opens the socket of slot `id` and connects it.
+  void start(connection& c, std::size_t id);
   void on_connected(connection& c);
   /// --tls: drives the handshake; calls on_connected() once it is done.
   void handshake(connection& c);

@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <netinet/tcp.h>
 #include <random>
 #include <string_view>
 #include <sys/epoll.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -186,29 +188,62 @@ result run_resume(options const& o, engine_config base) {
   // Set-up: one password sign-up per account, its token kept; those connections close.
   std::vector<std::string> tokens(accounts);
   const std::int64_t setup0 = now_ns();
-  std::size_t setup_failed = 0;
+  std::size_t setup_failed = 0, setup_retries = 0;
   int setup_code = 0;
   if (accounts) {
-    // Password sign-ups hash: few at a time, or the server's hashing queue answers 503.
-    pool setup(base.target, base.target_len, std::min<std::uint32_t>(o.concurrency, 32));
-    const bool in_time = setup.run(
-        accounts, false, o.setup_timeout,
-        [&](std::uint32_t i) {
-          return R"({"action":"register","user":{"account_name":")" + name(i) +
-                 R"(","password":"bench-pw"}})" + "\n";
-        },
-        [&](std::uint32_t i, std::string_view reply, std::int64_t) {
-          tokens[i] = field(reply, "token");
-          if (tokens[i].empty()) {
-            ++setup_failed;
-            setup_code = code_of(reply);
-          }
-          return !tokens[i].empty();
-        });
-    if (!in_time || setup_failed || setup.errors) {
+    // Password sign-ups hash: few at a time, or the server's hashing queue answers 503. Those
+    // refused for now (429/503 with retry_after) sign up again in the next pass, after the
+    // longest wait they were told plus up to a quarter more, at most max_passes passes (and
+    // within --setup-timeout).
+    constexpr int max_passes = 32;
+    std::vector<std::uint32_t> todo(accounts);
+    for (std::uint32_t a = 0; a < accounts; ++a) todo[a] = a;
+    const std::int64_t deadline = setup0 + static_cast<std::int64_t>(o.setup_timeout * 1e9);
+    std::mt19937 random(std::random_device{}());
+    bool in_time = true;
+    std::size_t errors = 0;
+    for (int pass = 1; !todo.empty() && in_time; ++pass) {
+      std::vector<std::uint32_t> busy;
+      double wait_s = 0;
+      pool setup(base.target, base.target_len, std::min<std::uint32_t>(o.concurrency, 32));
+      in_time = setup.run(
+          static_cast<std::uint32_t>(todo.size()), false,
+          static_cast<double>(deadline - now_ns()) / 1e9,
+          [&](std::uint32_t j) {
+            return R"({"action":"register","user":{"account_name":")" + name(todo[j]) +
+                   R"(","password":"bench-pw"}})" + "\n";
+          },
+          [&](std::uint32_t j, std::string_view reply, std::int64_t) {
+            const std::uint32_t i = todo[j];
+            tokens[i] = field(reply, "token");
+            if (!tokens[i].empty()) return true;
+            const int code = code_of(reply);
+            const double after = retry_after_of(reply);
+            if ((code == 503 || code == 429) && after > 0 && pass < max_passes) {
+              busy.push_back(i);
+              wait_s = std::max(wait_s, after);
+              ++setup_retries;
+            } else {
+              ++setup_failed;
+              setup_code = code;
+            }
+            return false;
+          });
+      errors += setup.errors;
+      todo = std::move(busy);
+      if (!todo.empty() && in_time) {
+        std::uniform_real_distribution<double> spread(1.0, 1.25);
+        const auto until =
+            std::min(deadline, now_ns() + static_cast<std::int64_t>(wait_s * spread(random) * 1e9));
+        in_time = until < deadline;
+        std::this_thread::sleep_for(
+            std::chrono::nanoseconds(std::max<std::int64_t>(0, until - now_ns())));
+      }
+    }
+    if (!in_time || setup_failed || errors) {
       char why[200];
       std::snprintf(why, sizeof why, "set-up: %zu of %u accounts got no token (last code %d%s)",
-                    setup_failed + setup.errors, accounts, setup_code,
+                    setup_failed + errors + (in_time ? 0 : todo.size()), accounts, setup_code,
                     in_time ? "" : ", timed out");
       return {std::string("{\"scenario\":\"resume\",\"error\":") + quote(why) + "}",
               std::string("resume: FAILED: ") + why, 1};
@@ -269,6 +304,7 @@ result run_resume(options const& o, engine_config base) {
       .integer("concurrency", o.concurrency)
       .boolean("hold", o.hold)
       .num("setup_s", setup_s)
+      .integer("setup_retries", static_cast<std::int64_t>(setup_retries))
       .integer("signed_in", static_cast<std::int64_t>(ok))
       .integer("failed", static_cast<std::int64_t>(refused + storm.errors))
       .num("wall_s", wall)

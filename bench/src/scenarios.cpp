@@ -10,11 +10,13 @@
 #include <deque>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <random>
 #include <stdexcept>
 #include <string_view>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -73,14 +75,30 @@ result failure(options const& o, std::string const& why) {
 /// Opens queued connections with at most `concurrency` of them connecting or signing in.
 class opener {
  public:
-  opener(engine& e, std::uint32_t concurrency)
-      : eng_(e), concurrency_(std::max<std::uint32_t>(1, concurrency)) {}
+  /// `retry_busy`: sign-ins refused for now are tried again (set-up; see on_state()).
+  opener(engine& e, std::uint32_t concurrency, bool retry_busy)
+      : eng_(e), concurrency_(std::max<std::uint32_t>(1, concurrency)), retry_busy_(retry_busy) {}
   void add(role r, std::uint32_t n) {
     for (std::uint32_t i = 0; i < n; ++i) todo_.emplace_back(r, i);
   }
-  /// Feed every state change here (the engine's on_state hook).
+  /// Feed every state change here (the engine's on_state hook). A sign-in refused for now
+  /// (`429`/`503` with `retry_after`: the server's hashing queue is full, too many connections
+  /// from this address) is opened again after that wait plus up to a quarter more (so the
+  /// refused ones do not all come back at once, as `jim` does), at most `max_retries` times
+  /// per connection; it keeps its place in the concurrency meanwhile. Only other failures
+  /// count.
   void on_state(connection const& c) {
     if (c.st != state::ready && c.st != state::failed) return;
+    if (retry_busy_ && c.st == state::failed && c.retry_after > 0 &&
+        (c.last_code == 503 || c.last_code == 429)) {
+      const auto id = static_cast<std::size_t>(&c - eng_.connections().data());
+      if (tries_[id]++ < max_retries) {
+        std::uniform_real_distribution<double> spread(1.0, 1.25);
+        retries_.push_back({now_ns() + nanos(c.retry_after * spread(random_)), id});
+        ++retried;
+        return;
+      }
+    }
     if (pending_) --pending_;
     ++resolved_;
     if (c.st == state::ready)
@@ -88,8 +106,20 @@ class opener {
     else
       last_failure = c.last_code;
   }
-  /// Opens as many as the concurrency allows (never from inside a hook: no recursion).
+  /// Opens as many as the concurrency allows, and the refused ones whose wait is over (never
+  /// from inside a hook: no recursion).
   void pump() {
+    const std::int64_t now = now_ns();
+    for (std::size_t i = 0; i < retries_.size();) {
+      if (retries_[i].due > now) {
+        ++i;
+        continue;
+      }
+      const std::size_t id = retries_[i].id;
+      retries_[i] = retries_.back();
+      retries_.pop_back();
+      eng_.retry(id);
+    }
     while (pending_ < concurrency_ && next_ < todo_.size()) {
       ++pending_;
       auto [r, i] = todo_[next_++];
@@ -99,12 +129,22 @@ class opener {
   bool done() const { return resolved_ == todo_.size(); }
   std::vector<std::int64_t> ready_ns;
   int last_failure = 0;
+  std::size_t retried = 0;  ///< sign-ins opened again after a 429/503 with retry_after
+  static constexpr int max_retries = 32;
 
  private:
+  struct due_retry {
+    std::int64_t due;
+    std::size_t id;
+  };
   engine& eng_;
   std::uint32_t concurrency_;
+  bool retry_busy_;
   std::vector<std::pair<role, std::uint32_t>> todo_;
   std::size_t next_ = 0, pending_ = 0, resolved_ = 0;
+  std::vector<due_retry> retries_;
+  std::unordered_map<std::size_t, int> tries_;
+  std::mt19937 random_{std::random_device{}()};
 };
 
 /// Polls until the opener is done; false (with `err`) on timeout or failed sign-ins.
@@ -308,7 +348,7 @@ std::vector<std::size_t> ids_of(engine& eng, role r) {
 
 result run_fanout(options const& o, engine_config base) {
   engine eng(fanout_config(o, std::move(base), 0));
-  opener op(eng, o.concurrency);
+  opener op(eng, o.concurrency, true);
   eng.on_state = [&](connection& c) { op.on_state(c); };
   op.add(role::receiver, o.receivers);
   op.add(role::sender, o.senders);
@@ -344,7 +384,7 @@ result run_fanout(options const& o, engine_config base) {
     r.num("rate", o.rate, 1);
   else
     r.integer("window", o.window);
-  r.num("setup_s", setup_s);
+  r.num("setup_s", setup_s).integer("setup_retries", static_cast<std::int64_t>(op.retried));
   delivery_fields(r, eng, d, o.receivers, s0, s1, self0, self1);
   r.raw("latency_ms", latency_json(eng.stats().latency[0]));
   r.str("stopped_by", d.by_time ? "time" : "count").boolean("cut_short", d.cut_short);
@@ -363,7 +403,7 @@ result run_connect(options const& o, engine_config base) {
   if (o.protocol != proto::jim) return failure(o, "the connect scenario is for jimd only");
   base.max_connections = o.connections;
   engine eng(std::move(base));
-  opener op(eng, o.concurrency);
+  opener op(eng, o.concurrency, false);
   eng.on_state = [&](connection& c) { op.on_state(c); };
   op.add(role::idle, o.connections);
 
@@ -441,7 +481,7 @@ result run_storm(options const& o, engine_config base) {
   options so = o;
   so.messages = static_cast<std::uint32_t>(std::min(4e9, std::ceil(o.rate * o.max_time)));
   engine eng(fanout_config(so, std::move(base), o.storm_users));
-  opener op(eng, o.concurrency);
+  opener op(eng, o.concurrency, true);
   op.add(role::receiver, o.receivers);
   op.add(role::sender, o.senders);
   std::size_t storm_resolved = 0, storm_ready = 0;
@@ -505,6 +545,7 @@ result run_storm(options const& o, engine_config base) {
       .integer("payload", o.payload)
       .integer("storm_users", o.storm_users)
       .num("setup_s", setup_s)
+      .integer("setup_retries", static_cast<std::int64_t>(op.retried))
       .num("before_s", o.before)
       .num("storm_s", storm_s)
       .integer("storm_signed_in", static_cast<std::int64_t>(storm_ready))

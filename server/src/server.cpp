@@ -33,6 +33,7 @@
 #include <boost/asio/write.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cerrno>
 #include <csignal>
@@ -65,34 +66,69 @@ constexpr auto prune_period = std::chrono::seconds(30);
 /// Password hashing runs below the I/O thread (see hashing_nice) and, by default, leaves one
 /// core to it: a sign-in storm slows sign-ins, not chat. Measured on 2 cores (jim-bench storm):
 /// two hashing threads sign in 62 users/s at the default cost but raise chat p99 4x; one
-/// signs in 42/s with chat p99 1.5-3x.
+/// signs in 42/s with chat p99 1.5-3x. Two under SCHED_IDLE (which could use an idle core
+/// without hurting chat, in theory) were no better for chat than one at nice 5 (issue 14,
+/// bench/RESULTS.md), so cores - 1 stays.
 std::size_t cpu_threads(int configured) {
   if (configured > 0) return static_cast<std::size_t>(configured);
   return std::max(2u, std::thread::hardware_concurrency()) - 1;
 }
 
-/// The hashing threads' nice value (SCHED_OTHER). Not SCHED_IDLE: an idle-class thread gets
-/// CPU only when nothing else wants it, so on a machine kept busy by other processes sign-ins
-/// waited without bound. Under CFS a nice-N thread weighs 1024 / 1.25^N against a nice-0 one;
-/// at 5 (weight 335) the I/O thread (nice 0) still wins a shared core 3:1 and preempts hashing
-/// when it wakes, while hashing keeps about a quarter of a core against a busy nice-0
-/// process. Measured on the 2-core machine with two CPU burners on top of a load of about 13
-/// (other builds), 20 concurrent sign-ins at 600,000 iterations, one hashing thread, each
-/// answered within 12.4 s: SCHED_IDLE left one unanswered after 30 s (its hash had started and
-/// starved) and gave 19 a 503; nice 10 signed in 1 (503 for 19); nice 5 signed in 2 (at 6.3 and
-/// 10.4 s; 503 for 18, all at 10.1 s or at once); nice 0 signed in 3 (at most 6.3 s).
-constexpr int hashing_nice = 5;
+/// How far below the I/O thread the hashing threads run: SCHED_OTHER at the process's nice
+/// value + 5 (at most 19). Not SCHED_IDLE: an idle-class thread gets CPU only when nothing else
+/// wants it (sched(7): "intended for running jobs at extremely low priority"; weight 3 against
+/// 1024 for nice 0), so on a machine kept busy by other processes sign-ins waited without
+/// bound. Under CFS/EEVDF a nice-N thread weighs 1024 / 1.25^N against a nice-0 one; at +5
+/// (weight 335) the I/O thread still wins a shared core 3:1 and preempts hashing when it wakes,
+/// while hashing keeps about a quarter of a core against a busy nice-0 process. Measured on the
+/// 2-core machine with two CPU burners on top of a load of about 13 (other builds), 20
+/// concurrent sign-ins at 600,000 iterations, one hashing thread, each answered within 12.4 s:
+/// SCHED_IDLE left one unanswered after 30 s (its hash had started and starved) and gave 19 a
+/// 503; nice 10 signed in 1 (503 for 19); nice 5 signed in 2 (at 6.3 and 10.4 s; 503 for 18,
+/// all at 10.1 s or at once); nice 0 signed in 3 (at most 6.3 s). SCHED_IDLE measured again
+/// against nice 5 with jimd in a session (an autogroup) of its own, as under systemd
+/// (bench/RESULTS.md "Reconnect and sign-in storms", 24 sign-ups at once during chat, load
+/// 5-13): chat p99 storm/calm medians 1.95x (one SCHED_IDLE thread), 2.17x (two) and 2.37x
+/// (one at nice 5), each setting spread over 0.5-20x, so no measurable gain; but one
+/// SCHED_IDLE thread signed in 69 % of the users (the rest got 503) against 93 % at nice 5, and
+/// in a group shared with two busy processes 0-2 of 20 against 5-6. A thread's policy and nice
+/// value only order the threads inside jimd's scheduling group, and the group's weight on the
+/// hashing thread's CPU shrinks with that thread's weight (jimd(8), CPU PRIORITY).
+constexpr int hashing_nice_offset = 5;
 
+/// The nice value of the hashing threads for a process at nice `base`.
+int hashing_nice_for(int base) {
+  return std::min(base + hashing_nice_offset, 19);
+}
+
+/// Names every pool thread "jimd-hash" (`top -H`, `ps -L`) and moves it below the I/O thread
+/// (hashing_nice_offset), then checks that this took effect (sched_getscheduler, getpriority:
+/// the values /proc/PID/task/TID/stat shows); a thread left at the I/O thread's priority is
+/// logged as a warning, once.
 void lower_priority(asio::thread_pool& pool, std::size_t threads) {
+  errno = 0;
+  const int base = getpriority(PRIO_PROCESS, 0);  // this (the I/O) thread's nice value
+  const int nice = hashing_nice_for(errno == 0 ? base : 0);
   // Shared: a thread may still be inside arrive_and_wait() after wait() returned here.
   auto started = std::make_shared<std::latch>(static_cast<std::ptrdiff_t>(threads));
+  auto refused = std::make_shared<std::atomic<int>>(0);
   for (std::size_t i = 0; i < threads; ++i)
-    asio::post(pool, [started] {
+    asio::post(pool, [started, refused, nice] {
+      pthread_setname_np(pthread_self(), "jimd-hash");
       sched_param param{};
       pthread_setschedparam(pthread_self(), SCHED_OTHER, &param);
       // Linux: PRIO_PROCESS with a thread id sets that thread's nice value only.
-      if (setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), hashing_nice) != 0)
-        JIM_LOG(warn, "cannot lower the priority of a hashing thread: {}", std::strerror(errno));
+      const auto tid = static_cast<id_t>(gettid());
+      const int set = setpriority(PRIO_PROCESS, tid, nice);
+      const int err = errno;
+      errno = 0;
+      const int now = getpriority(PRIO_PROCESS, tid);
+      if (set != 0 || sched_getscheduler(0) != SCHED_OTHER || now != nice) {
+        if (refused->fetch_add(1) == 0)
+          JIM_LOG(warn,
+                  "cannot lower the priority of a hashing thread to nice {} (it runs at {}): {}",
+                  nice, now, set != 0 ? std::strerror(err) : "not applied");
+      }
       started->arrive_and_wait();  // one task per thread: none returns before all have started
     });
   started->wait();
@@ -428,7 +464,8 @@ awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor, bool web) {
     if (ctx.refusing()) {
       refuse(std::move(socket),
              {proto::code::unavailable,
-              ctx.stopping ? "server shutting down" : "server full (max-clients reached)", 0},
+              ctx.stopping ? "server shutting down" : "server full (max-clients reached)",
+              ctx.stopping ? 0 : net::busy_retry_after},
              web, ctx.stopping ? "shutting down" : "max-clients reached");
       continue;
     }
@@ -438,7 +475,7 @@ awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor, bool web) {
              {proto::code::unavailable,
               "too many connections from your address (max-conns-per-ip " +
                   std::to_string(cfg.max_conns_per_ip) + ")",
-              0},
+              net::busy_retry_after},
              web, "max-conns-per-ip reached by " + net::to_string(net::source_of(remote.address())));
       continue;
     }

@@ -2,6 +2,7 @@
 
 #include "kdf.hpp"
 #include "logging.hpp"
+#include "net/refuse.hpp"
 #include "offload.hpp"
 #include "ops/metrics.hpp"
 #include "options.hpp"
@@ -259,9 +260,10 @@ bool server_context::refusing() const {
 }
 
 std::string server_context::refusal() const {
-  return proto::encode_reply(
-      proto::code::unavailable, nullptr,
-      stopping ? "server shutting down" : "server full (max-clients reached)");
+  if (stopping)
+    return proto::encode_reply(proto::code::unavailable, nullptr, "server shutting down");
+  return proto::encode_reply(proto::code::unavailable, nullptr, "server full (max-clients reached)",
+                             {{"retry_after", static_cast<long>(net::busy_retry_after)}});
 }
 
 void server_context::flush() {

@@ -83,7 +83,7 @@ struct server_context {
   std::vector<std::unique_ptr<char[]>> spare_buffers;  ///< at most max_spare_buffers
 
   /// Whether a new connection must be refused (max-clients reached, or shutting down), and
-  /// the 503 line it gets then.
+  /// the 503 line it gets then (with `retry_after` net::busy_retry_after when full).
   bool refusing() const;
   std::string refusal() const;
   bool stopping = false;

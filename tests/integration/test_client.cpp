@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -1286,6 +1287,37 @@ TEST_CASE("At start jim waits out a busy server's retry_after, then signs in and
   auto bob = sign_up(d.port(), "bob");
   auto h = bob.request(R"({"action":"history","room":"#general","limit":5})");
   CHECK(json::serialize(h).find("sent after the wait") != std::string::npos);
+}
+
+TEST_CASE("At start jim waits out a real jimd's too-many-connections 503, then signs in and sends",
+          "[integration][client][busy][throttle]") {
+  jimd_process d({"--throttle-loopback", "yes", "--max-conns-per-ip", "1"});
+  std::optional<client> holder(std::in_place, d.port());  // the address's one connection
+  CHECK(code_of(holder->request(R"({"action":"rooms"})")) == 401);
+  auto j = jim_child(jim_child::io::pipes,
+                     {"-a", "127.0.0.1", "-p", std::to_string(d.port()), "-u", "hana"},
+                     {{"JIM_PASSWORD", "pw"}, {"NO_COLOR", std::nullopt}});
+  j.type("sent after the wait\n");
+  j.close_input();
+  // The 503 carries retry_after (5 s): without it jim would give up at once.
+  REQUIRE(j.wait_for("server busy, retrying in "));
+  holder.reset();  // the slot frees
+  CHECK(j.wait_exit(30s) == 0);
+  INFO(j.all());
+  // jim's connection frees the slot once the server has seen it close: bounded retries.
+  bool found = false;
+  for (int attempt = 0; attempt < 50 && !found; ++attempt) {
+    client bob(d.port());
+    auto r = bob.request(R"({"action":"register","user":{"account_name":"bob","password":"pw"}})");
+    if (code_of(r) == 503) {
+      std::this_thread::sleep_for(20ms);
+      continue;
+    }
+    auto h = bob.request(R"({"action":"history","room":"#general","limit":5})");
+    found = json::serialize(h).find("sent after the wait") != std::string::npos;
+    break;
+  }
+  CHECK(found);
 }
 
 TEST_CASE("A reconnect that meets a busy server waits its retry_after, then resumes",

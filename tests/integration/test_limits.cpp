@@ -297,6 +297,8 @@ TEST_CASE(
   CHECK(code_of(r) == 503);
   CHECK(r.contains("error"));
   CHECK(r.contains("time"));
+  REQUIRE(r.contains("retry_after"));  // a hint: when a slot frees is unknown
+  CHECK(r.at("retry_after").to_number<double>() == 5);
   CHECK(fourth.closed_within(5s));
 
   // The three are unaffected.

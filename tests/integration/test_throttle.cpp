@@ -210,8 +210,9 @@ long soft_fd_limit_of(int pid) {
 
 }  // namespace
 
-TEST_CASE("The 17th simultaneous connection from one address gets 503 and is closed",
-          "[integration][throttle]") {
+TEST_CASE(
+    "The 17th simultaneous connection from one address gets 503 with retry_after and is closed",
+    "[integration][throttle]") {
   jimd_process d({"--throttle-loopback", "yes"});
   std::vector<client> open;
   for (int i = 0; i < 16; ++i) {
@@ -222,7 +223,10 @@ TEST_CASE("The 17th simultaneous connection from one address gets 503 and is clo
   auto r = refused.recv();  // sent at once, without a request
   CHECK(code_of(r) == 503);
   CHECK(r.at("error").as_string().find("max-conns-per-ip 16") != std::string::npos);
-  CHECK(!r.contains("retry_after"));
+  // When a slot frees is unknown: a fixed hint, so that a client waits and tries again (jim
+  // does so only when told a retry_after).
+  REQUIRE(r.contains("retry_after"));
+  CHECK(r.at("retry_after").to_number<double>() == 5);
   CHECK(refused.closed_within());
 
   // A closed connection frees its slot (once the server has seen the close: bounded retries,
@@ -289,6 +293,7 @@ TEST_CASE("Connections to the HTTP port count toward the same per-address limits
     CHECK(page.read_to_eof());
     CHECK(page.received().rfind("HTTP/1.1 503", 0) == 0);
     CHECK(page.received().find("max-conns-per-ip") != std::string::npos);
+    CHECK(page.received().find("Retry-After: 5\r\n") != std::string::npos);
   }
   {
     // A WebSocket upgrade gets its 503 as a frame, then Close 1013 (try again later).

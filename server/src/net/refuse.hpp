@@ -26,6 +26,11 @@ struct refusal {
   double retry_after = 0;  ///< > 0: sent as "retry_after" (and HTTP Retry-After, rounded up)
 };
 
+/// The `retry_after` (seconds) of a 503 refusal whose end jimd cannot foresee: max-clients
+/// reached, or too many connections at once from one address (both end when some connection
+/// closes). A hint, so that a client (`jim`) waits and tries again instead of giving up; a
+/// refusal whose end is known (new-conns-per-ip, the hashing queue) says that instead.
+inline constexpr double busy_retry_after = 5;
 /// A refusal takes at most this long (reading the request or the ClientHello, the TLS
 /// handshake, writing the answer, waiting for the peer to close).
 inline constexpr std::chrono::seconds refusal_bound{5};
