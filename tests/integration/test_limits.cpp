@@ -280,7 +280,7 @@ TEST_CASE("A message over max-message bytes gets 413 and the connection stays op
 // ---------------------------------------------------------------------------------------------
 
 TEST_CASE(
-    "One connection more than max-clients gets 503 at once and is closed; a freed slot is reused",
+    "One connection more than max-clients gets 503 at once and is closed, and a freed slot is reused",
     "[integration][limits]") {
   jimd_process d({"--max-clients", "3"});
   std::vector<client> in;
