@@ -188,7 +188,7 @@ TEST_CASE("/switch to a room one is not a member of says so", "[client][activity
   CHECK(s.room() == "#general");
 }
 
-TEST_CASE("/query opens a conversation view with its history; typed lines go there", "[client][activity]") {
+TEST_CASE("/query opens a conversation view with its history, typed lines go there", "[client][activity]") {
   utc tz;
   auto s = signed_in_with_activity();
   s.submit(typed("/query BOB"));

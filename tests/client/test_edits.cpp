@@ -74,7 +74,7 @@ chat_state signed_in(chat_settings settings = {}) {
 
 }  // namespace
 
-TEST_CASE("/ids on shows message ids before messages, in history too; /ids off hides them", "[client][edits]") {
+TEST_CASE("/ids on shows message ids before messages, in history too, /ids off hides them", "[client][edits]") {
   utc tz;
   chat_settings own;
   own.show_own = true;
@@ -169,7 +169,7 @@ TEST_CASE("/edit and /delete replies and refusals", "[client][edits]") {
   CHECK(s.failures() == 5);
 }
 
-TEST_CASE("/at schedules in the current room or the open query; /scheduled lists; /cancel", "[client][edits]") {
+TEST_CASE("/at schedules in the current room or the open query, /scheduled lists, /cancel", "[client][edits]") {
   utc tz;
   chat_settings own;
   own.show_own = true;
@@ -279,7 +279,7 @@ TEST_CASE("A kick's notice moves the view to where the server put us", "[client]
   CHECK(s.last_notice() == "server shutting down");
 }
 
-TEST_CASE("/contacts lists the contact_list pushes; /add and /del say what changed", "[client][edits]") {
+TEST_CASE("/contacts lists the contact_list pushes, /add and /del say what changed", "[client][edits]") {
   auto s = signed_in();
   CHECK(typed_sends(s, "/contacts") == R"({"action":"get_contacts"})");
   CHECK(shown(s, R"({"response":202,"time":1,"quantity":2})") == std::vector<std::string>{"* your contacts (2):"});

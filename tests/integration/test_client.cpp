@@ -1364,7 +1364,7 @@ json::object next_msg(client& c, std::string_view text) {
 
 }  // namespace
 
-TEST_CASE("Other rooms' lines are counted in the activity line; /switch shows them under a divider",
+TEST_CASE("Other rooms' lines are counted in the activity line, /switch shows them under a divider",
           "[integration][client][activity]") {
   jimd_process d;
   auto bob = sign_up(d.port(), "bob");
@@ -1416,7 +1416,7 @@ TEST_CASE("Other rooms' lines are counted in the activity line; /switch shows th
   CHECK(unread_of(rooms, "#general") == 0);
 }
 
-TEST_CASE("/query opens a private conversation with its history; typed lines go there",
+TEST_CASE("/query opens a private conversation with its history, typed lines go there",
           "[integration][client][activity]") {
   jimd_process d;
   auto bob = sign_up(d.port(), "bob");
@@ -1455,7 +1455,7 @@ TEST_CASE("/query opens a private conversation with its history; typed lines go 
   CHECK(t.wait_exit() == 0);
 }
 
-TEST_CASE("/who lists everyone signed in with their status; /away and /back change it",
+TEST_CASE("/who lists everyone signed in with their status, /away and /back change it",
           "[integration][client][activity]") {
   jimd_process d;
   auto bob = sign_up(d.port(), "bob");
@@ -1565,7 +1565,7 @@ void settle(jim_child& t) {
 
 }  // namespace
 
-TEST_CASE("/ids shows ids; /edit and /delete reach another jim and a client; history shows them",
+TEST_CASE("/ids shows ids, /edit and /delete reach another jim and a client, history shows them",
           "[integration][client][edits]") {
   jimd_process d;
   auto bob = sign_up(d.port(), "bob");
@@ -1628,7 +1628,7 @@ TEST_CASE("/ids shows ids; /edit and /delete reach another jim and a client; his
   CHECK(ivan.wait_exit() == 0);
 }
 
-TEST_CASE("/at +Ns posts at its time; /scheduled lists, /cancel takes one back", "[integration][client][schedule]") {
+TEST_CASE("/at +Ns posts at its time, /scheduled lists, /cancel takes one back", "[integration][client][schedule]") {
   jimd_process d;
   auto bob = sign_up(d.port(), "bob");
   auto t = terminal(d, {"-u", "hana"}, "pw");
@@ -1785,7 +1785,7 @@ TEST_CASE("An admin's jim bans an account server-wide: the banned jim is told an
   CHECK(root.wait_exit() == 0);
 }
 
-TEST_CASE("/report: three people's reports mute; the muted jim is told until when", "[integration][client][moderation]") {
+TEST_CASE("/report: three people's reports mute, the muted jim is told until when", "[integration][client][moderation]") {
   jimd_process d;
   auto carol = sign_up(d.port(), "carol");
   auto dave = sign_up(d.port(), "dave");

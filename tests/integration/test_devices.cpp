@@ -191,7 +191,7 @@ TEST_CASE("missed counts from when the account's last device disconnected",
   CHECK(r.at("missed").to_number<int>() == 3);
 }
 
-TEST_CASE("users lists an account once however many devices it has; status is per account",
+TEST_CASE("users lists an account once however many devices it has, status is per account",
           "[integration][devices]") {
   jimd_process d;
   client phone = sign_up(d.port(), "alice");

@@ -86,7 +86,7 @@ TEST_CASE("edit and delete refusals: not the author, unknown id, deleted, too lo
   CHECK(code_of(del(alice, id)) == 404);
 }
 
-TEST_CASE("a room owner deletes any message of the room; an admin any message", "[edits]") {
+TEST_CASE("a room owner deletes any message of the room, an admin any message", "[edits]") {
   jimd_process d({"--rate-limit", "0", "--history-on-join", "0", "--admin", "root"});
   auto alice = sign_up(d.port(), "alice");
   auto bob = sign_up(d.port(), "bob");

@@ -39,7 +39,7 @@ std::string room_of(client& c) {
 
 }  // namespace
 
-TEST_CASE("reports from three distinct accounts mute; refusals", "[moderation]") {
+TEST_CASE("reports from three distinct accounts mute, refusals", "[moderation]") {
   jimd_process d(args());
   auto bob = sign_up(d.port(), "bob");
   auto alice = sign_up(d.port(), "alice");
@@ -160,7 +160,7 @@ TEST_CASE("mutes, room bans and account bans survive a restart", "[moderation]")
   CHECK(code_of(ask(eve, authenticate_req("eve"))) == 403);
 }
 
-TEST_CASE("a kick or ban moves only the devices in the room; an admin ban closes every device",
+TEST_CASE("a kick or ban moves only the devices in the room, an admin ban closes every device",
           "[moderation][devices]") {
   jimd_process d(args({"--admin", "root"}));
   auto carol = sign_up(d.port(), "carol");

@@ -71,7 +71,7 @@ TEST_CASE("a scheduled message is posted at its time as an ordinary message", "[
   CHECK(alice.request(R"({"action":"scheduled"})").at("scheduled").as_array().empty());
 }
 
-TEST_CASE("scheduled lists, cancel removes; refusals", "[schedule]") {
+TEST_CASE("scheduled lists, cancel removes, refusals", "[schedule]") {
   jimd_process d({"--rate-limit", "0", "--history-on-join", "0", "--schedule-max", "60"});
   auto alice = sign_up(d.port(), "alice");
   auto bob = sign_up(d.port(), "bob");

@@ -665,7 +665,7 @@ TEST_CASE("The status, online and read pushes have their documented shapes", "[c
   CHECK(encode_read(false, "bob", 9) == "{\"action\":\"read\",\"with\":\"bob\",\"id\":9}\n");
 }
 
-TEST_CASE("Contact requests decode; contact_list has its documented shape", "[codec][contacts]") {
+TEST_CASE("Contact requests decode, contact_list has its documented shape", "[codec][contacts]") {
   body_of<get_contacts_req>(R"({"action":"get_contacts"})");
   auto add = body_of<contact_req>(R"({"action":"add_contact","user_id":"Bob"})");
   CHECK(add.user_id == "Bob");
