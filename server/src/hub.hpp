@@ -172,6 +172,9 @@ struct account {
   /// The highest queued message id pushed to the live connections whose queue_delivered is
   /// still being stored (so that it is not pushed twice).
   std::uint64_t flushed = 0;
+  /// How many of the first `notices` were pushed already and are being taken off by a
+  /// notices_delivered still being stored (so that they are not pushed twice).
+  std::size_t notices_pushed = 0;
   bool online() const { return !devices.empty(); }
 };
 
@@ -488,7 +491,9 @@ class hub {
   /// at that time, the author's connections included), or the notice to the author if it is
   /// connected here (then taken off by notices_delivered).
   void due_posted(apply_result const& r);
-  /// Pushes `a`'s pending notices to `p` and commits their notices_delivered.
+  /// The frames of `a`'s pending notices not yet pushed (each is pushed once: those whose
+  /// notices_delivered is still being stored are left out), and commits their
+  /// notices_delivered; empty if there are none.
   std::vector<shared_frame> take_notices(account& a);
   // Restoring from a snapshot.
   void restore_schedule(scheduled_message s) {

@@ -145,7 +145,10 @@ apply_result hub::apply_one(store::schedule_due const& e) {
     r.notice = "your scheduled message " + std::to_string(s.id) + " to " + s.to +
                " was not posted: " + why;
     author->notices.push_back(r.notice);
-    if (author->notices.size() > max_notices) author->notices.erase(author->notices.begin());
+    if (author->notices.size() > max_notices) {
+      author->notices.erase(author->notices.begin());
+      if (author->notices_pushed > 0) --author->notices_pushed;
+    }
     return r;
   }
   store::message_posted posted{
@@ -160,8 +163,9 @@ apply_result hub::apply_one(store::notices_delivered const& e) {
   r.acc = find_account(e.account);
   if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
   auto& list = r.acc->notices;
-  list.erase(list.begin(), list.begin() + static_cast<std::ptrdiff_t>(
-                                              std::min<std::uint64_t>(e.count, list.size())));
+  const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(e.count, list.size()));
+  list.erase(list.begin(), list.begin() + static_cast<std::ptrdiff_t>(n));
+  r.acc->notices_pushed -= std::min(n, r.acc->notices_pushed);
   return r;
 }
 
@@ -213,9 +217,21 @@ void hub::post_due(std::int64_t now) {
 
 std::vector<shared_frame> hub::take_notices(account& a) {
   std::vector<shared_frame> out;
-  if (a.notices.empty()) return out;
-  for (auto const& n : a.notices) out.push_back(proto::share(proto::encode_notice(n)));
-  commit(store::notices_delivered{a.name, a.notices.size()}, {});
+  // The first notices_pushed were pushed by an earlier call whose notices_delivered is still
+  // being stored (two schedules dropped in one batch): only the newer ones are pushed.
+  if (a.notices_pushed >= a.notices.size()) return out;
+  for (std::size_t i = a.notices_pushed; i < a.notices.size(); ++i)
+    out.push_back(proto::share(proto::encode_notice(a.notices[i])));
+  // The events apply in order: the earlier one takes off the first notices_pushed, this one
+  // the ones after them.
+  const std::size_t count = a.notices.size() - a.notices_pushed;
+  a.notices_pushed = a.notices.size();
+  std::string name = a.name;
+  commit(store::notices_delivered{name, count}, [this, name](apply_result const* r) {
+    // Not stored: they stay pending, and are pushed again at the next sign-in.
+    if (!r)
+      if (account* acc = find_account(name)) acc->notices_pushed = 0;
+  });
   return out;
 }
 

@@ -182,3 +182,37 @@ TEST_CASE("a schedule the author may no longer post is dropped with a notice at 
   auto again = sign_in(d.port(), "alice");  // told once
   CHECK(no_push_pending(again));
 }
+
+TEST_CASE("two schedules dropped at once while the author is online: each notice pushed once",
+          "[schedule]") {
+  jimd_process d(quiet_args());
+  auto carol = sign_up(d.port(), "carol");
+  auto gina = sign_up(d.port(), "gina");
+  auto pw = create_room(carol, "dup1");
+  REQUIRE(code_of(join(gina, "dup1", pw)) == 200);
+  carol.push();  // gina joined
+  // The same `at`: both fall due in one batch, the second before the first's notice is taken.
+  const auto at = now_s() + 2;
+  const auto s1 = sched_of(schedule(gina, "first", at, "#dup1"));
+  const auto s2 = sched_of(schedule(gina, "second", at, "#dup1"));
+  REQUIRE(code_of(ask(carol,
+                      json::object{{"action", "ban"}, {"room", "dup1"}, {"user", "gina"}})) == 200);
+  // Collect the notices (the ban's own first) until the second schedule's, bounded.
+  std::vector<std::string> dropped;
+  const std::string second = "scheduled message " + std::to_string(s2) + " ";
+  for (int i = 0; i < 10; ++i) {
+    auto p = gina.push(8s);
+    if (str(p, "action") != "notice") continue;
+    auto text = str(p, "text");
+    if (text.find("not posted") == std::string::npos) continue;  // the ban's notice
+    dropped.push_back(text);
+    if (text.find(second) != std::string::npos) break;
+  }
+  REQUIRE(dropped.size() == 2);
+  CHECK(dropped[0].find("scheduled message " + std::to_string(s1) + " ") != std::string::npos);
+  CHECK(dropped[1].find(second) != std::string::npos);
+  CHECK(no_push_pending(gina));
+  gina.close();
+  auto again = sign_in(d.port(), "gina");  // both delivered: nothing at the next sign-in
+  CHECK(no_push_pending(again));
+}
