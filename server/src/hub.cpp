@@ -521,11 +521,7 @@ hub::checked<store::message_posted> hub::check_post(device& dev, proto::msg_req 
     if (!to_user->online() && to_user->queued.size() >= lim_.max_queued)
       return fail(code::unavailable, to_user->name + "'s offline queue is full");
   }
-  if (from.muted_until > proto::unix_now()) {
-    outcome o = fail(code::forbidden, "you are muted (reported by other users)");
-    o.fields.emplace("until", from.muted_until);
-    return o;
-  }
+  if (auto m = muted(from, proto::unix_now())) return std::move(*m);
   if (auto wait = retry_after(from, now)) {
     outcome o = fail(code::rate_limited, "too many messages, slow down");
     o.fields.emplace("retry_after", std::max(*wait, 0.001));

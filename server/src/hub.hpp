@@ -441,8 +441,12 @@ class hub {
   // --- edits, schedules, moderation (contract: "Edits, schedules, moderation, contacts") ---
   // In moderation.cpp and schedule.cpp.
 
-  /// `edit`: 404 unknown (or deleted) id, 403 not the author; else the event.
+  /// `edit`: 404 unknown (or deleted) id, 403 not the author, 403 with `until` (unix seconds)
+  /// while the author is muted (as for `msg`); else the event.
   checked<store::message_edited> check_edit(account& a, proto::edit_req const& req);
+  /// The 403 with `until` of a muted account's `msg`, `msg` with `at` and `edit`; nullopt when
+  /// `a` is not muted at `now` (unix seconds).
+  std::optional<outcome> muted(account const& a, std::int64_t now) const;
   /// `delete`: 404 unknown (or deleted) id, 403 unless the author, the room's owner or an admin.
   checked<store::message_deleted> check_delete(account& a, proto::delete_req const& req);
   /// The live part of an applied edit or delete (`r.changed`): the `event` push to everyone

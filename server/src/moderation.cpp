@@ -46,6 +46,13 @@ bool hub::is_admin(account const& a) const {
   return std::find(lim_.admins.begin(), lim_.admins.end(), key) != lim_.admins.end();
 }
 
+std::optional<outcome> hub::muted(account const& a, std::int64_t now) const {
+  if (a.muted_until <= now) return std::nullopt;
+  outcome o = fail(code::forbidden, "you are muted (reported by other users)");
+  o.fields.emplace("until", a.muted_until);
+  return o;
+}
+
 // ---------------------------------------------------------------------------------------------
 // edit and delete
 
@@ -54,7 +61,9 @@ hub::checked<store::message_edited> hub::check_edit(account& a, proto::edit_req 
   proto::chat_message* m = locate(req.id, &in);
   if (!m || m->deleted) return fail(code::not_found, "no message " + std::to_string(req.id));
   if (m->from != a.name) return fail(code::forbidden, "only its author can edit a message");
-  return store::message_edited{req.id, a.name, req.message, proto::unix_now()};
+  const auto now = proto::unix_now();
+  if (auto o = muted(a, now)) return std::move(*o);  // a muted spammer cannot edit either
+  return store::message_edited{req.id, a.name, req.message, now};
 }
 
 hub::checked<store::message_deleted> hub::check_delete(account& a, proto::delete_req const& req) {
@@ -75,6 +84,8 @@ apply_result hub::apply_one(store::message_edited const& e) {
   proto::chat_message* m = locate(e.id, &in);
   if (!m || m->deleted) return refuse(code::not_found, "no message " + std::to_string(e.id));
   if (m->from != e.by) return refuse(code::forbidden, "only its author can edit a message");
+  if (account const* by = find_account(e.by); by && by->muted_until > e.time)
+    return refuse(code::forbidden, "you are muted (reported by other users)");
   m->message = e.message;
   m->edited = e.time;
   if (!in) {

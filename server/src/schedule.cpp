@@ -50,6 +50,8 @@ hub::checked<store::message_scheduled> hub::check_schedule(device& d, proto::msg
     if (!u) return fail(code::not_found, "no such account " + req.to->name);
     to = u->name;
   }
+  // Refused now, as a `msg` would be, rather than accepted and dropped when due.
+  if (auto o = muted(a, now)) return std::move(*o);
   const auto pending = std::count_if(schedules_.begin(), schedules_.end(),
                                      [&](auto const& kv) { return kv.second.account == a.name; });
   if (static_cast<std::size_t>(pending) >= lim_.max_scheduled)

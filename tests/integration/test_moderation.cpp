@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -183,4 +184,36 @@ TEST_CASE("a kick or ban moves only the devices in the room, an admin ban closes
     CHECK(str(c->push(), "action") == "notice");
     CHECK(c->closed_within(5s));
   }
+}
+
+TEST_CASE("a muted account cannot edit nor schedule: 403 with until at once", "[moderation]") {
+  jimd_process d(args());
+  auto bob = sign_up(d.port(), "bob");
+  auto alice = sign_up(d.port(), "alice");
+  auto carol = sign_up(d.port(), "carol");
+  auto dave = sign_up(d.port(), "dave");
+  const auto id = id_of(say(bob, "hello"));
+  for (client* c : {&alice, &carol, &dave}) c->push();  // bob's message
+  const std::int64_t later =
+      std::chrono::duration_cast<std::chrono::seconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count() +
+      60;
+  for (client* c : {&alice, &carol, &dave}) REQUIRE(code_of(report(*c, "bob")) == 200);
+  auto e = ask(bob, json::object{{"action", "edit"}, {"id", id}, {"message", "buy now"}});
+  CHECK(code_of(e) == 403);
+  CHECK(e.at("until").to_number<std::int64_t>() > 0);
+  CHECK(no_push_pending(alice));  // no edit event
+  auto h = ask(alice, json::object{{"action", "history"}});
+  CHECK(str(h.at("messages").as_array().back().as_object(), "message") == "hello");
+  for (std::string to : {"", "alice"}) {
+    json::object req{{"action", "msg"}, {"message", "buy later"}, {"at", later}};
+    if (!to.empty()) req["to"] = to;
+    auto s = ask(bob, req);
+    CHECK(code_of(s) == 403);
+    CHECK(s.contains("until"));
+  }
+  CHECK(bob.request(R"({"action":"scheduled"})").at("scheduled").as_array().empty());
+  // Deleting its own message stays allowed.
+  CHECK(code_of(ask(bob, json::object{{"action", "delete"}, {"id", id}})) == 200);
 }
