@@ -354,9 +354,21 @@ void hub::recover_connections() {
 // ---------------------------------------------------------------------------------------------
 // the live part
 
+namespace {
+
+/// Whether another device of `d`'s account than `d` is in `r` (the account is listed once:
+/// its `join` is told when its first device enters, its `leave` when its last one leaves).
+bool other_device_in(device const& d, room const& r) {
+  for (auto const& o : d.acc->devices)
+    if (o.get() != &d && o->current == &r) return true;
+  return false;
+}
+
+}  // namespace
+
 void hub::enter(device& d, room& r) {
   touch_presence();
-  if (&r != general_) {
+  if (&r != general_ && !other_device_in(d, r)) {
     auto ev = proto::share(proto::encode_event("join", r.name, d.acc->name));
     for (device* other : r.present) other->p->push(ev);
     if (!r.watchers.empty()) push_watchers(r, ev, d.p);
@@ -375,12 +387,12 @@ void hub::exit_current(device& d) {
   r->present[d.slot] = last;
   last->slot = d.slot;
   r->present.pop_back();
-  if (r != general_) {
+  if (r == general_) {
+    general_changed();
+  } else if (!other_device_in(d, *r)) {
     auto ev = proto::share(proto::encode_event("leave", r->name, d.acc->name));
     for (device* other : r->present) other->p->push(ev);
     if (!r->watchers.empty()) push_watchers(*r, ev, d.p);
-  } else {
-    general_changed();
   }
 }
 

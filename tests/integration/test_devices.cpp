@@ -119,9 +119,8 @@ TEST_CASE("Each device has its own current room and its own watches", "[integrat
   // Both in #den: the other device gets the message (and only it).
   REQUIRE(code_of(join(laptop, "den")) == 200);
   drain_history(laptop, 2);
-  auto joined = phone.push();  // another connection entered the room
-  CHECK(str(joined, "event") == "join");
-  CHECK(str(joined, "user") == "alice");
+  // alice was in the room already (on the phone): no `join` (events are per account).
+  CHECK(no_push_pending(phone));
   CHECK(code_of(say(phone, "both here")) == 200);
   CHECK(is_msg(laptop.push(), "alice", "#den", "both here"));
   CHECK(no_push_pending(phone));
@@ -240,4 +239,52 @@ TEST_CASE("Devices and contacts survive a restart", "[integration][devices][cont
   CHECK(code_of(r) == 202);
   CHECK(r.at("quantity") == 1);
   CHECK(str(laptop.push(), "user_id") == "Bob");
+}
+
+TEST_CASE("join and leave events are per account: the first device in, the last device out",
+          "[integration][devices]") {
+  jimd_process d({"--history-on-join", "0"});
+  client alice = sign_up(d.port(), "alice");
+  client laptop = sign_up(d.port(), "gina0");
+  client phone = sign_in(d.port(), "gina0");
+  client tablet = sign_in(d.port(), "gina0");
+  auto pw = create_room(alice, "multi");
+  REQUIRE(code_of(join(laptop, "multi", pw)) == 200);
+  auto j = alice.push();
+  CHECK(str(j, "event") == "join");
+  CHECK(str(j, "user") == "gina0");
+  REQUIRE(code_of(join(phone, "multi")) == 200);
+  REQUIRE(code_of(join(tablet, "multi")) == 200);
+  CHECK(no_push_pending(alice));  // gina0 was in the room already
+  CHECK(no_push_pending(laptop));
+  REQUIRE(code_of(ask(laptop, json::object{{"action", "exit"}})) == 200);
+  CHECK(no_push_pending(alice));  // still there on the phone and the tablet
+  CHECK(user_names(ask(alice, json::object{{"action", "users"}, {"room", "multi"}})) ==
+        std::vector<std::string>{"alice", "gina0"});
+  quit(tablet);  // a disconnect is no leave either while the phone stays
+  CHECK(no_push_pending(alice));
+  REQUIRE(code_of(ask(phone, json::object{{"action", "exit"}})) == 200);
+  auto l = alice.push();
+  CHECK(str(l, "event") == "leave");
+  CHECK(str(l, "user") == "gina0");
+  CHECK(no_push_pending(alice));
+}
+
+TEST_CASE("a kick of an account with two devices in the room is one leave",
+          "[integration][devices][moderation]") {
+  jimd_process d({"--history-on-join", "0"});
+  client carol = sign_up(d.port(), "carol");
+  client laptop = sign_up(d.port(), "dave");
+  client phone = sign_in(d.port(), "dave");
+  auto pw = create_room(carol, "den");
+  REQUIRE(code_of(join(laptop, "den", pw)) == 200);
+  REQUIRE(code_of(join(phone, "den")) == 200);
+  CHECK(str(carol.push(), "event") == "join");
+  CHECK(no_push_pending(carol));
+  REQUIRE(code_of(ask(carol, json::object{{"action", "kick"}, {"room", "den"}, {"user", "dave"}})) ==
+          200);
+  auto l = carol.push();
+  CHECK(str(l, "event") == "leave");
+  CHECK(str(l, "user") == "dave");
+  CHECK(no_push_pending(carol));
 }
