@@ -466,8 +466,16 @@ hub::sign_in_result hub::attach(peer& p, account& a, code status,
         if (dev->p == conn) dev->in_log = true;
     });
   }
-  const std::uint64_t missed =
+  std::uint64_t missed =
       other_live ? 0 : general_->posted - std::min(a.general_seen, general_->posted);
+  // The last `missed` posted are the newest of the history (those still kept): the deleted
+  // ones among them were not missed.
+  {
+    auto const& h = general_->history;
+    const auto kept = static_cast<std::ptrdiff_t>(std::min<std::uint64_t>(missed, h.size()));
+    missed -= static_cast<std::uint64_t>(std::count_if(
+        h.end() - kept, h.end(), [](proto::chat_message const& m) { return m.deleted; }));
+  }
   res.reply.status = status;
   res.reply.fields =
       json::object{{"room", general_->name}, {"missed", missed}, {"account_name", a.name}};
@@ -1104,8 +1112,11 @@ std::uint64_t hub::unread(account const& a, room const& r) const {
       r.history.begin(), r.history.end(), since,
       [](std::uint64_t id, proto::chat_message const& m) { return id < m.id; });
   // `from` is always the name as registered: an exact comparison finds one's own messages.
-  return static_cast<std::uint64_t>(std::count_if(
-      first, r.history.end(), [&](proto::chat_message const& m) { return m.from != a.name; }));
+  // A deleted message is nothing to read.
+  return static_cast<std::uint64_t>(
+      std::count_if(first, r.history.end(), [&](proto::chat_message const& m) {
+        return m.from != a.name && !m.deleted;
+      }));
 }
 
 outcome hub::conversations(account& a) {
@@ -1126,8 +1137,9 @@ outcome hub::conversations(account& a) {
     auto first = std::upper_bound(
         messages.begin(), messages.end(), upto,
         [](std::uint64_t id, proto::chat_message const& m) { return id < m.id; });
-    auto unread = std::count_if(first, messages.end(),
-                                [&](proto::chat_message const& m) { return m.from != a.name; });
+    auto unread = std::count_if(first, messages.end(), [&](proto::chat_message const& m) {
+      return m.from != a.name && !m.deleted;
+    });
     list.push_back(entry{&messages.back(), &other->second->name,
                          static_cast<std::uint64_t>(unread)});
   }

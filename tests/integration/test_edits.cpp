@@ -171,3 +171,28 @@ TEST_CASE("edits replay from the journal after a crash", "[edits]") {
   auto alice = sign_in(d.port(), "alice");
   CHECK(str(in_history(alice.request(R"({"action":"history"})"), id), "message") == "final");
 }
+
+TEST_CASE("messages deleted while the reader was offline are not unread nor missed",
+          "[edits]") {
+  jimd_process d({"--rate-limit", "0", "--history-on-join", "0"});
+  auto alice = sign_up(d.port(), "alice");
+  {
+    auto gone = sign_up(d.port(), "bob");
+    quit(gone);  // offline from here
+  }
+  REQUIRE(code_of(say(alice, "kept")) == 200);
+  REQUIRE(code_of(del(alice, id_of(say(alice, "gone")))) == 200);
+  REQUIRE(code_of(say(alice, "kept too", "bob")) == 202);
+  REQUIRE(code_of(del(alice, id_of(say(alice, "gone too", "bob")))) == 200);
+  client bob(d.port());
+  auto r = ask(bob, authenticate_req("bob"));
+  REQUIRE(code_of(r) == 200);
+  CHECK(r.at("missed").to_number<int>() == 1);
+  auto queued = bob.push();  // the private message kept (the deleted one never comes)
+  CHECK(str(queued, "message") == "kept too");
+  CHECK(no_push_pending(bob));
+  CHECK(room_entry(bob.request(R"({"action":"rooms"})"), "#general").at("unread") == 1);
+  auto conv = bob.request(R"({"action":"conversations"})").at("conversations").as_array();
+  REQUIRE(conv.size() == 1);
+  CHECK(conv[0].as_object().at("unread") == 1);
+}
