@@ -146,11 +146,15 @@ std::string text(fields const& f, limits const& lim) {
   return t;
 }
 
-/// A required integer field of at least 1 (message and schedule ids).
+/// A required integer field of at least 1 (message and schedule ids). Unlike opt_integer() it
+/// does not saturate: an id beyond int64 (2^63 as uint64, 1e300) would name another id.
 std::uint64_t positive(fields const& f, std::string_view key) {
   auto v = f.opt_integer(key);
   if (!v) fail("missing field " + f.name(key));
   if (*v < 1) fail(f.name(key) + " must be an integer of at least 1");
+  if (*v == std::numeric_limits<std::int64_t>::max() && !f.find(key)->is_int64())
+    fail(f.name(key) + " is out of range (at most " +
+         std::to_string(std::numeric_limits<std::int64_t>::max()) + ")");
   return static_cast<std::uint64_t>(*v);
 }
 

@@ -240,7 +240,8 @@ std::vector<shared_frame> hub::take_notices(account& a) {
 void hub::due_posted(apply_result const& r) {
   if (!r.ok()) return;  // a duplicate (another node posted it) or a refusal
   if (!r.notice.empty()) {
-    JIM_LOG(info, "{}", r.notice);
+    JIM_LOG(info, "scheduled message {} of {} dropped: {}", r.scheduled,
+            r.acc ? r.acc->name : std::string("?"), r.notice);
     if (r.acc && !connections(*r.acc).empty()) {
       auto frames = take_notices(*r.acc);
       for (peer* p : connections(*r.acc))

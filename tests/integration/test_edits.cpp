@@ -196,3 +196,22 @@ TEST_CASE("messages deleted while the reader was offline are not unread nor miss
   REQUIRE(conv.size() == 1);
   CHECK(conv[0].as_object().at("unread") == 1);
 }
+
+TEST_CASE("an id beyond int64 is a 400 naming the field, not another id's 404", "[edits]") {
+  jimd_process d({"--rate-limit", "0", "--history-on-join", "0"});
+  auto alice = sign_up(d.port(), "alice");
+  for (char const* id : {"9223372036854775808", "18446744073709551615", "1e300"}) {
+    for (char const* action : {"edit", "delete"}) {
+      auto r = alice.request(std::string(R"({"action":")") + action + R"(","id":)" + id +
+                             R"(,"message":"x"})");
+      CHECK(code_of(r) == 400);
+      CHECK(str(r, "error").find("\"id\" is out of range") != std::string::npos);
+    }
+  }
+  auto r = alice.request(R"({"action":"cancel","scheduled":1e300})");
+  CHECK(code_of(r) == 400);
+  // The largest int64 is an id like any other: not kept here, 404 naming it.
+  r = alice.request(R"({"action":"edit","id":9223372036854775807,"message":"x"})");
+  CHECK(code_of(r) == 404);
+  CHECK(str(r, "error").find("9223372036854775807") != std::string::npos);
+}
