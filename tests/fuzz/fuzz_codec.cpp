@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -91,6 +92,24 @@ void handle(json::object const& frame) {
   }
 }
 
+/// `v` with every double rounded to 12 significant digits. Boost.JSON 1.81 parses a number cut
+/// between two reads by another path than a whole one, and the two can differ in the last bit
+/// (1.8467440737222223E1 against 1.846744073722222E1, found by this fuzzer): both are the
+/// decimal's nearest doubles within an ulp. The daemon never echoes a number it was sent, so the
+/// framing is the same if the frames agree up to that.
+json::value rounded(json::value v) {
+  if (v.is_double()) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.12g", v.get_double());
+    return json::value(std::strtod(text, nullptr));
+  }
+  if (v.is_array())
+    for (auto& e : v.get_array()) e = rounded(std::move(e));
+  if (v.is_object())
+    for (auto& kv : v.get_object()) kv.value() = rounded(std::move(kv.value()));
+  return v;
+}
+
 /// Feeds `chunk` and drains the framer, recording each event. Returns false after too_large.
 bool drain(proto::framer& f, std::string_view chunk, std::vector<std::string>& events,
            bool decode) {
@@ -105,7 +124,7 @@ bool drain(proto::framer& f, std::string_view chunk, std::vector<std::string>& e
         return true;
       case proto::frame_status::frame:
         FUZZ_ASSERT(v.is_object());
-        events.push_back("F" + json::serialize(v));
+        events.push_back("F" + json::serialize(rounded(v)));
         if (decode) handle(v.get_object());
         break;
       case proto::frame_status::malformed:
