@@ -18,10 +18,7 @@ using namespace jim::test;
 TEST_CASE("A message to #general reaches every other connection in it but not the sender",
           "[integration][chat]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
-  client carol = sign_up(d.port(), "carol");
-  client dave = sign_up(d.port(), "dave");
+  auto [alice, bob, carol, dave] = sign_up_all(d.port(), "alice", "bob", "carol", "dave");
   create_room(dave, "elsewhere");  // dave is no longer in #general
 
   json::object r;
@@ -63,8 +60,7 @@ TEST_CASE("delivered counts the other connections in the room", "[integration][c
 
 TEST_CASE("Message ids are server-wide and strictly increasing", "[integration][chat]") {
   jimd_process d({"--rate-limit", "0"});
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   std::vector<std::uint64_t> ids;
   ids.push_back(id_of(say(alice, "1")));
   ids.push_back(id_of(say(bob, "2")));
@@ -82,12 +78,8 @@ TEST_CASE("Message ids are server-wide and strictly increasing", "[integration][
 
 TEST_CASE("A message without to goes to the sender's current room", "[integration][chat]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
-  client carol = sign_up(d.port(), "carol");
-  auto pw = create_room(alice, "den");
-  REQUIRE(code_of(join(bob, "den", pw)) == 200);
-  alice.push();  // bob's join event
+  auto [alice, bob, carol] = sign_up_all(d.port(), "alice", "bob", "carol");
+  room_with_member(alice, bob, "den");
 
   auto r = say(alice, "in the den");
   CHECK(code_of(r) == 200);
@@ -108,8 +100,7 @@ TEST_CASE("A message without to goes to the sender's current room", "[integratio
 TEST_CASE("A message to a room that is not the sender's current room gets 403",
           "[integration][chat]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   auto pw = create_room(bob, "den");
   json::object r;
   SECTION("not a member") {
@@ -149,9 +140,7 @@ TEST_CASE("A message to a room that does not exist gets 404", "[integration][cha
 TEST_CASE("A private message to an online user is pushed wherever they are, 200 with delivered 1",
           "[integration][chat]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
-  client carol = sign_up(d.port(), "carol");
+  auto [alice, bob, carol] = sign_up_all(d.port(), "alice", "bob", "carol");
   SECTION("bob in #general") {}
   SECTION("bob in a room alice is not in") {
     create_room(bob, "den");
@@ -205,11 +194,8 @@ TEST_CASE("A private message to an unknown account gets 404", "[integration][cha
 
 TEST_CASE("A bare name in msg.to is an account, never a room", "[integration][chat]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
-  auto pw = create_room(alice, "den");
-  REQUIRE(code_of(join(bob, "den", pw)) == 200);
-  alice.push();  // bob's join event
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
+  room_with_member(alice, bob, "den");
   auto r = say(alice, "to the room?", "den");
   CHECK(code_of(r) == 404);  // no account "den"
   CHECK(code_of(say(alice, "and general?", "general")) == 404);
@@ -219,8 +205,7 @@ TEST_CASE("A bare name in msg.to is an account, never a room", "[integration][ch
 TEST_CASE("Private message recipients are looked up case-insensitively and shown as registered",
           "[integration][chat]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "Bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "Bob");
   auto r = say(alice, "hi Bob", "bOB");
   CHECK(code_of(r) == 200);
   CHECK(r.at("delivered") == 1);
@@ -242,8 +227,7 @@ TEST_CASE("Private message recipients are looked up case-insensitively and shown
 
 TEST_CASE("An empty message gets 400", "[integration][chat]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   CHECK(code_of(say(alice, "")) == 400);
   CHECK(code_of(say(alice, "", "bob")) == 400);
   CHECK(no_push_pending(bob));
@@ -254,8 +238,7 @@ TEST_CASE("A message longer than max-message bytes gets 413 and the connection s
           "[integration][chat]") {
   SECTION("the default of 4096 bytes") {
     jimd_process d;
-    client alice = sign_up(d.port(), "alice");
-    client bob = sign_up(d.port(), "bob");
+    auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
     CHECK(code_of(say(alice, std::string(4096, 'x'))) == 200);
     CHECK(bob.push().at("message").as_string().size() == 4096);
     auto r = say(alice, std::string(4097, 'x'));
@@ -281,8 +264,7 @@ TEST_CASE("A message longer than max-message bytes gets 413 and the connection s
 TEST_CASE("Message text travels unchanged, including Unicode, quotes and escapes",
           "[integration][chat]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   const std::string text =
       "caf\xc3\xa9 \xf0\x9f\x98\x80 \"quoted\" back\\slash\ttab {\"not\":\"json\"}";
   REQUIRE(code_of(say(alice, text)) == 200);
@@ -352,8 +334,7 @@ TEST_CASE("CRLF line endings and empty lines are accepted", "[integration][chat]
 
 TEST_CASE("Malformed JSON gets 400 at once and the next line is processed", "[integration][chat]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   SECTION("a broken line, then a good one") {
     alice.send_raw("{\"action\": oops}\n");
     CHECK(code_of(alice.reply()) == 400);
@@ -386,8 +367,7 @@ TEST_CASE("Malformed JSON gets 400 at once and the next line is processed", "[in
 
 TEST_CASE("Invalid UTF-8 gets 400 and the connection stays open", "[integration][chat]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   for (std::string const& bad : {std::string("\xff"), std::string("\xc3"), std::string("\xc0\xaf"),
                                  std::string("\xed\xa0\x80"), std::string("ok\x80")}) {
     alice.send_raw("{\"action\":\"msg\",\"message\":\"" + bad + "\"}\n");
@@ -405,8 +385,7 @@ TEST_CASE("Invalid UTF-8 gets 400 and the connection stays open", "[integration]
 
 TEST_CASE("Every request gets exactly one reply, in request order", "[integration][chat]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   // A mix of cheap requests, ones that hash a password (create, join) and failures, in one write.
   std::string batch;
   const std::vector<std::pair<std::string, int>> reqs = {
@@ -469,8 +448,7 @@ TEST_CASE("Replies carry response and time, with alert text on success or error 
 TEST_CASE("time in a request is optional and accepted as a number, unknown fields are ignored",
           "[integration][chat]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   CHECK(code_of(alice.request(R"({"action":"msg","message":"a","time":1700000000})")) == 200);
   CHECK(code_of(alice.request(R"({"action":"msg","message":"b","time":1700000000.25})")) == 200);
   CHECK(code_of(alice.request(
@@ -482,8 +460,7 @@ TEST_CASE("time in a request is optional and accepted as a number, unknown field
 
 TEST_CASE("Pushes carry action and no response", "[integration][chat]") {
   jimd_process d({"--max-sessions", "1"});  // the takeover below
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   create_room(alice, "den");
   REQUIRE(code_of(ask(
               alice, json::object{{"action", "invite"}, {"room", "den"}, {"user", "bob"}})) == 200);
@@ -511,8 +488,7 @@ TEST_CASE("Many large pushes queued in one round arrive whole and in order",
   // buffer: 40 pushes of ~4 KB cross that bound several times. (Writes that end inside a frame
   // are covered by the slow-consumer tests in test_limits.cpp.)
   jimd_process d({"--rate-limit", "0", "--history-on-join", "40"});
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   std::vector<std::string> texts;
   std::string batch;
   for (int i = 0; i < 40; ++i) {

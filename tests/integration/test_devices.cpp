@@ -168,8 +168,7 @@ TEST_CASE("With --max-sessions 1 every sign-in takes over the live connection",
 TEST_CASE("missed counts from when the account's last device disconnected",
           "[integration][devices]") {
   jimd_process d({"--history-on-join", "0"});
-  client bob = sign_up(d.port(), "bob");
-  client phone = sign_up(d.port(), "alice");
+  auto [bob, phone] = sign_up_all(d.port(), "bob", "alice");
   client laptop = sign_in(d.port(), "alice");
   quit(phone);
   say(bob, "one");
@@ -244,8 +243,7 @@ TEST_CASE("Devices and contacts survive a restart", "[integration][devices][cont
 TEST_CASE("join and leave events are per account: the first device in, the last device out",
           "[integration][devices]") {
   jimd_process d({"--history-on-join", "0"});
-  client alice = sign_up(d.port(), "alice");
-  client laptop = sign_up(d.port(), "gina0");
+  auto [alice, laptop] = sign_up_all(d.port(), "alice", "gina0");
   client phone = sign_in(d.port(), "gina0");
   client tablet = sign_in(d.port(), "gina0");
   auto pw = create_room(alice, "multi");
@@ -273,8 +271,7 @@ TEST_CASE("join and leave events are per account: the first device in, the last 
 TEST_CASE("a kick of an account with two devices in the room is one leave",
           "[integration][devices][moderation]") {
   jimd_process d({"--history-on-join", "0"});
-  client carol = sign_up(d.port(), "carol");
-  client laptop = sign_up(d.port(), "dave");
+  auto [carol, laptop] = sign_up_all(d.port(), "carol", "dave");
   client phone = sign_in(d.port(), "dave");
   auto pw = create_room(carol, "den");
   REQUIRE(code_of(join(laptop, "den", pw)) == 200);

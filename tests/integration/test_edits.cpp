@@ -15,10 +15,6 @@ using namespace jim::test;
 
 namespace {
 
-std::vector<std::string> quiet_args() {
-  return {"--rate-limit", "0", "--history-on-join", "0"};
-}
-
 json::object edit(client& c, std::uint64_t id, std::string const& text) {
   return ask(c, json::object{{"action", "edit"}, {"id", id}, {"message", text}});
 }
@@ -39,8 +35,7 @@ json::object in_history(json::object const& reply, std::uint64_t id) {
 TEST_CASE("edit and delete of a room message are pushed to the room and shown by history",
           "[edits]") {
   jimd_process d(quiet_args());
-  auto alice = sign_up(d.port(), "alice");
-  auto bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   auto id = id_of(say(alice, "helo"));
   auto pushed = bob.push();
   CHECK(id_of(pushed) == id);
@@ -70,8 +65,7 @@ TEST_CASE("edit and delete of a room message are pushed to the room and shown by
 
 TEST_CASE("edit and delete refusals: not the author, unknown id, deleted, too long", "[edits]") {
   jimd_process d({"--rate-limit", "0", "--history-on-join", "0", "--max-message", "16"});
-  auto alice = sign_up(d.port(), "alice");
-  auto bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   auto id = id_of(say(alice, "mine"));
   CHECK(code_of(edit(bob, id, "yours")) == 403);
   CHECK(code_of(del(bob, id)) == 403);
@@ -88,9 +82,7 @@ TEST_CASE("edit and delete refusals: not the author, unknown id, deleted, too lo
 
 TEST_CASE("a room owner deletes any message of the room, an admin any message", "[edits]") {
   jimd_process d({"--rate-limit", "0", "--history-on-join", "0", "--admin", "root"});
-  auto alice = sign_up(d.port(), "alice");
-  auto bob = sign_up(d.port(), "bob");
-  auto root = sign_up(d.port(), "root");
+  auto [alice, bob, root] = sign_up_all(d.port(), "alice", "bob", "root");
   create_room(alice, "den");
   REQUIRE(code_of(ask(
               alice, json::object{{"action", "invite"}, {"room", "den"}, {"user", "bob"}})) == 200);
@@ -118,9 +110,7 @@ TEST_CASE("a room owner deletes any message of the room, an admin any message", 
 TEST_CASE("edit of a private message reaches both parties and the author's other connection",
           "[edits]") {
   jimd_process d(quiet_args());
-  auto alice = sign_up(d.port(), "alice");
-  auto bob = sign_up(d.port(), "bob");
-  auto carol = sign_up(d.port(), "carol");
+  auto [alice, bob, carol] = sign_up_all(d.port(), "alice", "bob", "carol");
   auto id = id_of(say(alice, "hi bob", "bob"));
   bob.push();
   REQUIRE(code_of(edit(alice, id, "hi Bob")) == 200);

@@ -244,8 +244,7 @@ TEST_CASE("Bytes discarded after a syntax error do not count toward max-frame",
 TEST_CASE("A message over max-message bytes gets 413 and the connection stays open",
           "[integration][limits]") {
   jimd_process d({"--max-message", "100"});
-  auto alice = sign_up(d.port(), "alice");
-  auto bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
 
   CHECK(send_msg(alice, std::string(101, 'a')) == 413);
   CHECK(send_msg(alice, std::string(100, 'b')) == 200);
@@ -422,8 +421,7 @@ TEST_CASE("Messages beyond the rate burst get 429 with a positive retry_after",
 
 TEST_CASE("Private messages use the same per-account token bucket", "[integration][limits]") {
   jimd_process d({"--rate-limit", "0.1", "--rate-burst", "3"});
-  auto alice = sign_up(d.port(), "alice");
-  auto bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   CHECK(send_msg(alice, "1") == 200);
   CHECK(send_msg(alice, "2", "bob") == 200);
   CHECK(send_msg(alice, "3", "carol") == 404);  // rejected: no token used
@@ -468,8 +466,7 @@ TEST_CASE("Rate limit 0 means no limit", "[integration][limits]") {
 
 TEST_CASE("The rate limit is per account: another account is unaffected", "[integration][limits]") {
   jimd_process d({"--rate-limit", "0.1", "--rate-burst", "3"});
-  auto alice = sign_up(d.port(), "alice");
-  auto bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   for (int i = 0; i < 3; ++i) CHECK(send_msg(alice, "a" + std::to_string(i)) == 200);
   CHECK(send_msg(alice, "a-limited") == 429);
   for (int i = 0; i < 3; ++i) CHECK(send_msg(bob, "b" + std::to_string(i)) == 200);

@@ -336,8 +336,7 @@ TEST_CASE_METHOD(metrics_fixture, "/metrics: valid exposition whose counters mov
   CHECK(before.at("jimd_messages_posted_total") == 0);
   CHECK(before.at("jimd_accepting") == 1);
 
-  auto alice = sign_up(d->port(), "alice");
-  auto bob = sign_up(d->port(), "bob");
+  auto [alice, bob] = sign_up_all(d->port(), "alice", "bob");
   drain(alice);
   drain(bob);
   for (int i = 0; i < 3; ++i) REQUIRE(code_of(say(alice, "hello " + std::to_string(i))) == 200);

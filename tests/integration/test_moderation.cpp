@@ -16,12 +16,6 @@ using namespace jim::test;
 
 namespace {
 
-std::vector<std::string> args(std::vector<std::string> more = {}) {
-  std::vector<std::string> a{"--rate-limit", "0", "--history-on-join", "0"};
-  a.insert(a.end(), more.begin(), more.end());
-  return a;
-}
-
 json::object report(client& c, std::string const& user) {
   return ask(c, json::object{{"action", "report"}, {"user", user}, {"reason", "spam"}});
 }
@@ -41,11 +35,8 @@ std::string room_of(client& c) {
 }  // namespace
 
 TEST_CASE("reports from three distinct accounts mute, refusals", "[moderation]") {
-  jimd_process d(args());
-  auto bob = sign_up(d.port(), "bob");
-  auto alice = sign_up(d.port(), "alice");
-  auto carol = sign_up(d.port(), "carol");
-  auto dave = sign_up(d.port(), "dave");
+  jimd_process d(quiet_args());
+  auto [bob, alice, carol, dave] = sign_up_all(d.port(), "bob", "alice", "carol", "dave");
   CHECK(code_of(report(alice, "alice")) == 400);
   CHECK(code_of(report(alice, "nobody")) == 404);
   CHECK(code_of(ask(alice, json::object{{"action", "report"}})) == 400);
@@ -64,13 +55,9 @@ TEST_CASE("reports from three distinct accounts mute, refusals", "[moderation]")
 }
 
 TEST_CASE("a room owner kicks: moved to #general with a notice, still a member", "[moderation]") {
-  jimd_process d(args());
-  auto carol = sign_up(d.port(), "carol");
-  auto bob = sign_up(d.port(), "bob");
-  auto mallory = sign_up(d.port(), "mallory");
-  auto pw = create_room(carol, "den");
-  REQUIRE(code_of(join(bob, "den", pw)) == 200);
-  carol.push();
+  jimd_process d(quiet_args());
+  auto [carol, bob, mallory] = sign_up_all(d.port(), "carol", "bob", "mallory");
+  room_with_member(carol, bob, "den");
   CHECK(code_of(moderate(mallory, "kick", "den", "bob")) == 403);  // not the owner
   CHECK(code_of(moderate(carol, "kick", "nowhere", "bob")) == 404);
   CHECK(code_of(moderate(carol, "kick", "den", "nobody")) == 404);
@@ -86,12 +73,9 @@ TEST_CASE("a room owner kicks: moved to #general with a notice, still a member",
 
 TEST_CASE("a room ban removes the membership and forbids join and invite until unban",
           "[moderation]") {
-  jimd_process d(args());
-  auto carol = sign_up(d.port(), "carol");
-  auto bob = sign_up(d.port(), "bob");
-  auto pw = create_room(carol, "den");
-  REQUIRE(code_of(join(bob, "den", pw)) == 200);
-  carol.push();
+  jimd_process d(quiet_args());
+  auto [carol, bob] = sign_up_all(d.port(), "carol", "bob");
+  const std::string pw = room_with_member(carol, bob, "den");
   // #den only: a watcher of #general also gets its `online` counts, which bob's move changes.
   REQUIRE(code_of(ask(bob, json::object{{"action", "watch"}, {"rooms", json::array{"den"}}})) ==
           200);
@@ -114,10 +98,8 @@ TEST_CASE("a room ban removes the membership and forbids join and invite until u
 
 TEST_CASE("an admin bans an account: closed with a notice, sign-ins refused until unban",
           "[moderation]") {
-  jimd_process d(args({"--admin", "root,Ops"}));
-  auto root = sign_up(d.port(), "root");
-  auto bob = sign_up(d.port(), "bob");
-  auto alice = sign_up(d.port(), "alice");
+  jimd_process d(quiet_args({"--admin", "root,Ops"}));
+  auto [root, bob, alice] = sign_up_all(d.port(), "root", "bob", "alice");
   CHECK(code_of(ask(alice, json::object{{"action", "ban"}, {"user", "bob"}, {"reason", "x"}})) ==
         403);
   CHECK(code_of(ask(root, json::object{{"action", "ban"}, {"user", "nobody"}})) == 404);
@@ -142,18 +124,15 @@ TEST_CASE("an admin bans an account: closed with a notice, sign-ins refused unti
 TEST_CASE("mutes, room bans and account bans survive a restart", "[moderation]") {
   temp_dir dir;
   {
-    jimd_process d(args({"--admin", "root"}), dir.path());
-    auto bob = sign_up(d.port(), "bob");
-    auto eve = sign_up(d.port(), "eve");
-    auto root = sign_up(d.port(), "root");
-    auto carol = sign_up(d.port(), "carol");
+    jimd_process d(quiet_args({"--admin", "root"}), dir.path());
+    auto [bob, eve, root, carol] = sign_up_all(d.port(), "bob", "eve", "root", "carol");
     create_room(carol, "den");
     for (auto* c : {&root, &carol, &eve}) REQUIRE(code_of(report(*c, "bob")) == 200);
     REQUIRE(code_of(moderate(carol, "ban", "den", "bob")) == 200);
     REQUIRE(code_of(ask(root, json::object{{"action", "ban"}, {"user", "eve"}})) == 200);
     REQUIRE(d.stop() == 0);
   }
-  jimd_process d(args({"--admin", "root"}), dir.path());
+  jimd_process d(quiet_args({"--admin", "root"}), dir.path());
   auto bob = sign_in(d.port(), "bob");
   CHECK(code_of(say(bob, "muted still")) == 403);
   CHECK(code_of(join(bob, "den")) == 403);
@@ -163,13 +142,10 @@ TEST_CASE("mutes, room bans and account bans survive a restart", "[moderation]")
 
 TEST_CASE("a kick or ban moves only the devices in the room, an admin ban closes every device",
           "[moderation][devices]") {
-  jimd_process d(args({"--admin", "root"}));
-  auto carol = sign_up(d.port(), "carol");
-  auto laptop = sign_up(d.port(), "bob");
+  jimd_process d(quiet_args({"--admin", "root"}));
+  auto [carol, laptop] = sign_up_all(d.port(), "carol", "bob");
   auto phone = sign_in(d.port(), "bob");  // a second device of bob, staying in #general
-  auto pw = create_room(carol, "den");
-  REQUIRE(code_of(join(laptop, "den", pw)) == 200);
-  carol.push();  // bob's join
+  room_with_member(carol, laptop, "den");
   const char* action = GENERATE("kick", "ban");
   REQUIRE(code_of(moderate(carol, action, "den", "bob")) == 200);
   CHECK(str(laptop.push(), "action") == "notice");
@@ -187,11 +163,8 @@ TEST_CASE("a kick or ban moves only the devices in the room, an admin ban closes
 }
 
 TEST_CASE("a muted account cannot edit nor schedule: 403 with until at once", "[moderation]") {
-  jimd_process d(args());
-  auto bob = sign_up(d.port(), "bob");
-  auto alice = sign_up(d.port(), "alice");
-  auto carol = sign_up(d.port(), "carol");
-  auto dave = sign_up(d.port(), "dave");
+  jimd_process d(quiet_args());
+  auto [bob, alice, carol, dave] = sign_up_all(d.port(), "bob", "alice", "carol", "dave");
   const auto id = id_of(say(bob, "hello"));
   for (client* c : {&alice, &carol, &dave}) c->push();  // bob's message
   const std::int64_t later =

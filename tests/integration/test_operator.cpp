@@ -163,8 +163,7 @@ TEST_CASE("Private texts are logged only with --log-messages all", "[integration
   std::vector<std::string> args{"--log-level", "info"};
   if (!mode.empty()) args.insert(args.end(), {"--log-messages", mode});
   jimd_process d(args);
-  auto alice = sign_up(d.port(), "alice");
-  auto bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   CHECK(code_of(say(alice, "secret for bob 8125", "bob")) == 200);
   CHECK(code_of(say(alice, "public room text 3391")) == 200);
   barrier(bob);

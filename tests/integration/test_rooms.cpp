@@ -40,8 +40,7 @@ bool is_event(json::object const& p, char const* event, char const* room, char c
 TEST_CASE("create gets 201 with #name and a random URL-safe password, and moves the creator in",
           "[integration][rooms]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   auto r = alice.request(R"({"action":"create","room":"den"})");
   CHECK(code_of(r) == 201);
   CHECK(r.at("room") == "#den");
@@ -67,8 +66,7 @@ TEST_CASE("create gets 201 with #name and a random URL-safe password, and moves 
 
 TEST_CASE("A room is shown as created and looked up case-insensitively", "[integration][rooms]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   auto pw = create_room(alice, "CamelRoom");
   auto r = join(bob, "#camelroom", pw);
   CHECK(code_of(r) == 200);
@@ -85,8 +83,7 @@ TEST_CASE("A room is shown as created and looked up case-insensitively", "[integ
 TEST_CASE("create of an existing room gets 409, case-insensitively, and moves nobody",
           "[integration][rooms]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   create_room(alice, "Den");
   for (char const* name : {"Den", "den", "#DEN", "dEn"}) {
     INFO(name);
@@ -185,8 +182,7 @@ TEST_CASE("join of #general gets 200 and pushes #general's recent history",
 TEST_CASE("join with a wrong or missing password gets 403 and changes nothing",
           "[integration][rooms]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   auto pw = create_room(alice, "den");
   json::object r;
   SECTION("wrong") {
@@ -225,8 +221,7 @@ TEST_CASE("join of a room that does not exist gets 404", "[integration][rooms]")
 TEST_CASE("Members rejoin without a password: the owner and anyone who once joined with it",
           "[integration][rooms]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   auto pw = create_room(alice, "den");
   REQUIRE(code_of(join(bob, "den", pw)) == 200);
   REQUIRE(code_of(bob.request(R"({"action":"exit"})")) == 200);
@@ -241,8 +236,7 @@ TEST_CASE("Members rejoin without a password: the owner and anyone who once join
 
 TEST_CASE("exit and its alias leave get 200 with room #general", "[integration][rooms]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   create_room(alice, "den");
   json::object r;
   SECTION("exit") {
@@ -265,8 +259,7 @@ TEST_CASE("exit and its alias leave get 200 with room #general", "[integration][
 TEST_CASE("A connection is in exactly one room at a time: joining leaves the previous one",
           "[integration][rooms]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   auto den = create_room(alice, "den");
   auto lair = create_room(bob, "lair");  // bob is now in #lair
   REQUIRE(code_of(join(alice, "lair", lair)) == 200);
@@ -286,8 +279,7 @@ TEST_CASE(
     "password",
     "[integration][rooms]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "Bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "Bob");
   create_room(alice, "den");
   auto r = invite(alice, "den", "bob");
   CHECK(code_of(r) == 200);
@@ -316,9 +308,7 @@ TEST_CASE("An invited offline user joins later without password", "[integration]
 
 TEST_CASE("invite by anyone but the owner gets 403", "[integration][rooms]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
-  client carol = sign_up(d.port(), "carol");
+  auto [alice, bob, carol] = sign_up_all(d.port(), "alice", "bob", "carol");
   auto pw = create_room(alice, "den");
   SECTION("a member who is not the owner") {
     REQUIRE(code_of(join(bob, "den", pw)) == 200);
@@ -354,8 +344,7 @@ TEST_CASE(
   jimd_process d({"--max-sessions", "1"});  // the takeover section
   client alice = sign_up(d.port(), "alice");
   auto pw = create_room(alice, "den");
-  client bob = sign_up(d.port(), "bob");
-  client carol = sign_up(d.port(), "carol");
+  auto [bob, carol] = sign_up_all(d.port(), "bob", "carol");
 
   REQUIRE(code_of(join(bob, "den", pw)) == 200);
   auto e = alice.push();
@@ -419,8 +408,7 @@ TEST_CASE("#general has no join or leave events", "[integration][rooms]") {
 TEST_CASE("history defaults to the current room and the last 50 messages, oldest first",
           "[integration][rooms]") {
   jimd_process d({"--rate-limit", "0", "--history-on-join", "0"});
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   auto general = post_many(bob, 3, "general");
   create_room(alice, "den");
   auto ids = post_many(alice, 60, "den");
@@ -491,8 +479,7 @@ TEST_CASE("history before is exclusive: only ids below it", "[integration][rooms
 TEST_CASE("history of a room that does not exist gets 404, of a room one is not a member of 403",
           "[integration][rooms]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   auto pw = create_room(alice, "den");
   CHECK(code_of(say(alice, "secret")) == 200);
   CHECK(code_of(history(bob, {{"room", "nowhere"}})) == 404);
@@ -515,9 +502,7 @@ TEST_CASE("history of a room that does not exist gets 404, of a room one is not 
 TEST_CASE("history with an account returns the private conversation, oldest first",
           "[integration][rooms]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "Bob");
-  client carol = sign_up(d.port(), "carol");
+  auto [alice, bob, carol] = sign_up_all(d.port(), "alice", "Bob", "carol");
   auto a1 = id_of(say(alice, "hi bob", "bob"));
   auto b1 = id_of(say(bob, "hi alice", "alice"));
   say(carol, "not in it", "bob");
@@ -552,9 +537,7 @@ TEST_CASE("history with an account returns the private conversation, oldest firs
 TEST_CASE("users lists who is online in the current room with their status",
           "[integration][rooms]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "Bob");
-  client carol = sign_up(d.port(), "carol");
+  auto [alice, bob, carol] = sign_up_all(d.port(), "alice", "Bob", "carol");
   create_room(carol, "den");
   REQUIRE(code_of(bob.request(R"({"action":"presence","user":{"status":"away"}})")) == 200);
   auto r = alice.request(R"({"action":"users"})");
@@ -576,8 +559,7 @@ TEST_CASE("users lists who is online in the current room with their status",
 TEST_CASE("users of another room needs membership (403), and a room that exists (404)",
           "[integration][rooms]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   auto pw = create_room(alice, "den");
   CHECK(code_of(bob.request(R"({"action":"users","room":"den"})")) == 403);
   CHECK(code_of(bob.request(R"({"action":"users","room":"nowhere"})")) == 404);
@@ -597,10 +579,7 @@ TEST_CASE("users of another room needs membership (403), and a room that exists 
 TEST_CASE("rooms lists every room with owner, online count and membership",
           "[integration][rooms]") {
   jimd_process d;
-  client alice = sign_up(d.port(), "Alice");
-  client bob = sign_up(d.port(), "bob");
-  client carol = sign_up(d.port(), "carol");
-  client dave = sign_up(d.port(), "dave");
+  auto [alice, bob, carol, dave] = sign_up_all(d.port(), "Alice", "bob", "carol", "dave");
   auto den = create_room(alice, "den");
   create_room(bob, "Lair");
   REQUIRE(code_of(join(carol, "den", den)) == 200);

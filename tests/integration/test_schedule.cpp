@@ -17,10 +17,6 @@ using namespace jim::test;
 
 namespace {
 
-std::vector<std::string> quiet_args() {
-  return {"--rate-limit", "0", "--history-on-join", "0"};
-}
-
 std::int64_t now_s() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -51,8 +47,7 @@ json::object next_msg(client& c, std::chrono::milliseconds bound = 8s) {
 
 TEST_CASE("a scheduled message is posted at its time as an ordinary message", "[schedule]") {
   jimd_process d(quiet_args());
-  auto alice = sign_up(d.port(), "alice");
-  auto bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   const auto at = now_s() + 2;
   auto r = schedule(alice, "reminder", at);
   REQUIRE(code_of(r) == 202);
@@ -73,8 +68,7 @@ TEST_CASE("a scheduled message is posted at its time as an ordinary message", "[
 
 TEST_CASE("scheduled lists, cancel removes, refusals", "[schedule]") {
   jimd_process d({"--rate-limit", "0", "--history-on-join", "0", "--schedule-max", "60"});
-  auto alice = sign_up(d.port(), "alice");
-  auto bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   const auto at = now_s() + 50;
   auto s1 = sched_of(schedule(alice, "one", at));
   auto s2 = sched_of(schedule(alice, "two", at - 10, "bob"));
@@ -160,11 +154,8 @@ TEST_CASE("a schedule that fell due while the daemon was down is posted at start
 TEST_CASE("a schedule the author may no longer post is dropped with a notice at sign-in",
           "[schedule]") {
   jimd_process d(quiet_args());
-  auto carol = sign_up(d.port(), "carol");
-  auto alice = sign_up(d.port(), "alice");
-  auto pw = create_room(carol, "den");
-  REQUIRE(code_of(join(alice, "den", pw)) == 200);
-  carol.push();  // alice joined
+  auto [carol, alice] = sign_up_all(d.port(), "carol", "alice");
+  room_with_member(carol, alice, "den");
   const auto at = now_s() + 2;
   REQUIRE(code_of(schedule(alice, "to den", at, "#den")) == 202);
   REQUIRE(code_of(schedule(alice, "to general", at, "#general")) == 202);
@@ -186,11 +177,8 @@ TEST_CASE("a schedule the author may no longer post is dropped with a notice at 
 TEST_CASE("two schedules dropped at once while the author is online: each notice pushed once",
           "[schedule]") {
   jimd_process d(quiet_args());
-  auto carol = sign_up(d.port(), "carol");
-  auto gina = sign_up(d.port(), "gina");
-  auto pw = create_room(carol, "dup1");
-  REQUIRE(code_of(join(gina, "dup1", pw)) == 200);
-  carol.push();  // gina joined
+  auto [carol, gina] = sign_up_all(d.port(), "carol", "gina");
+  room_with_member(carol, gina, "dup1");
   // The same `at`: both fall due in one batch, the second before the first's notice is taken.
   const auto at = now_s() + 2;
   const auto s1 = sched_of(schedule(gina, "first", at, "#dup1"));

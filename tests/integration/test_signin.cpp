@@ -804,8 +804,7 @@ TEST_CASE("A takeover closes an old connection that does not read before the new
   // close it, within a bounded wait, before answering the new sign-in.
   jimd_process d({"--rate-limit", "0", "--max-outbound", "268435456", "--history-on-join", "0",
                  "--max-sessions", "1"});
-  client old = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [old, bob] = sign_up_all(d.port(), "alice", "bob");
   const std::string text(4000, 'x');
   const std::string line =
       json::serialize(json::object{{"action", "msg"}, {"message", text}}) + "\n";

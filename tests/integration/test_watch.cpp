@@ -72,12 +72,6 @@ bool only_counts_pending(client& c) {
   return true;
 }
 
-/// The daemon's options for these tests: no rate limit, nothing pushed at sign-in or join (so
-/// the pushes a test reads are the ones it is about), unless a test says otherwise.
-std::vector<std::string> quiet_args() {
-  return {"--rate-limit", "0", "--history-on-join", "0"};
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -87,9 +81,7 @@ std::vector<std::string> quiet_args() {
 TEST_CASE("A watched room's messages and join/leave events reach a connection in another room",
           "[integration][watch]") {
   jimd_process d(quiet_args());
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
-  client carol = sign_up(d.port(), "carol");
+  auto [alice, bob, carol] = sign_up_all(d.port(), "alice", "bob", "carol");
   const std::string pw = create_room(alice, "den");
   REQUIRE(code_of(invite(alice, "den", "bob")) == 200);
   CHECK(bob.push().at("action") == "invite");
@@ -135,11 +127,8 @@ TEST_CASE("A watched room's messages and join/leave events reach a connection in
 TEST_CASE("A connection that watches the room it is in gets each push once",
           "[integration][watch]") {
   jimd_process d(quiet_args());
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
-  const std::string pw = create_room(alice, "den");
-  REQUIRE(code_of(join(bob, "den", pw)) == 200);
-  CHECK(alice.push().at("event") == "join");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
+  room_with_member(alice, bob, "den");
   REQUIRE(code_of(watch(bob, "all")) == 200);
   CHECK(num(say(alice, "once"), "delivered") == 1);
   CHECK(next_push(bob).at("message") == "once");
@@ -153,8 +142,7 @@ TEST_CASE("A connection that watches the room it is in gets each push once",
 TEST_CASE("watch refuses unknown rooms (404) and rooms of others (403) and then watches nothing",
           "[integration][watch]") {
   jimd_process d(quiet_args());
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   create_room(alice, "den");
   create_room(alice, "attic");
   REQUIRE(code_of(invite(alice, "attic", "bob")) == 200);
@@ -187,8 +175,7 @@ TEST_CASE("watch refuses unknown rooms (404) and rooms of others (403) and then 
 TEST_CASE("watch all covers every member room, also rooms joined later, until unwatch all",
           "[integration][watch]") {
   jimd_process d(quiet_args());
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   const std::string den_pw = create_room(alice, "den");
   create_room(alice, "attic");
   REQUIRE(code_of(invite(alice, "den", "bob")) == 200);
@@ -227,8 +214,7 @@ TEST_CASE("watch all covers every member room, also rooms joined later, until un
 TEST_CASE("Watchers of #general get its online count coalesced, at most once a second",
           "[integration][watch]") {
   jimd_process d(quiet_args());
-  client watcher = sign_up(d.port(), "watcher");
-  client classic = sign_up(d.port(), "classic");
+  auto [watcher, classic] = sign_up_all(d.port(), "watcher", "classic");
   REQUIRE(code_of(watch(watcher, json::array{"general"})) == 200);
 
   std::vector<client> crowd;
@@ -263,8 +249,7 @@ TEST_CASE("Watchers of #general get its online count coalesced, at most once a s
 TEST_CASE("rooms shows unread and last_read, and read moves the marker forward only",
           "[integration][watch][read]") {
   jimd_process d(quiet_args());
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   const std::string pw = create_room(alice, "den");
   REQUIRE(code_of(say(alice, "before bob")) == 200);  // before bob is a member: never unread
   REQUIRE(code_of(join(bob, "den", pw)) == 200);
@@ -307,8 +292,7 @@ TEST_CASE("rooms shows unread and last_read, and read moves the marker forward o
 
 TEST_CASE("read refuses what the contract refuses", "[integration][watch][read]") {
   jimd_process d(quiet_args());
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   create_room(alice, "den");
   CHECK(code_of(read_room(bob, "nowhere", 1)) == 404);
   CHECK(code_of(read_with(bob, "ghost", 1)) == 404);
@@ -333,8 +317,7 @@ TEST_CASE("read refuses what the contract refuses", "[integration][watch][read]"
 TEST_CASE("A read marker past the newest message stops at it, so later messages count as unread",
           "[integration][watch][read]") {
   jimd_process d(quiet_args());
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
+  auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   auto ids = post_many(alice, 2, "general");
   // A future id (typo, buggy client) and ids past int64 (saturated by the decoder).
   for (json::value far : {json::value(ids[1] + 1000), json::value(std::uint64_t{1} << 63),
@@ -358,9 +341,7 @@ TEST_CASE("A read marker past the newest message stops at it, so later messages 
 TEST_CASE("conversations lists private conversations newest first with unread counts",
           "[integration][watch][read]") {
   jimd_process d(quiet_args());
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "Bob");
-  client carol = sign_up(d.port(), "carol");
+  auto [alice, bob, carol] = sign_up_all(d.port(), "alice", "Bob", "carol");
   REQUIRE(code_of(say(alice, "hi bob", "bob")) == 200);
   auto second = say(alice, "still there?", "bob");
   REQUIRE(code_of(say(bob, "yes", "alice")) == 200);
@@ -401,9 +382,7 @@ TEST_CASE("conversations lists private conversations newest first with unread co
 TEST_CASE("users with room * lists every signed-in account once with its status",
           "[integration][watch][presence]") {
   jimd_process d(quiet_args());
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
-  client gone = sign_up(d.port(), "gone");
+  auto [alice, bob, gone] = sign_up_all(d.port(), "alice", "bob", "gone");
   quit(gone);
   create_room(alice, "den");  // alice is elsewhere now
   REQUIRE(code_of(set_status(bob, "away")) == 200);
@@ -418,13 +397,8 @@ TEST_CASE("users with room * lists every signed-in account once with its status"
 TEST_CASE("A status change reaches every connection in or watching the changer's room",
           "[integration][watch][presence]") {
   jimd_process d(quiet_args());
-  client alice = sign_up(d.port(), "alice");
-  client bob = sign_up(d.port(), "bob");
-  client carol = sign_up(d.port(), "carol");
-  client dave = sign_up(d.port(), "dave");
-  const std::string pw = create_room(alice, "den");
-  REQUIRE(code_of(join(bob, "den", pw)) == 200);
-  alice.push();
+  auto [alice, bob, carol, dave] = sign_up_all(d.port(), "alice", "bob", "carol", "dave");
+  room_with_member(alice, bob, "den");
   REQUIRE(code_of(invite(alice, "den", "carol")) == 200);
   carol.push();
   REQUIRE(code_of(watch(carol, json::array{"den"})) == 200);
@@ -511,11 +485,8 @@ void markers_survive_restart(int sig) {
   std::uint64_t id_read = 0;
   {
     jimd_process d(quiet_args(), dir.path());
-    client alice = sign_up(d.port(), "alice");
-    client bob = sign_up(d.port(), "bob");
-    const std::string pw = create_room(alice, "den");
-    REQUIRE(code_of(join(bob, "den", pw)) == 200);
-    alice.push();
+    auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
+    room_with_member(alice, bob, "den");
     auto ids = post_many(alice, 3, "den");
     id_read = ids[0];
     REQUIRE(code_of(read_room(bob, "den", id_read)) == 200);

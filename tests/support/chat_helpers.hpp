@@ -7,6 +7,7 @@
 
 #include <boost/json.hpp>
 
+#include <array>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -93,6 +94,35 @@ inline json::object join(client& c, std::string const& name, std::string const& 
   json::object req{{"action", "join"}, {"room", name}};
   if (!password.empty()) req["password"] = password;
   return ask(c, req);
+}
+
+/// `owner` creates room `name` (201 checked), `member` joins it with its password (200
+/// checked) and the `join` event that reaches `owner` is read (checked). Returns the password.
+/// Throws std::runtime_error when a step fails.
+inline std::string room_with_member(client& owner, client& member, std::string const& name) {
+  const std::string password = create_room(owner, name);
+  auto r = join(member, name, password);
+  if (code_of(r) != 200) throw std::runtime_error("join " + name + ": " + json::serialize(r));
+  auto e = owner.push();
+  if (str(e, "event") != "join")
+    throw std::runtime_error("join " + name + ": not a join event: " + json::serialize(e));
+  return password;
+}
+
+/// The daemon options of the tests that read exact pushes: no rate limit, no history pushed at
+/// sign-in or join (so the pushes a test reads are the ones it is about); `more` is appended.
+inline std::vector<std::string> quiet_args(std::vector<std::string> const& more = {}) {
+  std::vector<std::string> a{"--rate-limit", "0", "--history-on-join", "0"};
+  a.insert(a.end(), more.begin(), more.end());
+  return a;
+}
+
+/// Registers each of `names`, in the order given, on a connection of its own (201 checked, as
+/// sign_up) and returns the signed-in clients in that order, for structured bindings:
+/// `auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");`.
+template <class... Names>
+std::array<client, sizeof...(Names)> sign_up_all(std::uint16_t port, Names const&... names) {
+  return {sign_up(port, names)...};  // a braced list is evaluated left to right
 }
 
 /// Sends `quit` and waits until the server closed the connection (so the account is signed
