@@ -64,7 +64,7 @@ TEST_CASE("edit and delete of a room message are pushed to the room and shown by
 }
 
 TEST_CASE("edit and delete refusals: not the author, unknown id, deleted, too long", "[edits]") {
-  jimd_process d({"--rate-limit", "0", "--history-on-join", "0", "--max-message", "16"});
+  jimd_process d(quiet_args({"--max-message", "16"}));
   auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   auto id = id_of(say(alice, "mine"));
   CHECK(code_of(edit(bob, id, "yours")) == 403);
@@ -81,7 +81,7 @@ TEST_CASE("edit and delete refusals: not the author, unknown id, deleted, too lo
 }
 
 TEST_CASE("a room owner deletes any message of the room, an admin any message", "[edits]") {
-  jimd_process d({"--rate-limit", "0", "--history-on-join", "0", "--admin", "root"});
+  jimd_process d(quiet_args({"--admin", "root"}));
   auto [alice, bob, root] = sign_up_all(d.port(), "alice", "bob", "root");
   create_room(alice, "den");
   REQUIRE(code_of(ask(
@@ -164,7 +164,7 @@ TEST_CASE("edits replay from the journal after a crash", "[edits]") {
 
 TEST_CASE("messages deleted while the reader was offline are not unread nor missed",
           "[edits]") {
-  jimd_process d({"--rate-limit", "0", "--history-on-join", "0"});
+  jimd_process d(quiet_args());
   auto alice = sign_up(d.port(), "alice");
   {
     auto gone = sign_up(d.port(), "bob");
@@ -188,7 +188,7 @@ TEST_CASE("messages deleted while the reader was offline are not unread nor miss
 }
 
 TEST_CASE("an id beyond int64 is a 400 naming the field, not another id's 404", "[edits]") {
-  jimd_process d({"--rate-limit", "0", "--history-on-join", "0"});
+  jimd_process d(quiet_args());
   auto alice = sign_up(d.port(), "alice");
   for (char const* id : {"9223372036854775808", "18446744073709551615", "1e300"}) {
     for (char const* action : {"edit", "delete"}) {

@@ -407,7 +407,7 @@ TEST_CASE("#general has no join or leave events", "[integration][rooms]") {
 
 TEST_CASE("history defaults to the current room and the last 50 messages, oldest first",
           "[integration][rooms]") {
-  jimd_process d({"--rate-limit", "0", "--history-on-join", "0"});
+  jimd_process d(quiet_args());
   auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   auto general = post_many(bob, 3, "general");
   create_room(alice, "den");
@@ -430,7 +430,7 @@ TEST_CASE("history defaults to the current room and the last 50 messages, oldest
 }
 
 TEST_CASE("history limit is clamped to 500 and below 1 gets 400", "[integration][rooms]") {
-  jimd_process d({"--rate-limit", "0", "--history-on-join", "0"});
+  jimd_process d(quiet_args());
   client alice = sign_up(d.port(), "alice");
   auto ids = post_many(alice, 503);
   auto r = history(alice, {{"limit", 100000}});
@@ -451,7 +451,7 @@ TEST_CASE("history limit is clamped to 500 and below 1 gets 400", "[integration]
 }
 
 TEST_CASE("history before is exclusive: only ids below it", "[integration][rooms]") {
-  jimd_process d({"--rate-limit", "0", "--history-on-join", "0"});
+  jimd_process d(quiet_args());
   client alice = sign_up(d.port(), "alice");
   auto ids = post_many(alice, 20);
   auto r = history(alice, {{"before", ids[10]}, {"limit", 3}});

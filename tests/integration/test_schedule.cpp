@@ -67,7 +67,7 @@ TEST_CASE("a scheduled message is posted at its time as an ordinary message", "[
 }
 
 TEST_CASE("scheduled lists, cancel removes, refusals", "[schedule]") {
-  jimd_process d({"--rate-limit", "0", "--history-on-join", "0", "--schedule-max", "60"});
+  jimd_process d(quiet_args({"--schedule-max", "60"}));
   auto [alice, bob] = sign_up_all(d.port(), "alice", "bob");
   const auto at = now_s() + 50;
   auto s1 = sched_of(schedule(alice, "one", at));
