@@ -66,6 +66,23 @@ void drain(client& c, std::size_t = 0) {
   }
 }
 
+/// A jimd (`--fsync always`, args_for) on a fresh data dir whose journal writes fail (503)
+/// while the file `hook` exists (the test hook JIMD_TEST_JOURNAL_FAIL_IF). `d` is optional so
+/// that a test can stop it and start another on `dir`.
+struct failing_disk {
+  temp_dir dir;
+  fs::path hook = dir.path() / "disk-full";
+  std::optional<jimd_process> d{std::in_place, args_for("always"), dir.path(),
+                                jimd_process::environment{{fail_hook_env, hook.string()}}};
+};
+
+/// `n` pipelined room messages `text` tagged 0 to n-1, as one write.
+std::string tagged_batch(std::string const& text, int n) {
+  std::string batch;
+  for (int i = 0; i < n; ++i)
+    batch += json::serialize(json::object{{"action", "msg"}, {"message", text}, {"tag", i}}) + "\n";
+  return batch;
+}
 
 }  // namespace
 
@@ -210,10 +227,8 @@ TEST_CASE("A second jimd on the same data dir exits non-zero naming the first on
 
 TEST_CASE("A failing disk gives 503 with nothing stored or pushed, reads work, and it recovers",
           "[integration][durability]") {
-  temp_dir dir;
-  const fs::path hook = dir.path() / "disk-full";
-  std::optional<jimd_process> d;
-  d.emplace(args_for("always"), dir.path(), jimd_process::environment{{fail_hook_env, hook.string()}});
+  failing_disk disk;
+  auto& [dir, hook, d] = disk;
   auto alice = sign_up(d->port(), "alice");
   drain(alice, 20);
   auto bob = sign_up(d->port(), "bob");
@@ -405,30 +420,22 @@ TEST_CASE("Pipelined room messages: replies stay in request order, ids consecuti
 
 TEST_CASE("Pipelined room messages that cannot be stored are all refused, in order, ids unused",
           "[integration][durability]") {
-  temp_dir dir;
-  const fs::path hook = dir.path() / "disk-full";
-  std::optional<jimd_process> d;
-  d.emplace(args_for("always"), dir.path(), jimd_process::environment{{fail_hook_env, hook.string()}});
+  failing_disk disk;
+  auto& [dir, hook, d] = disk;
   auto alice = sign_up(d->port(), "alice");
   drain(alice, 20);
   auto r = say(alice, "before");
   REQUIRE(code_of(r) == 200);
   const auto id_before = id_of(r);
   write_bytes(hook, "");
-  std::string batch;
-  for (int i = 0; i < 30; ++i)
-    batch += R"({"action":"msg","message":"x","tag":)" + std::to_string(i) + "}\n";
-  alice.send_raw(batch);
+  alice.send_raw(tagged_batch("x", 30));
   for (int i = 0; i < 30; ++i) {
     auto x = alice.reply(10s);
     REQUIRE(x.at("tag").to_number<int>() == i);
     CHECK(code_of(x) == 503);
   }
   fs::remove(hook);
-  batch.clear();
-  for (int i = 0; i < 30; ++i)
-    batch += R"({"action":"msg","message":"y","tag":)" + std::to_string(i) + "}\n";
-  alice.send_raw(batch);
+  alice.send_raw(tagged_batch("y", 30));
   for (int i = 0; i < 30; ++i) {
     auto y = alice.reply(10s);
     REQUIRE(y.at("tag").to_number<int>() == i);
