@@ -12,79 +12,17 @@
 // docs/web-client.png when that file is missing, else a temporary file, so that a test run
 // leaves the work tree clean; JIM_SCREENSHOT=docs/web-client.png refreshes the committed one).
 // Prints one line per step and closes with "N passed, N failed".
-import { chromium } from 'playwright-core';
 import {
-  Daemon, ROOT, STEP_MS, assert, findJimd, freePort, httpGet, lastIdOf, lineOf, openMenuOf, roomIs, say,
-  seeMessage, shown, signIn, sleep, waitUntil,
+  Daemon, LineClient, ROOT, Run, STEP_MS, assert, axeViolations, findJimd, freePort, httpGet, lastIdOf,
+  launchChromium, lineOf, openMenuOf, roomIs, runMain, say, seeMessage, shown, signIn, signUp, sleep, waitUntil,
 } from './support.mjs';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 
 const TOTAL_MS = Number(process.env.JIM_E2E_TIMEOUT || 280) * 1000;   // run.sh stops it at 300
-const started = Date.now();
-
-// ------------------------------------------------------------------ a raw TCP client
-
-class LineClient {
-  constructor(port) {
-    this.frames = [];
-    this.buf = '';
-    this.sock = net.connect(port, '127.0.0.1');
-    this.sock.setEncoding('utf8');
-    this.sock.on('data', (d) => {
-      this.buf += d;
-      let i;
-      while ((i = this.buf.indexOf('\n')) >= 0) {
-        const line = this.buf.slice(0, i).trim();
-        this.buf = this.buf.slice(i + 1);
-        if (line) this.frames.push(JSON.parse(line));
-      }
-    });
-    this.sock.on('error', () => {});
-    this.ready = new Promise((resolve, reject) => {
-      this.sock.once('connect', resolve);
-      this.sock.once('error', reject);
-    });
-  }
-
-  send(obj) { this.sock.write(JSON.stringify(obj) + '\n'); }
-
-  async request(obj, ms = STEP_MS) {
-    const tag = `t${Math.random().toString(36).slice(2, 10)}`;
-    this.send({ ...obj, tag });
-    return this.waitFor((f) => f.tag === tag && typeof f.response === 'number', ms, `reply to ${obj.action}`);
-  }
-
-  waitFor(pred, ms, what) {
-    return waitUntil(() => this.frames.find(pred), ms, `TCP frame: ${what}`);
-  }
-
-  close() { this.sock.destroy(); }
-}
 
 // ------------------------------------------------------------------ page helpers
-
-async function signUp(page, name, password, { mismatchFirst = false } = {}) {
-  await page.locator('#name').fill(name);
-  await page.locator('#password').fill(password);
-  await page.locator('#signin-submit').click();
-  await page.locator('#password2').waitFor({ state: 'visible', timeout: STEP_MS });
-  if (mismatchFirst) {
-    await page.locator('#password2').fill(`${password}-typo`);
-    await page.locator('#password2').press('Enter');
-    await page.locator('#signin-error', { hasText: /differ/i }).waitFor({ timeout: STEP_MS });
-    await page.locator('#password').fill(password);
-  }
-  await page.locator('#password2').fill(password);
-  await page.locator('#password2').press('Enter');
-  await page.locator('#chat-view').waitFor({ state: 'visible', timeout: STEP_MS });
-  await roomIs(page, '#general');
-  const me = await page.locator('#me').textContent();
-  assert(me === name, `signed in as ${me}, expected ${name}`);
-}
 
 /** Texts of the lines (messages and system lines) of the room shown, in page order. */
 async function lines(page) {
@@ -120,63 +58,10 @@ async function fontsUsed(page, selector, index) {
   }
 }
 
-const AXE_SOURCE = fs.readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
-
-/** axe-core's violations on the page as it is now: [{id, impact, targets}] (axe from npm, run in the page). */
-async function axeRun(page) {
-  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(AXE_SOURCE);
-  return page.evaluate(async () => {
-    const r = await window.axe.run(document, { resultTypes: ['violations'] });
-    if (r.passes.length < 10) throw new Error(`axe checked only ${r.passes.length} rules`);
-    return r.violations.map((v) => ({ id: v.id, impact: v.impact, targets: v.nodes.slice(0, 4).map((n) => n.target.join(' ')) }));
-  });
-}
-
 // ------------------------------------------------------------------ the run
 
-const results = [];
-let failed = false;
-
-/**
- * A check inside the current run that does not stop the steps after it when it fails (it only
- * reads the pages): each behaviour is reported on its own, also when several are broken.
- */
-async function check(name, fn) {
-  if (failed) {
-    results.push({ name, ok: false, skipped: true });
-    console.log(`not run - ${name}`);
-    return;
-  }
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push({ name, ok: true });
-    console.log(`ok - ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    results.push({ name, ok: false });
-    console.log(`FAILED - ${name} (${Date.now() - t0} ms)\n  ${String(e && e.stack || e).split('\n').join('\n  ')}`);
-  }
-}
-
-async function step(name, fn) {
-  if (failed) {
-    results.push({ name, ok: false, skipped: true });
-    console.log(`not run - ${name}`);
-    return;
-  }
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push({ name, ok: true });
-    console.log(`ok - ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failed = true;
-    results.push({ name, ok: false });
-    console.log(`FAILED - ${name} (${Date.now() - t0} ms)\n  ${String(e && e.stack || e).split('\n').join('\n  ')}`);
-  }
-}
-
 async function main() {
+  const run = new Run();
   const bin = findJimd();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'jimd-browser-'));
   // One connection per account: the steps below were written for sign-in takeover (several
@@ -192,14 +77,10 @@ async function main() {
   const foreign = [];
   console.log(`jimd: ${bin}`);
 
-  const watchdog = setTimeout(() => {
-    console.log(`FAILED - the whole test took more than ${TOTAL_MS / 1000} s`);
-    if (daemon.proc && daemon.proc.exitCode === null) daemon.proc.kill('SIGKILL');
-    process.exit(1);
-  }, TOTAL_MS);
+  run.watchdog(TOTAL_MS, daemon);
 
   try {
-    await step('jimd starts and serves the web client over HTTP', async () => {
+    await run.step('jimd starts and serves the web client over HTTP', async () => {
       await daemon.start();
       const index = await httpGet(daemon.url('/'));
       assert(/text\/html/.test(index.headers['content-type'] || ''), `/ has content-type ${index.headers['content-type']}`);
@@ -213,7 +94,7 @@ async function main() {
       assert(missing.status === 404, `/no-such-file.js: HTTP ${missing.status}, expected 404`);
     });
 
-    await step('carol signs up over raw TCP', async () => {
+    await run.step('carol signs up over raw TCP', async () => {
       carol = new LineClient(daemon.tcpPort);
       await carol.ready;
       const r = await carol.request({ action: 'register', user: { account_name: 'carol', password: 'carol-pw' } });
@@ -223,13 +104,7 @@ async function main() {
       assert(m.response === 200, `carol's first message: ${JSON.stringify(m)}`);
     });
 
-    browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-      headless: true,
-      timeout: 60000,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-        '--disable-sync', '--no-first-run'],
-    });
+    browser = await launchChromium();
     const newPage = async (label, viewport, { notifications = false } = {}) => {
       const ctx = await browser.newContext({ viewport, deviceScaleFactor: 1 });
       ctx.setDefaultTimeout(STEP_MS);
@@ -261,24 +136,24 @@ async function main() {
     const alice = await newPage('alice', { width: 1200, height: 760 }, { notifications: true });
     const bob = await newPage('bob', { width: 1000, height: 720 });
 
-    await step('alice signs up in the browser (password typed twice)', async () => {
+    await run.step('alice signs up in the browser (password typed twice)', async () => {
       await signUp(alice, 'alice', 'alice-pw');
       await seeMessage(alice, 'Welcome, alice');
       await seeMessage(alice, 'carol was here first');
     });
 
-    await check('the welcome line comes after the history it follows', async () => {
+    await run.check('the welcome line comes after the history it follows', async () => {
       const texts = await lines(alice);
       const history = lineIndex(texts, 'carol was here first');
       const welcome = lineIndex(texts, 'Welcome, alice');
       assert(history >= 0 && welcome > history, `history at ${history}, welcome at ${welcome}: ${JSON.stringify(texts)}`);
     });
 
-    await step('bob signs up; passwords that differ are refused and asked again', async () => {
+    await run.step('bob signs up; passwords that differ are refused and asked again', async () => {
       await signUp(bob, 'bob', 'bob-pw', { mismatchFirst: true });
     });
 
-    await step('alice and bob chat in #general; carol (TCP) sees both', async () => {
+    await run.step('alice and bob chat in #general; carol (TCP) sees both', async () => {
       await say(alice, 'Hello from alice in the browser');
       await seeMessage(bob, 'Hello from alice in the browser');
       await carol.waitFor((f) => f.action === 'msg' && f.from === 'alice' && f.message === 'Hello from alice in the browser', STEP_MS, 'alice\'s message');
@@ -291,7 +166,7 @@ async function main() {
       assert(/^\d\d:\d\d$/.test(await line.locator('time').textContent()), 'time is not HH:MM');
     });
 
-    await step('carol (TCP) talks to both browser pages', async () => {
+    await run.step('carol (TCP) talks to both browser pages', async () => {
       const r = await carol.request({ action: 'msg', message: 'carol from the terminal <b>not bold</b>' });
       assert(r.response === 200 && r.delivered === 2, `carol's msg: ${JSON.stringify(r)}`);
       await seeMessage(alice, 'carol from the terminal <b>not bold</b>');
@@ -301,14 +176,14 @@ async function main() {
       assert(bolds === 0, 'user text was rendered as HTML');
     });
 
-    await step('errors are shown next to the input', async () => {
+    await run.step('errors are shown next to the input', async () => {
       await say(alice, '/join nosuchroom');
       await alice.locator('#composer-error', { hasText: /#nosuchroom/i }).waitFor({ timeout: STEP_MS });
       await say(alice, '/frobnicate');
       await alice.locator('#composer-error', { hasText: /unknown command/i }).waitFor({ timeout: STEP_MS });
     });
 
-    await check('errors are in plain words and go when the text that caused them is edited', async () => {
+    await run.check('errors are in plain words and go when the text that caused them is edited', async () => {
       await say(alice, '/join nosuchroom');
       const text = await alice.locator('#composer-error', { hasText: /#nosuchroom/ }).textContent();
       assert(text === 'There is no room #nosuchroom.', `error text: ${JSON.stringify(text)}`);
@@ -319,7 +194,7 @@ async function main() {
     });
 
     let roomPassword = '';
-    await step('alice creates #den; its password is shown once, ready to copy', async () => {
+    await run.step('alice creates #den; its password is shown once, ready to copy', async () => {
       await alice.locator('#open-join').click();
       await alice.locator('#join-dialog').waitFor({ state: 'visible', timeout: STEP_MS });
       await alice.locator('#create-room').fill('den');
@@ -334,7 +209,7 @@ async function main() {
       await alice.locator('#rooms [data-view="room:#den"][aria-current="page"]').waitFor({ timeout: STEP_MS });
     });
 
-    await step('bob joins #den with the shown password (asked for it first)', async () => {
+    await run.step('bob joins #den with the shown password (asked for it first)', async () => {
       await bob.locator('#open-join').click();
       await bob.locator('#join-room').fill('den');
       await bob.locator('#join-room').press('Enter');
@@ -351,7 +226,7 @@ async function main() {
       await alice.locator('#users li', { hasText: 'bob' }).waitFor({ timeout: STEP_MS });
     });
 
-    await step('alice and bob talk in #den; carol in #general does not see it', async () => {
+    await run.step('alice and bob talk in #den; carol in #general does not see it', async () => {
       await say(bob, 'Nice den, alice 🎉😀 很好');
       await seeMessage(alice, 'Nice den, alice 🎉😀 很好');
       await say(alice, 'Welcome to the den, bob');
@@ -365,7 +240,7 @@ async function main() {
     let editedId = '';
     let deletedId = '';
 
-    await step('alice edits her message in place from its menu (keyboard only); bob sees the new text, marked edited', async () => {
+    await run.step('alice edits her message in place from its menu (keyboard only); bob sees the new text, marked edited', async () => {
       await say(alice, 'tpyo in the den');
       await seeMessage(bob, 'tpyo in the den');
       const id = await lastIdOf(alice, 'tpyo in the den');
@@ -413,7 +288,7 @@ async function main() {
       await bob.locator('#menu').waitFor({ state: 'hidden', timeout: STEP_MS });
     });
 
-    await step('alice deletes her message (asked first); bob sees "message deleted" without the text; the owner deletes bob\'s', async () => {
+    await run.step('alice deletes her message (asked first); bob sees "message deleted" without the text; the owner deletes bob\'s', async () => {
       await say(alice, 'to be taken back');
       await seeMessage(bob, 'to be taken back');
       const id = await lastIdOf(alice, 'to be taken back');
@@ -446,7 +321,7 @@ async function main() {
       await lineOf(bob, rude).locator('.body', { hasText: 'message deleted' }).waitFor({ timeout: STEP_MS });
     });
 
-    await step('the owner removes bob from #den (member menu, confirmed); bob sees why in plain words and can come back', async () => {
+    await run.step('the owner removes bob from #den (member menu, confirmed); bob sees why in plain words and can come back', async () => {
       const more = alice.locator('#users li[data-user="bob"] .member-menu');
       await more.click();
       const items = await alice.locator('#menu [role="menuitem"]').allTextContents();
@@ -465,7 +340,7 @@ async function main() {
       // bob is still a member: back in #den without a password.
       await bob.locator('#rooms button[data-view="room:#den"]').click();
       await roomIs(bob, '#den');
-      await check('bob, not the owner, gets no Remove or Ban in his member menu', async () => {
+      await run.check('bob, not the owner, gets no Remove or Ban in his member menu', async () => {
         await bob.locator('#users li[data-user="alice"] .member-menu').click();
         const his = await bob.locator('#menu [role="menuitem"]').allTextContents();
         assert(his.length === 1 && his[0] === 'Report alice for abuse', `bob's member menu: ${JSON.stringify(his)}`);
@@ -474,7 +349,7 @@ async function main() {
       });
     });
 
-    await step('a private message opens its own conversation, never inside a room; badges and the title count it', async () => {
+    await run.step('a private message opens its own conversation, never inside a room; badges and the title count it', async () => {
       await say(bob, '/msg alice psst, just for you');
       await bob.waitForFunction(() => window.jimClient.view === 'dm:alice', null, { timeout: STEP_MS });
       await seeMessage(bob, 'psst, just for you');
@@ -487,7 +362,7 @@ async function main() {
       await item.click();
       await roomIs(alice, '@bob');
       await seeMessage(alice, 'psst, just for you');
-      await check('a "new messages" divider comes right before the unread message', async () => {
+      await run.check('a "new messages" divider comes right before the unread message', async () => {
         const texts = await lines(alice);
         const d = texts.indexOf('New messages');
         assert(d >= 0 && texts[d + 1].includes('psst'), `lines: ${JSON.stringify(texts)}`);
@@ -512,7 +387,7 @@ async function main() {
       assert(order[0] === 'carol' && order[1] === 'bob', `conversations: ${JSON.stringify(order)}`);
     });
 
-    await check('the message box counts bytes as the server does and warns before a long Cyrillic text is refused', async () => {
+    await run.check('the message box counts bytes as the server does and warns before a long Cyrillic text is refused', async () => {
       await alice.locator('#text').fill('я'.repeat(1900));
       await alice.locator('#composer-count', { hasText: /bytes left/ }).waitFor({ timeout: STEP_MS });
       await alice.locator('#text').fill('я'.repeat(2049));     // 2049 characters, 4098 bytes
@@ -529,7 +404,7 @@ async function main() {
       await alice.locator('#text').fill('');
     });
 
-    await check('people of the room with their status, visible at 1280x800 without scrolling; away and back', async () => {
+    await run.check('people of the room with their status, visible at 1280x800 without scrolling; away and back', async () => {
       await alice.setViewportSize({ width: 1280, height: 800 });
       const row = alice.locator('#users li[data-user="bob"]');
       await row.waitFor({ timeout: STEP_MS });
@@ -547,7 +422,7 @@ async function main() {
       await alice.setViewportSize({ width: 1200, height: 760 });
     });
 
-    await check('emoji and CJK are drawn with fonts that have them (no boxes)', async () => {
+    await run.check('emoji and CJK are drawn with fonts that have them (no boxes)', async () => {
       const sel = '.messages:not([hidden]) li.msg .body';
       const bodies = await alice.locator(sel).allTextContents();
       const i = bodies.indexOf('Nice den, alice 🎉😀 很好');
@@ -559,7 +434,7 @@ async function main() {
         `no CJK font drew 很好: ${names}`);
     });
 
-    await step('screenshot of the web client', async () => {
+    await run.step('screenshot of the web client', async () => {
       await alice.locator('#secret-close').click();
       await say(alice, 'See you in #general later');
       await seeMessage(bob, 'See you in #general later');
@@ -570,7 +445,7 @@ async function main() {
       assert(fs.statSync(shot).size > 10000, 'screenshot is suspiciously small');
     });
 
-    await check('user text is isolated: an override in a message does not reverse what is around it', async () => {
+    await run.check('user text is isolated: an override in a message does not reverse what is around it', async () => {
       const r = await carol.request({ action: 'msg', to: 'alice', message: '\u202Eevil override' });
       assert(r.response === 200, `carol's msg: ${JSON.stringify(r)}`);
       await alice.locator('#dms button[data-view="dm:carol"]').click();
@@ -615,7 +490,7 @@ async function main() {
     });
 
     let dave = null;
-    await step('history scroll-back on a phone-sized screen (dave, 390x844)', async () => {
+    await run.step('history scroll-back on a phone-sized screen (dave, 390x844)', async () => {
       for (let i = 1; i <= 30; i++) carol.send({ action: 'msg', message: `count ${i}`, tag: `count${i}` });
       const last = await carol.waitFor((f) => f.tag === 'count30', STEP_MS, 'the reply to count 30');
       assert(last.response === 200, `count 30: ${JSON.stringify(last)}`);
@@ -636,14 +511,14 @@ async function main() {
       await dave.locator('#older', { hasText: /no older/i }).waitFor({ timeout: STEP_MS });
     });
 
-    await check('dave\'s welcome line comes after the 20 messages of history it follows', async () => {
+    await run.check('dave\'s welcome line comes after the 20 messages of history it follows', async () => {
       const texts = await lines(dave);
       const last = lineIndex(texts, 'count 30');
       const welcome = lineIndex(texts, 'Welcome, dave');
       assert(last >= 0 && welcome > last, `count 30 at ${last}, welcome at ${welcome}: ${JSON.stringify(texts.slice(-6))}`);
     });
 
-    await step('phone layout: panel toggles, no horizontal scroll, 44 px touch targets, labelled inputs', async () => {
+    await run.step('phone layout: panel toggles, no horizontal scroll, 44 px touch targets, labelled inputs', async () => {
       const wide = await dave.evaluate(() => document.documentElement.scrollWidth);
       assert(wide <= 390, `page is ${wide} px wide on a 390 px screen`);
       assert(!(await dave.locator('#side').isVisible()), 'side panel visible before it is opened');
@@ -662,7 +537,7 @@ async function main() {
       assert(await dave.locator('[role="log"][aria-live]').count() === 1, 'no aria-live message log');
       await dave.keyboard.press('Escape');
       await dave.waitForFunction(() => !document.body.classList.contains('side-open'), null, { timeout: STEP_MS });
-      await check('the panels slide, but not with prefers-reduced-motion', async () => {
+      await run.check('the panels slide, but not with prefers-reduced-motion', async () => {
         const slide = () => dave.evaluate(() => getComputedStyle(document.getElementById('side')).transitionDuration);
         assert(await slide() !== '0s', `no transition: ${await slide()}`);
         await dave.emulateMedia({ reducedMotion: 'reduce' });
@@ -670,7 +545,7 @@ async function main() {
       });
     });
 
-    await step('dave tries #den with a wrong password', async () => {
+    await run.step('dave tries #den with a wrong password', async () => {
       await dave.locator('#side-toggle').click();
       await dave.locator('#open-join').click();
       await dave.locator('#join-room').fill('den');
@@ -681,7 +556,7 @@ async function main() {
       await dave.waitForFunction(() => !document.body.classList.contains('side-open'), null, { timeout: STEP_MS });
     });
 
-    await step('an invitation shows a clickable "join #den" notice', async () => {
+    await run.step('an invitation shows a clickable "join #den" notice', async () => {
       await say(alice, '/invite dave');
       await seeMessage(alice, 'dave is invited');
       const join = shown(dave).getByRole('button', { name: 'join #den' });
@@ -690,11 +565,11 @@ async function main() {
       await roomIs(dave, '#den');
       await seeMessage(dave, 'Welcome to the den, bob');   // the room's recent history
       await seeMessage(alice, 'dave joined #den');
-      await check('the wrong-password error is gone once dave is in the room', async () => {
+      await run.check('the wrong-password error is gone once dave is in the room', async () => {
         const text = await dave.locator('#join-error').textContent();
         assert(text === '', `#join-error still says ${JSON.stringify(text)}`);
       });
-      await check('"You are now in #den" comes after the room\'s history', async () => {
+      await run.check('"You are now in #den" comes after the room\'s history', async () => {
         const texts = await lines(dave);
         const history = lineIndex(texts, 'Welcome to the den, bob');
         const now = lineIndex(texts, 'You are now in #den');
@@ -706,7 +581,7 @@ async function main() {
       await seeMessage(dave, 'count 30');
     });
 
-    await check('people and room counts follow joins and exits in seconds (no 30 s poll)', async () => {
+    await run.check('people and room counts follow joins and exits in seconds (no 30 s poll)', async () => {
       // alice and bob are in #den, dave (phone, panel open) in #general. carol (TCP) goes into
       // #den and back.
       await dave.locator('#side-toggle').click();
@@ -731,7 +606,7 @@ async function main() {
       await dave.waitForFunction(() => !document.body.classList.contains('side-open'), null, { timeout: STEP_MS });
     });
 
-    await check('a message that arrives while the view is scrolled up stays unread until the view is scrolled down', async () => {
+    await run.check('a message that arrives while the view is scrolled up stays unread until the view is scrolled down', async () => {
       const badge = dave.locator('#rooms button[data-view="room:#general"] .badge');
       await dave.evaluate(() => { document.getElementById('log-wrap').scrollTop = 0; });
       assert(await dave.evaluate(() => document.getElementById('log-wrap').scrollHeight > document.getElementById('log-wrap').clientHeight + 100), 'nothing to scroll');
@@ -742,7 +617,7 @@ async function main() {
       await badge.waitFor({ state: 'detached', timeout: STEP_MS });
     });
 
-    await step('rooms being watched get unread badges and a bold name; opening one shows a divider and clears them', async () => {
+    await run.step('rooms being watched get unread badges and a bold name; opening one shows a divider and clears them', async () => {
       // alice is in #den; carol (TCP, in #general) talks in #general, once naming alice. (alice
       // has not seen carol's 30 "count" messages nor the one of the check above either.)
       const badgeOf = async (loc) => Number((await loc.locator('.badge').count()) ? await loc.locator('.badge').textContent() : 0);
@@ -766,7 +641,7 @@ async function main() {
       assert(d >= 0 && texts[d + 1].includes('count 1'), `lines: ${JSON.stringify(texts)}`);
       assert(texts.slice(0, d).some((t) => t.includes('carol from the terminal')), 'what alice had read is not above the divider');
       await general.locator('.badge').waitFor({ state: 'detached', timeout: STEP_MS });
-      await check('a mention of your name is highlighted, other messages are not', async () => {
+      await run.check('a mention of your name is highlighted, other messages are not', async () => {
         assert(await shown(alice).locator('li.msg.mention', { hasText: 'alice: look here' }).count() === 1, 'mention not highlighted');
         assert(await shown(alice).locator('li.msg.mention', { hasText: 'first unseen' }).count() === 0, 'a plain message is highlighted');
       });
@@ -774,7 +649,7 @@ async function main() {
       await roomIs(alice, '#den');
     });
 
-    await step('desktop notifications for private messages and mentions while the tab is hidden (permission granted)', async () => {
+    await run.step('desktop notifications for private messages and mentions while the tab is hidden (permission granted)', async () => {
       assert(await alice.locator('#notify-ask').isHidden(), 'alice (permission granted) is asked again');
       assert(await bob.locator('#notify-ask').isVisible(), 'bob is not offered notifications');
       await bob.locator('#notify-no').click();
@@ -810,7 +685,7 @@ async function main() {
       await alice.locator('#rooms button[data-view="room:#den"] .badge').waitFor({ state: 'detached', timeout: STEP_MS });
     });
 
-    await check('keyboard only: skip link, Alt+arrows between views, a dialog that gives the focus back', async () => {
+    await run.check('keyboard only: skip link, Alt+arrows between views, a dialog that gives the focus back', async () => {
       const firstClass = await alice.evaluate(() => {
         const el = Array.from(document.querySelectorAll('a[href], button, input, textarea, select, [tabindex]'))
           .find((e) => e.tabIndex >= 0 && !e.disabled && e.getClientRects().length);
@@ -841,7 +716,7 @@ async function main() {
       await alice.waitForFunction(() => document.activeElement.id === 'open-join' && !document.getElementById('join-dialog').open, null, { timeout: 3000 });
     });
 
-    await check('accessibility audit (axe-core): no serious or critical violations', async () => {
+    await run.check('accessibility audit (axe-core): no serious or critical violations', async () => {
       const states = [
         ['alice, desktop, a room', alice, async () => {}],
         ['alice, a message menu open', alice, async () => {
@@ -884,7 +759,7 @@ async function main() {
       for (const [label, given, prepare] of states) {
         await prepare();
         const page = given || await newPage('audit', { width: 1000, height: 700 });
-        const found = await axeRun(page);
+        const found = await axeViolations(page);
         if (!given) await page.context().close();
         const serious = found.filter((v) => v.impact === 'serious' || v.impact === 'critical');
         console.log(`  axe ${label}: ${found.length} violations${found.length ? ` (${found.map((v) => `${v.id}/${v.impact}`).join(', ')})` : ''}`);
@@ -895,7 +770,7 @@ async function main() {
       assert(bad.length === 0, `serious violations:\n  ${bad.join('\n  ')}`);
     });
 
-    await step('after a daemon restart the pages reconnect and sign in again by themselves', async () => {
+    await run.step('after a daemon restart the pages reconnect and sign in again by themselves', async () => {
       carol.close();
       const stopped = await daemon.stop();
       assert(stopped && stopped.code === 0, `jimd exit after SIGTERM: ${JSON.stringify(stopped)}`);
@@ -908,7 +783,7 @@ async function main() {
         await roomIs(p, room);
       }
       await seeMessage(alice, 'Reconnected');
-      await check('"Not connected" goes once the page is connected again; the text is kept', async () => {
+      await run.check('"Not connected" goes once the page is connected again; the text is kept', async () => {
         await becomesEmpty(alice, '#composer-error', 3000);
         const kept = await alice.locator('#text').inputValue();
         assert(kept === 'typed while offline', `the message box holds ${JSON.stringify(kept)}`);
@@ -925,7 +800,7 @@ async function main() {
       await carol.waitFor((f) => f.action === 'msg' && f.from === 'dave' && f.message === 'dave is back too', STEP_MS, 'dave\'s message');
     });
 
-    await step('a reload signs in again with the saved token, without the password', async () => {
+    await run.step('a reload signs in again with the saved token, without the password', async () => {
       if (!givesTokens) {
         console.log('  (skipped: this jimd gives no resume tokens)');
         return;
@@ -944,7 +819,7 @@ async function main() {
       await say(alice, 'back after a reload');
       await carol.waitFor((f) => f.action === 'msg' && f.from === 'alice' && f.message === 'back after a reload',
         STEP_MS, 'alice\'s message after the reload');
-      await check('after the reload the conversations are listed and one opens with its history', async () => {
+      await run.check('after the reload the conversations are listed and one opens with its history', async () => {
         const item = alice.locator('#dms button[data-view="dm:bob"]');
         await item.waitFor({ timeout: STEP_MS });
         assert(await alice.locator('#rooms button[data-view="room:#general"] .badge').count() === 0, '#general still has a badge after it was read');
@@ -955,7 +830,7 @@ async function main() {
         await alice.locator('#rooms button[data-view="room:#general"]').click();
         await roomIs(alice, '#general');
       });
-      await check('after the reload #den\'s history shows the edited message as edited and the deleted one as deleted', async () => {
+      await run.check('after the reload #den\'s history shows the edited message as edited and the deleted one as deleted', async () => {
         await alice.locator('#rooms button[data-view="room:#den"]').click();
         await roomIs(alice, '#den');
         await lineOf(alice, editedId).locator('.body', { hasText: 'typo fixed in the den' }).waitFor({ timeout: STEP_MS });
@@ -966,7 +841,7 @@ async function main() {
         await alice.locator('#rooms button[data-view="room:#general"]').click();
         await roomIs(alice, '#general');
       });
-      await check('a token that no longer works brings back the sign-in form, in plain words', async () => {
+      await run.check('a token that no longer works brings back the sign-in form, in plain words', async () => {
         await alice.evaluate(() => window.localStorage.setItem('jimd.session',
           JSON.stringify({ name: 'alice', token: 'not-a-valid-token' })));
         await alice.reload({ waitUntil: 'load' });
@@ -979,7 +854,7 @@ async function main() {
       });
     });
 
-    await step('signing in from a second window takes over without a reconnect fight', async () => {
+    await run.step('signing in from a second window takes over without a reconnect fight', async () => {
       const bob2 = await newPage('bob2', { width: 800, height: 600 });
       await signIn(bob2, 'bob', 'bob-pw');
       await roomIs(bob2, '#general');
@@ -993,13 +868,13 @@ async function main() {
       await roomIs(bob, '#den');
     });
 
-    await step('sign out returns to the sign-in form; a wrong password is refused', async () => {
+    await run.step('sign out returns to the sign-in form; a wrong password is refused', async () => {
       await say(bob, '/frobnicate');
       await bob.locator('#composer-error', { hasText: /unknown command/i }).waitFor({ timeout: STEP_MS });
       const tokenBefore = await bob.evaluate(() => window.localStorage.getItem('jimd.session'));
       await bob.locator('#signout').click();
       await bob.locator('#signin').waitFor({ state: 'visible', timeout: STEP_MS });
-      await check('sign out forgets the saved token and the server revokes it', async () => {
+      await run.check('sign out forgets the saved token and the server revokes it', async () => {
         assert(await bob.evaluate(() => window.localStorage.getItem('jimd.session')) === null, 'the token is still saved');
         if (!givesTokens) return;
         const token = JSON.parse(tokenBefore).token;
@@ -1014,7 +889,7 @@ async function main() {
       await bob.locator('#password').fill('not-bobs-password');
       await bob.locator('#password').press('Enter');
       await bob.locator('#signin-error', { hasText: /wrong password/i }).waitFor({ timeout: STEP_MS });
-      await check('a wrong password is said in plain words', async () => {
+      await run.check('a wrong password is said in plain words', async () => {
         const text = await bob.locator('#signin-error').textContent();
         assert(text === 'Wrong password.', `sign-in error: ${JSON.stringify(text)}`);
       });
@@ -1026,7 +901,7 @@ async function main() {
       await bob.locator('#password').press('Enter');
       await roomIs(bob, '#general');
       await seeMessage(bob, 'dave is back too');
-      await check('at sign-in what came meanwhile is unread: a divider in the room, a badge on the conversation', async () => {
+      await run.check('at sign-in what came meanwhile is unread: a divider in the room, a badge on the conversation', async () => {
         await seeMessage(bob, 'posted while bob was out');
         await waitUntil(async () => (await lines(bob)).includes('New messages'), STEP_MS, 'the divider');
         const texts = await lines(bob);
@@ -1038,17 +913,17 @@ async function main() {
         await bob.locator('#dms button[data-view="dm:carol"] .badge', { hasText: '1' }).waitFor({ timeout: STEP_MS });
         await bob.locator('#rooms button[data-view="room:#general"] .badge').waitFor({ state: 'detached', timeout: STEP_MS });
       });
-      await check('no error from before signing out is left over', async () => {
+      await run.check('no error from before signing out is left over', async () => {
         const left = await bob.evaluate(() => Array.from(document.querySelectorAll('.error'))
           .map((el) => `${el.id}: ${el.textContent}`).filter((t) => !/: $/.test(t)));
         assert(left.length === 0, `errors left: ${JSON.stringify(left)}`);
       });
     });
 
-    await step('a muted account is told until when; scheduled messages are listed and cancelled', async () => {
+    await run.step('a muted account is told until when; scheduled messages are listed and cancelled', async () => {
       const mallory = await newPage('mallory', { width: 900, height: 700 });
       await signUp(mallory, 'mallory', 'mallory-pw');
-      await check('/at schedules a message, the Scheduled list shows it and Cancel removes it', async () => {
+      await run.check('/at schedules a message, the Scheduled list shows it and Cancel removes it', async () => {
         await say(mallory, '/at +2h remember the milk');
         await seeMessage(mallory, 'remember the milk');
         await mallory.locator('#open-scheduled').click();
@@ -1087,37 +962,17 @@ async function main() {
       await mallory.context().close();
     });
 
-    await step('no script errors and no request leaves the daemon', async () => {
+    await run.step('no script errors and no request leaves the daemon', async () => {
       assert(pageErrors.length === 0, `page errors:\n${pageErrors.join('\n')}`);
       assert(foreign.length === 0, `requests to other hosts:\n${foreign.join('\n')}`);
     });
   } catch (e) {
-    failed = true;
-    results.push({ name: 'setup', ok: false });
-    console.log(`FAILED - setup: ${e && e.stack || e}`);
+    run.fail('setup', e);
   } finally {
     if (carol) carol.close();
-    if (browser) await Promise.race([browser.close().catch(() => {}), sleep(10000)]);
-    try {
-      await daemon.stop();
-    } catch (e) {
-      console.log(`FAILED - ${e.message}`);
-      results.push({ name: 'jimd stops', ok: false });
-    }
-    if (failed && daemon.output) console.log(`--- jimd output (tail) ---\n${daemon.output.slice(-4000)}`);
-    clearTimeout(watchdog);
-    fs.rmSync(tmp, { recursive: true, force: true });
+    await run.end({ browser, daemon, tmp });
   }
-
-  const passed = results.filter((r) => r.ok).length;
-  const notOk = results.length - passed;
-  console.log(`browser test: ${((Date.now() - started) / 1000).toFixed(1)} s, screenshot ${shot}`);
-  console.log(`${passed} passed, ${notOk} failed`);
-  process.exit(notOk ? 1 : 0);
+  run.finish('browser test', `screenshot ${shot}`);
 }
 
-main().catch((e) => {
-  console.log(`FAILED - ${e && e.stack || e}`);
-  console.log('0 passed, 1 failed');
-  process.exit(1);
-});
+runMain(main);

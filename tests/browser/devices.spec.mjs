@@ -11,28 +11,19 @@
 //
 // Env: JIMD, CHROMIUM (default /usr/bin/chromium), JIM_E2E_TIMEOUT (seconds, default 200).
 // Prints one line per step and closes with "N passed, N failed".
-import { chromium } from 'playwright-core';
 import {
-  Daemon, Run, STEP_MS, assert, findJimd, freePort, lastIdOf, lineOf, openMenuOf, roomIs, say,
-  seeMessage, shown, signIn, signUp, sleep,
+  Daemon, Run, STEP_MS, assert, axeViolations, findJimd, freePort, lastIdOf, launchChromium, lineOf, openMenuOf,
+  roomIs, runMain, say, seeMessage, shown, signIn, signUp,
 } from './support.mjs';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 
 const TOTAL_MS = Number(process.env.JIM_E2E_TIMEOUT || 200) * 1000;
-const AXE_SOURCE = fs.readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 /** Serious or critical axe-core violations on the page as it is now: [{id, impact, targets}]. */
 async function seriousViolations(page) {
-  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(AXE_SOURCE);
-  return page.evaluate(async () => {
-    const r = await window.axe.run(document, { resultTypes: ['violations'] });
-    if (r.passes.length < 10) throw new Error(`axe checked only ${r.passes.length} rules`);
-    return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
-      .map((v) => ({ id: v.id, impact: v.impact, targets: v.nodes.slice(0, 4).map((n) => n.target.join(' ')) }));
-  });
+  return (await axeViolations(page)).filter((v) => v.impact === 'serious' || v.impact === 'critical');
 }
 
 /** The page is signed in and its WebSocket open. */
@@ -45,21 +36,11 @@ async function main() {
   const pageErrors = [];
   let browser = null;
   console.log(`jimd: ${daemon.bin}`);
-  const watchdog = setTimeout(() => {
-    console.log(`FAILED - the whole test took more than ${TOTAL_MS / 1000} s`);
-    daemon.kill();
-    process.exit(1);
-  }, TOTAL_MS);
+  run.watchdog(TOTAL_MS, daemon);
 
   try {
     await daemon.start();
-    browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-      headless: true,
-      timeout: 60000,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-        '--disable-sync', '--no-first-run'],
-    });
+    browser = await launchChromium();
     // Each page has a browser context of its own: its own storage, like another device.
     const newPage = async (label) => {
       const ctx = await browser.newContext({ viewport: { width: 1200, height: 760 }, deviceScaleFactor: 1 });
@@ -288,21 +269,9 @@ async function main() {
   } catch (e) {
     run.fail('setup', e);
   } finally {
-    if (browser) await Promise.race([browser.close().catch(() => {}), sleep(10000)]);
-    try {
-      await daemon.stop();
-    } catch (e) {
-      run.fail('jimd stops', e.message);
-    }
-    if (run.failed && daemon.output) console.log(`--- jimd output (tail) ---\n${daemon.output.slice(-4000)}`);
-    clearTimeout(watchdog);
-    fs.rmSync(tmp, { recursive: true, force: true });
+    await run.end({ browser, daemon, tmp });
   }
   run.finish('devices and moderation test');
 }
 
-main().catch((e) => {
-  console.log(`FAILED - ${e && e.stack || e}`);
-  console.log('0 passed, 1 failed');
-  process.exit(1);
-});
+runMain(main);

@@ -1,11 +1,15 @@
 // Helpers shared by the browser specs (chat.spec.mjs, tls.spec.mjs, devices.spec.mjs): polling,
-// the jimd binary, starting and stopping the daemon, and a few page steps.
+// the jimd binary, starting and stopping the daemon, a raw JIM client, the browser, the steps
+// of a run and their end, the accessibility audit, and a few page steps.
+import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 
 /** The repository's root directory. */
@@ -131,6 +135,88 @@ export class Daemon {
   kill() { if (this.proc && this.proc.exitCode === null) this.proc.kill('SIGKILL'); }
 }
 
+// ------------------------------------------------------------------ a raw JIM client
+
+/**
+ * A raw JIM client on the daemon's JIM port: plain TCP, or TLS verified against `ca` (PEM) when
+ * given. Every frame received is kept in `frames`; `ready` resolves once connected.
+ */
+export class LineClient {
+  constructor(port, { ca = null } = {}) {
+    this.frames = [];
+    this.buf = '';
+    this.what = ca ? 'TLS frame' : 'TCP frame';
+    this.sock = ca ? tls.connect({ port, host: '127.0.0.1', ca }) : net.connect(port, '127.0.0.1');
+    this.sock.setEncoding('utf8');
+    this.sock.on('data', (d) => {
+      this.buf += d;
+      let i;
+      while ((i = this.buf.indexOf('\n')) >= 0) {
+        const line = this.buf.slice(0, i).trim();
+        this.buf = this.buf.slice(i + 1);
+        if (line) this.frames.push(JSON.parse(line));
+      }
+    });
+    this.sock.on('error', () => {});
+    this.ready = new Promise((resolve, reject) => {
+      this.sock.once(ca ? 'secureConnect' : 'connect', resolve);
+      this.sock.once('error', reject);
+    });
+  }
+
+  /** Sends one object as a line. */
+  send(obj) { this.sock.write(JSON.stringify(obj) + '\n'); }
+
+  /** Sends `obj` with a fresh tag; resolves its reply (waits at most `ms`). */
+  async request(obj, ms = STEP_MS) {
+    const tag = `t${Math.random().toString(36).slice(2, 10)}`;
+    this.send({ ...obj, tag });
+    return this.waitFor((f) => f.tag === tag && typeof f.response === 'number', ms, `reply to ${obj.action}`);
+  }
+
+  /** The first frame received so far or within `ms` for which `pred` is true. */
+  waitFor(pred, ms, what) {
+    return waitUntil(() => this.frames.find(pred), ms, `${this.what}: ${what}`);
+  }
+
+  close() { this.sock.destroy(); }
+}
+
+// ------------------------------------------------------------------ the browser
+
+/** Chromium's options for every spec: headless in a container, nothing fetched from outside. */
+export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--no-first-run'];
+
+/**
+ * Launches headless Chromium ($CHROMIUM, default /usr/bin/chromium) with CHROMIUM_ARGS and
+ * `args`; `env` (optional) replaces its environment (e.g. a HOME of its own).
+ */
+export function launchChromium({ args = [], env } = {}) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    timeout: 60000,
+    ...(env ? { env } : {}),
+    args: [...CHROMIUM_ARGS, ...args],
+  });
+}
+
+let axeSource = null;   // axe-core's script, read once when first needed
+
+/** axe-core's violations on the page as it is now: [{id, impact, targets}] (axe from npm, run in the page). */
+export async function axeViolations(page) {
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) {
+    axeSource ??= fs.readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+    await page.evaluate(axeSource);
+  }
+  return page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ['violations'] });
+    if (r.passes.length < 10) throw new Error(`axe checked only ${r.passes.length} rules`);
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, targets: v.nodes.slice(0, 4).map((n) => n.target.join(' ')) }));
+  });
+}
+
 // ------------------------------------------------------------------ steps of a run
 
 /**
@@ -170,13 +256,52 @@ export class Run {
     console.log(`FAILED - ${name}${e ? `: ${e && e.stack || e}` : ''}`);
   }
 
-  finish(label) {
+  /**
+   * Ends the whole run after `ms` milliseconds (the daemon killed, exit 1) unless end() comes
+   * first: a spec that hangs still says so and stops.
+   */
+  watchdog(ms, daemon) {
+    this.timer = setTimeout(() => {
+      console.log(`FAILED - the whole test took more than ${ms / 1000} s`);
+      daemon.kill();
+      process.exit(1);
+    }, ms);
+  }
+
+  /**
+   * The end of a spec's steps (call it from `finally`): closes `browser` (bounded by 10 s),
+   * stops the daemon (a failure of its own), prints the daemon's output when anything failed,
+   * stops the watchdog and removes `tmp`.
+   */
+  async end({ browser, daemon, tmp }) {
+    if (browser) await Promise.race([browser.close().catch(() => {}), sleep(10000)]);
+    try {
+      await daemon.stop();
+    } catch (e) {
+      this.fail('jimd stops', e.message);
+    }
+    if (this.failed && daemon.output) console.log(`--- jimd output (tail) ---\n${daemon.output.slice(-4000)}`);
+    clearTimeout(this.timer);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+
+  /** Prints `label: N s` (with `, note` when given) and the totals; exits 1 if anything failed. */
+  finish(label, note = '') {
     const passed = this.results.filter((r) => r.ok).length;
     const notOk = this.results.length - passed;
-    console.log(`${label}: ${((Date.now() - this.started) / 1000).toFixed(1)} s`);
+    console.log(`${label}: ${((Date.now() - this.started) / 1000).toFixed(1)} s${note ? `, ${note}` : ''}`);
     console.log(`${passed} passed, ${notOk} failed`);
     process.exit(notOk ? 1 : 0);
   }
+}
+
+/** Runs a spec's `main`; an error outside every step fails the run. */
+export function runMain(main) {
+  main().catch((e) => {
+    console.log(`FAILED - ${e && e.stack || e}`);
+    console.log('0 passed, 1 failed');
+    process.exit(1);
+  });
 }
 
 // ------------------------------------------------------------------ page steps
@@ -208,16 +333,27 @@ export async function signIn(page, name, password) {
   await page.locator('#chat-view').waitFor({ state: 'visible', timeout: STEP_MS });
 }
 
-/** Creates an account from the sign-in form (the password typed twice); lands in #general. */
-export async function signUp(page, name, password) {
+/**
+ * Creates an account from the sign-in form (the password typed twice); lands in #general, signed
+ * in as `name`. `mismatchFirst`: a wrong repetition first, which the form must refuse.
+ */
+export async function signUp(page, name, password, { mismatchFirst = false } = {}) {
   await page.locator('#name').fill(name);
   await page.locator('#password').fill(password);
   await page.locator('#signin-submit').click();
   await page.locator('#password2').waitFor({ state: 'visible', timeout: STEP_MS });
+  if (mismatchFirst) {
+    await page.locator('#password2').fill(`${password}-typo`);
+    await page.locator('#password2').press('Enter');
+    await page.locator('#signin-error', { hasText: /differ/i }).waitFor({ timeout: STEP_MS });
+    await page.locator('#password').fill(password);
+  }
   await page.locator('#password2').fill(password);
   await page.locator('#password2').press('Enter');
   await page.locator('#chat-view').waitFor({ state: 'visible', timeout: STEP_MS });
   await roomIs(page, '#general');
+  const me = await page.locator('#me').textContent();
+  assert(me === name, `signed in as ${me}, expected ${name}`);
 }
 
 /** The line of message `id` in the view on screen of `page`. */

@@ -14,17 +14,17 @@
 // Env: JIMD (default: the newest build*/bin/jimd), CHROMIUM (default /usr/bin/chromium),
 // JIM_E2E_TIMEOUT (seconds, default 120), JIM_TLS_TRUST=spki (use the SPKI fallback even when
 // certutil is there, to check that path). Prints one line per step, then "N passed, N failed".
-import { chromium } from 'playwright-core';
-import { Daemon, STEP_MS, assert, findJimd, freePort, httpGet as get, sleep, waitUntil } from './support.mjs';
+import {
+  Daemon, LineClient, Run, STEP_MS, assert, findJimd, freePort, httpGet as get, launchChromium, runMain, say,
+  seeMessage, signUp,
+} from './support.mjs';
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import tls from 'node:tls';
 
 const TOTAL_MS = Number(process.env.JIM_E2E_TIMEOUT || 120) * 1000;
-const started = Date.now();
 
 // ------------------------------------------------------------------ certificates
 
@@ -63,67 +63,10 @@ function trustInNss(home, caFile) {
   }
 }
 
-/** A raw JIM client over TLS (verified against the test CA) on the JIM port. */
-class TlsLineClient {
-  constructor(port, ca) {
-    this.frames = [];
-    this.buf = '';
-    this.sock = tls.connect({ port, host: '127.0.0.1', ca });
-    this.sock.setEncoding('utf8');
-    this.sock.on('data', (d) => {
-      this.buf += d;
-      let i;
-      while ((i = this.buf.indexOf('\n')) >= 0) {
-        const line = this.buf.slice(0, i).trim();
-        this.buf = this.buf.slice(i + 1);
-        if (line) this.frames.push(JSON.parse(line));
-      }
-    });
-    this.sock.on('error', () => {});
-    this.ready = new Promise((resolve, reject) => {
-      this.sock.once('secureConnect', resolve);
-      this.sock.once('error', reject);
-    });
-  }
-
-  async request(obj, ms = STEP_MS) {
-    const tag = `t${Math.random().toString(36).slice(2, 10)}`;
-    this.sock.write(`${JSON.stringify({ ...obj, tag })}\n`);
-    return this.waitFor((f) => f.tag === tag && typeof f.response === 'number', ms, `reply to ${obj.action}`);
-  }
-
-  waitFor(pred, ms, what) { return waitUntil(() => this.frames.find(pred), ms, `TLS frame: ${what}`); }
-
-  close() { this.sock.destroy(); }
-}
-
 // ------------------------------------------------------------------ the run
 
-const results = [];
-let failed = false;
-
-async function step(name, fn) {
-  if (failed) {
-    results.push({ name, ok: false });
-    console.log(`not run - ${name}`);
-    return;
-  }
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push({ name, ok: true });
-    console.log(`ok - ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failed = true;
-    results.push({ name, ok: false });
-    console.log(`FAILED - ${name} (${Date.now() - t0} ms)\n  ${String(e && e.stack || e).split('\n').join('\n  ')}`);
-  }
-}
-
-const launchArgs = ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run'];
-
 async function main() {
+  const run = new Run();
   const bin = findJimd();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'jimd-browser-tls-'));
   const certs = makeCertificates(tmp);
@@ -139,14 +82,10 @@ async function main() {
   console.log(nss ? 'trust: the test CA in an NSS database (certutil); chain and name verified by Chromium'
     : `trust: ${process.env.JIM_TLS_TRUST === 'spki' ? 'JIM_TLS_TRUST=spki' : 'certutil is missing (apt-get install libnss3-tools)'}: pinning the server key's SPKI instead`);
 
-  const watchdog = setTimeout(() => {
-    console.log(`FAILED - the whole test took more than ${TOTAL_MS / 1000} s`);
-    if (daemon.proc && daemon.proc.exitCode === null) daemon.proc.kill('SIGKILL');
-    process.exit(1);
-  }, TOTAL_MS);
+  run.watchdog(TOTAL_MS, daemon);
 
   try {
-    await step('jimd serves the web client over https (and still over http on the same port)', async () => {
+    await run.step('jimd serves the web client over https (and still over http on the same port)', async () => {
       await daemon.start();
       const index = await get(daemon.url('/'), certs.ca);
       assert(index.body.includes('id="chat-view"'), '/ over https is not the web client');
@@ -154,17 +93,16 @@ async function main() {
       assert(plain.status === 200, `plain http on the TLS port: HTTP ${plain.status}`);
     });
 
-    await step('carol signs up over TLS on the JIM port', async () => {
-      carol = new TlsLineClient(daemon.tcpPort, certs.ca);
+    await run.step('carol signs up over TLS on the JIM port', async () => {
+      carol = new LineClient(daemon.tcpPort, { ca: certs.ca });
       await carol.ready;
       const r = await carol.request({ action: 'register', user: { account_name: 'carol', password: 'carol-pw' } });
       assert(r.response === 201, `register carol: ${JSON.stringify(r)}`);
     });
 
     if (nss) {
-      await step('a browser that does not trust the test CA refuses the page', async () => {
-        const bare = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-          headless: true, timeout: 60000, args: launchArgs, env: { ...process.env, HOME: path.join(tmp, 'empty-home') } });
+      await run.step('a browser that does not trust the test CA refuses the page', async () => {
+        const bare = await launchChromium({ env: { ...process.env, HOME: path.join(tmp, 'empty-home') } });
         try {
           const page = await (await bare.newContext()).newPage();
           let error = null;
@@ -176,13 +114,10 @@ async function main() {
       });
     }
 
-    browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-      headless: true,
-      timeout: 60000,
+    browser = await launchChromium({
       env: { ...process.env, HOME: home },
       // (The SPKI list is honoured with a --user-data-dir, which Playwright always gives.)
-      args: nss ? launchArgs : [...launchArgs, `--ignore-certificate-errors-spki-list=${certs.spki}`],
+      args: nss ? [] : [`--ignore-certificate-errors-spki-list=${certs.spki}`],
     });
     const ctx = await browser.newContext({ viewport: { width: 1000, height: 700 } });
     ctx.setDefaultTimeout(STEP_MS);
@@ -191,7 +126,7 @@ async function main() {
     alice.on('request', (req) => { if (!/^(https:|wss:|data:)/.test(req.url())) insecure.push(req.url()); });
     alice.on('websocket', (ws) => sockets.push(ws.url()));
 
-    await step('the page loads over https and its socket is wss://', async () => {
+    await run.step('the page loads over https and its socket is wss://', async () => {
       const res = await alice.goto(daemon.url('/'), { waitUntil: 'load' });
       assert(res && res.status() === 200, `GET /: ${res && res.status()}`);
       const sec = await res.securityDetails();
@@ -202,65 +137,38 @@ async function main() {
         `sockets: ${JSON.stringify(sockets)}`);
     });
 
-    await step('alice signs up in the browser and chats with carol', async () => {
-      await alice.locator('#name').fill('alice');
-      await alice.locator('#password').fill('alice-pw');
-      await alice.locator('#signin-submit').click();
-      await alice.locator('#password2').waitFor({ state: 'visible' });
-      await alice.locator('#password2').fill('alice-pw');
-      await alice.locator('#password2').press('Enter');
-      await alice.locator('#chat-view').waitFor({ state: 'visible' });
-      await alice.locator('#text').fill('hello over wss');
-      await alice.locator('#text').press('Enter');
+    await run.step('alice signs up in the browser and chats with carol', async () => {
+      await signUp(alice, 'alice', 'alice-pw');
+      await say(alice, 'hello over wss');
       await carol.waitFor((f) => f.action === 'msg' && f.from === 'alice' && f.message === 'hello over wss',
         STEP_MS, 'alice\'s message');
       const r = await carol.request({ action: 'msg', message: 'carol over TLS' });
       assert(r.response === 200, `carol's msg: ${JSON.stringify(r)}`);
-      await alice.locator('.messages:not([hidden]) li', { hasText: 'carol over TLS' }).first().waitFor();
+      await seeMessage(alice, 'carol over TLS');
     });
 
-    await step('a reload over https signs in again with the saved token', async () => {
+    await run.step('a reload over https signs in again with the saved token', async () => {
       const saved = await alice.evaluate(() => window.localStorage.getItem('jimd.session'));
       assert(saved && JSON.parse(saved).token, `no token saved: ${saved}`);
       await alice.reload({ waitUntil: 'load' });
       await alice.waitForFunction(() => window.jimClient.signedIn, null, { timeout: STEP_MS });
       assert(await alice.locator('#signin-view').isHidden(), 'the sign-in form is shown after the reload');
-      await alice.locator('#text').fill('back after an https reload');
-      await alice.locator('#text').press('Enter');
+      await say(alice, 'back after an https reload');
       await carol.waitFor((f) => f.action === 'msg' && f.from === 'alice' && f.message === 'back after an https reload',
         STEP_MS, 'alice\'s message after the reload');
     });
 
-    await step('no page errors, nothing fetched without TLS', async () => {
+    await run.step('no page errors, nothing fetched without TLS', async () => {
       assert(pageErrors.length === 0, `page errors: ${pageErrors.join('; ')}`);
       assert(insecure.length === 0, `requests without TLS: ${insecure.join(', ')}`);
     });
   } catch (e) {
-    failed = true;
-    results.push({ name: 'setup', ok: false });
-    console.log(`FAILED - setup: ${e && e.stack || e}`);
+    run.fail('setup', e);
   } finally {
     if (carol) carol.close();
-    if (browser) await Promise.race([browser.close().catch(() => {}), sleep(10000)]);
-    try {
-      await daemon.stop();
-    } catch (e) {
-      console.log(`FAILED - ${e.message}`);
-      results.push({ name: 'jimd stops', ok: false });
-    }
-    if (failed && daemon.output) console.log(`--- jimd output (tail) ---\n${daemon.output.slice(-4000)}`);
-    clearTimeout(watchdog);
-    fs.rmSync(tmp, { recursive: true, force: true });
+    await run.end({ browser, daemon, tmp });
   }
-
-  const passed = results.filter((r) => r.ok).length;
-  console.log(`browser test over https: ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  console.log(`${passed} passed, ${results.length - passed} failed`);
-  process.exit(results.length - passed ? 1 : 0);
+  run.finish('browser test over https');
 }
 
-main().catch((e) => {
-  console.log(`FAILED - ${e && e.stack || e}`);
-  console.log('0 passed, 1 failed');
-  process.exit(1);
-});
+runMain(main);
