@@ -125,12 +125,21 @@ TEST_CASE("A message to a room that is not the sender's current room gets 403",
   CHECK(h.at("messages").as_array().empty());
 }
 
-TEST_CASE("A message to a room that does not exist gets 404", "[integration][chat]") {
+namespace {
+
+/// A message from a new account to `to`, which names nobody: 404 with an error text.
+void check_unknown_recipient(std::string const& message, std::string const& to) {
   jimd_process d;
   client alice = sign_up(d.port(), "alice");
-  auto r = say(alice, "anyone?", "#nowhere");
+  auto r = say(alice, message, to);
   CHECK(code_of(r) == 404);
   CHECK(r.at("error").is_string());
+}
+
+}  // namespace
+
+TEST_CASE("A message to a room that does not exist gets 404", "[integration][chat]") {
+  check_unknown_recipient("anyone?", "#nowhere");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -185,11 +194,7 @@ TEST_CASE(
 }
 
 TEST_CASE("A private message to an unknown account gets 404", "[integration][chat]") {
-  jimd_process d;
-  client alice = sign_up(d.port(), "alice");
-  auto r = say(alice, "hello?", "nobody");
-  CHECK(code_of(r) == 404);
-  CHECK(r.at("error").is_string());
+  check_unknown_recipient("hello?", "nobody");
 }
 
 TEST_CASE("A bare name in msg.to is an account, never a room", "[integration][chat]") {

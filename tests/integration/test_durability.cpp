@@ -66,6 +66,12 @@ void drain(client& c, std::size_t = 0) {
   }
 }
 
+/// `c` once drain() dropped what was pushed to it: `auto a = drained(sign_in(port, "a"));`.
+client drained(client c) {
+  drain(c);
+  return c;
+}
+
 /// A jimd (`--fsync always`, args_for) on a fresh data dir whose journal writes fail (503)
 /// while the file `hook` exists (the test hook JIMD_TEST_JOURNAL_FAIL_IF). `d` is optional so
 /// that a test can stop it and start another on `dir`.
@@ -96,8 +102,7 @@ TEST_CASE("kill -9 at random moments loses no acknowledged message, in every fsy
       for (int round = 0; round < 3; ++round) {
         INFO("round " << round);
         jimd_process d(args_for(mode), dir.path());
-        client alice = round == 0 ? sign_up(d.port(), "alice") : sign_in(d.port(), "alice");
-        drain(alice, 20);
+        client alice = drained(round == 0 ? sign_up(d.port(), "alice") : sign_in(d.port(), "alice"));
         // A window of requests in flight; the kill comes from another thread at a random time.
         const auto delay = std::chrono::milliseconds(std::uniform_int_distribution<>(30, 300)(rng));
         std::thread killer([&d, delay] {
@@ -130,8 +135,7 @@ TEST_CASE("kill -9 at random moments loses no acknowledged message, in every fsy
       }
       // Every acknowledged id is there, with its text, in order.
       jimd_process d(args_for(mode), dir.path());
-      auto alice = sign_in(d.port(), "alice");
-      drain(alice, 20);
+      auto alice = drained(sign_in(d.port(), "alice"));
       auto history = whole_history(alice, "general");
       std::map<std::uint64_t, std::string> stored;
       std::uint64_t prev = 0;
@@ -169,8 +173,7 @@ TEST_CASE("Accounts, rooms, invitations, queued messages and missed survive kill
       CHECK(code_of(c.request(R"({"action":"quit"})")) == 200);
       REQUIRE(c.closed_within(5s));
     }
-    auto alice = sign_up(d.port(), "alice");
-    drain(alice, 20);
+    auto alice = drained(sign_up(d.port(), "alice"));
     den_pw = create_room(alice, "den");
     CHECK(code_of(alice.request(R"({"action":"invite","room":"den","user":"bob"})")) == 200);
     CHECK(code_of(alice.request(R"({"action":"exit"})")) == 200);
@@ -179,8 +182,7 @@ TEST_CASE("Accounts, rooms, invitations, queued messages and missed survive kill
     REQUIRE(code_of(q) == 202);
     queued_id = id_of(q);
     // dave joins with the password: a member from now on.
-    auto dave = sign_in(d.port(), "dave");
-    drain(dave, 20);
+    auto dave = drained(sign_in(d.port(), "dave"));
     CHECK(code_of(ask(dave, json::object{{"action", "join"}, {"room", "den"}, {"password", den_pw}})) ==
           200);
     CHECK(d.stop(SIGKILL) == 128 + SIGKILL);
@@ -194,8 +196,7 @@ TEST_CASE("Accounts, rooms, invitations, queued messages and missed survive kill
   drain(bob, 20);
   CHECK(code_of(bob.request(R"({"action":"join","room":"den"})")) == 200);
   // dave too (joined with the password before the crash).
-  auto dave = sign_in(d.port(), "dave");
-  drain(dave, 20);
+  auto dave = drained(sign_in(d.port(), "dave"));
   CHECK(code_of(dave.request(R"({"action":"join","room":"den"})")) == 200);
   // carol gets the queued message at sign-in, with its id.
   client carol(d.port());
@@ -229,10 +230,8 @@ TEST_CASE("A failing disk gives 503 with nothing stored or pushed, reads work, a
           "[integration][durability]") {
   failing_disk disk;
   auto& [dir, hook, d] = disk;
-  auto alice = sign_up(d->port(), "alice");
-  drain(alice, 20);
-  auto bob = sign_up(d->port(), "bob");
-  drain(bob, 20);
+  auto alice = drained(sign_up(d->port(), "alice"));
+  auto bob = drained(sign_up(d->port(), "bob"));
   auto r = say(alice, "before");
   REQUIRE(code_of(r) == 200);
   const auto id_before = id_of(r);
@@ -269,8 +268,7 @@ TEST_CASE("A failing disk gives 503 with nothing stored or pushed, reads work, a
 
   d.reset();
   jimd_process again(args_for("always"), dir.path());
-  auto a2 = sign_in(again.port(), "alice");
-  drain(a2, 20);
+  auto a2 = drained(sign_in(again.port(), "alice"));
   auto h = whole_history(a2, "general");
   REQUIRE(h.size() == 2);
   CHECK(str(h[0], "message") == "before");
@@ -309,8 +307,7 @@ TEST_CASE("A damaged journal is refused untouched, a torn tail is dropped",
   // Torn: the last few bytes missing (the last record was never acknowledged).
   write_bytes(files[0], good.substr(0, used - 3) + std::string(good.size() - used + 3, '\0'));
   jimd_process d(args_for("always"), dir.path());
-  auto alice = sign_in(d.port(), "alice");
-  drain(alice, 20);
+  auto alice = drained(sign_in(d.port(), "alice"));
   auto h = whole_history(alice, "general");
   CHECK(h.size() >= 4);
   CHECK(d.output().find("torn") != std::string::npos);
@@ -344,8 +341,7 @@ TEST_CASE("A format-1 snapshot from before the journal loads and is saved as for
   write_bytes(file, json::serialize(doc));
   for (auto const& f : journal_files(dir.path())) fs::remove(f);  // no journal before format 2
   jimd_process d(args_for("always"), dir.path());
-  auto alice = sign_in(d.port(), "alice");
-  drain(alice, 20);
+  auto alice = drained(sign_in(d.port(), "alice"));
   auto h = whole_history(alice, "general");
   REQUIRE(h.size() == 1);
   CHECK(str(h[0], "message") == "from format 1");
@@ -362,10 +358,8 @@ TEST_CASE("Pipelined room messages: replies stay in request order, ids consecuti
           "[integration][durability]") {
   temp_dir dir;
   jimd_process d(args_for("always"), dir.path());
-  auto alice = sign_up(d.port(), "alice");
-  drain(alice, 20);
-  auto bob = sign_up(d.port(), "bob");
-  drain(bob, 20);
+  auto alice = drained(sign_up(d.port(), "alice"));
+  auto bob = drained(sign_up(d.port(), "bob"));
   // One write: messages, a read, a malformed frame, a refusal, a private message, more messages.
   std::string batch;
   int tag = 0;
@@ -422,8 +416,7 @@ TEST_CASE("Pipelined room messages that cannot be stored are all refused, in ord
           "[integration][durability]") {
   failing_disk disk;
   auto& [dir, hook, d] = disk;
-  auto alice = sign_up(d->port(), "alice");
-  drain(alice, 20);
+  auto alice = drained(sign_up(d->port(), "alice"));
   auto r = say(alice, "before");
   REQUIRE(code_of(r) == 200);
   const auto id_before = id_of(r);

@@ -87,6 +87,20 @@ double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
+/// Until 3.5 s after `t0` (at most 20 probes): requires the next push on `c` to be a probe
+/// (each within 10 s) and calls `answer` after each. Returns how many probes came.
+template <class Answer>
+int answer_probes(client& c, clock_type::time_point t0, Answer answer) {
+  int probes = 0;
+  while (seconds_since(t0) < 3.5 && probes < 20) {
+    auto p = c.push(10s);
+    REQUIRE(p.at("action") == "probe");
+    ++probes;
+    answer();
+  }
+  return probes;
+}
+
 /// The lines of `text` that contain `word` (the daemon's chat lines make its whole output long).
 std::string log_lines_with(std::string const& text, std::string const& word) {
   std::istringstream in(text);
@@ -368,15 +382,11 @@ TEST_CASE("Answering the probe with any frame keeps the connection open past the
   SECTION("presence after sign-in, answered 200") {
     auto c = sign_up(d.port(), "alice");
     const auto t0 = clock_type::now();
-    int probes = 0;
-    while (seconds_since(t0) < 3.5 && probes < 20) {
-      auto p = c.push(10s);
-      REQUIRE(p.at("action") == "probe");
-      ++probes;
+    const int probes = answer_probes(c, t0, [&] {
       auto r = c.request(R"({"action":"presence","tag":"alive"})");
       CHECK(code_of(r) == 200);
       CHECK(r.at("tag") == "alive");
-    }
+    });
     CHECK(seconds_since(t0) >= 3.5);  // well past the 2 s timeout
     CHECK(code_of(c.request(R"({"action":"users"})")) == 200);
     CHECK(probes >= 2);
@@ -384,13 +394,8 @@ TEST_CASE("Answering the probe with any frame keeps the connection open past the
   SECTION("a request that gets an error reply, before sign-in") {
     client c(d.port());
     const auto t0 = clock_type::now();
-    int probes = 0;
-    while (seconds_since(t0) < 3.5 && probes < 20) {
-      auto p = c.push(10s);
-      REQUIRE(p.at("action") == "probe");
-      ++probes;
-      CHECK(code_of(c.request(R"({"action":"users"})")) == 401);
-    }
+    const int probes = answer_probes(
+        c, t0, [&] { CHECK(code_of(c.request(R"({"action":"users"})")) == 401); });
     CHECK(seconds_since(t0) >= 3.5);
     CHECK(code_of(c.request(R"({"action":"rooms"})")) == 401);
   }

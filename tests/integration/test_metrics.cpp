@@ -29,7 +29,6 @@
 #include <sstream>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 
 using namespace jim::test;
 namespace asio = boost::asio;
@@ -263,24 +262,6 @@ struct metrics_fixture {
   }
 };
 
-/// Runs jimd with `args` (shell words, already quoted) and returns its exit status and output.
-struct run_result {
-  int exit_code = -1;
-  std::string output;
-};
-run_result run_jimd(std::string const& args) {
-  const std::string cmd = "timeout 20 '" + program("jimd").string() + "' " + args + " 2>&1";
-  run_result r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p);
-  char buf[4096];
-  std::size_t got;
-  while ((got = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, got);
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
 }  // namespace
 
 TEST_CASE("The exposition parser refuses what Prometheus would refuse", "[integration][metrics]") {
@@ -499,7 +480,7 @@ TEST_CASE("jimd --check-config: OK and exit 0, or the one-line error and exit 2,
   const fs::path port_file = dir.path() / "port";
   const fs::path good = dir.path() / "good.conf";
   write_bytes(good, "port = 7001\nmax-message = 1000\nmetrics-allow = 10.0.0.0/8,::1\nlog-format = json\n");
-  auto r = run_jimd("--check-config -c '" + good.string() + "' --port-file '" + port_file.string() +
+  auto r = run_jimd_with("--check-config -c '" + good.string() + "' --port-file '" + port_file.string() +
                     "' --data-dir '" + (dir.path() / "data").string() + "'");
   CHECK(r.exit_code == 0);
   CHECK(r.output == "OK\n");
@@ -520,13 +501,13 @@ TEST_CASE("jimd --check-config: OK and exit 0, or the one-line error and exit 2,
     CAPTURE(text);
     const fs::path bad = dir.path() / "bad.conf";
     write_bytes(bad, text);
-    r = run_jimd("--check-config -c '" + bad.string() + "' --port-file '" + port_file.string() + "'");
+    r = run_jimd_with("--check-config -c '" + bad.string() + "' --port-file '" + port_file.string() + "'");
     CHECK(r.exit_code == 2);
     CHECK(r.output.find(named) != std::string::npos);
     CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);  // one line
     CHECK_FALSE(fs::exists(port_file));
   }
-  r = run_jimd("--check-config -c /nonexistent/jimd.conf");
+  r = run_jimd_with("--check-config -c /nonexistent/jimd.conf");
   CHECK(r.exit_code == 2);
 }
 

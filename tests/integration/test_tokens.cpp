@@ -35,22 +35,25 @@ json::object try_token(std::uint16_t port, std::string const& name, std::string 
   return ask(c, token_req(name, token));
 }
 
+/// Sends `req` on a new connection, requires the reply's code to be `expected` and returns its
+/// token ("" when it has none).
+std::string token_from(std::uint16_t port, json::object const& req, std::int64_t expected) {
+  client c(port);
+  auto r = ask(c, req);
+  REQUIRE(code_of(r) == expected);
+  return str(r, "token");
+}
+
 /// Registers `name` and returns the token of its 201.
 std::string register_for_token(std::uint16_t port, std::string const& name,
                                std::string const& password = "pw") {
-  client c(port);
-  auto r = ask(c, register_req(name, password));
-  REQUIRE(code_of(r) == 201);
-  return str(r, "token");
+  return token_from(port, register_req(name, password), 201);
 }
 
 /// Signs in by password on a new connection and returns the token of its 200.
 std::string password_for_token(std::uint16_t port, std::string const& name,
                                std::string const& password = "pw") {
-  client c(port);
-  auto r = ask(c, authenticate_req(name, password));
-  REQUIRE(code_of(r) == 200);
-  return str(r, "token");
+  return token_from(port, authenticate_req(name, password), 200);
 }
 
 bool base64url_text(std::string const& s) {

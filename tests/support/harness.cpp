@@ -106,9 +106,12 @@ fs::path program(std::string const& name) {
 }
 
 exit_result run_jimd_to_exit(fs::path const& data_dir) {
-  const std::string cmd = "timeout 20 '" + program("jimd").string() +
-                          "' -a 127.0.0.1 -p 0 --http-port 0 --data-dir '" + data_dir.string() +
-                          "' --log-dir '" + (data_dir / "logs").string() + "' 2>&1";
+  return run_jimd_with("-a 127.0.0.1 -p 0 --http-port 0 --data-dir '" + data_dir.string() +
+                       "' --log-dir '" + (data_dir / "logs").string() + "'");
+}
+
+exit_result run_jimd_with(std::string const& args) {
+  const std::string cmd = "timeout 20 '" + program("jimd").string() + "' " + args + " 2>&1";
   exit_result r;
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) throw std::runtime_error("popen failed");
@@ -419,24 +422,29 @@ bool client::silent_for(std::chrono::milliseconds bound) {
   return poll(&p, 1, static_cast<int>(bound.count())) == 0;
 }
 
-client sign_up(std::uint16_t port, std::string const& name, std::string const& password) {
+namespace {
+
+/// A new connection on which `action` (register or authenticate) for `name` got `expected`;
+/// throws std::runtime_error naming `what` otherwise.
+client signed_in_by(std::uint16_t port, char const* action, std::string const& name,
+                    std::string const& password, std::int64_t expected, char const* what) {
   client c(port);
-  json::object req{{"action", "register"},
-                   {"user", {{"account_name", name}, {"password", password}}}};
+  json::object req{{"action", action}, {"user", {{"account_name", name}, {"password", password}}}};
   c.send(req);
   auto r = c.reply();
-  if (code_of(r) != 201) throw std::runtime_error("sign_up " + name + ": " + json::serialize(r));
+  if (code_of(r) != expected)
+    throw std::runtime_error(std::string(what) + " " + name + ": " + json::serialize(r));
   return c;
 }
 
+}  // namespace
+
+client sign_up(std::uint16_t port, std::string const& name, std::string const& password) {
+  return signed_in_by(port, "register", name, password, 201, "sign_up");
+}
+
 client sign_in(std::uint16_t port, std::string const& name, std::string const& password) {
-  client c(port);
-  json::object req{{"action", "authenticate"},
-                   {"user", {{"account_name", name}, {"password", password}}}};
-  c.send(req);
-  auto r = c.reply();
-  if (code_of(r) != 200) throw std::runtime_error("sign_in " + name + ": " + json::serialize(r));
-  return c;
+  return signed_in_by(port, "authenticate", name, password, 200, "sign_in");
 }
 
 void drain_history(client& c, std::size_t n) {

@@ -49,6 +49,10 @@ struct exit_result {
 /// Runs jimd on `data_dir` (logs in DATA_DIR/logs, ephemeral ports) to its end, which must
 /// come within 20 s (`timeout` ends it otherwise), capturing stdout and stderr.
 exit_result run_jimd_to_exit(std::filesystem::path const& data_dir);
+/// Runs jimd with `args` (shell words, already quoted: they go to `sh -c` as they are) to its
+/// end, which must come within 20 s (`timeout` ends it otherwise), capturing stdout and stderr.
+/// Throws std::runtime_error when the shell cannot be started.
+exit_result run_jimd_with(std::string const& args);
 
 /// The daemon as a child process. The constructor returns once it accepts connections
 /// (it waits for `--port-file`, given a pipe, for at most 20 s).
