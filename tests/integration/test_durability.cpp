@@ -102,7 +102,8 @@ TEST_CASE("kill -9 at random moments loses no acknowledged message, in every fsy
       for (int round = 0; round < 3; ++round) {
         INFO("round " << round);
         jimd_process d(args_for(mode), dir.path());
-        client alice = drained(round == 0 ? sign_up(d.port(), "alice") : sign_in(d.port(), "alice"));
+        client alice =
+            drained(round == 0 ? sign_up(d.port(), "alice") : sign_in(d.port(), "alice"));
         // A window of requests in flight; the kill comes from another thread at a random time.
         const auto delay = std::chrono::milliseconds(std::uniform_int_distribution<>(30, 300)(rng));
         std::thread killer([&d, delay] {

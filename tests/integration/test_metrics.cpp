@@ -480,8 +480,9 @@ TEST_CASE("jimd --check-config: OK and exit 0, or the one-line error and exit 2,
   const fs::path port_file = dir.path() / "port";
   const fs::path good = dir.path() / "good.conf";
   write_bytes(good, "port = 7001\nmax-message = 1000\nmetrics-allow = 10.0.0.0/8,::1\nlog-format = json\n");
-  auto r = run_jimd_with("--check-config -c '" + good.string() + "' --port-file '" + port_file.string() +
-                    "' --data-dir '" + (dir.path() / "data").string() + "'");
+  auto r = run_jimd_with("--check-config -c '" + good.string() + "' --port-file '" +
+                         port_file.string() + "' --data-dir '" + (dir.path() / "data").string() +
+                         "'");
   CHECK(r.exit_code == 0);
   CHECK(r.output == "OK\n");
   CHECK_FALSE(fs::exists(port_file));  // it never listened
@@ -501,7 +502,8 @@ TEST_CASE("jimd --check-config: OK and exit 0, or the one-line error and exit 2,
     CAPTURE(text);
     const fs::path bad = dir.path() / "bad.conf";
     write_bytes(bad, text);
-    r = run_jimd_with("--check-config -c '" + bad.string() + "' --port-file '" + port_file.string() + "'");
+    r = run_jimd_with("--check-config -c '" + bad.string() + "' --port-file '" +
+                      port_file.string() + "'");
     CHECK(r.exit_code == 2);
     CHECK(r.output.find(named) != std::string::npos);
     CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);  // one line
