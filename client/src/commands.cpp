@@ -133,6 +133,44 @@ std::optional<std::int64_t> parse_at(std::string_view spec, std::int64_t now) {
   return std::nullopt;
 }
 
+std::string id_problem(std::string_view word) {
+  std::string_view digits = word;
+  if (digits.starts_with('#')) digits.remove_prefix(1);
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string_view::npos) return {};
+  if (parse_id(word)) return {};
+  if (digits.find_first_not_of('0') == std::string_view::npos) return "no such id: " + std::string(word) + " (ids start at 1)";
+  return "no such id: " + std::string(word) + " is too large";
+}
+
+std::string at_problem(std::string_view spec, std::int64_t now) {
+  if (spec.empty() || parse_at(spec, now)) return {};
+  const std::string s(spec);
+  auto digits_only = [](std::string_view d) {
+    return !d.empty() && d.find_first_not_of("0123456789") == std::string_view::npos;
+  };
+  if (spec.starts_with('+') || spec.starts_with('-')) {
+    // Numbers each followed by a unit; anything else is not a TIME at all.
+    std::string_view rest = spec.substr(1);
+    bool zero = true;
+    while (!rest.empty()) {
+      std::size_t n = 0;
+      while (n < rest.size() && rest[n] >= '0' && rest[n] <= '9') ++n;
+      if (n == 0 || n == rest.size() || std::string_view("smhdSMHD").find(rest[n]) == std::string_view::npos) return {};
+      const auto number = rest.substr(0, n);
+      if (number.find_first_not_of('0') != std::string_view::npos) zero = false;
+      rest.remove_prefix(n + 1);
+    }
+    if (spec.size() == 1) return {};
+    if (spec.starts_with('-') || zero) return s + ": the time must be in the future (+N after now, or HH:MM)";
+    return s + ": the time is too far ahead (at most 10 years)";
+  }
+  const auto colon = spec.find(':');
+  if (colon != std::string_view::npos && colon >= 1 && colon <= 2 && spec.size() - colon - 1 == 2 &&
+      digits_only(spec.substr(0, colon)) && digits_only(spec.substr(colon + 1)))
+    return s + ": no such time of day (HH:MM runs from 00:00 to 23:59)";
+  return {};
+}
+
 input parse_input(std::string_view line) { return parse_input(line, proto::unix_now()); }
 
 input parse_input(std::string_view line, std::int64_t now) {
@@ -259,11 +297,15 @@ input parse_input(std::string_view line, std::int64_t now) {
   }
   if (cmd == "edit") {
     std::string_view text = rest;
-    const auto id = parse_id(next_word(text));
+    const auto word = next_word(text);
+    if (auto why = id_problem(word); !why.empty()) return usage_hint{"! " + why};
+    const auto id = parse_id(word);
     if (!id || text.empty()) return usage("/edit ID TEXT   (ID: the message's id, shown by /ids on)");
     return request({{"action", "edit"}, {"id", *id}, {"message", text}});
   }
   if (cmd == "delete") {
+    if (n == 1)
+      if (auto why = id_problem(args[0]); !why.empty()) return usage_hint{"! " + why};
     const auto id = n == 1 ? parse_id(args[0]) : std::nullopt;
     if (!id) return usage("/delete ID   (ID: the message's id, shown by /ids on)");
     return request({{"action", "delete"}, {"id", *id}});
@@ -275,7 +317,9 @@ input parse_input(std::string_view line, std::int64_t now) {
   }
   if (cmd == "at") {
     std::string_view text = rest;
-    const auto when = parse_at(next_word(text), now);
+    const auto spec = next_word(text);
+    if (auto why = at_problem(spec, now); !why.empty()) return usage_hint{"! " + why};
+    const auto when = parse_at(spec, now);
     if (!when || text.empty())
       return usage("/at TIME TEXT   (TIME: HH:MM, the next such local time, or +N with s, m, h or d: +10m, +2h)");
     return request({{"action", "msg"}, {"message", text}, {"at", *when}});
@@ -285,6 +329,8 @@ input parse_input(std::string_view line, std::int64_t now) {
     return request({{"action", "scheduled"}});
   }
   if (cmd == "cancel") {
+    if (n == 1)
+      if (auto why = id_problem(args[0]); !why.empty()) return usage_hint{"! " + why};
     const auto id = n == 1 ? parse_id(args[0]) : std::nullopt;
     if (!id) return usage("/cancel ID   (ID: a scheduled message's number, shown by /scheduled)");
     return request({{"action", "cancel"}, {"scheduled", *id}});

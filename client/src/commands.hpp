@@ -78,6 +78,16 @@ std::optional<std::int64_t> parse_at(std::string_view spec, std::int64_t now);
 /// ids: `[#42]`), at least 1. Nothing for anything else (signs, spaces, overflow).
 std::optional<std::int64_t> parse_id(std::string_view word);
 
+/// Why `word`, all digits (optionally after `#`), is no id: `0`, or too large for an int64
+/// (`no such id: 0 (ids start at 1)`, `no such id: 999... is too large`). Empty when `word` is
+/// a valid id or not a number at all (then the command's usage line says what is wanted).
+std::string id_problem(std::string_view word);
+
+/// Why `spec`, shaped like a TIME of `/at`, is none: `+0s` or `-5s` (`the time must be in the
+/// future`), beyond parse_at()'s 10 years or an int64 (`too far ahead`), `25:00` (`no such time
+/// of day`); the text starts with `spec`. Empty when `spec` is valid or not shaped like a TIME.
+std::string at_problem(std::string_view spec, std::int64_t now);
+
 /// The line as it may be kept in the input history: `/join ROOM PASSWORD` loses its password
 /// (`/join ROOM`, which works again once one is a member); other lines are kept as typed.
 std::string for_history(std::string_view line);

@@ -42,6 +42,35 @@ char* next_match(const char* /*text*/, int state) {
 
 /// Ctrl-D, bound by us: libedit's own binding draws "^D" on an empty line before it reports
 /// the end of input.
+/// libedit (3.1-20221030) keeps rl_line_buffer pointing into its narrow conversion buffer, but
+/// re-points it only when its wide line buffer grows: el_gets() and el_line() re-encode the line
+/// into that buffer, growing it with realloc() without telling, so rl_line_buffer dangles, and
+/// libedit itself then writes rl_line_buffer[rl_end] = 0 into freed memory (a line of 2047 x "é"
+/// aborted jim with "realloc(): invalid next size"). So console makes libedit's wide buffer
+/// large once (it never shrinks, so libedit never re-points rl_line_buffer again), points
+/// rl_line_buffer at line_sink, where libedit's terminating zero lands harmlessly, never lets a
+/// line grow past max_line_bytes (beyond it only Enter is taken), and reads the line only with
+/// rl_copy_text(), which encodes it afresh.
+constexpr std::size_t prefilled_chars = 65536;
+constexpr int max_line_bytes = 60000;  ///< a key adds at most a few bytes; completion a name
+char line_sink[prefilled_chars + 1024];
+
+/// Points rl_line_buffer at line_sink (see there).
+void sink_line_buffer() {
+  rl_line_buffer = line_sink;
+  line_sink[0] = '\0';
+}
+
+/// The first `n` bytes of the line being edited, encoded afresh (see line_sink).
+std::string line_text(int n) {
+  if (n <= 0) return {};
+  char* copy = rl_copy_text(0, n);
+  if (!copy) return {};
+  std::string text(copy);
+  std::free(copy);
+  return text;
+}
+
 bool ctrl_d_eof = false;     ///< Ctrl-D on an empty line: the end of input
 bool ctrl_d_replay = false;  ///< keys were pushed back for libedit: one more round reads them
 
@@ -66,9 +95,8 @@ char** complete_word(const char* text, int /*start*/, int /*end*/) {
   rl_attempted_completion_over = 1;
   if (!active) return nullptr;
   const std::string_view word(text);
-  std::string_view line = rl_line_buffer && rl_point > 0
-                              ? std::string_view(rl_line_buffer, static_cast<std::size_t>(rl_point))
-                              : std::string_view{};
+  const std::string typed = line_text(rl_point);
+  std::string_view line = typed;
   if (line.ends_with(word)) line.remove_suffix(word.size());
   matches = active->complete(line, word);
   if (matches.empty()) return nullptr;
@@ -153,6 +181,11 @@ console::console(asio::any_io_executor ex, bool interactive, bool colour)
     using_history();  // initialises libedit
     stifle_history(1000);
     rl_add_defun("jim-ctrl-d", &on_ctrl_d, 4);
+    // Grows libedit's wide buffer past any line jim lets it hold (see line_sink); the first
+    // rl_callback_handler_install() empties the line again.
+    const std::string filler(prefilled_chars, 'x');
+    rl_insert_text(filler.c_str());
+    sink_line_buffer();
   }
 }
 
@@ -208,6 +241,11 @@ awaitable<std::optional<std::string>> console::read_line() {
       eof_ = true;
       continue;
     }
+    if (rl_end >= max_line_bytes) {
+      take_when_full();
+      continue;
+    }
+    sink_line_buffer();
     rl_callback_read_char();  // one key; calls on_line() when a line is complete
     if (std::exchange(ctrl_d_replay, false)) rl_callback_read_char();
     if (std::exchange(ctrl_d_eof, false)) {
@@ -264,8 +302,36 @@ void console::on_line(char* line) {
   std::free(line);
 }
 
+void console::take_when_full() {
+  // The line is as long as libedit may safely hold it (see prefilled_bytes): keys other than
+  // Enter are dropped with a bell; Enter ends the line as libedit would.
+  char ch = 0;
+  const ssize_t n = ::read(in_.native_handle(), &ch, 1);
+  if (n <= 0) {
+    if (n == 0 || (errno != EINTR && errno != EAGAIN)) eof_ = true;
+    return;
+  }
+  if (ch != '\r' && ch != '\n') {
+    if (!std::exchange(full_bell_, true)) {
+      out("\a");
+      std::fflush(stdout);
+    }
+    return;
+  }
+  full_bell_ = false;
+  std::string line = line_text(rl_end);
+  rl_callback_handler_remove();  // the next install() starts an empty line
+  out("\n");
+  std::fflush(stdout);
+  on_line(strdup(line.c_str()));
+}
+
 void console::install() {
   rl_callback_handler_install(prompt_.c_str(), &console::on_line);
+  // The line is empty now; libedit updates these two only after the next key, and
+  // clear_input() must not measure the previous line.
+  rl_point = 0;
+  rl_end = 0;
   installed_ = true;
 }
 
@@ -273,9 +339,7 @@ void console::clear_input() {
   // Back to the row where the prompt starts, then clear to the end of the screen: this also
   // removes a half-typed line that wrapped over several rows.
   // rl_point counts bytes of the multibyte line up to the cursor.
-  const std::string_view typed = rl_line_buffer && rl_point > 0
-                                     ? std::string_view(rl_line_buffer, static_cast<std::size_t>(rl_point))
-                                     : std::string_view{};
+  const std::string typed = line_text(rl_point);
   const std::size_t row = cursor_row(prompt_, typed);
   if (row > 0) out("\033[" + std::to_string(row) + "A");
   out("\r\033[J");

@@ -438,7 +438,7 @@ TEST_CASE("The new commands with wrong arguments get their usage line", "[client
   CHECK(hint("/edit") == "! usage: /edit ID TEXT   (ID: the message's id, shown by /ids on)");
   CHECK(hint("/edit 42") == hint("/edit"));
   CHECK(hint("/edit x text") == hint("/edit"));
-  CHECK(hint("/edit 0 text") == hint("/edit"));
+  CHECK(hint("/edit 0 text") == "! no such id: 0 (ids start at 1)");
   CHECK(hint("/delete") == "! usage: /delete ID   (ID: the message's id, shown by /ids on)");
   CHECK(hint("/delete 4 5") == hint("/delete"));
   CHECK(hint("/delete -4") == hint("/delete"));
@@ -447,7 +447,7 @@ TEST_CASE("The new commands with wrong arguments get their usage line", "[client
   CHECK(hint("/at") ==
         "! usage: /at TIME TEXT   (TIME: HH:MM, the next such local time, or +N with s, m, h or d: +10m, +2h)");
   CHECK(hint("/at +10m") == hint("/at"));
-  CHECK(hint("/at 25:00 late") == hint("/at"));
+  CHECK(hint("/at 25:00 late") == "! 25:00: no such time of day (HH:MM runs from 00:00 to 23:59)");
   CHECK(hint("/at soon text") == hint("/at"));
   CHECK(hint("/scheduled all") == "! usage: /scheduled   (your messages waiting for their time)");
   CHECK(hint("/cancel") == "! usage: /cancel ID   (ID: a scheduled message's number, shown by /scheduled)");
@@ -464,6 +464,34 @@ TEST_CASE("The new commands with wrong arguments get their usage line", "[client
   CHECK(hint("/add") == "! usage: /add USER   (to your contacts)");
   CHECK(hint("/add bob carol") == hint("/add"));
   CHECK(hint("/del") == "! usage: /del USER   (from your contacts)");
+}
+
+TEST_CASE("An id or a time out of range gets its reason, not only the usage line", "[client][commands]") {
+  auto hint = [](std::string_view line) {
+    auto in = parse_input(line, noon);
+    INFO("line: " << line);
+    REQUIRE(std::holds_alternative<usage_hint>(in));
+    return std::get<usage_hint>(in).text;
+  };
+  CHECK(hint("/at +0s x") == "! +0s: the time must be in the future (+N after now, or HH:MM)");
+  CHECK(hint("/at +0m0s x") == "! +0m0s: the time must be in the future (+N after now, or HH:MM)");
+  CHECK(hint("/at -5s x") == "! -5s: the time must be in the future (+N after now, or HH:MM)");
+  CHECK(hint("/at +99999999999999999999s x") == "! +99999999999999999999s: the time is too far ahead (at most 10 years)");
+  CHECK(hint("/at +3661d x") == "! +3661d: the time is too far ahead (at most 10 years)");
+  CHECK(hint("/at 24:00 x") == "! 24:00: no such time of day (HH:MM runs from 00:00 to 23:59)");
+  CHECK(hint("/edit 99999999999999999999999 t") == "! no such id: 99999999999999999999999 is too large");
+  CHECK(hint("/edit #9223372036854775808 t") == "! no such id: #9223372036854775808 is too large");
+  CHECK(hint("/delete 99999999999999999999") == "! no such id: 99999999999999999999 is too large");
+  CHECK(hint("/cancel 99999999999999999999") == "! no such id: 99999999999999999999 is too large");
+  CHECK(hint("/cancel 0") == "! no such id: 0 (ids start at 1)");
+  // Not numbers or times at all: the usage line says what is wanted.
+  CHECK(hint("/at +5x x").starts_with("! usage: /at TIME TEXT"));
+  CHECK(hint("/at +s x").starts_with("! usage: /at TIME TEXT"));
+  CHECK(hint("/at + x").starts_with("! usage: /at TIME TEXT"));
+  CHECK(hint("/edit -1 t").starts_with("! usage: /edit ID TEXT"));
+  CHECK(hint("/cancel 1 2").starts_with("! usage: /cancel ID"));
+  CHECK(id_problem("42").empty());
+  CHECK(at_problem("+10m", noon).empty());
 }
 
 TEST_CASE("Tab completes the new commands and their names, rooms and on|off", "[client][commands]") {

@@ -1662,7 +1662,7 @@ TEST_CASE("/at +Ns posts at its time, /scheduled lists, /cancel takes one back",
   t.type("/cancel " + id + "\r");
   REQUIRE(t.wait_for("! you have no scheduled message " + id + " waiting (/scheduled lists them)", m));
   t.type("/at 24:00 never\r");
-  REQUIRE(t.wait_for("! usage: /at TIME TEXT", m));
+  REQUIRE(t.wait_for("! 24:00: no such time of day", m));
   auto r = bob.request(R"({"action":"scheduled"})");
   CHECK(r.at("scheduled").as_array().empty());  // bob's list: his own, none
   t.type("/quit\r");
