@@ -702,6 +702,45 @@ TEST_CASE("A half-typed line of wide characters is redrawn in place", "[integrat
   CHECK(t.wait_exit() == 0);
 }
 
+TEST_CASE("A pasted line of thousands of wide characters is sent intact and jim keeps running",
+          "[integration][client][unicode]") {
+  // libedit re-encoded such a line into a buffer it moved, and wrote into the old one: jim
+  // aborted with "realloc(): invalid next size" on Enter after 2047 x "é" (4094 bytes).
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  auto t = terminal(d, {"-u", "grace"}, "pw", false, no_locale);
+  REQUIRE(t.wait_for("#general> "));
+  // Typed 16 characters at a time, each lot echoed before the next: jim's echo is read while
+  // it types (a terminal whose output nobody reads stops jim).
+  auto paste = [&t](std::string const& ch, int count) {
+    for (int i = 0; i < count; i += 16) {
+      std::string lot;
+      for (int j = i; j < std::min(count, i + 16); ++j) lot += ch;
+      const auto m = t.mark();
+      t.type(lot);
+      REQUIRE(t.wait_for(ch, m, 20s));
+    }
+    t.type("\r");
+  };
+  std::string e_acute;
+  for (int i = 0; i < 2047; ++i) e_acute += "é";
+  paste("é", 2047);
+  CHECK(bob.push(20s).at("message").as_string() == e_acute);
+  // 6300 bytes: two messages of at most --max-message (4096) bytes, cut between characters.
+  std::string cjk;
+  for (int i = 0; i < 2100; ++i) cjk += "日";
+  paste("日", 2100);
+  std::string got(bob.push(20s).at("message").as_string());
+  CHECK(got.size() <= 4096);
+  got += bob.push(20s).at("message").as_string();
+  CHECK(got == cjk);
+  // And after the long lines jim still edits and sends short ones.
+  t.type("still here\r");
+  CHECK(bob.push().at("message").as_string() == "still here");
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
+
 TEST_CASE("Multi-line messages show as indented rows, bidi overrides are neutralised",
           "[integration][client][unicode]") {
   jimd_process d;
