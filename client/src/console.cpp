@@ -7,9 +7,11 @@
 
 // libedit's readline-compatible interface; its callback API fits an event loop.
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <cwchar>
 #include <editline/readline.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -40,37 +42,114 @@ char* next_match(const char* /*text*/, int state) {
   return ::strdup(matches[next++].c_str());
 }
 
+// ---- The line being edited -------------------------------------------------------------------
+// libedit 3.1-20221030 (Debian 12's libedit2) has two bugs in its readline emulation
+// (src/readline.c, src/eln.c, src/chartype.c) that jim works around here:
+// - rl_line_buffer is meant to be the line encoded as multibyte text. el_line() and el_gets()
+//   encode libedit's wide line into one conversion buffer (ct_encode_string() into
+//   el_lgcyconv.cbuff), which they grow with realloc() by 1 KiB when a line needs more; but
+//   rl_line_buffer is pointed at that buffer only when the *wide* line buffer grows (the
+//   EL_RESIZE hook _resize_fun()). A line of 2047 x "é" (4094 bytes in 2047 characters) moves
+//   the one after the other has grown for the last time: rl_line_buffer dangles, libedit itself writes
+//   rl_line_buffer[rl_end] = '\0' into freed memory after every key (_rl_update_pos()), and jim
+//   aborted with "realloc(): invalid next size".
+// - rl_copy_text(from, to) copies one byte less than asked (strlcpy() is given the length, not
+//   the length + 1), and never the line's last byte: Tab completion saw "/m" for "/ms".
+// - el_line() and el_gets() encode the wide line up to its first zero, not up to its end: what
+//   earlier, longer lines left after the end is encoded too (libedit's own rl_line_buffer is
+//   the line followed by that).
+// So console anchors rl_line_buffer once (anchor_line_buffer()): it makes the conversion buffer
+// large, then has libedit point rl_line_buffer at it, where it stays as long as no encoding
+// needs more than that buffer holds; and it bounds every encoding: a wide zero stays after
+// anchored_chars characters, and each character encodes to at most fill_bytes. That holds while
+// no line reaches anchored_chars characters: keys other than Enter and Backspace are dropped
+// once a line has max_line_bytes (take_when_full()); one key adds at most what was killed
+// before from a line below max_line_bytes (a yank), or a history entry, and entries longer
+// than max_line_bytes are not kept (on_line(), load_history()); Tab adds a name. So no line
+// exceeds 2 x max_line_bytes + a name. encoded_line() has libedit encode the line afresh there.
+// libedit's numeric arguments (ESC and digits), which repeat an insertion up to a million times,
+// are unbound (console::console()).
+constexpr std::size_t max_line_bytes = 30000;
+/// A wide zero stays after this many characters once anchored (more than any line has).
+constexpr std::size_t anchored_chars = 2 * max_line_bytes + 4096;
+/// The most bytes one character encodes to, and the fill character that takes that many
+/// (set by anchor_line_buffer(): 4 in a UTF-8 locale, 1 in a single-byte one).
+std::size_t fill_bytes = 0;
+/// Bytes rl_line_buffer holds once anchored: no encoding is longer.
+std::size_t anchored_bytes = 0;
+/// rl_line_buffer until it is anchored (and for good when it cannot be): no libedit call made
+/// meanwhile writes to it, and jim never reads it.
+char unanchored[1];
+
+/// Fills the line with characters of fill_bytes each, 1 Ki at a time, until libedit's
+/// EL_RESIZE hook has encoded at least anchored_chars of them and pointed rl_line_buffer at the
+/// encoding: the hook runs when the wide buffer grows, before the text that made it grow goes
+/// in, and rl_insert_text() encodes nothing itself (it decodes into another buffer), so a
+/// changed rl_line_buffer after an insertion tells that the hook ran with the characters there
+/// before it. Then rl_replace_line() (which encodes nothing either) puts wide zeros at that
+/// count and at 2^k characters below it (longest first), so that a short line typed over the
+/// fill is encoded only up to the next zero, not through all of it. False when the locale is
+/// neither UTF-8 nor single-byte, or the hook never ran within 512 Ki characters (another
+/// libedit). The first rl_callback_handler_install() empties the line (read_prepare()).
+/// Costs about 2.8 MiB: libedit's wide line, kill, undo, redo and history buffers grow to 128 Ki
+/// characters (the insertion that passes 64 Ki doubles them), the encoding to 256 KiB.
+bool anchor_line_buffer() {
+  std::string fill;
+  std::mbstate_t state{};
+  char four[MB_LEN_MAX];
+  if (std::wcrtomb(four, L'\U00010348', &state) == 4) {  // GOTHIC LETTER HWAIR, 4 bytes in UTF-8
+    fill.assign(four, 4);
+  } else if (MB_CUR_MAX == 1) {
+    fill = "x";
+  } else {
+    return false;
+  }
+  std::string chunk;
+  for (int i = 0; i < 1024; ++i) chunk += fill;
+  std::size_t chars = 0;
+  bool anchored = false;
+  for (int i = 0; i < 512 && !anchored; ++i) {
+    rl_line_buffer = unanchored;
+    if (rl_insert_text(chunk.c_str()) != static_cast<int>(chunk.size())) break;
+    anchored = rl_line_buffer != unanchored && chars >= anchored_chars;
+    if (!anchored) chars += 1024;
+  }
+  if (!anchored) {
+    rl_line_buffer = unanchored;
+    return false;
+  }
+  fill_bytes = fill.size();
+  anchored_bytes = chars * fill_bytes;
+  std::string text;  // `chars` fill characters; rl_replace_line() puts a zero after what it is given
+  for (std::size_t i = 0; i < chars; ++i) text += fill;
+  rl_replace_line(text.c_str(), 0);
+  std::size_t n = 1;
+  while (n * 2 < chars) n *= 2;
+  for (; n >= 1; n /= 2) rl_replace_line(text.substr(0, n * fill_bytes).c_str(), 0);
+  return true;
+}
+
+/// What libedit has encoded of the wide line, encoded afresh (rl_copy_text() calls el_line();
+/// what it copies is not used): the line being edited, then whatever earlier lines left after
+/// it. Cut it by rl_point or rl_end (bytes), or by characters while libedit completes.
+std::string_view encoded_line() {
+  if (char* unused = rl_copy_text(0, 0)) std::free(unused);
+  return std::string_view(rl_line_buffer, ::strnlen(rl_line_buffer, anchored_bytes));
+}
+
+/// The first `chars` characters of `line` (UTF-8; each lead byte starts one, as libedit counts
+/// them with ct_enc_width()), or all of it.
+std::string_view first_chars(std::string_view line, std::size_t chars) {
+  std::size_t i = 0;
+  for (; i < line.size(); ++i) {
+    const bool lead = (static_cast<unsigned char>(line[i]) & 0xC0) != 0x80;
+    if (lead && chars-- == 0) break;
+  }
+  return line.substr(0, i);
+}
+
 /// Ctrl-D, bound by us: libedit's own binding draws "^D" on an empty line before it reports
 /// the end of input.
-/// libedit (3.1-20221030) keeps rl_line_buffer pointing into its narrow conversion buffer, but
-/// re-points it only when its wide line buffer grows: el_gets() and el_line() re-encode the line
-/// into that buffer, growing it with realloc() without telling, so rl_line_buffer dangles, and
-/// libedit itself then writes rl_line_buffer[rl_end] = 0 into freed memory (a line of 2047 x "é"
-/// aborted jim with "realloc(): invalid next size"). So console makes libedit's wide buffer
-/// large once (it never shrinks, so libedit never re-points rl_line_buffer again), points
-/// rl_line_buffer at line_sink, where libedit's terminating zero lands harmlessly, never lets a
-/// line grow past max_line_bytes (beyond it only Enter is taken), and reads the line only with
-/// rl_copy_text(), which encodes it afresh.
-constexpr std::size_t prefilled_chars = 65536;
-constexpr int max_line_bytes = 60000;  ///< a key adds at most a few bytes; completion a name
-char line_sink[prefilled_chars + 1024];
-
-/// Points rl_line_buffer at line_sink (see there).
-void sink_line_buffer() {
-  rl_line_buffer = line_sink;
-  line_sink[0] = '\0';
-}
-
-/// The first `n` bytes of the line being edited, encoded afresh (see line_sink).
-std::string line_text(int n) {
-  if (n <= 0) return {};
-  char* copy = rl_copy_text(0, n);
-  if (!copy) return {};
-  std::string text(copy);
-  std::free(copy);
-  return text;
-}
-
 bool ctrl_d_eof = false;     ///< Ctrl-D on an empty line: the end of input
 bool ctrl_d_replay = false;  ///< keys were pushed back for libedit: one more round reads them
 
@@ -89,15 +168,14 @@ int on_ctrl_d(int, int) {
 /// Never file names: nothing to offer when the completer has nothing.
 char* no_match(const char*, int) { return nullptr; }
 
-/// libedit's completion hook: `text` is the word before the cursor (`start`, counted in
-/// characters, is not used: the line before the word is taken in bytes from rl_point).
-char** complete_word(const char* text, int /*start*/, int /*end*/) {
+/// libedit's completion hook: `text` is the word before the cursor, which starts after `start`
+/// characters of the line (libedit counts characters here, and so are rl_point and rl_end
+/// while it completes: fn_complete() sets them from its wide line).
+char** complete_word(const char* text, int start, int /*end*/) {
   rl_attempted_completion_over = 1;
   if (!active) return nullptr;
   const std::string_view word(text);
-  const std::string typed = line_text(rl_point);
-  std::string_view line = typed;
-  if (line.ends_with(word)) line.remove_suffix(word.size());
+  const std::string_view line = first_chars(encoded_line(), start > 0 ? static_cast<std::size_t>(start) : 0);
   matches = active->complete(line, word);
   if (matches.empty()) return nullptr;
   return rl_completion_matches(text, &next_match);
@@ -181,11 +259,16 @@ console::console(asio::any_io_executor ex, bool interactive, bool colour)
     using_history();  // initialises libedit
     stifle_history(1000);
     rl_add_defun("jim-ctrl-d", &on_ctrl_d, 4);
-    // Grows libedit's wide buffer past any line jim lets it hold (see line_sink); the first
-    // rl_callback_handler_install() empties the line again.
-    const std::string filler(prefilled_chars, 'x');
-    rl_insert_text(filler.c_str());
-    sink_line_buffer();
+    // ESC and a digit start libedit's numeric argument, which repeats the next insertion up to
+    // a million times in one key: past the bound lines are kept under (see max_line_bytes).
+    for (char d = '0'; d <= '9'; ++d) rl_parse_and_bind((std::string("bind '\\e") + d + "' ed-unassigned").c_str());
+    // Once per process (libedit's state is global): see anchor_line_buffer().
+    static const bool anchored = anchor_line_buffer();
+    if (!anchored) {
+      // Not the libedit jim knows: editing it could corrupt memory, so lines are read plainly.
+      std::fprintf(stderr, "jim: line editing is off (this libedit's line buffer cannot be used safely)\n");
+      editing_ = false;
+    }
   }
 }
 
@@ -225,7 +308,7 @@ awaitable<std::optional<std::string>> console::ask(std::string prompt, bool secr
 }
 
 awaitable<std::optional<std::string>> console::read_line() {
-  if (!interactive_) co_return co_await read_plain();
+  if (!interactive_ || !editing_) co_return co_await read_plain();
   for (;;) {
     if (!lines_.empty()) {
       std::string line = std::move(lines_.front());
@@ -241,11 +324,10 @@ awaitable<std::optional<std::string>> console::read_line() {
       eof_ = true;
       continue;
     }
-    if (rl_end >= max_line_bytes) {
+    if (static_cast<std::size_t>(rl_end) >= max_line_bytes) {
       take_when_full();
       continue;
     }
-    sink_line_buffer();
     rl_callback_read_char();  // one key; calls on_line() when a line is complete
     if (std::exchange(ctrl_d_replay, false)) rl_callback_read_char();
     if (std::exchange(ctrl_d_eof, false)) {
@@ -297,33 +379,31 @@ void console::on_line(char* line) {
     return;
   }
   c.entered_ = line;
-  if (*line) add_history(for_history(line).c_str());
+  // Not longer than a line may be typed: recalled, it must leave room (see max_line_bytes).
+  if (*line && std::strlen(line) <= max_line_bytes) add_history(for_history(line).c_str());
   c.lines_.emplace_back(line);
   std::free(line);
 }
 
 void console::take_when_full() {
-  // The line is as long as libedit may safely hold it (see prefilled_bytes): keys other than
-  // Enter are dropped with a bell; Enter ends the line as libedit would.
+  // The line is as long as jim lets it be (see max_line_bytes): Enter and Backspace go to
+  // libedit (pushed back, read again as the next key); other keys are dropped with a bell.
   char ch = 0;
   const ssize_t n = ::read(in_.native_handle(), &ch, 1);
   if (n <= 0) {
     if (n == 0 || (errno != EINTR && errno != EAGAIN)) eof_ = true;
     return;
   }
-  if (ch != '\r' && ch != '\n') {
-    if (!std::exchange(full_bell_, true)) {
-      out("\a");
-      std::fflush(stdout);
-    }
+  if (ch == '\r' || ch == '\n' || ch == '\x7f' || ch == '\b') {
+    full_bell_ = false;
+    rl_insert(1, static_cast<unsigned char>(ch));
+    rl_callback_read_char();
     return;
   }
-  full_bell_ = false;
-  std::string line = line_text(rl_end);
-  rl_callback_handler_remove();  // the next install() starts an empty line
-  out("\n");
-  std::fflush(stdout);
-  on_line(strdup(line.c_str()));
+  if (!std::exchange(full_bell_, true)) {
+    out("\a");
+    std::fflush(stdout);
+  }
 }
 
 void console::install() {
@@ -339,7 +419,7 @@ void console::clear_input() {
   // Back to the row where the prompt starts, then clear to the end of the screen: this also
   // removes a half-typed line that wrapped over several rows.
   // rl_point counts bytes of the multibyte line up to the cursor.
-  const std::string typed = line_text(rl_point);
+  const std::string_view typed = encoded_line().substr(0, rl_point > 0 ? static_cast<std::size_t>(rl_point) : 0);
   const std::size_t row = cursor_row(prompt_, typed);
   if (row > 0) out("\033[" + std::to_string(row) + "A");
   out("\r\033[J");
@@ -443,6 +523,24 @@ void console::load_history(std::filesystem::path file) {
   std::error_code ec;
   if (!std::filesystem::exists(history_file_, ec)) return;
   read_history(history_file_.c_str());
+  // An entry longer than a line may be typed is dropped (see max_line_bytes): the others are
+  // entered again in order.
+  std::vector<std::string> kept;
+  bool dropped = false;
+  if (HIST_ENTRY** entries = history_list()) {
+    for (; *entries; ++entries) {
+      char const* text = (*entries)->line;
+      if (!text) continue;
+      if (std::strlen(text) <= max_line_bytes)
+        kept.emplace_back(text);
+      else
+        dropped = true;
+    }
+  }
+  if (dropped) {
+    clear_history();
+    for (auto const& text : kept) add_history(text.c_str());
+  }
   // libedit's read_history() leaves the browsing position where it was (before the first
   // entry): back to the end, so that Up walks back from the newest line.
   using_history();

@@ -95,10 +95,11 @@ private:
   boost::asio::posix::stream_descriptor in_;
   bool interactive_;
   bool colour_;
-  /// Reads one key while the line is full (max_line_bytes in console.cpp): Enter ends the line,
-  /// anything else is dropped (one bell per full line).
+  /// Reads one key while the line is full (max_line_bytes in console.cpp): Enter and Backspace
+  /// go to libedit, anything else is dropped (one bell per full line).
   void take_when_full();
   bool full_bell_ = false;  ///< the bell for a full line has rung
+  bool editing_ = true;     ///< libedit may be used (false: lines are read plainly)
   bool installed_ = false;  ///< libedit's handler is installed: the prompt is on screen
   bool eof_ = false;
   std::string prompt_ = "> ";

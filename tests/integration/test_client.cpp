@@ -712,7 +712,7 @@ TEST_CASE("A pasted line of thousands of wide characters is sent intact and jim 
   REQUIRE(t.wait_for("#general> "));
   // Typed 16 characters at a time, each lot echoed before the next: jim's echo is read while
   // it types (a terminal whose output nobody reads stops jim).
-  auto paste = [&t](std::string const& ch, int count) {
+  auto paste = [&t](std::string const& ch, int count, std::string_view then = "\r") {
     for (int i = 0; i < count; i += 16) {
       std::string lot;
       for (int j = i; j < std::min(count, i + 16); ++j) lot += ch;
@@ -720,7 +720,7 @@ TEST_CASE("A pasted line of thousands of wide characters is sent intact and jim 
       t.type(lot);
       REQUIRE(t.wait_for(ch, m, 20s));
     }
-    t.type("\r");
+    t.type(then);
   };
   std::string e_acute;
   for (int i = 0; i < 2047; ++i) e_acute += "é";
@@ -735,6 +735,65 @@ TEST_CASE("A pasted line of thousands of wide characters is sent intact and jim 
   got += bob.push(20s).at("message").as_string();
   CHECK(got == cjk);
   // And after the long lines jim still edits and sends short ones.
+  t.type("still here\r");
+  CHECK(bob.push().at("message").as_string() == "still here");
+  // Tab after the long lines completes a command and a name (the line before the word is read
+  // whole: libedit's rl_copy_text() would have cut "/ms" to "/m").
+  t.type("/users\r");
+  REQUIRE(t.wait_for("* in #general: "));
+  t.type("/ms\t");
+  t.type("bo\t");
+  t.type("after the long lines\r");
+  auto pushed = bob.push();
+  CHECK(pushed.at("to") == "bob");
+  CHECK(pushed.at("message") == "after the long lines");
+  // And at the end of a long line of wide characters (3900 bytes in 1300 characters; libedit
+  // counts characters where it completes).
+  std::string line;
+  for (int i = 0; i < 1300; ++i) line += "日";
+  paste("日", 1300, " bo\t");
+  t.type("hi\r");
+  CHECK(bob.push(20s).at("message").as_string() == line + " bob hi");
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
+
+TEST_CASE("A typed line stops growing at 30000 bytes: the bell rings, Backspace and Enter still work",
+          "[integration][client][unicode]") {
+  // jim keeps every line under a bound (max_line_bytes in client/src/console.cpp): past it,
+  // libedit's line buffer could move from under rl_line_buffer again.
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  auto t = terminal(d, {"-u", "grace"}, "pw", false, no_locale);
+  REQUIRE(t.wait_for("#general> "));
+  // 10000 x "日" (30000 bytes), 50 at a time, each lot echoed before the next.
+  std::string lot;
+  for (int i = 0; i < 50; ++i) lot += "日";
+  for (int i = 0; i < 10000; i += 50) {
+    const auto m = t.mark();
+    t.type(lot);
+    REQUIRE(t.wait_for("日", m, 20s));
+  }
+  // The line is full: more is dropped, with one bell.
+  auto m = t.mark();
+  t.type("日日x");
+  REQUIRE(t.wait_for("\a", m, 20s));
+  // Backspace takes the last character away, and then one more fits.
+  t.type("\x7f");
+  m = t.mark();
+  t.type("z");
+  REQUIRE(t.wait_for("z", m, 20s));
+  t.type("\r");
+  std::string expected;
+  for (int i = 0; i < 9999; ++i) expected += "日";
+  expected += "z";
+  std::string got;
+  for (int i = 0; i < 16 && got.size() < expected.size(); ++i) {
+    const auto piece = std::string(bob.push(20s).at("message").as_string());
+    CHECK(piece.size() <= 4096);
+    got += piece;
+  }
+  CHECK(got == expected);
   t.type("still here\r");
   CHECK(bob.push().at("message").as_string() == "still here");
   t.type("/quit\r");
@@ -1252,6 +1311,36 @@ TEST_CASE("The input history is kept between runs, without passwords", "[integra
     t.type("/quit\r");
     CHECK(t.wait_exit() == 0);
   }
+}
+
+TEST_CASE("An input history entry longer than a typed line may be is not loaded", "[integration][client][history]") {
+  // Recalled, it would make a line past the bound jim keeps lines under (max_line_bytes in
+  // client/src/console.cpp).
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  temp_dir state;
+  {
+    auto t = terminal(d, {"-u", "hana"}, "pw", false, {state_home(state)});
+    REQUIRE(t.wait_for("#general> "));
+    t.type("/quit\r");
+    CHECK(t.wait_exit() == 0);
+  }
+  const auto file = state.path() / "jim" / "history";
+  REQUIRE(read_file(file).find("/quit") != std::string::npos);
+  {
+    std::ofstream out(file, std::ios::app);
+    out << std::string(40000, 'a') << "\nsecond\n";
+  }
+  auto t = terminal(d, {"-u", "hana"}, "pw", false, {state_home(state)});
+  REQUIRE(t.wait_for("#general> "));
+  const auto m = t.mark();
+  t.type("\033[A");  // up: the newest entry
+  REQUIRE(t.wait_for("second", m));
+  t.type("\033[A");  // the one before it in the file was too long
+  REQUIRE(t.wait_for("/quit", m));
+  CHECK(t.all().find("aaaaaaaaaa", m) == std::string::npos);
+  t.type("\r");
+  CHECK(t.wait_exit() == 0);
 }
 
 // ---- a busy server (429/503 with retry_after) at connect time (issue 14) --------------------
