@@ -138,7 +138,8 @@ std::string id_problem(std::string_view word) {
   if (digits.starts_with('#')) digits.remove_prefix(1);
   if (digits.empty() || digits.find_first_not_of("0123456789") != std::string_view::npos) return {};
   if (parse_id(word)) return {};
-  if (digits.find_first_not_of('0') == std::string_view::npos) return "no such id: " + std::string(word) + " (ids start at 1)";
+  if (digits.find_first_not_of('0') == std::string_view::npos)
+    return "no such id: " + std::string(word) + " (ids start at 1)";
   return "no such id: " + std::string(word) + " is too large";
 }
 
@@ -155,13 +156,16 @@ std::string at_problem(std::string_view spec, std::int64_t now) {
     while (!rest.empty()) {
       std::size_t n = 0;
       while (n < rest.size() && rest[n] >= '0' && rest[n] <= '9') ++n;
-      if (n == 0 || n == rest.size() || std::string_view("smhdSMHD").find(rest[n]) == std::string_view::npos) return {};
+      if (n == 0 || n == rest.size() ||
+          std::string_view("smhdSMHD").find(rest[n]) == std::string_view::npos)
+        return {};
       const auto number = rest.substr(0, n);
       if (number.find_first_not_of('0') != std::string_view::npos) zero = false;
       rest.remove_prefix(n + 1);
     }
     if (spec.size() == 1) return {};
-    if (spec.starts_with('-') || zero) return s + ": the time must be in the future (+N after now, or HH:MM)";
+    if (spec.starts_with('-') || zero)
+      return s + ": the time must be in the future (+N after now, or HH:MM)";
     return s + ": the time is too far ahead (at most 10 years)";
   }
   const auto colon = spec.find(':');

@@ -43,16 +43,16 @@ char* next_match(const char* /*text*/, int state) {
 }
 
 // ---- The line being edited -------------------------------------------------------------------
-// libedit 3.1-20221030 (Debian 12's libedit2) has two bugs in its readline emulation
-// (src/readline.c, src/eln.c, src/chartype.c) that jim works around here:
+// libedit 3.1-20221030 (Debian 12's libedit2) has these bugs in its readline emulation
+// (src/readline.c, src/eln.c, src/chartype.c), which jim works around here:
 // - rl_line_buffer is meant to be the line encoded as multibyte text. el_line() and el_gets()
 //   encode libedit's wide line into one conversion buffer (ct_encode_string() into
 //   el_lgcyconv.cbuff), which they grow with realloc() by 1 KiB when a line needs more; but
 //   rl_line_buffer is pointed at that buffer only when the *wide* line buffer grows (the
-//   EL_RESIZE hook _resize_fun()). A line of 2047 x "é" (4094 bytes in 2047 characters) moves
-//   the one after the other has grown for the last time: rl_line_buffer dangles, libedit itself writes
-//   rl_line_buffer[rl_end] = '\0' into freed memory after every key (_rl_update_pos()), and jim
-//   aborted with "realloc(): invalid next size".
+//   EL_RESIZE hook _resize_fun()). A line of 2047 x "é" (4094 bytes in 2047 characters)
+//   moves the one after the other has grown for the last time: rl_line_buffer dangles,
+//   libedit itself writes rl_line_buffer[rl_end] = '\0' into freed memory after every key
+//   (_rl_update_pos()), and jim aborted with "realloc(): invalid next size".
 // - rl_copy_text(from, to) copies one byte less than asked (strlcpy() is given the length, not
 //   the length + 1), and never the line's last byte: Tab completion saw "/m" for "/ms".
 // - el_line() and el_gets() encode the wide line up to its first zero, not up to its end: what
@@ -120,7 +120,7 @@ bool anchor_line_buffer() {
   }
   fill_bytes = fill.size();
   anchored_bytes = chars * fill_bytes;
-  std::string text;  // `chars` fill characters; rl_replace_line() puts a zero after what it is given
+  std::string text;  // `chars` fill characters: rl_replace_line() puts a zero after its text
   for (std::size_t i = 0; i < chars; ++i) text += fill;
   rl_replace_line(text.c_str(), 0);
   std::size_t n = 1;
@@ -175,7 +175,8 @@ char** complete_word(const char* text, int start, int /*end*/) {
   rl_attempted_completion_over = 1;
   if (!active) return nullptr;
   const std::string_view word(text);
-  const std::string_view line = first_chars(encoded_line(), start > 0 ? static_cast<std::size_t>(start) : 0);
+  const std::string_view line =
+      first_chars(encoded_line(), start > 0 ? static_cast<std::size_t>(start) : 0);
   matches = active->complete(line, word);
   if (matches.empty()) return nullptr;
   return rl_completion_matches(text, &next_match);
@@ -261,12 +262,14 @@ console::console(asio::any_io_executor ex, bool interactive, bool colour)
     rl_add_defun("jim-ctrl-d", &on_ctrl_d, 4);
     // ESC and a digit start libedit's numeric argument, which repeats the next insertion up to
     // a million times in one key: past the bound lines are kept under (see max_line_bytes).
-    for (char d = '0'; d <= '9'; ++d) rl_parse_and_bind((std::string("bind '\\e") + d + "' ed-unassigned").c_str());
+    for (char d = '0'; d <= '9'; ++d)
+      rl_parse_and_bind((std::string("bind '\\e") + d + "' ed-unassigned").c_str());
     // Once per process (libedit's state is global): see anchor_line_buffer().
     static const bool anchored = anchor_line_buffer();
     if (!anchored) {
       // Not the libedit jim knows: editing it could corrupt memory, so lines are read plainly.
-      std::fprintf(stderr, "jim: line editing is off (this libedit's line buffer cannot be used safely)\n");
+      std::fprintf(stderr,
+                   "jim: line editing is off (this libedit's line buffer cannot be used safely)\n");
       editing_ = false;
     }
   }
@@ -419,7 +422,8 @@ void console::clear_input() {
   // Back to the row where the prompt starts, then clear to the end of the screen: this also
   // removes a half-typed line that wrapped over several rows.
   // rl_point counts bytes of the multibyte line up to the cursor.
-  const std::string_view typed = encoded_line().substr(0, rl_point > 0 ? static_cast<std::size_t>(rl_point) : 0);
+  const std::string_view typed =
+      encoded_line().substr(0, rl_point > 0 ? static_cast<std::size_t>(rl_point) : 0);
   const std::size_t row = cursor_row(prompt_, typed);
   if (row > 0) out("\033[" + std::to_string(row) + "A");
   out("\r\033[J");

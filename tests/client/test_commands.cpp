@@ -466,7 +466,8 @@ TEST_CASE("The new commands with wrong arguments get their usage line", "[client
   CHECK(hint("/del") == "! usage: /del USER   (from your contacts)");
 }
 
-TEST_CASE("An id or a time out of range gets its reason, not only the usage line", "[client][commands]") {
+TEST_CASE("An id or a time out of range gets its reason, not only the usage line",
+          "[client][commands]") {
   auto hint = [](std::string_view line) {
     auto in = parse_input(line, noon);
     INFO("line: " << line);
@@ -476,10 +477,12 @@ TEST_CASE("An id or a time out of range gets its reason, not only the usage line
   CHECK(hint("/at +0s x") == "! +0s: the time must be in the future (+N after now, or HH:MM)");
   CHECK(hint("/at +0m0s x") == "! +0m0s: the time must be in the future (+N after now, or HH:MM)");
   CHECK(hint("/at -5s x") == "! -5s: the time must be in the future (+N after now, or HH:MM)");
-  CHECK(hint("/at +99999999999999999999s x") == "! +99999999999999999999s: the time is too far ahead (at most 10 years)");
+  CHECK(hint("/at +99999999999999999999s x") ==
+        "! +99999999999999999999s: the time is too far ahead (at most 10 years)");
   CHECK(hint("/at +3661d x") == "! +3661d: the time is too far ahead (at most 10 years)");
   CHECK(hint("/at 24:00 x") == "! 24:00: no such time of day (HH:MM runs from 00:00 to 23:59)");
-  CHECK(hint("/edit 99999999999999999999999 t") == "! no such id: 99999999999999999999999 is too large");
+  CHECK(hint("/edit 99999999999999999999999 t") ==
+        "! no such id: 99999999999999999999999 is too large");
   CHECK(hint("/edit #9223372036854775808 t") == "! no such id: #9223372036854775808 is too large");
   CHECK(hint("/delete 99999999999999999999") == "! no such id: 99999999999999999999 is too large");
   CHECK(hint("/cancel 99999999999999999999") == "! no such id: 99999999999999999999 is too large");

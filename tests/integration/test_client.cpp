@@ -758,8 +758,9 @@ TEST_CASE("A pasted line of thousands of wide characters is sent intact and jim 
   CHECK(t.wait_exit() == 0);
 }
 
-TEST_CASE("A typed line stops growing at 30000 bytes: the bell rings, Backspace and Enter still work",
-          "[integration][client][unicode]") {
+TEST_CASE(
+    "A typed line stops growing at 30000 bytes: the bell rings, Backspace and Enter still work",
+    "[integration][client][unicode]") {
   // jim keeps every line under a bound (max_line_bytes in client/src/console.cpp): past it,
   // libedit's line buffer could move from under rl_line_buffer again.
   jimd_process d;
@@ -1313,7 +1314,8 @@ TEST_CASE("The input history is kept between runs, without passwords", "[integra
   }
 }
 
-TEST_CASE("An input history entry longer than a typed line may be is not loaded", "[integration][client][history]") {
+TEST_CASE("An input history entry longer than a typed line may be is not loaded",
+          "[integration][client][history]") {
   // Recalled, it would make a line past the bound jim keeps lines under (max_line_bytes in
   // client/src/console.cpp).
   jimd_process d;
