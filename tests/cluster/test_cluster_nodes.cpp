@@ -40,10 +40,11 @@ std::unique_ptr<jimd_process> node(nats_cluster const& nats, std::string const& 
   std::vector<std::string> args{"--nats", urls_from(nats, first), "--node-name", name,
                                 "--nats-stream", "T",
                                 "--nats-replicas", std::to_string(nats.size()), "--rate-limit", "0",
-                                "--history-on-join", "0",
-                                // one connection per account: a sign-in on another node takes
-                                // over (docs/CLUSTER.md on --max-sessions above 1)
-                                "--max-sessions", "1"};
+                                "--history-on-join", "0"};
+  // One connection per account unless `extra` says otherwise: a sign-in on another node takes
+  // over.
+  if (std::find(extra.begin(), extra.end(), "--max-sessions") == extra.end())
+    args.insert(args.end(), {"--max-sessions", "1"});
   args.insert(args.end(), extra.begin(), extra.end());
   return std::make_unique<jimd_process>(std::move(args), std::move(dir));
 }
@@ -424,6 +425,86 @@ TEST_CASE("Signing in on another node takes the connection over", "[cluster][nod
       watcher, R"({"action":"users"})", [](auto const& u) { return has_user(u, "alice"); }, 5s);
   auto names = user_names(r);
   CHECK(std::count(names.begin(), names.end(), "alice") == 1);
+}
+
+namespace {
+
+bool is_notice(json::object const& p) {
+  return str(p, "action") == "notice";
+}
+
+/// Reads `c`'s pushes up to the live message `text`; false if a notice came on the way.
+bool no_notice_before(client& c, std::string const& text) {
+  for (;;) {
+    auto p = c.push(5s);
+    if (is_notice(p)) return false;
+    if (str(p, "action") == "msg" && str(p, "message") == text) return true;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("--max-sessions 2 counts an account's devices on every node, the oldest goes",
+          "[cluster][nodes][devices]") {
+  if (nats_server_program().empty()) {
+    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
+    return;
+  }
+  nats_cluster nats(1);
+  const std::vector<std::string> two{"--max-sessions", "2"};
+  auto a = node(nats, "a", {}, 0, two);
+  auto b = node(nats, "b", {}, 0, two);
+  auto c = node(nats, "c", {}, 0, two);
+
+  // alice signs in on A, then B: two devices, both stay. (Each device's post answered means
+  // its sign-in, published before it by the same node, is in the stream: the order is A, B.)
+  auto on_a = sign_up(a->port(), "alice");
+  REQUIRE(code_of(say(on_a, "from a")) == 200);
+  auto on_b = sign_in(b->port(), "alice");
+  REQUIRE(code_of(say(on_b, "from b")) == 200);
+  CHECK(no_notice_before(on_a, "from b"));
+  // Then on C: the third device cluster-wide; the oldest (on A) gets the notice and is closed.
+  auto on_c = sign_in(c->port(), "alice");
+  auto notice = find_push(on_a, is_notice);
+  CHECK(str(notice, "text") == "signed in from another connection");
+  CHECK(on_a.closed_within(5s));
+  // B and C stay: a post from C reaches B with no notice before it, and B still answers.
+  REQUIRE(code_of(say(on_c, "from c")) == 200);
+  CHECK(no_notice_before(on_b, "from c"));
+  CHECK(code_of(say(on_b, "b still here")) == 200);
+  CHECK(no_notice_before(on_c, "b still here"));
+
+  // C is killed with alice's device on it (and carol's, to see when C is taken for gone).
+  auto carol = sign_up(c->port(), "carol");
+  auto watcher = sign_up(a->port(), "watcher");
+  poll(
+      watcher, R"({"action":"users"})", [](auto const& u) { return has_user(u, "carol"); }, 5s);
+  CHECK(c->stop(SIGKILL) == 128 + SIGKILL);
+  const auto t0 = clock_type::now();
+  // Its users are offline within the presence bound (12 s); by then the nodes that saw it go
+  // have proposed its `gone` (the same heartbeat sweep), and its devices count no more.
+  auto users = poll(
+      watcher, R"({"action":"users"})", [](auto const& u) { return !has_user(u, "carol"); },
+      30s);
+  REQUIRE_FALSE(has_user(users, "carol"));
+  poll(
+      on_b, R"({"action":"users"})", [](auto const& u) { return !has_user(u, "carol"); }, 5s);
+  std::printf("devices: node c's shown offline %lld ms after SIGKILL\n",
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         clock_type::now() - t0)
+                                         .count()));
+  // alice signs in on A again: with C's device gone that is her second device, B's stays.
+  auto again = sign_in(a->port(), "alice");
+  REQUIRE(code_of(say(again, "from a again")) == 200);
+  CHECK(no_notice_before(on_b, "from a again"));
+  CHECK(code_of(say(on_b, "b after c died")) == 200);
+  // A third device counts again: the oldest (B's) goes, both of A's stay.
+  auto third = sign_in(a->port(), "alice");
+  auto n = find_push(on_b, is_notice);
+  CHECK(str(n, "text") == "signed in from another connection");
+  CHECK(on_b.closed_within(5s));
+  CHECK(code_of(say(third, "third")) == 200);
+  CHECK(no_notice_before(again, "third"));
 }
 
 namespace {
