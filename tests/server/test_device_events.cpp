@@ -151,6 +151,7 @@ TEST_CASE("The snapshot keeps the device lists (and writes none on a single node
   REQUIRE(h.apply(store::signed_in{"alice", n2 + ".7", "n2", 2}).ok());
   json::value doc = snapshot::capture(h, 5);
   snapshot::write(file, doc);
+  json::value damaged = doc;  // (for the refusals below)
   hub loaded{hub_limits{}};
   REQUIRE_FALSE(snapshot::load(file, loaded, 1700000500));
   CHECK(ids(*loaded.find_account("alice")) == std::vector<std::string>{n1 + ".1", n2 + ".7"});
@@ -165,11 +166,11 @@ TEST_CASE("The snapshot keeps the device lists (and writes none on a single node
   CHECK(loaded.apply(next).evicted == h.apply(next).evicted);
 
   // A damaged list is refused with where and why.
-  auto& alice = doc.at("accounts").as_array()[0].as_object();
+  auto& alice = damaged.at("accounts").as_array()[0].as_object();
   REQUIRE(alice.at("name") == "alice");
   SECTION("an id without its instance") {
     alice.at("devices").as_array()[0].as_object()["id"] = "17";
-    snapshot::write(file, doc);
+    snapshot::write(file, damaged);
     hub bad{hub_limits{}};
     auto err = snapshot::load(file, bad, 1700000500);
     REQUIRE(err);
@@ -177,7 +178,7 @@ TEST_CASE("The snapshot keeps the device lists (and writes none on a single node
   }
   SECTION("a device twice") {
     alice.at("devices").as_array()[1] = alice.at("devices").as_array()[0];
-    snapshot::write(file, doc);
+    snapshot::write(file, damaged);
     hub bad{hub_limits{}};
     auto err = snapshot::load(file, bad, 1700000500);
     REQUIRE(err);
