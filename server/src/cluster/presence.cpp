@@ -127,10 +127,10 @@ void presence::diff(std::vector<remote_user> const& before, std::vector<remote_u
 }
 
 std::vector<remote_user> presence::users() const {
+  // A node that went quiet is dropped by beat() (not filtered here): the moment its users go
+  // is the heartbeat whose sweep also proposes its devices' `gone` (hub::sweep_devices).
   std::vector<remote_user> all;
-  const auto now = clock::now();
-  for (auto const& [name, e] : nodes_)
-    if (now - e.at <= ttl_) all.insert(all.end(), e.users.begin(), e.users.end());
+  for (auto const& [name, e] : nodes_) all.insert(all.end(), e.users.begin(), e.users.end());
   return all;
 }
 
@@ -148,9 +148,7 @@ bool presence::alive(std::string const& node, std::string const& instance) const
 }
 
 bool presence::online(std::string const& folded_name) const {
-  const auto now = clock::now();
-  for (auto const& [name, e] : nodes_) {
-    if (now - e.at > ttl_) continue;
+  for (auto const& [name, e] : nodes_) {  // (dropped by beat(), as in users())
     for (auto const& u : e.users)
       if (proto::fold(u.name) == folded_name) return true;
   }

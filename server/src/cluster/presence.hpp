@@ -70,7 +70,8 @@ class presence {
   /// the others' heartbeats may not have reached it). This process itself: always.
   bool alive(std::string const& node, std::string const& instance) const;
 
-  /// The users signed in on other nodes (each node's entry at most `ttl` old).
+  /// The users signed in on other nodes (a node is dropped by the first heartbeat of this node
+  /// after its entry is `ttl` old: at most `ttl` + `interval`).
   std::vector<remote_user> users() const;
   /// True if `folded_name` is signed in on another node.
   bool online(std::string const& folded_name) const;
