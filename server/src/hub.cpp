@@ -219,6 +219,12 @@ apply_result hub::apply_one(store::general_seen const& e) {
   if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
   r.acc->general_seen = e.general;
   if (r.acc->connections > 0) --r.acc->connections;
+  if (!e.device.empty()) {
+    auto& list = r.acc->cluster_devices;
+    auto it = std::find_if(list.begin(), list.end(),
+                           [&](cluster_device const& d) { return d.id == e.device; });
+    if (it != list.end()) drop_listed(*r.acc, it);  // else evicted or gone already
+  }
   return r;
 }
 
@@ -227,7 +233,45 @@ apply_result hub::apply_one(store::signed_in const& e) {
   r.acc = find_account(e.account);
   if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
   ++r.acc->connections;
+  if (!e.device.empty()) {
+    auto& list = r.acc->cluster_devices;
+    if (std::any_of(list.begin(), list.end(),
+                    [&](cluster_device const& d) { return d.id == e.device; }))
+      return r;  // announced again (a retry): it keeps its place
+    list.push_back(cluster_device{e.device, e.node});
+    ++device_instances_[{e.node, std::string(list.back().instance())}];
+    // Beyond the proposer's --max-sessions the oldest go (contract: "Sign-in").
+    while (list.size() > std::max<std::uint64_t>(1, e.max)) {
+      r.evicted.push_back(list.front().id);
+      drop_listed(*r.acc, list.begin());
+    }
+  }
   return r;
+}
+
+apply_result hub::apply_one(store::node_gone const& e) {
+  apply_result r;
+  auto it = device_instances_.find({e.node, e.instance});
+  if (it == device_instances_.end()) return r;  // none listed (a second one, or never any)
+  for (auto& [key, a] : accounts_) {
+    auto& list = a->cluster_devices;
+    for (auto d = list.begin(); d != list.end();)
+      d = d->node == e.node && d->instance() == e.instance ? drop_listed(*a, d) : d + 1;
+  }
+  return r;
+}
+
+std::vector<cluster_device>::iterator hub::drop_listed(account& a,
+                                                      std::vector<cluster_device>::iterator it) {
+  auto count = device_instances_.find({it->node, std::string(it->instance())});
+  if (count != device_instances_.end() && --count->second == 0) device_instances_.erase(count);
+  return a.cluster_devices.erase(it);
+}
+
+void hub::restore_devices(account& a, std::vector<cluster_device> list) {
+  while (!a.cluster_devices.empty()) drop_listed(a, a.cluster_devices.begin());
+  a.cluster_devices = std::move(list);
+  for (auto const& d : a.cluster_devices) ++device_instances_[{d.node, std::string(d.instance())}];
 }
 
 apply_result hub::apply_one(store::token_issued const& e) {
@@ -417,9 +461,9 @@ device* hub::find_device(account const& a, peer const& p) const {
   return nullptr;
 }
 
-peer* hub::take_over(account& a) {
+peer* hub::take_over(account& a, device* which) {
   if (a.devices.empty()) return nullptr;
-  peer* old = a.devices.front()->p;
+  peer* old = which ? which->p : a.devices.front()->p;
   sign_out(*old, a);
   old->replaced(proto::share(proto::encode_notice("signed in from another connection")));
   return old;
@@ -458,7 +502,11 @@ hub::sign_in_result hub::attach(peer& p, account& a, code status,
   d.acc = &a;
   res.dev = &d;
   enter(d, *general_);
-  if (log_) {
+  if (log_ && !instance_.empty()) {
+    // Cluster: the connection joins the account's cluster-wide device list.
+    d.id = instance_ + "." + std::to_string(++device_counter_);
+    announce(d);
+  } else if (log_) {
     // Compared, never dereferenced: `p` may be gone by the time the event is applied.
     commit(store::signed_in{a.name}, [this, &a, conn = &p](apply_result const* r) {
       if (!r) return;
@@ -500,11 +548,20 @@ void hub::sign_out(peer& p, account& a) {
   if (it == a.devices.end()) return;
   drop_watches(p);
   exit_current(**it);
-  a.devices.erase(it);
   // Set now too: a sign-in right after this one must not wait for the event to count `missed`.
   // Every connection ends its signed_in with one; the last one's counts.
   a.general_seen = general_->posted;
-  commit(store::general_seen{a.name, general_->posted}, {});
+  std::string id = std::move((*it)->id);
+  a.devices.erase(it);
+  if (id.empty()) {
+    commit(store::general_seen{a.name, general_->posted}, {});
+  } else {
+    // Cluster: off the device list. If that cannot be stored now, sweep_devices tries again.
+    commit(store::general_seen{a.name, general_->posted, id},
+           [this, key = fold(a.name), id](apply_result const* r) {
+             if (!r && retry_out_.size() < max_retries) retry_out_.emplace_back(key, id);
+           });
+  }
   if (a.devices.empty()) --online_;
   touch_presence();
   JIM_LOG(info, "{} signed out ({} connections left; {} accounts online)", a.name,
@@ -910,12 +967,105 @@ void hub::remote(store::event const& e) {
           owner == accounts_.end() ? r.rm->owner : owner->second->name, r.rm->name));
       for (peer* p : connections(*r.acc)) p->push(frame);
     }
-  } else if (std::holds_alternative<store::signed_in>(e)) {
-    // With --max-sessions 1: the same account signed in on another node after the connection
-    // here did: taken over. (With more, each node holds the limit for its own connections:
-    // docs/CLUSTER.md.)
-    if (r.acc && lim_.max_sessions <= 1)
+  } else if (auto* in = std::get_if<store::signed_in>(&e)) {
+    if (!in->device.empty()) {
+      // Beyond the proposer's --max-sessions cluster-wide: the oldest devices went off the
+      // list; those that are connections here are taken over.
+      if (r.acc) {
+        devices_evicted(*r.acc, r.evicted);
+        forget_if_gone(*r.acc, in->device);  // ours, stored after all, but signed out since
+      }
+    } else if (r.acc && lim_.max_sessions <= 1) {
+      // From a node without device lists, with --max-sessions 1: the same account signed in on
+      // another node after the connection here did: taken over.
       while (!r.acc->devices.empty() && r.acc->devices.front()->in_log) take_over(*r.acc);
+    }
+  } else if (auto* gone = std::get_if<store::node_gone>(&e)) {
+    node_gone_applied(*gone);
+  }
+}
+
+void hub::devices_evicted(account& a, std::vector<std::string> const& ids) {
+  for (auto const& id : ids) {
+    auto it = std::find_if(a.devices.begin(), a.devices.end(),
+                           [&](auto const& d) { return d->id == id; });
+    if (it == a.devices.end()) continue;  // on another node, or gone already
+    JIM_LOG(info, "{}: device {} is the oldest beyond --max-sessions cluster-wide, taken over",
+            a.name, id);
+    take_over(a, it->get());
+  }
+}
+
+void hub::announce(device& d) {
+  account& a = *d.acc;
+  // Captured by value: `d` may be gone when the event is applied (compared, never used).
+  commit(store::signed_in{a.name, d.id, node_, std::max<std::size_t>(1, lim_.max_sessions)},
+         [this, &a, id = d.id](apply_result const* r) {
+           if (!r) {
+             // Not stored (NATS unreachable): sweep_devices tries again while it is connected.
+             if (retry_in_.size() < max_retries) retry_in_.emplace_back(fold(a.name), id);
+             return;
+           }
+           for (auto const& dev : a.devices)
+             if (dev->id == id) dev->in_log = true;  // (for an older node's signed_in)
+           devices_evicted(a, r->evicted);
+           forget_if_gone(a, id);
+         });
+}
+
+void hub::forget_if_gone(account& a, std::string const& id) {
+  if (instance_.empty() || !id.starts_with(instance_ + ".")) return;  // not this process's
+  if (std::any_of(a.devices.begin(), a.devices.end(), [&](auto const& d) { return d->id == id; }))
+    return;  // still connected
+  if (std::none_of(a.cluster_devices.begin(), a.cluster_devices.end(),
+                   [&](cluster_device const& d) { return d.id == id; }))
+    return;  // not listed
+  // Signed out before its signed_in was applied (its general_seen came first, or could not be
+  // stored): off the list again.
+  commit(store::general_seen{a.name, a.general_seen, id},
+         [this, key = fold(a.name), id](apply_result const* r) {
+           if (!r && retry_out_.size() < max_retries) retry_out_.emplace_back(key, id);
+         });
+}
+
+void hub::node_gone_applied(store::node_gone const& e) {
+  if (e.node != node_ || e.instance != instance_) return;
+  // Taken for dead (this node lost NATS for the presence TTL, or a node could not hear it):
+  // this process's connections are on no list now. They are announced again, at the end.
+  JIM_LOG(warn, "the cluster took this node ({}) for gone: its connections are announced again",
+          node_);
+  for (auto& [key, a] : accounts_)
+    for (auto& d : a->devices)
+      if (!d->id.empty()) announce(*d);
+}
+
+void hub::sweep_devices() {
+  if (!presence_ || instance_.empty()) return;
+  // Announcements and sign-outs that could not be stored (each retried once per sweep; a
+  // failure puts it back).
+  for (auto& [key, id] : std::exchange(retry_in_, {})) {
+    auto it = accounts_.find(key);
+    if (it == accounts_.end()) continue;
+    for (auto& d : it->second->devices)
+      if (d->id == id) announce(*d);  // still connected here
+  }
+  for (auto& [key, id] : std::exchange(retry_out_, {}))
+    if (auto it = accounts_.find(key); it != accounts_.end()) forget_if_gone(*it->second, id);
+  // Process instances with devices listed that are gone: each taken off once (node_gone).
+  std::vector<store::node_gone> gone;
+  for (auto const& [which, count] : device_instances_) {
+    auto const& [node, instance] = which;
+    if (instance == instance_ || gone_in_flight_.count(instance)) continue;
+    if (node == node_ || !presence_->alive(node, instance)) gone.push_back({node, instance});
+  }
+  for (auto& g : gone) {
+    JIM_LOG(info, "node {} (instance {}) is gone: its devices are taken off the lists", g.node,
+            g.instance);
+    gone_in_flight_.insert(g.instance);
+    std::string instance = g.instance;
+    commit(std::move(g), [this, instance = std::move(instance)](apply_result const*) {
+      gone_in_flight_.erase(instance);
+    });
   }
 }
 

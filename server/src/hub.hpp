@@ -31,6 +31,7 @@
 #include <memory>
 #include <optional>
 #include <ranges>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -103,8 +104,21 @@ struct device {
   std::size_t slot = 0;  ///< index in current->present
   /// Cluster: the signed_in event of this connection has been applied (with --max-sessions 1,
   /// a signed_in of another node applied after it takes the connection over; one applied
-  /// before does not).
+  /// before does not). Only for a signed_in without a device id (from an older node).
   bool in_log = false;
+  /// Cluster: this connection's id on its account's cluster-wide device list
+  /// (`"<instance>.<n>"`, store::signed_in::device); empty on a single node.
+  std::string id;
+};
+
+/// One entry of an account's cluster-wide device list (store::signed_in): a connection of the
+/// account on some node, by its id `"<instance>.<n>"`. Persistent (snapshot), the same on
+/// every node.
+struct cluster_device {
+  std::string id;    ///< "<instance>.<n>"
+  std::string node;  ///< the node it is on
+  /// The process instance part of `id` (16 hex digits).
+  std::string_view instance() const { return std::string_view(id).substr(0, id.find('.')); }
 };
 
 /// A resume token as stored: the digest of the token (kdf.hpp token_digest), never the token,
@@ -160,6 +174,10 @@ struct account {
   std::vector<report_entry> reports;   ///< one per reporter, within the window
   std::optional<std::string> banned;   ///< server-wide ban: its reason
   std::vector<std::string> notices;    ///< texts for the next sign-in (dropped schedules)
+  /// Cluster (issue 13): the account's connections on every node, oldest sign-in (in stream
+  /// order) first; at most the --max-sessions of the last signed_in that added one. Kept by
+  /// signed_in, general_seen and node_gone; empty on a single node.
+  std::vector<cluster_device> cluster_devices;
   double tokens = 0;
   steady::time_point refilled{};
   // Failed sign-ins (wrong password or token), for the throttle: live, not persisted.
@@ -219,6 +237,9 @@ struct apply_result {
   std::uint64_t scheduled = 0;  ///< message_scheduled: the schedule id assigned
   std::string notice;           ///< schedule_due dropped: the notice queued for `acc`
   std::int64_t muted_until = 0; ///< user_reported: the mute it imposed (0: none)
+  /// signed_in with a device: the device ids it took off the account's cluster-wide list
+  /// (beyond its `max`), oldest first; the node where one lives closes it.
+  std::vector<std::string> evicted;
   bool ok() const { return status == proto::code::ok; }
 };
 
@@ -252,6 +273,24 @@ class hub {
   void set_presence(cluster::presence* p) { presence_ = p; }
   /// True on a cluster node (set_presence was given one).
   bool clustered() const { return presence_ != nullptr; }
+  /// Cluster: this process's instance (nats_stream::instance(), 16 hex digits): with a local
+  /// counter it names this node's connections on the cluster-wide device lists. Set with
+  /// set_presence; empty (the default): connections get no id, signed_in carries none.
+  void set_instance(std::string instance) { instance_ = std::move(instance); }
+
+  /// Cluster, every presence heartbeat (2 s) on the I/O thread: keeps the cluster-wide device
+  /// lists honest. Proposes again the signed_in / general_seen of this node's connections that
+  /// could not be stored (NATS unreachable), and a node_gone for every process instance with
+  /// devices on the lists that is gone: an earlier instance of this node, or one whose presence
+  /// heartbeats stopped for the presence TTL (presence::alive). At most one node_gone per
+  /// instance in flight.
+  void sweep_devices();
+  /// Restoring from a snapshot: `a`'s cluster-wide device list.
+  void restore_devices(account& a, std::vector<cluster_device> list);
+  /// Devices on the cluster-wide lists, by (node, process instance): how many.
+  std::map<std::pair<std::string, std::string>, std::size_t> const& device_instances() const {
+    return device_instances_;
+  }
 
   /// The only code that changes persistent state. Deterministic; validates again (an account
   /// or room name taken by an earlier event is 409, an unknown account or room 404, a message
@@ -322,9 +361,9 @@ class hub {
   /// queue, oldest first) follow the history pushes.
   sign_in_result attach(peer& p, account& a, proto::code status,
                         std::vector<proto::chat_message> const& delivered);
-  /// Takes `a`'s oldest live connection away (signs it out, tells it why with a `notice`);
-  /// returns it, or nullptr when `a` has none.
-  peer* take_over(account& a);
+  /// Takes `a`'s oldest live connection (or `which`, one of its devices) away (signs it out,
+  /// tells it why with a `notice`); returns it, or nullptr when `a` has none.
+  peer* take_over(account& a, device* which = nullptr);
   /// Whether a new sign-in of `a` must first take over its oldest connection (it has
   /// --max-sessions connections already).
   bool at_session_limit(account const& a) const {
@@ -565,6 +604,22 @@ class hub {
   apply_result apply_one(store::user_reported const& e);
   apply_result apply_one(store::room_moderated const& e);
   apply_result apply_one(store::account_banned const& e);
+  apply_result apply_one(store::node_gone const& e);
+  /// Cluster: the devices an applied signed_in took off `a`'s list; those of this node's
+  /// connections are taken over (notice, close).
+  void devices_evicted(account& a, std::vector<std::string> const& ids);
+  /// Cluster: an applied node_gone; if it names this process, its connections are on no list
+  /// any more (another node took it for dead: NATS was unreachable for the presence TTL), so
+  /// each is announced again (a signed_in at the end of its account's list).
+  void node_gone_applied(store::node_gone const& e);
+  /// Cluster: commits the signed_in of connection `d` (its id on the device list).
+  void announce(device& d);
+  /// Cluster: if device `id` is this process's, no longer connected and still on `a`'s list
+  /// (it signed out before its signed_in was applied), commits its general_seen again.
+  void forget_if_gone(account& a, std::string const& id);
+  /// Cluster: takes `it` off `a`'s device list (and off device_instances_); the next entry.
+  std::vector<cluster_device>::iterator drop_listed(account& a,
+                                                    std::vector<cluster_device>::iterator it);
   /// A message kept in a room's history or a private conversation, by id (binary search in
   /// each: O(rooms + conversations) lookups, for the rare edit and delete); nullptr if none.
   /// `in` receives its room (nullptr for a private one).
@@ -614,6 +669,17 @@ class hub {
   std::string node_;
   std::function<void()> schedule_hook_;
   std::unordered_set<std::uint64_t> due_in_flight_;  ///< live: schedule_due being stored
+  // Cluster-wide device lists (issue 13).
+  std::string instance_;           ///< this process (set_instance); empty: a single node
+  std::uint64_t device_counter_ = 0;  ///< live: the last device id's counter of this process
+  /// Persistent, derived from the accounts' cluster_devices: (node, instance) -> how many.
+  std::map<std::pair<std::string, std::string>, std::size_t> device_instances_;
+  /// Live: node_gone proposed and not yet stored or failed, by instance.
+  std::set<std::string> gone_in_flight_;
+  /// Live: this node's connections whose signed_in (`announce`) / general_seen could not be
+  /// stored, (folded account, device id), proposed again by sweep_devices; bounded.
+  std::vector<std::pair<std::string, std::string>> retry_in_, retry_out_;
+  static constexpr std::size_t max_retries = 10000;
   std::int64_t due_retry_ = 0;  ///< live: after a schedule_due could not be stored
 };
 

@@ -722,7 +722,11 @@ bool server::impl::open_cluster(unsigned short port) {
   });
   presence->on_moved([this](std::string const& user, std::string const& from,
                             std::string const& to) { chat.remote_moved(user, from, to); });
+  // The cluster-wide device lists (--max-sessions): this process names its connections with
+  // its instance; every heartbeat sweeps the lists (dead nodes, announcements to retry).
+  presence->on_beat([this] { chat.sweep_devices(); });
   chat.set_presence(presence.get());
+  chat.set_instance(nats->instance());
   std::string urls;
   for (auto const& u : cfg.nats) urls += (urls.empty() ? "" : ",") + u;
   JIM_LOG(info, "cluster node {} on stream {} ({}): snapshot up to sequence {}, stream at {}",

@@ -195,6 +195,7 @@ struct loaded_account {
   std::vector<report_entry> reports;
   std::optional<std::string> banned;
   std::vector<std::string> notices;
+  std::vector<cluster_device> devices;  ///< optional in every format (a cluster node's)
 };
 
 struct loaded_room {
@@ -328,6 +329,7 @@ class validator {
     if (has_contacts) fields.push_back("contacts");
     if (has_moderation) fields.insert(fields.end(), {"muted_until", "reports", "banned", "notices"});
     if (o.contains("tokens")) fields.push_back("tokens");
+    if (o.contains("devices")) fields.push_back("devices");
     exact_fields(o, fields, where);
     loaded_account a;
     a.name = account_name(o.at("name"), where["name"]);
@@ -342,6 +344,7 @@ class validator {
         fail(mw["to"], "a message queued for " + a.name + " is addressed to " + m.to);
     });
     if (o.contains("tokens")) a.tokens = tokens(o.at("tokens"), where["tokens"]);
+    if (o.contains("devices")) a.devices = devices(o.at("devices"), where["devices"]);
     if (format >= 3) {
       a.general_since = as_count(o.at("general_since"), where["general_since"]);
       at const read_at = where["read"];
@@ -396,6 +399,30 @@ class validator {
         a.notices.emplace_back(as_string(notices[i], notices_at[i]));
     }
     out_.accounts.push_back(std::move(a));
+  }
+
+  /// A cluster node's device list of an account: {"id": "<instance>.<n>", "node": "n1"}, each
+  /// id once.
+  std::vector<cluster_device> devices(json::value const& v, at const& where) {
+    auto const& a = as_array(v, where);
+    std::vector<cluster_device> out;
+    out.reserve(a.size());
+    std::set<std::string> ids;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      at const dw = where[i];
+      auto const& o = as_object(a[i], dw);
+      exact_fields(o, {"id", "node"}, dw);
+      cluster_device d;
+      d.id = std::string(as_string(o.at("id"), dw["id"]));
+      d.node = std::string(as_string(o.at("node"), dw["node"]));
+      const auto dot = d.id.find('.');
+      if (dot == 0 || dot == std::string::npos || dot + 1 == d.id.size())
+        fail(dw["id"], "not a device id (\"<instance>.<n>\")");
+      if (d.node.empty()) fail(dw["node"], "empty node name");
+      if (!ids.insert(d.id).second) fail(dw["id"], "duplicate device " + json_quote(d.id));
+      out.push_back(std::move(d));
+    }
+    return out;
   }
 
   /// Resume-token digests: at most hub::max_resume_tokens, each 43 base64url characters.
@@ -646,6 +673,7 @@ void restore(loaded_state&& s, hub& h, std::int64_t unix_now) {
                     std::make_move_iterator(la.queued.end()));
     std::erase_if(la.tokens, [unix_now](resume_token const& t) { return t.expires <= unix_now; });
     a.resume_tokens = std::move(la.tokens);
+    h.restore_devices(a, std::move(la.devices));
   }
   for (auto& lr : s.rooms) {
     room& r = h.restore_room(std::move(lr.name));
@@ -766,6 +794,17 @@ json::value capture(hub const& h, std::uint64_t journal_seq) {
         tokens.emplace_back(std::move(to));
       }
       o.emplace("tokens", std::move(tokens));
+    }
+    if (!a.cluster_devices.empty()) {
+      json::array devices(sp);
+      devices.reserve(a.cluster_devices.size());
+      for (auto const& d : a.cluster_devices) {
+        json::object dev(2, sp);
+        dev.emplace("id", d.id);
+        dev.emplace("node", d.node);
+        devices.emplace_back(std::move(dev));
+      }
+      o.emplace("devices", std::move(devices));
     }
     o.emplace("general_since", a.general_since);
     json::object marks(sp);

@@ -23,7 +23,9 @@
 /// `tokens` (an account's resume tokens: their SHA-256 digests, never the tokens, oldest first,
 /// at most 16) is the one optional field: written only for an account that has tokens, so a
 /// snapshot without any reads the same in versions before tokens; tokens expired at load are
-/// dropped.
+/// dropped. `devices` is optional likewise (issue 13): a cluster node's list of the account's
+/// connections on every node, oldest first (`[{"id": "<instance>.<n>", "node": "n1"}]`, see
+/// store::signed_in), written only when not empty (never on a single node).
 /// `journal_seq`: the state is that after applying the journal's records up to P; start-up
 /// replays the records after P. Format 1 (no `journal_seq`, written before the journal
 /// existed) is read as P = 0.

@@ -40,10 +40,11 @@ std::unique_ptr<jimd_process> node(nats_cluster const& nats, std::string const& 
   std::vector<std::string> args{"--nats", urls_from(nats, first), "--node-name", name,
                                 "--nats-stream", "T",
                                 "--nats-replicas", std::to_string(nats.size()), "--rate-limit", "0",
-                                "--history-on-join", "0",
-                                // one connection per account: a sign-in on another node takes
-                                // over (docs/CLUSTER.md on --max-sessions above 1)
-                                "--max-sessions", "1"};
+                                "--history-on-join", "0"};
+  // One connection per account unless `extra` says otherwise: a sign-in on another node takes
+  // over.
+  if (std::find(extra.begin(), extra.end(), "--max-sessions") == extra.end())
+    args.insert(args.end(), {"--max-sessions", "1"});
   args.insert(args.end(), extra.begin(), extra.end());
   return std::make_unique<jimd_process>(std::move(args), std::move(dir));
 }
@@ -77,6 +78,21 @@ json::object poll(client& c, std::string const& probe, Ok ok, std::chrono::milli
   for (;;) {
     auto r = c.request(probe);
     if (ok(r) || clock_type::now() > deadline) return r;
+    std::this_thread::sleep_for(100ms);
+  }
+}
+
+/// Signs `name` in on `port` once that node has applied the account's registration (made on
+/// another node: it comes through the stream, so a sign-in right after it may still get 404
+/// on a loaded machine). Bounded (5 s), polling every 100 ms: nothing announces it.
+client sign_in_when_known(std::uint16_t port, std::string const& name) {
+  const auto deadline = clock_type::now() + 5s;
+  for (;;) {
+    client c(port);
+    auto r = c.request(json::serialize(authenticate_req(name)));
+    if (code_of(r) == 200) return c;
+    if (code_of(r) != 404 || clock_type::now() > deadline)
+      throw std::runtime_error("sign_in " + name + ": " + json::serialize(r));
     std::this_thread::sleep_for(100ms);
   }
 }
@@ -413,7 +429,7 @@ TEST_CASE("Signing in on another node takes the connection over", "[cluster][nod
   auto b = node(nats, "b");
   auto first = sign_up(a->port(), "alice");
   barrier(first);
-  auto second = sign_in(b->port(), "alice");
+  auto second = sign_in_when_known(b->port(), "alice");
   auto notice = first.push(5s);
   CHECK(str(notice, "action") == "notice");
   CHECK(first.closed_within(5s));
@@ -424,6 +440,99 @@ TEST_CASE("Signing in on another node takes the connection over", "[cluster][nod
       watcher, R"({"action":"users"})", [](auto const& u) { return has_user(u, "alice"); }, 5s);
   auto names = user_names(r);
   CHECK(std::count(names.begin(), names.end(), "alice") == 1);
+}
+
+namespace {
+
+bool is_notice(json::object const& p) {
+  return str(p, "action") == "notice";
+}
+
+/// Reads `c`'s pushes up to the live message `text`; false if a notice came on the way.
+bool no_notice_before(client& c, std::string const& text) {
+  for (;;) {
+    auto p = c.push(5s);
+    if (is_notice(p)) return false;
+    if (str(p, "action") == "msg" && str(p, "message") == text) return true;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("--max-sessions 2 counts an account's devices on every node, the oldest goes",
+          "[cluster][nodes][devices]") {
+  if (nats_server_program().empty()) {
+    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
+    return;
+  }
+  nats_cluster nats(1);
+  const std::vector<std::string> two{"--max-sessions", "2"};
+  auto a = node(nats, "a", {}, 0, two);
+  auto b = node(nats, "b", {}, 0, two);
+  auto c = node(nats, "c", {}, 0, two);
+
+  // alice signs in on A, then B: two devices, both stay. (Each device's post answered means
+  // its sign-in, published before it by the same node, is in the stream: the order is A, B.)
+  auto on_a = sign_up(a->port(), "alice");
+  REQUIRE(code_of(say(on_a, "from a")) == 200);
+  auto on_b = sign_in_when_known(b->port(), "alice");
+  REQUIRE(code_of(say(on_b, "from b")) == 200);
+  CHECK(no_notice_before(on_a, "from b"));
+  // Then on C: the third device cluster-wide; the oldest (on A) gets the notice and is closed.
+  auto on_c = sign_in_when_known(c->port(), "alice");
+  auto notice = find_push(on_a, is_notice);
+  CHECK(str(notice, "text") == "signed in from another connection");
+  CHECK(on_a.closed_within(5s));
+  // B and C stay: a post from C reaches B with no notice before it, and B still answers.
+  REQUIRE(code_of(say(on_c, "from c")) == 200);
+  CHECK(no_notice_before(on_b, "from c"));
+  CHECK(code_of(say(on_b, "b still here")) == 200);
+  CHECK(no_notice_before(on_c, "b still here"));
+
+  // Stale devices count only while they are older than every live one; a stale newer one
+  // would make the next sign-in close a live device (B's) too early. Two ways a node's devices
+  // go stale, each cleaned up: the node restarts (at once), or it dies (within 12 s).
+
+  // C killed with alice's device on it and restarted at once as "c" (a new process instance):
+  // its first heartbeat takes its old devices off. alice signs in on A: her second device.
+  CHECK(c->stop(SIGKILL) == 128 + SIGKILL);
+  c = node(nats, "c", {}, 0, two);  // (ready once it has replayed the stream: knows alice)
+  auto watcher = sign_up(c->port(), "watcher");  // (C's first heartbeat ran before this)
+  auto again = sign_in(a->port(), "alice");
+  REQUIRE(code_of(say(again, "from a again")) == 200);
+  CHECK(no_notice_before(on_b, "from a again"));
+  CHECK(code_of(say(on_b, "b after c restarted")) == 200);
+  CHECK(no_notice_before(again, "b after c restarted"));
+
+  // A killed with alice's device on it (and carol's, to see when A is taken for gone): once
+  // its users are shown offline (the presence bound, 12 s), the nodes that saw it go have
+  // proposed its `gone` (the same heartbeat sweep) and its devices count no more.
+  auto carol = sign_up(a->port(), "carol");
+  poll(
+      watcher, R"({"action":"users"})", [](auto const& u) { return has_user(u, "carol"); }, 5s);
+  CHECK(a->stop(SIGKILL) == 128 + SIGKILL);
+  const auto t0 = clock_type::now();
+  auto users = poll(
+      watcher, R"({"action":"users"})", [](auto const& u) { return !has_user(u, "carol"); },
+      30s);
+  REQUIRE_FALSE(has_user(users, "carol"));
+  poll(
+      on_b, R"({"action":"users"})", [](auto const& u) { return !has_user(u, "carol"); }, 5s);
+  std::printf("devices: node a's users shown offline %lld ms after SIGKILL\n",
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         clock_type::now() - t0)
+                                         .count()));
+  // alice signs in on C: with A's device gone that is her second device, B's stays.
+  auto on_c2 = sign_in(c->port(), "alice");
+  REQUIRE(code_of(say(on_c2, "from c2")) == 200);
+  CHECK(no_notice_before(on_b, "from c2"));
+  // A third device counts again: the oldest (B's) goes, C's stays.
+  auto third = sign_in(c->port(), "alice");
+  auto n = find_push(on_b, is_notice);
+  CHECK(str(n, "text") == "signed in from another connection");
+  CHECK(on_b.closed_within(5s));
+  CHECK(code_of(say(third, "third")) == 200);
+  CHECK(no_notice_before(on_c2, "third"));
 }
 
 namespace {

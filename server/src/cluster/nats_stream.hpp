@@ -115,6 +115,9 @@ class nats_stream {
   void on_link(link_fn fn) { on_link_ = std::move(fn); }
   bool connected() const { return connected_; }
   std::string const& node() const { return settings_.node; }
+  /// This process's instance: 16 hex digits, random at start (in every Nats-Msg-Id; it also
+  /// names this process's connections on the cluster-wide device lists).
+  std::string const& instance() const { return instance_; }
   std::string const& stream() const { return settings_.stream; }
 
   /// Stops consuming, waits (bounded) for the publishes in flight, closes the connection.

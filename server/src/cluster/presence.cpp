@@ -26,7 +26,8 @@ void presence::start() {
 void presence::stop() {
   stopped_ = true;
   timer_.cancel();
-  json::object o{{"node", stream_.node()}, {"users", json::array()}};
+  json::object o{
+      {"node", stream_.node()}, {"instance", stream_.instance()}, {"users", json::array()}};
   stream_.publish_core("presence", json::serialize(o));
 }
 
@@ -50,7 +51,8 @@ void presence::beat() {
   for (auto const& u : local_())
     users.emplace_back(
         json::object{{"account_name", u.name}, {"status", u.status}, {"room", u.room}});
-  json::object o{{"node", stream_.node()}, {"users", std::move(users)}};
+  json::object o{
+      {"node", stream_.node()}, {"instance", stream_.instance()}, {"users", std::move(users)}};
   stream_.publish_core("presence", json::serialize(o));
   // Expire the nodes that went quiet: their users are gone.
   const auto now = clock::now();
@@ -64,6 +66,7 @@ void presence::beat() {
     }
   }
   schedule(interval_);
+  if (on_beat_) on_beat_();
 }
 
 void presence::received(std::string&& payload) {
@@ -75,9 +78,19 @@ void presence::received(std::string&& payload) {
   auto const* list = o.if_contains("users");
   if (!node || !node->is_string() || !list || !list->is_array()) return;
   const std::string name(node->get_string());
-  if (name == stream_.node()) return;
+  if (name == stream_.node()) {
+    // Our own heartbeat back: this node hears the others (see alive()). A gap of more than
+    // two intervals (cut off from NATS) starts the count again.
+    const auto now = clock::now();
+    if (echo_at_ == clock::time_point{} || now - echo_at_ > 2 * interval_) echo_since_ = now;
+    echo_at_ = now;
+    return;
+  }
   entry e;
   e.at = clock::now();
+  auto const* instance = o.if_contains("instance");
+  heard_[name] = heard{e.at, instance && instance->is_string() ? std::string(instance->get_string())
+                                                               : std::string()};
   for (auto const& u : list->get_array()) {
     if (!u.is_object()) continue;
     auto const& uo = u.get_object();
@@ -114,17 +127,28 @@ void presence::diff(std::vector<remote_user> const& before, std::vector<remote_u
 }
 
 std::vector<remote_user> presence::users() const {
+  // A node that went quiet is dropped by beat() (not filtered here): the moment its users go
+  // is the heartbeat whose sweep also proposes its devices' `gone` (hub::sweep_devices).
   std::vector<remote_user> all;
-  const auto now = clock::now();
-  for (auto const& [name, e] : nodes_)
-    if (now - e.at <= ttl_) all.insert(all.end(), e.users.begin(), e.users.end());
+  for (auto const& [name, e] : nodes_) all.insert(all.end(), e.users.begin(), e.users.end());
   return all;
 }
 
-bool presence::online(std::string const& folded_name) const {
+bool presence::alive(std::string const& node, std::string const& instance) const {
+  if (node == stream_.node() && instance == stream_.instance()) return true;
   const auto now = clock::now();
-  for (auto const& [name, e] : nodes_) {
-    if (now - e.at > ttl_) continue;
+  // Only a node that has heard its own heartbeats without a gap for longer than the TTL can
+  // tell that another one went quiet: else it may be this node that was cut off (or has just
+  // started), and the others' heartbeats may simply not have reached it.
+  if (echo_at_ == clock::time_point{} || now - echo_at_ > 2 * interval_ ||
+      now - echo_since_ <= ttl_)
+    return true;
+  auto it = heard_.find(node);
+  return it != heard_.end() && it->second.instance == instance && now - it->second.at <= ttl_;
+}
+
+bool presence::online(std::string const& folded_name) const {
+  for (auto const& [name, e] : nodes_) {  // (dropped by beat(), as in users())
     for (auto const& u : e.users)
       if (proto::fold(u.name) == folded_name) return true;
   }

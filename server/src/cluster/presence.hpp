@@ -5,8 +5,10 @@
 /// Every `interval` (and soon after a local change: touch()) each node publishes on
 /// `<stream>.presence` one JSON object naming itself and its signed-in users:
 /// ```
-/// {"node":"n1","users":[{"account_name":"alice","status":"online","room":"#general"},...]}
+/// {"node":"n1","instance":"6f0c…e2","users":[{"account_name":"alice","status":"online","room":"#general"},...]}
 /// ```
+/// (`instance`: nats_stream::instance(), the process; a heartbeat without it, from an older
+/// jimd, is read as instance "").
 /// A node's entry is replaced by its next heartbeat and dropped `ttl` after the last one, so
 /// the users of a node that died (or lost NATS) are shown offline within `ttl` + `interval`
 /// (defaults 10 s + 2 s; the contract's bound is 30 s). A node that stops cleanly publishes an
@@ -57,8 +59,19 @@ class presence {
   /// A local sign-in, sign-out or room change: the next heartbeat goes out within 100 ms.
   void touch();
   void on_moved(moved_fn fn) { on_moved_ = std::move(fn); }
+  /// Called after each heartbeat this node publishes (every `interval`, and soon after a
+  /// touch()): for the hub's device-list sweep (hub::sweep_devices).
+  void on_beat(std::function<void()> fn) { on_beat_ = std::move(fn); }
 
-  /// The users signed in on other nodes (each node's entry at most `ttl` old).
+  /// Whether process `instance` of node `node` may still be alive: its last heartbeat (with
+  /// an empty user list too) is at most `ttl` old and no later heartbeat of `node` named
+  /// another instance. Always true unless this node has heard its own heartbeats come back,
+  /// without a gap of two intervals, for more than `ttl` (just started, or cut off from NATS:
+  /// the others' heartbeats may not have reached it). This process itself: always.
+  bool alive(std::string const& node, std::string const& instance) const;
+
+  /// The users signed in on other nodes (a node is dropped by the first heartbeat of this node
+  /// after its entry is `ttl` old: at most `ttl` + `interval`).
   std::vector<remote_user> users() const;
   /// True if `folded_name` is signed in on another node.
   bool online(std::string const& folded_name) const;
@@ -83,6 +96,17 @@ class presence {
   };
   std::map<std::string, entry> nodes_;  ///< by node name
   moved_fn on_moved_;
+  std::function<void()> on_beat_;
+  /// The last heartbeat of every node ever heard (empty lists too), by node name: when, and
+  /// its instance. One entry per node name: bounded by the nodes of the cluster.
+  struct heard {
+    std::chrono::steady_clock::time_point at;
+    std::string instance;
+  };
+  std::map<std::string, heard> heard_;
+  /// This node's own heartbeats coming back: the last one, and the start of the run without a
+  /// gap of more than two intervals.
+  std::chrono::steady_clock::time_point echo_at_{}, echo_since_{};
 };
 
 }  // namespace jim::server::cluster

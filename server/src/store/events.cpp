@@ -3,9 +3,11 @@
 #include <boost/json.hpp>
 
 #include <initializer_list>
+#include <span>
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace jim::server::store {
 
@@ -22,6 +24,9 @@ class reader {
   explicit reader(json::object const& o) : o_(o) {}
 
   void exact(std::initializer_list<std::string_view> names) const {
+    exact_list(std::span<std::string_view const>(names.begin(), names.size()));
+  }
+  void exact_list(std::span<std::string_view const> names) const {
     for (auto name : names)
       if (!o_.contains(name)) fail("missing field \"" + std::string(name) + "\"");
     if (o_.size() != names.size()) {
@@ -119,13 +124,33 @@ constexpr auto schema_for(tag<queue_delivered>) {
   using e = queue_delivered;
   return make_schema("delivered", at("account", &e::account), at("upto", &e::upto));
 }
+/// `device` is written only when not empty (a cluster node's connection): see required().
 constexpr auto schema_for(tag<general_seen>) {
   using e = general_seen;
-  return make_schema("seen", at("account", &e::account), at("general", &e::general));
+  return make_schema("seen", at("account", &e::account), at("general", &e::general),
+                     at("device", &e::device));
 }
+/// `device`, `node` and `max` are written only when `device` is not empty: see required().
 constexpr auto schema_for(tag<signed_in>) {
-  return make_schema("signin", at("account", &signed_in::account));
+  using e = signed_in;
+  return make_schema("signin", at("account", &e::account), at("device", &e::device),
+                     at("node", &e::node), at("max", &e::max));
 }
+constexpr auto schema_for(tag<node_gone>) {
+  using e = node_gone;
+  return make_schema("gone", at("node", &e::node), at("instance", &e::instance));
+}
+
+/// How many of a kind's first fields are always written. The fields after them form one
+/// optional group, written (and read) together: present iff the group's first field, a
+/// string, is not empty (the device fields of a cluster node; events written before them, and
+/// by a single node, have none). Every kind but these two writes all its fields.
+template <class T>
+constexpr std::size_t required(tag<T>) {
+  return std::tuple_size_v<decltype(schema_for(tag<T>{}).fields)>;
+}
+constexpr std::size_t required(tag<general_seen>) { return 2; }
+constexpr std::size_t required(tag<signed_in>) { return 1; }
 constexpr auto schema_for(tag<token_issued>) {
   using e = token_issued;
   return make_schema("token", at("account", &e::account), at("hash", &e::hash),
@@ -247,9 +272,15 @@ std::string encode(event const& e, std::uint64_t seq) {
         using T = std::decay_t<decltype(ev)>;
         constexpr auto s = schema_for(tag<T>{});
         o.emplace("ev", s.kind);
+        constexpr std::size_t req = required(tag<T>{});
+        bool optional_group = true;
+        if constexpr (req < std::tuple_size_v<decltype(s.fields)>)
+          optional_group = !member_of(ev, std::get<req>(s.fields)).empty();
         std::apply(
             [&](auto const&... f) {
+              std::size_t index = 0;
               auto put = [&](auto const& one) {
+                if (index++ >= req && !optional_group) return;
                 if constexpr (std::is_same_v<T, read_marked>) {
                   // A room's marker has "room", a private conversation's "with".
                   if (one.key == (ev.room.empty() ? "room" : "with")) return;
@@ -269,6 +300,7 @@ namespace {
 template <class T>
 T decode_fields(json::object const& o, reader const& r) {
   constexpr auto s = schema_for(tag<T>{});
+  [[maybe_unused]] constexpr std::size_t req = required(tag<T>{});
   T ev{};
   std::apply(
       [&](auto const&... f) {
@@ -283,6 +315,25 @@ T decode_fields(json::object const& o, reader const& r) {
           };
           (get(f), ...);
           if (room && ev.room.empty()) fail("empty \"room\"");
+        } else if constexpr (req < sizeof...(f)) {
+          // The optional group (see required()) is there or not as a whole.
+          const bool group = o.contains(std::get<req>(s.fields).key);
+          std::vector<std::string_view> names{"seq", "ev"};
+          std::size_t index = 0;
+          auto name = [&](auto const& one) {
+            if (index++ < req || group) names.push_back(one.key);
+          };
+          (name(f), ...);
+          r.exact_list(names);
+          index = 0;
+          auto get = [&](auto const& one) {
+            if (index++ >= req && !group) return;
+            auto& v = member_of(ev, one);
+            v = read_value<std::remove_cvref_t<decltype(v)>>(r, one.key);
+          };
+          (get(f), ...);
+          if (group && member_of(ev, std::get<req>(s.fields)).empty())
+            fail("empty \"" + std::string(std::get<req>(s.fields).key) + "\"");
         } else {
           r.exact({"seq", "ev", f.key...});
           auto get = [&](auto const& one) {
@@ -297,6 +348,11 @@ T decode_fields(json::object const& o, reader const& r) {
   if constexpr (std::is_same_v<T, message_queued>) {
     // A queued message has its id; a posted one is given its id by apply() (0 since issue 13).
     if (ev.m.id == 0) fail("message id 0");
+  } else if constexpr (std::is_same_v<T, signed_in>) {
+    if (!ev.device.empty() && (ev.node.empty() || ev.max == 0))
+      fail("a device's sign-in needs a \"node\" and a \"max\" of at least 1");
+  } else if constexpr (std::is_same_v<T, node_gone>) {
+    if (ev.node.empty() || ev.instance.empty()) fail("empty \"node\" or \"instance\"");
   } else if constexpr (std::is_same_v<T, room_moderated>) {
     if (ev.action != "kick" && ev.action != "ban" && ev.action != "unban")
       fail("unknown room moderation \"" + ev.action + "\"");

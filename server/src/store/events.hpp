@@ -17,6 +17,8 @@
 /// {"seq":6,"ev":"delivered","account":"bob","upto":7}
 /// {"seq":7,"ev":"seen","account":"bob","general":42}
 /// {"seq":8,"ev":"signin","account":"bob"}
+///   (cluster: {"seq":8,"ev":"signin","account":"bob","device":"6f0c…e2.3","node":"n1","max":8})
+///   ("seen" of a cluster device: ...,"general":42,"device":"6f0c…e2.3"})
 /// {"seq":9,"ev":"token","account":"bob","hash":"<43 base64url>","issued":1700000000,"expires":1702592000}
 /// {"seq":10,"ev":"revoke","account":"bob","hash":"<43 base64url>"|"","all":false}
 /// {"seq":11,"ev":"rehash","account":"bob","was":"pbkdf2-sha256-prehash$1000$...","hash":"...$600000$..."}
@@ -34,8 +36,12 @@
 /// {"seq":23,"ev":"report","account":"bob","by":"Alice","reason":"spam","time":T,"threshold":3,"window":86400,"mute":14400}
 /// {"seq":24,"ev":"roomban","room":"#Den","account":"bob","by":"Alice","action":"kick"|"ban"|"unban"}
 /// {"seq":25,"ev":"ban","account":"bob","by":"root","reason":"spam","banned":true}
+/// {"seq":26,"ev":"gone","node":"n1","instance":"6f0c…e2"}
 /// ```
-/// Every field is required; unknown fields and kinds are refused (a writer that knew more).
+/// Every field is required; unknown fields and kinds are refused (a writer that knew more). The
+/// one exception: the device fields of `signin` (`device`, `node`, `max`) and `seen` (`device`)
+/// are written together or not at all, only by a cluster node (journals and events written
+/// without them read as before).
 
 #include "jim/codec.hpp"
 
@@ -81,15 +87,40 @@ struct queue_delivered {
   std::uint64_t upto = 0;
 };
 /// `account`'s last connection ended having seen #general up to its counter `general`.
+/// Cluster: `device` is the connection's id (see signed_in), taken off the account's
+/// cluster-wide device list; empty (not written) on a single node.
 struct general_seen {
   std::string account;
   std::uint64_t general = 0;
+  std::string device{};
 };
 
 /// A connection of `account` signed in (each is ended by a general_seen). After a crash, an
 /// account still signed in is taken to have seen #general up to the crash.
+///
+/// Cluster (issue 13, --max-sessions across nodes): `device` names the connection
+/// cluster-wide, `"<instance>.<n>"` (the proposing process's 16 hex digits of
+/// nats_stream::instance(), then a counter of that process), `node` the node it is on, `max` the
+/// proposer's --max-sessions. apply() appends the device to the account's device list (in
+/// stream order, the same on every node) and, beyond `max` devices, takes the oldest off it
+/// (apply_result::evicted): the node where such a device lives closes it with a notice. A
+/// device already listed changes nothing (a retried announcement). On a single node `device`
+/// is empty and none of the three is written.
 struct signed_in {
   std::string account;
+  std::string device{};
+  std::string node{};
+  std::uint64_t max = 0;
+};
+
+/// Cluster: the process `instance` (16 hex digits) of node `node` is gone (it died, or it was
+/// restarted as another instance): every device it had on any account's device list is taken
+/// off. Proposed by the node itself at start for its own earlier instances, and by any node
+/// that has heard no presence heartbeat of that instance for the presence TTL. Idempotent: a
+/// second one (several nodes saw it go) changes nothing.
+struct node_gone {
+  std::string node;
+  std::string instance;
 };
 
 /// A resume token was issued to `account` at a password sign-in. `hash` is the token's digest
@@ -234,7 +265,7 @@ using event = std::variant<account_registered, room_created, member_added, messa
                            invitations_delivered, contact_added, contact_removed,
                            message_edited, message_deleted, message_scheduled, schedule_cancelled,
                            schedule_due, notices_delivered, user_reported, room_moderated,
-                           account_banned>;
+                           account_banned, node_gone>;
 
 /// The payload of the journal record for `e` at position `seq` (compact JSON, no newline).
 std::string encode(event const& e, std::uint64_t seq);
