@@ -496,9 +496,8 @@ awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor, bool web) {
                      held(std::move(d.admitted), net::serve_jim(ctx, std::move(socket), next_id)),
                      log_exception("connection"));
     } else {
-      std::shared_ptr<session> s = std::make_shared<tcp_session>(ctx, std::move(socket), ++next_id);
-      asio::co_spawn(ioc, held(std::move(d.admitted), s->run()),
-                     [s](std::exception_ptr e) { log_exception("session")(e); });
+      std::make_shared<tcp_session>(ctx, std::move(socket), ++next_id)
+          ->start(std::move(d.admitted));
     }
   }
 }

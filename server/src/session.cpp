@@ -8,6 +8,7 @@
 #include "options.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -32,6 +33,17 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t max_spare_buffers = 64;
 constexpr auto flush_deadline = std::chrono::seconds(5);
 constexpr auto linger_deadline = std::chrono::seconds(2);
+
+/// Logs the exception that ended connection `id`'s coroutine, if any; true if there was one.
+bool failed(std::uint64_t id, std::exception_ptr e) {
+  if (!e) return false;
+  try {
+    std::rethrow_exception(e);
+  } catch (std::exception const& ex) {
+    JIM_LOG(err, "connection {} ended by an exception: {}", id, ex.what());
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -73,6 +85,29 @@ awaitable<void> session::run() {
   JIM_LOG(debug, "connection {} from {}", id_, peer_name_);
   arm_watchdog();
   co_await read_loop();
+  co_await end_reading();
+}
+
+void session::start(net::throttle::ticket ticket) {
+  ticket_ = std::move(ticket);
+  JIM_LOG(debug, "connection {} from {}", id_, peer_name_);
+  arm_watchdog();
+  asio::co_spawn(watchdog_.get_executor(), read_loop(),
+                 [self = shared_from_this()](std::exception_ptr e) mutable {
+                   if (failed(self->id_, e)) {
+                     self->ticket_.release();
+                     return;
+                   }
+                   auto& s = *self;
+                   asio::co_spawn(s.watchdog_.get_executor(), s.end_reading(),
+                                  [self = std::move(self)](std::exception_ptr e2) {
+                                    failed(self->id_, e2);
+                                    self->ticket_.release();
+                                  });
+                 });
+}
+
+awaitable<void> session::end_reading() {
   co_await drain_posts();  // their replies and pushes need the account
   device_ = nullptr;
   if (account_) ctx_.chat.sign_out(*this, *std::exchange(account_, nullptr));

@@ -5,6 +5,7 @@
 
 #include "hub.hpp"
 #include "jim/framing.hpp"
+#include "net/throttle.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -114,6 +115,13 @@ class session : public peer, public std::enable_shared_from_this<session> {
   /// Runs the connection to its end. Co-spawn it with a shared_ptr copy kept alive.
   boost::asio::awaitable<void> run();
 
+  /// Runs the connection to its end like run(), co-spawned here (the session keeps itself
+  /// alive), holding `ticket` (its address's connection slot) until then. Memory per idle
+  /// connection: only the reader's coroutine frame (and co_spawn's) is alive while it waits,
+  /// not run()'s and a wrapper's holding the ticket too (each frame takes a block of Asio's
+  /// frame cache, which may be a larger frame's freed by a sign-in). Exceptions are logged.
+  void start(net::throttle::ticket ticket);
+
   bool push(shared_frame const& frame) override;
   void replaced(shared_frame const& notice) override;
 
@@ -177,6 +185,8 @@ class session : public peer, public std::enable_shared_from_this<session> {
       watchdog_;  ///< idle probe / timeout; also the flush and linger deadline
 
  private:
+  /// The rest of run() once the reader has ended: signs out, flushes, closes.
+  boost::asio::awaitable<void> end_reading();
   void arm_watchdog();
   void on_watchdog();
   /// Writes the queue: directly while the transport takes it, else asynchronously; once
@@ -317,6 +327,7 @@ class session : public peer, public std::enable_shared_from_this<session> {
   /// Digest of the resume token this connection signed in with or was given (what `logout`
   /// revokes); empty when it has none.
   std::string token_digest_;
+  net::throttle::ticket ticket_;  ///< start(): released when the connection has ended
 };
 
 /// A session over a plain TCP socket: newline-delimited frames, gathered writes.
