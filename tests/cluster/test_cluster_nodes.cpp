@@ -496,8 +496,16 @@ TEST_CASE("--max-sessions 2 counts an account's devices on every node, the oldes
   // C killed with alice's device on it and restarted at once as "c" (a new process instance):
   // its first heartbeat takes its old devices off. alice signs in on A: her second device.
   CHECK(c->stop(SIGKILL) == 128 + SIGKILL);
-  c = node(nats, "c", {}, 0, two);  // (ready once it has replayed the stream: knows alice)
-  auto watcher = sign_up(c->port(), "watcher");  // (C's first heartbeat ran before this)
+  // (Ready once it has replayed the stream: knows alice.) Its old devices go at a heartbeat
+  // sweep (node_gone): wait until C has proposed that (its log), then for a post of C's: the
+  // same NATS connection keeps the order, so alice's next sign-in is later in the stream.
+  c = node(nats, "c", {}, 0, {"--max-sessions", "2", "--log-level", "info"});
+  auto watcher = sign_up(c->port(), "watcher");
+  const char* swept = "is gone: its devices are taken off the lists";
+  for (int i = 0; i < 1500 && c->output().find(swept) == std::string::npos; ++i)
+    std::this_thread::sleep_for(20ms);  // bounded: 30 s (the sweep runs every 2 s)
+  REQUIRE(c->output().find(swept) != std::string::npos);
+  REQUIRE(code_of(say(watcher, "after c's sweep")) == 200);
   auto again = sign_in(a->port(), "alice");
   REQUIRE(code_of(say(again, "from a again")) == 200);
   CHECK(no_notice_before(on_b, "from a again"));
