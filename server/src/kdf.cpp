@@ -22,11 +22,21 @@ constexpr std::string_view scheme = "pbkdf2-sha256-prehash";
 /// containing U+0000 (the trailing-NUL ambiguity); no new hash uses it.
 constexpr std::string_view legacy_scheme = "pbkdf2-sha256";
 
+/// SHA-256 fetched from the default provider once. With EVP_sha256() every EVP_Digest call
+/// fetches the implementation again (OpenSSL 3's implicit fetch: a locked method-store lookup
+/// per call; migration_guide(7), "Fetching algorithms and using them": explicit fetching once
+/// "is more efficient"); a token sign-in hashes once on the I/O thread. Thread-safe (a static
+/// initialized once); never freed (it lives as long as the process).
+EVP_MD const* sha256_md() {
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA2-256", nullptr);
+  return md ? md : EVP_sha256();
+}
+
 std::string sha256(std::string_view data) {
   std::string out(hash_bytes, '\0');
   unsigned int n = 0;
   if (EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(out.data()), &n,
-                 EVP_sha256(), nullptr) != 1 ||
+                 sha256_md(), nullptr) != 1 ||
       n != hash_bytes)
     throw std::runtime_error("EVP_Digest(SHA-256) failed");
   return out;

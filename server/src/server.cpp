@@ -8,6 +8,7 @@
 #include "schedule.hpp"
 #include "logging.hpp"
 #include "net/fd_limit.hpp"
+#include "net/listener.hpp"
 #include "net/refuse.hpp"
 #include "net/throttle.hpp"
 #include "net/tls.hpp"
@@ -337,6 +338,7 @@ void server::impl::listen() {
                              std::to_string(port) + " (" + option + "): " + reason);
   };
   open_at("chat clients", "--port", "--address", cfg.address, cfg.port);
+  ctx.nodelay_inherited = net::configure_listener(acceptors.back());
   if (cfg.http_port != 0) {
     open_at("the web client", "--http-port",
             cfg.http_address.empty() ? "--address" : "--http-address",
@@ -447,7 +449,9 @@ int server::run() {
 
 awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor, bool web) {
   for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(nothrow);
+    // accept() gives the peer's address: no getpeername per connection.
+    tcp::endpoint remote;
+    auto [ec, socket] = co_await acceptor.async_accept(remote, nothrow);
     if (ec) {
       if (ec == asio::error::operation_aborted || ctx.stopping) co_return;
       // EMFILE and friends: back off instead of spinning on the error.
@@ -456,9 +460,6 @@ awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor, bool web) {
       co_await backoff.async_wait(nothrow);
       continue;
     }
-    boost::system::error_code rec;
-    const auto remote = socket.remote_endpoint(rec);
-    if (rec) continue;  // gone already
     // Both ports, every connection: max-clients first (a refused connection uses none of its
     // address's allowance), then the per-address limits.
     if (ctx.refusing()) {
@@ -493,10 +494,13 @@ awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor, bool web) {
                      log_exception("HTTP connection"));
     } else if (ctx.tls) {  // TLS or plaintext, by the first bytes
       asio::co_spawn(ioc,
-                     held(std::move(d.admitted), net::serve_jim(ctx, std::move(socket), next_id)),
+                     held(std::move(d.admitted),
+                          net::serve_jim(ctx, std::move(socket), next_id, describe(remote))),
                      log_exception("connection"));
     } else {
-      std::make_shared<tcp_session>(ctx, std::move(socket), ++next_id)
+      // The peer's address as accept() gave it: no getpeername per connection.
+      std::make_shared<tcp_session>(ctx, std::move(socket), ++next_id, std::string(),
+                                    describe(remote))
           ->start(std::move(d.admitted));
     }
   }

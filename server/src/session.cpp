@@ -51,6 +51,10 @@ std::string describe(asio::ip::tcp::socket const& s) {
   boost::system::error_code ec;
   auto ep = s.remote_endpoint(ec);
   if (ec) return "?";
+  return describe(ep);
+}
+
+std::string describe(asio::ip::tcp::endpoint const& ep) {
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
@@ -108,7 +112,7 @@ void session::start(net::throttle::ticket ticket) {
 }
 
 awaitable<void> session::end_reading() {
-  co_await drain_posts();  // their replies and pushes need the account
+  if (posts_in_flight_) co_await drain_posts();  // their replies and pushes need the account
   device_ = nullptr;
   if (account_) ctx_.chat.sign_out(*this, *std::exchange(account_, nullptr));
   stop_reading();
@@ -414,12 +418,13 @@ awaitable<void> session::wait_closed(std::chrono::milliseconds bound) {
 // --- TCP transport -------------------------------------------------------------------------
 
 tcp_session::tcp_session(server_context& ctx, asio::ip::tcp::socket socket, std::uint64_t id,
-                         std::string initial)
-    : session(ctx, socket.get_executor(), id, describe(socket)),
+                         std::string initial, std::string peer_name)
+    : session(ctx, socket.get_executor(), id,
+              peer_name.empty() ? describe(socket) : std::move(peer_name)),
       socket_(std::move(socket)),
       initial_(std::move(initial)) {
   boost::system::error_code ec;
-  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  if (!ctx.nodelay_inherited) socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   socket_.non_blocking(true, ec);  // write_now() and read_some() must never block the I/O thread
 }
 
@@ -448,6 +453,7 @@ awaitable<void> tcp_session::read_loop() {
       if (wec) co_return;
       continue;
     }
+    if (ec != asio::error::operation_aborted) peer_closed_ = true;  // end of file, or broken
     if (ec != asio::error::eof && ec != asio::error::operation_aborted)
       JIM_LOG(debug, "read: {}", ec.message());
     co_return;
@@ -494,6 +500,9 @@ void tcp_session::write_async(std::span<shared_frame const>, std::size_t,
 }
 
 void tcp_session::finish() {
+  // The close that follows (run(): linger, then abort) sends our FIN after what is queued in
+  // the kernel; a shutdown first only matters while the peer may still send (linger).
+  if (peer_closed_) return;
   boost::system::error_code ignored;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
 }
@@ -501,8 +510,9 @@ void tcp_session::finish() {
 awaitable<void> tcp_session::linger() {
   // The peer may still be sending (the rest of an oversized frame, requests after quit):
   // closing with unread input would reset the connection and could destroy our last reply
-  // in flight. Read and discard until the peer closes, for a bounded time.
-  if (!socket_.is_open()) co_return;
+  // in flight. Read and discard until the peer closes, for a bounded time. A peer that has
+  // closed already (the usual end: the client hangs up) has nothing left to send.
+  if (!socket_.is_open() || peer_closed_) co_return;
   watchdog_.expires_after(linger_deadline);
   auto discard = [this]() -> awaitable<void> {
     std::array<char, 1024> sink;

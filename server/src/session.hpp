@@ -58,6 +58,9 @@ struct server_context {
   std::unordered_set<boost::asio::ip::tcp::socket*> http_idle;
   /// TLS on both listeners (--tls-cert); nullptr: plaintext only.
   net::tls_manager* tls = nullptr;
+  /// The JIM listener has TCP_NODELAY, which Linux copies to every socket it accepts
+  /// (net::configure_listener): sessions need not set it (one setsockopt per connection).
+  bool nodelay_inherited = false;
 
   /// Sessions with frames queued since the last flush. The event loop (run_rounds) flushes
   /// once per round, after every handler that is ready, so all the messages read in a round
@@ -334,8 +337,10 @@ class session : public peer, public std::enable_shared_from_this<session> {
 class tcp_session final : public session {
  public:
   /// `initial`: bytes already read from the socket (by TLS detection), handled first.
+  /// `peer_name`: describe() of the peer's address as accept() gave it (no getpeername);
+  /// empty: asked from the socket.
   tcp_session(server_context& ctx, boost::asio::ip::tcp::socket socket, std::uint64_t id,
-              std::string initial = {});
+              std::string initial = {}, std::string peer_name = {});
 
  private:
   boost::asio::awaitable<void> read_loop() override;
@@ -350,9 +355,14 @@ class tcp_session final : public session {
 
   boost::asio::ip::tcp::socket socket_;
   std::string initial_;
+  /// The peer has closed its direction (a read gave end of file) or the connection failed:
+  /// nothing is left to read, so finish() and linger() have nothing to do before the close.
+  bool peer_closed_ = false;
 };
 
-/// Remote address of a socket as "host:port" ("?" when unknown).
+/// Remote address of a socket as "host:port" ("?" when unknown; one getpeername call).
 std::string describe(boost::asio::ip::tcp::socket const& s);
+/// The same text for an address accept() gave (no system call).
+std::string describe(boost::asio::ip::tcp::endpoint const& ep);
 
 }  // namespace jim::server

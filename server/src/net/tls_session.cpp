@@ -49,8 +49,10 @@ class tls_session final : public session {
       : session(ctx, stream.get_executor(), id, std::move(peer_name)),
         tls_ctx_(std::move(tls_ctx)),
         stream_(std::move(stream)) {
-    boost::system::error_code ec;
-    stream_.next_layer().set_option(tcp::no_delay(true), ec);
+    if (!ctx.nodelay_inherited) {  // else the listener's TCP_NODELAY is the socket's already
+      boost::system::error_code ec;
+      stream_.next_layer().set_option(tcp::no_delay(true), ec);
+    }
   }
 
  private:
@@ -222,8 +224,8 @@ awaitable<void> refuse_plaintext(tcp::socket& socket, deadline& limit) {
   socket.close(ignored);
 }
 
-awaitable<void> serve(server_context& ctx, tcp::socket socket, std::uint64_t& next_id) {
-  const std::string peer = describe(socket);
+awaitable<void> serve(server_context& ctx, tcp::socket socket, std::uint64_t& next_id,
+                      std::string peer) {
   pending_connection pending(ctx, socket);
   pending.count();  // as a plaintext connection always did: from its accept
   deadline limit(socket.get_executor());
@@ -247,7 +249,8 @@ awaitable<void> serve(server_context& ctx, tcp::socket socket, std::uint64_t& ne
     pending.release();
     const auto bytes = buffer.data();
     std::string initial(static_cast<char const*>(bytes.data()), bytes.size());
-    auto s = std::make_shared<tcp_session>(ctx, std::move(socket), ++next_id, std::move(initial));
+    auto s = std::make_shared<tcp_session>(ctx, std::move(socket), ++next_id, std::move(initial),
+                                           std::move(peer));
     co_await s->run();
     co_return;
   }
@@ -270,10 +273,11 @@ awaitable<void> serve(server_context& ctx, tcp::socket socket, std::uint64_t& ne
 
 }  // namespace
 
-awaitable<void> serve_jim(server_context& ctx, tcp::socket socket, std::uint64_t& next_id) {
+awaitable<void> serve_jim(server_context& ctx, tcp::socket socket, std::uint64_t& next_id,
+                          std::string peer) {
   // A coroutine, not a plain forwarding function (see serve_http: GCC 12's false
   // -Wmismatched-new-delete through an inlined ramp).
-  co_await serve(ctx, std::move(socket), next_id);
+  co_await serve(ctx, std::move(socket), next_id, std::move(peer));
 }
 
 }  // namespace jim::server::net

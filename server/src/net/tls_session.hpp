@@ -73,9 +73,9 @@ class deadline {
 /// plaintext by its first bytes, the session numbered from `next_id`. A TLS handshake that
 /// has not finished net::handshake_timeout after its first byte is closed; a peer that sends
 /// nothing at all is closed after --idle-timeout (after handshake_timeout under
-/// --tls-required).
+/// --tls-required). `peer`: describe() of the address accept() gave.
 boost::asio::awaitable<void> serve_jim(server_context& ctx, boost::asio::ip::tcp::socket socket,
-                                       std::uint64_t& next_id);
+                                       std::uint64_t& next_id, std::string peer);
 
 }  // namespace net
 }  // namespace jim::server
