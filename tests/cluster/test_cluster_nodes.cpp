@@ -459,6 +459,25 @@ bool no_notice_before(client& c, std::string const& text) {
 
 }  // namespace
 
+TEST_CASE("Two live nodes under one --node-name: each logs an error naming the name",
+          "[cluster][nodes][devices]") {
+  if (nats_server_program().empty()) {
+    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
+    return;
+  }
+  nats_cluster nats(1);
+  auto first = node(nats, "twin");
+  auto second = node(nats, "twin");
+  const std::string error = "runs under this node's name twin on this cluster";
+  bool both = false;
+  for (int i = 0; i < 500 && !both; ++i) {  // bounded: 10 s (heartbeats every 2 s)
+    both = first->output().find(error) != std::string::npos &&
+           second->output().find(error) != std::string::npos;
+    if (!both) std::this_thread::sleep_for(20ms);
+  }
+  CHECK(both);
+}
+
 TEST_CASE("--max-sessions 2 counts an account's devices on every node, the oldest goes",
           "[cluster][nodes][devices]") {
   if (nats_server_program().empty()) {

@@ -1,6 +1,7 @@
 #include "cluster/presence.hpp"
 
 #include "jim/protocol.hpp"
+#include "logging.hpp"
 
 #include <boost/json.hpp>
 
@@ -10,6 +11,7 @@ namespace json = boost::json;
 using clock = std::chrono::steady_clock;
 
 namespace {
+JIM_LOG_MODULE("cluster")
 constexpr auto soon = std::chrono::milliseconds(100);
 }  // namespace
 
@@ -79,9 +81,22 @@ void presence::received(std::string&& payload) {
   if (!node || !node->is_string() || !list || !list->is_array()) return;
   const std::string name(node->get_string());
   if (name == stream_.node()) {
+    const auto now = clock::now();
+    auto const* from = o.if_contains("instance");
+    if (from && from->is_string() && from->get_string() != stream_.instance()) {
+      // Another live process under this node's name: each takes the other's devices for
+      // those of a dead instance of itself, over and over (docs/CLUSTER.md: names are unique).
+      if (twin_logged_ == clock::time_point{} || now - twin_logged_ > std::chrono::minutes(1)) {
+        twin_logged_ = now;
+        JIM_LOG(err,
+                "another jimd (instance {}) runs under this node's name {} on this cluster: "
+                "--node-name must be unique, or device counts and presence go wrong",
+                std::string(from->get_string()), name);
+      }
+      return;
+    }
     // Our own heartbeat back: this node hears the others (see alive()). A gap of more than
     // two intervals (cut off from NATS) starts the count again.
-    const auto now = clock::now();
     if (echo_at_ == clock::time_point{} || now - echo_at_ > 2 * interval_) echo_since_ = now;
     echo_at_ = now;
     return;

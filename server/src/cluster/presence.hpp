@@ -107,6 +107,9 @@ class presence {
   /// This node's own heartbeats coming back: the last one, and the start of the run without a
   /// gap of more than two intervals.
   std::chrono::steady_clock::time_point echo_at_{}, echo_since_{};
+  /// When a heartbeat under this node's name from another live process was last logged as
+  /// an error (at most one a minute): node names must be unique in a cluster.
+  std::chrono::steady_clock::time_point twin_logged_{};
 };
 
 }  // namespace jim::server::cluster
