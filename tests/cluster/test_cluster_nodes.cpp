@@ -478,7 +478,7 @@ TEST_CASE("Two live nodes under one --node-name: each logs an error naming the n
   CHECK(both);
 }
 
-TEST_CASE("--max-sessions 2 counts an account's devices on every node, the oldest goes",
+TEST_CASE("With --max-sessions 2 an account's devices are counted on every node, the oldest goes",
           "[cluster][nodes][devices]") {
   if (nats_server_program().empty()) {
     WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
