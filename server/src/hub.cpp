@@ -556,11 +556,7 @@ void hub::sign_out(peer& p, account& a) {
   if (id.empty()) {
     commit(store::general_seen{a.name, general_->posted}, {});
   } else {
-    // Cluster: off the device list. If that cannot be stored now, sweep_devices tries again.
-    commit(store::general_seen{a.name, general_->posted, id},
-           [this, key = fold(a.name), id](apply_result const* r) {
-             if (!r && retry_out_.size() < max_retries) retry_out_.emplace_back(key, id);
-           });
+    propose_signed_out(a, general_->posted, id);  // cluster: off the device list
   }
   if (a.devices.empty()) --online_;
   touch_presence();
@@ -1022,7 +1018,11 @@ void hub::forget_if_gone(account& a, std::string const& id) {
     return;  // not listed
   // Signed out before its signed_in was applied (its general_seen came first, or could not be
   // stored): off the list again.
-  commit(store::general_seen{a.name, a.general_seen, id},
+  propose_signed_out(a, a.general_seen, id);
+}
+
+void hub::propose_signed_out(account& a, std::uint64_t seen, std::string const& id) {
+  commit(store::general_seen{a.name, seen, id},
          [this, key = fold(a.name), id](apply_result const* r) {
            if (!r && retry_out_.size() < max_retries) retry_out_.emplace_back(key, id);
          });

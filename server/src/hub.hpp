@@ -617,6 +617,9 @@ class hub {
   /// Cluster: if device `id` is this process's, no longer connected and still on `a`'s list
   /// (it signed out before its signed_in was applied), commits its general_seen again.
   void forget_if_gone(account& a, std::string const& id);
+  /// Cluster: commits device `id`'s sign-out (general_seen with `seen`, the position `missed`
+  /// counts from); if that cannot be stored, sweep_devices tries again (retry_out_, bounded).
+  void propose_signed_out(account& a, std::uint64_t seen, std::string const& id);
   /// Cluster: takes `it` off `a`'s device list (and off device_instances_); the next entry.
   std::vector<cluster_device>::iterator drop_listed(account& a,
                                                     std::vector<cluster_device>::iterator it);
