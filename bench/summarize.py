@@ -244,7 +244,8 @@ if pick("storm", "always"):
     row("", "p99 during / before (median of rounds)", num(sr, "{:.2f}×"), "≤ 2×", None if sr is None else sr <= 2)
     row("", "storm duration (s) / sign-ins/s", f"{num(med('storm', 'always', 'storm_s'), '{:.1f}')} / "
         f"{num(med('storm', 'always', 'storm_signins_per_s'), '{:.1f}')}", "", None)
-for label, what in (("resume-1k", "1k accounts"), ("resume-10k", "10k accounts"), ("resume-10k-hold", "10k accounts, all kept open")):
+for label, what in (("resume-1k", "1k accounts"), ("resume-10k", "10k accounts"), ("resume-10k-hold", "10k accounts, all kept open"),
+                    ("resume-10k-c50", "10k accounts")):
     if not pick(label, "jim"):
         continue
     sps = med(label, "jim", "signins_per_s")
@@ -263,6 +264,13 @@ if pick("resume", "redis"):
         row("", "jimd ÷ Redis: rate / CPU per connection",
             f"{ratio_text('resume-10k', 'jim', 'redis', 'signins_per_s', peer_label='resume')[0]} / "
             f"{ratio_text('resume-10k', 'jim', 'redis', 'server_cpu_us_per_signin', peer_label='resume')[0]}", "", None)
+if pick("resume-c50", "redis"):
+    row("Redis: the same clients connect and PING, 50 at once", "connections/s / server CPU µs per connection",
+        f"{si(med('resume-c50', 'redis', 'signins_per_s'))} / {num(med('resume-c50', 'redis', 'server_cpu_us_per_signin'), '{:.1f}')}", "", None)
+    if pick("resume-10k-c50", "jim"):
+        row("", "jimd ÷ Redis, 50 at once: rate / CPU per connection",
+            f"{ratio_text('resume-10k-c50', 'jim', 'redis', 'signins_per_s', peer_label='resume-c50')[0]} / "
+            f"{ratio_text('resume-10k-c50', 'jim', 'redis', 'server_cpu_us_per_signin', peer_label='resume-c50')[0]}", "", None)
 if rows:
     w("## Connections and sign-ins (issues 6 and 14)")
     w("")
@@ -284,6 +292,8 @@ w("build-bench/bin/jim-bench connect -p PORT --server-pid PID -C 10000")
 w("build-bench/bin/jim-bench storm -p PORT --server-pid PID -R 100 -S 1 --rate 200 -N 200")
 w("build-bench/bin/jim-bench resume -p PORT --server-pid PID -C 10000 --accounts 10000 --concurrency 500")
 w("build-bench/bin/jim-bench resume --proto redis -p PORT --server-pid PID -C 10000 --concurrency 500")
+w("build-bench/bin/jim-bench resume -p PORT --server-pid PID -C 10000 --accounts 10000 --concurrency 50")
+w("build-bench/bin/jim-bench resume --proto redis -p PORT --server-pid PID -C 10000 --concurrency 50")
 w("```")
 w("")
 w("## Every run")
