@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <limits>
 
 namespace jim::client {
 
@@ -75,63 +76,100 @@ std::optional<std::int64_t> parse_id(std::string_view word) {
   return id;
 }
 
-std::optional<std::int64_t> parse_at(std::string_view spec, std::int64_t now) {
-  constexpr std::int64_t max_ahead = std::int64_t{3660} * 86400;  // 10 years and then some
-  auto number = [](std::string_view& s) -> std::optional<std::int64_t> {
-    std::size_t digits = 0;
-    while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
-    if (digits == 0) return std::nullopt;
-    std::int64_t n = 0;
-    auto [end, ec] = std::from_chars(s.data(), s.data() + digits, n);
-    if (ec != std::errc{}) return std::nullopt;
-    s.remove_prefix(digits);
-    return n;
-  };
-  if (spec.starts_with('+')) {
-    spec.remove_prefix(1);
-    if (spec.empty()) return std::nullopt;
+namespace {
+
+/// TIME of `/at` read: the time, or why it is none (empty `why` and no time: not a TIME at all).
+struct at_reading {
+  std::optional<std::int64_t> when;
+  std::string why;
+};
+
+at_reading read_at(std::string_view spec, std::int64_t now) {
+  const std::string s(spec);
+  auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  auto fail = [&s](std::string const& why) { return at_reading{std::nullopt, s + ": " + why}; };
+  if (spec.empty() || !(spec.front() == '+' || spec.front() == '-' || is_digit(spec.front()))) return {};
+  if (spec.front() == '+' || spec.front() == '-') {
+    const bool past = spec.front() == '-';
+    std::string_view rest = spec.substr(1);
+    if (rest.empty()) return fail("a number and a unit must follow " + s + " (+10m, +2h)");
+    // A sum of numbers each followed by its unit, in seconds; overflow is beyond any schedule.
     std::int64_t total = 0;
-    while (!spec.empty()) {
-      const auto n = number(spec);
-      if (!n || spec.empty()) return std::nullopt;  // a unit must follow each number
-      std::int64_t unit = 0;
-      switch (spec.front()) {
-        case 's': case 'S': unit = 1; break;
-        case 'm': case 'M': unit = 60; break;
-        case 'h': case 'H': unit = 3600; break;
-        case 'd': case 'D': unit = 86400; break;
-        default: return std::nullopt;
+    bool overflow = false;
+    while (!rest.empty()) {
+      std::size_t n = 0;
+      while (n < rest.size() && is_digit(rest[n])) ++n;
+      if (n == 0) {
+        const char c = rest.front();
+        if (std::string_view("smhdSMHD").find(c) != std::string_view::npos)
+          return fail(std::string("a number must come before ") + c + " (+10m, +2h)");
+        return fail("unexpected " + printable(std::string(1, c)) + " (+N with a unit: s, m, h or d)");
       }
-      spec.remove_prefix(1);
-      if (*n > max_ahead / unit) return std::nullopt;
-      total += *n * unit;
-      if (total > max_ahead) return std::nullopt;
+      const auto number = rest.substr(0, n);
+      rest.remove_prefix(n);
+      if (rest.empty()) return fail("a unit must follow " + std::string(number) + " (s, m, h or d)");
+      // The unit: the letters up to the next digit, as typed ("m", or "min": not a unit).
+      std::size_t u = 0;
+      while (u < rest.size() && !is_digit(rest[u])) ++u;
+      const auto unit_word = rest.substr(0, u);
+      std::int64_t unit = 0;
+      if (unit_word.size() == 1) {
+        switch (unit_word.front()) {
+          case 's': case 'S': unit = 1; break;
+          case 'm': case 'M': unit = 60; break;
+          case 'h': case 'H': unit = 3600; break;
+          case 'd': case 'D': unit = 86400; break;
+          default: break;
+        }
+      }
+      if (unit == 0) return fail("unknown unit " + printable(std::string(unit_word)) + " (s, m, h or d)");
+      rest.remove_prefix(u);
+      std::int64_t value = 0;
+      const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
+      if (ec != std::errc{} || end != number.data() + number.size() ||
+          value > (std::numeric_limits<std::int64_t>::max() - total) / unit)
+        overflow = true;
+      else
+        total += value * unit;
     }
-    if (total <= 0) return std::nullopt;
-    return now + total;
+    if (past || (!overflow && total == 0)) return fail("the time must be in the future (+N after now, or HH:MM)");
+    if (overflow || total > std::numeric_limits<std::int64_t>::max() - now)
+      return fail("too far ahead (more than jim can count; the server takes what its --schedule-max allows)");
+    return {now + total, {}};
   }
   // HH:MM: the next such local time (mktime() normalises a day past the month's end and
   // finds the daylight-saving offset of the day it lands on).
   const auto colon = spec.find(':');
-  if (colon == std::string_view::npos || colon == 0 || colon > 2 || spec.size() - colon - 1 != 2) return std::nullopt;
-  std::string_view h = spec.substr(0, colon), m = spec.substr(colon + 1);
-  const auto hour = number(h);
-  const auto minute = number(m);
-  if (!hour || !minute || !h.empty() || !m.empty() || *hour > 23 || *minute > 59) return std::nullopt;
+  if (colon == std::string_view::npos) {
+    if (spec.find_first_not_of("0123456789") == std::string_view::npos)
+      return fail("a time of day needs a colon (HH:MM, e.g. 18:30)");
+    return fail("a time of day is HH:MM (e.g. 18:30), a delay +N with a unit (+10m)");
+  }
+  const std::string_view h = spec.substr(0, colon), m = spec.substr(colon + 1);
+  auto digits = [](std::string_view d) { return d.find_first_not_of("0123456789") == std::string_view::npos; };
+  if (h.empty() || h.size() > 2 || !digits(h)) return fail("hours must be one or two digits (HH:MM, e.g. 18:30)");
+  if (m.size() != 2 || !digits(m)) return fail("minutes must be two digits (HH:MM, e.g. 18:05)");
+  const int hour = (h.size() == 2 ? (h[0] - '0') * 10 : 0) + (h.back() - '0');
+  const int minute = (m[0] - '0') * 10 + (m[1] - '0');
+  if (hour > 23 || minute > 59) return fail("no such time of day (HH:MM runs from 00:00 to 23:59)");
   const auto base = static_cast<std::time_t>(now);
   for (int day = 0; day <= 2; ++day) {
     std::tm t{};
     localtime_r(&base, &t);
     t.tm_mday += day;
-    t.tm_hour = static_cast<int>(*hour);
-    t.tm_min = static_cast<int>(*minute);
+    t.tm_hour = hour;
+    t.tm_min = minute;
     t.tm_sec = 0;
     t.tm_isdst = -1;
     const auto when = std::mktime(&t);
-    if (when != static_cast<std::time_t>(-1) && when > base) return static_cast<std::int64_t>(when);
+    if (when != static_cast<std::time_t>(-1) && when > base) return {static_cast<std::int64_t>(when), {}};
   }
-  return std::nullopt;
+  return fail("no such local time");
 }
+
+}  // namespace
+
+std::optional<std::int64_t> parse_at(std::string_view spec, std::int64_t now) { return read_at(spec, now).when; }
 
 std::string id_problem(std::string_view word) {
   std::string_view digits = word;
@@ -143,35 +181,31 @@ std::string id_problem(std::string_view word) {
   return "no such id: " + std::string(word) + " is too large";
 }
 
-std::string at_problem(std::string_view spec, std::int64_t now) {
-  if (spec.empty() || parse_at(spec, now)) return {};
-  const std::string s(spec);
-  auto digits_only = [](std::string_view d) {
-    return !d.empty() && d.find_first_not_of("0123456789") == std::string_view::npos;
-  };
-  if (spec.starts_with('+') || spec.starts_with('-')) {
-    // Numbers each followed by a unit; anything else is not a TIME at all.
-    std::string_view rest = spec.substr(1);
-    bool zero = true;
-    while (!rest.empty()) {
-      std::size_t n = 0;
-      while (n < rest.size() && rest[n] >= '0' && rest[n] <= '9') ++n;
-      if (n == 0 || n == rest.size() ||
-          std::string_view("smhdSMHD").find(rest[n]) == std::string_view::npos)
-        return {};
-      const auto number = rest.substr(0, n);
-      if (number.find_first_not_of('0') != std::string_view::npos) zero = false;
-      rest.remove_prefix(n + 1);
+std::string at_problem(std::string_view spec, std::int64_t now) { return read_at(spec, now).why; }
+
+std::string control_problem(std::string_view line) {
+  std::size_t chars = 0;
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    const auto b = static_cast<unsigned char>(line[i]);
+    if ((b & 0xC0) != 0x80) ++chars;
+    unsigned code = 0;
+    if ((b < 0x20 && b != '\t') || b == 0x7F) {
+      code = b;
+    } else if (b == 0xC2 && i + 1 < line.size() && static_cast<unsigned char>(line[i + 1]) >= 0x80 &&
+               static_cast<unsigned char>(line[i + 1]) <= 0x9F) {
+      code = static_cast<unsigned char>(line[i + 1]);  // C1: U+0080..U+009F
+    } else {
+      continue;
     }
-    if (spec.size() == 1) return {};
-    if (spec.starts_with('-') || zero)
-      return s + ": the time must be in the future (+N after now, or HH:MM)";
-    return s + ": the time is too far ahead (at most 10 years)";
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "U+%04X", code);
+    std::string shown;
+    if (code < 0x20) shown = std::string("^") + static_cast<char>(code + 0x40) + " (" + hex + ")";
+    else if (code == 0x7F) shown = std::string("^? (") + hex + ")";
+    else shown = hex;
+    return "the line has a control character, " + shown + ", at character " + std::to_string(chars) +
+           "; jim sends none but tab";
   }
-  const auto colon = spec.find(':');
-  if (colon != std::string_view::npos && colon >= 1 && colon <= 2 && spec.size() - colon - 1 == 2 &&
-      digits_only(spec.substr(0, colon)) && digits_only(spec.substr(colon + 1)))
-    return s + ": no such time of day (HH:MM runs from 00:00 to 23:59)";
   return {};
 }
 
@@ -179,6 +213,7 @@ input parse_input(std::string_view line) { return parse_input(line, proto::unix_
 
 input parse_input(std::string_view line, std::int64_t now) {
   while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+  if (auto why = control_problem(line); !why.empty()) return usage_hint{"! not sent: " + why, true};
   if (trim(line).empty()) return nothing{};
   if (line.front() != '/' || line.starts_with("//")) {
     if (line.starts_with("//")) line.remove_prefix(1);

@@ -45,6 +45,9 @@ struct send_request {
 /// `! usage: ...`), send nothing.
 struct usage_hint {
   std::string text;
+  /// The line is worth editing rather than typing again (a control character in it): a
+  /// terminal offers it again as the next line.
+  bool edit_again = false;
 };
 /// `/help`: show help_text().
 struct show_help {};
@@ -56,6 +59,9 @@ using input = std::variant<nothing, send_request, usage_hint, show_help>;
 
 /// Parses a line typed by the user. A line not starting with `/` is a message to the current
 /// room; `//text` sends the message `/text`; `/command args...` is a command (case-insensitive).
+/// A line with a control character other than tab (C0, DEL, C1: e.g. ESC typed with Ctrl-V)
+/// is refused whatever it is (control_problem()), with `edit_again`: jim sends no text that
+/// could act on a terminal, although the server stores it (protocol/PROTOCOL.md).
 /// `/quit` becomes the `quit` request. `now` (unix seconds) is what `/at TIME` counts from;
 /// the one-argument form takes the clock's.
 ///
@@ -70,8 +76,9 @@ input parse_input(std::string_view line);
 /// TIME of `/at TIME TEXT`, in unix seconds: `HH:MM` (or `H:MM`, 24-hour) is the next such local
 /// time after `now` (today while still ahead, else tomorrow); `+N` and a unit, `s`, `m`, `h` or
 /// `d` (`+90s`, `+10m`, `+2h`, `+1d`; several in a row add up: `+1h30m`), is that long after
-/// `now`. Nothing when `spec` is none of these, is not after `now`, or is more than 10 years
-/// ahead (the server's own bound, `--schedule-max`, is far smaller: it answers `400`).
+/// `now`. Nothing when `spec` is none of these, is not after `now`, or is beyond what an int64
+/// counts (at_problem() says why). jim knows no upper bound: the server's own, `--schedule-max`,
+/// is told by its `400`.
 std::optional<std::int64_t> parse_at(std::string_view spec, std::int64_t now);
 
 /// A message or schedule id as typed: decimal digits, optionally after `#` (as `/ids on` shows
@@ -83,10 +90,19 @@ std::optional<std::int64_t> parse_id(std::string_view word);
 /// a valid id or not a number at all (then the command's usage line says what is wanted).
 std::string id_problem(std::string_view word);
 
-/// Why `spec`, shaped like a TIME of `/at`, is none: `+0s` or `-5s` (`the time must be in the
-/// future`), beyond parse_at()'s 10 years or an int64 (`too far ahead`), `25:00` (`no such time
-/// of day`); the text starts with `spec`. Empty when `spec` is valid or not shaped like a TIME.
+/// Why `spec`, shaped like a TIME of `/at` (it starts with `+`, `-` or a digit), is none; the
+/// text starts with `spec`: `+0s` or `-5s` (`the time must be in the future`), `+11y` (`unknown
+/// unit y`), `+5` (`a unit must follow 5`), `+s` (`a number must come before s`), `7:5`
+/// (`minutes must be two digits`), `123:45` (`hours must be one or two digits`), `1830` (`a time
+/// of day needs a colon`), `25:00` (`no such time of day`), a number beyond an int64 (`too far
+/// ahead`). Empty when `spec` is valid or not shaped like a TIME (the usage line then says what
+/// is wanted).
 std::string at_problem(std::string_view spec, std::int64_t now);
+
+/// Why `line` may not be sent: it has a control character other than tab (U+0000..U+001F,
+/// U+007F, U+0080..U+009F), e.g. `the line has a control character, ^[ (U+001B), at character
+/// 3`. Empty when it has none.
+std::string control_problem(std::string_view line);
 
 /// The line as it may be kept in the input history: `/join ROOM PASSWORD` loses its password
 /// (`/join ROOM`, which works again once one is a member); other lines are kept as typed.

@@ -3,17 +3,22 @@
 #include "text.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-// libedit's readline-compatible interface; its callback API fits an event loop.
+// libedit's own interface (histedit.h), wide characters; its unbuffered mode fits an event loop.
+#include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <cwchar>
-#include <editline/readline.h>
+#include <cwctype>
 #include <fcntl.h>
+#include <fstream>
+#include <histedit.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -28,158 +33,243 @@ using asio::awaitable;
 namespace {
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
-/// libedit calls back a plain function: this is the console it talks to.
+/// libedit calls back plain functions: this is the console they talk to.
 console* active = nullptr;
 int saved_stdin_flags = -1;
 
-/// Tab: the candidates of the current completion, handed out by next_match().
-std::vector<std::string> matches;
-
-char* next_match(const char* /*text*/, int state) {
-  static std::size_t next = 0;
-  if (state == 0) next = 0;
-  if (next >= matches.size()) return nullptr;
-  return ::strdup(matches[next++].c_str());
-}
-
 // ---- The line being edited -------------------------------------------------------------------
-// libedit 3.1-20221030 (Debian 12's libedit2) has these bugs in its readline emulation
-// (src/readline.c, src/eln.c, src/chartype.c), which jim works around here:
-// - rl_line_buffer is meant to be the line encoded as multibyte text. el_line() and el_gets()
-//   encode libedit's wide line into one conversion buffer (ct_encode_string() into
-//   el_lgcyconv.cbuff), which they grow with realloc() by 1 KiB when a line needs more; but
-//   rl_line_buffer is pointed at that buffer only when the *wide* line buffer grows (the
-//   EL_RESIZE hook _resize_fun()). A line of 2047 x "é" (4094 bytes in 2047 characters)
-//   moves the one after the other has grown for the last time: rl_line_buffer dangles,
-//   libedit itself writes rl_line_buffer[rl_end] = '\0' into freed memory after every key
-//   (_rl_update_pos()), and jim aborted with "realloc(): invalid next size".
-// - rl_copy_text(from, to) copies one byte less than asked (strlcpy() is given the length, not
-//   the length + 1), and never the line's last byte: Tab completion saw "/m" for "/ms".
-// - el_line() and el_gets() encode the wide line up to its first zero, not up to its end: what
-//   earlier, longer lines left after the end is encoded too (libedit's own rl_line_buffer is
-//   the line followed by that).
-// So console anchors rl_line_buffer once (anchor_line_buffer()): it makes the conversion buffer
-// large, then has libedit point rl_line_buffer at it, where it stays as long as no encoding
-// needs more than that buffer holds; and it bounds every encoding: a wide zero stays after
-// anchored_chars characters, and each character encodes to at most fill_bytes. That holds while
-// no line reaches anchored_chars characters: keys other than Enter and Backspace are dropped
-// once a line has max_line_bytes (take_when_full()); one key adds at most what was killed
-// before from a line below max_line_bytes (a yank), or a history entry, and entries longer
-// than max_line_bytes are not kept (on_line(), load_history()); Tab adds a name. So no line
-// exceeds 2 x max_line_bytes + a name. encoded_line() has libedit encode the line afresh there.
-// libedit's numeric arguments (ESC and digits), which repeat an insertion up to a million times,
-// are unbound (console::console()).
+// jim drives libedit through its own wide-character interface (el_wgets() in unbuffered mode:
+// one command per call, el_wline() to look at the line). It used libedit's readline emulation
+// before, which re-encodes the whole line into one multibyte buffer after every key (el_gets(),
+// el_line(): a paste of 30000 characters took 85 s of quadratic work) and points rl_line_buffer
+// at a buffer it may move (a use after free that jim fenced in with a fixed-size "anchored"
+// buffer -- which a repeat count bound in ~/.editrc still overran: SIGSEGV). Here nothing is
+// encoded while a line is edited, and no pointer into libedit is kept.
+//
+// The bound on a typed line, whatever ~/.editrc binds (repeat counts, `bind -s` macros, yanks,
+// vi's `.`, history entries): the line never keeps more than max_line_bytes bytes (UTF-8).
+// - After every command whose line has more than 2 x max_line_bytes characters, and after the
+//   last command of each burst of input (enforce_limit()), whatever is past the bound is cut
+//   before the cursor (where insertions leave it), with one bell; so is a line entered in the
+//   same burst, before it is sent (finish_line()).
+// - While the line is full, a printable key that starts a command is dropped (read_key()):
+//   a full line costs nothing per key (no echo, no cut and redraw).
+// - A command reads at most max_command_keys keys (read_key()): libedit's repeat counts
+//   (em-universal-argument multiplies by 4, ed-argument-digit and vi counts add digits, up to
+//   ten million) are chains of keys read by one command, and a longer chain is abandoned
+//   (abandon_command()). So one command inserts at most a million characters (a vi count of
+//   six digits; 4^6 with em-universal-argument) before the cut, and memory stays bounded.
+// ESC-digit (emacs' numeric argument) is unbound as well, after ~/.editrc.
 constexpr std::size_t max_line_bytes = 30000;
-/// A wide zero stays after this many characters once anchored (more than any line has).
-constexpr std::size_t anchored_chars = 2 * max_line_bytes + 4096;
-/// The most bytes one character encodes to, and the fill character that takes that many
-/// (set by anchor_line_buffer(): 4 in a UTF-8 locale, 1 in a single-byte one).
-std::size_t fill_bytes = 0;
-/// Bytes rl_line_buffer holds once anchored: no encoding is longer.
-std::size_t anchored_bytes = 0;
-/// rl_line_buffer until it is anchored (and for good when it cannot be): no libedit call made
-/// meanwhile writes to it, and jim never reads it.
-char unanchored[1];
+/// The most keys one command may read: the longest key sequences terminals send are 7 bytes
+/// (Ctrl-F5: ESC [ 1 5 ; 5 ~; Meta-Ctrl-Right: ESC ESC [ 1 ; 5 C).
+constexpr std::size_t max_command_keys = 7;
+/// Commands run per readiness of stdin before the io_context gets its turn (messages that
+/// came meanwhile are shown during a long paste).
+constexpr int commands_per_turn = 4096;
 
-/// Fills the line with characters of fill_bytes each, 1 Ki at a time, until libedit's
-/// EL_RESIZE hook has encoded at least anchored_chars of them and pointed rl_line_buffer at the
-/// encoding: the hook runs when the wide buffer grows, before the text that made it grow goes
-/// in, and rl_insert_text() encodes nothing itself (it decodes into another buffer), so a
-/// changed rl_line_buffer after an insertion tells that the hook ran with the characters there
-/// before it. Then rl_replace_line() (which encodes nothing either) puts wide zeros at that
-/// count and at 2^k characters below it (longest first), so that a short line typed over the
-/// fill is encoded only up to the next zero, not through all of it. False when the locale is
-/// neither UTF-8 nor single-byte, or the hook never ran within 512 Ki characters (another
-/// libedit). The first rl_callback_handler_install() empties the line (read_prepare()).
-/// Costs about 2.8 MiB: libedit's wide line, kill, undo, redo and history buffers grow to 128 Ki
-/// characters (the insertion that passes 64 Ki doubles them), the encoding to 256 KiB.
-bool anchor_line_buffer() {
-  std::string fill;
+/// What read_key() did during one el_wgets() call.
+struct key_reading {
+  bool at_start = false;     ///< the next key starts a command
+  std::size_t keys = 0;      ///< keys read for this command
+  bool drop_printable = false;  ///< the line is full: a printable first key is dropped
+  bool would_block = false;  ///< stopped: nothing typed at the start of a command
+  bool too_many = false;     ///< stopped: the command read more than max_command_keys
+  bool eof = false;          ///< the terminal ended
+  bool dropped = false;      ///< a key was dropped (the line is full)
+};
+key_reading reading;
+
+/// libedit's key reader (EL_GETCFN), in place of its own read_char(): reads one character
+/// (UTF-8, decoded as libedit does: an invalid byte is dropped) from stdin. At the start of a
+/// command with nothing typed it reads nothing and makes el_wgets() return (`would_block`);
+/// within a command (the rest of a key sequence) it waits for the key, as libedit does.
+/// Returns 1 with `*wc` set, or -1 (libedit then ends el_wgets()).
+int read_key(EditLine* /*el*/, wchar_t* wc) {
+  *wc = L'\0';
+  for (;;) {
+    if (reading.at_start) {
+      int ready = 0;
+      if (::ioctl(STDIN_FILENO, FIONREAD, &ready) != 0 || ready <= 0) {
+        reading.would_block = true;
+        errno = EAGAIN;
+        return -1;
+      }
+    }
+    if (++reading.keys > max_command_keys) {
+      reading.too_many = true;
+      errno = EAGAIN;
+      return -1;
+    }
+    char buf[MB_LEN_MAX];
+    std::size_t have = 0;
+    wchar_t ch = 0;
+    for (bool got = false; !got;) {
+      char byte = 0;
+      const ssize_t n = ::read(STDIN_FILENO, &byte, 1);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) {  // EWOULDBLOCK is EAGAIN on Linux
+        pollfd p{STDIN_FILENO, POLLIN, 0};
+        ::poll(&p, 1, -1);  // the rest of a key: bounded by the person typing it
+        continue;
+      }
+      if (n <= 0) {
+        reading.eof = true;
+        return -1;
+      }
+      buf[have++] = byte;
+      for (;;) {
+        std::mbstate_t state{};
+        const std::size_t r = std::mbrtowc(&ch, buf, have, &state);
+        if (r == static_cast<std::size_t>(-2)) {
+          if (have >= sizeof buf) have = 0;  // too long to be a character: dropped
+          break;
+        }
+        if (r == static_cast<std::size_t>(-1)) {
+          if (have > 1) {  // invalid: all but the last byte go, which may start a character
+            buf[0] = buf[have - 1];
+            have = 1;
+            continue;
+          }
+          have = 0;
+          break;
+        }
+        got = true;
+        break;
+      }
+    }
+    if (reading.at_start && reading.drop_printable && std::iswprint(static_cast<wint_t>(ch))) {
+      reading.dropped = true;
+      reading.keys = 0;
+      continue;  // the next key starts the command
+    }
+    reading.at_start = false;
+    *wc = ch;
+    return 1;
+  }
+}
+
+/// Bytes of UTF-8 (the locale's encoding) the characters [b, e) take.
+std::size_t encoded_size(wchar_t const* b, wchar_t const* e) {
+  std::size_t n = 0;
+  for (; b < e; ++b) {
+    const auto c = static_cast<std::uint32_t>(*b);
+    n += 1 + (c >= 0x80) + (c >= 0x800) + (c >= 0x10000);
+  }
+  return n;
+}
+
+/// The characters [b, e) in the locale's encoding (UTF-8; a character it cannot encode
+/// becomes U+FFFD's encoding, or '?').
+std::string encode(wchar_t const* b, wchar_t const* e) {
+  std::string out;
+  out.reserve(static_cast<std::size_t>(e - b));
+  char buf[MB_LEN_MAX];
+  for (; b < e; ++b) {
+    std::mbstate_t state{};
+    std::size_t n = std::wcrtomb(buf, *b, &state);
+    if (n == static_cast<std::size_t>(-1)) {
+      state = {};
+      n = std::wcrtomb(buf, L'\uFFFD', &state);
+      if (n == static_cast<std::size_t>(-1)) {
+        buf[0] = '?';
+        n = 1;
+      }
+    }
+    out.append(buf, n);
+  }
+  return out;
+}
+
+/// `s` (UTF-8) as wide characters; an invalid byte is skipped.
+std::wstring decode(std::string_view s) {
+  std::wstring out;
   std::mbstate_t state{};
-  char four[MB_LEN_MAX];
-  if (std::wcrtomb(four, L'\U00010348', &state) == 4) {  // GOTHIC LETTER HWAIR, 4 bytes in UTF-8
-    fill.assign(four, 4);
-  } else if (MB_CUR_MAX == 1) {
-    fill = "x";
-  } else {
-    return false;
+  while (!s.empty()) {
+    wchar_t ch = 0;
+    const std::size_t r = std::mbrtowc(&ch, s.data(), s.size(), &state);
+    if (r == static_cast<std::size_t>(-1) || r == static_cast<std::size_t>(-2)) {
+      state = {};
+      s.remove_prefix(1);
+      continue;
+    }
+    out += ch;
+    s.remove_prefix(r == 0 ? 1 : r);
   }
-  std::string chunk;
-  for (int i = 0; i < 1024; ++i) chunk += fill;
-  std::size_t chars = 0;
-  bool anchored = false;
-  for (int i = 0; i < 512 && !anchored; ++i) {
-    rl_line_buffer = unanchored;
-    if (rl_insert_text(chunk.c_str()) != static_cast<int>(chunk.size())) break;
-    anchored = rl_line_buffer != unanchored && chars >= anchored_chars;
-    if (!anchored) chars += 1024;
-  }
-  if (!anchored) {
-    rl_line_buffer = unanchored;
-    return false;
-  }
-  fill_bytes = fill.size();
-  anchored_bytes = chars * fill_bytes;
-  std::string text;  // `chars` fill characters: rl_replace_line() puts a zero after its text
-  for (std::size_t i = 0; i < chars; ++i) text += fill;
-  rl_replace_line(text.c_str(), 0);
-  std::size_t n = 1;
-  while (n * 2 < chars) n *= 2;
-  for (; n >= 1; n /= 2) rl_replace_line(text.substr(0, n * fill_bytes).c_str(), 0);
-  return true;
+  return out;
 }
 
-/// What libedit has encoded of the wide line, encoded afresh (rl_copy_text() calls el_line();
-/// what it copies is not used): the line being edited, then whatever earlier lines left after
-/// it. Cut it by rl_point or rl_end (bytes), or by characters while libedit completes.
-std::string_view encoded_line() {
-  if (char* unused = rl_copy_text(0, 0)) std::free(unused);
-  return std::string_view(rl_line_buffer, ::strnlen(rl_line_buffer, anchored_bytes));
-}
-
-/// The first `chars` characters of `line` (UTF-8; each lead byte starts one, as libedit counts
-/// them with ct_enc_width()), or all of it.
-std::string_view first_chars(std::string_view line, std::size_t chars) {
-  std::size_t i = 0;
-  for (; i < line.size(); ++i) {
-    const bool lead = (static_cast<unsigned char>(line[i]) & 0xC0) != 0x80;
-    if (lead && chars-- == 0) break;
+/// How many characters before `cursor` (back to `buffer`) must go so that a line of `bytes`
+/// bytes keeps at most max_line_bytes; `bytes` is lowered by what they take.
+std::size_t excess_before(wchar_t const* buffer, wchar_t const* cursor, std::size_t& bytes) {
+  std::size_t n = 0;
+  for (wchar_t const* p = cursor; bytes > max_line_bytes && p > buffer; ++n) {
+    --p;
+    bytes -= encoded_size(p, p + 1);
   }
-  return line.substr(0, i);
+  return n;
 }
 
-/// Ctrl-D, bound by us: libedit's own binding draws "^D" on an empty line before it reports
-/// the end of input.
-bool ctrl_d_eof = false;     ///< Ctrl-D on an empty line: the end of input
-bool ctrl_d_replay = false;  ///< keys were pushed back for libedit: one more round reads them
+/// The longest word of a ~/.editrc line jim hands to libedit.
+constexpr std::size_t max_editrc_word = 1000;
 
-int on_ctrl_d(int, int) {
-  if (rl_end == 0) {
+/// Reads $EDITRC, else ~/.editrc, as el_source() does (blank lines and `#` comments skipped,
+/// `jim:` lines for jim only, reading stops at the first line libedit refuses), one line at a
+/// time through el_parse(), but skips a line with a word longer than max_editrc_word bytes
+/// (with a warning): libedit 3.1-20221030 copies the key and the string of `bind` into stack
+/// buffers of 1024 characters without a bound (map_bind(), parse__string()), so a long
+/// `bind -s` string overran jim's stack.
+void source_editrc(EditLine* el) {
+  std::string path;
+  if (char const* rc = ::secure_getenv("EDITRC")) {
+    path = rc;
+  } else if (char const* home = ::secure_getenv("HOME")) {
+    path = std::string(home) + (*home ? "/.editrc" : ".editrc");
+  }
+  if (path.empty()) return;
+  std::ifstream in(path);
+  std::string line;
+  for (std::size_t number = 1; std::getline(in, line); ++number) {
+    const auto first = line.find_first_not_of(" \t\r\f\v");
+    if (first == std::string::npos || line[first] == '#') continue;
+    Tokenizer* tok = tok_init(nullptr);
+    if (!tok) return;
+    int argc = 0;
+    char const** argv = nullptr;
+    tok_str(tok, line.c_str(), &argc, &argv);
+    bool too_long = false;
+    for (int i = 0; i < argc && argv; ++i) too_long = too_long || std::strlen(argv[i]) > max_editrc_word;
+    int result = 0;
+    if (too_long)
+      std::fprintf(stderr, "jim: %s:%zu: skipped (a word longer than %zu bytes, more than libedit takes)\n",
+                   path.c_str(), number, max_editrc_word);
+    else
+      result = el_parse(el, argc, argv);
+    tok_end(tok);
+    if (result == -1) return;
+  }
+}
+
+/// Ctrl-D, bound by jim after ~/.editrc: the end of input on an empty line (libedit's own
+/// binding draws "^D" first), else the character under the cursor goes.
+bool ctrl_d_eof = false;
+
+unsigned char on_ctrl_d(EditLine* el, int) {
+  const LineInfoW* li = el_wline(el);
+  if (li->buffer == li->lastchar) {
     ctrl_d_eof = true;
-    return 0;
+    return CC_NORM;
   }
-  // On a non-empty line Ctrl-D deletes the character under the cursor, as libedit's emacs
-  // binding does: the Delete key (bound by libedit's readline emulation) does that.
-  for (char ch : std::string_view("\033[3~")) rl_insert(1, ch);
-  ctrl_d_replay = true;
-  return 0;
+  if (li->cursor >= li->lastchar) return CC_ERROR;
+  el_cursor(el, 1);
+  el_wdeletestr(el, 1);
+  return CC_REFRESH;
 }
 
-/// Never file names: nothing to offer when the completer has nothing.
-char* no_match(const char*, int) { return nullptr; }
-
-/// libedit's completion hook: `text` is the word before the cursor, which starts after `start`
-/// characters of the line (libedit counts characters here, and so are rl_point and rl_end
-/// while it completes: fn_complete() sets them from its wide line).
-char** complete_word(const char* text, int start, int /*end*/) {
-  rl_attempted_completion_over = 1;
-  if (!active) return nullptr;
-  const std::string_view word(text);
-  const std::string_view line =
-      first_chars(encoded_line(), start > 0 ? static_cast<std::size_t>(start) : 0);
-  matches = active->complete(line, word);
-  if (matches.empty()) return nullptr;
-  return rl_completion_matches(text, &next_match);
+/// Ctrl-Z: suspends jim (the terminal's own suspend key is off while a line is edited).
+unsigned char on_suspend(EditLine*, int) {
+  ::kill(0, SIGTSTP);
+  return CC_NORM;
 }
 
 void out(std::string_view s) {
@@ -247,41 +337,104 @@ console::console(asio::any_io_executor ex, bool interactive, bool colour)
     : in_(ex, own_stdin()), interactive_(interactive), colour_(colour) {
   active = this;
   saved_stdin_flags = fcntl(STDIN_FILENO, F_GETFL);
-  if (interactive_) {
-    // Signals belong to the io_context's signal_set, not to libedit.
-    rl_catch_signals = 0;
-    rl_catch_sigwinch = 0;
-    rl_readline_name = "jim";
-    // Tab completes commands, names and rooms (console::complete), never file names.
-    rl_attempted_completion_function = &complete_word;
-    rl_completion_entry_function = &no_match;
-    rl_completer_word_break_characters = const_cast<char*>(" \t");
-    rl_basic_word_break_characters = " \t";
-    using_history();  // initialises libedit
-    stifle_history(1000);
-    rl_add_defun("jim-ctrl-d", &on_ctrl_d, 4);
-    // ESC and a digit start libedit's numeric argument, which repeats the next insertion up to
-    // a million times in one key: past the bound lines are kept under (see max_line_bytes).
-    for (char d = '0'; d <= '9'; ++d)
-      rl_parse_and_bind((std::string("bind '\\e") + d + "' ed-unassigned").c_str());
-    // Once per process (libedit's state is global): see anchor_line_buffer().
-    static const bool anchored = anchor_line_buffer();
-    if (!anchored) {
-      // Not the libedit jim knows: editing it could corrupt memory, so lines are read plainly.
-      std::fprintf(stderr,
-                   "jim: line editing is off (this libedit's line buffer cannot be used safely)\n");
-      editing_ = false;
-    }
+  if (!interactive_) return;
+  el_ = el_init("jim", stdin, stdout, stderr);  // "jim" selects `jim:` lines of ~/.editrc
+  hist_ = history_init();
+  if (!el_ || !hist_) {
+    std::fprintf(stderr, "jim: line editing is off (libedit could not start)\n");
+    editing_ = false;
+    return;
+  }
+  HistEvent ev;
+  history(hist_, &ev, H_SETSIZE, 1000);
+  el_set(el_, EL_HIST, history, hist_);
+  el_set(el_, EL_EDITOR, "emacs");
+  el_set(el_, EL_SIGNAL, 0);  // signals belong to the io_context's signal_set
+  el_set(el_, EL_PROMPT, &console::prompt_of);
+  el_set(el_, EL_GETCFN, &read_key);
+  // The bindings libedit's readline emulation made (jim used it before), so that ~/.editrc
+  // may change them: Tab completes, Ctrl-Z suspends, Ctrl-R searches back; Home, End,
+  // Delete, Insert and Ctrl-arrows.
+  el_set(el_, EL_ADDFN, "jim-complete", "complete a command, name or room", &console::on_tab);
+  el_set(el_, EL_BIND, "^I", "jim-complete", nullptr);
+  el_set(el_, EL_ADDFN, "jim-suspend", "suspend jim", &on_suspend);
+  el_set(el_, EL_BIND, "^Z", "jim-suspend", nullptr);
+  el_set(el_, EL_BIND, "^R", "em-inc-search-prev", nullptr);
+  for (auto const* home : {"\\e[1~", "\\e[7~", "\\e[H"}) el_set(el_, EL_BIND, home, "ed-move-to-beg", nullptr);
+  for (auto const* end : {"\\e[4~", "\\e[8~", "\\e[F"}) el_set(el_, EL_BIND, end, "ed-move-to-end", nullptr);
+  el_set(el_, EL_BIND, "\\e[3~", "ed-delete-next-char", nullptr);
+  el_set(el_, EL_BIND, "\\e[2~", "ed-quoted-insert", nullptr);
+  for (auto const* right : {"\\e[1;5C", "\\e[5C", "\\e\\e[C"}) el_set(el_, EL_BIND, right, "em-next-word", nullptr);
+  for (auto const* left : {"\\e[1;5D", "\\e[5D", "\\e\\e[D"}) el_set(el_, EL_BIND, left, "ed-prev-word", nullptr);
+  source_editrc(el_);  // $EDITRC or ~/.editrc
+  // After ~/.editrc: jim's Ctrl-D (see on_ctrl_d), and no ESC-digit repeat counts.
+  el_set(el_, EL_ADDFN, "jim-ctrl-d", "end of input on an empty line, else delete", &on_ctrl_d);
+  el_set(el_, EL_BIND, "^D", "jim-ctrl-d", nullptr);
+  for (char d = '0'; d <= '9'; ++d) {
+    const std::string key = std::string("\\e") + d;
+    el_set(el_, EL_BIND, key.c_str(), "ed-unassigned", nullptr);
   }
 }
 
 console::~console() {
   stop_editing();
   std::fflush(stdout);
+  if (el_) el_end(el_);  // the terminal as it was
+  if (hist_) history_end(hist_);
   // Reading a pipe or a terminal through Asio makes it non-blocking, and the file description
   // is shared with whoever started us: give it back as it was.
   if (saved_stdin_flags >= 0) fcntl(STDIN_FILENO, F_SETFL, saved_stdin_flags);
   active = nullptr;
+}
+
+char* console::prompt_of(EditLine*) {
+  return active ? active->prompt_.data() : const_cast<char*>("");
+}
+
+unsigned char console::on_tab(EditLine* el, int) {
+  // The word before the cursor: after the last space or tab.
+  const LineInfoW* li = el_wline(el);
+  wchar_t const* start = li->cursor;
+  while (start > li->buffer && start[-1] != L' ' && start[-1] != L'\t') --start;
+  if (!active) return CC_ERROR;
+  console& c = *active;
+  const std::string word = encode(start, li->cursor);
+  const std::string before = encode(li->buffer, start);
+  const auto matches = c.complete(before, word);
+  if (matches.empty()) return CC_ERROR;
+  const auto replace_word = [&](std::string const& with) {
+    el_wdeletestr(el, static_cast<int>(li->cursor - start));
+    el_winsertstr(el, decode(with).c_str());
+  };
+  if (matches.size() == 1) {
+    replace_word(matches.front() + " ");
+    return CC_REFRESH;
+  }
+  // Several: their longest common beginning (whole characters), if it adds to the word.
+  std::string common = matches.front();
+  for (auto const& m : matches) {
+    std::size_t i = 0;
+    while (i < common.size() && i < m.size() && common[i] == m[i]) ++i;
+    common.resize(i);
+  }
+  // Not within a character: back to its lead byte unless all of it is there.
+  std::size_t lead = common.size();
+  while (lead > 0 && (static_cast<unsigned char>(common[lead - 1]) & 0xC0) == 0x80) --lead;
+  if (lead > 0) {
+    const auto b = static_cast<unsigned char>(common[lead - 1]);
+    const std::size_t len = b < 0x80 ? 1 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+    if (common.size() - (lead - 1) < len) common.resize(lead - 1);
+  }
+  if (common.size() > word.size()) {
+    replace_word(common);
+    return CC_REFRESH;
+  }
+  // Tab again with nothing to add: the candidates are listed above the prompt.
+  if (std::exchange(c.last_tab_, c.commands_ + 1) != c.commands_) return CC_ERROR;
+  std::string list;
+  for (auto const& m : matches) list += (list.empty() ? "" : "  ") + printable(m);
+  c.show({tone::info, list});
+  return CC_NORM;
 }
 
 awaitable<std::optional<std::string>> console::ask(std::string prompt, bool secret) {
@@ -312,6 +465,7 @@ awaitable<std::optional<std::string>> console::ask(std::string prompt, bool secr
 
 awaitable<std::optional<std::string>> console::read_line() {
   if (!interactive_ || !editing_) co_return co_await read_plain();
+  bool more = false;
   for (;;) {
     if (!lines_.empty()) {
       std::string line = std::move(lines_.front());
@@ -320,27 +474,147 @@ awaitable<std::optional<std::string>> console::read_line() {
     }
     if (eof_) co_return std::nullopt;
     if (!installed_) install();
-    auto [ec] = co_await in_.async_wait(asio::posix::descriptor_base::wait_read, nothrow);
-    if (ec) co_return std::nullopt;
-    if (hung_up(in_.native_handle())) {
-      // The terminal is gone: libedit would read nothing and never call back.
-      eof_ = true;
-      continue;
+    if (more) {
+      // Commands are left (a long paste, or a `bind -s` macro libedit holds): after the
+      // io_context's other work, not after the next key.
+      co_await asio::post(in_.get_executor(), asio::use_awaitable);
+    } else {
+      auto [ec] = co_await in_.async_wait(asio::posix::descriptor_base::wait_read, nothrow);
+      if (ec) co_return std::nullopt;
+      if (hung_up(in_.native_handle())) {
+        // The terminal is gone: there is nothing more to read.
+        end_of_input();
+        continue;
+      }
     }
-    if (static_cast<std::size_t>(rl_end) >= max_line_bytes) {
-      take_when_full();
-      continue;
-    }
-    rl_callback_read_char();  // one key; calls on_line() when a line is complete
-    if (std::exchange(ctrl_d_replay, false)) rl_callback_read_char();
-    if (std::exchange(ctrl_d_eof, false)) {
-      // jim is leaving: the prompt goes.
-      installed_ = false;
-      eof_ = true;
-      out("\r\033[J");
-      std::fflush(stdout);
-    }
+    more = drain();
   }
+}
+
+bool console::drain() {
+  // One command per el_wgets() (unbuffered mode); read_key() ends the round when nothing more
+  // has been typed. Bounded: after commands_per_turn the io_context gets its turn (stdin is
+  // still readable, so read_line() comes straight back).
+  int i = 0;
+  for (; i < commands_per_turn && installed_; ++i) {
+    reading = key_reading{};
+    reading.at_start = true;
+    reading.drop_printable = full_;
+    int count = 0;
+    wchar_t const* line = el_wgets(el_, &count);
+    ++commands_;
+    if (reading.dropped && !std::exchange(full_bell_, true)) out("\a");
+    if (std::exchange(ctrl_d_eof, false) || reading.eof) {
+      end_of_input();
+      return false;
+    }
+    if (reading.too_many) {
+      abandon_command();
+      continue;
+    }
+    if (reading.would_block) break;
+    const LineInfoW* li = el_wline(el_);
+    if (line && count > 0 && (line[count - 1] == L'\n' || line[count - 1] == L'\r')) {
+      finish_line(li->buffer, static_cast<std::size_t>(count - 1),
+                  static_cast<std::size_t>(li->cursor - li->buffer));
+      return false;
+    }
+    // libedit's own end of file (e.g. em-delete-or-list bound by ~/.editrc) on an empty line.
+    if (line && count == 1 && line[0] == L'\x04') {
+      end_of_input();
+      return false;
+    }
+    // A command that made the line very long is cut at once (memory); otherwise the exact
+    // count waits for the end of the burst, unless the line was full (then it may not be).
+    const auto chars = static_cast<std::size_t>(li->lastchar - li->buffer);
+    if (chars > 2 * max_line_bytes || full_) enforce_limit();
+  }
+  if (installed_) enforce_limit();
+  std::fflush(stdout);
+  return installed_ && i == commands_per_turn;
+}
+
+void console::enforce_limit() {
+  const LineInfoW* li = el_wline(el_);
+  std::size_t bytes = encoded_size(li->buffer, li->lastchar);
+  if (bytes <= max_line_bytes) {
+    full_ = bytes >= max_line_bytes;
+    if (!full_) full_bell_ = false;
+    return;
+  }
+  // Past the bound: what is past it goes from before the cursor (insertions leave the cursor
+  // after what they added), then from the end; the line is drawn again.
+  clear_input();
+  std::size_t cut = excess_before(li->buffer, li->cursor, bytes);
+  el_wdeletestr(el_, static_cast<int>(cut));
+  if (bytes > max_line_bytes) {
+    li = el_wline(el_);
+    const auto back = static_cast<int>(li->lastchar - li->cursor);
+    el_cursor(el_, back);
+    li = el_wline(el_);
+    el_wdeletestr(el_, static_cast<int>(excess_before(li->buffer, li->cursor, bytes)));
+    el_cursor(el_, -back);
+  }
+  el_set(el_, EL_REFRESH);
+  full_ = true;
+  if (!std::exchange(full_bell_, true)) out("\a");
+  std::fflush(stdout);
+}
+
+void console::abandon_command() {
+  // A command read more keys than any key sequence has: a chain of repeat counts. libedit
+  // keeps the count for the next command, so its state is reset (el_reset() also empties the
+  // line and the terminal goes back to raw mode at the next key) and the line put back.
+  const LineInfoW* li = el_wline(el_);
+  const std::wstring text(li->buffer, li->lastchar);
+  const auto after_cursor = static_cast<int>(li->lastchar - li->cursor);
+  clear_input();
+  el_reset(el_);
+  el_winsertstr(el_, text.c_str());
+  el_cursor(el_, -after_cursor);
+  el_set(el_, EL_REFRESH);
+  out("\a");
+  std::fflush(stdout);
+}
+
+void console::finish_line(wchar_t const* line, std::size_t chars, std::size_t cursor) {
+  // libedit has finished the line (and moved below it); install() starts the next one when it
+  // is wanted, so that nothing is drawn in between.
+  std::string text = encode(line, line + chars);
+  entered_ = text;  // as it was echoed
+  std::size_t bytes = text.size();
+  if (bytes > max_line_bytes) {
+    // Typed in the same burst as what made it too long: cut as enforce_limit() would have.
+    std::wstring wide(line, line + chars);
+    cursor = std::min(cursor, chars);
+    const std::size_t cut = excess_before(wide.data(), wide.data() + cursor, bytes);
+    wide.erase(cursor - cut, cut);
+    if (bytes > max_line_bytes) {
+      const std::size_t more = excess_before(wide.data(), wide.data() + wide.size(), bytes);
+      wide.erase(wide.size() - more);
+    }
+    text = encode(wide.data(), wide.data() + wide.size());
+    out("\a");
+  }
+  installed_ = false;
+  el_set(el_, EL_UNBUFFERED, 0);  // the terminal as it was, until the next line
+  if (!text.empty()) {
+    HistEvent ev;
+    history(hist_, &ev, H_ENTER, for_history(text).c_str());
+  }
+  lines_.push_back(std::move(text));
+  std::fflush(stdout);
+}
+
+void console::end_of_input() {
+  // jim is leaving: the prompt goes.
+  if (installed_) {
+    el_set(el_, EL_UNBUFFERED, 0);
+    installed_ = false;
+    out("\r\033[J");
+    std::fflush(stdout);
+  }
+  eof_ = true;
 }
 
 awaitable<std::optional<std::string>> console::read_plain() {
@@ -370,61 +644,31 @@ awaitable<std::optional<std::string>> console::read_plain() {
   }
 }
 
-void console::on_line(char* line) {
-  console& c = *active;
-  // libedit has finished this line (and echoed its newline); install() starts the next one
-  // when it is wanted, so that nothing is drawn in between.
-  c.installed_ = false;
-  if (!line) {
-    c.eof_ = true;
-    out("\r\033[J");  // the prompt goes: jim is leaving
-    std::fflush(stdout);
-    return;
-  }
-  c.entered_ = line;
-  // Not longer than a line may be typed: recalled, it must leave room (see max_line_bytes).
-  if (*line && std::strlen(line) <= max_line_bytes) add_history(for_history(line).c_str());
-  c.lines_.emplace_back(line);
-  std::free(line);
-}
-
-void console::take_when_full() {
-  // The line is as long as jim lets it be (see max_line_bytes): Enter and Backspace go to
-  // libedit (pushed back, read again as the next key); other keys are dropped with a bell.
-  char ch = 0;
-  const ssize_t n = ::read(in_.native_handle(), &ch, 1);
-  if (n <= 0) {
-    if (n == 0 || (errno != EINTR && errno != EAGAIN)) eof_ = true;
-    return;
-  }
-  if (ch == '\r' || ch == '\n' || ch == '\x7f' || ch == '\b') {
-    full_bell_ = false;
-    rl_insert(1, static_cast<unsigned char>(ch));
-    rl_callback_read_char();
-    return;
-  }
-  if (!std::exchange(full_bell_, true)) {
-    out("\a");
-    std::fflush(stdout);
-  }
-}
-
 void console::install() {
-  rl_callback_handler_install(prompt_.c_str(), &console::on_line);
-  // The line is empty now; libedit updates these two only after the next key, and
-  // clear_input() must not measure the previous line.
-  rl_point = 0;
-  rl_end = 0;
+  // Unbuffered mode: raw terminal, an empty line, the prompt drawn.
+  el_set(el_, EL_UNBUFFERED, 1);
   installed_ = true;
+  full_ = false;
+  full_bell_ = false;
+  if (!refill_.empty()) {
+    el_winsertstr(el_, decode(std::exchange(refill_, {})).c_str());
+    out("\r\033[J");
+    el_set(el_, EL_REFRESH);
+    enforce_limit();
+  }
+  std::fflush(stdout);
+}
+
+void console::edit_again(std::string line) {
+  if (interactive_ && editing_) refill_ = std::move(line);
 }
 
 void console::clear_input() {
   // Back to the row where the prompt starts, then clear to the end of the screen: this also
-  // removes a half-typed line that wrapped over several rows.
-  // rl_point counts bytes of the multibyte line up to the cursor.
-  const std::string_view typed =
-      encoded_line().substr(0, rl_point > 0 ? static_cast<std::size_t>(rl_point) : 0);
-  const std::size_t row = cursor_row(prompt_, typed);
+  // removes a half-typed line that wrapped over several rows. libedit shows a control
+  // character as ^X, as printable() writes it.
+  const LineInfoW* li = el_wline(el_);
+  const std::size_t row = cursor_row(prompt_, printable(encode(li->buffer, li->cursor)));
   if (row > 0) out("\033[" + std::to_string(row) + "A");
   out("\r\033[J");
 }
@@ -437,8 +681,8 @@ void console::set_prompt(std::string prompt) {
   }
   clear_input();
   prompt_ = std::move(prompt);
-  rl_set_prompt(prompt_.c_str());
-  rl_forced_update_display();
+  el_set(el_, EL_REFRESH);
+  std::fflush(stdout);
 }
 
 std::string console::paint(out_line const& line) const {
@@ -486,15 +730,15 @@ void console::show(std::vector<out_line> const& lines) {
     out(paint(l));
     out("\n");
   }
+  if (installed_) el_set(el_, EL_REFRESH);  // the prompt and the half-typed line, intact
   std::fflush(stdout);
-  if (installed_) rl_forced_update_display();  // the prompt and the half-typed line, intact
 }
 
 void console::erase_entered() {
   if (!interactive_ || installed_ || entered_.empty()) return;
   // libedit left the cursor at the start of the row after the line; the line took the rows
   // up to the one its last character is on.
-  const std::size_t rows = cursor_row(prompt_, entered_) + 1;
+  const std::size_t rows = cursor_row(prompt_, printable(entered_)) + 1;
   out("\033[" + std::to_string(rows) + "A\r\033[J");
   std::fflush(stdout);
   entered_.clear();
@@ -511,47 +755,42 @@ void console::raw(std::string_view line) {
 }
 
 void console::resized() {
-  if (interactive_) rl_resize_terminal();
+  if (interactive_ && el_) el_resize(el_);
 }
 
 void console::redraw() {
   if (!installed_) return;
   out("\r\033[J");
+  el_set(el_, EL_REFRESH);
   std::fflush(stdout);
-  rl_forced_update_display();
 }
 
 void console::load_history(std::filesystem::path file) {
-  if (!interactive_ || file.empty()) return;
+  if (!interactive_ || !hist_ || file.empty()) return;
   history_file_ = std::move(file);
   std::error_code ec;
   if (!std::filesystem::exists(history_file_, ec)) return;
-  read_history(history_file_.c_str());
+  HistEvent ev;
+  history(hist_, &ev, H_LOAD, history_file_.c_str());
   // An entry longer than a line may be typed is dropped (see max_line_bytes): the others are
-  // entered again in order.
+  // entered again, oldest first.
   std::vector<std::string> kept;
   bool dropped = false;
-  if (HIST_ENTRY** entries = history_list()) {
-    for (; *entries; ++entries) {
-      char const* text = (*entries)->line;
-      if (!text) continue;
-      if (std::strlen(text) <= max_line_bytes)
-        kept.emplace_back(text);
-      else
-        dropped = true;
-    }
+  for (int r = history(hist_, &ev, H_LAST); r != -1; r = history(hist_, &ev, H_PREV)) {
+    if (!ev.str) continue;
+    if (std::strlen(ev.str) <= max_line_bytes)
+      kept.emplace_back(ev.str);
+    else
+      dropped = true;
   }
   if (dropped) {
-    clear_history();
-    for (auto const& text : kept) add_history(text.c_str());
+    history(hist_, &ev, H_CLEAR);
+    for (auto const& text : kept) history(hist_, &ev, H_ENTER, text.c_str());
   }
-  // libedit's read_history() leaves the browsing position where it was (before the first
-  // entry): back to the end, so that Up walks back from the newest line.
-  using_history();
 }
 
 std::string console::save_history() {
-  if (!interactive_ || history_file_.empty()) return {};
+  if (!interactive_ || !hist_ || history_file_.empty()) return {};
   // Created private before libedit writes it (libedit makes it 0600 too, after opening it).
   const int fd = ::open(history_file_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0 || ::fchmod(fd, 0600) != 0) {
@@ -560,14 +799,15 @@ std::string console::save_history() {
     return "cannot write " + history_file_.string() + ": " + why;
   }
   ::close(fd);
-  if (write_history(history_file_.c_str()) != 0) return "cannot write " + history_file_.string();
+  HistEvent ev;
+  if (history(hist_, &ev, H_SAVE, history_file_.c_str()) == -1) return "cannot write " + history_file_.string();
   return {};
 }
 
 void console::stop_editing() {
   if (!installed_) return;
   clear_input();
-  rl_callback_handler_remove();
+  el_set(el_, EL_UNBUFFERED, 0);
   installed_ = false;
   std::fflush(stdout);
 }

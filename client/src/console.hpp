@@ -10,6 +10,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 
+#include <cstdint>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -18,14 +19,21 @@
 #include <string_view>
 #include <vector>
 
+/// libedit's EditLine and History (histedit.h).
+struct editline;
+struct history;
+
 namespace jim::client {
 
 /// Standard input and output of the client.
 ///
-/// Interactive (stdin is a terminal): lines are edited with libedit's callback interface,
-/// driven by readiness of stdin on the io_context; output is printed above the prompt, then
-/// the prompt and the half-typed line are redrawn. Otherwise: lines are read from stdin as
-/// they come and output is printed as it is (errors to stderr).
+/// Interactive (stdin is a terminal): lines are edited with libedit's own (wide character)
+/// interface in its unbuffered mode, driven by readiness of stdin on the io_context: each
+/// readiness runs libedit's commands for every key already typed (a paste at once), then
+/// returns to the io_context. Output is printed above the prompt, then the prompt and the
+/// half-typed line are redrawn. A typed line never keeps more than 30000 bytes (see
+/// max_line_bytes in console.cpp). Otherwise: lines are read from stdin as they come and
+/// output is printed as it is (errors to stderr).
 ///
 /// @par Thread Safety
 /// Single-threaded; at most one console exists (libedit's state is global).
@@ -55,6 +63,10 @@ public:
   void show(std::vector<out_line> const& lines);
   void show(out_line const& line) { show(std::vector<out_line>{line}); }
 
+  /// Interactive: offers `line` again for editing as the next line (a line jim refused to
+  /// send, e.g. one with a control character). Ignored otherwise.
+  void edit_again(std::string line);
+
   /// Interactive: removes the line just entered (still on screen as prompt + text), e.g. a
   /// message that is shown once the server has accepted it. Call right after read_line().
   void erase_entered();
@@ -63,7 +75,7 @@ public:
   /// is the line up to it (see jim::client::completions()).
   using completer = std::function<std::vector<std::string>(std::string_view before, std::string_view word)>;
   void set_completer(completer c) { completer_ = std::move(c); }
-  /// Called by libedit's completion hook.
+  /// The candidates for Tab (the completer's, or none).
   std::vector<std::string> complete(std::string_view before, std::string_view word) const;
 
   /// Writes one line to stdout exactly as given (the --json output).
@@ -86,25 +98,36 @@ public:
   void stop_editing();
 
 private:
-  static void on_line(char* line);
   void install();
+  /// Runs libedit's commands for what has been typed; true when it stopped at its bound with
+  /// more to do.
+  bool drain();
+  void finish_line(wchar_t const* line, std::size_t chars, std::size_t cursor);
+  void end_of_input();
+  void enforce_limit();
+  void abandon_command();
   void clear_input();
   std::string paint(out_line const& line) const;
   boost::asio::awaitable<std::optional<std::string>> read_plain();
+  static char* prompt_of(::editline* el);
+  static unsigned char on_tab(::editline* el, int key);
 
   boost::asio::posix::stream_descriptor in_;
   bool interactive_;
   bool colour_;
-  /// Reads one key while the line is full (max_line_bytes in console.cpp): Enter and Backspace
-  /// go to libedit, anything else is dropped (one bell per full line).
-  void take_when_full();
+  ::editline* el_ = nullptr;  ///< libedit's editor (interactive, once set up)
+  struct ::history* hist_ = nullptr;  ///< its input history (narrow: UTF-8 entries)
+  bool full_ = false;       ///< the line has max_line_bytes: printable keys are dropped
   bool full_bell_ = false;  ///< the bell for a full line has rung
   bool editing_ = true;     ///< libedit may be used (false: lines are read plainly)
-  bool installed_ = false;  ///< libedit's handler is installed: the prompt is on screen
+  bool installed_ = false;  ///< a line is being edited: the prompt is on screen
   bool eof_ = false;
+  std::uint64_t commands_ = 0;   ///< libedit commands run so far (Tab twice in a row lists)
+  std::uint64_t last_tab_ = ~std::uint64_t{0};  ///< commands_ when Tab last offered several candidates
   std::string prompt_ = "> ";
   completer completer_;
   std::filesystem::path history_file_;
+  std::string refill_;            ///< the text the next line starts with (edit_again())
   std::string entered_;           ///< the last line entered, as it was echoed
   std::string pending_;           ///< plain mode: bytes read, not yet a full line
   std::deque<std::string> lines_;  ///< complete lines not yet returned

@@ -519,6 +519,7 @@ class app {
         kick();
       } else if (auto* u = std::get_if<jim::client::usage_hint>(&in)) {
         con_.show({tone::error, u->text});
+        if (u->edit_again) con_.edit_again(*line);
         ++usage_errors_;  // a script with a broken command has failed too
       } else if (std::holds_alternative<jim::client::show_help>(in)) {
         std::vector<out_line> lines;

@@ -379,8 +379,10 @@ TEST_CASE("/at TIME: HH:MM is the next such local time, +N counts from now", "[c
   CHECK(parse_at("+1d", noon) == noon + 86400);
   CHECK(parse_at("+1h30m", noon) == noon + 5400);
   CHECK(parse_at("+10M", noon) == noon + 600);
+  // No upper bound of jim's own: the server's --schedule-max decides (its 400 says so).
+  CHECK(parse_at("+4000d", noon) == noon + 4000 * 86400);
   for (auto bad : {"", "+", "+10", "+m", "+10x", "+0s", "+-5m", "+5m-", "+ 5m", "10m", "24:00", "12:60", "1230",
-                   ":30", "123:00", "12:5", "12:345", "ab:cd", "12:3x", "+99999999999999999999s", "+4000d"}) {
+                   ":30", "123:00", "12:5", "12:345", "ab:cd", "12:3x", "+99999999999999999999s", "+99999999999999999999d", "+11y"}) {
     INFO("TIME " << bad);
     CHECK_FALSE(parse_at(bad, noon));
   }
@@ -477,9 +479,12 @@ TEST_CASE("An id or a time out of range gets its reason, not only the usage line
   CHECK(hint("/at +0s x") == "! +0s: the time must be in the future (+N after now, or HH:MM)");
   CHECK(hint("/at +0m0s x") == "! +0m0s: the time must be in the future (+N after now, or HH:MM)");
   CHECK(hint("/at -5s x") == "! -5s: the time must be in the future (+N after now, or HH:MM)");
+  // Beyond an int64: jim says so, and claims no limit of the server's.
   CHECK(hint("/at +99999999999999999999s x") ==
-        "! +99999999999999999999s: the time is too far ahead (at most 10 years)");
-  CHECK(hint("/at +3661d x") == "! +3661d: the time is too far ahead (at most 10 years)");
+        "! +99999999999999999999s: too far ahead (more than jim can count; the server takes what its "
+        "--schedule-max allows)");
+  CHECK(hint("/at +99999999999999999999d x").starts_with("! +99999999999999999999d: too far ahead (more than"));
+  CHECK(hint("/at +9223372036854775807s x").starts_with("! +9223372036854775807s: too far ahead"));  // past int64 from now
   CHECK(hint("/at 24:00 x") == "! 24:00: no such time of day (HH:MM runs from 00:00 to 23:59)");
   CHECK(hint("/edit 99999999999999999999999 t") ==
         "! no such id: 99999999999999999999999 is too large");
@@ -487,14 +492,60 @@ TEST_CASE("An id or a time out of range gets its reason, not only the usage line
   CHECK(hint("/delete 99999999999999999999") == "! no such id: 99999999999999999999 is too large");
   CHECK(hint("/cancel 99999999999999999999") == "! no such id: 99999999999999999999 is too large");
   CHECK(hint("/cancel 0") == "! no such id: 0 (ids start at 1)");
-  // Not numbers or times at all: the usage line says what is wanted.
-  CHECK(hint("/at +5x x").starts_with("! usage: /at TIME TEXT"));
-  CHECK(hint("/at +s x").starts_with("! usage: /at TIME TEXT"));
-  CHECK(hint("/at + x").starts_with("! usage: /at TIME TEXT"));
+  // A malformed TIME: the precise reason.
+  CHECK(hint("/at +5x x") == "! +5x: unknown unit x (s, m, h or d)");
+  CHECK(hint("/at +11y x") == "! +11y: unknown unit y (s, m, h or d)");
+  CHECK(hint("/at +1min x") == "! +1min: unknown unit min (s, m, h or d)");
+  CHECK(hint("/at +s x") == "! +s: a number must come before s (+10m, +2h)");
+  CHECK(hint("/at + x") == "! +: a number and a unit must follow + (+10m, +2h)");
+  CHECK(hint("/at +5 x") == "! +5: a unit must follow 5 (s, m, h or d)");
+  CHECK(hint("/at +1h30 x") == "! +1h30: a unit must follow 30 (s, m, h or d)");
+  CHECK(hint("/at +-5m x") == "! +-5m: unexpected - (+N with a unit: s, m, h or d)");
+  CHECK(hint("/at 7:5 x") == "! 7:5: minutes must be two digits (HH:MM, e.g. 18:05)");
+  CHECK(hint("/at 12:345 x") == "! 12:345: minutes must be two digits (HH:MM, e.g. 18:05)");
+  CHECK(hint("/at 123:45 x") == "! 123:45: hours must be one or two digits (HH:MM, e.g. 18:30)");
+  CHECK(hint("/at 1830 x") == "! 1830: a time of day needs a colon (HH:MM, e.g. 18:30)");
+  CHECK(hint("/at 6pm x") == "! 6pm: a time of day is HH:MM (e.g. 18:30), a delay +N with a unit (+10m)");
+  // Not shaped like a TIME at all: the usage line says what is wanted.
+  CHECK(hint("/at soon x").starts_with("! usage: /at TIME TEXT"));
+  CHECK(hint("/at :30 x").starts_with("! usage: /at TIME TEXT"));
   CHECK(hint("/edit -1 t").starts_with("! usage: /edit ID TEXT"));
   CHECK(hint("/cancel 1 2").starts_with("! usage: /cancel ID"));
   CHECK(id_problem("42").empty());
   CHECK(at_problem("+10m", noon).empty());
+  CHECK(at_problem("soon", noon).empty());
+  // Far ahead but countable: sent, for the server to judge (no "10 years" of jim's own).
+  auto in = parse_input("/at +3661d x", noon);
+  REQUIRE(std::holds_alternative<send_request>(in));
+  CHECK(std::get<send_request>(in).frame.at("at") == noon + 3661 * 86400);
+}
+
+TEST_CASE("A line with a control character other than tab is not sent, and is offered again",
+          "[client][commands]") {
+  auto refused = [](std::string_view line) {
+    auto in = parse_input(line, noon);
+    INFO("line: " << line);
+    REQUIRE(std::holds_alternative<usage_hint>(in));
+    CHECK(std::get<usage_hint>(in).edit_again);
+    return std::get<usage_hint>(in).text;
+  };
+  CHECK(refused("red \x1b[31mtext") ==
+        "! not sent: the line has a control character, ^[ (U+001B), at character 5; jim sends none but tab");
+  CHECK(refused("ring\a") == "! not sent: the line has a control character, ^G (U+0007), at character 5; jim sends none but tab");
+  CHECK(refused(std::string("nul\0byte", 8)).find("^@ (U+0000), at character 4") != std::string::npos);
+  CHECK(refused("del\x7f").find("^? (U+007F), at character 4") != std::string::npos);
+  CHECK(refused("caf\xc3\xa9 \xc2\x85next").find("U+0085, at character 6") != std::string::npos);  // C1 NEL
+  CHECK(refused("a\rb").find("^M (U+000D)") != std::string::npos);  // only a trailing CR is a line end
+  CHECK(refused("/msg bob \x1b]0;title\x07").find("^[ (U+001B), at character 10") != std::string::npos);
+  CHECK(refused("/at +1m \x07").find("^G") != std::string::npos);
+  // Tab is text; so are other characters of U+0080 and above.
+  CHECK(request_of("a\tb") == obj(R"({"action":"msg","message":"a\tb"})"));
+  CHECK(request_of("\xc2\xa0nbsp \xe2\x80\x8b") == json::object{{"action", "msg"}, {"message", "\xc2\xa0nbsp \xe2\x80\x8b"}});
+  CHECK(control_problem("plain text, caf\xc3\xa9").empty());
+  // Other refusals are not offered again.
+  auto in = parse_input("/nosuch", noon);
+  REQUIRE(std::holds_alternative<usage_hint>(in));
+  CHECK_FALSE(std::get<usage_hint>(in).edit_again);
 }
 
 TEST_CASE("Tab completes the new commands and their names, rooms and on|off", "[client][commands]") {
