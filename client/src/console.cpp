@@ -524,10 +524,14 @@ bool console::drain() {
       end_of_input();
       return false;
     }
-    // A command that made the line very long is cut at once (memory); otherwise the exact
-    // count waits for the end of the burst, unless the line was full (then it may not be).
+    // A command that made the line very long is cut at once (memory); otherwise the cut waits
+    // for the end of the burst (one redraw however many keys passed the bound). A full line
+    // may have become shorter (Backspace): the next printable key is no longer dropped.
     const auto chars = static_cast<std::size_t>(li->lastchar - li->buffer);
-    if (chars > 2 * max_line_bytes || full_) enforce_limit();
+    if (chars > 2 * max_line_bytes)
+      enforce_limit();
+    else if (full_)
+      full_ = encoded_size(li->buffer, li->lastchar) >= max_line_bytes;
   }
   if (installed_) enforce_limit();
   std::fflush(stdout);

@@ -129,6 +129,27 @@ class jim_child {
     }
   }
 
+  /// Types all of `s` at once, as a terminal pastes it, while collecting output (jim echoes as
+  /// it reads, and a terminal whose output nobody reads stops it). False if it is not all
+  /// written within `bound`.
+  bool paste(std::string_view s, std::chrono::milliseconds bound = 20s) {
+    const auto deadline = steady::now() + bound;
+    const int flags = fcntl(in_, F_GETFL);
+    fcntl(in_, F_SETFL, flags | O_NONBLOCK);
+    while (!s.empty() && steady::now() < deadline) {
+      pollfd p{in_, static_cast<short>(POLLIN | POLLOUT), 0};
+      if (poll(&p, 1, ms_until(deadline)) <= 0) continue;
+      if (p.revents & POLLIN) pump(0);
+      if (p.revents & (POLLERR | POLLHUP)) break;
+      if (!(p.revents & POLLOUT)) continue;
+      const ssize_t n = ::write(in_, s.data(), std::min<std::size_t>(s.size(), 4096));
+      if (n > 0) s.remove_prefix(static_cast<std::size_t>(n));
+      else if (n < 0 && errno != EAGAIN && errno != EINTR) break;
+    }
+    fcntl(in_, F_SETFL, flags);
+    return s.empty();
+  }
+
   /// Ends the child's stdin (pipes only).
   void close_input() {
     if (in_ != out_ && in_ >= 0) ::close(in_);
@@ -761,8 +782,8 @@ TEST_CASE("A pasted line of thousands of wide characters is sent intact and jim 
 TEST_CASE(
     "A typed line stops growing at 30000 bytes: the bell rings, Backspace and Enter still work",
     "[integration][client][unicode]") {
-  // jim keeps every line under a bound (max_line_bytes in client/src/console.cpp): past it,
-  // libedit's line buffer could move from under rl_line_buffer again.
+  // jim keeps every line under a bound (max_line_bytes in client/src/console.cpp); a full line
+  // drops printable keys without echoing them.
   jimd_process d;
   auto bob = sign_up(d.port(), "bob");
   auto t = terminal(d, {"-u", "grace"}, "pw", false, no_locale);
@@ -799,6 +820,151 @@ TEST_CASE(
   CHECK(bob.push().at("message").as_string() == "still here");
   t.type("/quit\r");
   CHECK(t.wait_exit() == 0);
+}
+
+namespace {
+
+/// The messages bob gets before one that is `marker` (at most 64), joined: the pieces of a
+/// long line typed before a line `marker`.
+std::string gather(client& bob, std::string_view marker = "--end--") {
+  std::string got;
+  for (int i = 0; i < 64; ++i) {
+    const auto piece = std::string(bob.push(20s).at("message").as_string());
+    if (piece == marker) break;
+    CHECK(piece.size() <= 4096);
+    got += piece;
+  }
+  return got;
+}
+
+std::string repeated(std::string_view unit, std::size_t n) {
+  std::string out;
+  for (std::size_t i = 0; i < n; ++i) out += unit;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("Whatever ~/.editrc binds, jim stays up and a line keeps at most 30000 bytes",
+          "[integration][client][unicode][editrc]") {
+  // Issue 16: with `bind ^T em-universal-argument`, Ctrl-T x 10 and an emoji crashed jim
+  // (SIGSEGV: a 4^10-fold insertion overran libedit's re-encoded line), and with `a` one
+  // 65536-byte line was sent.
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  temp_dir home;
+  {
+    std::ofstream rc(home.path() / ".editrc");
+    rc << "# repeat counts, a long string, and one longer than libedit can take\n"
+       << "bind ^T em-universal-argument\n"
+       << "jim:bind -s ^] " << repeated("b", 1000) << "\n"
+       << "bind -s ^G " << repeated("c", 40000) << "\n"
+       << "bind ^K ed-kill-line\n";
+  }
+  auto t = terminal(d, {"-u", "grace"}, "pw", false, {{"HOME", home.path().string()}, {"EDITRC", std::nullopt}});
+  REQUIRE(t.wait_for("#general> "));
+  CHECK(t.all().find(".editrc:4: skipped (a word longer than 1000 bytes") != std::string::npos);
+  const std::string emoji = "\xF0\x9F\x98\x80";  // U+1F600, 4 bytes
+  auto only = [](std::string const& text, std::string_view unit) {
+    if (text.empty() || text.size() % unit.size() != 0) return false;
+    for (std::size_t i = 0; i < text.size(); i += unit.size())
+      if (text.compare(i, unit.size(), unit) != 0) return false;
+    return true;
+  };
+  SECTION("Ctrl-T ten times: a repeat count of more than six keys is dropped") {
+    t.type(repeated("\x14", 10) + emoji + "\r--end--\r");
+    const auto got = gather(bob);
+    CHECK(got.size() <= 30000);
+    CHECK(only(got, emoji));
+    t.type(repeated("\x14", 10) + "a\r--end--\r");
+    const auto more = gather(bob);
+    CHECK(more.size() <= 30000);
+    CHECK(only(more, "a"));
+  }
+  SECTION("a count of 99999 emoji is cut to 30000 bytes") {
+    t.type("\x14" "99999" + emoji + "\r--end--\r");
+    CHECK(gather(bob) == repeated(emoji, 7500));
+  }
+  SECTION("a count of 99999 letters is cut to 30000 bytes") {
+    t.type("\x14" "99999a\r--end--\r");
+    CHECK(gather(bob) == repeated("a", 30000));
+  }
+  SECTION("a 1000-character string bound to a key, 40 times") {
+    t.type(repeated("\x1d", 40) + "\r--end--\r");
+    CHECK(gather(bob) == repeated("b", 30000));
+  }
+  SECTION("yanks of a long kill") {
+    // 20000 letters (a count), killed, yanked three times: libedit refuses a yank its buffer
+    // cannot hold, and what passes 30000 bytes is cut.
+    t.type("\x14" "20000x\x01\x0b\x19\x19\x19\r--end--\r");
+    const auto got = gather(bob);
+    CHECK(got.size() >= 20000);
+    CHECK(got.size() <= 30000);
+    CHECK(only(got, "x"));
+  }
+  // jim is alive and edits as before.
+  t.type("still here\r");
+  CHECK(bob.push(20s).at("message").as_string() == "still here");
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
+
+TEST_CASE("A paste of 30000 characters at once arrives intact", "[integration][client][paste]") {
+  // Issue 16: libedit's readline emulation re-encoded the whole line after every key: 30000
+  // pasted characters took 85 s. Timed tests are not benchmarks: the bound is generous.
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  auto t = terminal(d, {"-u", "grace"}, "pw");
+  REQUIRE(t.wait_for("#general> "));
+  std::string text;
+  for (int i = 0; text.size() < 30000; ++i) text += std::to_string(i % 10);
+  text.resize(30000);
+  const auto started = steady::now();
+  REQUIRE(t.paste(text + "\r--end--\r"));
+  CHECK(gather(bob) == text);
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - started);
+  WARN("30000 pasted characters arrived in " << took.count() << " ms");
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
+
+TEST_CASE("A line with a control character is not sent and comes back for editing",
+          "[integration][client]") {
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  SECTION("typed with Ctrl-V on a terminal") {
+    auto t = terminal(d, {"-u", "grace"}, "pw");
+    REQUIRE(t.wait_for("#general> "));
+    auto m = t.mark();
+    t.type("\x16\x1b[31mred\r");  // Ctrl-V ESC: a raw escape sequence
+    REQUIRE(t.wait_for("! not sent: the line has a control character, ^[ (U+001B), at character 1; jim sends "
+                       "none but tab", m));
+    // The line is offered again: Ctrl-A, Ctrl-D (the ESC goes), Enter.
+    const auto after = t.all().find("jim sends none but tab", m);
+    REQUIRE(t.wait_for("#general> ^[[31mred", after));
+    t.type("\x01\x04\r");
+    CHECK(bob.push().at("message") == "[31mred");  // the first message bob gets: nothing before
+    // BEL too, anywhere in the line, and in a command.
+    m = t.mark();
+    t.type("/msg bob ding\x16\x07\r");
+    REQUIRE(t.wait_for("^G (U+0007), at character 14", m));
+    t.type("\x08\r");  // Backspace takes the BEL away
+    const auto pushed = bob.push();
+    CHECK(pushed.at("to") == "bob");
+    CHECK(pushed.at("message") == "ding");
+    t.type("/quit\r");
+    CHECK(t.wait_exit() == 0);
+  }
+  SECTION("from a script") {
+    auto c = script(d, "grace");
+    REQUIRE(c.wait_for("* signed in as grace"));
+    c.type("beep\x07\nfine\n");
+    CHECK(bob.push().at("message") == "fine");
+    c.close_input();
+    CHECK(c.wait_exit() == 1);  // a refused line is a failure for a script
+    CHECK(c.err().find("! not sent: the line has a control character, ^G (U+0007), at character 5") !=
+          std::string::npos);
+  }
 }
 
 TEST_CASE("Multi-line messages show as indented rows, bidi overrides are neutralised",
