@@ -54,16 +54,16 @@ int saved_stdin_flags = -1;
 //   same burst, before it is sent (finish_line()).
 // - While the line is full, a printable key that starts a command is dropped (read_key()):
 //   a full line costs nothing per key (no echo, no cut and redraw).
-// - A command reads at most max_command_keys keys (read_key()): libedit's repeat counts
+// - A repeat count has at most max_count_keys keys (read_key()): libedit's counts
 //   (em-universal-argument multiplies by 4, ed-argument-digit and vi counts add digits, up to
-//   ten million) are chains of keys read by one command, and a longer chain is abandoned
-//   (abandon_command()). So one command inserts at most a million characters (a vi count of
-//   six digits; 4^6 with em-universal-argument) before the cut, and memory stays bounded.
-// ESC-digit (emacs' numeric argument) is unbound as well, after ~/.editrc.
+//   ten million) are chains of keys read within one command -- the key that starts the count
+//   again or digits -- and a longer chain is abandoned (abandon_command()). So one command
+//   inserts at most a million characters (a vi count of six digits; 99999 after
+//   em-universal-argument; 4^6) before the cut, and memory stays bounded. Other commands that
+//   read many keys (Ctrl-R's incremental search, vi's `/`) are not counts and not limited.
 constexpr std::size_t max_line_bytes = 30000;
-/// The most keys one command may read: the longest key sequences terminals send are 7 bytes
-/// (Ctrl-F5: ESC [ 1 5 ; 5 ~; Meta-Ctrl-Right: ESC ESC [ 1 ; 5 C).
-constexpr std::size_t max_command_keys = 7;
+/// The most keys a repeat count may have (the key that starts it, then itself or digits).
+constexpr std::size_t max_count_keys = 6;
 /// Commands run per readiness of stdin before the io_context gets its turn (messages that
 /// came meanwhile are shown during a long paste).
 constexpr int commands_per_turn = 4096;
@@ -72,9 +72,11 @@ constexpr int commands_per_turn = 4096;
 struct key_reading {
   bool at_start = false;     ///< the next key starts a command
   std::size_t keys = 0;      ///< keys read for this command
+  wchar_t first = 0;         ///< its first key
+  bool count_like = true;    ///< every key after the first is the first again or a digit
   bool drop_printable = false;  ///< the line is full: a printable first key is dropped
   bool would_block = false;  ///< stopped: nothing typed at the start of a command
-  bool too_many = false;     ///< stopped: the command read more than max_command_keys
+  bool too_many = false;     ///< stopped: a repeat count of more than max_count_keys keys
   bool eof = false;          ///< the terminal ended
   bool dropped = false;      ///< a key was dropped (the line is full)
 };
@@ -83,8 +85,10 @@ key_reading reading;
 /// libedit's key reader (EL_GETCFN), in place of its own read_char(): reads one character
 /// (UTF-8, decoded as libedit does: an invalid byte is dropped) from stdin. At the start of a
 /// command with nothing typed it reads nothing and makes el_wgets() return (`would_block`);
-/// within a command (the rest of a key sequence) it waits for the key, as libedit does.
-/// Returns 1 with `*wc` set, or -1 (libedit then ends el_wgets()).
+/// within a command (the rest of a key sequence) it waits for the key, as libedit does. While
+/// the line is full a printable key starting a command is dropped; a repeat count past
+/// max_count_keys ends the command (`too_many`). Returns 1 with `*wc` set, or -1 (libedit
+/// then ends el_wgets()).
 int read_key(EditLine* /*el*/, wchar_t* wc) {
   *wc = L'\0';
   for (;;) {
@@ -95,11 +99,6 @@ int read_key(EditLine* /*el*/, wchar_t* wc) {
         errno = EAGAIN;
         return -1;
       }
-    }
-    if (++reading.keys > max_command_keys) {
-      reading.too_many = true;
-      errno = EAGAIN;
-      return -1;
     }
     char buf[MB_LEN_MAX];
     std::size_t have = 0;
@@ -140,10 +139,18 @@ int read_key(EditLine* /*el*/, wchar_t* wc) {
     }
     if (reading.at_start && reading.drop_printable && std::iswprint(static_cast<wint_t>(ch))) {
       reading.dropped = true;
-      reading.keys = 0;
       continue;  // the next key starts the command
     }
     reading.at_start = false;
+    if (++reading.keys == 1)
+      reading.first = ch;
+    else if (ch != reading.first && !(ch >= L'0' && ch <= L'9'))
+      reading.count_like = false;
+    if (reading.count_like && reading.keys > max_count_keys) {
+      reading.too_many = true;  // this key goes too
+      errno = EAGAIN;
+      return -1;
+    }
     *wc = ch;
     return 1;
   }
@@ -367,13 +374,10 @@ console::console(asio::any_io_executor ex, bool interactive, bool colour)
   for (auto const* right : {"\\e[1;5C", "\\e[5C", "\\e\\e[C"}) el_set(el_, EL_BIND, right, "em-next-word", nullptr);
   for (auto const* left : {"\\e[1;5D", "\\e[5D", "\\e\\e[D"}) el_set(el_, EL_BIND, left, "ed-prev-word", nullptr);
   source_editrc(el_);  // $EDITRC or ~/.editrc
-  // After ~/.editrc: jim's Ctrl-D (see on_ctrl_d), and no ESC-digit repeat counts.
+  // After ~/.editrc: jim's Ctrl-D (see on_ctrl_d). ESC-digit counts stay: read_key() bounds
+  // every count (unbinding ESC 0 .. ESC 9, as jim did, also broke vi mode's ESC then a digit).
   el_set(el_, EL_ADDFN, "jim-ctrl-d", "end of input on an empty line, else delete", &on_ctrl_d);
   el_set(el_, EL_BIND, "^D", "jim-ctrl-d", nullptr);
-  for (char d = '0'; d <= '9'; ++d) {
-    const std::string key = std::string("\\e") + d;
-    el_set(el_, EL_BIND, key.c_str(), "ed-unassigned", nullptr);
-  }
 }
 
 console::~console() {
@@ -566,9 +570,9 @@ void console::enforce_limit() {
 }
 
 void console::abandon_command() {
-  // A command read more keys than any key sequence has: a chain of repeat counts. libedit
-  // keeps the count for the next command, so its state is reset (el_reset() also empties the
-  // line and the terminal goes back to raw mode at the next key) and the line put back.
+  // A repeat count longer than max_count_keys: libedit keeps the count for the next command,
+  // so its state is reset (el_reset() also empties the line and the terminal goes back to raw
+  // mode at the next key) and the line put back.
   const LineInfoW* li = el_wline(el_);
   const std::wstring text(li->buffer, li->lastchar);
   const auto after_cursor = static_cast<int>(li->lastchar - li->cursor);

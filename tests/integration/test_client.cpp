@@ -909,6 +909,46 @@ TEST_CASE("Whatever ~/.editrc binds, jim stays up and a line keeps at most 30000
   CHECK(t.wait_exit() == 0);
 }
 
+TEST_CASE("Counts, searches and vi mode still work under the bound on counts", "[integration][client][editrc]") {
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  temp_dir home;
+  SECTION("emacs: ESC-digit counts, and Ctrl-R finds a line with a long search") {
+    auto t = terminal(d, {"-u", "grace"}, "pw", false, {{"HOME", home.path().string()}, {"EDITRC", std::nullopt}});
+    REQUIRE(t.wait_for("#general> "));
+    t.type("\x1b" "1\x1b" "2a\r");  // M-1 M-2 a: twelve of them
+    CHECK(bob.push().at("message") == "aaaaaaaaaaaa");
+    t.type("\x1b" "9999999a\r");  // a count of seven keys is dropped: "9a" is typed
+    CHECK(bob.push().at("message") == "9a");
+    t.type("unique search text here\r");
+    CHECK(bob.push().at("message") == "unique search text here");
+    t.type("other\r");
+    CHECK(bob.push().at("message") == "other");
+    t.type("\x12" "search text here");  // Ctrl-R and 16 keys
+    t.type("\r");
+    CHECK(bob.push().at("message") == "unique search text here");
+    t.type("/quit\r");
+    CHECK(t.wait_exit() == 0);
+  }
+  SECTION("vi: ESC then a digit is the command mode's") {
+    {
+      std::ofstream rc(home.path() / ".editrc");
+      rc << "bind -v\n";
+    }
+    auto t = terminal(d, {"-u", "grace"}, "pw", false, {{"HOME", home.path().string()}, {"EDITRC", std::nullopt}});
+    REQUIRE(t.wait_for("#general> "));
+    t.type("abc\x1b" "0xA!\r");  // to the start, delete "a", append "!"
+    CHECK(bob.push().at("message") == "bc!");
+    // Command mode, then a count of seven digits: dropped with its seventh digit, and libedit
+    // reset (insert mode): "x" is typed.
+    t.type("\x1b" "9999999x");
+    t.type("ok\r");
+    CHECK(bob.push().at("message") == "xok");
+    t.type("/quit\r");
+    CHECK(t.wait_exit() == 0);
+  }
+}
+
 TEST_CASE("A paste of 30000 characters at once arrives intact", "[integration][client][paste]") {
   // Issue 16: libedit's readline emulation re-encoded the whole line after every key: 30000
   // pasted characters took 85 s. Timed tests are not benchmarks: the bound is generous.
