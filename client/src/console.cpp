@@ -506,7 +506,6 @@ bool console::drain() {
     reading.drop_printable = full_;
     int count = 0;
     wchar_t const* line = el_wgets(el_, &count);
-    ++commands_;
     if (reading.dropped && !std::exchange(full_bell_, true)) out("\a");
     if (std::exchange(ctrl_d_eof, false) || reading.eof) {
       end_of_input();
@@ -517,6 +516,7 @@ bool console::drain() {
       continue;
     }
     if (reading.would_block) break;
+    ++commands_;  // a command ran
     const LineInfoW* li = el_wline(el_);
     if (line && count > 0 && (line[count - 1] == L'\n' || line[count - 1] == L'\r')) {
       finish_line(li->buffer, static_cast<std::size_t>(count - 1),

@@ -1138,6 +1138,12 @@ TEST_CASE("Tab completes commands, names and rooms, not file names", "[integrati
   const auto m = t.mark();
   t.type("/join gen\t\r");
   REQUIRE(t.wait_for("* you are in #general", m));
+  // Several candidates and nothing to add: Tab again lists them.
+  const auto m2 = t.mark();
+  t.type("/s\t");
+  t.type("\t");
+  REQUIRE(t.wait_for("/scheduled  /switch", m2));
+  t.type("\x15");  // Ctrl-U: the line goes
   t.type("/quit\r");
   CHECK(t.wait_exit() == 0);
 }
