@@ -362,9 +362,11 @@ console::console(asio::any_io_executor ex, bool interactive, bool colour)
   // The bindings libedit's readline emulation made (jim used it before), so that ~/.editrc
   // may change them: Tab completes, Ctrl-Z suspends, Ctrl-R searches back; Home, End,
   // Delete, Insert and Ctrl-arrows.
-  el_set(el_, EL_ADDFN, "jim-complete", "complete a command, name or room", &console::on_tab);
+  // Functions are added with wide literals: libedit keeps the names it is given, and copies
+  // narrow ones into memory el_end() does not free.
+  el_wset(el_, EL_ADDFN, L"jim-complete", L"complete a command, name or room", &console::on_tab);
   el_set(el_, EL_BIND, "^I", "jim-complete", nullptr);
-  el_set(el_, EL_ADDFN, "jim-suspend", "suspend jim", &on_suspend);
+  el_wset(el_, EL_ADDFN, L"jim-suspend", L"suspend jim", &on_suspend);
   el_set(el_, EL_BIND, "^Z", "jim-suspend", nullptr);
   el_set(el_, EL_BIND, "^R", "em-inc-search-prev", nullptr);
   for (auto const* home : {"\\e[1~", "\\e[7~", "\\e[H"}) el_set(el_, EL_BIND, home, "ed-move-to-beg", nullptr);
@@ -376,7 +378,7 @@ console::console(asio::any_io_executor ex, bool interactive, bool colour)
   source_editrc(el_);  // $EDITRC or ~/.editrc
   // After ~/.editrc: jim's Ctrl-D (see on_ctrl_d). ESC-digit counts stay: read_key() bounds
   // every count (unbinding ESC 0 .. ESC 9, as jim did, also broke vi mode's ESC then a digit).
-  el_set(el_, EL_ADDFN, "jim-ctrl-d", "end of input on an empty line, else delete", &on_ctrl_d);
+  el_wset(el_, EL_ADDFN, L"jim-ctrl-d", L"end of input on an empty line, else delete", &on_ctrl_d);
   el_set(el_, EL_BIND, "^D", "jim-ctrl-d", nullptr);
 }
 
