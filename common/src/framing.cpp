@@ -1,6 +1,8 @@
 #include "jim/framing.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <string>
 
 namespace jim::proto {
 
@@ -23,6 +25,27 @@ constexpr bool is_space(char c) noexcept {
 /// call of 4 KiB overran it by those bytes and silently corrupted the string (boostorg/json #876,
 /// fixed in 1.82; Debian 12 ships 1.81). Bounding each call leaves room for them.
 constexpr std::size_t parse_piece = 4096 - 64;
+
+/// The text of a parse error. A syntax error says where (the 1-based byte of the frame) and
+/// what stood there: Boost.JSON says only "syntax error", also for invalid UTF-8 (its
+/// `write_some` stops at the offending byte, the first of a bad sequence).
+std::string parse_error(boost::system::error_code const& ec, std::size_t at, int byte) {
+  std::string text = "invalid JSON: " + ec.message();
+  if (ec != json::error::syntax || byte < 0) return text;
+  text += " at byte " + std::to_string(at);
+  if (byte >= 0x80) {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02X", byte);
+    text += std::string(" (") + hex + ": invalid UTF-8, or a non-ASCII character outside a string)";
+  } else if (byte >= 0x20 && byte < 0x7f) {
+    text += std::string(" ('") + static_cast<char>(byte) + "')";
+  } else {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02X", byte);
+    text += std::string(" (") + hex + ")";
+  }
+  return text;
+}
 }  // namespace
 
 framer::framer(std::size_t max_frame, std::size_t max_depth)
@@ -66,7 +89,8 @@ frame_status framer::next(json::value& out, std::string& error) {
     boost::system::error_code ec;
     const std::size_t used = parser_->write_some(pending_.data(), allowed, ec);
     if (ec) {
-      error = "invalid JSON: " + ec.message();
+      error = parse_error(ec, frame_bytes_ + used + 1,
+                          used < allowed ? static_cast<unsigned char>(pending_[used]) : -1);
       pending_.remove_prefix(std::min(used, pending_.size()));
       restart();
       discarding_ = true;

@@ -284,6 +284,30 @@ TEST_CASE("After a syntax error the rest of the line is discarded and the next l
   CHECK(out == std::vector<event>{malformed, frame_of(R"({"b":2})")});
 }
 
+TEST_CASE("A syntax error says at which byte of the frame and what stood there", "[framing]") {
+  auto error_of = [](std::vector<std::string_view> chunks) {
+    framer f(1024);
+    std::string error;
+    for (auto chunk : chunks) {
+      f.feed(chunk);
+      json::value v;
+      if (f.next(v, error) == frame_status::malformed) return error;
+    }
+    return std::string("(no error)");
+  };
+  CHECK(error_of({R"({"action": nope})"}) == "invalid JSON: syntax error at byte 12 ('n')");
+  CHECK(error_of({"{\"m\":\"ok\xff" "bad\"}\n"}) ==
+        "invalid JSON: syntax error at byte 9 (0xFF: invalid UTF-8, or a non-ASCII character "
+        "outside a string)");
+  CHECK(error_of({"{\"m\":\"X\xf4\x90\x80\x80Y\"}"}) ==
+        "invalid JSON: syntax error at byte 8 (0xF4: invalid UTF-8, or a non-ASCII character "
+        "outside a string)");
+  CHECK(error_of({"{\"m\":\x07}"}) == "invalid JSON: syntax error at byte 6 (0x07)");
+  // Counted from the frame's first byte when the frame came in several chunks (leading
+  // whitespace is not part of the frame).
+  CHECK(error_of({"  {\"action\":", "\"rooms\",", "x}"}) == "invalid JSON: syntax error at byte 19 ('x')");
+}
+
 TEST_CASE("A newline inside an unfinished object ends it as malformed", "[framing]") {
   CHECK(all_at_once("{\"a\":\n{\"b\":2}\n") ==
         std::vector<event>{malformed, frame_of(R"({"b":2})")});
