@@ -104,7 +104,15 @@ void hub::commit(store::event e, std::function<void(apply_result const*)> then) 
     if (then) then(&r);
     return;
   }
-  log_->append(std::move(e), [this, then = std::move(then)](store::event const* stored) {
+  const bool general = posts_to_general(e);
+  if (general) {
+    // The connections not written yet come first in the log: a replay then counts them as
+    // signed in when this is posted (see unlogged_).
+    log_sign_ins();
+    ++general_posts_in_flight_;
+  }
+  log_->append(std::move(e), [this, general, then = std::move(then)](store::event const* stored) {
+    if (general) --general_posts_in_flight_;
     if (!stored) {
       if (then) then(nullptr);
       return;
@@ -491,7 +499,8 @@ hub::sign_in_result hub::attach(peer& p, account& a, code status,
   while (at_session_limit(a)) res.replaced = take_over(a);
   // `missed` counts from the end of the account's last connection: 0 while another is live
   // (here, or on another node of a cluster).
-  const bool other_live = !a.devices.empty() || online_elsewhere(fold(a.name));
+  const bool other_live =
+      !a.devices.empty() || (presence_ && online_elsewhere(fold(a.name)));  // fold: allocates
   if (a.devices.empty()) {
     a.flushed = 0;
     ++online_;
@@ -507,12 +516,14 @@ hub::sign_in_result hub::attach(peer& p, account& a, code status,
     d.id = instance_ + "." + std::to_string(++device_counter_);
     announce(d);
   } else if (log_) {
-    // Compared, never dereferenced: `p` may be gone by the time the event is applied.
-    commit(store::signed_in{a.name}, [this, &a, conn = &p](apply_result const* r) {
-      if (!r) return;
-      for (auto const& dev : a.devices)
-        if (dev->p == conn) dev->in_log = true;
-    });
+    if (!presence_ && general_posts_in_flight_ == 0 && a.general_seen == general_->posted) {
+      // Nothing for a replay to count from yet: written before the next post to #general, if
+      // this connection lasts until then (see unlogged_).
+      d.unlogged = unlogged_.size();
+      unlogged_.push_back(&d);
+    } else {
+      log_sign_in(d);
+    }
   }
   std::uint64_t missed =
       other_live ? 0 : general_->posted - std::min(a.general_seen, general_->posted);
@@ -552,8 +563,13 @@ void hub::sign_out(peer& p, account& a) {
   // Every connection ends its signed_in with one; the last one's counts.
   a.general_seen = general_->posted;
   std::string id = std::move((*it)->id);
+  const bool unlogged = (*it)->unlogged != device::npos;
+  if (unlogged) forget_unlogged(**it);
   a.devices.erase(it);
-  if (id.empty()) {
+  if (unlogged) {
+    // Its signed_in was never written and #general has not moved since it was made: a
+    // general_seen would set what the account had seen already.
+  } else if (id.empty()) {
     commit(store::general_seen{a.name, general_->posted}, {});
   } else {
     propose_signed_out(a, general_->posted, id);  // cluster: off the device list
@@ -1007,6 +1023,39 @@ void hub::announce(device& d) {
            devices_evicted(a, r->evicted);
            forget_if_gone(a, id);
          });
+}
+
+void hub::log_sign_in(device& d) {
+  account& a = *d.acc;
+  // Compared, never dereferenced: the connection may be gone by the time the event is applied.
+  commit(store::signed_in{a.name}, [this, &a, conn = d.p](apply_result const* r) {
+    if (!r) return;
+    for (auto const& dev : a.devices)
+      if (dev->p == conn) dev->in_log = true;
+  });
+}
+
+void hub::log_sign_ins() {
+  // commit() of a signed_in never comes back here (it posts nothing): the list holds still.
+  for (device* d : unlogged_) {
+    d->unlogged = device::npos;
+    log_sign_in(*d);
+  }
+  unlogged_.clear();
+}
+
+void hub::forget_unlogged(device& d) {
+  device* last = unlogged_.back();
+  unlogged_[d.unlogged] = last;
+  last->unlogged = d.unlogged;
+  unlogged_.pop_back();
+  d.unlogged = device::npos;
+}
+
+bool hub::posts_to_general(store::event const& e) {
+  if (auto const* p = std::get_if<store::message_posted>(&e))
+    return !p->m.to.empty() && p->m.to.front() == '#' && find_room(p->m.to) == general_;
+  return std::holds_alternative<store::schedule_due>(e);  // its target is looked up at apply
 }
 
 void hub::forget_if_gone(account& a, std::string const& id) {

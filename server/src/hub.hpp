@@ -109,6 +109,10 @@ struct device {
   /// Cluster: this connection's id on its account's cluster-wide device list
   /// (`"<instance>.<n>"`, store::signed_in::device); empty on a single node.
   std::string id;
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+  /// Single node with a journal: this connection's signed_in is not written yet (it may never
+  /// need to be: see hub::attach): its index in the hub's list of such connections, else npos.
+  std::size_t unlogged = npos;
 };
 
 /// One entry of an account's cluster-wide device list (store::signed_in): a connection of the
@@ -358,7 +362,11 @@ class hub {
   /// Synchronous: queued private messages are delivered (queue_delivered applied at once).
   sign_in_result sign_in(peer& p, account& a, proto::code status);
   /// The live part of a sign-in: `delivered` (the messages a queue_delivered took off the
-  /// queue, oldest first) follow the history pushes.
+  /// queue, oldest first) follow the history pushes. With a journal, commits the connection's
+  /// signed_in; on a single node, when the account has seen all of #general and no post to it
+  /// is being stored, not yet: it is written before the next event that posts to #general
+  /// while the connection lasts, else never (nor its general_seen: the pair would change
+  /// nothing a replay computes). Cluster: always (its device list needs it).
   sign_in_result attach(peer& p, account& a, proto::code status,
                         std::vector<proto::chat_message> const& delivered);
   /// Takes `a`'s oldest live connection (or `which`, one of its devices) away (signs it out,
@@ -371,7 +379,8 @@ class hub {
   }
   /// Detaches `p` from `a`; a no-op if `p` is no longer one of `a`'s connections. Commits the
   /// general_seen event (each connection's signed_in is ended by one; `missed` counts from the
-  /// last), without waiting for it.
+  /// last), without waiting for it; nothing when the connection's signed_in was never written
+  /// (see attach).
   void sign_out(peer& p, account& a);
   /// The device of `a` that connection `p` is, or nullptr.
   device* find_device(account const& a, peer const& p) const;
@@ -572,6 +581,8 @@ class hub {
   void restore_last_id(std::uint64_t id) { last_id_ = std::max(last_id_, id); }
 
   std::size_t online_count() const { return online_; }
+  /// Connections whose signed_in is not written (yet): see attach.
+  std::size_t unlogged_sign_ins() const { return unlogged_.size(); }
 
  private:
   void enter(device& d, room& r);
@@ -614,6 +625,15 @@ class hub {
   void node_gone_applied(store::node_gone const& e);
   /// Cluster: commits the signed_in of connection `d` (its id on the device list).
   void announce(device& d);
+  /// Single node: commits the signed_in of connection `d` (no device id).
+  void log_sign_in(device& d);
+  /// Single node: commits the signed_in of every connection in unlogged_ (before an event that
+  /// posts to #general), and empties it.
+  void log_sign_ins();
+  /// Takes `d` off unlogged_ (its sign-out: nothing of it is written).
+  void forget_unlogged(device& d);
+  /// Whether applying `e` may post to #general (a message to it, or any schedule_due).
+  bool posts_to_general(store::event const& e);
   /// Cluster: if device `id` is this process's, no longer connected and still on `a`'s list
   /// (it signed out before its signed_in was applied), commits its general_seen again.
   void forget_if_gone(account& a, std::string const& id);
@@ -684,6 +704,17 @@ class hub {
   std::vector<std::pair<std::string, std::string>> retry_in_, retry_out_;
   static constexpr std::size_t max_retries = 10000;
   std::int64_t due_retry_ = 0;  ///< live: after a schedule_due could not be stored
+  // Sign-ins that write nothing (single node with a journal). A signed_in is there only so that
+  // replay after a crash counts the account as connected when #general moved meanwhile
+  // (recover_connections); a connection that signs in when its account has seen all of
+  // #general, and out again before anything more is posted there, changes nothing a replay
+  // computes, so neither its signed_in nor its general_seen is written. Its signed_in is
+  // written just before the next event that posts to #general, if it is still connected then.
+  /// Live: the connections whose signed_in is not written (device::unlogged is the index).
+  std::vector<device*> unlogged_;
+  /// Live: events that post to #general proposed and not yet stored or failed; while there are
+  /// any, each sign-in writes its signed_in at once (it comes after them in the log).
+  std::uint32_t general_posts_in_flight_ = 0;
 };
 
 conversation_key make_conversation_key(std::string_view a, std::string_view b);

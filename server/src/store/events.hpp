@@ -96,7 +96,10 @@ struct general_seen {
 };
 
 /// A connection of `account` signed in (each is ended by a general_seen). After a crash, an
-/// account still signed in is taken to have seen #general up to the crash.
+/// account still signed in is taken to have seen #general up to the crash. A single node
+/// writes it (and the general_seen that ends it) only when it matters for that: at the sign-in
+/// when the account had not seen all of #general, else just before the next post to #general
+/// while the connection lasts (hub::attach).
 ///
 /// Cluster (issue 13, --max-sessions across nodes): `device` names the connection
 /// cluster-wide, `"<instance>.<n>"` (the proposing process's 16 hex digits of
