@@ -199,6 +199,10 @@ TEST_CASE_METHOD(fixture, "A sign-in while a post to #general is being stored wr
   log.store_all();
   CHECK(std::get<store::general_seen>(log.appended.back()).general == 1);
   CHECK(missed_after_crash(log.appended) == missed_live(h));
+  CHECK(mb == 0);
+  h.sign_out(*pb, bob);
+  log.store_all();
+  CHECK(missed_after_crash(log.appended) == missed_live(h));
 }
 
 TEST_CASE_METHOD(fixture, "A due scheduled message writes the waiting signed_in first",
