@@ -44,7 +44,7 @@ client by_token(std::uint16_t port, std::string const& name, std::string const& 
   client c(port);
   auto r = ask(c, token_req(name, token));
   REQUIRE(code_of(r) == 200);
-  if (missed) *missed = r.at("missed").as_uint64();
+  if (missed) *missed = r.at("missed").to_number<std::uint64_t>();
   return c;
 }
 
