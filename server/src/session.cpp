@@ -274,8 +274,8 @@ void session::pop_written(std::size_t bytes) {
   if (queue_head_ == queue_.size()) clear_queue();
 }
 
-asio::steady_timer& session::make_timer(std::optional<asio::steady_timer>& t) {
-  if (!t) t.emplace(watchdog_.get_executor());
+asio::steady_timer& session::make_timer(std::unique_ptr<asio::steady_timer>& t) {
+  if (!t) t = std::make_unique<asio::steady_timer>(watchdog_.get_executor());
   return *t;
 }
 

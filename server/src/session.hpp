@@ -223,8 +223,8 @@ class session : public peer, public std::enable_shared_from_this<session> {
   /// Forgets the first `bytes` of the queue (written), frame by frame.
   void pop_written(std::size_t bytes);
   void clear_queue();
-  boost::asio::steady_timer& make_timer(std::optional<boost::asio::steady_timer>& t);
-  static void cancel(std::optional<boost::asio::steady_timer>& t) {
+  boost::asio::steady_timer& make_timer(std::unique_ptr<boost::asio::steady_timer>& t);
+  static void cancel(std::unique_ptr<boost::asio::steady_timer> const& t) {
     if (t) t->cancel();
   }
 
@@ -321,11 +321,12 @@ class session : public peer, public std::enable_shared_from_this<session> {
   bool flush_queued_ = false;  ///< this session is in ctx_.dirty
   bool replied_ = false;       ///< an own reply is queued since the last flush
   std::uint32_t posts_in_flight_ = 0;  ///< pipelined room messages being stored
-  // Made only when needed (memory per idle connection).
+  // Made only when needed, on the heap (memory per idle connection: a timer is ~100 bytes,
+  // an empty std::optional of one as large).
   /// The reader waits for the outbox to drain, or for a pipelined room message to complete
   /// (both wake it; it checks which).
-  std::optional<boost::asio::steady_timer> drained_;
-  std::optional<boost::asio::steady_timer>
+  std::unique_ptr<boost::asio::steady_timer> drained_;
+  std::unique_ptr<boost::asio::steady_timer>
       closed_signal_;     ///< cancelled once this side is shut down
   bool closing_ = false;  ///< no more reading; the writer flushes and ends
   bool closed_ = false;   ///< the writer has ended: nothing more is sent
