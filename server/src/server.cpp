@@ -492,10 +492,10 @@ awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor, bool web) {
     if (web) {
       asio::co_spawn(ioc, held(std::move(d.admitted), serve_http(ctx, std::move(socket), next_id)),
                      log_exception("HTTP connection"));
-    } else if (ctx.tls) {  // TLS or plaintext, by the first bytes
+    } else if (ctx.tls) {  // TLS or plaintext, by the first bytes; the session takes the ticket
       asio::co_spawn(ioc,
-                     held(std::move(d.admitted),
-                          net::serve_jim(ctx, std::move(socket), next_id, describe(remote))),
+                     net::serve_jim(ctx, std::move(socket), next_id, describe(remote),
+                                    std::move(d.admitted)),
                      log_exception("connection"));
     } else {
       // The peer's address as accept() gave it: no getpeername per connection.

@@ -84,6 +84,7 @@ session::~session() {
 
 // Lifecycle: the reader is the only coroutine of a connection; the writer and the idle
 // watchdog are callbacks (a parked coroutine frame costs memory on every idle connection).
+// Started by start(), a TCP connection's reader does not even stay parked: see read_on().
 awaitable<void> session::run() {
   auto self = shared_from_this();
   JIM_LOG(debug, "connection {} from {}", id_, peer_name_);
@@ -94,20 +95,48 @@ awaitable<void> session::run() {
 
 void session::start(net::throttle::ticket ticket) {
   ticket_ = std::move(ticket);
+  parking_ = true;
   JIM_LOG(debug, "connection {} from {}", id_, peer_name_);
   arm_watchdog();
-  asio::co_spawn(watchdog_.get_executor(), read_loop(),
-                 [self = shared_from_this()](std::exception_ptr e) mutable {
+  read_on();
+}
+
+// An idle connection started here has no coroutine: the reader parks (a plain wait for input
+// whose handler holds the session) and is co-spawned again when input comes. The reader of one
+// burst and the next never overlap: the next is spawned by the parked wait's handler, which
+// read_burst() armed as its last step.
+void session::read_on() {
+  asio::co_spawn(watchdog_.get_executor(), read_burst(),
+                 [self = shared_from_this()](std::exception_ptr e, bool parked) {
                    if (failed(self->id_, e)) {
                      self->ticket_.release();
                      return;
                    }
-                   auto& s = *self;
-                   asio::co_spawn(s.watchdog_.get_executor(), s.end_reading(),
-                                  [self = std::move(self)](std::exception_ptr e2) {
-                                    failed(self->id_, e2);
-                                    self->ticket_.release();
-                                  });
+                   if (!parked) self->end_spawned();
+                 });
+}
+
+awaitable<bool> session::read_burst() {
+  co_await read_loop();
+  co_return std::exchange(parked_, false);
+}
+
+bool session::try_park() {
+  if (!parking_ || !park()) return false;
+  parked_ = true;
+  return true;
+}
+
+void session::readable(boost::system::error_code ec) {
+  if (ec || closing()) return end_spawned();  // cancel_read(), or the socket failed
+  read_on();
+}
+
+void session::end_spawned() {
+  asio::co_spawn(watchdog_.get_executor(), end_reading(),
+                 [self = shared_from_this()](std::exception_ptr e) {
+                   failed(self->id_, e);
+                   self->ticket_.release();
                  });
 }
 
@@ -245,8 +274,8 @@ void session::pop_written(std::size_t bytes) {
   if (queue_head_ == queue_.size()) clear_queue();
 }
 
-asio::steady_timer& session::make_timer(std::optional<asio::steady_timer>& t) {
-  if (!t) t.emplace(watchdog_.get_executor());
+asio::steady_timer& session::make_timer(std::unique_ptr<asio::steady_timer>& t) {
+  if (!t) t = std::make_unique<asio::steady_timer>(watchdog_.get_executor());
   return *t;
 }
 
@@ -449,6 +478,7 @@ awaitable<void> tcp_session::read_loop() {
       }
     }
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      if (try_park()) co_return;  // idle without a coroutine frame: readable() goes on
       auto [wec] = co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, nothrow);
       if (wec) co_return;
       continue;
@@ -491,6 +521,16 @@ void tcp_session::cancel_read() {
   // Cancels a pending wait to write too: the writer treats that as "try again".
   boost::system::error_code ignored;
   socket_.cancel(ignored);
+}
+
+bool tcp_session::park() {
+  // Armed before read_loop() returns, with no suspension since its read found nothing:
+  // readiness is edge-triggered, and no event can be handled (and lost) in between.
+  socket_.async_wait(asio::ip::tcp::socket::wait_read,
+                     [this, self = shared_from_this()](boost::system::error_code ec) {
+                       readable(ec);
+                     });
+  return true;
 }
 
 void tcp_session::write_async(std::span<shared_frame const>, std::size_t,

@@ -120,9 +120,10 @@ class session : public peer, public std::enable_shared_from_this<session> {
 
   /// Runs the connection to its end like run(), co-spawned here (the session keeps itself
   /// alive), holding `ticket` (its address's connection slot) until then. Memory per idle
-  /// connection: only the reader's coroutine frame (and co_spawn's) is alive while it waits,
-  /// not run()'s and a wrapper's holding the ticket too (each frame takes a block of Asio's
-  /// frame cache, which may be a larger frame's freed by a sign-in). Exceptions are logged.
+  /// connection: a transport that can wait for input without a coroutine (tcp_session: see
+  /// park()) keeps no coroutine frame at all while idle; the reader is co-spawned again for
+  /// each burst of input (each frame would take a block of Asio's frame cache, which may be a
+  /// larger frame's freed by a sign-in). Exceptions are logged.
   void start(net::throttle::ticket ticket);
 
   bool push(shared_frame const& frame) override;
@@ -162,6 +163,10 @@ class session : public peer, public std::enable_shared_from_this<session> {
                            std::function<void(boost::system::error_code, std::size_t)> done) = 0;
   /// Makes the pending read (if any) complete with operation_aborted.
   virtual void cancel_read() = 0;
+  /// Arms a wait for input that calls readable() (after cancel_read(): with
+  /// operation_aborted); false if the transport cannot (the default: its read_loop() waits
+  /// itself). Called by try_park() only.
+  virtual bool park() { return false; }
   /// Everything is sent: end our direction cleanly (TCP FIN, WebSocket close).
   virtual void finish() = 0;
   /// After finish(): wait (bounded) for the peer to close, discarding what it still sends.
@@ -176,6 +181,13 @@ class session : public peer, public std::enable_shared_from_this<session> {
   /// Feeds received bytes to the framer and handles every complete frame; false ends reading.
   boost::asio::awaitable<bool> consume(std::string_view bytes);
   void note_activity();
+  /// For read_loop() when there is nothing to read: true if the wait for input is now armed
+  /// without a coroutine (the session was started by start() and the transport can park());
+  /// read_loop() must then return at once, and readable() goes on when input comes.
+  bool try_park();
+  /// The wait armed by park() completed: reads on (a new reader coroutine), or ends the
+  /// reading when it failed or was cancelled.
+  void readable(boost::system::error_code ec);
   bool closing() const { return closing_ || closed_; }
   /// The peer said goodbye (a WebSocket Close): the account is signed out at once and no push
   /// is accepted any more, while the transport finishes its closing handshake.
@@ -190,6 +202,13 @@ class session : public peer, public std::enable_shared_from_this<session> {
  private:
   /// The rest of run() once the reader has ended: signs out, flushes, closes.
   boost::asio::awaitable<void> end_reading();
+  /// start()'s reader: co-spawns read_burst(), then end_reading() unless it parked.
+  void read_on();
+  /// read_loop(), then whether it parked (taken here, before any other handler can run: the
+  /// wait park() armed may complete as soon as the event loop runs).
+  boost::asio::awaitable<bool> read_burst();
+  /// Co-spawns end_reading(); the ticket is released when it ends.
+  void end_spawned();
   void arm_watchdog();
   void on_watchdog();
   /// Writes the queue: directly while the transport takes it, else asynchronously; once
@@ -204,8 +223,8 @@ class session : public peer, public std::enable_shared_from_this<session> {
   /// Forgets the first `bytes` of the queue (written), frame by frame.
   void pop_written(std::size_t bytes);
   void clear_queue();
-  boost::asio::steady_timer& make_timer(std::optional<boost::asio::steady_timer>& t);
-  static void cancel(std::optional<boost::asio::steady_timer>& t) {
+  boost::asio::steady_timer& make_timer(std::unique_ptr<boost::asio::steady_timer>& t);
+  static void cancel(std::unique_ptr<boost::asio::steady_timer> const& t) {
     if (t) t->cancel();
   }
 
@@ -302,11 +321,12 @@ class session : public peer, public std::enable_shared_from_this<session> {
   bool flush_queued_ = false;  ///< this session is in ctx_.dirty
   bool replied_ = false;       ///< an own reply is queued since the last flush
   std::uint32_t posts_in_flight_ = 0;  ///< pipelined room messages being stored
-  // Made only when needed (memory per idle connection).
+  // Made only when needed, on the heap (memory per idle connection: a timer is ~100 bytes,
+  // an empty std::optional of one as large).
   /// The reader waits for the outbox to drain, or for a pipelined room message to complete
   /// (both wake it; it checks which).
-  std::optional<boost::asio::steady_timer> drained_;
-  std::optional<boost::asio::steady_timer>
+  std::unique_ptr<boost::asio::steady_timer> drained_;
+  std::unique_ptr<boost::asio::steady_timer>
       closed_signal_;     ///< cancelled once this side is shut down
   bool closing_ = false;  ///< no more reading; the writer flushes and ends
   bool closed_ = false;   ///< the writer has ended: nothing more is sent
@@ -315,6 +335,8 @@ class session : public peer, public std::enable_shared_from_this<session> {
   bool active_ = true;
   bool goodbye_ = false;    ///< the peer said goodbye: no more pushes
   bool too_large_ = false;  ///< closing after a 413 for max-frame
+  bool parking_ = false;    ///< started by start(): read_loop() may park()
+  bool parked_ = false;     ///< read_loop() returned after park(): read_burst() takes it
   steady::time_point last_rx_;
 
   // Sign-in state.
@@ -349,6 +371,7 @@ class tcp_session final : public session {
   void write_async(std::span<shared_frame const> frames, std::size_t offset,
                    std::function<void(boost::system::error_code, std::size_t)> done) override;
   void cancel_read() override;
+  bool park() override;
   void finish() override;
   boost::asio::awaitable<void> linger() override;
   void abort(bool reset) override;

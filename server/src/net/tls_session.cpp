@@ -225,7 +225,7 @@ awaitable<void> refuse_plaintext(tcp::socket& socket, deadline& limit) {
 }
 
 awaitable<void> serve(server_context& ctx, tcp::socket socket, std::uint64_t& next_id,
-                      std::string peer) {
+                      std::string peer, throttle::ticket ticket) {
   pending_connection pending(ctx, socket);
   pending.count();  // as a plaintext connection always did: from its accept
   deadline limit(socket.get_executor());
@@ -249,9 +249,9 @@ awaitable<void> serve(server_context& ctx, tcp::socket socket, std::uint64_t& ne
     pending.release();
     const auto bytes = buffer.data();
     std::string initial(static_cast<char const*>(bytes.data()), bytes.size());
-    auto s = std::make_shared<tcp_session>(ctx, std::move(socket), ++next_id, std::move(initial),
-                                           std::move(peer));
-    co_await s->run();
+    std::make_shared<tcp_session>(ctx, std::move(socket), ++next_id, std::move(initial),
+                                  std::move(peer))
+        ->start(std::move(ticket));
     co_return;
   }
   auto tls_ctx = ctx.tls->context();
@@ -266,18 +266,18 @@ awaitable<void> serve(server_context& ctx, tcp::socket socket, std::uint64_t& ne
     co_return;
   }
   pending.release();
-  auto s = std::make_shared<tls_session>(ctx, std::move(tls_ctx), std::move(stream), ++next_id,
-                                         peer + " (TLS)");
-  co_await s->run();
+  std::make_shared<tls_session>(ctx, std::move(tls_ctx), std::move(stream), ++next_id,
+                                peer + " (TLS)")
+      ->start(std::move(ticket));
 }
 
 }  // namespace
 
 awaitable<void> serve_jim(server_context& ctx, tcp::socket socket, std::uint64_t& next_id,
-                          std::string peer) {
+                          std::string peer, throttle::ticket ticket) {
   // A coroutine, not a plain forwarding function (see serve_http: GCC 12's false
   // -Wmismatched-new-delete through an inlined ramp).
-  co_await serve(ctx, std::move(socket), next_id, std::move(peer));
+  co_await serve(ctx, std::move(socket), next_id, std::move(peer), std::move(ticket));
 }
 
 }  // namespace jim::server::net

@@ -4,12 +4,15 @@
 /// from a plaintext frame; TLS connections are handshaken (bounded) and served by a
 /// tls_session, plaintext ones by a tcp_session (or refused with 403 under --tls-required).
 
+#include "net/throttle.hpp"
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 namespace jim::server {
 
@@ -73,9 +76,12 @@ class deadline {
 /// plaintext by its first bytes, the session numbered from `next_id`. A TLS handshake that
 /// has not finished net::handshake_timeout after its first byte is closed; a peer that sends
 /// nothing at all is closed after --idle-timeout (after handshake_timeout under
-/// --tls-required). `peer`: describe() of the address accept() gave.
+/// --tls-required). `peer`: describe() of the address accept() gave. Completes once the
+/// connection is a session (session::start(), which then holds `ticket` until the connection
+/// ends: no frame of this coroutine stays alive with it) or has ended.
 boost::asio::awaitable<void> serve_jim(server_context& ctx, boost::asio::ip::tcp::socket socket,
-                                       std::uint64_t& next_id, std::string peer);
+                                       std::uint64_t& next_id, std::string peer,
+                                       throttle::ticket ticket);
 
 }  // namespace net
 }  // namespace jim::server
