@@ -1,6 +1,7 @@
 #include "ops/metrics.hpp"
 
 #include "options.hpp"
+#include "text.hpp"
 
 #include <boost/system/error_code.hpp>
 
@@ -242,19 +243,10 @@ std::string metrics::render(scrape_state const& st) const {
 
 // --- --metrics-allow ------------------------------------------------------------------------
 
-namespace {
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-}  // namespace
-
 std::optional<cidr_list> cidr_list::parse(std::string_view text, std::string& error) {
   cidr_list list;
-  for (;;) {
-    const auto comma = text.find(',');
-    const std::string item(trim(text.substr(0, comma)));
+  for (auto const trimmed : comma_items(text)) {
+    const std::string item(trimmed);
     if (item.empty()) {
       error = "an empty network in the list";
       return std::nullopt;
@@ -278,8 +270,6 @@ std::optional<cidr_list> cidr_list::parse(std::string_view text, std::string& er
       }
       list.v6_.push_back(n.canonical());
     }
-    if (comma == std::string_view::npos) break;
-    text.remove_prefix(comma + 1);
   }
   return list;
 }
