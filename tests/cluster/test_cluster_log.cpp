@@ -119,10 +119,7 @@ TEST_CASE("cluster event_log: the same name proposed on two nodes at once, 50 ti
           "one 201 each time, both nodes hold the same names in the same order, and a late node "
           "catches up before it is ready",
           "[cluster][nats]") {
-  if (jim::test::nats_server_program().empty()) {
-    WARN("nats-server is not installed: test skipped");
-    return;
-  }
+  if (!jim::test::have_nats()) return;
   nats_cluster nats(3);
   toy_node a(nats.url(0), "a");
   toy_node b(nats.url(1), "b");

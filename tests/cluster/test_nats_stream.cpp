@@ -24,6 +24,7 @@ using namespace std::chrono_literals;
 using jim::server::cluster::nats_settings;
 using jim::server::cluster::nats_stream;
 using jim::server::cluster::stream_entry;
+using jim::test::have_nats;
 using jim::test::nats_cluster;
 
 /// One consumer/publisher with its own I/O thread. Everything it records is touched on that
@@ -125,12 +126,6 @@ bool eventually(P pred, std::chrono::milliseconds bound = 30s) {
     if (std::chrono::steady_clock::now() > deadline) return false;
     std::this_thread::sleep_for(20ms);
   }
-}
-
-bool have_nats() {
-  if (!jim::test::nats_server_program().empty()) return true;
-  WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
-  return false;
 }
 
 }  // namespace
