@@ -5,9 +5,9 @@
 
 #include "cluster/event_log.hpp"
 #include "jim/protocol.hpp"
+#include "io_thread.hpp"
 #include "nats_harness.hpp"
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <catch2/catch.hpp>
@@ -31,7 +31,7 @@ using jim::test::nats_cluster;
 class toy_node {
  public:
   toy_node(std::string const& url, std::string name)
-      : stream_(ioc_, [&] {
+      : stream_(io_.context(), [&] {
           nats_settings s;
           s.urls = {url};
           s.node = std::move(name);
@@ -41,22 +41,16 @@ class toy_node {
         }()),
         log_(stream_, [this](store::event const& e, std::uint64_t) { apply(e); }) {
     const auto last = stream_.open();
-    thread_ = std::thread([this] { ioc_.run(); });
+    io_.start();
     call([this, last] { log_.start(0, last, [this] { ready_ = true; }); });
   }
   ~toy_node() {
     call([this] { stream_.close(); });
-    work_.reset();
-    ioc_.stop();
-    thread_.join();
+    io_.stop();
   }
   template <class F>
   auto call(F f) -> decltype(f()) {
-    std::packaged_task<decltype(f())()> task(std::move(f));
-    auto fut = task.get_future();
-    asio::post(ioc_, [&task] { task(); });
-    if (fut.wait_for(20s) != std::future_status::ready) throw std::runtime_error("call timed out");
-    return fut.get();
+    return io_.call(std::move(f));
   }
   /// Proposes registering `name`; the answer (201/409/503) lands in answers().
   void propose(std::string const& name) {
@@ -92,11 +86,9 @@ class toy_node {
     return true;
   }
 
-  asio::io_context ioc_{1};
-  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(ioc_);
+  jim::test::io_thread io_;  ///< first: stopped (in the destructor) before the rest goes
   nats_stream stream_;
   jim::server::cluster::event_log log_;
-  std::thread thread_;
   std::set<std::string> names_;
   std::vector<std::string> order_;
   std::vector<std::pair<std::string, int>> answers_;
