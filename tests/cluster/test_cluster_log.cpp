@@ -95,15 +95,7 @@ class toy_node {
   bool ready_ = false;
 };
 
-template <class P>
-bool eventually(P pred, std::chrono::milliseconds bound = 30s) {
-  const auto deadline = std::chrono::steady_clock::now() + bound;
-  for (;;) {
-    if (pred()) return true;
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-}
+using jim::test::eventually;
 
 }  // namespace
 

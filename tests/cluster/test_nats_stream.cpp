@@ -108,16 +108,7 @@ class node {
   std::vector<std::pair<std::string, std::optional<std::uint64_t>>> acks_;
 };
 
-/// Polls `pred` (on the test thread) until it holds or `bound` passes.
-template <class P>
-bool eventually(P pred, std::chrono::milliseconds bound = 30s) {
-  const auto deadline = std::chrono::steady_clock::now() + bound;
-  for (;;) {
-    if (pred()) return true;
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-}
+using jim::test::eventually;
 
 }  // namespace
 

@@ -1,7 +1,7 @@
 #pragma once
 /// \file
 /// An io_context with a thread of its own, for tests that drive components living on it (the
-/// cluster tests' nodes).
+/// cluster tests' nodes), and eventually() to wait (bounded) for what they do.
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -54,5 +54,17 @@ class io_thread {
       boost::asio::make_work_guard(ioc_);
   std::thread thread_;
 };
+
+/// Polls `pred` on the calling thread every 10 ms until it holds (true) or `bound` has passed
+/// (false).
+template <class P>
+bool eventually(P pred, std::chrono::milliseconds bound = std::chrono::seconds(30)) {
+  const auto deadline = std::chrono::steady_clock::now() + bound;
+  for (;;) {
+    if (pred()) return true;
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
 
 }  // namespace jim::test
