@@ -2130,6 +2130,43 @@
 
   var dialogOpener = {};
 
+  /** An element `tag` with attributes `attrs` and children `kids` (strings: our own words; falsy: none). */
+  function element(tag, attrs, kids) {
+    var e = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) { e.setAttribute(k, attrs[k]); });
+    (kids || []).forEach(function (k) { if (k) e.append(k); });
+    return e;
+  }
+
+  /**
+   * Fills in the dialogs that ask for one account name (Invite, Unban, Private conversation:
+   * `<dialog class="person-dialog">` in index.html, whose data-* give the words) in one shape. For
+   * `<slot>-dialog`: `<slot>-form` with `<slot>-heading` (ending in `<slot>-room` with data-room),
+   * the field `<slot>-user` (suggestions from the datalist `<slot>-people` with data-suggest),
+   * `<slot>-info` (data-info) and `<slot>-error`. Called once, before the wiring.
+   */
+  function buildPersonDialogs() {
+    Array.prototype.forEach.call(document.querySelectorAll('dialog.person-dialog'), function (d) {
+      var slot = d.id.replace(/-dialog$/, ''), o = d.dataset;
+      var heading = element('h2', { id: slot + '-heading' },
+        'room' in o ? [o.heading + ' ', element('span', { id: slot + '-room' }, ['this room'])] : [o.heading]);
+      var field = element('input', { id: slot + '-user', autocapitalize: 'none', spellcheck: 'false', maxlength: '25' });
+      if ('suggest' in o) field.setAttribute('list', slot + '-people');
+      d.setAttribute('aria-labelledby', heading.id);
+      d.append(element('form', { id: slot + '-form', novalidate: '' }, [
+        element('div', { class: 'dialog-head' }, [
+          heading, element('button', { class: 'small dialog-close', type: 'button', 'data-close': '' }, ['Close'])]),
+        o.hint && element('p', { class: 'hint' }, [o.hint]),
+        element('label', { for: field.id }, [o.label]),
+        field,
+        'suggest' in o && element('datalist', { id: slot + '-people' }),
+        element('button', { type: 'submit', class: 'primary' }, [o.submit]),
+        'info' in o && element('p', { id: slot + '-info', class: 'info', 'aria-live': 'polite' }),
+        element('p', { id: slot + '-error', class: 'error', role: 'alert' })
+      ]));
+    });
+  }
+
   /** Opens a modal dialog (Escape closes it; the focus goes back to where it was). */
   function openDialog(id) {
     var d = $(id);
@@ -2193,7 +2230,33 @@
     };
   }
 
+  /** The trimmed text of field `id`; when `problem` (a logic.js check) finds fault with it, a
+   *  failure with its words (the focus on the field). */
+  function checkedValue(id, problem) {
+    var text = $(id).value.trim();
+    var fault = problem(text);
+    if (fault) { $(id).focus(); throw failure(fault); }
+    return text;
+  }
+
+  /**
+   * Wires the form of a dialog that asks for one account name (buildPersonDialogs): the name is
+   * checked, then `act(name)` runs; the parts it returns, if any, are shown in `<slot>-info`
+   * (emptied before); then the field is emptied. Errors show in `<slot>-error`.
+   */
+  function onPersonSubmit(slot, act) {
+    $(slot + '-form').addEventListener('submit', formHandler(slot, async function () {
+      var user = checkedValue(slot + '-user', L.accountNameProblem);
+      var info = $(slot + '-info');
+      if (info) info.textContent = '';
+      var said = await act(user);
+      if (info && said) setParts(info, said);
+      $(slot + '-user').value = '';
+    }));
+  }
+
   function init() {
+    buildPersonDialogs();
     $('signin').addEventListener('submit', onSignInSubmit);
     $('name').addEventListener('input', function () { if (!$('confirm-row').hidden) hideConfirm(); });
     $('composer').addEventListener('submit', onComposerSubmit);
@@ -2218,16 +2281,14 @@
     $('open-dm').addEventListener('click', function () { openDialog('dm-dialog'); });
     $('invite-open').addEventListener('click', function () { openDialog('invite-dialog'); });
     $('unban-open').addEventListener('click', function () { fillUnbanSuggestions(); openDialog('unban-dialog'); });
-    ['join-dialog', 'invite-dialog', 'unban-dialog', 'dm-dialog', 'confirm-dialog'].forEach(function (id) {
-      $(id).addEventListener('close', function () { onDialogClosed(id); });
-      Array.prototype.forEach.call($(id).querySelectorAll('[data-close]'), function (b) {
-        b.addEventListener('click', function () { closeDialog(id); });
+    Array.prototype.forEach.call(document.querySelectorAll('dialog'), function (d) {
+      d.addEventListener('close', function () { onDialogClosed(d.id); });
+      Array.prototype.forEach.call(d.querySelectorAll('[data-close]'), function (b) {
+        b.addEventListener('click', function () { closeDialog(d.id); });
       });
     });
     $('join-form').addEventListener('submit', formHandler('join', async function () {
-      var room = $('join-room').value.trim();
-      var problem = L.roomNameProblem(room);
-      if (problem) { $('join-room').focus(); throw failure(problem); }
+      var room = checkedValue('join-room', L.roomNameProblem);
       var pw = $('join-password').value;
       await joinRoom(room, pw || undefined);
       $('join-room').value = '';
@@ -2237,44 +2298,28 @@
       $('text').focus();
     }));
     $('create-form').addEventListener('submit', formHandler('create', async function () {
-      var room = $('create-room').value.trim();
-      var problem = L.roomNameProblem(room);
-      if (problem) { $('create-room').focus(); throw failure(problem); }
+      var room = checkedValue('create-room', L.roomNameProblem);
       await createRoom(room);
       $('create-room').value = '';
       closeDialog('join-dialog', $('secret-value'));   // the focus on the password to copy
       closePanelsOnPhone();
     }));
-    $('invite-form').addEventListener('submit', formHandler('invite', async function () {
-      var user = $('invite-user').value.trim();
-      var problem = L.accountNameProblem(user);
-      if (problem) { $('invite-user').focus(); throw failure(problem); }
-      $('invite-info').textContent = '';
+    onPersonSubmit('invite', async function (user) {
       var r = await inviteUser(user);
-      setParts($('invite-info'), [u(r.user || user), ' is invited.']);
-      $('invite-user').value = '';
-    }));
-    $('unban-form').addEventListener('submit', formHandler('unban', async function () {
-      var user = $('unban-user').value.trim();
-      var problem = L.accountNameProblem(user);
-      if (problem) { $('unban-user').focus(); throw failure(problem); }
-      $('unban-info').textContent = '';
+      return [u(r.user || user), ' is invited.'];
+    });
+    onPersonSubmit('unban', async function (user) {
       var r = await unbanUser(user);
-      setParts($('unban-info'), [u(r.user || user), ' may join again.']);
-      $('unban-user').value = '';
       fillUnbanSuggestions();
-    }));
-    $('dm-form').addEventListener('submit', formHandler('dm', async function () {
-      var user = $('dm-user').value.trim();
-      var problem = L.accountNameProblem(user);
-      if (problem) { $('dm-user').focus(); throw failure(problem); }
+      return [u(r.user || user), ' may join again.'];
+    });
+    onPersonSubmit('dm', function (user) {
       var p = state.presence.get(user.toLowerCase());
       openConversation(p ? p.name : user);
-      $('dm-user').value = '';
       closeDialog('dm-dialog', $('text'));
       closePanelsOnPhone();
       $('text').focus();
-    }));
+    });
     $('users-refresh').addEventListener('click', refreshUsers);
     $('confirm-ok').addEventListener('click', function () { $('confirm-dialog').close('ok'); });
     $('confirm-cancel').addEventListener('click', function () { $('confirm-dialog').close('cancel'); });

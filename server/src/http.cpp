@@ -6,6 +6,7 @@
 #include "ops/ops_http.hpp"
 #include "options.hpp"
 #include "session.hpp"
+#include "text.hpp"
 #include "web_assets.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -145,12 +146,6 @@ class ws_session final : public session {
   std::shared_ptr<asio::ssl::context> tls_ctx_;  ///< wss: the context it was made with
   websocket::stream<Stream> ws_;
 };
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
 
 /// An HTTP connection counted toward --max-clients (server_context::handshaking) from its
 /// accept until it ends or becomes a WebSocket session (which counts itself).
@@ -409,23 +404,18 @@ awaitable<void> serve_detected(server_context& ctx, tcp::socket socket, std::str
 }  // namespace
 
 bool origin_allowed(std::string_view origin, std::string_view host, std::string_view allowed) {
-  origin = trim(origin);
+  origin = trim_blanks(origin);
   if (origin.empty()) return true;  // not a browser: nothing to protect against
-  allowed = trim(allowed);
-  if (!allowed.empty()) {
-    while (!allowed.empty()) {
-      const auto comma = allowed.find(',');
-      if (beast::iequals(trim(allowed.substr(0, comma)), origin)) return true;
-      if (comma == std::string_view::npos) break;
-      allowed.remove_prefix(comma + 1);
-    }
+  if (!trim_blanks(allowed).empty()) {
+    for (auto item : comma_items(allowed))
+      if (beast::iequals(item, origin)) return true;
     return false;
   }
   const auto scheme = origin.find("://");
   if (scheme == std::string_view::npos) return false;
   std::string_view origin_host = origin.substr(scheme + 3);
   if (!origin_host.empty() && origin_host.back() == '/') origin_host.remove_suffix(1);
-  return !origin_host.empty() && beast::iequals(origin_host, trim(host));
+  return !origin_host.empty() && beast::iequals(origin_host, trim_blanks(host));
 }
 
 awaitable<void> serve_http(server_context& ctx, tcp::socket socket, std::uint64_t& next_id) {

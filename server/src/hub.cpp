@@ -39,6 +39,39 @@ std::string no_room(std::string_view bare) {
   return "no such room #" + std::string(bare);
 }
 
+/// The entry of `a`'s cluster-wide device list whose id is `id`, or a.cluster_devices.end().
+/// Ids (`"<instance>.<n>"`) are unique on the list.
+std::vector<cluster_device>::iterator find_listed(account& a, std::string_view id) {
+  return std::ranges::find(a.cluster_devices, id, &cluster_device::id);
+}
+
+/// Whether `id` is on `a`'s cluster-wide device list (a connection on some node).
+bool listed(account const& a, std::string_view id) {
+  return std::ranges::find(a.cluster_devices, id, &cluster_device::id) != a.cluster_devices.end();
+}
+
+/// `a`'s live connection on this node whose cluster-wide id is `id` (not empty: ids are unique),
+/// or nullptr (on another node, or gone).
+device* device_by_id(account const& a, std::string_view id) {
+  for (auto const& d : a.devices)
+    if (d->id == id) return d.get();
+  return nullptr;
+}
+
+/// How many of `list`'s messages (by id, ascending) after id `since` are unread for `a`: the
+/// others' messages (`from` is always the name as registered: an exact comparison finds one's
+/// own) that are not deleted (a deleted message is nothing to read). For the unread counts of
+/// rooms and private conversations (contract: "Watching, unread and presence").
+std::uint64_t unread_after(std::deque<proto::chat_message> const& list, std::uint64_t since,
+                           account const& a) {
+  auto first =
+      std::upper_bound(list.begin(), list.end(), since,
+                       [](std::uint64_t id, proto::chat_message const& m) { return id < m.id; });
+  return static_cast<std::uint64_t>(
+      std::count_if(first, list.end(),
+                    [&](proto::chat_message const& m) { return m.from != a.name && !m.deleted; }));
+}
+
 }  // namespace
 
 conversation_key make_conversation_key(std::string_view a, std::string_view b) {
@@ -228,10 +261,8 @@ apply_result hub::apply_one(store::general_seen const& e) {
   r.acc->general_seen = e.general;
   if (r.acc->connections > 0) --r.acc->connections;
   if (!e.device.empty()) {
-    auto& list = r.acc->cluster_devices;
-    auto it = std::find_if(list.begin(), list.end(),
-                           [&](cluster_device const& d) { return d.id == e.device; });
-    if (it != list.end()) drop_listed(*r.acc, it);  // else evicted or gone already
+    auto it = find_listed(*r.acc, e.device);
+    if (it != r.acc->cluster_devices.end()) drop_listed(*r.acc, it);  // else evicted or gone
   }
   return r;
 }
@@ -242,10 +273,8 @@ apply_result hub::apply_one(store::signed_in const& e) {
   if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
   ++r.acc->connections;
   if (!e.device.empty()) {
+    if (listed(*r.acc, e.device)) return r;  // announced again (a retry): it keeps its place
     auto& list = r.acc->cluster_devices;
-    if (std::any_of(list.begin(), list.end(),
-                    [&](cluster_device const& d) { return d.id == e.device; }))
-      return r;  // announced again (a retry): it keeps its place
     list.push_back(cluster_device{e.device, e.node});
     ++device_instances_[{e.node, std::string(list.back().instance())}];
     // Beyond the proposer's --max-sessions the oldest go (contract: "Sign-in").
@@ -999,12 +1028,11 @@ void hub::remote(store::event const& e) {
 
 void hub::devices_evicted(account& a, std::vector<std::string> const& ids) {
   for (auto const& id : ids) {
-    auto it = std::find_if(a.devices.begin(), a.devices.end(),
-                           [&](auto const& d) { return d->id == id; });
-    if (it == a.devices.end()) continue;  // on another node, or gone already
+    device* d = device_by_id(a, id);
+    if (!d) continue;  // on another node, or gone already
     JIM_LOG(info, "{}: device {} is the oldest beyond --max-sessions cluster-wide, taken over",
             a.name, id);
-    take_over(a, it->get());
+    take_over(a, d);
   }
 }
 
@@ -1018,8 +1046,8 @@ void hub::announce(device& d) {
              if (retry_in_.size() < max_retries) retry_in_.emplace_back(fold(a.name), id);
              return;
            }
-           for (auto const& dev : a.devices)
-             if (dev->id == id) dev->in_log = true;  // (for an older node's signed_in)
+           // (in_log: for an older node's signed_in)
+           if (device* dev = device_by_id(a, id)) dev->in_log = true;
            devices_evicted(a, r->evicted);
            forget_if_gone(a, id);
          });
@@ -1060,11 +1088,8 @@ bool hub::posts_to_general(store::event const& e) {
 
 void hub::forget_if_gone(account& a, std::string const& id) {
   if (instance_.empty() || !id.starts_with(instance_ + ".")) return;  // not this process's
-  if (std::any_of(a.devices.begin(), a.devices.end(), [&](auto const& d) { return d->id == id; }))
-    return;  // still connected
-  if (std::none_of(a.cluster_devices.begin(), a.cluster_devices.end(),
-                   [&](cluster_device const& d) { return d.id == id; }))
-    return;  // not listed
+  if (device_by_id(a, id)) return;  // still connected
+  if (!listed(a, id)) return;        // not listed
   // Signed out before its signed_in was applied (its general_seen came first, or could not be
   // stored): off the list again.
   propose_signed_out(a, a.general_seen, id);
@@ -1095,8 +1120,7 @@ void hub::sweep_devices() {
   for (auto& [key, id] : std::exchange(retry_in_, {})) {
     auto it = accounts_.find(key);
     if (it == accounts_.end()) continue;
-    for (auto& d : it->second->devices)
-      if (d->id == id) announce(*d);  // still connected here
+    if (device* d = device_by_id(*it->second, id)) announce(*d);  // still connected here
   }
   for (auto& [key, id] : std::exchange(retry_out_, {}))
     if (auto it = accounts_.find(key); it != accounts_.end()) forget_if_gone(*it->second, id);
@@ -1307,15 +1331,7 @@ std::uint64_t hub::unread(account const& a, room const& r) const {
   }
   if (auto it = a.read.find("#" + fold(proto::strip_hash(r.name))); it != a.read.end())
     since = std::max(since, it->second);
-  auto first = std::upper_bound(
-      r.history.begin(), r.history.end(), since,
-      [](std::uint64_t id, proto::chat_message const& m) { return id < m.id; });
-  // `from` is always the name as registered: an exact comparison finds one's own messages.
-  // A deleted message is nothing to read.
-  return static_cast<std::uint64_t>(
-      std::count_if(first, r.history.end(), [&](proto::chat_message const& m) {
-        return m.from != a.name && !m.deleted;
-      }));
+  return unread_after(r.history, since, a);
 }
 
 outcome hub::conversations(account& a) {
@@ -1333,14 +1349,7 @@ outcome hub::conversations(account& a) {
     if (other == accounts_.end()) continue;
     std::uint64_t upto = 0;
     if (auto it = a.read.find(other_key); it != a.read.end()) upto = it->second;
-    auto first = std::upper_bound(
-        messages.begin(), messages.end(), upto,
-        [](std::uint64_t id, proto::chat_message const& m) { return id < m.id; });
-    auto unread = std::count_if(first, messages.end(), [&](proto::chat_message const& m) {
-      return m.from != a.name && !m.deleted;
-    });
-    list.push_back(entry{&messages.back(), &other->second->name,
-                         static_cast<std::uint64_t>(unread)});
+    list.push_back(entry{&messages.back(), &other->second->name, unread_after(messages, upto, a)});
   }
   std::sort(list.begin(), list.end(),
             [](entry const& x, entry const& y) { return x.last->id > y.last->id; });

@@ -53,12 +53,18 @@ json::object message_json(chat_message const& m, json::storage_ptr const& sp) {
   return o;
 }
 
+/// A JSON array in the arena `sp` of `to_json(e)` for each entry `e` of `list`, in its order.
+template <class List, class ToJson>
+json::array array_json(List const& list, json::storage_ptr const& sp, ToJson to_json) {
+  json::array a(sp);
+  a.reserve(list.size());
+  for (auto const& e : list) a.emplace_back(to_json(e));
+  return a;
+}
+
 template <class Messages>
 json::array messages_json(Messages const& ms, json::storage_ptr const& sp) {
-  json::array a(sp);
-  a.reserve(ms.size());
-  for (auto const& m : ms) a.emplace_back(message_json(m, sp));
-  return a;
+  return array_json(ms, sp, [&](chat_message const& m) { return message_json(m, sp); });
 }
 
 template <class Map>
@@ -67,6 +73,16 @@ std::vector<typename Map::const_pointer> sorted_by_key(Map const& map) {
   out.reserve(map.size());
   for (auto const& entry : map) out.push_back(&entry);
   std::sort(out.begin(), out.end(), [](auto x, auto y) { return x->first < y->first; });
+  return out;
+}
+
+/// The strings of `set` (unordered) in order, as pointers into it.
+template <class Set>
+std::vector<std::string const*> sorted_strings(Set const& set) {
+  std::vector<std::string const*> out;
+  out.reserve(set.size());
+  for (auto const& s : set) out.push_back(&s);
+  std::sort(out.begin(), out.end(), [](auto x, auto y) { return *x < *y; });
   return out;
 }
 
@@ -784,59 +800,32 @@ json::value capture(hub const& h, std::uint64_t journal_seq) {
     o.emplace("general_seen", a.online() || a.connections > 0 ? general_posted : a.general_seen);
     o.emplace("queued", messages_json(a.queued, sp));
     if (!a.resume_tokens.empty()) {
-      json::array tokens(sp);
-      tokens.reserve(a.resume_tokens.size());
-      for (auto const& t : a.resume_tokens) {
-        json::object to(3, sp);
-        to.emplace("hash", t.hash);
-        to.emplace("issued", t.issued);
-        to.emplace("expires", t.expires);
-        tokens.emplace_back(std::move(to));
-      }
-      o.emplace("tokens", std::move(tokens));
+      o.emplace("tokens", array_json(a.resume_tokens, sp, [&](resume_token const& t) {
+        return json::object({{"hash", t.hash}, {"issued", t.issued}, {"expires", t.expires}}, sp);
+      }));
     }
     if (!a.cluster_devices.empty()) {
-      json::array devices(sp);
-      devices.reserve(a.cluster_devices.size());
-      for (auto const& d : a.cluster_devices) {
-        json::object dev(2, sp);
-        dev.emplace("id", d.id);
-        dev.emplace("node", d.node);
-        devices.emplace_back(std::move(dev));
-      }
-      o.emplace("devices", std::move(devices));
+      o.emplace("devices", array_json(a.cluster_devices, sp, [&](cluster_device const& d) {
+        return json::object({{"id", d.id}, {"node", d.node}}, sp);
+      }));
     }
     o.emplace("general_since", a.general_since);
     json::object marks(sp);
     for (auto const& [key, id] : a.read) marks.emplace(key, id);  // a std::map: sorted
     o.emplace("read", std::move(marks));
-    json::array invitations(sp);
-    for (auto const& i : a.invitations) {
-      json::object io(2, sp);
-      io.emplace("from", i.from);
-      io.emplace("room", i.room);
-      invitations.emplace_back(std::move(io));
-    }
-    o.emplace("invitations", std::move(invitations));
-    json::array contacts(sp);
-    for (auto const& c : a.contacts) contacts.emplace_back(json::string(c, sp));
-    o.emplace("contacts", std::move(contacts));
+    o.emplace("invitations", array_json(a.invitations, sp, [&](pending_invitation const& i) {
+      return json::object({{"from", i.from}, {"room", i.room}}, sp);
+    }));
+    o.emplace("contacts", json::array(a.contacts.begin(), a.contacts.end(), sp));
     o.emplace("muted_until", a.muted_until);
-    json::array reports(sp);
-    for (auto const& rp : a.reports) {
-      json::object ro(2, sp);
-      ro.emplace("by", rp.by);
-      ro.emplace("time", rp.time);
-      reports.emplace_back(std::move(ro));
-    }
-    o.emplace("reports", std::move(reports));
+    o.emplace("reports", array_json(a.reports, sp, [&](report_entry const& rp) {
+      return json::object({{"by", rp.by}, {"time", rp.time}}, sp);
+    }));
     if (a.banned)
       o.emplace("banned", *a.banned);
     else
       o.emplace("banned", nullptr);
-    json::array notices(sp);
-    for (auto const& n : a.notices) notices.emplace_back(n);
-    o.emplace("notices", std::move(notices));
+    o.emplace("notices", json::array(a.notices.begin(), a.notices.end(), sp));
     accounts.emplace_back(std::move(o));
   }
   root.emplace("accounts", std::move(accounts));
@@ -856,14 +845,8 @@ json::value capture(hub const& h, std::uint64_t journal_seq) {
     else
       o.emplace("owner", r.owner);
     o.emplace("password_hash", r.password_hash);
-    std::vector<std::string const*> members;
-    members.reserve(r.members.size());
-    for (auto const& m : r.members) members.push_back(&m);
-    std::sort(members.begin(), members.end(), [](auto x, auto y) { return *x < *y; });
-    json::array ma(sp);
-    ma.reserve(members.size());
-    for (auto const* m : members) ma.emplace_back(*m);
-    o.emplace("members", std::move(ma));
+    const auto members = sorted_strings(r.members);
+    o.emplace("members", array_json(members, sp, [](auto m) { return std::string_view(*m); }));
     o.emplace("posted", r.posted);
     o.emplace("history", messages_json(r.history, sp));
     json::object since(sp);
@@ -873,12 +856,8 @@ json::value capture(hub const& h, std::uint64_t journal_seq) {
       since.emplace(*m, it == r.since.end() ? 0 : it->second);
     }
     o.emplace("since", std::move(since));
-    std::vector<std::string const*> banned;
-    for (auto const& b : r.banned) banned.push_back(&b);
-    std::sort(banned.begin(), banned.end(), [](auto x, auto y) { return *x < *y; });
-    json::array ba(sp);
-    for (auto const* b : banned) ba.emplace_back(*b);
-    o.emplace("banned", std::move(ba));
+    o.emplace("banned", array_json(sorted_strings(r.banned), sp,
+                                   [](auto b) { return std::string_view(*b); }));
     rooms.emplace_back(std::move(o));
   }
   root.emplace("rooms", std::move(rooms));

@@ -1,16 +1,20 @@
 #pragma once
-/// What the client's unit tests share: JSON literals, a fixed clock and time zone, and the
-/// text of shown lines.
+/// What the client's unit tests share: JSON literals, a fixed clock and time zone, the text of
+/// shown lines, the request a typed line becomes and what the outbox sends.
 
 #include "commands.hpp"
 
 #include <boost/json.hpp>
 
+#include <catch2/catch.hpp>
+
 #include <cstdint>
 #include <cstdlib>
 #include <ctime>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 namespace jim::client::test {
@@ -35,6 +39,26 @@ struct utc {
 inline std::vector<std::string> texts(std::vector<out_line> const& lines) {
   std::vector<std::string> out;
   for (auto const& l : lines) out.push_back(l.text);
+  return out;
+}
+inline std::vector<std::string> texts(chat_state::reaction const& r) { return texts(r.lines); }
+
+/// The request typed line `line` becomes (fails the test when it becomes something else: a
+/// usage hint, nothing); `now` (unix seconds) is the clock of `/at`, by default the real one.
+inline boost::json::object request_of(std::string_view line,
+                                      std::optional<std::int64_t> now = std::nullopt) {
+  auto in = now ? parse_input(line, *now) : parse_input(line);
+  auto* r = std::get_if<send_request>(&in);
+  INFO("line: " << line);
+  REQUIRE(r);
+  return r->frame;
+}
+
+/// What the outbox of `s` sends now, as compact JSON texts.
+inline std::vector<std::string> sends(chat_state& s) {
+  std::vector<std::string> out;
+  for (auto const& f : s.take_sendable(chat_state::clock::now()))
+    out.push_back(boost::json::serialize(f));
   return out;
 }
 

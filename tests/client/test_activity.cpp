@@ -18,21 +18,6 @@ namespace {
 
 using namespace jim::client::test;
 
-json::object typed(std::string_view line) {
-  auto in = parse_input(line);
-  auto* r = std::get_if<send_request>(&in);
-  INFO("line: " << line);
-  REQUIRE(r);
-  return r->frame;
-}
-
-/// What the outbox sends now, as compact JSON texts.
-std::vector<std::string> sends(chat_state& s) {
-  std::vector<std::string> out;
-  for (auto const& f : s.take_sendable(chat_state::clock::now())) out.push_back(json::serialize(f));
-  return out;
-}
-
 chat_settings terminal() {
   chat_settings c;
   c.show_own = true;
@@ -154,7 +139,7 @@ TEST_CASE("/switch shows a room's unread messages under a divider and marks them
   utc tz;
   auto s = signed_in_with_activity();
   CHECK(s.received(msg(7, "bob", "#general", "seen here"), noon).lines.size() == 1);
-  CHECK(s.submit(typed("/switch den")).empty());
+  CHECK(s.submit(request_of("/switch den")).empty());
   // What #general showed is read now that the user acts.
   CHECK(sends(s) == std::vector<std::string>{R"({"action":"read","id":7,"room":"#general"})",
                                              R"({"action":"join","room":"den"})"});
@@ -188,7 +173,7 @@ TEST_CASE("/switch shows a room's unread messages under a divider and marks them
 
 TEST_CASE("/switch to a room one is not a member of says so", "[client][activity]") {
   auto s = signed_in_with_activity();
-  s.submit(typed("/switch attic"));
+  s.submit(request_of("/switch attic"));
   sends(s);
   auto r = s.received(obj(R"({"response":403,"time":1,"error":"wrong room password"})"), noon);
   CHECK(texts(r.lines) ==
@@ -200,7 +185,7 @@ TEST_CASE("/query opens a conversation view with its history, typed lines go the
           "[client][activity]") {
   utc tz;
   auto s = signed_in_with_activity();
-  s.submit(typed("/query BOB"));
+  s.submit(request_of("/query BOB"));
   CHECK(sends(s) == std::vector<std::string>{R"({"action":"history","with":"BOB","limit":1})"});
   auto r = s.received(history_reply("with", "bob", {msg(9, "bob", "alice", "psst")}), noon);
   CHECK(texts(r.lines) ==
@@ -222,7 +207,7 @@ TEST_CASE("/query opens a conversation view with its history, typed lines go the
   CHECK(sends(s) == std::vector<std::string>{R"({"action":"read","id":9,"with":"bob"})"});
   s.received(obj(R"({"response":200,"time":1,"with":"bob","last_read":9})"), noon);
   // What is typed now goes to bob, and his messages show in the view; #general's are counted.
-  s.submit(typed("how are you?"));
+  s.submit(request_of("how are you?"));
   CHECK(sends(s) ==
         std::vector<std::string>{R"({"action":"msg","message":"how are you?","to":"bob"})"});
   r = s.received(obj(R"({"response":200,"id":20,"delivered":1})"), noon);
@@ -232,23 +217,23 @@ TEST_CASE("/query opens a conversation view with its history, typed lines go the
   CHECK(s.received(msg(22, "carol", "#general", "meanwhile"), noon).lines.empty());
   CHECK(s.prompt() == "[#den 3] [#general 1] @bob> ");
   // /query alone leaves it: back in #general, with what was said there.
-  CHECK(texts(s.submit(typed("/query"))) ==
+  CHECK(texts(s.submit(request_of("/query"))) ==
         std::vector<std::string>{"* closed the query with bob; back in #general"});
   CHECK(s.view() == "#general");
   CHECK(sends(s) == std::vector<std::string>{R"({"action":"read","id":21,"with":"bob"})",
                                              R"({"action":"rooms"})"});
-  CHECK(texts(s.submit(typed("/query"))) ==
+  CHECK(texts(s.submit(request_of("/query"))) ==
         std::vector<std::string>{"* no query is open (/query NAME opens one)"});
 }
 
 TEST_CASE("/switch closes an open query", "[client][activity]") {
   auto s = signed_in_with_activity();
-  s.submit(typed("/query bob"));
+  s.submit(request_of("/query bob"));
   sends(s);
   s.received(history_reply("with", "bob", {}), noon);
   CHECK(s.query() == "bob");
   CHECK(sends(s) == std::vector<std::string>{R"({"action":"conversations"})"});
-  s.submit(typed("/switch #den"));
+  s.submit(request_of("/switch #den"));
   s.received(obj(R"({"response":200,"time":1,"conversations":[]})"), noon);  // the query's counts
   CHECK(sends(s) == std::vector<std::string>{R"({"action":"join","room":"#den"})",
                                              R"({"action":"history","limit":5,"with":"bob"})"});
@@ -263,8 +248,8 @@ TEST_CASE("/switch closes an open query", "[client][activity]") {
 TEST_CASE("/me sends an action and shows it as one", "[client][activity]") {
   utc tz;
   auto s = signed_in_with_activity();
-  CHECK(typed("/me waves at everyone") == obj(R"({"action":"me","message":"waves at everyone"})"));
-  s.submit(typed("/me waves at everyone"));
+  CHECK(request_of("/me waves at everyone") == obj(R"({"action":"me","message":"waves at everyone"})"));
+  s.submit(request_of("/me waves at everyone"));
   CHECK(sends(s) ==
         std::vector<std::string>{R"({"action":"msg","message":"* alice waves at everyone"})"});
   auto r = s.received(obj(R"({"response":200,"id":30,"delivered":1})"), noon);
@@ -279,18 +264,18 @@ TEST_CASE("/me sends an action and shows it as one", "[client][activity]") {
 
 TEST_CASE("/who, /names, /away, /back, /conversations, /part become their requests",
           "[client][activity]") {
-  CHECK(typed("/who") == obj(R"({"action":"users","room":"*"})"));
-  CHECK(typed("/names") == obj(R"({"action":"users"})"));
-  CHECK(typed("/away") == obj(R"({"action":"presence","user":{"status":"away"}})"));
-  CHECK(typed("/away  at lunch ") == obj(R"({"action":"presence","user":{"status":"at lunch"}})"));
+  CHECK(request_of("/who") == obj(R"({"action":"users","room":"*"})"));
+  CHECK(request_of("/names") == obj(R"({"action":"users"})"));
+  CHECK(request_of("/away") == obj(R"({"action":"presence","user":{"status":"away"}})"));
+  CHECK(request_of("/away  at lunch ") == obj(R"({"action":"presence","user":{"status":"at lunch"}})"));
   CHECK(std::holds_alternative<usage_hint>(parse_input("/away " + std::string(65, 'x'))));
   CHECK(std::holds_alternative<send_request>(parse_input("/away " + std::string(64, 'x'))));
-  CHECK(typed("/back") == obj(R"({"action":"presence","user":{"status":"online"}})"));
-  CHECK(typed("/conversations") == obj(R"({"action":"conversations"})"));
-  CHECK(typed("/part") == obj(R"({"action":"exit"})"));
-  CHECK(typed("/leave") == obj(R"({"action":"exit"})"));
-  CHECK(typed("/switch #den") == obj(R"({"action":"switch","room":"#den"})"));
-  CHECK(typed("/query bob") == obj(R"({"action":"query","with":"bob"})"));
+  CHECK(request_of("/back") == obj(R"({"action":"presence","user":{"status":"online"}})"));
+  CHECK(request_of("/conversations") == obj(R"({"action":"conversations"})"));
+  CHECK(request_of("/part") == obj(R"({"action":"exit"})"));
+  CHECK(request_of("/leave") == obj(R"({"action":"exit"})"));
+  CHECK(request_of("/switch #den") == obj(R"({"action":"switch","room":"#den"})"));
+  CHECK(request_of("/query bob") == obj(R"({"action":"query","with":"bob"})"));
   CHECK(std::holds_alternative<usage_hint>(parse_input("/me")));
   CHECK(std::holds_alternative<usage_hint>(parse_input("/query a b")));
 }
@@ -298,10 +283,10 @@ TEST_CASE("/who, /names, /away, /back, /conversations, /part become their reques
 TEST_CASE("Replies of /who, /away and /conversations read well", "[client][activity]") {
   utc tz;
   auto s = signed_in_with_activity();
-  s.submit(typed("/who"));
-  s.submit(typed("/away lunch"));
-  s.submit(typed("/back"));
-  s.submit(typed("/conversations"));
+  s.submit(request_of("/who"));
+  s.submit(request_of("/away lunch"));
+  s.submit(request_of("/back"));
+  s.submit(request_of("/conversations"));
   CHECK(sends(s).size() == 4);
   CHECK(texts(s.received(obj(R"({"response":200,"time":1,"room":"*","users":[
       {"account_name":"alice","status":"online"},{"account_name":"bob","status":"away"}]})"),
@@ -364,7 +349,7 @@ TEST_CASE("Lines typed while a view's history is on its way are shown once", "[c
   s.sent(obj(R"({"action":"authenticate","user":{"password":"pw"}})"));
   s.received(obj(R"({"response":200,"time":1,"room":"#general","missed":0})"), noon);
   // A paste right after sign-in: it goes out before the view's history is asked for.
-  s.submit(typed("first"));
+  s.submit(request_of("first"));
   CHECK(sends(s) == std::vector<std::string>{
                         R"({"action":"watch","rooms":"all"})", R"({"action":"rooms"})",
                         R"({"action":"conversations"})", R"({"action":"msg","message":"first"})"});

@@ -1,4 +1,5 @@
 // The client's sans-io core: typed lines -> requests, received frames -> lines for a person.
+#include "client_test_support.hpp"
 #include "commands.hpp"
 
 #include <boost/json/parse.hpp>
@@ -14,34 +15,9 @@ namespace json = boost::json;
 
 namespace {
 
-json::object obj(std::string_view text) { return json::parse(text).as_object(); }
-
-/// The request a typed line becomes (fails the test when it becomes something else).
-json::object request_of(std::string_view line) {
-  auto in = parse_input(line);
-  auto* r = std::get_if<send_request>(&in);
-  INFO("line: " << line);
-  REQUIRE(r);
-  return r->frame;
-}
+using namespace jim::client::test;
 
 bool is_usage(std::string_view line) { return std::holds_alternative<usage_hint>(parse_input(line)); }
-
-/// Clock times in these tests read in UTC.
-struct utc {
-  utc() {
-    setenv("TZ", "UTC", 1);
-    tzset();
-  }
-};
-
-constexpr std::int64_t noon = 1700000000 - 1700000000 % 86400 + 12 * 3600;  // some day, 12:00 UTC
-
-std::vector<std::string> texts(chat_state::reaction const& r) {
-  std::vector<std::string> out;
-  for (auto const& l : r.lines) out.push_back(l.text);
-  return out;
-}
 
 /// A chat_state signed in as alice in #general.
 chat_state signed_in() {
@@ -399,13 +375,7 @@ TEST_CASE("/at TIME: a local time honours the time zone", "[client][commands]") 
 
 TEST_CASE("The new commands become their requests", "[client][commands]") {
   utc tz;
-  auto at = [](std::string_view line) {
-    auto in = parse_input(line, noon);
-    auto* r = std::get_if<send_request>(&in);
-    INFO("line: " << line);
-    REQUIRE(r);
-    return r->frame;
-  };
+  auto at = [](std::string_view line) { return request_of(line, noon); };
   CHECK(request_of("/edit 42 hello,  world ") == obj(R"({"action":"edit","id":42,"message":"hello,  world"})"));
   CHECK(request_of("/edit #42 fixed") == obj(R"({"action":"edit","id":42,"message":"fixed"})"));
   CHECK(request_of("/delete 42") == obj(R"({"action":"delete","id":42})"));

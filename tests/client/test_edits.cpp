@@ -19,24 +19,9 @@ namespace {
 
 using namespace jim::client::test;
 
-json::object typed(std::string_view line) {
-  auto in = parse_input(line, noon);
-  auto* r = std::get_if<send_request>(&in);
-  INFO("line: " << line);
-  REQUIRE(r);
-  return r->frame;
-}
-
-/// What the outbox sends now, as compact JSON texts.
-std::vector<std::string> sends(chat_state& s) {
-  std::vector<std::string> out;
-  for (auto const& f : s.take_sendable(chat_state::clock::now())) out.push_back(json::serialize(f));
-  return out;
-}
-
 /// Types `line` into `s` and returns the request written for it.
 std::string typed_sends(chat_state& s, std::string_view line) {
-  CHECK(s.submit(typed(line)).empty());
+  CHECK(s.submit(request_of(line, noon)).empty());
   auto out = sends(s);
   REQUIRE(out.size() == 1);
   return out[0];
@@ -75,7 +60,7 @@ TEST_CASE("/ids on shows message ids before messages, in history too, /ids off h
   chat_settings own;
   own.show_own = true;
   auto s = signed_in(own);
-  CHECK(texts(s.submit(typed("/ids on"))) ==
+  CHECK(texts(s.submit(request_of("/ids on", noon))) ==
         std::vector<std::string>{
             "* message ids are shown: [#42] (/edit ID TEXT, /delete ID; /ids off hides them)"});
   CHECK(sends(s).empty());  // a local setting: nothing goes to the server
@@ -88,7 +73,7 @@ TEST_CASE("/ids on shows message ids before messages, in history too, /ids off h
   CHECK(shown(s, R"({"response":200,"time":1,"room":"#general","messages":[
       {"id":42,"time":1699963200,"from":"bob","to":"#general","message":"hi"}]})") ==
         std::vector<std::string>{"[#42] [history] bob (12:00): hi"});
-  CHECK(texts(s.submit(typed("/ids off"))) ==
+  CHECK(texts(s.submit(request_of("/ids off", noon))) ==
         std::vector<std::string>{"* message ids are hidden (/ids on shows them)"});
   CHECK(shown(s, msg(44, "bob", "#general", "hey")) ==
         std::vector<std::string>{"bob (12:00): hey"});
@@ -198,7 +183,7 @@ TEST_CASE("/at schedules in the current room or the open query, /scheduled lists
           "! not scheduled: later (\"at\" is more than 604800 seconds ahead)"});
   CHECK(s.failures() == 1);
   // In a query it goes to the other party, like a typed line.
-  s.submit(typed("/query bob"));
+  s.submit(request_of("/query bob", noon));
   sends(s);
   s.received(obj(R"({"response":200,"time":1,"with":"bob","messages":[]})"), noon);
   CHECK(typed_sends(s, "/at +90s tea?") == R"({"action":"msg","message":"tea?","at":)" +
@@ -230,7 +215,7 @@ TEST_CASE("/at schedules in the current room or the open query, /scheduled lists
   CHECK(shown(s, R"({"response":200,"time":1,"scheduled":[]})") ==
         std::vector<std::string>{"* no scheduled messages (/at TIME TEXT schedules one)"});
   // Posted at its time: the push of one's own message, shown like any.
-  s.submit(typed("/query"));
+  s.submit(request_of("/query", noon));
   CHECK(shown(s, msg(50, "alice", "#general", "stand-up")) ==
         std::vector<std::string>{"alice (12:00): stand-up"});
 }
@@ -260,7 +245,7 @@ TEST_CASE("/report, /kick, /ban, /unban: the room is the current one unless name
   CHECK(shown(s, R"({"response":400,"time":1,"error":"you cannot report yourself"})") ==
         std::vector<std::string>{"! you cannot report yourself"});
 
-  s.submit(typed("/join den"));
+  s.submit(request_of("/join den", noon));
   sends(s);
   s.received(obj(R"({"response":200,"time":1,"room":"#den"})"), noon);
   CHECK(typed_sends(s, "/kick bob") == R"({"action":"kick","user":"bob","room":"#den"})");
@@ -294,7 +279,7 @@ TEST_CASE("/report, /kick, /ban, /unban: the room is the current one unless name
 TEST_CASE("A kick's notice moves the view to where the server put us", "[client][edits]") {
   utc tz;
   auto s = signed_in();
-  s.submit(typed("/join den"));
+  s.submit(request_of("/join den", noon));
   sends(s);
   s.received(obj(R"({"response":200,"time":1,"room":"#den"})"), noon);
   CHECK(
@@ -348,9 +333,9 @@ TEST_CASE(
     "/kick without ROOM names the room jim is in once the room changes typed before it are done",
     "[client][edits]") {
   auto s = signed_in();
-  CHECK(s.submit(typed("/join den pw")).empty());
-  CHECK(s.submit(typed("/kick bob")).empty());
-  CHECK(s.submit(typed("/ban carol *")).empty());
+  CHECK(s.submit(request_of("/join den pw", noon)).empty());
+  CHECK(s.submit(request_of("/kick bob", noon)).empty());
+  CHECK(s.submit(request_of("/ban carol *", noon)).empty());
   // The kick waits: until the join's reply, "this room" is not known.
   CHECK(sends(s) == std::vector<std::string>{R"({"action":"join","room":"den","password":"pw"})"});
   s.received(obj(R"({"response":200,"time":1,"room":"#den"})"), noon);

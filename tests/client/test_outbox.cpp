@@ -1,6 +1,7 @@
 // The client shows only what the server confirmed: one's own messages appear on their 200/202,
 // refusals name the text, a 429 is sent again in order after retry_after, long texts go as
 // several messages.
+#include "client_test_support.hpp"
 #include "commands.hpp"
 
 #include <boost/json/parse.hpp>
@@ -16,9 +17,10 @@ using namespace std::chrono_literals;
 
 namespace {
 
-json::object obj(std::string_view text) { return json::parse(text).as_object(); }
+using jim::client::test::noon;
+using jim::client::test::obj;
+using jim::client::test::texts;
 
-constexpr std::int64_t noon = 1700000000 - 1700000000 % 86400 + 12 * 3600;
 const chat_state::clock::time_point t0{std::chrono::hours(1000)};
 
 struct utc {
@@ -28,13 +30,6 @@ struct utc {
     std::setlocale(LC_CTYPE, "C.UTF-8");
   }
 };
-
-std::vector<std::string> texts(std::vector<out_line> const& lines) {
-  std::vector<std::string> out;
-  for (auto const& l : lines) out.push_back(l.text);
-  return out;
-}
-std::vector<std::string> texts(chat_state::reaction const& r) { return texts(r.lines); }
 
 /// A chat_state for a terminal, signed in as alice in #general.
 chat_state terminal(std::size_t max_message = 4096) {

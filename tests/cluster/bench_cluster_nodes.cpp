@@ -47,10 +47,7 @@ void fanout(char const* label, jimd_process const& server) {
 }  // namespace
 
 TEST_CASE("Benchmark: fan-out R=1000, embedded jimd and a cluster node", "[.bench][cluster]") {
-  if (nats_server_program().empty()) {
-    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
-    return;
-  }
+  if (!have_nats()) return;
   raise_fd_limit();
   {
     jimd_process embedded(bench_args);
@@ -64,10 +61,7 @@ TEST_CASE("Benchmark: fan-out R=1000, embedded jimd and a cluster node", "[.benc
 }
 
 TEST_CASE("Benchmark: cross-node chat latency at 500 messages/s", "[.bench][cluster]") {
-  if (nats_server_program().empty()) {
-    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
-    return;
-  }
+  if (!have_nats()) return;
   nats_cluster nats(1);
   auto args = [&](std::string const& name) {
     auto a = bench_args;

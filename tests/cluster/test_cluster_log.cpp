@@ -5,9 +5,9 @@
 
 #include "cluster/event_log.hpp"
 #include "jim/protocol.hpp"
+#include "io_thread.hpp"
 #include "nats_harness.hpp"
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <catch2/catch.hpp>
@@ -31,7 +31,7 @@ using jim::test::nats_cluster;
 class toy_node {
  public:
   toy_node(std::string const& url, std::string name)
-      : stream_(ioc_, [&] {
+      : stream_(io_.context(), [&] {
           nats_settings s;
           s.urls = {url};
           s.node = std::move(name);
@@ -41,22 +41,16 @@ class toy_node {
         }()),
         log_(stream_, [this](store::event const& e, std::uint64_t) { apply(e); }) {
     const auto last = stream_.open();
-    thread_ = std::thread([this] { ioc_.run(); });
+    io_.start();
     call([this, last] { log_.start(0, last, [this] { ready_ = true; }); });
   }
   ~toy_node() {
     call([this] { stream_.close(); });
-    work_.reset();
-    ioc_.stop();
-    thread_.join();
+    io_.stop();
   }
   template <class F>
   auto call(F f) -> decltype(f()) {
-    std::packaged_task<decltype(f())()> task(std::move(f));
-    auto fut = task.get_future();
-    asio::post(ioc_, [&task] { task(); });
-    if (fut.wait_for(20s) != std::future_status::ready) throw std::runtime_error("call timed out");
-    return fut.get();
+    return io_.call(std::move(f));
   }
   /// Proposes registering `name`; the answer (201/409/503) lands in answers().
   void propose(std::string const& name) {
@@ -92,26 +86,16 @@ class toy_node {
     return true;
   }
 
-  asio::io_context ioc_{1};
-  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(ioc_);
+  jim::test::io_thread io_;  ///< first: stopped (in the destructor) before the rest goes
   nats_stream stream_;
   jim::server::cluster::event_log log_;
-  std::thread thread_;
   std::set<std::string> names_;
   std::vector<std::string> order_;
   std::vector<std::pair<std::string, int>> answers_;
   bool ready_ = false;
 };
 
-template <class P>
-bool eventually(P pred, std::chrono::milliseconds bound = 30s) {
-  const auto deadline = std::chrono::steady_clock::now() + bound;
-  for (;;) {
-    if (pred()) return true;
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-}
+using jim::test::eventually;
 
 }  // namespace
 
@@ -119,10 +103,7 @@ TEST_CASE("cluster event_log: the same name proposed on two nodes at once, 50 ti
           "one 201 each time, both nodes hold the same names in the same order, and a late node "
           "catches up before it is ready",
           "[cluster][nats]") {
-  if (jim::test::nats_server_program().empty()) {
-    WARN("nats-server is not installed: test skipped");
-    return;
-  }
+  if (!jim::test::have_nats()) return;
   nats_cluster nats(3);
   toy_node a(nats.url(0), "a");
   toy_node b(nats.url(1), "b");

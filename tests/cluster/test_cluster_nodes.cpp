@@ -115,10 +115,7 @@ bool strictly_increasing(std::vector<std::uint64_t> const& ids) {
 }  // namespace
 
 TEST_CASE("Three nodes on three NATS servers chat as one jimd", "[cluster][nodes]") {
-  if (nats_server_program().empty()) {
-    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
-    return;
-  }
+  if (!have_nats()) return;
   nats_cluster nats(3);
   auto a = node(nats, "a");
   auto b = node(nats, "b");
@@ -296,10 +293,7 @@ TEST_CASE("Three nodes on three NATS servers chat as one jimd", "[cluster][nodes
 }
 
 TEST_CASE("The same name registered on two nodes at once: one 201, one 409", "[cluster][nodes]") {
-  if (nats_server_program().empty()) {
-    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
-    return;
-  }
+  if (!have_nats()) return;
   nats_cluster nats(1);
   // 100 password hashes at once on nice'd hashing threads: on a loaded machine (the TSan run
   // beside other builds, load ~16 on 2 cores) some waited more than the default 10 s
@@ -341,10 +335,7 @@ TEST_CASE("The same name registered on two nodes at once: one 201, one 409", "[c
 
 TEST_CASE("A node killed with SIGKILL loses nothing acknowledged, new and restarted nodes catch up",
           "[cluster][nodes]") {
-  if (nats_server_program().empty()) {
-    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
-    return;
-  }
+  if (!have_nats()) return;
   nats_cluster nats(1);
   temp_dir dir_b;
   auto a = node(nats, "a");
@@ -420,10 +411,7 @@ TEST_CASE("A node killed with SIGKILL loses nothing acknowledged, new and restar
 }
 
 TEST_CASE("Signing in on another node takes the connection over", "[cluster][nodes]") {
-  if (nats_server_program().empty()) {
-    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
-    return;
-  }
+  if (!have_nats()) return;
   nats_cluster nats(1);
   auto a = node(nats, "a");
   auto b = node(nats, "b");
@@ -461,10 +449,7 @@ bool no_notice_before(client& c, std::string const& text) {
 
 TEST_CASE("Two live nodes under one --node-name: each logs an error naming the name",
           "[cluster][nodes][devices]") {
-  if (nats_server_program().empty()) {
-    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
-    return;
-  }
+  if (!have_nats()) return;
   nats_cluster nats(1);
   auto first = node(nats, "twin");
   auto second = node(nats, "twin");
@@ -480,10 +465,7 @@ TEST_CASE("Two live nodes under one --node-name: each logs an error naming the n
 
 TEST_CASE("With --max-sessions 2 an account's devices are counted on every node, the oldest goes",
           "[cluster][nodes][devices]") {
-  if (nats_server_program().empty()) {
-    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
-    return;
-  }
+  if (!have_nats()) return;
   nats_cluster nats(1);
   const std::vector<std::string> two{"--max-sessions", "2"};
   auto a = node(nats, "a", {}, 0, two);
@@ -595,10 +577,7 @@ json::object post_until_ok(client& c, std::string const& text, std::chrono::mill
 
 TEST_CASE("One of three NATS servers killed while users post: nothing acknowledged is lost",
           "[cluster][nodes]") {
-  if (nats_server_program().empty()) {
-    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
-    return;
-  }
+  if (!have_nats()) return;
   nats_cluster nats(3);
   // Node i connects to server i first: killing server 0 cuts node a off its server (a
   // reconnects to server 1 or 2), and the stream may lose its leader (re-elected).
@@ -684,10 +663,7 @@ TEST_CASE("One of three NATS servers killed while users post: nothing acknowledg
 
 TEST_CASE("A node whose only NATS server is gone answers changes 503, serves reads, recovers",
           "[cluster][nodes]") {
-  if (nats_server_program().empty()) {
-    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
-    return;
-  }
+  if (!have_nats()) return;
   nats_cluster nats(1);
   auto a = node(nats, "a");
   auto alice = sign_up(a->port(), "alice");
@@ -754,10 +730,7 @@ TEST_CASE("A node whose only NATS server is gone answers changes 503, serves rea
 TEST_CASE("Edit and delete and a scheduled message and a contact and a room ban made on one "
           "node are the same on another and after its crash and restart",
           "[cluster][nodes]") {
-  if (nats_server_program().empty()) {
-    WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
-    return;
-  }
+  if (!have_nats()) return;
   nats_cluster nats(1);
   temp_dir dir_b;
   auto a = node(nats, "a");

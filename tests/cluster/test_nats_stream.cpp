@@ -4,9 +4,9 @@
 // ThreadSanitizer sees the NATS client's threads hand everything over by post.
 
 #include "cluster/nats_stream.hpp"
+#include "io_thread.hpp"
 #include "nats_harness.hpp"
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <catch2/catch.hpp>
@@ -24,6 +24,7 @@ using namespace std::chrono_literals;
 using jim::server::cluster::nats_settings;
 using jim::server::cluster::nats_stream;
 using jim::server::cluster::stream_entry;
+using jim::test::have_nats;
 using jim::test::nats_cluster;
 
 /// One consumer/publisher with its own I/O thread. Everything it records is touched on that
@@ -33,25 +34,19 @@ class node {
   /// `tweak` changes the settings before the stream is made (shorter deadlines).
   node(std::string const& urls, std::string name, int replicas, std::string stream = "T",
        std::function<void(nats_settings&)> const& tweak = {})
-      : stream_(ioc_, settings(urls, std::move(name), replicas, std::move(stream), tweak)) {
+      : stream_(io_.context(), settings(urls, std::move(name), replicas, std::move(stream), tweak)) {
     last_at_open_ = stream_.open();
-    thread_ = std::thread([this] { ioc_.run(); });
+    io_.start();
   }
   ~node() {
     call([this] { stream_.close(); });
-    work_.reset();
-    ioc_.stop();
-    thread_.join();
+    io_.stop();
   }
 
   /// Runs `f` on the node's I/O thread and returns its result (bounded wait).
   template <class F>
   auto call(F f) -> decltype(f()) {
-    std::packaged_task<decltype(f())()> task(std::move(f));
-    auto fut = task.get_future();
-    asio::post(ioc_, [&task] { task(); });
-    if (fut.wait_for(20s) != std::future_status::ready) throw std::runtime_error("call timed out");
-    return fut.get();
+    return io_.call(std::move(f));
   }
 
   void consume(std::uint64_t after = 0) {
@@ -106,32 +101,14 @@ class node {
     return s;
   }
 
-  asio::io_context ioc_{1};
-  asio::executor_work_guard<asio::io_context::executor_type> work_ =
-      asio::make_work_guard(ioc_);
+  jim::test::io_thread io_;  ///< first: stopped (in the destructor) before the rest goes
   nats_stream stream_;
   std::uint64_t last_at_open_ = 0;
-  std::thread thread_;
   std::vector<stream_entry> seen_;
   std::vector<std::pair<std::string, std::optional<std::uint64_t>>> acks_;
 };
 
-/// Polls `pred` (on the test thread) until it holds or `bound` passes.
-template <class P>
-bool eventually(P pred, std::chrono::milliseconds bound = 30s) {
-  const auto deadline = std::chrono::steady_clock::now() + bound;
-  for (;;) {
-    if (pred()) return true;
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-}
-
-bool have_nats() {
-  if (!jim::test::nats_server_program().empty()) return true;
-  WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
-  return false;
-}
+using jim::test::eventually;
 
 }  // namespace
 

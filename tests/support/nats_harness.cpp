@@ -1,5 +1,7 @@
 #include "nats_harness.hpp"
 
+#include <catch2/catch.hpp>
+
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstdlib>
@@ -60,6 +62,12 @@ fs::path nats_server_program() {
   for (char const* p : {"/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"})
     if (::access(p, X_OK) == 0) return p;
   return {};
+}
+
+bool have_nats() {
+  if (!nats_server_program().empty()) return true;
+  WARN("nats-server is not installed (scripts/install-deps.sh installs it): test skipped");
+  return false;
 }
 
 nats_cluster& shared_nats_server() {

@@ -17,6 +17,9 @@ namespace jim::test {
 
 /// The nats-server program, or an empty path when it is not installed (tests then skip).
 std::filesystem::path nats_server_program();
+/// Whether nats-server is installed; when it is not, WARNs (Catch) that the calling test is
+/// skipped: `if (!have_nats()) return;` first in a test that needs NATS.
+bool have_nats();
 
 class nats_cluster;
 /// One JetStream server (nats_cluster(1)) for the whole test process, started at the first

@@ -96,19 +96,6 @@ awaitable<void> answer_http(Stream& stream, beast::flat_buffer& buffer, refusal 
   co_await http::async_write(stream, res, nothrow);
 }
 
-/// Ends our direction, then discards what the peer still sends until it closes (the caller's
-/// deadline bounds it): closing with unread input would reset the connection, and the peer
-/// could lose the answer before reading it.
-awaitable<void> drain(tcp::socket& socket) {
-  boost::system::error_code ignored;
-  socket.shutdown(tcp::socket::shutdown_send, ignored);
-  std::array<char, 1024> sink;
-  for (;;) {
-    auto [ec, n] = co_await socket.async_read_some(asio::buffer(sink), nothrow);
-    if (ec) break;
-  }
-}
-
 /// Counts one refusal in flight for as long as it lives.
 class in_flight_guard {
  public:
@@ -122,6 +109,16 @@ class in_flight_guard {
 };
 
 }  // namespace
+
+awaitable<void> drain(tcp::socket& socket) {
+  boost::system::error_code ignored;
+  socket.shutdown(tcp::socket::shutdown_send, ignored);
+  std::array<char, 1024> sink;
+  for (;;) {
+    auto [ec, n] = co_await socket.async_read_some(asio::buffer(sink), nothrow);
+    if (ec) break;
+  }
+}
 
 awaitable<void> refuser::refuse(tcp::socket socket, refusal r, bool http) {
   const std::string frame = frame_of(r);

@@ -39,6 +39,11 @@ inline constexpr std::chrono::seconds refusal_bound{5};
 /// send nothing) before it gets the plaintext frame.
 inline constexpr std::chrono::milliseconds first_bytes_wait{1000};
 
+/// Ends our direction of `socket`, then reads and drops what the peer still sends until it
+/// closes (or the socket is closed: the caller's deadline bounds it). Closing with unread input
+/// would reset the connection, and the peer could lose a refusal before reading it.
+boost::asio::awaitable<void> drain(boost::asio::ip::tcp::socket& socket);
+
 /// Refuses connections, each with its refusal as the client expects it:
 /// - JIM port: the reply frame `{"response":503|429,...}`; over TLS (after the handshake) when
 ///   the client starts one, in plaintext otherwise; then the close.

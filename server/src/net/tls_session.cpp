@@ -1,6 +1,7 @@
 #include "net/tls_session.hpp"
 
 #include "logging.hpp"
+#include "net/refuse.hpp"
 #include "net/tls.hpp"
 #include "options.hpp"
 #include "session.hpp"
@@ -17,7 +18,6 @@
 #include <boost/beast/core/detect_ssl.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 
-#include <array>
 #include <cstring>
 #include <memory>
 #include <utility>
@@ -211,16 +211,9 @@ awaitable<void> refuse_plaintext(tcp::socket& socket, deadline& limit) {
   const std::string line = tls_required_frame();
   limit.arm(socket, refusal_timeout);
   auto [ec, n] = co_await asio::async_write(socket, asio::buffer(line), nothrow);
-  boost::system::error_code ignored;
-  if (!ec) {
-    socket.shutdown(tcp::socket::shutdown_send, ignored);
-    std::array<char, 1024> sink;
-    for (;;) {
-      auto [rec, rn] = co_await socket.async_read_some(asio::buffer(sink), nothrow);
-      if (rec) break;
-    }
-  }
+  if (!ec) co_await drain(socket);
   limit.disarm();
+  boost::system::error_code ignored;
   socket.close(ignored);
 }
 

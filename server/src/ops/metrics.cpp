@@ -1,6 +1,7 @@
 #include "ops/metrics.hpp"
 
 #include "options.hpp"
+#include "text.hpp"
 
 #include <boost/system/error_code.hpp>
 
@@ -80,6 +81,10 @@ namespace {
 
 constexpr std::array<std::string_view, transport_count> transport_names{"tcp", "tls", "websocket",
                                                                         "websocket_tls"};
+/// The label of transport `i` (enum transport): `transport="tls"`.
+std::string transport_label(std::size_t i) {
+  return "transport=\"" + std::string(transport_names[i]) + "\"";
+}
 /// The protocol's error codes (jim/protocol.hpp): always shown, 0 until they happen.
 constexpr std::array<int, 10> known_errors{400, 401, 402, 403, 404, 409, 413, 429, 500, 503};
 
@@ -114,6 +119,11 @@ class writer {
               std::uint64_t v) {
     family(name, type, help);
     sample(name, {}, v);
+  }
+  /// A gauge family of one sample that may be negative.
+  void gauge(std::string_view name, std::string_view help, std::int64_t v) {
+    family(name, "gauge", help);
+    sample_signed(name, {}, v);
   }
   template <bool Shared>
   void hist(std::string_view name, std::string_view help, basic_histogram<Shared> const& h) {
@@ -150,13 +160,11 @@ std::string metrics::render(scrape_state const& st) const {
   w.family("jimd_connections", "gauge",
            "Open client connections by transport (tcp, tls: JIM lines; websocket, websocket_tls).");
   for (std::size_t i = 0; i < transport_count; ++i)
-    w.sample_signed("jimd_connections", "transport=\"" + std::string(transport_names[i]) + "\"",
-                    connections[i].get());
+    w.sample_signed("jimd_connections", transport_label(i), connections[i].get());
   w.family("jimd_connections_accepted_total", "counter",
            "Client connections opened since start, by transport.");
   for (std::size_t i = 0; i < transport_count; ++i)
-    w.sample("jimd_connections_accepted_total",
-             "transport=\"" + std::string(transport_names[i]) + "\"", connections_accepted[i].get());
+    w.sample("jimd_connections_accepted_total", transport_label(i), connections_accepted[i].get());
 
   w.scalar("jimd_connections_pending", "gauge",
            "Connections counted toward --max-clients that are not sessions yet: HTTP requests "
@@ -191,32 +199,32 @@ std::string metrics::render(scrape_state const& st) const {
   w.scalar("jimd_sign_ins_failed_total", "counter", "Sign-ins refused for a wrong password.",
            sign_ins_failed.get());
 
-  w.family("jimd_hashing_queue_length", "gauge",
-           "Password hashes (sign-ins, registrations, room passwords) waiting for a hashing thread.");
-  w.sample_signed("jimd_hashing_queue_length", {}, hashing_queued.get());
+  w.gauge("jimd_hashing_queue_length",
+          "Password hashes (sign-ins, registrations, room passwords) waiting for a hashing thread.",
+          hashing_queued.get());
   w.hist("jimd_hashing_wait_seconds", "Time a password hash waited for a hashing thread.",
          hashing_wait);
 
-  w.family("jimd_journal_segment_bytes", "gauge",
-           "Bytes of the journal segment being appended to (a new one starts at each snapshot).");
-  w.sample_signed("jimd_journal_segment_bytes", {}, journal_bytes.get());
+  w.gauge("jimd_journal_segment_bytes",
+          "Bytes of the journal segment being appended to (a new one starts at each snapshot).",
+          journal_bytes.get());
   w.scalar("jimd_journal_records_total", "counter", "Journal records stored.",
            journal_records.get());
   w.hist("jimd_journal_write_seconds",
          "Time to write one batch of journal records (with fdatasync under --fsync always).",
          journal_write);
-  w.family("jimd_storage_failing", "gauge",
-           "1 while the journal cannot store changes (they are refused with 503), else 0.");
-  w.sample_signed("jimd_storage_failing", {}, storage_failing.get());
+  w.gauge("jimd_storage_failing",
+          "1 while the journal cannot store changes (they are refused with 503), else 0.",
+          storage_failing.get());
   w.scalar("jimd_journal_write_failures_total", "counter",
            "Journal batches that could not be stored.", storage_failures.get());
 
   w.scalar("jimd_snapshots_total", "counter", "Snapshots saved.", snapshots.get());
   w.scalar("jimd_snapshot_failures_total", "counter", "Snapshots that could not be saved.",
            snapshot_failures.get());
-  w.family("jimd_snapshot_bytes", "gauge",
-           "Size of the last snapshot saved (since start: of the snapshot loaded, 0 if none).");
-  w.sample_signed("jimd_snapshot_bytes", {}, snapshot_bytes.get());
+  w.gauge("jimd_snapshot_bytes",
+          "Size of the last snapshot saved (since start: of the snapshot loaded, 0 if none).",
+          snapshot_bytes.get());
   w.family("jimd_snapshot_duration_seconds", "gauge",
            "Capture and write time of the last snapshot saved (snapshot thread); no sample "
            "until this process has saved one.");
@@ -235,19 +243,10 @@ std::string metrics::render(scrape_state const& st) const {
 
 // --- --metrics-allow ------------------------------------------------------------------------
 
-namespace {
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-}  // namespace
-
 std::optional<cidr_list> cidr_list::parse(std::string_view text, std::string& error) {
   cidr_list list;
-  for (;;) {
-    const auto comma = text.find(',');
-    const std::string item(trim(text.substr(0, comma)));
+  for (auto const trimmed : comma_items(text)) {
+    const std::string item(trimmed);
     if (item.empty()) {
       error = "an empty network in the list";
       return std::nullopt;
@@ -271,8 +270,6 @@ std::optional<cidr_list> cidr_list::parse(std::string_view text, std::string& er
       }
       list.v6_.push_back(n.canonical());
     }
-    if (comma == std::string_view::npos) break;
-    text.remove_prefix(comma + 1);
   }
   return list;
 }
