@@ -1,7 +1,6 @@
 #include "jim/framing.hpp"
 
 #include <algorithm>
-#include <cstdio>
 #include <string>
 
 namespace jim::proto {
@@ -32,18 +31,19 @@ constexpr std::size_t parse_piece = 4096 - 64;
 std::string parse_error(boost::system::error_code const& ec, std::size_t at, int byte) {
   std::string text = "invalid JSON: " + ec.message();
   if (ec != json::error::syntax || byte < 0) return text;
-  text += " at byte " + std::to_string(at);
-  if (byte >= 0x80) {
-    char hex[8];
-    std::snprintf(hex, sizeof hex, "0x%02X", byte);
-    text += std::string(" (") + hex + ": invalid UTF-8, or a non-ASCII character outside a string)";
-  } else if (byte >= 0x20 && byte < 0x7f) {
-    text += std::string(" ('") + static_cast<char>(byte) + "')";
+  text += " at byte " + std::to_string(at) + " (";
+  if (byte >= 0x20 && byte < 0x7f) {
+    text += '\'';
+    text += static_cast<char>(byte);
+    text += '\'';
   } else {
-    char hex[8];
-    std::snprintf(hex, sizeof hex, "0x%02X", byte);
-    text += std::string(" (") + hex + ")";
+    constexpr char digits[] = "0123456789ABCDEF";
+    text += "0x";
+    text += digits[(byte >> 4) & 0xf];
+    text += digits[byte & 0xf];
+    if (byte >= 0x80) text += ": invalid UTF-8, or a non-ASCII character outside a string";
   }
+  text += ')';
   return text;
 }
 }  // namespace
