@@ -2275,7 +2275,9 @@ TEST_CASE("After Ctrl-Z and fg the terminal is in editing mode again", "[integra
   REQUIRE(t.wait_for("#general> "));
   t.type("abc");
   REQUIRE(t.wait_for("#general> abc"));
-  REQUIRE(kill(t.pid(), SIGTSTP) == 0);
+  // SIGSTOP: jim leads its own session here (forkpty), an orphaned process group, where the
+  // kernel discards SIGTSTP; the stop and the SIGCONT after it are the same for jim.
+  REQUIRE(kill(t.pid(), SIGSTOP) == 0);
   int status = 0;
   REQUIRE(waitpid(t.pid(), &status, WUNTRACED) == t.pid());
   REQUIRE(WIFSTOPPED(status));
