@@ -543,8 +543,14 @@ std::string clock_time(std::int64_t when, std::int64_t now) {
   localtime_r(&n, &tn);
   const bool same_day = tw.tm_year == tn.tm_year && tw.tm_yday == tn.tm_yday;
   char buf[32];
-  const auto len = std::strftime(buf, sizeof buf, same_day ? "%H:%M" : "%Y-%m-%d %H:%M", &tw);
-  return std::string(buf, len);
+  // Not today: the day too, with the weekday (within the week /at allows, the day a person
+  // thinks in), and the year when it is not this year's.
+  if (same_day) return std::string(buf, std::strftime(buf, sizeof buf, "%H:%M", &tw));
+  std::string day(buf, std::strftime(buf, sizeof buf, "%a ", &tw));
+  day += std::to_string(tw.tm_mday);  // not padded
+  const auto len = tw.tm_year == tn.tm_year ? std::strftime(buf, sizeof buf, " %b %H:%M", &tw)
+                                            : std::strftime(buf, sizeof buf, " %b %Y %H:%M", &tw);
+  return day + std::string(buf, len);
 }
 
 namespace {

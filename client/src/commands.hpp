@@ -125,8 +125,8 @@ std::size_t count_frames(std::string_view line);
 /// The command summary printed by `/help`, one command per line.
 std::string_view help_text();
 
-/// `HH:MM` in local time, or `YYYY-MM-DD HH:MM` when `when` is not on the same local day as
-/// `now` (both unix seconds).
+/// `HH:MM` in local time when `when` is on the same local day as `now` (both unix seconds),
+/// else with the day (`Wed 2 Dec 18:30`), and the year when not this year's (`Wed 2 Dec 2025 18:30`).
 std::string clock_time(std::int64_t when, std::int64_t now);
 
 /// How chat_state shows and sends messages.

@@ -3,6 +3,7 @@
 #include "text.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -59,7 +60,8 @@ int saved_stdin_flags = -1;
 // - A repeat count has at most max_count_keys keys (read_key()): libedit's counts
 //   (em-universal-argument multiplies by 4, ed-argument-digit and vi counts add digits, up to
 //   ten million) are chains of keys read within one command -- the key that starts the count
-//   again or digits -- and a longer chain is abandoned (abandon_command()). So one command
+//   again or digits -- and a longer chain is abandoned (abandon_command()) with the digits
+//   that follow it (skipping_count: the next other key runs once, uncounted). So one command
 //   inserts at most a million characters (a vi count of six digits; 99999 after
 //   em-universal-argument; 4^6) before the cut, and memory stays bounded. Other commands that
 //   read many keys (Ctrl-R's incremental search, vi's `/`) are not counts and not limited.
@@ -83,6 +85,20 @@ struct key_reading {
   bool dropped = false;      ///< a key was dropped (the line is full)
 };
 key_reading reading;
+/// A repeat count was too long (see max_count_keys): the digits that follow it are dropped
+/// too, up to the first other key (which runs once, without a count).
+bool skipping_count = false;
+
+/// Writes to stdout (stdio's buffer).
+void out(std::string_view s);
+
+/// Bracketed paste (xterm's mode 2004): on while a line is edited, so that a paste comes
+/// between ESC [ 200 ~ and ESC [ 201 ~ and is inserted as typed text (a tab is a tab, not
+/// completion); off whenever the terminal is not jim's (between lines, suspended, at exit).
+constexpr char const* paste_on = "\033[?2004h";
+constexpr char const* paste_off = "\033[?2004l";
+/// Within a bracketed paste.
+bool pasting = false;
 
 /// libedit's key reader (EL_GETCFN), in place of its own read_char(): reads one character
 /// (UTF-8, decoded as libedit does: an invalid byte is dropped) from stdin. At the start of a
@@ -138,6 +154,10 @@ int read_key(EditLine* /*el*/, wchar_t* wc) {
         got = true;
         break;
       }
+    }
+    if (reading.at_start && skipping_count) {
+      if (ch >= L'0' && ch <= L'9') continue;  // the rest of a count that was dropped
+      skipping_count = false;
     }
     if (reading.at_start && reading.drop_printable && std::iswprint(static_cast<wint_t>(ch))) {
       reading.dropped = true;
@@ -275,8 +295,22 @@ unsigned char on_ctrl_d(EditLine* el, int) {
   return CC_REFRESH;
 }
 
+/// ESC [ 200 ~ and ESC [ 201 ~: the start and the end of a bracketed paste.
+unsigned char on_paste_start(EditLine*, int) {
+  pasting = true;
+  return CC_NORM;
+}
+unsigned char on_paste_end(EditLine*, int) {
+  pasting = false;
+  return CC_NORM;
+}
+
 /// Ctrl-Z: suspends jim (the terminal's own suspend key is off while a line is edited).
-unsigned char on_suspend(EditLine*, int) {
+unsigned char on_suspend(EditLine* el, int) {
+  // The shell gets the terminal as jim found it; console::redraw() (SIGCONT) makes it raw again.
+  out(paste_off);
+  std::fflush(stdout);
+  el_set(el, EL_PREP_TERM, 0);
   ::kill(0, SIGTSTP);
   return CC_NORM;
 }
@@ -335,9 +369,52 @@ class echo_off {
 }  // namespace
 
 namespace {
-/// Our own handle on stdin (Asio closes what it owns); /dev/null when stdin is closed.
+/// Gives stdout and stderr, where they are a terminal, a file description of their own (the
+/// terminal opened again by name, blocking): the one they share with stdin and with the shell
+/// may be made non-blocking by anyone who shares it, and a write to a terminal that drains
+/// slowly (ssh, a paused terminal) then fails with EAGAIN and the text is lost. A blocking
+/// write waits instead (back-pressure). Nothing to restore at exit: only jim's descriptors
+/// change. Left as they are when the terminal cannot be opened by name.
+void own_terminal_output() {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  int fd = -1;
+  dev_t dev{};
+  for (int target : {STDOUT_FILENO, STDERR_FILENO}) {
+    struct stat st{};
+    if (!::isatty(target) || ::fstat(target, &st) != 0) continue;
+    if (fd < 0) {
+      char const* name = ::ttyname(target);
+      if (!name) continue;
+      fd = ::open(name, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+      if (fd < 0) continue;
+      struct stat mine{};
+      if (::fstat(fd, &mine) != 0 || mine.st_rdev != st.st_rdev) {
+        ::close(fd);
+        fd = -1;
+        continue;
+      }
+      dev = mine.st_rdev;
+    }
+    if (st.st_rdev == dev) ::dup2(fd, target);  // dup2 clears O_CLOEXEC on `target`
+  }
+  if (fd >= 0) ::close(fd);
+}
+
+/// Our own handle on stdin for Asio to wait on (Asio closes what it owns); /dev/null when
+/// stdin is closed. Asio makes a descriptor non-blocking at its first wait (Boost 1.81:
+/// reactive_descriptor_service::start_op() sets FIONBIO, even for async_wait()), and a dup()
+/// shares the file description, and so its O_NONBLOCK, with stdout, stderr and the shell:
+/// a terminal or a pipe is opened again (/proc/self/fd/0: a description of jim's own, opened
+/// non-blocking, so that a FIFO without a writer does not block the open). Only a file or a
+/// socket is dup()ed (non-blocking changes nothing for a file; a socket is not a terminal).
 int own_stdin() {
-  const int fd = ::dup(STDIN_FILENO);
+  struct stat st{};
+  if (::fstat(STDIN_FILENO, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode))) {
+    const int own = ::open("/proc/self/fd/0", O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    if (own >= 0) return own;
+  }
+  const int fd = ::fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0);
   return fd >= 0 ? fd : ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 }  // namespace
@@ -346,6 +423,7 @@ console::console(asio::any_io_executor ex, bool interactive, bool colour)
     : in_(ex, own_stdin()), interactive_(interactive), colour_(colour) {
   active = this;
   saved_stdin_flags = fcntl(STDIN_FILENO, F_GETFL);
+  own_terminal_output();
   if (!interactive_) return;
   el_ = el_init("jim", stdin, stdout, stderr);  // "jim" selects `jim:` lines of ~/.editrc
   hist_ = history_init();
@@ -371,6 +449,10 @@ console::console(asio::any_io_executor ex, bool interactive, bool colour)
   el_wset(el_, EL_ADDFN, L"jim-suspend", L"suspend jim", &on_suspend);
   el_set(el_, EL_BIND, "^Z", "jim-suspend", nullptr);
   el_set(el_, EL_BIND, "^R", "em-inc-search-prev", nullptr);
+  el_wset(el_, EL_ADDFN, L"jim-paste-start", L"start of a bracketed paste", &on_paste_start);
+  el_set(el_, EL_BIND, "\\e[200~", "jim-paste-start", nullptr);
+  el_wset(el_, EL_ADDFN, L"jim-paste-end", L"end of a bracketed paste", &on_paste_end);
+  el_set(el_, EL_BIND, "\\e[201~", "jim-paste-end", nullptr);
   for (auto const* home : {"\\e[1~", "\\e[7~", "\\e[H"}) el_set(el_, EL_BIND, home, "ed-move-to-beg", nullptr);
   for (auto const* end : {"\\e[4~", "\\e[8~", "\\e[F"}) el_set(el_, EL_BIND, end, "ed-move-to-end", nullptr);
   el_set(el_, EL_BIND, "\\e[3~", "ed-delete-next-char", nullptr);
@@ -396,8 +478,8 @@ console::~console() {
     kept_editor = el_;
   }
   if (hist_) history_end(hist_);
-  // Reading a pipe or a terminal through Asio makes it non-blocking, and the file description
-  // is shared with whoever started us: give it back as it was.
+  // stdin's file description is shared with whoever started us; Asio may have made it
+  // non-blocking when it could not be opened again (see own_stdin()): give it back as it was.
   if (saved_stdin_flags >= 0) fcntl(STDIN_FILENO, F_SETFL, saved_stdin_flags);
   active = nullptr;
 }
@@ -411,6 +493,10 @@ unsigned char console::on_tab(EditLine* el, int) {
   const LineInfoW* li = el_wline(el);
   wchar_t const* start = li->cursor;
   while (start > li->buffer && start[-1] != L' ' && start[-1] != L'\t') --start;
+  if (pasting) {  // a pasted tab is text
+    el_winsertstr(el, L"\t");
+    return CC_REFRESH;
+  }
   if (!active) return CC_ERROR;
   console& c = *active;
   const std::string word = encode(start, li->cursor);
@@ -475,10 +561,22 @@ awaitable<std::optional<std::string>> console::ask(std::string prompt, bool secr
     if (answer.back() == '\n') break;
   }
   while (!answer.empty() && (answer.back() == '\n' || answer.back() == '\r')) answer.pop_back();
-  co_return answer;
+  co_return valid_utf8(answer);
 }
 
 awaitable<std::optional<std::string>> console::read_line() {
+  // Every line jim is given, typed or read, goes through here: it leaves as valid UTF-8.
+  auto line = co_await read_any_line();
+  if (line) {
+    bool replaced = false;
+    *line = valid_utf8(*line, &replaced);
+    if (replaced)
+      show({tone::error, "! the line had bytes that are not UTF-8: each invalid sequence became \xEF\xBF\xBD (U+FFFD)"});
+  }
+  co_return line;
+}
+
+awaitable<std::optional<std::string>> console::read_any_line() {
   if (!interactive_ || !editing_) co_return co_await read_plain();
   bool more = false;
   for (;;) {
@@ -523,6 +621,7 @@ bool console::drain() {
       return false;
     }
     if (reading.too_many) {
+      skipping_count = true;
       abandon_command();
       continue;
     }
@@ -617,6 +716,7 @@ void console::finish_line(wchar_t const* line, std::size_t chars, std::size_t cu
   }
   installed_ = false;
   el_set(el_, EL_UNBUFFERED, 0);  // the terminal as it was, until the next line
+  out(paste_off);
   if (!text.empty()) {
     HistEvent ev;
     history(hist_, &ev, H_ENTER, for_history(text).c_str());
@@ -630,6 +730,7 @@ void console::end_of_input() {
   if (installed_) {
     el_set(el_, EL_UNBUFFERED, 0);
     installed_ = false;
+    out(paste_off);
     out("\r\033[J");
     std::fflush(stdout);
   }
@@ -647,13 +748,24 @@ awaitable<std::optional<std::string>> console::read_plain() {
       if (pending_.empty()) co_return std::nullopt;
       co_return std::exchange(pending_, {});  // a last line without its newline
     }
-    char buf[4096];
-    auto [ec, n] = co_await in_.async_read_some(asio::buffer(buf), nothrow);
-    if (ec) {
+    // Readiness, then a plain read (which then does not block): stdin is never made
+    // non-blocking, as async_read_some() would do. Its file description is shared with
+    // stdout and stderr when they are the same terminal, and with whoever started jim: a
+    // non-blocking stdout loses output when the terminal drains slowly (EAGAIN). A regular
+    // file cannot be waited for (epoll: operation_not_supported); reading it does not block.
+    auto [ec] = co_await in_.async_wait(asio::posix::descriptor_base::wait_read, nothrow);
+    if (ec && ec != asio::error::operation_not_supported) {
       eof_ = true;
       continue;
     }
-    pending_.append(buf, n);
+    char buf[4096];
+    const ssize_t n = ::read(in_.native_handle(), buf, sizeof buf);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) {
+      eof_ = true;
+      continue;
+    }
+    pending_.append(buf, static_cast<std::size_t>(n));
     for (auto nl = pending_.find('\n'); nl != std::string::npos; nl = pending_.find('\n')) {
       std::string line = pending_.substr(0, nl);
       pending_.erase(0, nl + 1);
@@ -665,6 +777,7 @@ awaitable<std::optional<std::string>> console::read_plain() {
 
 void console::install() {
   // Unbuffered mode: raw terminal, an empty line, the prompt drawn.
+  out(paste_on);  // before the prompt: nothing comes between it and the typed text
   el_set(el_, EL_UNBUFFERED, 1);
   installed_ = true;
   full_ = false;
@@ -779,6 +892,14 @@ void console::resized() {
 
 void console::redraw() {
   if (!installed_) return;
+  // Back from a stop (Ctrl-Z, or SIGTSTP from elsewhere) the terminal is in whatever mode the
+  // shell left it (cooked: icanon echo). libedit still believes it is raw, so its
+  // tty_rawmode() (EL_PREP_TERM 1) would do nothing: first back to "cooked" in its books
+  // (EL_PREP_TERM 0 sets the modes jim started with), then raw again from what is there now.
+  el_set(el_, EL_PREP_TERM, 0);
+  el_set(el_, EL_PREP_TERM, 1);
+  pasting = false;
+  out(paste_on);
   out("\r\033[J");
   el_set(el_, EL_REFRESH);
   std::fflush(stdout);
@@ -827,6 +948,7 @@ void console::stop_editing() {
   if (!installed_) return;
   clear_input();
   el_set(el_, EL_UNBUFFERED, 0);
+  out(paste_off);
   installed_ = false;
   std::fflush(stdout);
 }

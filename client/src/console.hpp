@@ -52,7 +52,8 @@ public:
   boost::asio::awaitable<std::optional<std::string>> ask(std::string prompt, bool secret);
 
   /// The next line typed (or read from stdin), without its newline; `nullopt` at end of input.
-  /// Interactive: the first call shows the prompt and starts line editing.
+  /// Interactive: the first call shows the prompt and starts line editing. Always valid UTF-8:
+  /// invalid sequences become U+FFFD, with a note (valid_utf8()).
   boost::asio::awaitable<std::optional<std::string>> read_line();
 
   /// Sets the prompt shown while editing (redrawn at once if it is on screen).
@@ -108,6 +109,7 @@ private:
   void abandon_command();
   void clear_input();
   std::string paint(out_line const& line) const;
+  boost::asio::awaitable<std::optional<std::string>> read_any_line();
   boost::asio::awaitable<std::optional<std::string>> read_plain();
   static char* prompt_of(::editline* el);
   static unsigned char on_tab(::editline* el, int key);

@@ -73,6 +73,51 @@ bool use_utf8_locale() {
   return std::setlocale(LC_CTYPE, "C.UTF-8") != nullptr && utf8();
 }
 
+std::string valid_utf8(std::string_view s, bool* replaced) {
+  std::string out;
+  out.reserve(s.size());
+  bool any = false;
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    if (b < 0x80) {
+      out += static_cast<char>(b);
+      ++i;
+      continue;
+    }
+    // The length and the range of the second byte (Unicode Table 3-7, well-formed sequences).
+    std::size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (b >= 0xC2 && b <= 0xDF) {
+      len = 2;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+      len = 3;
+      if (b == 0xE0) lo = 0xA0;
+      if (b == 0xED) hi = 0x9F;  // no surrogates
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      len = 4;
+      if (b == 0xF0) lo = 0x90;
+      if (b == 0xF4) hi = 0x8F;  // at most U+10FFFF
+    }
+    std::size_t good = len == 0 ? 0 : 1;  // bytes of a valid prefix
+    while (good > 0 && good < len && i + good < s.size()) {
+      const auto c = static_cast<unsigned char>(s[i + good]);
+      if (good == 1 ? (c < lo || c > hi) : (c < 0x80 || c > 0xBF)) break;
+      ++good;
+    }
+    if (len != 0 && good == len) {
+      out.append(s.substr(i, len));
+      i += len;
+      continue;
+    }
+    out += "\xEF\xBF\xBD";  // U+FFFD for the maximal invalid subpart
+    any = true;
+    i += good == 0 ? 1 : good;
+  }
+  if (replaced) *replaced = any;
+  return out;
+}
+
 std::string printable(std::string_view s) {
   std::string out;
   out.reserve(s.size());

@@ -17,6 +17,12 @@ namespace jim::client {
 /// Call once, first thing in main (libedit and wcwidth() read it).
 bool use_utf8_locale();
 
+/// `s` as valid UTF-8 (RFC 3629: at most U+10FFFF, no surrogates, no overlong or 5- and
+/// 6-byte forms): each maximal invalid subpart (the Unicode "substitution of maximal subparts"
+/// practice, as WHATWG's decoder does) becomes U+FFFD. `replaced`, when given, is set to
+/// whether anything was replaced. What jim sends is always valid UTF-8 (JSON requires it).
+std::string valid_utf8(std::string_view s, bool* replaced = nullptr);
+
 /// Text from the network, safe to print on one row: control characters become `^X` (tab a
 /// space), C1 controls and the bidirectional embedding, override and isolate controls
 /// (U+202A..U+202E, U+2066..U+2069: they can reorder what follows on the screen) become `?`.

@@ -301,7 +301,7 @@ TEST_CASE("Replies of /who, /away and /conversations read well", "[client][activ
                          noon)
                   .lines) ==
         std::vector<std::string>{"* private conversations (/query NAME opens one):",
-                                 "  bob (1 unread): bob (1970-01-01 00:00): psst"});
+                                 "  bob (1 unread): bob (Thu 1 Jan 1970 00:00): psst"});
 }
 
 TEST_CASE("A script (no activity view) prints every push as before", "[client][activity]") {

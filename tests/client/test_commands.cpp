@@ -101,8 +101,13 @@ TEST_CASE("Times show the clock, and the date when not today", "[client][format]
   utc tz;
   CHECK(clock_time(noon, noon) == "12:00");
   CHECK(clock_time(noon - 3600 - 60, noon) == "10:59");
-  CHECK(clock_time(noon - 86400, noon).size() == std::string("2023-11-13 12:00").size());
-  CHECK(clock_time(noon - 86400, noon).ends_with(" 12:00"));
+  // Another day: weekday, day and month (issue 16: `/scheduled` showed "at 18:30" for tomorrow's).
+  CHECK(clock_time(noon - 86400, noon) == "Mon 13 Nov 12:00");
+  CHECK(clock_time(noon + 86400 + 6 * 3600 + 1800, noon) == "Wed 15 Nov 18:30");
+  CHECK(clock_time(noon + 3600 * 11 + 60, noon) == "23:01");
+  CHECK(clock_time(noon + 3600 * 12, noon) == "Wed 15 Nov 00:00");
+  // Another year: the year too.
+  CHECK(clock_time(noon - 365 * 86400, noon) == "Mon 14 Nov 2022 12:00");
 }
 
 TEST_CASE("Messages read as name, time and text, marked private or history", "[client][format]") {

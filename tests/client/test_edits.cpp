@@ -203,7 +203,7 @@ TEST_CASE("/at schedules in the current room or the open query, /scheduled lists
                      R"(,"to":"bob","message":"tea?\nor coffee"}]})") ==
         std::vector<std::string>{"* scheduled messages (/cancel ID takes one back):",
                                  "  3  at 18:30 to #general: stand-up",
-                                 "  4  at 2023-11-15 12:01 to bob: tea? ..."});
+                                 "  4  at Wed 15 Nov 12:01 to bob: tea? ..."});
   CHECK(typed_sends(s, "/cancel 3") == R"({"action":"cancel","scheduled":3})");
   CHECK(shown(s, R"({"response":200,"time":1,"scheduled":3})") ==
         std::vector<std::string>{"* cancelled scheduled message 3"});

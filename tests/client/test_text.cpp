@@ -139,3 +139,24 @@ TEST_CASE("Tab completes commands, names and rooms", "[client][commands]") {
   CHECK(completions("/rooms ", "a", names, rooms).empty());
   CHECK(completions("", "zz", names, rooms).empty());
 }
+
+TEST_CASE("Lines jim is given leave as valid UTF-8: invalid sequences become U+FFFD", "[client][text]") {
+  const std::string r = "\xEF\xBF\xBD";
+  bool replaced = true;
+  CHECK(valid_utf8("ok é € 😀", &replaced) == "ok é € 😀");
+  CHECK_FALSE(replaced);
+  CHECK(valid_utf8("\xF4\x8F\xBF\xBF", &replaced) == "\xF4\x8F\xBF\xBF");  // U+10FFFF, the last
+  CHECK_FALSE(replaced);
+  // Issue 16: beyond U+10FFFF, the 5-byte form, a stray byte (each maximal subpart once).
+  CHECK(valid_utf8("a\xF4\x90\x80\x80z", &replaced) == "a" + r + r + r + r + "z");
+  CHECK(replaced);
+  CHECK(valid_utf8("\xF8\x88\x80\x80\x80") == r + r + r + r + r);
+  CHECK(valid_utf8("ok\xFF" "bad") == "ok" + r + "bad");
+  // Surrogates, overlong forms, a sequence cut short (its valid prefix is one subpart).
+  CHECK(valid_utf8("\xED\xA0\x80") == r + r + r);
+  CHECK(valid_utf8("\xC0\xAF") == r + r);
+  CHECK(valid_utf8("\xE0\x80\xAF") == r + r + r);
+  CHECK(valid_utf8("\xE2\x82x") == r + "x");
+  CHECK(valid_utf8("\xF0\x9F\x98") == r);
+  CHECK(valid_utf8("") == "");
+}

@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -194,6 +195,9 @@ class jim_child {
 
   std::string const& out() const { return out_text_; }
   std::string const& err() const { return err_text_; }
+  pid_t pid() const { return pid_; }
+  /// The terminal's master side (terminal children only).
+  int master() const { return out_; }
   std::string const& all() const { return all_; }
 
  private:
@@ -918,8 +922,8 @@ TEST_CASE("Counts, searches and vi mode still work under the bound on counts", "
     REQUIRE(t.wait_for("#general> "));
     t.type("\x1b" "1\x1b" "2a\r");  // M-1 M-2 a: twelve of them
     CHECK(bob.push().at("message") == "aaaaaaaaaaaa");
-    t.type("\x1b" "9999999a\r");  // a count of seven keys is dropped: "9a" is typed
-    CHECK(bob.push().at("message") == "9a");
+    t.type("\x1b" "9999999a\r");  // a count of seven keys is dropped, all its digits: "a" is typed
+    CHECK(bob.push().at("message") == "a");
     t.type("unique search text here\r");
     CHECK(bob.push().at("message") == "unique search text here");
     t.type("other\r");
@@ -2230,4 +2234,128 @@ TEST_CASE("A scheduled message the author may no longer post is dropped, and jim
   REQUIRE(t.wait_for("! server: your scheduled message " + std::to_string(id) + " to #den was not posted", m));
   t.type("/quit\r");
   CHECK(t.wait_exit() == 0);
+}
+
+// ---- the terminal itself (issue 16: the newcomer trial) -------------------------------------
+
+TEST_CASE("Messages that come while the terminal is not read are all shown once it is",
+          "[integration][client][tty]") {
+  // Issue 16: stdin, stdout and stderr shared one file description of the terminal, and
+  // reading stdin through Asio made it non-blocking: while the terminal drained slowly,
+  // writes failed with EAGAIN and messages were lost (7 of 20 shown). Output now waits.
+  jimd_process d({"--rate-limit", "0"});
+  auto bob = sign_up(d.port(), "bob");
+  auto t = terminal(d, {"-u", "grace"}, "pw");
+  REQUIRE(t.wait_for("#general> "));
+  const bool typing = GENERATE(false, true);
+  if (typing) {  // a long half-typed line, redrawn after every message
+    REQUIRE(t.paste(std::string(2900, 'q')));
+    REQUIRE(t.wait_for(std::string(60, 'q')));
+  }
+  const auto m = t.mark();
+  constexpr int n = 20;
+  for (int i = 0; i < n; ++i) {
+    const auto r = say(bob, "begin " + std::string(typing ? 100 : 3000, 'x') + " <end " + std::to_string(i) + ">");
+    REQUIRE(code_of(r) == 200);
+  }
+  // The terminal is not read meanwhile (the condition under test, not a synchronisation):
+  // jim's writes fill it and must wait.
+  std::this_thread::sleep_for(3s);
+  for (int i = 0; i < n; ++i) CHECK(t.wait_for("<end " + std::to_string(i) + ">", m, 20s));
+  t.type("\x15/quit\r");  // Ctrl-U clears the half-typed line
+  CHECK(t.wait_exit() == 0);
+}
+
+TEST_CASE("After Ctrl-Z and fg the terminal is in editing mode again", "[integration][client][tty]") {
+  // Issue 16: the SIGCONT handler only redrew; the terminal stayed in the shell's cooked mode
+  // (icanon echo) until the next Enter.
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  auto t = terminal(d, {"-u", "grace"}, "pw");
+  REQUIRE(t.wait_for("#general> "));
+  t.type("abc");
+  REQUIRE(t.wait_for("#general> abc"));
+  // SIGSTOP: jim leads its own session here (forkpty), an orphaned process group, where the
+  // kernel discards SIGTSTP; the stop and the SIGCONT after it are the same for jim.
+  REQUIRE(kill(t.pid(), SIGSTOP) == 0);
+  int status = 0;
+  REQUIRE(waitpid(t.pid(), &status, WUNTRACED) == t.pid());
+  REQUIRE(WIFSTOPPED(status));
+  // The shell takes the terminal back in its own (cooked) mode.
+  termios tio{};
+  REQUIRE(tcgetattr(t.master(), &tio) == 0);
+  tio.c_lflag |= ICANON | ECHO;
+  REQUIRE(tcsetattr(t.master(), TCSANOW, &tio) == 0);
+  const auto m = t.mark();
+  REQUIRE(kill(t.pid(), SIGCONT) == 0);
+  REQUIRE(t.wait_for("#general> abc", m));  // redrawn
+  REQUIRE(tcgetattr(t.master(), &tio) == 0);
+  CHECK((tio.c_lflag & ICANON) == 0);
+  CHECK((tio.c_lflag & ECHO) == 0);
+  t.type("\x01X\r");  // Ctrl-A works at once
+  CHECK(bob.push().at("message") == "Xabc");
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
+
+TEST_CASE("Bytes that are not UTF-8 never reach the server", "[integration][client][tty]") {
+  // Issue 16: beyond U+10FFFF, the 5-byte form and a stray 0xFF were sent as they were, and
+  // the server answered "invalid JSON".
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  const std::string r = "\xEF\xBF\xBD";
+  SECTION("typed") {
+    auto t = terminal(d, {"-u", "grace"}, "pw");
+    REQUIRE(t.wait_for("#general> "));
+    t.type("a\xF4\x90\x80\x80z\r");
+    auto got = str(bob.push(), "message");
+    CHECK(got.starts_with("a"));
+    CHECK(got.ends_with("z"));
+    CHECK(got.find("\xF4") == std::string::npos);
+    t.type("b\xF8\x88\x80\x80\x80y\r");
+    got = str(bob.push(), "message");
+    CHECK(got.starts_with("b"));
+    CHECK(got.ends_with("y"));
+    CHECK(got.find("\xF8") == std::string::npos);
+    t.type("fine\r");
+    CHECK(bob.push().at("message") == "fine");
+    t.type("/quit\r");
+    CHECK(t.wait_exit() == 0);
+  }
+  SECTION("from a script") {
+    auto c = script(d, "grace");
+    REQUIRE(c.wait_for("* signed in as grace"));
+    c.type("ok\xff" "bad\n" "x\xF4\x90\x80\x80\n");
+    CHECK(str(bob.push(), "message") == "ok" + r + "bad");
+    CHECK(str(bob.push(), "message") == "x" + r + r + r + r);
+    c.close_input();
+    CHECK(c.wait_exit() == 0);
+    CHECK(c.err().find("! the line had bytes that are not UTF-8") != std::string::npos);
+    CHECK(c.all().find("invalid JSON") == std::string::npos);
+  }
+}
+
+TEST_CASE("A bracketed paste is inserted as text: its tabs are tabs, its markers do not leak",
+          "[integration][client][tty]") {
+  // Issue 16: a pasted tab ran completion and ESC [ 200 ~ ... ESC [ 201 ~ was sent as "0~...1~".
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  auto t = terminal(d, {"-u", "grace"}, "pw");
+  REQUIRE(t.wait_for("#general> "));
+  REQUIRE(t.wait_for("\x1b[?2004h"));  // asked for while a line is edited
+  t.type("\x1b[200~say\tx\ty\x1b[201~\r");
+  CHECK(bob.push().at("message") == "say\tx\ty");
+  // Outside a paste Tab still completes; Ctrl-V Tab types one.
+  t.type("/ms\tbob hi\x16\tthere\r");
+  const auto p = bob.push();
+  CHECK(p.at("to") == "bob");
+  CHECK(p.at("message") == "hi\tthere");
+  // Two lines in one paste are two messages.
+  t.type("\x1b[200~one\ttwo\rthree\x1b[201~\r");
+  CHECK(bob.push().at("message") == "one\ttwo");
+  CHECK(bob.push().at("message") == "three");
+  const auto m = t.mark();
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+  CHECK(t.all().find("\x1b[?2004l", m) != std::string::npos);  // off again at exit
 }
