@@ -564,7 +564,10 @@ std::string message_text(std::string_view text, std::size_t indent) {
     const auto nl = text.find('\n');
     auto row = text.substr(0, nl);
     if (row.ends_with('\r')) row.remove_suffix(1);  // CRLF from a browser
-    if (!first) out += "\n" + std::string(indent, ' ');
+    if (!first) {  // appended, not "\n" + std::string(...): GCC 12 -O3 warns falsely (-Wrestrict)
+      out += '\n';
+      out.append(indent, ' ');
+    }
     out += printable(row);
     if (nl == std::string_view::npos) break;
     text.remove_prefix(nl + 1);
