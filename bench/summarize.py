@@ -257,20 +257,15 @@ if pick("resume-1k", "jim") and pick("resume-10k", "jim"):
     a, b = med("resume-1k", "jim", "server_cpu_us_per_signin"), med("resume-10k", "jim", "server_cpu_us_per_signin")
     row("", "CPU per sign-in, 10k ÷ 1k accounts", num(None if not a or b is None else b / a, "{:.2f}×"),
         "flat (≈ 1×)", None if not a or b is None else b / a <= 1.2)
-if pick("resume", "redis"):
-    row("Redis: the same clients connect and PING", "connections/s / server CPU µs per connection",
-        f"{si(med('resume', 'redis', 'signins_per_s'))} / {num(med('resume', 'redis', 'server_cpu_us_per_signin'), '{:.1f}')}", "", None)
-    if pick("resume-10k", "jim"):
-        row("", "jimd ÷ Redis: rate / CPU per connection",
-            f"{ratio_text('resume-10k', 'jim', 'redis', 'signins_per_s', peer_label='resume')[0]} / "
-            f"{ratio_text('resume-10k', 'jim', 'redis', 'server_cpu_us_per_signin', peer_label='resume')[0]}", "", None)
-if pick("resume-c50", "redis"):
-    row("Redis: the same clients connect and PING, 50 at once", "connections/s / server CPU µs per connection",
-        f"{si(med('resume-c50', 'redis', 'signins_per_s'))} / {num(med('resume-c50', 'redis', 'server_cpu_us_per_signin'), '{:.1f}')}", "", None)
-    if pick("resume-10k-c50", "jim"):
-        row("", "jimd ÷ Redis, 50 at once: rate / CPU per connection",
-            f"{ratio_text('resume-10k-c50', 'jim', 'redis', 'signins_per_s', peer_label='resume-c50')[0]} / "
-            f"{ratio_text('resume-10k-c50', 'jim', 'redis', 'server_cpu_us_per_signin', peer_label='resume-c50')[0]}", "", None)
+for redis_label, jim_label, at_once in (("resume", "resume-10k", ""), ("resume-c50", "resume-10k-c50", ", 50 at once")):
+    if not pick(redis_label, "redis"):
+        continue
+    row(f"Redis: the same clients connect and PING{at_once}", "connections/s / server CPU µs per connection",
+        f"{si(med(redis_label, 'redis', 'signins_per_s'))} / {num(med(redis_label, 'redis', 'server_cpu_us_per_signin'), '{:.1f}')}", "", None)
+    if pick(jim_label, "jim"):
+        row("", f"jimd ÷ Redis{at_once}: rate / CPU per connection",
+            f"{ratio_text(jim_label, 'jim', 'redis', 'signins_per_s', peer_label=redis_label)[0]} / "
+            f"{ratio_text(jim_label, 'jim', 'redis', 'server_cpu_us_per_signin', peer_label=redis_label)[0]}", "", None)
 if rows:
     w("## Connections and sign-ins (issues 6 and 14)")
     w("")
