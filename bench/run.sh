@@ -273,9 +273,20 @@ for round in $(seq "$ROUNDS"); do
   start_jimd --kdf-iterations $KDF_LOW
   bench "$round" resume-10k-c50 jim resume -p "$JIMD_PORT" --server-pid "$JIMD_PID" -C "$C" --accounts "$C" --concurrency 50
   stop_jimd
+  # A reconnect storm proper: the clients stay connected (--hold), as after a server restart,
+  # 50 in flight; once more with 4x the accounts (only C of them sign in) for flatness.
+  start_jimd --kdf-iterations $KDF_LOW
+  bench "$round" resume-10k-hold-c50 jim resume -p "$JIMD_PORT" --server-pid "$JIMD_PID" -C "$C" --accounts "$C" --concurrency 50 --hold
+  stop_jimd
+  start_jimd --kdf-iterations $KDF_LOW
+  bench "$round" resume-40k-hold-c50 jim resume -p "$JIMD_PORT" --server-pid "$JIMD_PID" -C "$C" --accounts $((C * 4)) --concurrency 50 --hold --setup-timeout 300
+  stop_jimd
   start_redis
   bench "$round" resume redis resume --proto redis -p "$REDIS_PORT" --server-pid "$REDIS_PID" -C "$C" --concurrency 500
   bench "$round" resume-c50 redis resume --proto redis -p "$REDIS_PORT" --server-pid "$REDIS_PID" -C "$C" --concurrency 50
+  stop_redis
+  start_redis  # a fresh server: the previous runs' connections are gone, but start alike
+  bench "$round" resume-hold-c50 redis resume --proto redis -p "$REDIS_PORT" --server-pid "$REDIS_PID" -C "$C" --concurrency 50 --hold
   stop_redis
 done
 

@@ -245,7 +245,8 @@ if pick("storm", "always"):
     row("", "storm duration (s) / sign-ins/s", f"{num(med('storm', 'always', 'storm_s'), '{:.1f}')} / "
         f"{num(med('storm', 'always', 'storm_signins_per_s'), '{:.1f}')}", "", None)
 for label, what in (("resume-1k", "1k accounts"), ("resume-10k", "10k accounts"), ("resume-10k-hold", "10k accounts, all kept open"),
-                    ("resume-10k-c50", "10k accounts")):
+                    ("resume-10k-c50", "10k accounts"), ("resume-10k-hold-c50", "10k accounts, all kept open"),
+                    ("resume-40k-hold-c50", "40k accounts (10k sign in), all kept open")):
     if not pick(label, "jim"):
         continue
     sps = med(label, "jim", "signins_per_s")
@@ -257,7 +258,13 @@ if pick("resume-1k", "jim") and pick("resume-10k", "jim"):
     a, b = med("resume-1k", "jim", "server_cpu_us_per_signin"), med("resume-10k", "jim", "server_cpu_us_per_signin")
     row("", "CPU per sign-in, 10k ÷ 1k accounts", num(None if not a or b is None else b / a, "{:.2f}×"),
         "flat (≈ 1×)", None if not a or b is None else b / a <= 1.2)
-for redis_label, jim_label, at_once in (("resume", "resume-10k", ""), ("resume-c50", "resume-10k-c50", ", 50 at once")):
+if pick("resume-10k-hold-c50", "jim") and pick("resume-40k-hold-c50", "jim"):
+    a, b = (med("resume-10k-hold-c50", "jim", "server_cpu_us_per_signin"),
+            med("resume-40k-hold-c50", "jim", "server_cpu_us_per_signin"))
+    row("", "CPU per sign-in, 40k ÷ 10k accounts (kept open, 50 at once)", num(None if not a or b is None else b / a, "{:.2f}×"),
+        "flat (≈ 1×)", None if not a or b is None else b / a <= 1.2)
+for redis_label, jim_label, at_once in (("resume", "resume-10k", ""), ("resume-c50", "resume-10k-c50", ", 50 at once"),
+                                         ("resume-hold-c50", "resume-10k-hold-c50", ", 50 at once, all kept open")):
     if not pick(redis_label, "redis"):
         continue
     row(f"Redis: the same clients connect and PING{at_once}", "connections/s / server CPU µs per connection",
@@ -289,6 +296,8 @@ w("build-bench/bin/jim-bench resume -p PORT --server-pid PID -C 10000 --accounts
 w("build-bench/bin/jim-bench resume --proto redis -p PORT --server-pid PID -C 10000 --concurrency 500")
 w("build-bench/bin/jim-bench resume -p PORT --server-pid PID -C 10000 --accounts 10000 --concurrency 50")
 w("build-bench/bin/jim-bench resume --proto redis -p PORT --server-pid PID -C 10000 --concurrency 50")
+w("build-bench/bin/jim-bench resume -p PORT --server-pid PID -C 10000 --accounts 10000 --concurrency 50 --hold")
+w("build-bench/bin/jim-bench resume --proto redis -p PORT --server-pid PID -C 10000 --concurrency 50 --hold")
 w("```")
 w("")
 w("## Every run")
