@@ -305,12 +305,10 @@ unsigned char on_paste_end(EditLine*, int) {
   return CC_NORM;
 }
 
-/// Ctrl-Z: suspends jim (the terminal's own suspend key is off while a line is edited).
-unsigned char on_suspend(EditLine* el, int) {
-  // The shell gets the terminal as jim found it; console::redraw() (SIGCONT) makes it raw again.
-  out(paste_off);
-  std::fflush(stdout);
-  el_set(el, EL_PREP_TERM, 0);
+/// jim-suspend, bound to Ctrl-Z: SIGTSTP to the process group, as the terminal's suspend key
+/// does (console::suspend() handles it). libedit's editing mode keeps ISIG and VSUSP, so Ctrl-Z
+/// itself is usually the terminal's: this is for a terminal without it, or a key ~/.editrc binds.
+unsigned char on_suspend(EditLine*, int) {
   ::kill(0, SIGTSTP);
   return CC_NORM;
 }
@@ -425,6 +423,13 @@ console::console(asio::any_io_executor ex, bool interactive, bool colour)
   saved_stdin_flags = fcntl(STDIN_FILENO, F_GETFL);
   own_terminal_output();
   if (!interactive_) return;
+  if (!::isatty(STDOUT_FILENO)) {
+    // `jim | tee log`: libedit edits only when its output is a terminal too (tty_setup()
+    // checks el_outfd); otherwise it reads one raw character per el_wgets() and jim sent every
+    // line typed as an empty one. The terminal's own line editing (cooked mode) is used instead.
+    editing_ = false;
+    return;
+  }
   el_ = el_init("jim", stdin, stdout, stderr);  // "jim" selects `jim:` lines of ~/.editrc
   hist_ = history_init();
   if (!el_ || !hist_) {
@@ -903,6 +908,25 @@ void console::redraw() {
   out("\r\033[J");
   el_set(el_, EL_REFRESH);
   std::fflush(stdout);
+}
+
+void console::suspend() {
+  // The shell gets the terminal as jim found it (SIGTSTP from anyone: Ctrl-Z, `kill -TSTP`);
+  // redraw() makes it raw again.
+  if (installed_) {
+    out(paste_off);
+    std::fflush(stdout);
+    el_set(el_, EL_PREP_TERM, 0);
+  }
+  // SIGTSTP's own action, as readline does: Asio's handler is put back once jim runs again.
+  struct sigaction stop{}, caught{};
+  stop.sa_handler = SIG_DFL;
+  sigemptyset(&stop.sa_mask);
+  if (::sigaction(SIGTSTP, &stop, &caught) == 0) {
+    ::raise(SIGTSTP);  // stops here (an orphaned process group discards it: nobody could continue jim)
+    ::sigaction(SIGTSTP, &caught, nullptr);
+  }
+  redraw();  // SIGCONT redraws too (a SIGSTOP is not seen)
 }
 
 void console::load_history(std::filesystem::path file) {

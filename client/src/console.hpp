@@ -88,6 +88,12 @@ public:
   /// Draws the prompt and the half-typed line again, e.g. after a `fg` (SIGCONT).
   void redraw();
 
+  /// SIGTSTP (Ctrl-Z, or from another process): gives the terminal back as jim found it
+  /// (cooked, bracketed paste off), stops the process with SIGTSTP's default action, and once
+  /// continued makes the terminal raw again and redraws (see redraw()). Call from the thread
+  /// that runs the io_context; the SIGTSTP handler is SIG_DFL while stopped.
+  void suspend();
+
   /// Interactive: loads the input history kept in `file` (libedit's format) and remembers the
   /// file for save_history(). Nothing happens for an empty path or a missing file.
   void load_history(std::filesystem::path file);

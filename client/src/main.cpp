@@ -566,17 +566,21 @@ class app {
     co_await wait(quit_bound);  // online() ends first, when the server closes
   }
 
-  /// Ctrl-C, SIGTERM, SIGHUP: leave politely. SIGWINCH: the terminal was resized. SIGCONT:
-  /// back from Ctrl-Z, the prompt is drawn again.
+  /// Ctrl-C, SIGTERM, SIGHUP: leave politely. SIGWINCH: the terminal was resized. SIGTSTP
+  /// (Ctrl-Z, kill -TSTP): the terminal is given back before jim stops. SIGCONT: back from a
+  /// stop, the prompt is drawn again.
   awaitable<void> signals() {
     asio::signal_set sigs(co_await asio::this_coro::executor, SIGINT, SIGTERM, SIGHUP);
     sigs.add(SIGWINCH);
+    sigs.add(SIGTSTP);
     sigs.add(SIGCONT);
     for (;;) {
       auto [ec, sig] = co_await sigs.async_wait(nothrow);
       if (ec) continue;  // cancelled: the next co_await throws and ends this coroutine
       if (sig == SIGWINCH)
         con_.resized();
+      else if (sig == SIGTSTP)
+        con_.suspend();
       else if (sig == SIGCONT)
         con_.redraw();
       else

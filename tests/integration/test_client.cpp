@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <netinet/in.h>
 #include <optional>
@@ -53,7 +54,11 @@ struct env_var {
 /// stderr in arrival order.
 class jim_child {
  public:
-  enum class io { pipes, terminal };
+  /// `terminal_piped_stdout`: a terminal for stdin and stderr, stdout a pipe (collected as
+  /// err()). `terminal_job`: jim in a process group of its own, the terminal's foreground
+  /// job, under a session leader that waits for it as a shell does (so that SIGTSTP stops it:
+  /// the kernel discards it in an orphaned process group); job_pid() is jim.
+  enum class io { pipes, terminal, terminal_piped_stdout, terminal_job };
 
   jim_child(io kind, std::vector<std::string> args, std::vector<env_var> env) {
     signal(SIGPIPE, SIG_IGN);  // typing to a child that has exited must fail, not kill us
@@ -78,15 +83,33 @@ class jim_child {
       execv(argv[0], argv.data());
       _exit(127);
     };
-    if (kind == io::terminal) {
+    if (kind != io::pipes) {
       winsize ws{};
       ws.ws_row = 24;
       ws.ws_col = 80;
+      int out[2] = {-1, -1}, job[2] = {-1, -1};
+      if ((kind == io::terminal_piped_stdout && pipe2(out, O_CLOEXEC)) ||
+          (kind == io::terminal_job && pipe2(job, O_CLOEXEC)))
+        throw std::runtime_error("pipe failed");
       int master = -1;
       pid_ = forkpty(&master, nullptr, nullptr, &ws);
       if (pid_ < 0) throw std::runtime_error("forkpty failed");
-      if (pid_ == 0) exec();
+      if (pid_ == 0) {
+        if (kind == io::terminal_piped_stdout) dup2(out[1], 1);
+        if (kind == io::terminal_job) run_job(job[1], exec);
+        exec();
+      }
       in_ = out_ = master;
+      if (kind == io::terminal_piped_stdout) {
+        ::close(out[1]);
+        err_ = out[0];
+      }
+      if (kind == io::terminal_job) {
+        ::close(job[1]);
+        if (::read(job[0], &job_pid_, sizeof job_pid_) != sizeof job_pid_) job_pid_ = -1;
+        ::close(job[0]);
+        if (job_pid_ <= 0) throw std::runtime_error("the job did not start");
+      }
     } else {
       int in[2], out[2], err[2];
       if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC))
@@ -110,6 +133,7 @@ class jim_child {
   }
 
   ~jim_child() {
+    if (job_pid_ > 0 && !status_) kill(job_pid_, SIGKILL);
     if (!status_) {
       kill(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
@@ -201,6 +225,24 @@ class jim_child {
     }
   }
 
+  /// jim's process (terminal_job), else the child's.
+  pid_t job_pid() const { return job_pid_ > 0 ? job_pid_ : pid_; }
+
+  /// True once jim is stopped (`stopped`) or running again, as /proc/PID/stat says; reads
+  /// output meanwhile. False if that does not happen within `bound`.
+  bool wait_stopped(bool stopped, std::chrono::milliseconds bound = 10s) {
+    const auto deadline = steady::now() + bound;
+    for (;;) {
+      std::ifstream stat("/proc/" + std::to_string(job_pid()) + "/stat");
+      std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+      const auto close = text.rfind(')');
+      if (close != std::string::npos && close + 2 < text.size() && (text[close + 2] == 'T') == stopped)
+        return true;
+      if (steady::now() >= deadline) return false;
+      pump(10);
+    }
+  }
+
   std::string const& out() const { return out_text_; }
   std::string const& err() const { return err_text_; }
   pid_t pid() const { return pid_; }
@@ -240,7 +282,31 @@ class jim_child {
     return true;
   }
 
+  /// In the session leader forkpty() made: starts jim (`exec`) as the terminal's foreground
+  /// job in a process group of its own, tells the test its pid on `report`, waits for it (its
+  /// stops too, as a shell) and exits with its status.
+  template <class Exec>
+  [[noreturn]] static void run_job(int report, Exec const& exec) {
+    int go[2];
+    if (pipe2(go, O_CLOEXEC)) _exit(127);
+    const pid_t job = fork();
+    if (job < 0) _exit(127);
+    if (job == 0) {
+      char c = 0;
+      if (::read(go[0], &c, 1) != 1) _exit(127);  // the terminal is the job's
+      exec();
+    }
+    setpgid(job, job);
+    tcsetpgrp(STDIN_FILENO, job);
+    if (::write(report, &job, sizeof job) != sizeof job || ::write(go[1], "g", 1) != 1) _exit(127);
+    int status = 0;
+    while (waitpid(job, &status, 0) < 0 && errno == EINTR) {
+    }
+    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+  }
+
   std::shared_ptr<temp_dir> state_;
+  pid_t job_pid_ = -1;
   pid_t pid_ = -1;
   int in_ = -1, out_ = -1, err_ = -1, pidfd_ = -1;
   std::string out_text_, err_text_, all_;
@@ -264,14 +330,14 @@ jim_child script(jimd_process const& d, std::string const& user, std::string con
 /// `jim` on a terminal, as a person runs it (`env` adds to or overrides the defaults).
 jim_child terminal(jimd_process const& d, std::vector<std::string> extra,
                    std::optional<std::string> password, bool colour = false,
-                   std::vector<env_var> env = {}) {
+                   std::vector<env_var> env = {}, jim_child::io kind = jim_child::io::terminal) {
   auto args = endpoint(d);
   args.insert(args.end(), extra.begin(), extra.end());
   std::vector<env_var> all{{"JIM_PASSWORD", password},
                            {"TERM", "xterm"},
                            {"NO_COLOR", colour ? std::nullopt : std::optional<std::string>("1")}};
   all.insert(all.end(), env.begin(), env.end());
-  return jim_child(jim_child::io::terminal, args, all);
+  return jim_child(kind, args, all);
 }
 
 /// The environment of a user who set no locale at all ("C").
@@ -2386,4 +2452,55 @@ TEST_CASE("A bracketed paste is inserted as text: its tabs are tabs, its markers
   t.type("/quit\r");
   CHECK(t.wait_exit() == 0);
   CHECK(t.all().find("\x1b[?2004l", m) != std::string::npos);  // off again at exit
+}
+
+TEST_CASE("With stdout not a terminal, lines typed on the terminal are sent as typed", "[integration][client][tty]") {
+  // `jim | tee log`: libedit does not edit when its output is not a terminal, and read one
+  // character per call: every line typed was sent as an empty line (nothing reached bob) and
+  // /quit did not work.
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  auto t = terminal(d, {"-u", "grace"}, "pw", false, {}, jim_child::io::terminal_piped_stdout);
+  REQUIRE(t.wait_for("* signed in as grace"));
+  t.type("hello there\r");
+  CHECK(bob.push().at("message") == "hello there");
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+  CHECK(t.err().find("\x1b[?2004h") == std::string::npos);  // no terminal controls in the log
+}
+
+TEST_CASE("SIGTSTP from anywhere gives the terminal back before jim stops", "[integration][client][tty]") {
+  // SIGTSTP sent by another process (kill -TSTP) stopped jim with the terminal raw and in
+  // bracketed paste mode: the shell got a terminal that did not echo.
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  auto t = terminal(d, {"-u", "grace"}, "pw", false, {}, jim_child::io::terminal_job);
+  REQUIRE(t.wait_for("#general> "));
+  t.type("abc");
+  REQUIRE(t.wait_for("#general> abc"));
+  termios tio{};
+  for (char const* how : {"kill", "Ctrl-Z"}) {
+    INFO(how);
+    auto m = t.mark();
+    if (how == std::string_view("kill"))
+      REQUIRE(kill(t.job_pid(), SIGTSTP) == 0);
+    else
+      t.type("\x1a");
+    REQUIRE(t.wait_stopped(true));
+    REQUIRE(tcgetattr(t.master(), &tio) == 0);
+    CHECK((tio.c_lflag & ICANON) != 0);
+    CHECK((tio.c_lflag & ECHO) != 0);
+    CHECK(t.wait_for("\x1b[?2004l", m));
+    m = t.mark();
+    REQUIRE(kill(t.job_pid(), SIGCONT) == 0);
+    REQUIRE(t.wait_stopped(false));
+    REQUIRE(t.wait_for("#general> abc", m));  // redrawn
+    REQUIRE(tcgetattr(t.master(), &tio) == 0);
+    CHECK((tio.c_lflag & ICANON) == 0);
+    CHECK((tio.c_lflag & ECHO) == 0);
+  }
+  t.type("\x01X\r");  // Ctrl-A works at once
+  CHECK(bob.push().at("message") == "Xabc");
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
 }
