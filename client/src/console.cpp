@@ -163,6 +163,10 @@ int read_key(EditLine* /*el*/, wchar_t* wc) {
       reading.dropped = true;
       continue;  // the next key starts the command
     }
+    // Within a command (Ctrl-V's quoted insert) a newline is inserted as a carriage return:
+    // a line that ends with a newline is the one libedit has finished (drain()), and a
+    // literal one there sent the line unfinished, with the screen one row off.
+    if (!reading.at_start && ch == L'\n') ch = L'\r';
     reading.at_start = false;
     if (++reading.keys == 1)
       reading.first = ch;
@@ -633,7 +637,9 @@ bool console::drain() {
     if (reading.would_block) break;
     ++commands_;  // a command ran
     const LineInfoW* li = el_wline(el_);
-    if (line && count > 0 && (line[count - 1] == L'\n' || line[count - 1] == L'\r')) {
+    // ed-newline (and the vi commands that end with it) appends '\n': nothing else puts one
+    // in the line (read_key()), so it ends the line. (A '\r' is text: Ctrl-V Enter.)
+    if (line && count > 0 && line[count - 1] == L'\n') {
       finish_line(li->buffer, static_cast<std::size_t>(count - 1),
                   static_cast<std::size_t>(li->cursor - li->buffer));
       return false;

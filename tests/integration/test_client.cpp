@@ -2504,3 +2504,29 @@ TEST_CASE("SIGTSTP from anywhere gives the terminal back before jim stops", "[in
   t.type("/quit\r");
   CHECK(t.wait_exit() == 0);
 }
+
+TEST_CASE("A newline typed with Ctrl-V is a control character, not the end of the line",
+          "[integration][client][tty]") {
+  // Ctrl-V Ctrl-J (or Ctrl-V Enter) at the end of a line sent the line as if Enter had been
+  // pressed, without the newline libedit draws: the next prompt came on the same row and the
+  // row above (here "* /help ...") was erased with the echo of the message.
+  jimd_process d;
+  auto bob = sign_up(d.port(), "bob");
+  auto t = terminal(d, {"-u", "grace"}, "pw");
+  REQUIRE(t.wait_for("#general> "));
+  for (std::string_view key : {"\x0a", "\x0d"}) {
+    INFO("Ctrl-V " << (key == "\x0a" ? "Ctrl-J" : "Enter"));
+    auto m = t.mark();
+    t.type("abc\x16");
+    t.type(key);
+    t.type("def\r");
+    REQUIRE(t.wait_for("! not sent: the line has a control character, ^M (U+000D), at character 4", m));
+    const auto after = t.all().find("at character 4", m);
+    REQUIRE(t.wait_for("#general> abc^Mdef", after));  // offered again
+    t.type("\x15");                                     // Ctrl-U: the line goes
+  }
+  t.type("ok\r");
+  CHECK(bob.push().at("message") == "ok");  // the first message bob gets
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
