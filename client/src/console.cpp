@@ -497,7 +497,16 @@ char* console::prompt_of(EditLine*) {
   return active ? active->prompt_.data() : const_cast<char*>("");
 }
 
-unsigned char console::on_tab(EditLine* el, int) {
+unsigned char console::on_tab(EditLine* el, int key) {
+  // Called by libedit (C): nothing may be thrown through it.
+  try {
+    return complete_word(el, key);
+  } catch (...) {
+    return CC_ERROR;
+  }
+}
+
+unsigned char console::complete_word(EditLine* el, int) {
   // The word before the cursor: after the last space or tab.
   const LineInfoW* li = el_wline(el);
   wchar_t const* start = li->cursor;
@@ -725,9 +734,7 @@ void console::finish_line(wchar_t const* line, std::size_t chars, std::size_t cu
     text = encode(wide.data(), wide.data() + wide.size());
     out("\a");
   }
-  installed_ = false;
-  el_set(el_, EL_UNBUFFERED, 0);  // the terminal as it was, until the next line
-  out(paste_off);
+  uninstall();  // the terminal as it was, until the next line
   if (!text.empty()) {
     HistEvent ev;
     history(hist_, &ev, H_ENTER, for_history(text).c_str());
@@ -737,14 +744,7 @@ void console::finish_line(wchar_t const* line, std::size_t chars, std::size_t cu
 }
 
 void console::end_of_input() {
-  // jim is leaving: the prompt goes.
-  if (installed_) {
-    el_set(el_, EL_UNBUFFERED, 0);
-    installed_ = false;
-    out(paste_off);
-    out("\r\033[J");
-    std::fflush(stdout);
-  }
+  stop_editing();  // jim is leaving: the prompt goes
   eof_ = true;
 }
 
@@ -977,10 +977,14 @@ std::string console::save_history() {
 void console::stop_editing() {
   if (!installed_) return;
   clear_input();
-  el_set(el_, EL_UNBUFFERED, 0);
+  uninstall();
+  std::fflush(stdout);
+}
+
+void console::uninstall() {
+  el_set(el_, EL_UNBUFFERED, 0);  // cooked again (libedit's read_finish())
   out(paste_off);
   installed_ = false;
-  std::fflush(stdout);
 }
 
 }  // namespace jim::client

@@ -119,6 +119,9 @@ private:
   boost::asio::awaitable<std::optional<std::string>> read_plain();
   static char* prompt_of(::editline* el);
   static unsigned char on_tab(::editline* el, int key);
+  static unsigned char complete_word(::editline* el, int key);
+  /// Leaves libedit's unbuffered mode (the terminal cooked again) and bracketed paste.
+  void uninstall();
 
   boost::asio::posix::stream_descriptor in_;
   bool interactive_;
