@@ -92,9 +92,9 @@ bool skipping_count = false;
 /// Writes to stdout (stdio's buffer).
 void out(std::string_view s);
 
-/// Bracketed paste (xterm's mode 2004): on while a line is edited, so that a paste comes
+/// Bracketed paste (xterm's mode 2004): on while lines are edited, so that a paste comes
 /// between ESC [ 200 ~ and ESC [ 201 ~ and is inserted as typed text (a tab is a tab, not
-/// completion); off whenever the terminal is not jim's (between lines, suspended, at exit).
+/// completion); off whenever the terminal is not jim's (suspended, at exit).
 constexpr char const* paste_on = "\033[?2004h";
 constexpr char const* paste_off = "\033[?2004l";
 /// Within a bracketed paste.
@@ -734,7 +734,15 @@ void console::finish_line(wchar_t const* line, std::size_t chars, std::size_t cu
     text = encode(wide.data(), wide.data() + wide.size());
     out("\a");
   }
-  uninstall();  // the terminal as it was, until the next line
+  // libedit's line ends (its unbuffered mode off, so that install() starts a new one) but
+  // the terminal stays raw until jim stops editing: leaving it cooked between lines, as
+  // EL_UNBUFFERED 0 does (read_finish()), let the terminal echo keys typed meanwhile (a
+  // line typed ahead showed without a prompt before libedit showed it again). libedit
+  // skips tty_cookedmode() while editing is disabled; tty_rawmode() then has nothing to do.
+  installed_ = false;
+  el_set(el_, EL_EDITMODE, 0);
+  el_set(el_, EL_UNBUFFERED, 0);
+  el_set(el_, EL_EDITMODE, 1);
   if (!text.empty()) {
     HistEvent ev;
     history(hist_, &ev, H_ENTER, for_history(text).c_str());
@@ -788,7 +796,8 @@ awaitable<std::optional<std::string>> console::read_plain() {
 
 void console::install() {
   // Unbuffered mode: raw terminal, an empty line, the prompt drawn.
-  out(paste_on);  // before the prompt: nothing comes between it and the typed text
+  if (!raw_) out(paste_on);  // before the prompt: nothing comes between it and the typed text
+  raw_ = true;
   el_set(el_, EL_UNBUFFERED, 1);
   installed_ = true;
   full_ = false;
@@ -902,7 +911,7 @@ void console::resized() {
 }
 
 void console::redraw() {
-  if (!installed_) return;
+  if (!raw_) return;
   // Back from a stop (Ctrl-Z, or SIGTSTP from elsewhere) the terminal is in whatever mode the
   // shell left it (cooked: icanon echo). libedit still believes it is raw, so its
   // tty_rawmode() (EL_PREP_TERM 1) would do nothing: first back to "cooked" in its books
@@ -911,15 +920,17 @@ void console::redraw() {
   el_set(el_, EL_PREP_TERM, 1);
   pasting = false;
   out(paste_on);
-  out("\r\033[J");
-  el_set(el_, EL_REFRESH);
+  if (installed_) {
+    out("\r\033[J");
+    el_set(el_, EL_REFRESH);
+  }
   std::fflush(stdout);
 }
 
 void console::suspend() {
   // The shell gets the terminal as jim found it (SIGTSTP from anyone: Ctrl-Z, `kill -TSTP`);
   // redraw() makes it raw again.
-  if (installed_) {
+  if (raw_) {
     out(paste_off);
     std::fflush(stdout);
     el_set(el_, EL_PREP_TERM, 0);
@@ -975,16 +986,14 @@ std::string console::save_history() {
 }
 
 void console::stop_editing() {
-  if (!installed_) return;
-  clear_input();
-  uninstall();
-  std::fflush(stdout);
-}
-
-void console::uninstall() {
-  el_set(el_, EL_UNBUFFERED, 0);  // cooked again (libedit's read_finish())
+  if (installed_) clear_input();
+  if (!raw_) return;
+  el_set(el_, EL_UNBUFFERED, 0);  // the line ends (read_finish()) ...
+  el_set(el_, EL_PREP_TERM, 0);   // ... and the terminal is cooked again (between lines too)
   out(paste_off);
   installed_ = false;
+  raw_ = false;
+  std::fflush(stdout);
 }
 
 }  // namespace jim::client

@@ -120,8 +120,7 @@ private:
   static char* prompt_of(::editline* el);
   static unsigned char on_tab(::editline* el, int key);
   static unsigned char complete_word(::editline* el, int key);
-  /// Leaves libedit's unbuffered mode (the terminal cooked again) and bracketed paste.
-  void uninstall();
+
 
   boost::asio::posix::stream_descriptor in_;
   bool interactive_;
@@ -132,6 +131,7 @@ private:
   bool full_bell_ = false;  ///< the bell for a full line has rung
   bool editing_ = true;     ///< libedit may be used (false: lines are read plainly)
   bool installed_ = false;  ///< a line is being edited: the prompt is on screen
+  bool raw_ = false;        ///< the terminal is jim's (raw, bracketed paste) until stop_editing()
   bool eof_ = false;
   std::uint64_t commands_ = 0;   ///< libedit commands run so far (Tab twice in a row lists)
   std::uint64_t last_tab_ = ~std::uint64_t{0};  ///< commands_ when Tab last offered several candidates

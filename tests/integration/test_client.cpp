@@ -2530,3 +2530,40 @@ TEST_CASE("A newline typed with Ctrl-V is a control character, not the end of th
   t.type("/quit\r");
   CHECK(t.wait_exit() == 0);
 }
+
+TEST_CASE("Between lines the terminal stays jim's: keys typed ahead are not echoed by it",
+          "[integration][client][tty]") {
+  // jim made the terminal cooked after each line until the next prompt (libedit's
+  // EL_UNBUFFERED 0): keys typed meanwhile were echoed by the terminal itself, so a line typed
+  // ahead showed once without a prompt, then again as libedit drew it (the "echo with the new
+  // room's prompt or none" glitch). Here jim writes /help's 45 rows after each of 30 lines to
+  // a terminal read slowly: it is often between lines, and its mode is sampled meanwhile.
+  jimd_process d;
+  auto t = terminal(d, {"-u", "grace"}, "pw");
+  REQUIRE(t.wait_for("#general> "));
+  constexpr int lines = 30;
+  std::string typed;
+  for (int i = 0; i < lines; ++i) typed += "/help\r";
+  t.type(typed);
+  const int fd = t.master();
+  std::string seen;
+  int samples = 0, cooked = 0;
+  const auto deadline = steady::now() + 30s;
+  while (count_of(seen, "Type a line to send it") < lines && steady::now() < deadline) {
+    termios tio{};
+    REQUIRE(tcgetattr(fd, &tio) == 0);
+    ++samples;
+    if (tio.c_lflag & (ICANON | ECHO)) ++cooked;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, ms_until(deadline)) <= 0) continue;
+    char buf[512];
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    seen.append(buf, static_cast<std::size_t>(n));
+  }
+  INFO(samples << " samples");
+  CHECK(count_of(seen, "Type a line to send it") == lines);
+  CHECK(cooked == 0);
+  t.type("/quit\r");
+  CHECK(t.wait_exit() == 0);
+}
