@@ -736,9 +736,9 @@ void console::finish_line(wchar_t const* line, std::size_t chars, std::size_t cu
   }
   // libedit's line ends (its unbuffered mode off, so that install() starts a new one) but
   // the terminal stays raw until jim stops editing: leaving it cooked between lines, as
-  // EL_UNBUFFERED 0 does (read_finish()), let the terminal echo keys typed meanwhile (a
-  // line typed ahead showed without a prompt before libedit showed it again). libedit
-  // skips tty_cookedmode() while editing is disabled; tty_rawmode() then has nothing to do.
+  // EL_UNBUFFERED 0 does (read_finish()), gave keys typed meanwhile to the terminal's own
+  // echo and line editing. libedit skips tty_cookedmode() while editing is disabled;
+  // tty_rawmode() then has nothing to do.
   installed_ = false;
   el_set(el_, EL_EDITMODE, 0);
   el_set(el_, EL_UNBUFFERED, 0);

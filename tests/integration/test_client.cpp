@@ -2534,10 +2534,10 @@ TEST_CASE("A newline typed with Ctrl-V is a control character, not the end of th
 TEST_CASE("Between lines the terminal stays jim's: keys typed ahead are not echoed by it",
           "[integration][client][tty]") {
   // jim made the terminal cooked after each line until the next prompt (libedit's
-  // EL_UNBUFFERED 0): keys typed meanwhile were echoed by the terminal itself, so a line typed
-  // ahead showed once without a prompt, then again as libedit drew it (the "echo with the new
-  // room's prompt or none" glitch). Here jim writes /help's 45 rows after each of 30 lines to
-  // a terminal read slowly: it is often between lines, and its mode is sampled meanwhile.
+  // EL_UNBUFFERED 0): keys typed meanwhile met the terminal's own echo and line editing (a
+  // probable cause of the "echo with the new room's prompt or none" glitch). Here jim writes
+  // /help's rows after each of 30 lines to a terminal read slowly: it is often between lines,
+  // and the terminal's mode is sampled meanwhile.
   jimd_process d;
   auto t = terminal(d, {"-u", "grace"}, "pw");
   REQUIRE(t.wait_for("#general> "));
