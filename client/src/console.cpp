@@ -66,6 +66,11 @@ int saved_stdin_flags = -1;
 //   em-universal-argument; 4^6) before the cut, and memory stays bounded. Other commands that
 //   read many keys (Ctrl-R's incremental search, vi's `/`) are not counts and not limited.
 constexpr std::size_t max_line_bytes = 30000;
+/// The longest line read plainly (a script's stdin, or a terminal without line editing), in
+/// bytes: 16 times the server's default --max-frame, so any frame a server may be configured
+/// to take in practice passes, while `jim < /dev/zero` no longer grows without bound. A longer
+/// line is skipped up to its newline, with an error.
+constexpr std::size_t max_plain_line_bytes = 1 << 20;
 /// The most keys a repeat count may have (the key that starts it, then itself or digits).
 constexpr std::size_t max_count_keys = 6;
 /// Commands run per readiness of stdin before the io_context gets its turn (messages that
@@ -784,12 +789,26 @@ awaitable<std::optional<std::string>> console::read_plain() {
       eof_ = true;
       continue;
     }
-    pending_.append(buf, static_cast<std::size_t>(n));
+    std::string_view chunk(buf, static_cast<std::size_t>(n));
+    if (skipping_) {  // the rest of a line over the bound
+      const auto nl = chunk.find('\n');
+      if (nl == std::string_view::npos) continue;
+      skipping_ = false;
+      chunk.remove_prefix(nl + 1);
+    }
+    pending_.append(chunk);
     for (auto nl = pending_.find('\n'); nl != std::string::npos; nl = pending_.find('\n')) {
       std::string line = pending_.substr(0, nl);
       pending_.erase(0, nl + 1);
       if (!line.empty() && line.back() == '\r') line.pop_back();
       lines_.push_back(std::move(line));
+    }
+    if (pending_.size() > max_plain_line_bytes) {
+      pending_.clear();
+      skipping_ = true;
+      ++skipped_lines_;
+      show({tone::error, "! a line of input is longer than " + std::to_string(max_plain_line_bytes) +
+                             " bytes: skipped up to its end"});
     }
   }
 }

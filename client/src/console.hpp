@@ -79,6 +79,10 @@ public:
   /// The candidates for Tab (the completer's, or none).
   std::vector<std::string> complete(std::string_view before, std::string_view word) const;
 
+  /// Lines of input skipped for being longer than the bound of plain reading (1 MiB; a script's
+  /// stdin): each was reported as an error, and a script that had one exits with status 1.
+  std::size_t skipped_lines() const noexcept { return skipped_lines_; }
+
   /// Writes one line to stdout exactly as given (the --json output).
   void raw(std::string_view line);
 
@@ -133,6 +137,8 @@ private:
   bool installed_ = false;  ///< a line is being edited: the prompt is on screen
   bool raw_ = false;        ///< the terminal is jim's (raw, bracketed paste) until stop_editing()
   bool eof_ = false;
+  bool skipping_ = false;  ///< read_plain() is skipping a line over its bound, up to its newline
+  std::size_t skipped_lines_ = 0;
   std::uint64_t commands_ = 0;   ///< libedit commands run so far (Tab twice in a row lists)
   std::uint64_t last_tab_ = ~std::uint64_t{0};  ///< commands_ when Tab last offered several candidates
   std::string prompt_ = "> ";

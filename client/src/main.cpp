@@ -115,8 +115,11 @@ class app {
   int exit_code() const {
     switch (ending_) {
       case ending::quit:
-        if (opt_.json) return json_failures_ > 0 ? 1 : 0;
-        return con_.interactive() || (state_.failures() == 0 && usage_errors_ == 0) ? 0 : 1;
+        if (opt_.json) return json_failures_ > 0 || con_.skipped_lines() > 0 ? 1 : 0;
+        return con_.interactive() ||
+                       (state_.failures() == 0 && usage_errors_ == 0 && con_.skipped_lines() == 0)
+                   ? 0
+                   : 1;
       case ending::interrupted:
         // Ctrl-C after sign-in is a way to leave; before it, sign-in did not happen.
         return con_.interactive() && signed_in_ ? 0 : 1;

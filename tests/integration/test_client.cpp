@@ -396,6 +396,28 @@ TEST_CASE("Two scripted clients chat in #general and privately", "[integration][
   CHECK(alice.out().find('\033') == std::string::npos);  // no colours into a pipe
 }
 
+TEST_CASE("A script's line over 1 MiB is skipped with an error, the lines around it are sent",
+          "[integration][client]") {
+  jimd_process d;
+  auto bob = script(d, "bob");
+  REQUIRE(bob.wait_for("* signed in as bob"));
+  auto alice = script(d, "alice");
+  REQUIRE(alice.wait_for("* signed in as alice"));
+  alice.type("before\n");
+  REQUIRE(bob.wait_for("): before"));
+  // Fed in pieces, as a pipe delivers it: the bound holds across reads.
+  for (int i = 0; i < 24; ++i) alice.type(std::string(64 * 1024, 'x'));
+  alice.type("yyyy\nafter\n");
+  REQUIRE(bob.wait_for("): after"));
+  alice.close_input();
+  CHECK(alice.wait_exit() == 1);  // not everything it was given was sent
+  CHECK(alice.err().find("longer than 1048576 bytes: skipped") != std::string::npos);
+  CHECK(bob.out().find("xxxx") == std::string::npos);
+  CHECK(bob.out().find("yyyy") == std::string::npos);
+  bob.close_input();
+  CHECK(bob.wait_exit() == 0);
+}
+
 TEST_CASE("A script creates a room, another joins it with its password", "[integration][client]") {
   jimd_process d;
   auto alice = script(d, "alice");
