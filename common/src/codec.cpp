@@ -165,14 +165,18 @@ std::string reason_of(fields const& f) {
   return r;
 }
 
-request_body decode_body(std::string_view action, fields const& f, limits const& lim) {
+request_body decode_body(std::string_view action, fields const& f, limits const& lim,
+                         std::int64_t now) {
   if (action == "presence") {
     presence_req r;
     if (auto user = f.opt_object("user")) {
       r.account_name = opt_account(*user, "account_name");
       r.status = user->opt_string("status");
-      if (r.status && r.status->size() > max_status)
-        fail("\"user.status\" is longer than " + std::to_string(max_status) + " bytes");
+      // The same rule before and after sign-in: a status is a field value, checked here.
+      if (r.status && r.status->empty()) fail("\"user.status\" must not be empty");
+      if (r.status && utf8_length(*r.status) > max_status_chars)
+        fail("\"user.status\" is longer than " + std::to_string(max_status_chars) +
+             " characters");
     }
     return r;
   }
@@ -196,6 +200,10 @@ request_body decode_body(std::string_view action, fields const& f, limits const&
     msg_req r;
     r.message = text(f, lim);
     r.at = f.opt_integer("at");
+    if (r.at && *r.at <= now) fail("\"at\" must be in the future");
+    if (r.at && *r.at - now > lim.schedule_max)
+      fail("\"at\" is more than " + std::to_string(lim.schedule_max) +
+           " seconds ahead (--schedule-max)");
     if (auto to = f.opt_string("to")) {
       if (!to->empty() && to->front() == '#')
         r.to = target{room(f, "to", *to), true};
@@ -298,7 +306,7 @@ request_body decode_body(std::string_view action, fields const& f, limits const&
 
 }  // namespace
 
-decode_result decode(json::object const& frame, limits const& lim) {
+decode_result decode(json::object const& frame, limits const& lim, std::int64_t now) {
   json::value tag;
   try {
     tag = read_tag(frame);
@@ -307,7 +315,7 @@ decode_result decode(json::object const& frame, limits const& lim) {
     auto const* action = f.find("action");
     if (!action) fail("missing field \"action\"");
     if (!action->is_string()) fail("\"action\" must be a string");
-    return request{decode_body(action->get_string(), f, lim), tag};
+    return request{decode_body(action->get_string(), f, lim, now), tag};
   } catch (invalid& e) {
     return decode_error{e.status, std::move(e.message), std::move(tag)};
   }

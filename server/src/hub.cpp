@@ -1387,10 +1387,7 @@ outcome hub::everyone() {
 }
 
 outcome hub::set_status(peer& p, account& a, std::string const& status) {
-  if (status.empty()) return fail(code::bad_request, "\"user.status\" must not be empty");
-  if (proto::utf8_length(status) > proto::max_status_chars)
-    return fail(code::bad_request, "\"user.status\" is longer than " +
-                                       std::to_string(proto::max_status_chars) + " characters");
+  // Empty or over max_status_chars: refused by proto::decode (400 in every state).
   if (status == a.status) return outcome{};
   a.status = status;
   // The rooms where the account's connections are, and everyone in or watching them.

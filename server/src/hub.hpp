@@ -76,7 +76,6 @@ struct hub_limits {
   std::size_t max_sessions = 8;
   // Edits, schedules, moderation: read by the checks of the proposing node only (an event
   // carries what apply() needs).
-  std::chrono::seconds schedule_max{7 * 24 * 3600};  ///< --schedule-max
   std::size_t max_scheduled = 100;  ///< pending scheduled messages per account
   std::uint64_t report_threshold = 3;              ///< --report-threshold
   std::chrono::seconds report_window{24 * 3600};   ///< --report-window
@@ -463,9 +462,9 @@ class hub {
   outcome conversations(account& a);
   /// `users` with `"room":"*"`: every signed-in account once, by name.
   outcome everyone();
-  /// `presence` with a status after sign-in from connection `p`: 400 over 64 characters; a
-  /// change is pushed (`event` `status`) to every other connection in or watching a room where
-  /// one of `a`'s connections is.
+  /// `presence` with a status after sign-in from connection `p` (1-64 characters: checked by
+  /// proto::decode); a change is pushed (`event` `status`) to every other connection in or
+  /// watching a room where one of `a`'s connections is.
   outcome set_status(peer& p, account& a, std::string const& status);
   /// How #general's coalesced online counts are timed: `arm(delay)` must call flush_counts()
   /// after `delay` (the server's timer). Without it counts are pushed at once.
@@ -517,7 +516,7 @@ class hub {
   /// notice and are closed (signed out first).
   outcome account_banned(store::account_banned const& ev);
 
-  /// `msg` with `at`: 400 unless in the future and at most --schedule-max ahead; the target
+  /// `msg` with `at` (already in --schedule-max's window: proto::decode); the target
   /// resolved now (default the current room; a room must exist (404) and have `a` as a
   /// member (403)); 403 beyond max_scheduled pending.
   checked<store::message_scheduled> check_schedule(device& d, proto::msg_req const& req,

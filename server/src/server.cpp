@@ -163,7 +163,6 @@ hub_limits hub_limits_of(config const& c) {
   l.rate_burst = c.rate_burst;
   l.max_queued = 10000;
   l.max_sessions = c.max_sessions;
-  l.schedule_max = c.schedule_max;
   l.report_threshold = c.report_threshold;
   l.report_window = c.report_window;
   l.mute_duration = c.mute_duration;
@@ -272,7 +271,9 @@ struct server::impl {
         hashing(cpu_pool, hashers, cfg.hash_queue_wait, max_hash_jobs_queued),
         chat(hub_limits_of(cfg)),
         cluster_mode(!cfg.nats.empty()),
-        ctx(cfg, chat, cpu_pool, proto::limits{cfg.max_frame, cfg.max_message}, &all_closed),
+        ctx(cfg, chat, cpu_pool,
+            proto::limits{cfg.max_frame, cfg.max_message, cfg.schedule_max.count()},
+            &all_closed),
         snapshot_file(snapshot_file_of(cfg)) {
     lower_priority(cpu_pool, hashers);
     ctx.hashing = &hashing;

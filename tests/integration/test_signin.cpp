@@ -5,8 +5,10 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <ctime>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 using namespace jim::test;
 
@@ -320,6 +322,77 @@ TEST_CASE("Before sign-in every action except quit gets 401", "[integration][sig
     auto rooms = c.request(R"({"action":"rooms"})");
     CHECK(rooms.at("rooms").as_array().size() == 2);
   }
+}
+
+TEST_CASE("A malformed request is 400 in every state and a well-formed one 401 before sign-in",
+          "[integration][signin][logout]") {
+  // Contract: "a malformed or unknown request is 400 in every state; 401 is only for
+  // well-formed known actions that need a signed-in user". Each row: a request with one
+  // invalid field value, and the same request valid. The value checks that need no state
+  // (a status, a scheduled message's "at") were made after the sign-in check: 401 (or a sign-in
+  // prompt) before sign-in, 400 after.
+  jimd_process d;
+  const auto now = static_cast<long long>(std::time(nullptr));
+  const std::string soon = std::to_string(now + 3600);
+  const std::string past = std::to_string(now - 60);
+  const std::string far = std::to_string(now + 8 * 86400);  // --schedule-max: 7 days
+  const std::string long_status(65, 's');
+  struct row {
+    std::string malformed;
+    std::string well_formed;  // empty: no 401 counterpart (a sign-in step)
+  };
+  const std::vector<row> rows{
+      {R"({"action":"logout","all":"yes"})", R"({"action":"logout"})"},
+      {R"({"action":"logout","all":1})", R"({"action":"logout","all":true})"},
+      {R"({"action":"msg","message":""})", R"({"action":"msg","message":"hi"})"},
+      {R"({"action":"msg","message":"hi","to":"a b"})",
+       R"({"action":"msg","message":"hi","to":"bob"})"},
+      {R"({"action":"msg","message":"hi","at":)" + past + "}",
+       R"({"action":"msg","message":"hi","at":)" + soon + "}"},
+      {R"({"action":"msg","message":"hi","at":)" + far + "}",
+       R"({"action":"msg","message":"hi","at":)" + soon + "}"},
+      {R"({"action":"create","room":"a b"})", R"({"action":"create","room":"mine"})"},
+      {R"({"action":"join","room":""})", R"({"action":"join","room":"general"})"},
+      {R"({"action":"invite","user":7})", R"({"action":"invite","user":"bob"})"},
+      {R"({"action":"history","limit":0})", R"({"action":"history","limit":5})"},
+      {R"({"action":"users","room":"a b"})", R"({"action":"users","room":"general"})"},
+      {R"({"action":"watch","rooms":5})", R"({"action":"watch","rooms":"all"})"},
+      {R"({"action":"read","room":"general","id":0})",
+       R"({"action":"read","room":"general","id":1})"},
+      {R"({"action":"add_contact","user_id":"a b"})",
+       R"({"action":"add_contact","user_id":"bob"})"},
+      {R"({"action":"edit","id":0,"message":"x"})", R"({"action":"edit","id":1,"message":"x"})"},
+      {R"({"action":"delete","id":"x"})", R"({"action":"delete","id":1})"},
+      {R"({"action":"cancel","scheduled":0})", R"({"action":"cancel","scheduled":1})"},
+      {R"({"action":"report","user":"a b"})", R"({"action":"report","user":"bob"})"},
+      {R"({"action":"kick","user":"bob"})", R"({"action":"kick","user":"bob","room":"r"})"},
+      {R"({"action":"ban","user":""})", R"({"action":"ban","user":"bob"})"},
+      {R"({"action":"presence","user":{"account_name":"alice","status":""}})", ""},
+      {R"({"action":"presence","user":{"account_name":"alice","status":")" + long_status + "\"}}",
+       ""},
+  };
+  client c(d.port());
+  std::vector<std::string> before;
+  for (auto const& [bad, good] : rows) {
+    INFO(bad);
+    auto r = c.request(bad);
+    CHECK(code_of(r) == 400);
+    before.push_back(str(r, "error"));
+    if (good.empty()) continue;
+    INFO(good);
+    CHECK(code_of(c.request(good)) == 401);
+  }
+  // After sign-in the same malformed requests get the same 400 with the same text.
+  REQUIRE(code_of(ask(c, register_req("alice"))) == 201);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    INFO(rows[i].malformed);
+    auto r = c.request(rows[i].malformed);
+    CHECK(code_of(r) == 400);
+    CHECK(str(r, "error") == before[i]);
+  }
+  auto who = c.request(R"({"action":"users","room":"*"})");
+  REQUIRE(code_of(who) == 200);
+  CHECK(str(who.at("users").as_array().at(0).as_object(), "status") == "online");
 }
 
 TEST_CASE("quit gets 200 and then the connection is closed, in any state",

@@ -87,8 +87,11 @@ TEST_CASE("presence decodes with and without a user", "[codec]") {
   CHECK(name_only.account_name == "Bob.9");
   CHECK_FALSE(name_only.status);
 
-  body_of<presence_req>(R"({"action":"presence","user":{"status":")" + std::string(256, 's') +
-                        "\"}}");
+  // The limit counts characters: 64 four-byte emoji are fine.
+  std::string emoji;
+  for (int i = 0; i < 64; ++i) emoji += "\xF0\x9F\x98\x80";
+  CHECK(body_of<presence_req>(R"({"action":"presence","user":{"status":")" + emoji + "\"}}")
+            .status == emoji);
 }
 
 TEST_CASE("presence rejects ill-typed and invalid fields", "[codec]") {
@@ -97,8 +100,35 @@ TEST_CASE("presence rejects ill-typed and invalid fields", "[codec]") {
   decode_fails(R"({"action":"presence","user":{"account_name":"al ice"}})");
   decode_fails(R"({"action":"presence","user":{"account_name":""}})");
   decode_fails(R"({"action":"presence","user":{"account_name":"alice","status":1}})");
-  decode_fails(R"({"action":"presence","user":{"status":")" + std::string(max_status + 1, 's') +
-               "\"}}");
+  decode_fails(R"({"action":"presence","user":{"status":")" +
+               std::string(max_status_chars + 1, 's') + "\"}}");
+  decode_fails(R"({"action":"presence","user":{"status":""}})");
+}
+
+TEST_CASE("A scheduled msg's at must be in the future and at most schedule_max ahead",
+          "[codec]") {
+  limits lim;
+  lim.schedule_max = 100;
+  const std::int64_t now = 1767225600;
+  auto at = [](std::int64_t t) {
+    return R"({"action":"msg","message":"m","at":)" + std::to_string(t) + "}";
+  };
+  auto decode_at = [&](std::int64_t t) {
+    return decode(json::parse(at(t)).as_object(), lim, now);
+  };
+  auto ok = decode_at(now + 100);
+  REQUIRE(std::holds_alternative<request>(ok));
+  CHECK(std::get<msg_req>(std::get<request>(ok).body).at == now + 100);
+  CHECK(std::holds_alternative<request>(decode_at(now + 1)));
+  for (std::int64_t bad : {now, now - 1, now + 101, std::int64_t{0}}) {
+    INFO(bad);
+    auto r = decode_at(bad);
+    REQUIRE(std::holds_alternative<decode_error>(r));
+    CHECK(std::get<decode_error>(r).status == code::bad_request);
+  }
+  CHECK(std::get<decode_error>(decode_at(now)).message == R"("at" must be in the future)");
+  CHECK(std::get<decode_error>(decode_at(now + 101)).message ==
+        R"("at" is more than 100 seconds ahead (--schedule-max))");
 }
 
 TEST_CASE("authenticate needs a non-empty password and accepts an optional name", "[codec]") {

@@ -43,7 +43,7 @@ struct msg_req {
   std::string message;
   std::optional<target> to;
   /// `"at"`: unix seconds to post it at (a scheduled message; contract: "Edits, schedules,
-  /// moderation, contacts"). Whether it is in the future is the hub's check.
+  /// moderation, contacts"): in the future, at most `limits::schedule_max` ahead (decode()).
   std::optional<std::int64_t> at{};  // a default initializer: aggregate inits without it
 };
 struct create_req {
@@ -147,14 +147,19 @@ struct decode_error {
 
 using decode_result = std::variant<request, decode_error>;
 
+/// Current unix time in whole seconds.
+std::int64_t unix_now() noexcept;
+
 /// Validates a frame (already known to be an object) and turns it into a typed request.
-decode_result decode(boost::json::object const& frame, limits const& lim);
+/// Every check of a field value that needs no server state is made here, so that it answers
+/// `400`/`413` in every state, before sign-in too (contract: "a malformed or unknown request is
+/// 400 in every state"); `now` (unix seconds) is what a scheduled `msg`'s `"at"` is checked
+/// against (in the future, at most `lim.schedule_max` ahead).
+decode_result decode(boost::json::object const& frame, limits const& lim,
+                     std::int64_t now = unix_now());
 
 /// An immutable encoded frame (one JSON line with its '\n'), shared by all its recipients.
 using shared_frame = std::shared_ptr<std::string const>;
-
-/// Current unix time in whole seconds.
-std::int64_t unix_now() noexcept;
 
 /// Builds a reply `{"response":C,"time":T[,"tag":..][,"alert"|"error":text], fields...}\n`.
 /// `text` goes in "alert" for 1xx/2xx codes and in "error" otherwise; an error always gets a

@@ -42,6 +42,8 @@ std::string_view reason(code c) noexcept;
 struct limits {
   std::size_t max_frame = 65536;   ///< bytes of one frame
   std::size_t max_message = 4096;  ///< bytes of one chat text
+  /// Seconds a scheduled `msg`'s `"at"` may lie ahead of now (--schedule-max).
+  std::int64_t schedule_max = 7 * 24 * 3600;
 };
 
 inline constexpr std::size_t max_account_name = 25;
@@ -50,11 +52,8 @@ inline constexpr std::size_t max_tag = 64;
 inline constexpr std::size_t max_password = 1024;
 /// Longest `user.token` accepted (jimd's tokens are 43 characters).
 inline constexpr std::size_t max_token = 256;
-/// Bytes of `user.status` the codec accepts: room for `max_status_chars` characters of up to
-/// 4 UTF-8 bytes each, so the character limit (checked where a status is set) decides.
-inline constexpr std::size_t max_status = 4 * 64;
-/// Characters of a status set by `presence` after sign-in (contract: "Watching, unread and
-/// presence").
+/// Characters (code points) of a `presence` `user.status`, before and after sign-in
+/// (contract: "Watching, unread and presence").
 inline constexpr std::size_t max_status_chars = 64;
 /// Bytes of a `report` or `ban` reason.
 inline constexpr std::size_t max_reason = 512;
