@@ -282,6 +282,12 @@ apply_result hub::apply_one(store::signed_in const& e) {
   if (!r.acc) return refuse(code::not_found, "no such account " + e.account);
   ++r.acc->connections;
   if (!e.device.empty()) {
+    const std::uint64_t own_max = std::max<std::size_t>(1, lim_.max_sessions);
+    if (session_limits_.differs_first_time(e.node, e.max, node_, own_max))
+      JIM_LOG(warn,
+              "node {} signs in with --max-sessions {}, this node ({}) has {}: each sign-in is "
+              "limited by its own node's value (docs/CLUSTER.md); give every node the same",
+              e.node, e.max, node_, own_max);
     if (listed(*r.acc, e.device)) return r;  // announced again (a retry): it keeps its place
     auto& list = r.acc->cluster_devices;
     list.push_back(cluster_device{e.device, e.node});

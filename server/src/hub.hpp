@@ -16,6 +16,7 @@
 /// @par Thread Safety
 /// Not thread-safe: every call must be made on the hub's executor (the single I/O thread).
 
+#include "cluster/session_limit.hpp"
 #include "jim/codec.hpp"
 #include "store/durability.hpp"
 
@@ -698,6 +699,8 @@ class hub {
   std::map<std::pair<std::string, std::string>, std::size_t> device_instances_;
   /// Live: node_gone proposed and not yet stored or failed, by instance.
   std::set<std::string> gone_in_flight_;
+  /// Live: the other nodes' differing --max-sessions already warned about.
+  cluster::session_limit_check session_limits_;
   /// Live: this node's connections whose signed_in (`announce`) / general_seen could not be
   /// stored, (folded account, device id), proposed again by sweep_devices; bounded.
   std::vector<std::pair<std::string, std::string>> retry_in_, retry_out_;
