@@ -2,6 +2,7 @@
 
 #include "jim/protocol.hpp"
 #include "ops/metrics.hpp"
+#include "text.hpp"
 
 #include <boost/program_options.hpp>
 
@@ -374,19 +375,13 @@ parse_outcome parse_options(int argc, char const* const* argv) {
     if (c.fsync != "always" && c.fsync != "everysec" && c.fsync != "no")
       throw po::error("the argument ('" + c.fsync +
                       "') for option '--fsync' is invalid (always, everysec or no)");
-    {
-      const auto urls = vm["nats"].as<std::string>();
-      std::size_t at = 0;
-      while (!urls.empty() && at <= urls.size()) {
-        auto comma = urls.find(',', at);
-        if (comma == std::string::npos) comma = urls.size();
-        auto url = urls.substr(at, comma - at);
-        if (url.empty() || url.find_first_of(" \t") != std::string::npos)
+    if (const auto urls = vm["nats"].as<std::string>(); !urls.empty()) {
+      for (auto url : comma_items(urls)) {
+        if (url.empty() || url.find_first_of(" \t") != std::string_view::npos)
           throw po::error("the argument ('" + urls +
                           "') for option '--nats' is invalid (URLs such as nats://host:4222, "
                           "comma-separated)");
-        c.nats.push_back(std::move(url));
-        at = comma + 1;
+        c.nats.emplace_back(url);
       }
     }
     c.node_name = vm["node-name"].as<std::string>();
@@ -423,18 +418,12 @@ parse_outcome parse_options(int argc, char const* const* argv) {
         std::llround(1000 * checked_double(vm, "hash-queue-wait", 0.001, 3600)));
     c.schedule_max =
         std::chrono::seconds(checked<long long>(vm, "schedule-max", 1, 10LL * 365 * 86400));
-    {
-      const auto names = vm["admin"].as<std::string>();
-      std::size_t at = 0;
-      while (!names.empty() && at <= names.size()) {
-        auto comma = names.find(',', at);
-        if (comma == std::string::npos) comma = names.size();
-        auto name = names.substr(at, comma - at);
+    if (const auto names = vm["admin"].as<std::string>(); !names.empty()) {
+      for (auto name : comma_items(names)) {
         if (!proto::valid_account_name(name))
           throw po::error("the argument ('" + names +
                           "') for option '--admin' is invalid (account names, comma-separated)");
-        c.admins.push_back(std::move(name));
-        at = comma + 1;
+        c.admins.emplace_back(name);
       }
     }
     c.report_threshold = checked<std::uint64_t>(vm, "report-threshold", 1, 1'000'000);

@@ -255,3 +255,32 @@ TEST_CASE("A config file that cannot be read: its name and the reason", "[option
   CHECK(std::get<print_and_exit>(r).text ==
         "jimd: cannot read the config file /tmp: Is a directory\n");
 }
+
+TEST_CASE("--nats and --admin take comma-separated lists, blanks around the commas ignored",
+          "[options]") {
+  auto r = parse({"--nats", "nats://127.0.0.1:4222, nats://127.0.0.1:4223 ", "--admin",
+                  "alice ,Bob.9"});
+  REQUIRE(std::holds_alternative<run_daemon>(r));
+  auto const& c = std::get<run_daemon>(r).cfg;
+  CHECK(c.nats == std::vector<std::string>{"nats://127.0.0.1:4222", "nats://127.0.0.1:4223"});
+  CHECK(c.admins == std::vector<std::string>{"alice", "Bob.9"});
+
+  auto none = parse({"--nats", "", "--admin", ""});
+  REQUIRE(std::holds_alternative<run_daemon>(none));
+  CHECK(std::get<run_daemon>(none).cfg.nats.empty());
+  CHECK(std::get<run_daemon>(none).cfg.admins.empty());
+
+  // An empty item, or a blank inside one, is an error naming the option.
+  for (auto args : {std::vector<char const*>{"--nats", "nats://a:1,,nats://b:2"},
+                    {"--nats", "nats://a:1,"},
+                    {"--nats", "nats://a :1"},
+                    {"--admin", "alice,"},
+                    {"--admin", " , alice"},
+                    {"--admin", "al ice"}}) {
+    INFO(args[1]);
+    auto bad = parse(args);
+    REQUIRE(std::holds_alternative<print_and_exit>(bad));
+    CHECK(std::get<print_and_exit>(bad).exit_code == 2);
+    CHECK(std::get<print_and_exit>(bad).text.find(args[0]) != std::string::npos);
+  }
+}
