@@ -2,6 +2,7 @@
 
 #include "logging.hpp"
 #include "net/tls.hpp"
+#include "net/tls_detect.hpp"
 #include "net/tls_session.hpp"
 #include "ops/ops_http.hpp"
 #include "options.hpp"
@@ -25,7 +26,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/beast/core.hpp>
-#include <boost/beast/core/detect_ssl.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/websocket.hpp>
@@ -380,32 +380,26 @@ awaitable<void> serve_detected(server_context& ctx, tcp::socket socket, std::str
   auto [wec] = co_await socket.async_wait(tcp::socket::wait_read, nothrow);
   if (wec || !socket.is_open()) co_return;
   limit.arm(socket, net::handshake_timeout);  // from the first byte on, the handshake's bound
-  auto [dec, is_tls] = co_await beast::async_detect_ssl(socket, buffer, nothrow);
-  if (dec) co_return;
-  if (!is_tls) {
+  // Counted toward --max-clients since its accept (a full server refused it there).
+  std::shared_ptr<asio::ssl::context> tls_ctx;
+  std::optional<tls_stream> stream;
+  const auto found = co_await net::detect_and_handshake(socket, buffer, *ctx.tls, tls_ctx,
+                                                        pending, limit, stream);
+  if (found.what == net::detection::kind::plaintext) {
     limit.disarm();
     pending.release();
-    beast::tcp_stream stream(std::move(socket));
-    co_await serve(ctx, stream, buffer, peer, next_id, {}, ctx.tls->required(), counted);
+    beast::tcp_stream plain(std::move(socket));
+    co_await serve(ctx, plain, buffer, peer, next_id, {}, ctx.tls->required(), counted);
     co_return;
   }
-  // Counted toward --max-clients since its accept (a full server refused it there).
-  auto tls_ctx = ctx.tls->context();
-  tls_stream stream(beast::tcp_stream(std::move(socket)), *tls_ctx);
-  auto& lowest = beast::get_lowest_layer(stream).socket();
-  pending.track(lowest);
-  limit.retarget(lowest);
-  auto [hec, used] =
-      co_await stream.async_handshake(asio::ssl::stream_base::server, buffer.data(), nothrow);
   limit.disarm();
-  if (hec || limit.expired()) {
-    JIM_LOG(debug, "TLS handshake with {} failed: {}", peer,
-            limit.expired() ? "not finished in time" : hec.message());
+  if (found.what != net::detection::kind::tls) {
+    if (!found.failure.empty())
+      JIM_LOG(debug, "TLS handshake with {} failed: {}", peer, found.failure);
     co_return;
   }
-  buffer.consume(used);
   pending.release();
-  co_await serve(ctx, stream, buffer, peer, next_id, std::move(tls_ctx), false, counted);
+  co_await serve(ctx, *stream, buffer, peer, next_id, std::move(tls_ctx), false, counted);
 }
 
 

@@ -3,6 +3,7 @@
 #include "jim/codec.hpp"
 #include "logging.hpp"
 #include "net/tls.hpp"
+#include "net/tls_detect.hpp"
 #include "net/tls_session.hpp"
 #include "options.hpp"
 #include "session.hpp"
@@ -13,7 +14,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
-#include <boost/beast/core/detect_ssl.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/websocket.hpp>
@@ -21,6 +21,8 @@
 
 #include <array>
 #include <cmath>
+#include <memory>
+#include <optional>
 #include <utility>
 
 namespace jim::server::net {
@@ -143,30 +145,23 @@ awaitable<void> refuser::refuse(tcp::socket socket, refusal r, bool http) {
         co_await (socket.async_wait(tcp::socket::wait_read, nothrow) || first.async_wait(nothrow));
     if (!socket.is_open()) co_return;
     if (which.index() == 0) {
-      auto [dec, is_tls] = co_await beast::async_detect_ssl(socket, buffer, nothrow);
-      if (dec) co_return;
-      if (is_tls) {
-        auto tls_ctx = ctx_.tls->context();
-        beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)),
-                                                    *tls_ctx);
-        auto& lowest = beast::get_lowest_layer(stream).socket();
-        pending.track(lowest);
-        limit.retarget(lowest);
-        auto [hec, used] =
-            co_await stream.async_handshake(asio::ssl::stream_base::server, buffer.data(), nothrow);
-        if (hec || limit.expired()) {
-          JIM_LOG(debug, "TLS handshake of a refused connection failed: {}",
-                  limit.expired() ? "not finished in time" : hec.message());
-          co_return;
-        }
-        buffer.consume(used);
+      std::shared_ptr<asio::ssl::context> tls_ctx;
+      std::optional<beast::ssl_stream<beast::tcp_stream>> stream;
+      const auto found =
+          co_await detect_and_handshake(socket, buffer, *ctx_.tls, tls_ctx, pending, limit, stream);
+      if (found.what == detection::kind::ended) {
+        if (!found.failure.empty())
+          JIM_LOG(debug, "TLS handshake of a refused connection failed: {}", found.failure);
+        co_return;
+      }
+      if (found.what == detection::kind::tls) {
         if (http) {
-          co_await answer_http(stream, buffer, r, frame);
+          co_await answer_http(*stream, buffer, r, frame);
         } else {
-          auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(frame), nothrow);
+          auto [wec, wn] = co_await asio::async_write(*stream, asio::buffer(frame), nothrow);
           if (wec) co_return;
         }
-        co_await stream.async_shutdown(nothrow);  // close_notify, bounded by `limit`
+        co_await stream->async_shutdown(nothrow);  // close_notify, bounded by `limit`
         co_return;
       }
     }

@@ -3,6 +3,7 @@
 #include "logging.hpp"
 #include "net/refuse.hpp"
 #include "net/tls.hpp"
+#include "net/tls_detect.hpp"
 #include "options.hpp"
 #include "session.hpp"
 
@@ -15,11 +16,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/core/detect_ssl.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <utility>
 
 namespace jim::server::net {
@@ -229,9 +230,11 @@ awaitable<void> serve(server_context& ctx, tcp::socket socket, std::uint64_t& ne
   if (wec || !socket.is_open()) co_return;
   limit.arm(socket, handshake_timeout);  // from the first byte on, the handshake's bound
   beast::flat_buffer buffer;
-  auto [dec, is_tls] = co_await beast::async_detect_ssl(socket, buffer, nothrow);
-  if (dec) co_return;  // closed, or the deadline closed it
-  if (!is_tls) {
+  std::shared_ptr<ssl::context> tls_ctx;
+  std::optional<ssl::stream<tcp::socket>> stream;
+  const auto found =
+      co_await detect_and_handshake(socket, buffer, *ctx.tls, tls_ctx, pending, limit, stream);
+  if (found.what == detection::kind::plaintext) {
     if (ctx.tls->required()) {
       JIM_LOG(info, "plaintext connection from {} refused (--tls-required)", peer);
       pending.release();
@@ -247,19 +250,14 @@ awaitable<void> serve(server_context& ctx, tcp::socket socket, std::uint64_t& ne
         ->start(std::move(ticket));
     co_return;
   }
-  auto tls_ctx = ctx.tls->context();
-  ssl::stream<tcp::socket> stream(std::move(socket), *tls_ctx);
-  pending.track(stream.next_layer());
-  limit.retarget(stream.next_layer());
-  auto [hec, used] = co_await stream.async_handshake(ssl::stream_base::server, buffer.data(), nothrow);
   limit.disarm();
-  if (hec || limit.expired()) {
-    JIM_LOG(debug, "TLS handshake with {} failed: {}", peer,
-            limit.expired() ? "not finished in time" : hec.message());
+  if (found.what != detection::kind::tls) {  // closed, or the deadline closed it
+    if (!found.failure.empty())
+      JIM_LOG(debug, "TLS handshake with {} failed: {}", peer, found.failure);
     co_return;
   }
   pending.release();
-  std::make_shared<tls_session>(ctx, std::move(tls_ctx), std::move(stream), ++next_id,
+  std::make_shared<tls_session>(ctx, std::move(tls_ctx), std::move(*stream), ++next_id,
                                 peer + " (TLS)")
       ->start(std::move(ticket));
 }
