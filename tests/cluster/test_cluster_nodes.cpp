@@ -835,3 +835,31 @@ TEST_CASE("Edit and delete and a scheduled message and a contact and a room ban 
   CHECK(saw_delete);
   CHECK(saw_scheduled);
 }
+
+TEST_CASE("Nodes with different --max-sessions warn once per other node and value",
+          "[cluster][nodes][devices]") {
+  if (!have_nats()) return;
+  nats_cluster nats(1);
+  auto a = node(nats, "a", {}, 0, {"--max-sessions", "2"});
+  auto b = node(nats, "b", {}, 0, {"--max-sessions", "3"});
+  auto watcher = sign_up(a->port(), "watcher");
+  auto first = sign_up(b->port(), "alice");
+  auto second = sign_in(b->port(), "alice");
+  // Both sign-ins of b are in the stream before this post (one node publishes in order): once
+  // a pushes it, a has applied them.
+  REQUIRE(code_of(say(second, "after two sign-ins")) == 200);
+  CHECK(str(live_push(watcher), "message") == "after two sign-ins");
+  auto count = [](std::string const& text, std::string const& what) {
+    std::size_t n = 0;
+    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  const std::string on_a = "node b signs in with --max-sessions 3, this node (a) has 2";
+  const std::string on_b = "node a signs in with --max-sessions 2, this node (b) has 3";
+  for (int i = 0; i < 500 && (count(a->output(), on_a) == 0 || count(b->output(), on_b) == 0);
+       ++i)
+    std::this_thread::sleep_for(20ms);  // bounded: 10 s (a log line announces nothing else)
+  CHECK(count(a->output(), on_a) == 1);  // two sign-ins of b, one warning
+  CHECK(count(b->output(), on_b) == 1);
+  CHECK(count(b->output(), "this node (b)") == 1);  // b's own sign-ins are not warned about
+}
