@@ -337,7 +337,8 @@ server_context::read_buffer::read_buffer(server_context& ctx) : ctx_(ctx) {
 }
 
 server_context::read_buffer::~read_buffer() {
-  if (ctx_.spare_buffers.size() < max_spare_buffers) ctx_.spare_buffers.push_back(std::move(data_));
+  if (data_ && ctx_.spare_buffers.size() < max_spare_buffers)  // release() leaves it null
+    ctx_.spare_buffers.push_back(std::move(data_));
 }
 
 bool server_context::refusing() const {
@@ -477,17 +478,26 @@ tcp_session::tcp_session(server_context& ctx, asio::ip::tcp::socket socket, std:
 }
 
 awaitable<void> tcp_session::read_loop() {
+  bool drained_first = false;
   if (!initial_.empty() && co_await ready_to_read()) {
     note_activity();
     const std::string first = std::exchange(initial_, {});
     if (!co_await consume(first)) co_return;
+  }
+  if (held_ && (outbox_full() ? co_await ready_to_read() : !closing())) {
+    // What on_readable() read: handled as if read here.
+    server_context::read_buffer buf(ctx_, std::move(held_));
+    note_activity();
+    const std::size_t n = std::exchange(held_size_, 0);
+    if (!co_await consume({buf.data(), n})) co_return;
+    drained_first = n < buf.size;
   }
   // A read shorter than the buffer emptied the socket's receive queue (nginx's rule,
   // ngx_unix_recv: n < size => ready = 0): the next read would only fail with EAGAIN, so the
   // reader waits at once. The wait re-arms the descriptor (Asio's async_wait: EPOLL_CTL_MOD,
   // which reports input already there), so bytes that came meanwhile are not missed, even if
   // handling the read suspended.
-  bool drained = false;
+  bool drained = drained_first;
   while (outbox_full() ? co_await ready_to_read() : !closing()) {
     // Read first, wait only when there is nothing: readiness is edge-triggered, so a wait
     // started after the bytes arrived would complete only thanks to the re-arm.
@@ -555,9 +565,27 @@ bool tcp_session::park() {
   // Asio; async_wait re-arms the descriptor (EPOLL_CTL_MOD), which reports input already there.
   socket_.async_wait(asio::ip::tcp::socket::wait_read,
                      [this, self = shared_from_this()](boost::system::error_code ec) {
-                       readable(ec);
+                       on_readable(ec);
                      });
   return true;
+}
+
+void tcp_session::on_readable(boost::system::error_code ec) {
+  if (!ec && !closing()) {
+    server_context::read_buffer buf(ctx_);
+    const std::size_t n = socket_.read_some(asio::buffer(buf.data(), buf.size), ec);
+    if (!ec) {
+      held_ = buf.release();
+      held_size_ = static_cast<std::uint32_t>(n);
+    } else if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      park();  // nothing after all: wait again (re-armed)
+      return;
+    } else if (ec != asio::error::operation_aborted) {
+      peer_closed_ = true;  // end of file, or broken
+      if (ec != asio::error::eof) JIM_LOG(debug, "read: {}", ec.message());
+    }
+  }
+  readable(ec);
 }
 
 void tcp_session::write_async(std::span<shared_frame const>, std::size_t,

@@ -75,10 +75,15 @@ struct server_context {
    public:
     static constexpr std::size_t size = 16384;
     read_buffer(server_context& ctx);
+    /// Takes back a buffer release() gave out (`data`: size bytes), to lend it on.
+    read_buffer(server_context& ctx, std::unique_ptr<char[]> data)
+        : ctx_(ctx), data_(std::move(data)) {}
     ~read_buffer();
     read_buffer(read_buffer const&) = delete;
     read_buffer& operator=(read_buffer const&) = delete;
     char* data() const { return data_.get(); }
+    /// Keeps the buffer beyond this object (the bytes read into it wait for a reader).
+    std::unique_ptr<char[]> release() { return std::move(data_); }
 
    private:
     server_context& ctx_;
@@ -388,8 +393,17 @@ class tcp_session final : public session {
   bool must_linger() const override;
   void abort(bool reset) override;
 
+  /// park()'s wait completed: reads what came, without a coroutine. Input is kept (held_) for
+  /// the reader readable() starts; an end of file or error ends the connection right away
+  /// (the usual wake of an idle connection: its client hung up, read_loop() is not started);
+  /// nothing (a spurious wake) parks again.
+  void on_readable(boost::system::error_code ec);
+
   boost::asio::ip::tcp::socket socket_;
   std::string initial_;
+  /// Bytes on_readable() read (held_size_ of them), for read_loop() first; null otherwise.
+  std::unique_ptr<char[]> held_;
+  std::uint32_t held_size_ = 0;
   /// The peer has closed its direction (a read gave end of file) or the connection failed:
   /// nothing is left to read, so finish() and linger() have nothing to do before the close.
   bool peer_closed_ = false;
