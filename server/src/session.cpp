@@ -2,6 +2,7 @@
 
 #include "kdf.hpp"
 #include "logging.hpp"
+#include "net/listener.hpp"
 #include "net/refuse.hpp"
 #include "offload.hpp"
 #include "ops/metrics.hpp"
@@ -133,6 +134,16 @@ void session::readable(boost::system::error_code ec) {
 }
 
 void session::end_spawned() {
+  if (!posts_in_flight_) {
+    stop_and_flush();
+    if (closed_ && (aborted_ || !must_linger())) {
+      // The usual end of a reconnecting client: its end of file read, its replies written.
+      abort(false);
+      JIM_LOG(debug, "connection {} closed", id_);
+      ticket_.release();
+      return;
+    }
+  }
   asio::co_spawn(watchdog_.get_executor(), end_reading(),
                  [self = shared_from_this()](std::exception_ptr e) {
                    failed(self->id_, e);
@@ -142,25 +153,31 @@ void session::end_spawned() {
 
 awaitable<void> session::end_reading() {
   if (posts_in_flight_) co_await drain_posts();  // their replies and pushes need the account
-  device_ = nullptr;
-  if (account_) ctx_.chat.sign_out(*this, *std::exchange(account_, nullptr));
-  stop_reading();
-  leave_active();  // a closing connection no longer counts toward --max-clients
-  pump();          // flush what is queued, then end our direction
+  stop_and_flush();
   if (!closed_) {
     // Give the writer a bounded time to flush what is queued (the last reply, a notice).
     watchdog_.expires_after(flush_deadline);
     co_await watchdog_.async_wait(nothrow);
     if (!closed_) drop("did not read its last replies in time");
   }
-  if (!aborted_) co_await linger();
+  if (!aborted_ && must_linger()) co_await linger();
   abort(false);
   JIM_LOG(debug, "connection {} closed", id_);
+}
+
+void session::stop_and_flush() {
+  device_ = nullptr;
+  if (account_) ctx_.chat.sign_out(*this, *std::exchange(account_, nullptr));
+  stop_reading();
+  leave_active();  // a closing connection no longer counts toward --max-clients
+  pump();          // flush what is queued, then end our direction
 }
 
 void session::leave_active() {
   if (std::exchange(active_, false)) --ctx_.active;
 }
+
+bool session::outbox_full() const { return queued_bytes_ > ctx_.cfg.max_outbound; }
 
 awaitable<bool> session::ready_to_read() {
   while (queued_bytes_ > ctx_.cfg.max_outbound && !closing()) {
@@ -320,7 +337,8 @@ server_context::read_buffer::read_buffer(server_context& ctx) : ctx_(ctx) {
 }
 
 server_context::read_buffer::~read_buffer() {
-  if (ctx_.spare_buffers.size() < max_spare_buffers) ctx_.spare_buffers.push_back(std::move(data_));
+  if (data_ && ctx_.spare_buffers.size() < max_spare_buffers)  // release() leaves it null
+    ctx_.spare_buffers.push_back(std::move(data_));
 }
 
 bool server_context::refusing() const {
@@ -454,25 +472,43 @@ tcp_session::tcp_session(server_context& ctx, asio::ip::tcp::socket socket, std:
       initial_(std::move(initial)) {
   boost::system::error_code ec;
   if (!ctx.nodelay_inherited) socket_.set_option(asio::ip::tcp::no_delay(true), ec);
-  socket_.non_blocking(true, ec);  // write_now() and read_some() must never block the I/O thread
+  // write_now() and read_some() must never block the I/O thread (a socket from
+  // net::accept_now() is non-blocking already: no ioctl).
+  net::set_non_blocking(socket_, ec);
 }
 
 awaitable<void> tcp_session::read_loop() {
+  bool drained_first = false;
   if (!initial_.empty() && co_await ready_to_read()) {
     note_activity();
     const std::string first = std::exchange(initial_, {});
     if (!co_await consume(first)) co_return;
   }
-  while (co_await ready_to_read()) {
+  if (held_ && (outbox_full() ? co_await ready_to_read() : !closing())) {
+    // What on_readable() read: handled as if read here.
+    server_context::read_buffer buf(ctx_, std::move(held_));
+    note_activity();
+    const std::size_t n = std::exchange(held_size_, 0);
+    if (!co_await consume({buf.data(), n})) co_return;
+    drained_first = n < buf.size;
+  }
+  // A read shorter than the buffer emptied the socket's receive queue (nginx's rule,
+  // ngx_unix_recv: n < size => ready = 0): the next read would only fail with EAGAIN, so the
+  // reader waits at once. The wait re-arms the descriptor (Asio's async_wait: EPOLL_CTL_MOD,
+  // which reports input already there), so bytes that came meanwhile are not missed, even if
+  // handling the read suspended.
+  bool drained = drained_first;
+  while (outbox_full() ? co_await ready_to_read() : !closing()) {
     // Read first, wait only when there is nothing: readiness is edge-triggered, so a wait
-    // started after the bytes arrived would never complete.
+    // started after the bytes arrived would complete only thanks to the re-arm.
     std::size_t n = 0;
-    boost::system::error_code ec;
-    {
+    boost::system::error_code ec = asio::error::would_block;
+    if (!std::exchange(drained, false)) {
       server_context::read_buffer buf(ctx_);
       n = socket_.read_some(asio::buffer(buf.data(), buf.size), ec);  // non-blocking
       if (!ec) {
         note_activity();
+        drained = n < buf.size;
         if (!co_await consume({buf.data(), n})) co_return;
         continue;
       }
@@ -524,13 +560,32 @@ void tcp_session::cancel_read() {
 }
 
 bool tcp_session::park() {
-  // Armed before read_loop() returns, with no suspension since its read found nothing:
-  // readiness is edge-triggered, and no event can be handled (and lost) in between.
+  // Armed before read_loop() returns. Readiness is edge-triggered, and an edge that came while
+  // no read was pending (after the last read, while its frames were handled) was dropped by
+  // Asio; async_wait re-arms the descriptor (EPOLL_CTL_MOD), which reports input already there.
   socket_.async_wait(asio::ip::tcp::socket::wait_read,
                      [this, self = shared_from_this()](boost::system::error_code ec) {
-                       readable(ec);
+                       on_readable(ec);
                      });
   return true;
+}
+
+void tcp_session::on_readable(boost::system::error_code ec) {
+  if (!ec && !closing()) {
+    server_context::read_buffer buf(ctx_);
+    const std::size_t n = socket_.read_some(asio::buffer(buf.data(), buf.size), ec);
+    if (!ec) {
+      held_ = buf.release();
+      held_size_ = static_cast<std::uint32_t>(n);
+    } else if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      park();  // nothing after all: wait again (re-armed)
+      return;
+    } else if (ec != asio::error::operation_aborted) {
+      peer_closed_ = true;  // end of file, or broken
+      if (ec != asio::error::eof) JIM_LOG(debug, "read: {}", ec.message());
+    }
+  }
+  readable(ec);
 }
 
 void tcp_session::write_async(std::span<shared_frame const>, std::size_t,
@@ -552,7 +607,7 @@ awaitable<void> tcp_session::linger() {
   // closing with unread input would reset the connection and could destroy our last reply
   // in flight. Read and discard until the peer closes, for a bounded time. A peer that has
   // closed already (the usual end: the client hangs up) has nothing left to send.
-  if (!socket_.is_open() || peer_closed_) co_return;
+  if (!must_linger()) co_return;
   watchdog_.expires_after(linger_deadline);
   auto discard = [this]() -> awaitable<void> {
     std::array<char, 1024> sink;
@@ -563,6 +618,8 @@ awaitable<void> tcp_session::linger() {
   };
   co_await (discard() || watchdog_.async_wait(nothrow));
 }
+
+bool tcp_session::must_linger() const { return socket_.is_open() && !peer_closed_; }
 
 void tcp_session::abort(bool reset) {
   boost::system::error_code ignored;

@@ -75,10 +75,15 @@ struct server_context {
    public:
     static constexpr std::size_t size = 16384;
     read_buffer(server_context& ctx);
+    /// Takes back a buffer release() gave out (`data`: size bytes), to lend it on.
+    read_buffer(server_context& ctx, std::unique_ptr<char[]> data)
+        : ctx_(ctx), data_(std::move(data)) {}
     ~read_buffer();
     read_buffer(read_buffer const&) = delete;
     read_buffer& operator=(read_buffer const&) = delete;
     char* data() const { return data_.get(); }
+    /// Keeps the buffer beyond this object (the bytes read into it wait for a reader).
+    std::unique_ptr<char[]> release() { return std::move(data_); }
 
    private:
     server_context& ctx_;
@@ -171,6 +176,9 @@ class session : public peer, public std::enable_shared_from_this<session> {
   virtual void finish() = 0;
   /// After finish(): wait (bounded) for the peer to close, discarding what it still sends.
   virtual boost::asio::awaitable<void> linger() = 0;
+  /// Whether linger() has anything to do (false: the connection closes without it, and
+  /// without the coroutine frames of a lingering end). The default: true.
+  virtual bool must_linger() const { return true; }
   /// Closes the transport at once; pending operations end with operation_aborted.
   /// `reset`: drop unsent data too (a slow consumer), instead of letting the kernel finish.
   virtual void abort(bool reset) = 0;
@@ -178,6 +186,9 @@ class session : public peer, public std::enable_shared_from_this<session> {
   // For transports.
   /// Waits while our own replies fill the outbox; false once the session is closing.
   boost::asio::awaitable<bool> ready_to_read();
+  /// Whether ready_to_read() would wait (the outbox is over --max-outbound); when not, its
+  /// answer is `!closing()`, had without a coroutine frame.
+  bool outbox_full() const;
   /// Feeds received bytes to the framer and handles every complete frame; false ends reading.
   boost::asio::awaitable<bool> consume(std::string_view bytes);
   void note_activity();
@@ -202,12 +213,17 @@ class session : public peer, public std::enable_shared_from_this<session> {
  private:
   /// The rest of run() once the reader has ended: signs out, flushes, closes.
   boost::asio::awaitable<void> end_reading();
+  /// end_reading()'s first step (pipelined posts done): signs out, stops reading, starts
+  /// the last flush. Idempotent.
+  void stop_and_flush();
   /// start()'s reader: co-spawns read_burst(), then end_reading() unless it parked.
   void read_on();
   /// read_loop(), then whether it parked (taken here, before any other handler can run: the
   /// wait park() armed may complete as soon as the event loop runs).
   boost::asio::awaitable<bool> read_burst();
-  /// Co-spawns end_reading(); the ticket is released when it ends.
+  /// Ends the connection after the reader: at once when nothing is left to wait for (no
+  /// pipelined post, everything written, no linger: a client that hung up), else co-spawns
+  /// end_reading(); the ticket is released when it ends.
   void end_spawned();
   void arm_watchdog();
   void on_watchdog();
@@ -374,10 +390,20 @@ class tcp_session final : public session {
   bool park() override;
   void finish() override;
   boost::asio::awaitable<void> linger() override;
+  bool must_linger() const override;
   void abort(bool reset) override;
+
+  /// park()'s wait completed: reads what came, without a coroutine. Input is kept (held_) for
+  /// the reader readable() starts; an end of file or error ends the connection right away
+  /// (the usual wake of an idle connection: its client hung up, read_loop() is not started);
+  /// nothing (a spurious wake) parks again.
+  void on_readable(boost::system::error_code ec);
 
   boost::asio::ip::tcp::socket socket_;
   std::string initial_;
+  /// Bytes on_readable() read (held_size_ of them), for read_loop() first; null otherwise.
+  std::unique_ptr<char[]> held_;
+  std::uint32_t held_size_ = 0;
   /// The peer has closed its direction (a read gave end of file) or the connection failed:
   /// nothing is left to read, so finish() and linger() have nothing to do before the close.
   bool peer_closed_ = false;

@@ -9,6 +9,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/write.hpp>
+
+#include <fcntl.h>
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
@@ -72,4 +75,62 @@ TEST_CASE("TCP_NODELAY set on a dual-stack IPv6 listener reaches IPv4 and IPv6 p
     accepted.get_option(option);
     CHECK(option.value());
   }
+}
+
+TEST_CASE("accept_now hands out non-blocking sockets, and would_block when none is pending",
+          "[listener]") {
+  // Asio's own accept() gives a blocking descriptor: a session then paid an ioctl(FIONBIO).
+  asio::io_context ioc;
+  auto a = loopback_listener(ioc);
+  tcp::endpoint peer;
+  boost::system::error_code ec;
+  tcp::socket none = jim::server::net::accept_now(a, peer, ec);
+  CHECK(ec == asio::error::would_block);  // no connection pending: the caller waits
+  CHECK_FALSE(none.is_open());
+
+  tcp::socket client(ioc);
+  client.connect(a.local_endpoint());
+  tcp::socket accepted(ioc);
+  for (int i = 0; i < 1000; ++i) {  // the connection is in the backlog once connect() returns
+    accepted = jim::server::net::accept_now(a, peer, ec);
+    if (ec != asio::error::would_block) break;
+  }
+  REQUIRE_FALSE(ec);
+  REQUIRE(accepted.is_open());
+  CHECK(peer == client.local_endpoint());
+  const int flags = ::fcntl(accepted.native_handle(), F_GETFL);
+  CHECK((flags & O_NONBLOCK) != 0);
+  CHECK((::fcntl(accepted.native_handle(), F_GETFD) & FD_CLOEXEC) != 0);
+  CHECK(accepted.non_blocking());  // Asio knows: read_some returns would_block, never waits
+  char byte = 0;
+  accepted.read_some(asio::buffer(&byte, 1), ec);
+  CHECK(ec == asio::error::would_block);
+  // And it works as a socket: bytes both ways, then an orderly end.
+  asio::write(client, asio::buffer("x", 1));
+  std::size_t n = 0;
+  for (int i = 0; i < 1000 && n == 0; ++i) {
+    n = accepted.read_some(asio::buffer(&byte, 1), ec);
+    if (ec == asio::error::would_block) accepted.wait(tcp::socket::wait_read);
+  }
+  CHECK(n == 1);
+  CHECK(byte == 'x');
+  accepted.close();
+  client.read_some(asio::buffer(&byte, 1), ec);
+  CHECK(ec == asio::error::eof);
+}
+
+TEST_CASE("set_non_blocking makes a blocking socket non-blocking", "[listener]") {
+  asio::io_context ioc;
+  auto a = loopback_listener(ioc);
+  tcp::socket client(ioc);
+  client.connect(a.local_endpoint());
+  tcp::socket accepted = a.accept();  // Asio's accept: blocking
+  CHECK((::fcntl(accepted.native_handle(), F_GETFL) & O_NONBLOCK) == 0);
+  boost::system::error_code ec;
+  jim::server::net::set_non_blocking(accepted, ec);
+  REQUIRE_FALSE(ec);
+  CHECK((::fcntl(accepted.native_handle(), F_GETFL) & O_NONBLOCK) != 0);
+  char byte = 0;
+  accepted.read_some(asio::buffer(&byte, 1), ec);
+  CHECK(ec == asio::error::would_block);
 }
