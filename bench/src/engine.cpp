@@ -606,6 +606,19 @@ void engine::deliver(connection& c, char const* payload, std::int64_t now) {
   if (ts >= stats_.warmup_until_ns) {
     const int h = ts < stats_.split_ns[0] ? 0 : ts < stats_.split_ns[1] ? 1 : 2;
     stats_.latency[h].record(now - ts);
+    auto const& starts = stats_.phase_start;
+    if (!starts.empty() && ts >= starts.front()) {
+      std::size_t i = starts.size() - 1;  // most deliveries are of the newest phase's messages
+      while (ts < starts[i]) --i;
+      stats_.phase_latency[i].record(now - ts);
+    }
+  }
+  if (!stats_.messages.empty()) {
+    auto& m = stats_.messages[static_cast<std::size_t>(sender) * cfg_.per_sender + seq];
+    m.sent_ns = ts;
+    ++m.n;
+    m.sum_ns += now - ts;
+    m.max_ns = std::max(m.max_ns, now - ts);
   }
   stats_.last_ns = now;
 }
@@ -673,6 +686,17 @@ void engine::close_all() {
     close_fd(c);
     if (c.st == state::ready) c.st = state::closed;
   }
+}
+
+void engine::close(std::size_t id) {
+  connection& c = conns_.at(id);
+  if (c.fd < 0) return;
+  close_fd(c);
+  c.st = state::closed;
+}
+
+void engine::trace_messages() {
+  stats_.messages.assign(static_cast<std::size_t>(cfg_.senders) * cfg_.per_sender, {});
 }
 
 void engine::close_fd(connection& c) {

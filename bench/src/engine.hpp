@@ -95,6 +95,27 @@ struct delivery_stats {
   histogram latency[3];
   std::int64_t split_ns[2] = {INT64_MAX, INT64_MAX};
   std::int64_t warmup_until_ns = 0;  ///< deliveries of messages sent earlier are not timed
+  /// A finer split by send time (the storm's cycles), besides `latency`: a delivery of a
+  /// message sent at or after `phase_start[i]` and before `phase_start[i + 1]` is also recorded
+  /// in `phase_latency[i]` (nothing before `phase_start[0]`). Appended while running, in time
+  /// order, by the thread that polls (add_phase()).
+  std::vector<std::int64_t> phase_start;
+  std::vector<histogram> phase_latency;
+  /// Starts a phase at `at_ns` (not before the last one); returns its index.
+  std::size_t add_phase(std::int64_t at_ns) {
+    phase_start.push_back(at_ns);
+    phase_latency.emplace_back();
+    return phase_start.size() - 1;
+  }
+  /// Per message (`sender * per_sender + seq`), when engine::trace_messages() sized it: when it
+  /// was sent and what its deliveries took (ns; count, sum and worst over the receivers).
+  struct message_trace {
+    std::int64_t sent_ns = 0;
+    std::uint32_t n = 0;
+    std::int64_t sum_ns = 0;
+    std::int64_t max_ns = 0;
+  };
+  std::vector<message_trace> messages;
 };
 
 class engine {
@@ -113,6 +134,12 @@ class engine {
   /// Waits at most `timeout_ms` for events and handles them.
   void poll(int timeout_ms);
   void close_all();
+  /// Closes connection `id` from this side (a storm user done with); not counted in `dropped`
+  /// and on_state is not called. Does nothing if it is not open.
+  void close(std::size_t id);
+  /// Keeps a message_trace per message from now on (delivery_stats::messages).
+  void trace_messages();
+  std::uint32_t per_sender() const { return cfg_.per_sender; }
 
   /// Queues `n` messages on a ready sender and flushes it (one write for the batch).
   void send_messages(connection& c, std::uint32_t n);

@@ -18,6 +18,12 @@ class histogram {
     ++n_;
     if (u > max_) max_ = u;
   }
+  /// Adds every sample of `o` (pooling phases).
+  void merge(histogram const& o) {
+    for (std::size_t i = 0; i < counts_.size(); ++i) counts_[i] += o.counts_[i];
+    n_ += o.n_;
+    if (o.max_ > max_) max_ = o.max_;
+  }
   std::uint64_t count() const { return n_; }
   std::uint64_t max() const { return max_; }
   /// The q-quantile (0 < q <= 1) as the midpoint of its bucket; 0 when empty.

@@ -55,6 +55,14 @@ Connect:
   -C N  connections (default 10000)   --settle S  idle seconds before reading RSS (default 1)
 Storm:
   -N N  users signing in at once (200) --before S  chat before the storm (3) --after S (1)
+      --cycles K          K times: calm chat for --before s, then a storm of N fresh sign-ups
+                          until each is answered; per-cycle and pooled p99 (default 1)
+      --gap S             cycles: untimed chat between a storm's last answer and the next
+                          calm phase (default 1)
+      --storm-close WHEN  when the storm's signed-in users hang up: never (they stay in the
+                          room and receive the chat), end (of their storm), answer (at once);
+                          default never with one cycle, end with more
+      --trace FILE        write each message's latency and the storm's events (CSV)
 Resume:
       --accounts N        accounts (and tokens) made before the storm (default 1000)
       --hold              keep every signed-in connection open (needs --accounts >= -C)
@@ -163,7 +171,7 @@ int main(int argc, char** argv) {
   if (o.scenario != "fanout" && o.scenario != "connect" && o.scenario != "storm" &&
       o.scenario != "probe" && o.scenario != "resume")
     die("unknown scenario '" + o.scenario + "'");
-  bool rate_given = false;
+  bool rate_given = false, max_time_given = false, close_given = false;
   for (int i = 2; i < argc; ++i) {
     const std::string_view k = argv[i];
     if (k == "-h" || k == "--help") {
@@ -211,8 +219,10 @@ int main(int argc, char** argv) {
       rate_given = true;
     } else if (k == "--window")
       o.window = static_cast<std::uint32_t>(integer(k, v, 1, 100000));
-    else if (k == "--max-time")
-      o.max_time = real(k, v, 0.1, 600);
+    else if (k == "--max-time") {
+      o.max_time = real(k, v, 0.1, 3600);
+      max_time_given = true;
+    }
     else if (k == "--drain")
       o.drain = real(k, v, 0, 60);
     else if (k == "--pause")
@@ -229,6 +239,23 @@ int main(int argc, char** argv) {
       o.before = real(k, v, 0.5, 300);
     else if (k == "--after")
       o.after = real(k, v, 0, 300);
+    else if (k == "--cycles")
+      o.cycles = static_cast<std::uint32_t>(integer(k, v, 1, 1000));
+    else if (k == "--gap")
+      o.gap = real(k, v, 0, 60);
+    else if (k == "--storm-close") {
+      const std::string_view w = v;
+      if (w == "never")
+        o.close_storm = options::storm_close::never;
+      else if (w == "end")
+        o.close_storm = options::storm_close::end;
+      else if (w == "answer")
+        o.close_storm = options::storm_close::answer;
+      else
+        die("--storm-close is never, end or answer");
+      close_given = true;
+    } else if (k == "--trace")
+      o.trace = v;
     else if (k == "--accounts")
       o.accounts = static_cast<std::uint32_t>(integer(k, v, 1, 1'000'000));
     else if (k == "--concurrency")
@@ -245,6 +272,9 @@ int main(int argc, char** argv) {
   if (!o.port) die("missing -p PORT");
   if (o.scenario == "storm" && !rate_given) o.rate = 200;
   if (o.scenario == "storm") {
+    if (!close_given && o.cycles > 1) o.close_storm = options::storm_close::end;
+    // Room for every cycle: a storm lasts about the hashing queue's wait (10 s by default).
+    if (!max_time_given && o.cycles > 1) o.max_time = o.cycles * (o.before + o.gap + 60) + o.after;
     if (o.max_time <= o.before) die("--max-time must exceed --before");
   }
   if (o.scenario != "connect" && static_cast<double>(o.receivers) * o.messages > 2e9)
@@ -257,7 +287,11 @@ int main(int argc, char** argv) {
       o.scenario == "probe"     ? 1
       : o.scenario == "connect" ? o.connections
       : o.scenario == "resume"  ? (o.hold ? o.connections : o.concurrency)
-          : o.receivers + o.senders + (o.scenario == "storm" ? o.storm_users : 0);
+          : o.receivers + o.senders +
+                (o.scenario != "storm" ? 0
+                 : o.close_storm == options::storm_close::never
+                     ? static_cast<std::size_t>(o.storm_users) * o.cycles
+                     : o.storm_users);
   const rlim_t limit = raise_fd_limit();
   if (needed + 16 > limit)
     die("needs " + std::to_string(needed + 16) + " file descriptors, the limit is " +

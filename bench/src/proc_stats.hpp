@@ -4,6 +4,7 @@
 /// every thread): utime+stime from `stat`, VmRSS/VmHWM from `status`.
 
 #include <cstdint>
+#include <dirent.h>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -52,6 +53,48 @@ inline proc_sample sample_process(int pid) {
   }
   s.ok = true;
   return s;
+}
+
+/// CPU time of the server's threads by kind, from /proc/PID/task/TID/schedstat (nanoseconds,
+/// unlike the clock ticks of `stat`): time on a CPU, and time runnable but waiting for one
+/// (sched-stats, Documentation/scheduler/sched-stats.rst). `io` is the main thread (jimd's
+/// I/O thread), `hash` the threads named "jimd-hash", `other` the rest (journal, snapshot).
+/// Threads that exited between two samples are missing from the later one.
+struct thread_times {
+  bool ok = false;
+  std::int64_t io_run_ns = 0, io_wait_ns = 0;
+  std::int64_t hash_run_ns = 0, hash_wait_ns = 0;
+  std::int64_t other_run_ns = 0, other_wait_ns = 0;
+};
+
+inline thread_times sample_threads(int pid) {
+  thread_times t;
+  if (pid <= 0) return t;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = opendir(dir.c_str());
+  if (!d) return t;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    const std::string task = dir + "/" + e->d_name;
+    std::ifstream sched(task + "/schedstat"), comm_in(task + "/comm");
+    long long run = 0, wait = 0;
+    std::string comm;
+    if (!(sched >> run >> wait)) continue;
+    std::getline(comm_in, comm);
+    if (std::stoi(e->d_name) == pid) {
+      t.io_run_ns += run;
+      t.io_wait_ns += wait;
+    } else if (comm == "jimd-hash") {
+      t.hash_run_ns += run;
+      t.hash_wait_ns += wait;
+    } else {
+      t.other_run_ns += run;
+      t.other_wait_ns += wait;
+    }
+  }
+  closedir(d);
+  t.ok = true;
+  return t;
 }
 
 }  // namespace jim::bench

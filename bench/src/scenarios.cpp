@@ -475,27 +475,86 @@ result run_connect(options const& o, engine_config base) {
   return {r.json(), human, ok ? 0 : 1};
 }
 
+namespace {
+
+/// CPU use of the server's threads over an interval, in % of one core (from sample_threads).
+std::string thread_cpu_json(thread_times const& a, thread_times const& b, std::int64_t ns) {
+  record r;
+  if (!a.ok || !b.ok || ns <= 0) return "{}";
+  const double d = static_cast<double>(ns) / 100;  // ns -> % of a core
+  auto pct = [&](std::int64_t x, std::int64_t y) { return static_cast<double>(y - x) / d; };
+  r.num("io", pct(a.io_run_ns, b.io_run_ns), 1)
+      .num("io_wait", pct(a.io_wait_ns, b.io_wait_ns), 1)
+      .num("hash", pct(a.hash_run_ns, b.hash_run_ns), 1)
+      .num("hash_wait", pct(a.hash_wait_ns, b.hash_wait_ns), 1)
+      .num("other", pct(a.other_run_ns, b.other_run_ns), 1)
+      .num("other_wait", pct(a.other_wait_ns, b.other_wait_ns), 1);
+  return r.json();
+}
+
+double median_of(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+double p99_ratio(histogram const& storm, histogram const& calm) {
+  const double c = static_cast<double>(calm.quantile(0.99));
+  return c > 0 ? static_cast<double>(storm.quantile(0.99)) / c : 0;
+}
+
+}  // namespace
+
 result run_storm(options const& o, engine_config base) {
   if (o.protocol != proto::jim) return failure(o, "the storm scenario is for jimd only");
   if (o.rate <= 0) return failure(o, "the storm needs --rate");
+  using close_when = options::storm_close;
+  const std::uint32_t K = o.cycles, N = o.storm_users;
   options so = o;
   so.messages = static_cast<std::uint32_t>(std::min(4e9, std::ceil(o.rate * o.max_time)));
-  engine eng(fanout_config(so, std::move(base), o.storm_users));
+  engine eng(fanout_config(so, std::move(base), static_cast<std::size_t>(K) * N));
   opener op(eng, o.concurrency, true);
   op.add(role::receiver, o.receivers);
   op.add(role::sender, o.senders);
-  std::size_t storm_resolved = 0, storm_ready = 0;
-  std::int64_t storm_last_ready = 0;
-  int storm_failure = 0;
+
+  // One calm phase and one storm per cycle; the storm's users are idle connections numbered
+  // cycle * N + i (fresh accounts every cycle).
+  struct cycle {
+    std::int64_t calm_start = 0, storm_start = 0, storm_end = 0, last_ready = 0;
+    std::size_t calm_phase = 0, storm_phase = 0;
+    std::size_t resolved = 0, ready = 0;
+    int last_failure = 0;
+    thread_times at_calm, at_storm, at_end;  // server threads at the phase boundaries
+    std::vector<std::size_t> ids;            // its storm users
+  };
+  std::vector<cycle> cyc(K);
+  struct answer {
+    std::int64_t at;
+    int code;
+    std::uint32_t cycle;
+  };
+  std::vector<answer> answers;
+  std::vector<std::size_t> to_close;  // closed from tick(), never from inside a hook
+  struct phase_info {
+    std::int64_t start;
+    char const* kind;
+    std::uint32_t cycle;
+  };
+  std::vector<phase_info> phases;
   eng.on_state = [&](connection& c) {
     if (c.kind != role::idle) return op.on_state(c);
     if (c.st != state::ready && c.st != state::failed) return;
-    ++storm_resolved;
+    cycle& k = cyc[c.index / N];
+    ++k.resolved;
+    answers.push_back({c.st == state::ready ? c.ready_ns : now_ns(), c.last_code, c.index / N});
     if (c.st == state::ready) {
-      ++storm_ready;
-      storm_last_ready = c.ready_ns;
+      ++k.ready;
+      k.last_ready = c.ready_ns;
+      if (o.close_storm == close_when::answer)
+        to_close.push_back(static_cast<std::size_t>(&c - eng.connections().data()));
     } else {
-      storm_failure = c.last_code;
+      k.last_failure = c.last_code;
     }
   };
   const std::int64_t setup0 = now_ns();
@@ -503,38 +562,113 @@ result run_storm(options const& o, engine_config base) {
   if (!wait_setup(eng, op, o.setup_timeout, err)) return failure(o, err);
   const double setup_s = seconds(now_ns() - setup0);
   for (std::int64_t until = now_ns() + nanos(0.2); now_ns() < until;) eng.poll(10);
+  if (!o.trace.empty()) eng.trace_messages();
 
   const auto senders = ids_of(eng, role::sender);
   auto& st = eng.stats();
-  std::int64_t storm_start = 0, storm_end = 0;
   const proc_sample s0 = sample_process(o.server_pid);
   const std::int64_t self0 = self_cpu_ns();
   const std::int64_t t0 = now_ns();
   st.warmup_until_ns = t0 + nanos(std::min(0.5, o.before / 4));
+  auto new_phase = [&](std::int64_t at, char const* kind, std::uint32_t k) {
+    phases.push_back({at, kind, k});
+    return st.add_phase(at);
+  };
+  std::uint32_t cur = 0;
+  std::int64_t after_start = 0;
+  cyc[0].calm_start = t0;
+  cyc[0].calm_phase = new_phase(st.warmup_until_ns, "calm", 0);
+  cyc[0].at_calm = sample_threads(o.server_pid);
   auto tick = [&](std::int64_t now) {
-    if (!storm_start && now - t0 >= nanos(o.before)) {
-      storm_start = now;
-      st.split_ns[0] = now;
-      for (std::uint32_t i = 0; i < o.storm_users; ++i) eng.open(role::idle, i);  // all at once
+    for (auto id : to_close) eng.close(id);
+    to_close.clear();
+    cycle& k = cyc[cur];
+    if (!k.storm_start) {
+      if (now - k.calm_start >= nanos(o.before)) {
+        k.at_storm = sample_threads(o.server_pid);
+        k.storm_start = now;
+        k.storm_phase = new_phase(now, "storm", cur);
+        if (cur == 0) st.split_ns[0] = now;
+        for (std::uint32_t i = 0; i < N; ++i)  // all at once
+          k.ids.push_back(eng.open(role::idle, cur * N + i));
+      }
+      return true;
     }
-    if (storm_start && !storm_end && storm_resolved == o.storm_users) {
-      storm_end = now;
-      st.split_ns[1] = now;
+    if (!k.storm_end) {
+      if (k.resolved == N) {
+        k.storm_end = now;
+        k.at_end = sample_threads(o.server_pid);
+        if (o.close_storm == close_when::end)
+          for (auto id : k.ids) eng.close(id);
+        if (cur + 1 < K) {
+          new_phase(now, "gap", cur);
+          cyc[cur + 1].calm_start = now + nanos(o.gap);
+        } else {
+          st.split_ns[1] = now;
+          after_start = now;
+          new_phase(now, "after", cur);
+        }
+      }
+      return true;
     }
-    return !(storm_end && now - storm_end >= nanos(o.after));
+    if (cur + 1 < K) {
+      if (now >= cyc[cur + 1].calm_start) {
+        cycle& next = cyc[++cur];
+        next.calm_start = now;
+        next.calm_phase = new_phase(now, "calm", cur);
+        next.at_calm = sample_threads(o.server_pid);
+      }
+      return true;
+    }
+    return now - k.storm_end < nanos(o.after);
   };
   auto d = drive(eng, so, senders, o.receivers, tick);
   const proc_sample s1 = sample_process(o.server_pid);
   const std::int64_t self1 = self_cpu_ns();
 
-  const bool finished = storm_end != 0;
-  const double storm_s =
-      storm_start && storm_last_ready ? seconds(storm_last_ready - storm_start) : 0;
-  auto const& before = st.latency[0];
-  auto const& during = st.latency[1];
-  const double p99_before = static_cast<double>(before.quantile(0.99));
-  const double p99_during = static_cast<double>(during.quantile(0.99));
-  const double ratio = p99_before > 0 ? p99_during / p99_before : 0;
+  // Per cycle, and pooled over the cycles whose storm finished.
+  histogram calm_all, storm_all;
+  std::vector<double> ratios;
+  std::size_t signed_in = 0, failed = 0, finished_cycles = 0;
+  double storm_total_s = 0;
+  int last_failure = 0;
+  std::string per_cycle = "[";
+  for (std::uint32_t i = 0; i < K; ++i) {
+    cycle const& k = cyc[i];
+    if (!k.storm_start) break;
+    signed_in += k.ready;
+    failed += k.resolved - k.ready;
+    if (k.last_failure) last_failure = k.last_failure;
+    const double storm_s = k.last_ready ? seconds(k.last_ready - k.storm_start) : 0;
+    storm_total_s += storm_s;
+    histogram const& calm = st.phase_latency[k.calm_phase];
+    histogram const& storm = st.phase_latency[k.storm_phase];
+    record c;
+    c.raw("calm_ms", latency_json(calm)).raw("storm_ms", latency_json(storm));
+    if (k.storm_end) {
+      ++finished_cycles;
+      calm_all.merge(calm);
+      storm_all.merge(storm);
+      ratios.push_back(p99_ratio(storm, calm));
+      c.num("p99_ratio", ratios.back(), 2);
+    }
+    c.num("storm_s", storm_s)
+        .integer("signed_in", static_cast<std::int64_t>(k.ready))
+        .integer("failed", static_cast<std::int64_t>(k.resolved - k.ready))
+        .num("signins_per_s", storm_s > 0 ? static_cast<double>(k.ready) / storm_s : 0, 1)
+        .raw("calm_cpu_pct", thread_cpu_json(k.at_calm, k.at_storm, k.storm_start - k.calm_start));
+    if (k.storm_end)
+      c.raw("storm_cpu_pct", thread_cpu_json(k.at_storm, k.at_end, k.storm_end - k.storm_start));
+    if (i) per_cycle += ',';
+    per_cycle += c.json();
+  }
+  per_cycle += "]";
+  const bool finished = finished_cycles == K;
+  static const histogram none;
+  histogram const& after = after_start ? st.phase_latency.back() : none;
+  const double ratio = p99_ratio(storm_all, calm_all);
+  const double median_ratio = median_of(ratios);
+  const double signins_per_s = storm_total_s > 0 ? static_cast<double>(signed_in) / storm_total_s : 0;
 
   record r;
   r.str("scenario", "storm").str("proto", "jim");
@@ -543,32 +677,79 @@ result run_storm(options const& o, engine_config base) {
       .integer("senders", o.senders)
       .num("rate", o.rate, 1)
       .integer("payload", o.payload)
-      .integer("storm_users", o.storm_users)
+      .integer("storm_users", N)
       .num("setup_s", setup_s)
       .integer("setup_retries", static_cast<std::int64_t>(op.retried))
       .num("before_s", o.before)
-      .num("storm_s", storm_s)
-      .integer("storm_signed_in", static_cast<std::int64_t>(storm_ready))
-      .integer("storm_failed", static_cast<std::int64_t>(storm_resolved - storm_ready))
-      .num("storm_signins_per_s", storm_s > 0 ? static_cast<double>(storm_ready) / storm_s : 0, 1)
+      .num("storm_s", storm_total_s)
+      .integer("storm_signed_in", static_cast<std::int64_t>(signed_in))
+      .integer("storm_failed", static_cast<std::int64_t>(failed))
+      .num("storm_signins_per_s", signins_per_s, 1)
       .boolean("storm_finished", finished);
-  if (storm_failure) r.integer("storm_last_failure", storm_failure);
-  r.raw("latency_before_ms", latency_json(before))
-      .raw("latency_during_ms", latency_json(during))
-      .raw("latency_after_ms", latency_json(st.latency[2]))
-      .num("p99_during_over_before", ratio, 2);
+  if (last_failure) r.integer("storm_last_failure", last_failure);
+  r.raw("latency_before_ms", latency_json(calm_all))
+      .raw("latency_during_ms", latency_json(storm_all))
+      .raw("latency_after_ms", latency_json(after))
+      .num("p99_during_over_before", ratio, 2)
+      .integer("cycles", K)
+      .integer("cycles_finished", static_cast<std::int64_t>(finished_cycles))
+      .num("gap_s", K > 1 ? o.gap : 0)
+      .str("storm_close", o.close_storm == close_when::never ? "never"
+                          : o.close_storm == close_when::end ? "end"
+                                                             : "answer");
+  std::string list = "[";
+  for (std::size_t i = 0; i < ratios.size(); ++i) {
+    char num[32];
+    std::snprintf(num, sizeof num, "%s%.2f", i ? "," : "", ratios[i]);
+    list += num;
+  }
+  r.raw("cycle_p99_ratios", list + "]")
+      .num("cycle_p99_ratio_median", median_ratio, 2)
+      .num("p99_pooled_ratio", ratio, 2)
+      .num("p50_pooled_ratio",
+           calm_all.quantile(0.5) ? static_cast<double>(storm_all.quantile(0.5)) /
+                                        static_cast<double>(calm_all.quantile(0.5))
+                                  : 0,
+           2)
+      .raw("cycle", per_cycle);
   delivery_fields(r, eng, d, o.receivers, s0, s1, self0, self1);
+
+  if (!o.trace.empty()) {
+    if (FILE* f = std::fopen(o.trace.c_str(), "w")) {
+      auto ms = [&](std::int64_t ns) { return static_cast<double>(ns - t0) / 1e6; };
+      std::fprintf(f, "# jim-bench storm trace; times in ms from the first send\n"
+                      "# phase,start_ms,kind,cycle | answer,at_ms,code,cycle | "
+                      "msg,sent_ms,deliveries,mean_ms,max_ms\n");
+      for (auto const& p : phases) std::fprintf(f, "phase,%.3f,%s,%u\n", ms(p.start), p.kind, p.cycle);
+      for (auto const& a : answers) std::fprintf(f, "answer,%.3f,%d,%u\n", ms(a.at), a.code, a.cycle);
+      for (auto const& m : st.messages)
+        if (m.n)
+          std::fprintf(f, "msg,%.3f,%u,%.3f,%.3f\n", ms(m.sent_ns), m.n,
+                       static_cast<double>(m.sum_ns) / m.n / 1e6, static_cast<double>(m.max_ns) / 1e6);
+      std::fclose(f);
+    } else {
+      r.str("trace_error", std::string("cannot write ") + o.trace + ": " + std::strerror(errno));
+    }
+  }
 
   char buf[512];
   std::snprintf(buf, sizeof buf,
-                "storm jim R=%u S=%u rate=%s N=%u: %zu signed in within %.2f s (%s/s); chat "
-                "latency before: %s; "
-                "during: %s; p99 x%.2f",
-                o.receivers, o.senders, si(o.rate).c_str(), o.storm_users, storm_ready, storm_s,
-                si(storm_s > 0 ? static_cast<double>(storm_ready) / storm_s : 0).c_str(),
-                latency_text(before).c_str(), latency_text(during).c_str(), ratio);
-  std::string human =
-      std::string(buf) + "; " + delivery_text(eng, d, o.receivers, s0, s1, self0, self1);
+                "storm jim R=%u S=%u rate=%s N=%u cycles=%u: %zu signed in within %.2f s (%s/s); "
+                "chat latency calm: %s; during: %s; p99 x%.2f",
+                o.receivers, o.senders, si(o.rate).c_str(), N, K, signed_in, storm_total_s,
+                si(signins_per_s).c_str(), latency_text(calm_all).c_str(),
+                latency_text(storm_all).c_str(), ratio);
+  std::string human = buf;
+  if (K > 1) {
+    std::snprintf(buf, sizeof buf, " (per cycle: median x%.2f of", median_ratio);
+    human += buf;
+    for (double x : ratios) {
+      std::snprintf(buf, sizeof buf, " %.2f", x);
+      human += buf;
+    }
+    human += ")";
+  }
+  human += "; " + delivery_text(eng, d, o.receivers, s0, s1, self0, self1);
   if (!finished) human += " [storm did not finish within --max-time]";
   return {r.json(), human, finished ? 0 : 1};
 }

@@ -37,7 +37,13 @@ struct options {
   // storm
   std::uint32_t storm_users = 200;
   double before = 3;  ///< seconds of steady chat before the storm
-  double after = 1;   ///< seconds of chat after the storm ends
+  double after = 1;   ///< seconds of chat after the (last) storm ends
+  std::uint32_t cycles = 1;  ///< --cycles K: K times (calm `before` s, storm until answered)
+  double gap = 1;  ///< --gap: untimed seconds between a storm's last answer and the next calm
+  /// --storm-close: when the storm's signed-in users hang up: never (they stay in #general and
+  /// receive the chat), at the storm's end, or as soon as each is answered.
+  enum class storm_close { never, end, answer } close_storm = storm_close::never;
+  std::string trace;  ///< --trace FILE: per-message latencies and the storm's events (CSV)
   std::string channel = "general";
   // resume (-C clients, --concurrency at once)
   std::uint32_t accounts = 1000;  ///< accounts signed up (and their tokens kept) beforehand

@@ -96,6 +96,10 @@ std::size_t cpu_threads(int configured) {
 /// in a group shared with two busy processes 0-2 of 20 against 5-6. A thread's policy and nice
 /// value only order the threads inside jimd's scheduling group, and the group's weight on the
 /// hashing thread's CPU shrinks with that thread's weight (jimd(8), CPU PRIORITY).
+/// A SCHED_IDLE thread that switches itself back to SCHED_OTHER when starved is not possible
+/// for the packaged service either: Linux treats SCHED_IDLE as nice 20, and leaving it needs
+/// CAP_SYS_NICE or an RLIMIT_NICE that allows the target nice value (sched(7); nice +5 needs
+/// 15, the unit's User=jimd has 0: EPERM, checked as an unprivileged user).
 constexpr int hashing_nice_offset = 5;
 
 /// The nice value of the hashing threads for a process at nice `base`.
