@@ -248,10 +248,13 @@ for round in $(seq "$ROUNDS"); do
   stop_jimd
 
   # Sign-in storm at the default KDF cost while 1 sender chats at 200 msg/s into SR receivers
-  # (their own sign-ups 8 at a time: more would wait past --hash-queue-wait and get 503).
+  # (their own sign-ups 8 at a time: more would wait past --hash-queue-wait and get 503):
+  # 5 cycles of 5 s calm, then N sign-ups at once until all are answered (their users hang up
+  # at the end of each storm), compared within the run (one calm window against one storm
+  # window was mostly noise: bench/README.md).
   start_jimd
   bench "$round" storm always storm -p "$JIMD_PORT" --server-pid "$JIMD_PID" -R "$SR" -S 1 --rate 200 -N "$N" \
-    --concurrency 8 --before 3 --after 1 --max-time 90 --setup-timeout 300
+    --concurrency 8 --before 5 --after 1 --cycles 5 --storm-close end --setup-timeout 300
   stop_jimd
 
   # Reconnect storm (issue 14): C clients sign in again by resume token, 500 at a time, each

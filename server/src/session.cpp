@@ -1126,10 +1126,24 @@ awaitable<void> session::commit(store::event e, Then then) {
 
 void session::hashing_busy(json::value const& tag) {
   const double wait = ctx_.hashing->retry_after();
-  JIM_LOG(warn, "connection {}: password check not started within {} ms (hashing queue: {} "
-          "waiting); answered 503, retry after {} s", id_,
-          std::chrono::duration_cast<std::chrono::milliseconds>(ctx_.hashing->max_wait()).count(),
-          ctx_.hashing->pending(), wait);
+  // At most one line per second: a storm refuses hundreds at once, and a line each flooded
+  // the log (and its writer thread competed with chat for the CPU at the storm's start).
+  thread_local steady::time_point last_line{};
+  thread_local std::uint64_t unlogged = 0;
+  const auto now = steady::now();
+  if (now - last_line < std::chrono::seconds(1)) {
+    ++unlogged;
+  } else {
+    JIM_LOG(warn,
+            "connection {}: password check not started within {} ms (hashing queue: {} "
+            "waiting); answered 503, retry after {} s ({} more such refusals since the last "
+            "such line)",
+            id_,
+            std::chrono::duration_cast<std::chrono::milliseconds>(ctx_.hashing->max_wait())
+                .count(),
+            ctx_.hashing->pending(), wait, std::exchange(unlogged, 0));
+    last_line = now;
+  }
   reply(code::unavailable, tag,
         "server busy: the password could not be checked in time; try again later",
         {{"retry_after", static_cast<std::int64_t>(wait)}});  // whole seconds, >= 1

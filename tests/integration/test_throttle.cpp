@@ -434,6 +434,38 @@ TEST_CASE("A sign-in that waits too long for a hashing thread gets 503 with retr
   }
 }
 
+TEST_CASE("A storm of hashing refusals logs at most one line per second, with a count",
+          "[integration][throttle][hashing]") {
+  jimd_process d({"--hash-threads", "1", "--kdf-iterations", "1000000", "--hash-queue-wait",
+                  "0.1"});
+  constexpr int n = 30;
+  std::vector<client> cs;
+  for (int i = 0; i < n; ++i) cs.emplace_back(d.port());
+  const auto t0 = steady::now();
+  for (int i = 0; i < n; ++i)
+    cs[static_cast<std::size_t>(i)].send(R"({"action":"register","user":{"account_name":"s)" +
+                                         std::to_string(i) + R"(","password":"pw"}})");
+  int busy = 0;
+  for (auto& c : cs)
+    if (code_of(c.reply(60s)) == 503) ++busy;
+  const auto took = std::chrono::duration_cast<std::chrono::seconds>(steady::now() - t0).count();
+  REQUIRE(busy >= 10);
+  auto lines = [&] {
+    const std::string out = d.output();
+    std::size_t k = 0;
+    for (auto at = out.find("password check not started"); at != std::string::npos;
+         at = out.find("password check not started", at + 1))
+      ++k;
+    return k;
+  };
+  // The log is written by its own thread: wait for the first line.
+  for (int i = 0; i < 100 && lines() == 0; ++i) std::this_thread::sleep_for(50ms);
+  INFO(d.output());
+  CHECK(lines() >= 1);
+  CHECK(lines() <= static_cast<std::size_t>(took) + 2);  // one line each, 20+, before
+  CHECK(d.output().find("more such refusals since the last such line") != std::string::npos);
+}
+
 TEST_CASE("When max-clients is reached a TLS client gets the 503 over TLS, on both ports",
           "[integration][throttle][tls]") {
   test_ca ca;
