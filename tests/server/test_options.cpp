@@ -256,7 +256,7 @@ TEST_CASE("A config file that cannot be read: its name and the reason", "[option
         "jimd: cannot read the config file /tmp: Is a directory\n");
 }
 
-TEST_CASE("--nats and --admin take comma-separated lists, blanks around the commas ignored",
+TEST_CASE("The options --nats and --admin take comma-separated lists, blanks around the commas ignored",
           "[options]") {
   auto r = parse({"--nats", "nats://127.0.0.1:4222, nats://127.0.0.1:4223 ", "--admin",
                   "alice ,Bob.9"});
