@@ -797,7 +797,18 @@ awaitable<std::optional<std::string>> console::read_plain() {
       chunk.remove_prefix(nl + 1);
     }
     pending_.append(chunk);
+    auto skipped = [this] {
+      ++skipped_lines_;
+      show({tone::error, "! a line of input is longer than " + std::to_string(max_plain_line_bytes) +
+                             " bytes: skipped up to its end"});
+    };
     for (auto nl = pending_.find('\n'); nl != std::string::npos; nl = pending_.find('\n')) {
+      // A line may end in the read that took it over the bound: checked here too.
+      if (nl > max_plain_line_bytes) {
+        pending_.erase(0, nl + 1);
+        skipped();
+        continue;
+      }
       std::string line = pending_.substr(0, nl);
       pending_.erase(0, nl + 1);
       if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -806,9 +817,7 @@ awaitable<std::optional<std::string>> console::read_plain() {
     if (pending_.size() > max_plain_line_bytes) {
       pending_.clear();
       skipping_ = true;
-      ++skipped_lines_;
-      show({tone::error, "! a line of input is longer than " + std::to_string(max_plain_line_bytes) +
-                             " bytes: skipped up to its end"});
+      skipped();
     }
   }
 }
@@ -830,8 +839,10 @@ void console::install() {
   std::fflush(stdout);
 }
 
-void console::edit_again(std::string line) {
-  if (interactive_ && editing_) refill_ = std::move(line);
+bool console::edit_again(std::string line) {
+  if (!interactive_ || !editing_) return false;
+  refill_ = std::move(line);
+  return true;
 }
 
 void console::clear_input() {

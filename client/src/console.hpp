@@ -65,8 +65,8 @@ public:
   void show(out_line const& line) { show(std::vector<out_line>{line}); }
 
   /// Interactive: offers `line` again for editing as the next line (a line jim refused to
-  /// send, e.g. one with a control character). Ignored otherwise.
-  void edit_again(std::string line);
+  /// send, e.g. one with a control character); true then. Ignored (false) otherwise.
+  bool edit_again(std::string line);
 
   /// Interactive: removes the line just entered (still on screen as prompt + text), e.g. a
   /// message that is shown once the server has accepted it. Call right after read_line().

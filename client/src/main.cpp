@@ -521,8 +521,11 @@ class app {
         if (online_) told_offline = false;
         kick();
       } else if (auto* u = std::get_if<jim::client::usage_hint>(&in)) {
-        con_.show({tone::error, u->text});
-        if (u->edit_again) con_.edit_again(*line);
+        // Said, or whatever is typed next is added to the refused line (even a /quit).
+        const bool kept = u->edit_again && con_.edit_again(*line);
+        con_.show({tone::error, u->text + (kept ? " (the line is kept for editing: fix it, or "
+                                                  "Ctrl-U clears it)"
+                                                : "")});
         ++usage_errors_;  // a script with a broken command has failed too
       } else if (std::holds_alternative<jim::client::show_help>(in)) {
         std::vector<out_line> lines;

@@ -418,6 +418,25 @@ TEST_CASE("A script's line over 1 MiB is skipped with an error, the lines around
   CHECK(bob.wait_exit() == 0);
 }
 
+TEST_CASE("A script's line just over 1 MiB that ends within one read is skipped too",
+          "[integration][client]") {
+  // The bound was checked only on what was left after the read's whole lines were taken out:
+  // a line ending in the read that took it over 1 MiB went through.
+  jimd_process d;
+  auto bob = script(d, "bob");
+  REQUIRE(bob.wait_for("* signed in as bob"));
+  auto alice = script(d, "alice");
+  REQUIRE(alice.wait_for("* signed in as alice"));
+  alice.type(std::string(1048576, 'z') + "zz\nafter\n");  // 1 MiB + 2 bytes, in one write
+  REQUIRE(bob.wait_for("): after"));
+  alice.close_input();
+  CHECK(alice.wait_exit() == 1);
+  CHECK(alice.err().find("longer than 1048576 bytes: skipped") != std::string::npos);
+  CHECK(bob.out().find("zzzz") == std::string::npos);
+  bob.close_input();
+  CHECK(bob.wait_exit() == 0);
+}
+
 TEST_CASE("A script creates a room, another joins it with its password", "[integration][client]") {
   jimd_process d;
   auto alice = script(d, "alice");
@@ -1091,7 +1110,7 @@ TEST_CASE("A line with a control character is not sent and comes back for editin
     auto m = t.mark();
     t.type("\x16\x1b[31mred\r");  // Ctrl-V ESC: a raw escape sequence
     REQUIRE(t.wait_for("! not sent: the line has a control character, ^[ (U+001B), at character 1; jim sends "
-                       "none but tab", m));
+                       "none but tab (the line is kept for editing: fix it, or Ctrl-U clears it)", m));
     // The line is offered again: Ctrl-A, Ctrl-D (the ESC goes), Enter.
     const auto after = t.all().find("jim sends none but tab", m);
     REQUIRE(t.wait_for("#general> ^[[31mred", after));
