@@ -946,8 +946,13 @@ void console::redraw() {
   // shell left it (cooked: icanon echo). libedit still believes it is raw, so its
   // tty_rawmode() (EL_PREP_TERM 1) would do nothing: first back to "cooked" in its books
   // (EL_PREP_TERM 0 sets the modes jim started with), then raw again from what is there now.
-  el_set(el_, EL_PREP_TERM, 0);
-  el_set(el_, EL_PREP_TERM, 1);
+  // Only when the terminal is not raw: SIGCONT redraws after suspend() has, and toggling a raw
+  // terminal made it cooked for an instant (a key typed then was echoed by the terminal).
+  termios now{};
+  if (::tcgetattr(STDIN_FILENO, &now) != 0 || (now.c_lflag & (ICANON | ECHO)) != 0) {
+    el_set(el_, EL_PREP_TERM, 0);
+    el_set(el_, EL_PREP_TERM, 1);
+  }
   pasting = false;
   out(paste_on);
   if (installed_) {
