@@ -478,34 +478,33 @@ tcp_session::tcp_session(server_context& ctx, asio::ip::tcp::socket socket, std:
 }
 
 awaitable<void> tcp_session::read_loop() {
-  bool drained_first = false;
   if (!initial_.empty() && co_await ready_to_read()) {
     note_activity();
     const std::string first = std::exchange(initial_, {});
     if (!co_await consume(first)) co_return;
-  }
-  if (held_ && (outbox_full() ? co_await ready_to_read() : !closing())) {
-    // What on_readable() read: handled as if read here.
-    server_context::read_buffer buf(ctx_, std::move(held_));
-    note_activity();
-    const std::size_t n = std::exchange(held_size_, 0);
-    if (!co_await consume({buf.data(), n})) co_return;
-    drained_first = n < buf.size;
   }
   // A read shorter than the buffer emptied the socket's receive queue (nginx's rule,
   // ngx_unix_recv: n < size => ready = 0): the next read would only fail with EAGAIN, so the
   // reader waits at once. The wait re-arms the descriptor (Asio's async_wait: EPOLL_CTL_MOD,
   // which reports input already there), so bytes that came meanwhile are not missed, even if
   // handling the read suspended.
-  bool drained = drained_first;
+  bool drained = false;
   while (outbox_full() ? co_await ready_to_read() : !closing()) {
     // Read first, wait only when there is nothing: readiness is edge-triggered, so a wait
     // started after the bytes arrived would complete only thanks to the re-arm.
     std::size_t n = 0;
     boost::system::error_code ec = asio::error::would_block;
     if (!std::exchange(drained, false)) {
-      server_context::read_buffer buf(ctx_);
-      n = socket_.read_some(asio::buffer(buf.data(), buf.size), ec);  // non-blocking
+      // The first read may be what on_readable() read already (held_).
+      const bool held = held_ != nullptr;
+      server_context::read_buffer buf = held ? server_context::read_buffer(ctx_, std::move(held_))
+                                             : server_context::read_buffer(ctx_);
+      if (held) {
+        n = std::exchange(held_size_, 0);
+        ec = {};
+      } else {
+        n = socket_.read_some(asio::buffer(buf.data(), buf.size), ec);  // non-blocking
+      }
       if (!ec) {
         note_activity();
         drained = n < buf.size;
@@ -519,11 +518,15 @@ awaitable<void> tcp_session::read_loop() {
       if (wec) co_return;
       continue;
     }
-    if (ec != asio::error::operation_aborted) peer_closed_ = true;  // end of file, or broken
-    if (ec != asio::error::eof && ec != asio::error::operation_aborted)
-      JIM_LOG(debug, "read: {}", ec.message());
+    read_failed(ec);
     co_return;
   }
+}
+
+void tcp_session::read_failed(boost::system::error_code ec) {
+  if (ec != asio::error::operation_aborted) peer_closed_ = true;  // end of file, or broken
+  if (ec != asio::error::eof && ec != asio::error::operation_aborted)
+    JIM_LOG(debug, "read: {}", ec.message());
 }
 
 namespace {
@@ -580,9 +583,8 @@ void tcp_session::on_readable(boost::system::error_code ec) {
     } else if (ec == asio::error::would_block || ec == asio::error::try_again) {
       park();  // nothing after all: wait again (re-armed)
       return;
-    } else if (ec != asio::error::operation_aborted) {
-      peer_closed_ = true;  // end of file, or broken
-      if (ec != asio::error::eof) JIM_LOG(debug, "read: {}", ec.message());
+    } else {
+      read_failed(ec);
     }
   }
   readable(ec);

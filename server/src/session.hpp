@@ -398,6 +398,9 @@ class tcp_session final : public session {
   /// (the usual wake of an idle connection: its client hung up, read_loop() is not started);
   /// nothing (a spurious wake) parks again.
   void on_readable(boost::system::error_code ec);
+  /// A read that failed other than with would_block: end of file or a broken connection marks
+  /// the peer closed (no linger), logged at debug unless it is eof or a cancel.
+  void read_failed(boost::system::error_code ec);
 
   boost::asio::ip::tcp::socket socket_;
   std::string initial_;
