@@ -264,8 +264,7 @@ struct server::impl {
   int exit_code = 0;
   /// Refusals are logged at most once per refusal_log_period, with the count since the last
   /// line (a flood must not flood the log).
-  asio::steady_timer::clock_type::time_point last_refusal_log{};
-  std::size_t refusals_unlogged = 0;
+  log_limiter refusal_log{std::chrono::seconds(10)};
 
   explicit impl(config c)
       : cfg(std::move(c)),
@@ -533,19 +532,12 @@ awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor, bool web) {
 }
 
 void server::impl::refuse(tcp::socket socket, net::refusal r, bool web, std::string const& why) {
-  constexpr auto refusal_log_period = std::chrono::seconds(10);
-  const auto now = asio::steady_timer::clock_type::now();
   ops::stats.count_reply(proto::to_int(r.code));
-  ++refusals_unlogged;
-  if (now - last_refusal_log >= refusal_log_period) {
+  if (const auto held = refusal_log.admit(log_limiter::clock::now()))
     JIM_LOG(warn, "connection from {} to the {} port refused ({}): {}{}", describe(socket),
             web ? "HTTP" : "chat", proto::to_int(r.code), why,
-            refusals_unlogged > 1
-                ? fmt::format(" ({} refusals since the last such line)", refusals_unlogged)
-                : std::string());
-    last_refusal_log = now;
-    refusals_unlogged = 0;
-  }
+            *held > 0 ? fmt::format(" ({} refusals since the last such line)", *held + 1)
+                      : std::string());
   asio::co_spawn(ioc, refusals.refuse(std::move(socket), std::move(r), web),
                  log_exception("refusal"));
 }

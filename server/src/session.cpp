@@ -1128,14 +1128,9 @@ awaitable<void> session::commit(store::event e, Then then) {
 
 void session::hashing_busy(json::value const& tag) {
   const double wait = ctx_.hashing->retry_after();
-  // At most one line per second: a storm refuses hundreds at once, and a line each flooded
-  // the log (and its writer thread competed with chat for the CPU at the storm's start).
-  thread_local steady::time_point last_line{};
-  thread_local std::uint64_t unlogged = 0;
-  const auto now = steady::now();
-  if (now - last_line < std::chrono::seconds(1)) {
-    ++unlogged;
-  } else {
+  // At most one line per second (ctx_.hashing_refusal_log): a storm refuses hundreds at once,
+  // and a line each flooded the log (its writer thread competed with chat for the CPU).
+  if (const auto held = ctx_.hashing_refusal_log.admit(log_limiter::clock::now()))
     JIM_LOG(warn,
             "connection {}: password check not started within {} ms (hashing queue: {} "
             "waiting); answered 503, retry after {} s ({} more such refusals since the last "
@@ -1143,9 +1138,7 @@ void session::hashing_busy(json::value const& tag) {
             id_,
             std::chrono::duration_cast<std::chrono::milliseconds>(ctx_.hashing->max_wait())
                 .count(),
-            ctx_.hashing->pending(), wait, std::exchange(unlogged, 0));
-    last_line = now;
-  }
+            ctx_.hashing->pending(), wait, *held);
   reply(code::unavailable, tag,
         "server busy: the password could not be checked in time; try again later",
         {{"retry_after", static_cast<std::int64_t>(wait)}});  // whole seconds, >= 1

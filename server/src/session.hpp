@@ -4,6 +4,7 @@
 /// once per event-loop round (run_rounds) without blocking, and a watchdog for idle probes.
 
 #include "hub.hpp"
+#include "log_limiter.hpp"
 #include "jim/framing.hpp"
 #include "net/throttle.hpp"
 
@@ -47,6 +48,8 @@ struct server_context {
   boost::asio::thread_pool& cpu_pool;  ///< password hashing: never on the I/O thread
   /// The bounded queue in front of cpu_pool for hashing (set by the server before serving).
   hash_queue* hashing = nullptr;
+  /// Sign-ins refused because hashing could not start in time: one log line per second.
+  log_limiter hashing_refusal_log{std::chrono::seconds(1)};
   proto::limits limits;
   std::unordered_set<session*> live;  ///< every session until destroyed (shutdown closes them)
   std::size_t active = 0;             ///< sessions still reading: what --max-clients counts

@@ -1,3 +1,4 @@
+#include "log_limiter.hpp"
 #include "logging.hpp"
 
 #include <boost/asio/detail/throw_error.hpp>
@@ -88,4 +89,18 @@ TEST_CASE("Error texts lose Boost's source location", "[logging]") {
     CHECK(text.find('[') == std::string::npos);
   }
   CHECK(plain_error(std::runtime_error("disk [sda] full")) == "disk [sda] full");
+}
+
+TEST_CASE("log_limiter lets one line through per period and counts those held back",
+          "[logging]") {
+  using namespace std::chrono_literals;
+  jim::server::log_limiter limit(1s);
+  const auto t0 = jim::server::log_limiter::clock::time_point{} + 100s;
+  CHECK(limit.admit(t0) == 0u);  // the first line: nothing held back
+  CHECK_FALSE(limit.admit(t0 + 1ms).has_value());
+  CHECK_FALSE(limit.admit(t0 + 999ms).has_value());
+  CHECK(limit.admit(t0 + 1s) == 2u);  // a period after the last line: two held back
+  CHECK_FALSE(limit.admit(t0 + 1500ms).has_value());
+  CHECK(limit.admit(t0 + 5s) == 1u);
+  CHECK(limit.admit(t0 + 10s) == 0u);
 }
