@@ -4,6 +4,7 @@
 /// every thread): utime+stime from `stat`, VmRSS/VmHWM from `status`.
 
 #include <cstdint>
+#include <ctime>
 #include <dirent.h>
 #include <fstream>
 #include <sstream>
@@ -18,6 +19,13 @@ struct proc_sample {
   std::int64_t rss_kib = 0;  ///< VmRSS
   std::int64_t hwm_kib = 0;  ///< VmHWM (peak RSS)
 };
+
+/// jim-bench's own CPU time (user + system, all its threads), in ns.
+inline std::int64_t self_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
 
 inline proc_sample sample_process(int pid) {
   proc_sample s;

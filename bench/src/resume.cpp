@@ -254,11 +254,7 @@ result run_resume(options const& o, engine_config base) {
   int last_code = 0;
   pool storm(base.target, base.target_len, o.concurrency);
   const proc_sample before = sample_process(o.server_pid);
-  const std::int64_t self0 = [] {
-    timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-  }();
+  const std::int64_t self0 = self_cpu_ns();
   const std::int64_t t0 = now_ns();
   const bool in_time = storm.run(
       o.connections, o.hold, o.max_time,
@@ -281,11 +277,7 @@ result run_resume(options const& o, engine_config base) {
       });
   const std::int64_t t1 = now_ns();
   const proc_sample after = sample_process(o.server_pid);
-  const std::int64_t self1 = [] {
-    timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-  }();
+  const std::int64_t self1 = self_cpu_ns();
   const double wall = static_cast<double>(t1 - t0) / 1e9;
   const double rate = wall > 0 ? static_cast<double>(ok) / wall : 0;
   const bool cpu = before.ok && after.ok;

@@ -13,7 +13,6 @@
 #include <random>
 #include <stdexcept>
 #include <string_view>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <unordered_map>
@@ -32,15 +31,6 @@ double seconds(std::int64_t ns) {
 }
 std::int64_t nanos(double s) {
   return static_cast<std::int64_t>(s * 1e9);
-}
-
-std::int64_t self_cpu_ns() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  auto tv = [](timeval t) {
-    return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_usec * 1000;
-  };
-  return tv(ru.ru_utime) + tv(ru.ru_stime);
 }
 
 char const* proto_name(proto p) {
